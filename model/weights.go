@@ -1,0 +1,191 @@
+package model
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sort"
+)
+
+// Tensor is a dense float32 array in row-major order with torch's shape convention: a linear layer's
+// weight is [out, in].
+type Tensor struct {
+	Shape []int
+	Data  []float32
+}
+
+// NewTensor allocates a zeroed tensor.
+func NewTensor(shape ...int) *Tensor {
+	return &Tensor{Shape: append([]int(nil), shape...), Data: make([]float32, numel(shape))}
+}
+
+// Numel is the number of elements.
+func (t *Tensor) Numel() int { return numel(t.Shape) }
+
+func numel(shape []int) int {
+	n := 1
+	for _, d := range shape {
+		n *= d
+	}
+	return n
+}
+
+// Weights are a model's parameters keyed by transformers' own tensor names, so that they map 1:1 onto
+// HF checkpoints. Q and K projections are in HF's rotate-half layout.
+type Weights struct {
+	Config  Config
+	Tensors map[string]*Tensor
+}
+
+// LayerKey names a per-layer tensor: LayerKey(3, "self_attn.q_proj.weight") is
+// "model.layers.3.self_attn.q_proj.weight".
+func LayerKey(layer int, suffix string) string {
+	return fmt.Sprintf("model.layers.%d.%s", layer, suffix)
+}
+
+// ExpertKey names a Mixtral expert tensor: ExpertKey(0, 2, "w1") is
+// "model.layers.0.block_sparse_moe.experts.2.w1.weight".
+func ExpertKey(layer, expert int, w string) string {
+	return fmt.Sprintf("model.layers.%d.block_sparse_moe.experts.%d.%s.weight", layer, expert, w)
+}
+
+// Tensor names outside the layers.
+const (
+	EmbedKey     = "model.embed_tokens.weight" // (V, D)
+	FinalNormKey = "model.norm.weight"         // (D)
+	LMHeadKey    = "lm_head.weight"            // (V, D); absent when tied
+	ScoreKey     = "score.weight"              // (1, D); reward models only
+)
+
+// ExpectedShapes lists every tensor a model with this configuration has, with its shape.
+func ExpectedShapes(c Config) map[string][]int {
+	D, F, V := c.HiddenSize, c.IntermediateSize, c.VocabSize
+	H, KV, hd := c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim
+	s := map[string][]int{
+		EmbedKey:     {V, D},
+		FinalNormKey: {D},
+	}
+	if c.IsRewardModel() {
+		s[ScoreKey] = []int{1, D}
+	} else if !c.TieWordEmbeddings {
+		s[LMHeadKey] = []int{V, D}
+	}
+	for l := 0; l < c.NumHiddenLayers; l++ {
+		s[LayerKey(l, "input_layernorm.weight")] = []int{D}
+		s[LayerKey(l, "post_attention_layernorm.weight")] = []int{D}
+		s[LayerKey(l, "self_attn.q_proj.weight")] = []int{H * hd, D}
+		s[LayerKey(l, "self_attn.k_proj.weight")] = []int{KV * hd, D}
+		s[LayerKey(l, "self_attn.v_proj.weight")] = []int{KV * hd, D}
+		s[LayerKey(l, "self_attn.o_proj.weight")] = []int{D, H * hd}
+		if c.IsMoE() {
+			s[LayerKey(l, "block_sparse_moe.gate.weight")] = []int{c.NumLocalExperts, D}
+			for e := 0; e < c.NumLocalExperts; e++ {
+				s[ExpertKey(l, e, "w1")] = []int{F, D} // gate
+				s[ExpertKey(l, e, "w3")] = []int{F, D} // up
+				s[ExpertKey(l, e, "w2")] = []int{D, F} // down
+			}
+		} else {
+			s[LayerKey(l, "mlp.gate_proj.weight")] = []int{F, D}
+			s[LayerKey(l, "mlp.up_proj.weight")] = []int{F, D}
+			s[LayerKey(l, "mlp.down_proj.weight")] = []int{D, F}
+		}
+	}
+	return s
+}
+
+// Check verifies that exactly the expected tensors are present with the expected shapes, and that
+// every value is finite. source names the checkpoint in errors.
+func (w *Weights) Check(source string) error {
+	want := ExpectedShapes(w.Config)
+	for _, name := range sortedKeys(want) {
+		t, ok := w.Tensors[name]
+		if !ok {
+			return fmt.Errorf("%s: tensor %q is missing", source, name)
+		}
+		if !equalShape(t.Shape, want[name]) {
+			return fmt.Errorf("%s: tensor %q has shape %v, config.json implies %v", source, name, t.Shape, want[name])
+		}
+		if len(t.Data) != numel(t.Shape) {
+			return fmt.Errorf("%s: tensor %q holds %d values for shape %v", source, name, len(t.Data), t.Shape)
+		}
+	}
+	for _, name := range sortedKeys(w.Tensors) {
+		if _, ok := want[name]; !ok {
+			return fmt.Errorf("%s: unexpected tensor %q for this config", source, name)
+		}
+	}
+	return nil
+}
+
+// Get returns the named tensor or an error naming it.
+func (w *Weights) Get(name string) (*Tensor, error) {
+	t, ok := w.Tensors[name]
+	if !ok {
+		return nil, fmt.Errorf("tensor %q is missing", name)
+	}
+	return t, nil
+}
+
+// Names returns the tensor names in sorted order, for deterministic iteration.
+func (w *Weights) Names() []string { return sortedKeys(w.Tensors) }
+
+// Clone deep-copies the weights (a DPO reference model, a checkpoint snapshot).
+func (w *Weights) Clone() *Weights {
+	out := &Weights{Config: w.Config, Tensors: make(map[string]*Tensor, len(w.Tensors))}
+	for k, t := range w.Tensors {
+		out.Tensors[k] = &Tensor{Shape: append([]int(nil), t.Shape...), Data: append([]float32(nil), t.Data...)}
+	}
+	return out
+}
+
+// InitRandom returns weights initialised as transformers does: normal(0, initializerRange) for
+// matrices, ones for RMSNorm gains. The same seed gives the same weights.
+func InitRandom(c Config, seed uint64, initializerRange float64) *Weights {
+	if initializerRange <= 0 {
+		initializerRange = 0.02
+	}
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	shapes := ExpectedShapes(c)
+	w := &Weights{Config: c, Tensors: make(map[string]*Tensor, len(shapes))}
+	names := sortedKeys(shapes)
+	sort.Strings(names)
+	for _, name := range names {
+		t := NewTensor(shapes[name]...)
+		if len(t.Shape) == 1 {
+			for i := range t.Data {
+				t.Data[i] = 1
+			}
+		} else {
+			std := initializerRange
+			if name == ScoreKey {
+				std = 1 / math.Sqrt(float64(c.HiddenSize)+1)
+			}
+			for i := range t.Data {
+				t.Data[i] = float32(rng.NormFloat64() * std)
+			}
+		}
+		w.Tensors[name] = t
+	}
+	return w
+}
+
+func equalShape(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// OutputHead is the (V, D) matrix that maps hidden states to logits: lm_head, or the token embedding
+// when the two are tied.
+func (w *Weights) OutputHead() *Tensor {
+	if t, ok := w.Tensors[LMHeadKey]; ok {
+		return t
+	}
+	return w.Tensors[EmbedKey]
+}
