@@ -1,0 +1,271 @@
+package conf
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/viper"
+	"gopkg.in/yaml.v3"
+)
+
+// Validator is implemented by config structs that check their own ranges after decoding.
+type Validator interface{ Validate() error }
+
+// EnvPrefix prefixes every environment override.
+const EnvPrefix = "ALIGNKIT_"
+
+// Load fills out (a pointer to a struct with mapstructure tags) from the YAML file at path (may be
+// "" for none), the environment, and sets ("key=value", values parsed as YAML scalars or flow
+// collections). Fields the sources do not mention keep the values out already holds.
+func Load(path string, sets []string, out any) error {
+	return load(path, sets, out, os.LookupEnv)
+}
+
+func load(path string, sets []string, out any, lookupEnv func(string) (string, bool)) error {
+	rv := reflect.ValueOf(out)
+	if rv.Kind() != reflect.Pointer || rv.Elem().Kind() != reflect.Struct {
+		return fmt.Errorf("conf.Load needs a pointer to a struct, got %T", out)
+	}
+	source := path
+	if source == "" {
+		source = "config"
+	}
+	keys := Keys(rv.Elem().Type())
+	v := viper.New()
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("reading config: %w", err)
+		}
+		var doc map[string]any
+		if err := yaml.Unmarshal(data, &doc); err != nil {
+			return fmt.Errorf("%s: invalid YAML: %s", path, oneLine(err.Error()))
+		}
+		if err := v.MergeConfigMap(doc); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	for _, k := range keys {
+		if k.Map {
+			continue
+		}
+		if s, ok := lookupEnv(EnvName(k.Name)); ok {
+			val, err := scalar(s)
+			if err != nil {
+				return fmt.Errorf("environment %s: %v", EnvName(k.Name), err)
+			}
+			v.Set(k.Name, val)
+		}
+	}
+	for _, s := range sets {
+		key, value, ok := strings.Cut(s, "=")
+		if !ok || key == "" {
+			return fmt.Errorf("--set %q: want key=value", s)
+		}
+		key = strings.ToLower(strings.TrimSpace(key))
+		if !known(keys, key) {
+			return fmt.Errorf("--set %s: unknown key %q%s", key, key, suggest(keys, key))
+		}
+		val, err := scalar(value)
+		if err != nil {
+			return fmt.Errorf("--set %s: %v", key, err)
+		}
+		v.Set(key, val)
+	}
+	for _, k := range v.AllKeys() {
+		if !known(keys, k) {
+			return fmt.Errorf("%s: unknown key %q%s", source, k, suggest(keys, k))
+		}
+	}
+	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
+		Result:           out,
+		TagName:          "mapstructure",
+		WeaklyTypedInput: false,
+		ErrorUnused:      true,
+		DecodeHook:       mapstructure.StringToTimeDurationHookFunc(),
+	})
+	if err != nil {
+		return err
+	}
+	if err := dec.Decode(v.AllSettings()); err != nil {
+		return fmt.Errorf("%s: %s", source, decodeError(err))
+	}
+	if val, ok := out.(Validator); ok {
+		if err := val.Validate(); err != nil {
+			return fmt.Errorf("%s: %w", source, err)
+		}
+	}
+	return nil
+}
+
+// Key is one config key: its dotted name, the Go type, and the field's `doc` tag.
+type Key struct {
+	Name string
+	Type string
+	Doc  string
+	Map  bool // a map or free-form value: any sub-key is allowed
+}
+
+// Keys lists the keys a config struct accepts, in field order, following squashed embedded structs.
+func Keys(t reflect.Type) []Key {
+	var out []Key
+	collect(t, "", &out)
+	return out
+}
+
+func collect(t reflect.Type, prefix string, out *[]Key) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if !f.IsExported() && !f.Anonymous {
+			continue
+		}
+		tag := f.Tag.Get("mapstructure")
+		name, opts, _ := strings.Cut(tag, ",")
+		if name == "-" {
+			continue
+		}
+		ft := f.Type
+		for ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
+		if strings.Contains(opts, "squash") || (f.Anonymous && name == "") {
+			collect(ft, prefix, out)
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		full := prefix + strings.ToLower(name)
+		switch ft.Kind() {
+		case reflect.Struct:
+			collect(ft, full+".", out)
+		case reflect.Map, reflect.Interface:
+			*out = append(*out, Key{Name: full, Type: typeName(ft), Doc: f.Tag.Get("doc"), Map: true})
+		default:
+			*out = append(*out, Key{Name: full, Type: typeName(ft), Doc: f.Tag.Get("doc")})
+		}
+	}
+}
+
+func typeName(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Slice:
+		return "list of " + typeName(t.Elem())
+	case reflect.Map:
+		return "map of " + typeName(t.Elem())
+	case reflect.Float32, reflect.Float64:
+		return "number"
+	case reflect.Int, reflect.Int32, reflect.Int64, reflect.Uint64:
+		return "integer"
+	case reflect.Bool:
+		return "bool"
+	case reflect.String:
+		return "string"
+	case reflect.Interface:
+		return "any"
+	}
+	return t.String()
+}
+
+// EnvName is the environment variable that overrides a key.
+func EnvName(key string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+func known(keys []Key, k string) bool {
+	for _, key := range keys {
+		if key.Name == k || (key.Map && strings.HasPrefix(k, key.Name+".")) {
+			return true
+		}
+	}
+	return false
+}
+
+// suggest names the closest known key when a typo is likely.
+func suggest(keys []Key, k string) string {
+	best, bestD := "", 4
+	for _, key := range keys {
+		if d := distance(key.Name, k); d < bestD {
+			best, bestD = key.Name, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+func distance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
+
+// scalar parses a command-line or environment value as YAML, so "1e-5" is a number, "true" a bool,
+// "[a, b]" a list, and anything else a string.
+func scalar(s string) (any, error) {
+	var v any
+	if err := yaml.Unmarshal([]byte(s), &v); err != nil {
+		return nil, fmt.Errorf("value %q: %s", s, oneLine(err.Error()))
+	}
+	if v == nil && strings.TrimSpace(s) != "" && strings.TrimSpace(s) != "null" && strings.TrimSpace(s) != "~" {
+		return s, nil
+	}
+	return v, nil
+}
+
+func decodeError(err error) string {
+	var msgs []string
+	var joined interface{ Unwrap() []error }
+	if errors.As(err, &joined) {
+		for _, e := range joined.Unwrap() {
+			msgs = append(msgs, e.Error())
+		}
+	} else {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "*"))
+			if line != "" && !strings.Contains(line, "error(s) decoding") {
+				msgs = append(msgs, line)
+			}
+		}
+	}
+	sort.Strings(msgs)
+	for i, m := range msgs {
+		m = oneLine(m)
+		if g := typeErr.FindStringSubmatch(m); g != nil {
+			m = fmt.Sprintf("key %q must be %s, got %s", g[1], g[2], g[3])
+		}
+		msgs[i] = m
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// typeErr matches mapstructure's wording for a value of the wrong type.
+var typeErr = regexp.MustCompile(`^'([^']*)' expected type '([^']*)', got unconvertible type '([^']*)'`)
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}

@@ -1,0 +1,108 @@
+package conf
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+type inner struct {
+	LearningRate float64           `mapstructure:"learning_rate" doc:"peak learning rate"`
+	MaxSteps     int               `mapstructure:"max_steps"`
+	Columns      map[string]string `mapstructure:"columns"`
+}
+
+type job struct {
+	inner    `mapstructure:",squash"`
+	Beta     float64   `mapstructure:"beta"`
+	LossType string    `mapstructure:"loss_type"`
+	Packing  bool      `mapstructure:"packing"`
+	Temps    []float64 `mapstructure:"temperatures"`
+}
+
+func (j *job) Validate() error {
+	if j.Beta < 0 {
+		return errBeta
+	}
+	return nil
+}
+
+var errBeta = errors.New("beta must be >= 0")
+
+func write(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "job.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadPrecedence(t *testing.T) {
+	p := write(t, "learning_rate: 1e-5\nmax_steps: 10\nbeta: 0.1\ncolumns:\n  prompt: question\n")
+	env := map[string]string{"ALIGNKIT_MAX_STEPS": "20", "ALIGNKIT_LOSS_TYPE": "ipo"}
+	j := job{Packing: true}
+	err := load(p, []string{"beta=0.5", "temperatures=[0.8, 1.2]"}, &j, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.LearningRate != 1e-5 || j.MaxSteps != 20 || j.Beta != 0.5 || j.LossType != "ipo" || !j.Packing ||
+		j.Columns["prompt"] != "question" || len(j.Temps) != 2 || j.Temps[1] != 1.2 {
+		t.Fatalf("got %+v", j)
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	noEnv := func(string) (string, bool) { return "", false }
+	cases := []struct {
+		name, yaml string
+		sets       []string
+		want       string
+	}{
+		{"unknown key", "learning_rat: 1e-5\n", nil, `JOB: unknown key "learning_rat" (did you mean "learning_rate"?)`},
+		{"unknown far key", "frobnicate: 1\n", nil, `JOB: unknown key "frobnicate"`},
+		{"wrong type", "max_steps: ten\n", nil, `JOB: key "max_steps" must be int, got string`},
+		{"wrong type list", "temperatures: hot\n", nil, `JOB: 'temperatures' source data must be an array or slice, got string`},
+		{"bad yaml", "max_steps: [1\n", nil, `JOB: invalid YAML: yaml: line 1: did not find expected ',' or ']'`},
+		{"unknown set", "", []string{"bta=1"}, `--set bta: unknown key "bta" (did you mean "beta"?)`},
+		{"malformed set", "", []string{"beta"}, `--set "beta": want key=value`},
+		{"validate", "beta: -1\n", nil, `JOB: beta must be >= 0`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := write(t, c.yaml)
+			var j job
+			err := load(p, c.sets, &j, noEnv)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			want := c.want
+			if len(want) >= 3 && want[:3] == "JOB" {
+				want = p + want[3:]
+			}
+			if err.Error() != want {
+				t.Fatalf("error\n got: %s\nwant: %s", err, want)
+			}
+		})
+	}
+}
+
+func TestKeys(t *testing.T) {
+	var names []string
+	for _, k := range Keys(reflectType[job]()) {
+		names = append(names, k.Name)
+	}
+	want := []string{"learning_rate", "max_steps", "columns", "beta", "loss_type", "packing", "temperatures"}
+	if len(names) != len(want) {
+		t.Fatalf("got %v", names)
+	}
+	for i := range want {
+		if names[i] != want[i] {
+			t.Fatalf("got %v want %v", names, want)
+		}
+	}
+	if EnvName("columns.prompt") != "ALIGNKIT_COLUMNS_PROMPT" {
+		t.Fatal(EnvName("columns.prompt"))
+	}
+}
