@@ -1,0 +1,43 @@
+// Command alignkit fine-tunes and aligns Llama-family models: SFT, reward modelling, best-of-K
+// rejection sampling, DPO and Ghost Attention, each a subcommand driven by a YAML config.
+//
+// Every subcommand lives in its own file and only parses flags and config before calling a package
+// API; no training or model logic lives here.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+// run executes the command line and turns every failure, a panic included, into one error line and
+// a non-zero exit status. ALIGNKIT_DEBUG=1 prints the stack of a panic for bug reports.
+func run(args []string) (code int) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	defer func() {
+		if r := recover(); r != nil {
+			fmt.Fprintf(os.Stderr, "alignkit: internal error: %v (set ALIGNKIT_DEBUG=1 for a stack trace)\n", r)
+			if os.Getenv("ALIGNKIT_DEBUG") != "" {
+				os.Stderr.Write(debug.Stack())
+			}
+			code = 2
+		}
+	}()
+	root := newRoot()
+	root.SetArgs(args)
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintf(os.Stderr, "alignkit: %s\n", strings.Join(strings.Fields(err.Error()), " "))
+		return 1
+	}
+	return 0
+}
