@@ -1,0 +1,291 @@
+package infer
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"runtime"
+
+	"github.com/alignkit/alignkit/model"
+	"github.com/alignkit/alignkit/model/blas"
+)
+
+// Engine runs a model's forward pass. It only reads the weights it was built from, so it is safe for
+// concurrent use; mutating those weights while the Engine is in use is a data race.
+type Engine struct {
+	cfg model.Config
+	bl  blas.Implementation
+
+	D, H, KV, HD, F, V, E, K int // hidden, query heads, KV heads, head_dim, SwiGLU width, vocab, experts, top-k
+	window                   int // Mistral sliding window W; 0 is full causal attention
+
+	embed     []float32 // (V, D)
+	head      []float32 // (V, D): lm_head or the tied embedding; nil for a reward model
+	score     []float32 // (D): score.weight of a reward model; nil otherwise
+	finalNorm []float32 // (D)
+	layers    []layerWeights
+	invFreq   []float64 // (HD/2): theta^(-2i/HD)
+
+	workers int
+}
+
+type layerWeights struct {
+	attnNorm, mlpNorm []float32 // (D)
+	wq                []float32 // (H*HD, D)
+	wk, wv            []float32 // (KV*HD, D)
+	wo                []float32 // (D, H*HD)
+
+	gate, up []float32 // (F, D), dense SwiGLU
+	down     []float32 // (D, F)
+
+	router  []float32 // (E, D), Mixtral
+	experts []expertWeights
+}
+
+type expertWeights struct {
+	w1, w3 []float32 // (F, D): gate and up
+	w2     []float32 // (D, F): down
+}
+
+// New builds an engine over w after checking that every tensor the configuration implies is present
+// with the right shape.
+func New(w *model.Weights) (*Engine, error) {
+	if w == nil {
+		return nil, errors.New("infer: weights are nil")
+	}
+	c := w.Config
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("infer: invalid model config: %w", err)
+	}
+	if err := w.Check("weights"); err != nil {
+		return nil, fmt.Errorf("infer: %w", err)
+	}
+	e := &Engine{
+		cfg: c, bl: blas.Impl(),
+		D: c.HiddenSize, H: c.NumAttentionHeads, KV: c.NumKeyValueHeads, HD: c.HeadDim,
+		F: c.IntermediateSize, V: c.VocabSize, E: c.NumLocalExperts, K: c.NumExpertsPerTok,
+		window:  c.SlidingWindow,
+		workers: max(1, runtime.GOMAXPROCS(0)),
+	}
+	get := func(name string) []float32 { return w.Tensors[name].Data } // Check proved presence and shape
+	e.embed = get(model.EmbedKey)
+	e.finalNorm = get(model.FinalNormKey)
+	if c.IsRewardModel() {
+		e.score = get(model.ScoreKey)
+	} else {
+		e.head = w.OutputHead().Data
+	}
+	e.layers = make([]layerWeights, c.NumHiddenLayers)
+	for l := range e.layers {
+		L := &e.layers[l]
+		lk := func(s string) []float32 { return get(model.LayerKey(l, s)) }
+		L.attnNorm = lk("input_layernorm.weight")
+		L.mlpNorm = lk("post_attention_layernorm.weight")
+		L.wq = lk("self_attn.q_proj.weight")
+		L.wk = lk("self_attn.k_proj.weight")
+		L.wv = lk("self_attn.v_proj.weight")
+		L.wo = lk("self_attn.o_proj.weight")
+		if c.IsMoE() {
+			L.router = lk("block_sparse_moe.gate.weight")
+			L.experts = make([]expertWeights, e.E)
+			for x := range L.experts {
+				L.experts[x] = expertWeights{
+					w1: get(model.ExpertKey(l, x, "w1")),
+					w2: get(model.ExpertKey(l, x, "w2")),
+					w3: get(model.ExpertKey(l, x, "w3")),
+				}
+			}
+		} else {
+			L.gate = lk("mlp.gate_proj.weight")
+			L.up = lk("mlp.up_proj.weight")
+			L.down = lk("mlp.down_proj.weight")
+		}
+	}
+	// transformers: inv_freq = 1 / theta^(arange(0, hd, 2) / hd); computed in float64 here, which is
+	// what the float64 reference does and what float32 rounds to at small positions.
+	e.invFreq = make([]float64, e.HD/2)
+	for i := range e.invFreq {
+		e.invFreq[i] = math.Pow(c.RopeTheta, -float64(2*i)/float64(e.HD))
+	}
+	return e, nil
+}
+
+// Config returns the model configuration the engine runs.
+func (e *Engine) Config() model.Config { return e.cfg }
+
+// checkTokens reports the first token id outside the vocabulary; offset is added to the index so that
+// session errors name the absolute position.
+func (e *Engine) checkTokens(tokens []int32, offset int) error {
+	for i, t := range tokens {
+		if t < 0 || int(t) >= e.V {
+			return fmt.Errorf("token id %d at position %d is outside the vocabulary (%d)", t, i+offset, e.V)
+		}
+	}
+	return nil
+}
+
+// checkSequence validates a whole, cache-free sequence.
+func (e *Engine) checkSequence(tokens []int32) error {
+	if len(tokens) == 0 {
+		return errors.New("the token sequence is empty")
+	}
+	if len(tokens) > e.cfg.MaxPositionEmbeddings {
+		return fmt.Errorf("sequence of %d tokens is longer than max_position_embeddings (%d)", len(tokens), e.cfg.MaxPositionEmbeddings)
+	}
+	return e.checkTokens(tokens, 0)
+}
+
+func (e *Engine) needLMHead() error {
+	if e.head == nil {
+		return errors.New("a reward model (score head) has no language-model head: use Score")
+	}
+	return nil
+}
+
+// Forward runs the full sequence without a cache and returns the logits at every position, (T, V).
+// positions gives each token's RoPE position (nil means 0..T-1); the causal mask and sliding window
+// follow the order of tokens, as transformers' position_ids do.
+func (e *Engine) Forward(tokens []int32, positions []int32) ([][]float32, error) {
+	if err := e.needLMHead(); err != nil {
+		return nil, err
+	}
+	if err := e.checkSequence(tokens); err != nil {
+		return nil, err
+	}
+	pos, err := e.positions(len(tokens), positions)
+	if err != nil {
+		return nil, err
+	}
+	T := len(tokens)
+	ws := &work{}
+	all := make([]int, T)
+	for i := range all {
+		all[i] = i
+	}
+	h := e.run(ws, tokens, pos, []seg{{row0: 0, n: T}}, all) // (T, D)
+	return e.logits(h, T), nil
+}
+
+// Hidden returns the final-normed hidden states, (T, D): the input of the LM or score head.
+func (e *Engine) Hidden(tokens []int32) ([][]float32, error) {
+	if err := e.checkSequence(tokens); err != nil {
+		return nil, err
+	}
+	T := len(tokens)
+	pos, _ := e.positions(T, nil)
+	all := make([]int, T)
+	for i := range all {
+		all[i] = i
+	}
+	h := e.run(&work{}, tokens, pos, []seg{{row0: 0, n: T}}, all)
+	out := make([][]float32, T)
+	buf := make([]float32, T*e.D)
+	copy(buf, h)
+	for i := range out {
+		out[i] = buf[i*e.D : (i+1)*e.D : (i+1)*e.D]
+	}
+	return out, nil
+}
+
+// Score returns a reward model's scalar for the sequence: score.weight · h_last, the final-normed hidden
+// state of the last token (the sequence is taken to be unpadded).
+func (e *Engine) Score(tokens []int32) (float32, error) {
+	s, err := e.ScoreBatch([][]int32{tokens})
+	if err != nil {
+		return 0, err
+	}
+	return s[0], nil
+}
+
+// maxBatchRows bounds the rows of one cache-free batched pass, so that activations stay small.
+const maxBatchRows = 2048
+
+// ScoreBatch scores several sequences, packing them into shared passes (each attends only to itself).
+func (e *Engine) ScoreBatch(seqs [][]int32) ([]float32, error) {
+	if e.score == nil {
+		return nil, errors.New("the model is not a reward model (it has no score.weight)")
+	}
+	for i, s := range seqs {
+		if err := e.checkSequence(s); err != nil {
+			return nil, fmt.Errorf("sequence %d: %w", i, err)
+		}
+	}
+	out := make([]float32, len(seqs))
+	ws := &work{}
+	for i := 0; i < len(seqs); {
+		var toks, pos []int32
+		var segs []seg
+		var last []int
+		j := i
+		for ; j < len(seqs) && (j == i || len(toks)+len(seqs[j]) <= maxBatchRows); j++ {
+			segs = append(segs, seg{row0: len(toks), n: len(seqs[j])})
+			for p := range seqs[j] {
+				pos = append(pos, int32(p))
+			}
+			toks = append(toks, seqs[j]...)
+			last = append(last, len(toks)-1)
+		}
+		h := e.run(ws, toks, pos, segs, last) // (len(last), D)
+		for r := range last {
+			var acc float64
+			for d, w := range e.score {
+				acc += float64(w) * float64(h[r*e.D+d])
+			}
+			out[i+r] = float32(acc)
+		}
+		i = j
+	}
+	return out, nil
+}
+
+func (e *Engine) positions(T int, given []int32) ([]int32, error) {
+	if given == nil {
+		pos := make([]int32, T)
+		for i := range pos {
+			pos[i] = int32(i)
+		}
+		return pos, nil
+	}
+	if len(given) != T {
+		return nil, fmt.Errorf("positions has %d entries for %d tokens", len(given), T)
+	}
+	for i, p := range given {
+		if p < 0 || int(p) >= e.cfg.MaxPositionEmbeddings {
+			return nil, fmt.Errorf("position %d at index %d is outside 0..%d (max_position_embeddings)", p, i, e.cfg.MaxPositionEmbeddings-1)
+		}
+	}
+	return given, nil
+}
+
+// logits applies the output head to R final-normed rows h (R, D) and returns (R, V) as row slices of
+// one fresh backing array.
+func (e *Engine) logits(h []float32, R int) [][]float32 {
+	buf := make([]float32, R*e.V)
+	e.matmulT(h, R, e.D, e.head, e.V, buf)
+	out := make([][]float32, R)
+	for i := range out {
+		out[i] = buf[i*e.V : (i+1)*e.V : (i+1)*e.V]
+	}
+	return out
+}
+
+// LogSoftmax returns log p over the vocabulary, computed in float64 from float32 logits.
+func LogSoftmax(logits []float32) []float64 {
+	out := make([]float64, len(logits))
+	if len(logits) == 0 {
+		return out
+	}
+	m := math.Inf(-1)
+	for _, v := range logits {
+		m = math.Max(m, float64(v))
+	}
+	var s float64
+	for _, v := range logits {
+		s += math.Exp(float64(v) - m)
+	}
+	lse := m + math.Log(s)
+	for i, v := range logits {
+		out[i] = float64(v) - lse
+	}
+	return out
+}

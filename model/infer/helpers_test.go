@@ -1,0 +1,184 @@
+package infer
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+
+	"github.com/alignkit/alignkit/model"
+)
+
+// sharedDir locates ../shared from the repository root (the directory holding go.mod), skipping the
+// test when the reference files are absent.
+func sharedDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Skip("go.mod not found above the test directory; cannot locate ../shared")
+		}
+		dir = parent
+	}
+	shared := filepath.Join(dir, "..", "shared")
+	if _, err := os.Stat(shared); err != nil {
+		t.Skipf("reference files absent (%s): %v", shared, err)
+	}
+	return shared
+}
+
+// readSafetensorsF32 is a minimal reader for an all-F32 safetensors file: an 8-byte little-endian
+// header length, a JSON header {name: {dtype, shape, data_offsets}}, then the raw data. model/hf is
+// written concurrently by another engineer, so the test carries its own.
+func readSafetensorsF32(path string) (map[string]*model.Tensor, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if len(data) < 8 {
+		return nil, fmt.Errorf("%s: too short", path)
+	}
+	n := binary.LittleEndian.Uint64(data[:8])
+	if n > uint64(len(data)-8) {
+		return nil, fmt.Errorf("%s: header length %d beyond file", path, n)
+	}
+	var header map[string]json.RawMessage
+	if err := json.Unmarshal(data[8:8+n], &header); err != nil {
+		return nil, fmt.Errorf("%s: header: %v", path, err)
+	}
+	body := data[8+n:]
+	out := map[string]*model.Tensor{}
+	for name, raw := range header {
+		if name == "__metadata__" {
+			continue
+		}
+		var info struct {
+			Dtype   string   `json:"dtype"`
+			Shape   []int    `json:"shape"`
+			Offsets [2]int64 `json:"data_offsets"`
+		}
+		if err := json.Unmarshal(raw, &info); err != nil {
+			return nil, fmt.Errorf("%s: tensor %q: %v", path, name, err)
+		}
+		if info.Dtype != "F32" {
+			return nil, fmt.Errorf("%s: tensor %q is %s, want F32", path, name, info.Dtype)
+		}
+		t := model.NewTensor(info.Shape...)
+		b := body[info.Offsets[0]:info.Offsets[1]]
+		if len(b) != 4*len(t.Data) {
+			return nil, fmt.Errorf("%s: tensor %q holds %d bytes for shape %v", path, name, len(b), info.Shape)
+		}
+		for i := range t.Data {
+			t.Data[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+		}
+		out[name] = t
+	}
+	return out, nil
+}
+
+// loadStories loads the real stories260K checkpoint from ../shared.
+func loadStories(t testing.TB) *Engine {
+	t.Helper()
+	dir := filepath.Join(sharedDir(t), "models", "stories260K")
+	cfg, err := model.LoadConfig(filepath.Join(dir, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tensors, err := readSafetensorsF32(filepath.Join(dir, "model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(&model.Weights{Config: cfg, Tensors: tensors})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// testConfig is a small model of the given family; window and experts are switched on by the caller.
+func testConfig(arch string) model.Config {
+	c := model.Config{
+		Architectures: []string{arch}, VocabSize: 61, HiddenSize: 24, IntermediateSize: 40,
+		NumHiddenLayers: 2, NumAttentionHeads: 6, NumKeyValueHeads: 2, HeadDim: 6,
+		RMSNormEps: 1e-5, RopeTheta: 10000, MaxPositionEmbeddings: 64, BOSTokenID: 1, EOSTokenIDs: []int{2},
+	}
+	switch arch {
+	case "MistralForCausalLM":
+		c.ModelType = "mistral"
+		c.SlidingWindow = 5
+	case "MixtralForCausalLM":
+		c.ModelType = "mixtral"
+		c.NumLocalExperts, c.NumExpertsPerTok = 4, 2
+	case "LlamaForSequenceClassification":
+		c.ModelType = "llama"
+		c.NumLabels = 1
+	default:
+		c.ModelType = "llama"
+	}
+	return c
+}
+
+// randomEngine builds an engine on InitRandom weights with a large init (0.2) so that logits spread out
+// and attention is far from uniform.
+func randomEngine(t testing.TB, c model.Config, seed uint64) (*Engine, *model.Weights) {
+	t.Helper()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	w := model.InitRandom(c, seed, 0.2)
+	// Non-trivial RMSNorm gains, so that a wrong norm weight would show.
+	for _, name := range w.Names() {
+		if tt := w.Tensors[name]; len(tt.Shape) == 1 {
+			for i := range tt.Data {
+				tt.Data[i] = 1 + 0.1*float32(math.Sin(float64(7*i+len(name))))
+			}
+		}
+	}
+	e, err := New(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, w
+}
+
+func randomTokens(n, V int, seed int) []int32 {
+	out := make([]int32, n)
+	x := uint32(seed*2654435761 + 12345)
+	for i := range out {
+		x = x*1664525 + 1013904223
+		out[i] = int32((x >> 8) % uint32(V))
+	}
+	return out
+}
+
+func maxAbsDiff(a, b []float32) float64 {
+	if len(a) != len(b) {
+		return math.Inf(1)
+	}
+	var m float64
+	for i := range a {
+		m = math.Max(m, math.Abs(float64(a[i])-float64(b[i])))
+	}
+	return m
+}
+
+// topIDs returns the k ids with the largest values, largest first.
+func topIDs(v []float64, k int) []int {
+	idx := make([]int, len(v))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return v[idx[a]] > v[idx[b]] })
+	return idx[:k]
+}
