@@ -1,0 +1,351 @@
+package ops
+
+import (
+	"errors"
+	"fmt"
+	"hash"
+	"hash/fnv"
+	"math"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/chewxy/hm"
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	gblas "gonum.org/v1/gonum/blas"
+
+	"github.com/alignkit/alignkit/model/blas"
+)
+
+// Float is the element type of every differentiable tensor: float32 in training, float64 in tests.
+type Float interface{ ~float32 | ~float64 }
+
+// base carries the Op methods that are the same for every op here. Its address is part of the op's
+// hash, so that two op instances never collapse into one node (they hold state).
+type base struct{ name string }
+
+func (b *base) ReturnsPtr() bool      { return false }
+func (b *base) CallsExtern() bool     { return false }
+func (b *base) OverwritesInput() int  { return -1 }
+func (b *base) String() string        { return b.name }
+func (b *base) WriteHash(h hash.Hash) { fmt.Fprintf(h, "%s@%p", b.name, b) }
+func (b *base) Hashcode() uint32 {
+	h := fnv.New32a()
+	b.WriteHash(h)
+	return h.Sum32()
+}
+
+// errorf formats an op's error: one line that starts with the op's name.
+func (b *base) errorf(format string, args ...any) error {
+	return fmt.Errorf("%s: %s", b.name, fmt.Sprintf(format, args...))
+}
+
+var tvA = hm.TypeVariable('a')
+
+// floatT is a tensor of the graph's float dtype; intT an Int32 tensor (ids, positions, segments).
+func floatT(dims int) G.TensorType { return G.TensorType{Dims: dims, Of: tvA} }
+func intT(dims int) G.TensorType   { return G.TensorType{Dims: dims, Of: G.Int32} }
+
+func fnType(ts ...hm.Type) hm.Type { return hm.NewFnType(ts...) }
+
+// shapeOf reads a child's shape at graph-building time.
+func shapeOf(d G.DimSizer) (tensor.Shape, error) {
+	s, ok := d.(tensor.Shape)
+	if !ok {
+		return nil, fmt.Errorf("input shape is a %T, not a tensor.Shape", d)
+	}
+	return s, nil
+}
+
+// denseOf returns the dense tensor behind a value.
+func denseOf(v G.Value) (*tensor.Dense, error) {
+	d, ok := v.(*tensor.Dense)
+	if !ok {
+		return nil, fmt.Errorf("input is a %T, want a dense tensor", v)
+	}
+	return d, nil
+}
+
+func dtypeOf(v G.Value) tensor.Dtype { return v.Dtype() }
+
+// floats returns the backing slice of a float tensor.
+func floats[T Float](v G.Value) []T { return v.(*tensor.Dense).Data().([]T) }
+
+// int32s returns the backing slice of an Int32 tensor.
+func int32s(v G.Value) ([]int32, error) {
+	d, err := denseOf(v)
+	if err != nil {
+		return nil, err
+	}
+	s, ok := d.Data().([]int32)
+	if !ok {
+		return nil, fmt.Errorf("index input has dtype %v, want int32", d.Dtype())
+	}
+	return s, nil
+}
+
+// scalarOf reads a scalar value (the upstream gradient of a scalar loss).
+func scalarOf(v G.Value) (float64, error) {
+	switch s := v.(type) {
+	case *G.F32:
+		return float64(*s), nil
+	case *G.F64:
+		return float64(*s), nil
+	case *tensor.Dense:
+		if s.Shape().TotalSize() != 1 {
+			return 0, fmt.Errorf("want a scalar, got shape %v", s.Shape())
+		}
+		switch d := s.Data().(type) {
+		case []float32:
+			return float64(d[0]), nil
+		case []float64:
+			return d[0], nil
+		case float32:
+			return float64(d), nil
+		case float64:
+			return d, nil
+		}
+	}
+	return 0, fmt.Errorf("want a float scalar, got %T", v)
+}
+
+// checkFloat verifies that the float inputs share one supported dtype and returns it.
+func checkFloat(vs ...G.Value) (tensor.Dtype, error) {
+	if len(vs) == 0 {
+		return tensor.Float32, nil
+	}
+	dt := vs[0].Dtype()
+	if dt != tensor.Float32 && dt != tensor.Float64 {
+		return dt, fmt.Errorf("dtype %v is not supported (want float32 or float64)", dt)
+	}
+	for _, v := range vs[1:] {
+		if _, ok := v.(*tensor.Dense); !ok {
+			return dt, fmt.Errorf("input is a %T, want a dense tensor", v)
+		}
+		if v.Dtype() != dt {
+			return dt, fmt.Errorf("inputs mix dtypes %v and %v", dt, v.Dtype())
+		}
+	}
+	if _, ok := vs[0].(*tensor.Dense); !ok {
+		return dt, fmt.Errorf("input is a %T, want a dense tensor", vs[0])
+	}
+	return dt, nil
+}
+
+// buf is an op's persistent output (or cache) tensor, reallocated only when the shape or dtype changes.
+type buf struct{ t *tensor.Dense }
+
+func (b *buf) get(dt tensor.Dtype, shape ...int) *tensor.Dense {
+	if b.t != nil && b.t.Dtype() == dt && sameShape(b.t.Shape(), shape) {
+		return b.t
+	}
+	b.t = tensor.New(tensor.Of(dt), tensor.WithShape(shape...))
+	return b.t
+}
+
+func sameShape(a tensor.Shape, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// scratch is per-worker working memory of element type T, kept between runs.
+type scratch[T Float] struct{ s [][]T }
+
+func (w *scratch[T]) get(worker, n int) []T {
+	for len(w.s) <= worker {
+		w.s = append(w.s, nil)
+	}
+	if cap(w.s[worker]) < n {
+		w.s[worker] = make([]T, n)
+	}
+	return w.s[worker][:n]
+}
+
+// workers is how many goroutines an op splits its work over.
+func workers() int { return runtime.GOMAXPROCS(0) }
+
+// parallelRange splits [0, n) into one contiguous chunk per worker, with at least grain items per
+// chunk, and waits for all of them.
+func parallelRange(n, grain int, fn func(lo, hi int)) {
+	if grain < 1 {
+		grain = 1
+	}
+	w := min(workers(), n/grain)
+	if w <= 1 {
+		if n > 0 {
+			fn(0, n)
+		}
+		return
+	}
+	chunk := (n + w - 1) / w
+	var wg sync.WaitGroup
+	for lo := 0; lo < n; lo += chunk {
+		hi := min(lo+chunk, n)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn(lo, hi)
+		}()
+	}
+	wg.Wait()
+}
+
+// parallelItems hands items 0..n-1 to the workers one at a time (for items of uneven cost); fn gets
+// the worker's index (for its scratch memory) and the item.
+func parallelItems(n int, fn func(worker, item int)) {
+	w := min(workers(), n)
+	if w <= 1 {
+		for i := 0; i < n; i++ {
+			fn(0, i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for k := 0; k < w; k++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				fn(k, i)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func trans(t bool) gblas.Transpose {
+	if t {
+		return gblas.Trans
+	}
+	return gblas.NoTrans
+}
+
+// gemm computes c = alpha*op(a)*op(b) + beta*c (row-major, as gonum's BLAS) with the build's BLAS.
+// A zero inner dimension only scales c.
+func gemm[T Float](tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
+	if m == 0 || n == 0 {
+		return
+	}
+	if k == 0 {
+		for i := 0; i < m; i++ {
+			row := c[i*ldc : i*ldc+n]
+			for j := range row {
+				row[j] *= beta
+			}
+		}
+		return
+	}
+	switch av := any(a).(type) {
+	case []float32:
+		blas.Impl().Sgemm(trans(tA), trans(tB), m, n, k, float32(alpha), av, lda, any(b).([]float32), ldb, float32(beta), any(c).([]float32), ldc)
+	case []float64:
+		blas.Impl().Dgemm(trans(tA), trans(tB), m, n, k, float64(alpha), av, lda, any(b).([]float64), ldb, float64(beta), any(c).([]float64), ldc)
+	}
+}
+
+// expf is a float32 exp with Cephes' range reduction and polynomial (about 1 ulp), several times
+// faster than converting to float64 for math.Exp. Inputs below -87.3 give 0.
+func expf(x float32) float32 {
+	const (
+		hi    = 88.72283
+		lo    = -87.33654
+		log2e = 1.44269504088896341
+		c1    = 0.693359375
+		c2    = -2.12194440e-4
+	)
+	if x > hi {
+		return float32(math.Inf(1))
+	}
+	if x < lo {
+		return 0
+	}
+	fx := x*log2e + 0.5
+	n := int32(fx)
+	if float32(n) > fx {
+		n--
+	}
+	fn := float32(n)
+	x = x - fn*c1 - fn*c2
+	z := x * x
+	y := ((((1.9875691500e-4*x+1.3981999507e-3)*x+8.3334519073e-3)*x+4.1665795894e-2)*x+1.6666665459e-1)*x + 5.0000001201e-1
+	y = y*z + x + 1
+	return y * math.Float32frombits(uint32(n+127)<<23)
+}
+
+// exp is expf for float32 and math.Exp for float64 (whose tests need the accuracy).
+func exp[T Float](x T) T {
+	if _, ok := any(x).(float32); ok {
+		return T(expf(float32(x)))
+	}
+	return T(math.Exp(float64(x)))
+}
+
+// expShift replaces row[j] by exp(row[j]-m) and returns the sum in float64.
+func expShift[T Float](row []T, m T) float64 {
+	var s float64
+	switch r := any(row).(type) {
+	case []float32:
+		mm := float32(m)
+		for j, v := range r {
+			e := expf(v - mm)
+			r[j] = e
+			s += float64(e)
+		}
+	case []float64:
+		mm := float64(m)
+		for j, v := range r {
+			e := math.Exp(v - mm)
+			r[j] = e
+			s += e
+		}
+	}
+	return s
+}
+
+// sigmoid is 1/(1+exp(-x)) without overflow.
+func sigmoid[T Float](x T) T {
+	if x >= 0 {
+		return 1 / (1 + exp(-x))
+	}
+	e := exp(x)
+	return e / (1 + e)
+}
+
+// Cause digs the op's own error out of Gorgonia's wrapping (pkg/errors causes and the VM's
+// contextual error), so that callers can report the one line that names the problem.
+func Cause(err error) error {
+	for err != nil {
+		switch e := err.(type) {
+		case interface{ Cause() error }:
+			if c := e.Cause(); c != nil && c != err {
+				err = c
+				continue
+			}
+		case interface{ Err() error }:
+			if c := e.Err(); c != nil && c != err {
+				err = c
+				continue
+			}
+		}
+		if c := errors.Unwrap(err); c != nil {
+			err = c
+			continue
+		}
+		return err
+	}
+	return nil
+}
