@@ -1,0 +1,14 @@
+// Package chat renders conversations with Hugging Face chat templates.
+//
+// Templates are Jinja sources, rendered with github.com/ardanlabs/jinja
+// configured as transformers configures jinja2 for apply_chat_template:
+// trim_blocks and lstrip_blocks on, a raise_exception global, tojson without
+// ASCII escaping, the bos_token and eos_token variables, add_generation_prompt,
+// and messages as ordered {role, content} dicts. A template may come from a
+// model's tokenizer_config.json or be one of the built-ins (llama-2, mistral,
+// chatml, zephyr, llama-3), each the chat_template of a real model.
+//
+// RenderSegments also reports which parts of the rendered text are template
+// text and which are message content, so that a tokenizer can parse special
+// tokens in the former and never in the latter.
+package chat

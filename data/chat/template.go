@@ -1,0 +1,287 @@
+package chat
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"unicode"
+
+	"github.com/ardanlabs/jinja"
+)
+
+// Template is a compiled chat template with the special-token strings it is
+// rendered with. It is safe for concurrent use.
+type Template struct {
+	name     string
+	source   string
+	bos, eos string
+	tmpl     *jinja.Template
+}
+
+// Compile compiles a Jinja chat template. name is used in error messages;
+// bos and eos are the tokenizer's BOS and EOS strings (bos_token and
+// eos_token in the template).
+func Compile(name, source, bos, eos string) (*Template, error) {
+	// jinja2 (keep_trailing_newline=False, as transformers leaves it) drops a
+	// single trailing newline of the template source.
+	src := source
+	if strings.HasSuffix(src, "\r\n") {
+		src = src[:len(src)-2]
+	} else if strings.HasSuffix(src, "\n") {
+		src = src[:len(src)-1]
+	}
+	t, err := jinja.Compile(src)
+	if err != nil {
+		return nil, fmt.Errorf("chat template %s: %w", name, err)
+	}
+	return &Template{name: name, source: source, bos: bos, eos: eos, tmpl: t}, nil
+}
+
+// Resolve picks a template the way the config's chat_template field says:
+// empty means the model's own template (modelTemplate, from
+// tokenizer_config.json); a built-in name means that built-in; a path to an
+// existing file means its contents; anything else is taken as Jinja source.
+// bos and eos are the tokenizer's special-token strings; when empty, a
+// built-in uses its model's.
+func Resolve(spec, modelTemplate, bos, eos string) (*Template, error) {
+	switch {
+	case spec == "":
+		if modelTemplate == "" {
+			return nil, fmt.Errorf("chat template: the tokenizer has no chat_template; set chat_template to one of %s or to a Jinja template", strings.Join(BuiltinNames(), ", "))
+		}
+		return Compile("from tokenizer_config.json", modelTemplate, bos, eos)
+	case isBuiltin(spec):
+		src, _ := BuiltinSource(spec)
+		db, de, _ := BuiltinTokens(spec)
+		if bos == "" {
+			bos = db
+		}
+		if eos == "" {
+			eos = de
+		}
+		return Compile(spec, src, bos, eos)
+	case !strings.Contains(spec, "{") && fileExists(spec):
+		b, err := os.ReadFile(spec)
+		if err != nil {
+			return nil, fmt.Errorf("chat template: %w", err)
+		}
+		return Compile(spec, string(b), bos, eos)
+	case strings.Contains(spec, "{{") || strings.Contains(spec, "{%"):
+		return Compile("custom", spec, bos, eos)
+	default:
+		return nil, fmt.Errorf("chat template: %q is neither a built-in (%s), a file, nor a Jinja template", spec, strings.Join(BuiltinNames(), ", "))
+	}
+}
+
+func isBuiltin(name string) bool {
+	_, ok := builtinTokens[name]
+	return ok
+}
+
+func fileExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && !st.IsDir()
+}
+
+// Name is the template's name in error messages.
+func (t *Template) Name() string { return t.name }
+
+// Source is the Jinja source as given.
+func (t *Template) Source() string { return t.source }
+
+// BOSToken and EOSToken are the strings bound to bos_token and eos_token.
+func (t *Template) BOSToken() string { return t.bos }
+
+// EOSToken is the string bound to eos_token.
+func (t *Template) EOSToken() string { return t.eos }
+
+// Render renders msgs. addGenerationPrompt asks the template to end with the
+// header of an assistant turn, as for generation.
+func (t *Template) Render(msgs []Message, addGenerationPrompt bool) (string, error) {
+	data := map[string]jinja.Value{
+		"messages":              messagesValue(msgs),
+		"bos_token":             jinja.NewString(t.bos),
+		"eos_token":             jinja.NewString(t.eos),
+		"add_generation_prompt": jinja.NewBool(addGenerationPrompt),
+	}
+	out, err := t.tmpl.RenderValues(data)
+	if err != nil {
+		return "", fmt.Errorf("chat template %s: %w", t.name, err)
+	}
+	return out, nil
+}
+
+// messagesValue builds the messages list as transformers passes it: a list
+// of dicts whose keys are ordered role, content (the order tojson shows).
+func messagesValue(msgs []Message) jinja.Value {
+	items := make([]jinja.Value, len(msgs))
+	for i, m := range msgs {
+		d := jinja.NewDict()
+		d.AsDict().Set("role", jinja.NewString(m.Role))
+		d.AsDict().Set("content", jinja.NewString(m.Content))
+		items[i] = d
+	}
+	return jinja.NewList(items)
+}
+
+// Segment is a piece of a rendered conversation: template text when Message
+// is -1, else text that comes from msgs[Message].Content.
+type Segment struct {
+	Text    string
+	Message int
+}
+
+// Sentinels are runes of Supplementary Private Use Area-A: one per message,
+// substituted for its content to see where the template puts it.
+const (
+	sentinelBase = 0xF0000
+	sentinelMax  = 0xFFFFD
+)
+
+// ErrSentinel is returned when a message contains a rune that the renderer
+// reserves for its sentinels.
+var ErrSentinel = errors.New("message content contains a character of Unicode's Supplementary Private Use Area-A (U+F0000..U+FFFFD), which the chat renderer reserves")
+
+// RenderSegments renders msgs like Render and splits the result into template
+// text and message content.
+//
+// It renders twice: once with each message's content replaced by a unique
+// sentinel rune, which shows where the template puts each content, and once
+// with the real contents. The real text must then be the sentinel render with
+// each sentinel replaced by its content, or by its content with surrounding
+// whitespace stripped (templates apply .strip() or |trim to contents); any
+// other difference means the template inspects or rewrites contents, and is
+// an error. The segments' texts concatenate to exactly Render's output.
+func (t *Template) RenderSegments(msgs []Message, addGenerationPrompt bool) ([]Segment, error) {
+	if len(msgs) > sentinelMax-sentinelBase {
+		return nil, fmt.Errorf("chat template %s: too many messages (%d)", t.name, len(msgs))
+	}
+	sentMsgs := make([]Message, len(msgs))
+	for i, m := range msgs {
+		if strings.IndexFunc(m.Content, isSentinel) >= 0 {
+			return nil, fmt.Errorf("chat template %s: message %d: %w", t.name, i, ErrSentinel)
+		}
+		sentMsgs[i] = Message{Role: m.Role, Content: string(rune(sentinelBase + i))}
+	}
+	real, err := t.Render(msgs, addGenerationPrompt)
+	if err != nil {
+		return nil, err
+	}
+	sent, err := t.Render(sentMsgs, addGenerationPrompt)
+	if err != nil {
+		return nil, fmt.Errorf("%w (while rendering with placeholder contents: the template depends on message contents)", err)
+	}
+	pieces := splitSentinels(sent)
+	a := aligner{real: real, pieces: pieces, msgs: msgs, failed: map[[2]int]bool{}}
+	if !a.match(0, 0) {
+		return nil, fmt.Errorf("chat template %s: the template rewrites message contents beyond stripping whitespace, so template text and message text cannot be told apart", t.name)
+	}
+	return mergeSegments(a.out), nil
+}
+
+func isSentinel(r rune) bool { return r >= sentinelBase && r <= sentinelMax }
+
+// splitSentinels cuts a sentinel render into template text and content
+// references.
+func splitSentinels(s string) []Segment {
+	var out []Segment
+	start := 0
+	for i, r := range s {
+		if !isSentinel(r) {
+			continue
+		}
+		if i > start {
+			out = append(out, Segment{Text: s[start:i], Message: -1})
+		}
+		out = append(out, Segment{Message: int(r - sentinelBase)})
+		start = i + len(string(r))
+	}
+	if start < len(s) {
+		out = append(out, Segment{Text: s[start:], Message: -1})
+	}
+	return out
+}
+
+// aligner matches the real render against the sentinel pieces, choosing for
+// each content the form the template printed (as is, or stripped). It
+// backtracks, remembering failed (piece, position) states so the search stays
+// linear in practice.
+type aligner struct {
+	real   string
+	pieces []Segment
+	msgs   []Message
+	out    []Segment
+	failed map[[2]int]bool
+}
+
+func (a *aligner) match(pi, pos int) bool {
+	if pi == len(a.pieces) {
+		return pos == len(a.real)
+	}
+	if a.failed[[2]int{pi, pos}] {
+		return false
+	}
+	p := a.pieces[pi]
+	if p.Message < 0 {
+		if strings.HasPrefix(a.real[pos:], p.Text) {
+			a.out = append(a.out, p)
+			if a.match(pi+1, pos+len(p.Text)) {
+				return true
+			}
+			a.out = a.out[:len(a.out)-1]
+		}
+		a.failed[[2]int{pi, pos}] = true
+		return false
+	}
+	for _, c := range contentForms(a.msgs[p.Message].Content) {
+		if !strings.HasPrefix(a.real[pos:], c) {
+			continue
+		}
+		a.out = append(a.out, Segment{Text: c, Message: p.Message})
+		if a.match(pi+1, pos+len(c)) {
+			return true
+		}
+		a.out = a.out[:len(a.out)-1]
+	}
+	a.failed[[2]int{pi, pos}] = true
+	return false
+}
+
+// contentForms lists the ways a template may print a content: as is, or
+// stripped of surrounding whitespace (Python's .strip() and jinja's |trim; the
+// engine strips what Go's unicode.IsSpace calls space), on both or one side.
+func contentForms(s string) []string {
+	forms := []string{s}
+	for _, f := range []string{
+		strings.TrimSpace(s),
+		strings.TrimLeftFunc(s, unicode.IsSpace),
+		strings.TrimRightFunc(s, unicode.IsSpace),
+	} {
+		dup := false
+		for _, g := range forms {
+			dup = dup || g == f
+		}
+		if !dup {
+			forms = append(forms, f)
+		}
+	}
+	return forms
+}
+
+// mergeSegments joins neighbouring template-text segments and drops empty
+// ones.
+func mergeSegments(in []Segment) []Segment {
+	out := in[:0:0]
+	for _, s := range in {
+		if s.Text == "" {
+			continue
+		}
+		if n := len(out); n > 0 && s.Message < 0 && out[n-1].Message < 0 {
+			out[n-1].Text += s.Text
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}

@@ -1,0 +1,133 @@
+package data
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+// ReadJSONL reads a JSON Lines file (one JSON object per non-blank line). A
+// file whose first non-space byte is '[' is read as one JSON array of objects
+// instead. Numbers become int64 when integral in the source text, else
+// float64.
+func ReadJSONL(path string) ([]Row, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	defer f.Close()
+	br := bufio.NewReaderSize(f, 1<<20)
+	first, err := peekNonSpace(br)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if first == '[' {
+		return readJSONArray(path, br)
+	}
+	var rows []Row
+	line := 0
+	for {
+		b, err := br.ReadBytes('\n')
+		if len(b) > 0 {
+			line++
+			if len(bytes.TrimSpace(b)) > 0 {
+				obj, perr := decodeObject(b)
+				if perr != nil {
+					return nil, fmt.Errorf("reading %s: row %d (line %d): %w", path, len(rows), line, perr)
+				}
+				rows = append(rows, Row{Source: path, Index: len(rows), Fields: obj})
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", path, err)
+		}
+	}
+	return rows, nil
+}
+
+func peekNonSpace(br *bufio.Reader) (byte, error) {
+	for n := 1; ; n++ {
+		b, err := br.Peek(n)
+		if len(b) < n {
+			if errors.Is(err, io.EOF) {
+				return 0, nil
+			}
+			return 0, err
+		}
+		switch c := b[n-1]; c {
+		case ' ', '\t', '\r', '\n':
+		default:
+			return c, nil
+		}
+		if n >= br.Size() {
+			return 0, nil
+		}
+	}
+}
+
+func readJSONArray(path string, r io.Reader) ([]Row, error) {
+	dec := json.NewDecoder(r)
+	dec.UseNumber()
+	var raw []json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
+		return nil, fmt.Errorf("reading %s: invalid JSON array: %w", path, err)
+	}
+	rows := make([]Row, 0, len(raw))
+	for i, m := range raw {
+		obj, err := decodeObject(m)
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: row %d: %w", path, i, err)
+		}
+		rows = append(rows, Row{Source: path, Index: i, Fields: obj})
+	}
+	return rows, nil
+}
+
+func decodeObject(b []byte) (map[string]any, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, fmt.Errorf("invalid JSON: %w", err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("invalid JSON: more than one value on the line")
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("want a JSON object, got %s", typeName(normalizeJSON(v)))
+	}
+	return normalizeJSON(obj).(map[string]any), nil
+}
+
+// normalizeJSON turns json.Number into int64 or float64 so that rows from
+// JSON and Parquet carry the same Go types.
+func normalizeJSON(v any) any {
+	switch t := v.(type) {
+	case json.Number:
+		if i, err := t.Int64(); err == nil {
+			return i
+		}
+		f, _ := t.Float64()
+		return f
+	case []any:
+		for i := range t {
+			t[i] = normalizeJSON(t[i])
+		}
+		return t
+	case map[string]any:
+		for k := range t {
+			t[k] = normalizeJSON(t[k])
+		}
+		return t
+	default:
+		return v
+	}
+}

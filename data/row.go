@@ -1,0 +1,52 @@
+package data
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+)
+
+// Row is one record of a source file, before any interpretation: top-level
+// column name -> value. Values are nil, bool, int64, float64, string, []any
+// (lists) or map[string]any (structs and maps), whatever the file format.
+type Row struct {
+	Source string         // the file the row came from
+	Index  int            // 0-based row number within Source
+	Fields map[string]any // column -> value
+}
+
+// ReadRows reads every row of a Parquet (.parquet) or JSON Lines (.jsonl,
+// .json: one object per line, or a single top-level array of objects) file.
+func ReadRows(path string) ([]Row, error) {
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".parquet":
+		return ReadParquet(path)
+	case ".jsonl", ".json", ".ndjson":
+		return ReadJSONL(path)
+	default:
+		return nil, fmt.Errorf("reading %s: unknown file type %q (want .parquet, .jsonl or .json)", path, filepath.Ext(path))
+	}
+}
+
+// typeName names the dynamic type of a row value the way error messages
+// report it.
+func typeName(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "bool"
+	case int64:
+		return "int"
+	case float64:
+		return "float"
+	case string:
+		return "string"
+	case []any:
+		return "list"
+	case map[string]any:
+		return "struct"
+	default:
+		return fmt.Sprintf("%T", v)
+	}
+}
