@@ -1,0 +1,27 @@
+// Package tokenizer loads the tokenizer of a model directory and turns text into token ids and back.
+//
+// Two kinds are supported, named as GGUF's tokenizer.ggml.model names them:
+//
+//   - "llama": a SentencePiece BPE tokenizer.model (Llama 2, Mistral, stories260K). The ModelProto is
+//     parsed here and its pieces, scores and types feed github.com/ollama/ollama/tokenizer, with the
+//     work SentencePiece does around its BPE done here: the normalizer's whitespace handling, the dummy
+//     prefix, control pieces that typed text can never produce, and UNK for unknown characters when
+//     the model has no byte fallback.
+//   - "gpt2": a Hugging Face tokenizer.json with a byte-level BPE model (GPT-2, Llama 3, Qwen2 style),
+//     its pre-tokenizer regexes, merges and added tokens.
+//
+// Special tokens, BOS/EOS/UNK/PAD and add_bos_token/add_eos_token follow tokenizer_config.json and
+// special_tokens_map.json when the directory has them, else the model file's own ids.
+//
+// Plain text (Encode) never turns into a special token: a user typing "</s>" gets the pieces of
+// "</s>", not EOS. Only spans marked Special in EncodeSpans, which chat templates produce, are
+// searched for special-token strings. Text between special tokens is encoded the way Hugging Face's
+// fast Llama tokenizer and llama.cpp do ("legacy" SentencePiece behaviour): every run of ordinary
+// text gets its own dummy prefix.
+//
+// A Tokenizer is immutable after it is built and safe for concurrent use.
+//
+// WriteSentencePieceModel writes a standard tokenizer.model (ModelProto, BPE, identity normalizer)
+// that Python sentencepiece and llama.cpp's converter read, so a model trained here can ship its own
+// tokenizer.
+package tokenizer
