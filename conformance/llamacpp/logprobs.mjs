@@ -1,0 +1,98 @@
+// logprobs.mjs runs llama.cpp (node-llama-cpp 3.21.1, prebuilt CPU build) on a GGUF and prints, as JSON,
+// the full next-token log-softmax after every input position, and optionally a greedy continuation.
+//
+//   node logprobs.mjs --model FILE.gguf --tokens 1,403,407 [--greedy N]
+//
+// Output: {"logprobs": [[V floats after token 0], [V floats after tokens 0..1], ...], "greedy": [ids...]}
+//
+// The context uses an F32 KV cache and no flash attention: llama.cpp's defaults (an F16 cache with flash
+// attention) move log-probs by about 1e-2, which would hide real exporter bugs in a 1e-4 comparison.
+// Token ids are fed as they are (no tokenizer, no BOS added), so the caller controls the exact sequence.
+import {getLlama} from "node-llama-cpp";
+
+function parseArgs(argv) {
+    const args = {model: "", tokens: [], greedy: 0};
+    for (let i = 0; i < argv.length; i++) {
+        const flag = argv[i];
+        const value = argv[i + 1];
+        if (flag === "--model" && value !== undefined) {
+            args.model = value;
+            i++;
+        } else if (flag === "--tokens" && value !== undefined) {
+            args.tokens = value.split(",").filter((s) => s.trim() !== "").map((s) => {
+                const n = Number(s);
+                if (!Number.isInteger(n) || n < 0)
+                    throw new Error(`--tokens: ${JSON.stringify(s)} is not a token id`);
+                return n;
+            });
+            i++;
+        } else if (flag === "--greedy" && value !== undefined) {
+            args.greedy = Number(value);
+            if (!Number.isInteger(args.greedy) || args.greedy < 0)
+                throw new Error(`--greedy: ${JSON.stringify(value)} is not a non-negative integer`);
+            i++;
+        } else {
+            throw new Error(`unknown or incomplete argument ${JSON.stringify(flag)} (usage: --model FILE.gguf --tokens 1,2,3 [--greedy N])`);
+        }
+    }
+    if (args.model === "") throw new Error("--model is required");
+    if (args.tokens.length === 0) throw new Error("--tokens needs at least one token id");
+    return args;
+}
+
+// logSoftmaxRow turns node-llama-cpp's probability map into a dense log-prob vector over the vocabulary.
+// A token missing from the map has probability 0 (log -Infinity, printed as null by JSON).
+function logSoftmaxRow(probabilities, vocabSize) {
+    const row = new Array(vocabSize).fill(-Infinity);
+    for (const [id, p] of probabilities) row[id] = Math.log(p);
+    return row;
+}
+
+async function main() {
+    const args = parseArgs(process.argv.slice(2));
+    const llama = await getLlama({gpu: false, build: "never", logLevel: "error"});
+    const model = await llama.loadModel({modelPath: args.model, gpuLayers: 0});
+    // The vocabulary is the token embedding's row count (ggml dims are [D, V]).
+    const embd = (model.fileInfo.tensorInfo ?? []).find((t) => t.name === "token_embd.weight");
+    if (embd === undefined) throw new Error(`${args.model}: no token_embd.weight tensor`);
+    const vocabSize = Number(embd.dimensions[1]);
+    for (const id of args.tokens) {
+        if (id >= vocabSize) throw new Error(`--tokens: id ${id} is outside the vocabulary (${vocabSize})`);
+    }
+    const needed = args.tokens.length + args.greedy + 1;
+    const context = await model.createContext({
+        contextSize: Math.max(needed, 32),
+        batchSize: Math.max(needed, 32),
+        sequences: 1,
+        flashAttention: false,
+        experimentalKvCacheKeyType: "F32",
+        experimentalKvCacheValueType: "F32",
+    });
+    const sequence = context.getSequence();
+    const generateNext = {probabilities: true, token: true, options: {temperature: 0}};
+    const out = await sequence.controlledEvaluate(args.tokens.map((id) => [id, {generateNext}]));
+    const logprobs = [];
+    for (let i = 0; i < args.tokens.length; i++) {
+        const next = out[i]?.next;
+        if (next?.probabilities === undefined) throw new Error(`no probabilities returned after position ${i}`);
+        logprobs.push(logSoftmaxRow(next.probabilities, vocabSize));
+    }
+    // Greedy continuation: temperature 0 picks the argmax; each pick is fed back as the next input.
+    const greedy = [];
+    let next = out[args.tokens.length - 1].next.token;
+    for (let i = 0; i < args.greedy; i++) {
+        greedy.push(next);
+        if (i === args.greedy - 1) break;
+        const step = await sequence.controlledEvaluate([[next, {generateNext: {token: true, options: {temperature: 0}}}]]);
+        next = step[0].next.token;
+    }
+    process.stdout.write(JSON.stringify({logprobs, greedy}) + "\n");
+    await context.dispose();
+    await model.dispose();
+    await llama.dispose();
+}
+
+main().catch((err) => {
+    process.stderr.write(`logprobs.mjs: ${err?.message ?? err}\n`);
+    process.exit(1);
+});

@@ -1,0 +1,43 @@
+// Package gguf reads and writes GGUF, the single-file model format of llama.cpp, so that alignkit's
+// checkpoints run in llama.cpp (and ollama, LM Studio, ...) and llama.cpp's files can be fine-tuned.
+//
+// # File layout (GGUF v3, little-endian)
+//
+//	magic "GGUF" | version u32 | tensor count u64 | metadata count u64
+//	metadata: key (u64 length + UTF-8) | value type u32 | value      (arrays: elem type u32, count u64, elems)
+//	tensor infos: name | n_dims u32 | dims u64[n_dims] | ggml type u32 | offset u64 (relative to the data section)
+//	padding to general.alignment (32 unless the key says otherwise) | tensor data, each tensor aligned
+//
+// ggml lists dimensions fastest-first, the reverse of torch: a torch [out, in] weight is ggml [in, out]. The
+// bytes are the same row-major array either way, so a tensor is written by reversing its shape only.
+//
+// # Writing
+//
+// [Write] exports a Llama, Mistral or Mixtral checkpoint under llama.cpp's `llama` architecture, as
+// llama.cpp's convert_hf_to_gguf.py does: its metadata keys, its tensor names (token_embd, blk.N.attn_q, ...,
+// Mixtral's router blk.N.ffn_gate_inp and experts stacked into 3-D blk.N.ffn_{gate,up,down}_exps), and Q/K
+// rows permuted from HF's rotate-half RoPE layout back to the interleaved pairs that llama.cpp's RoPE rotates.
+// Tensor types follow convert_hf_to_gguf.py for each --outtype:
+//
+//   - f32: every tensor F32.
+//   - f16: matrices F16; 1-D tensors (the RMSNorm gains) and the MoE router stay F32.
+//   - q8_0: matrices Q8_0 (blocks of 32: one fp16 scale d = max|x|/127, 32 int8 q = round(x/d)); 1-D tensors
+//     and the router stay F32; a matrix whose row length is not a multiple of 32 cannot be cut into blocks
+//     and falls back to F16, as gguf-py does.
+//
+// Mistral's sliding window has no place in llama.cpp's `llama` architecture, which attends to the whole
+// context; the window is kept in the key llama.attention.sliding_window so that [LoadWeights] restores it, and
+// llama.cpp's results match alignkit's only while a sequence fits in the window.
+//
+// Reward models (a score head instead of lm_head) are refused: the `llama` architecture has no such head.
+//
+// # Reading
+//
+// [Open] parses and validates any GGUF v2 or v3 file (all metadata types, nested arrays included; counts,
+// lengths, offsets and tensor sizes are checked against the file length before anything is allocated), and
+// [File.ReadTensor] dequantises F32, F16, BF16 and Q8_0 tensors to float32 in torch's dimension order.
+// [LoadWeights] turns a `llama`-architecture GGUF back into alignkit's HF-named [model.Weights] and the
+// embedded tokenizer, undoing the Q/K permutation, so a GGUF can be used wherever an HF directory can.
+//
+// Files are written atomically: a temporary file in the destination directory is renamed over the target.
+package gguf
