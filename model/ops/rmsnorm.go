@@ -95,7 +95,7 @@ type rmsNormGradOp struct {
 	base
 	eps     float64
 	out, dw buf
-	parts  scratch[float64]
+	parts   scratch[float64]
 }
 
 func (op *rmsNormGradOp) Arity() int    { return 3 }
