@@ -56,7 +56,13 @@ func parseHeader(file string, hdr []byte, dataLen int64) ([]tensorInfo, map[stri
 		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 			return fail("header is not valid JSON: unexpected end of input")
 		case errors.As(err, &se):
-			return fail("header is not valid JSON at byte %d: %v", se.Offset, err)
+			// The streaming decoder's offsets are relative to its current value; a plain Unmarshal of
+			// the whole header (only on this error path) gives the position from the header's start.
+			var v any
+			if err2 := json.Unmarshal(hdr, &v); errors.As(err2, &se) {
+				return fail("header is not valid JSON at byte %d: %v", se.Offset, err2)
+			}
+			return fail("header is not valid JSON: %v", err)
 		}
 		return fail("header is not valid JSON: %v", err)
 	}
