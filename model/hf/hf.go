@@ -217,6 +217,11 @@ func readSharded(dir, indexPath string) (map[string]*model.Tensor, error) {
 		}
 	}
 	sort.Strings(files)
+	for _, f := range files { // all shards present before reading gigabytes of the first ones
+		if !exists(filepath.Join(dir, f)) {
+			return nil, fmt.Errorf("%s: shard %s is missing", indexPath, f)
+		}
+	}
 	out := make(map[string]*model.Tensor, len(names))
 	for _, f := range files {
 		ts, err := ReadSafetensors(filepath.Join(dir, f))
