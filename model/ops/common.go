@@ -243,6 +243,10 @@ func gemm[T Float](tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb
 	if k == 0 {
 		for i := 0; i < m; i++ {
 			row := c[i*ldc : i*ldc+n]
+			if beta == 0 {
+				clear(row) // not 0·c: c may hold anything
+				continue
+			}
 			for j := range row {
 				row[j] *= beta
 			}

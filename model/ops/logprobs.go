@@ -1,0 +1,225 @@
+package ops
+
+import (
+	"math"
+
+	"github.com/chewxy/hm"
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// LogProbs is a TokenLogProbs op's handle on its forward-only side outputs, valid after a run.
+type LogProbs struct{ op *logProbsOp }
+
+// Correct is 1 for each row whose argmax over the vocabulary (the first one on ties, as torch)
+// equals its target, else 0; ignored rows are 0. (N)
+func (l *LogProbs) Correct() []float64 { return l.op.correct }
+
+// LogitSums is Σ_v logits[n, v] for each counted row, 0 for ignored rows. (N)
+func (l *LogProbs) LogitSums() []float64 { return l.op.logitSum }
+
+// KeepLogits makes later runs copy the logits (N, V) aside for Logits; it costs one copy per run.
+func (l *LogProbs) KeepLogits(on bool) { l.op.keep = on }
+
+// Logits returns the logits of the last run made with KeepLogits on (float32 or float64 data of
+// shape (N, V)), or nil.
+func (l *LogProbs) Logits() *tensor.Dense { return l.op.kept.t }
+
+// TokenLogProbs is weights[n]·log_softmax(logits[n])[targets[n]] for logits (N, V), targets (N)
+// (Int32) and weights (N): (N). A row with weight 0 or a negative target is ignored: its output and
+// gradient are exactly 0. A counted target outside 0..V-1 is an error. No one-hot is built: the
+// backward op writes dlogits = weight·upstream·(onehot(target) − softmax(logits)) row by row from
+// the log-sum-exp that the forward op kept. Exp sums run in float64.
+func TokenLogProbs(logits, targets, weights *G.Node) (*G.Node, *LogProbs, error) {
+	op := &logProbsOp{base: base{name: "ops.TokenLogProbs"}}
+	n, err := G.ApplyOp(op, logits, targets, weights)
+	if err != nil {
+		return nil, nil, err
+	}
+	return n, &LogProbs{op: op}, nil
+}
+
+type logProbsOp struct {
+	base
+	out, kept         buf
+	keep              bool
+	lse               []float64
+	correct, logitSum []float64
+}
+
+func (op *logProbsOp) Arity() int    { return 3 }
+func (op *logProbsOp) Type() hm.Type { return fnType(floatT(2), intT(1), floatT(1), floatT(1)) }
+
+func (op *logProbsOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
+	var sh [3]tensor.Shape
+	for i := range sh {
+		s, err := shapeOf(ds[i])
+		if err != nil {
+			return nil, op.errorf("%v", err)
+		}
+		sh[i] = s
+	}
+	if len(sh[0]) != 2 || !sh[1].Eq(tensor.Shape{sh[0][0]}) || !sh[2].Eq(tensor.Shape{sh[0][0]}) {
+		return nil, op.errorf("logits %v, targets %v, weights %v: want (N, V), (N), (N)", sh[0], sh[1], sh[2])
+	}
+	return tensor.Shape{sh[0][0]}, nil
+}
+
+func counted[T Float](w T, target int32) bool { return w != 0 && target >= 0 }
+
+func (op *logProbsOp) Do(vs ...G.Value) (G.Value, error) {
+	dt, err := checkFloat(vs[0], vs[2])
+	if err != nil {
+		return nil, op.errorf("%v", err)
+	}
+	targets, err := int32s(vs[1])
+	if err != nil {
+		return nil, op.errorf("%v", err)
+	}
+	n, v := vs[0].Shape()[0], vs[0].Shape()[1]
+	if len(op.lse) != n {
+		op.lse = make([]float64, n)
+		op.correct = make([]float64, n)
+		op.logitSum = make([]float64, n)
+	}
+	out := op.out.get(dt, n)
+	if dt == tensor.Float32 {
+		err = logProbsFwd(op, floats[float32](out), floats[float32](vs[0]), targets, floats[float32](vs[2]), v)
+	} else {
+		err = logProbsFwd(op, floats[float64](out), floats[float64](vs[0]), targets, floats[float64](vs[2]), v)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if op.keep {
+		k := op.kept.get(dt, n, v)
+		if dt == tensor.Float32 {
+			copy(floats[float32](k), floats[float32](vs[0]))
+		} else {
+			copy(floats[float64](k), floats[float64](vs[0]))
+		}
+	}
+	return out, nil
+}
+
+// sumExp returns Σ exp(x−m) in float64 without writing x.
+func sumExp[T Float](x []T, m T) float64 {
+	var s float64
+	switch r := any(x).(type) {
+	case []float32:
+		mm := float32(m)
+		for _, v := range r {
+			s += float64(expf(v - mm))
+		}
+	case []float64:
+		mm := float64(m)
+		for _, v := range r {
+			s += math.Exp(v - mm)
+		}
+	}
+	return s
+}
+
+func logProbsFwd[T Float](op *logProbsOp, out, logits []T, targets []int32, w []T, v int) error {
+	for i, t := range targets {
+		if counted(w[i], t) && int(t) >= v {
+			return op.errorf("target %d at row %d is outside 0..%d", t, i, v-1)
+		}
+	}
+	parallelRange(len(targets), max(1, 16384/v), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			t := targets[i]
+			if !counted(w[i], t) {
+				out[i], op.lse[i], op.correct[i], op.logitSum[i] = 0, 0, 0, 0
+				continue
+			}
+			row := logits[i*v : (i+1)*v]
+			m, arg := row[0], 0
+			var sum float64
+			for j, x := range row {
+				if x > m {
+					m, arg = x, j
+				}
+				sum += float64(x)
+			}
+			lse := float64(m) + math.Log(sumExp(row, m))
+			op.lse[i] = lse
+			op.logitSum[i] = sum
+			op.correct[i] = 0
+			if arg == int(t) {
+				op.correct[i] = 1
+			}
+			out[i] = w[i] * T(float64(row[t])-lse)
+		}
+	})
+	return nil
+}
+
+func (op *logProbsOp) DiffWRT(int) []bool { return []bool{true, false, false} }
+
+func (op *logProbsOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
+	dl, err := G.ApplyOp(&logProbsGradOp{base: base{name: "ops.TokenLogProbsGrad"}, fwd: op}, inputs[0], inputs[1], inputs[2], output, grad)
+	if err != nil {
+		return nil, err
+	}
+	return G.Nodes{dl, nil, nil}, nil
+}
+
+// logProbsGradOp takes logits, targets, weights, the forward output (which orders it after the
+// forward op, whose log-sum-exp it reads) and the upstream gradient (N); it returns dlogits (N, V).
+type logProbsGradOp struct {
+	base
+	fwd *logProbsOp
+	out buf
+}
+
+func (op *logProbsGradOp) Arity() int { return 5 }
+func (op *logProbsGradOp) Type() hm.Type {
+	return fnType(floatT(2), intT(1), floatT(1), floatT(1), floatT(1), floatT(2))
+}
+func (op *logProbsGradOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
+	s, _ := shapeOf(ds[0])
+	return s.Clone(), nil
+}
+
+func (op *logProbsGradOp) Do(vs ...G.Value) (G.Value, error) {
+	dt, err := checkFloat(vs[0], vs[2], vs[4])
+	if err != nil {
+		return nil, op.errorf("%v", err)
+	}
+	targets, err := int32s(vs[1])
+	if err != nil {
+		return nil, op.errorf("%v", err)
+	}
+	n, v := vs[0].Shape()[0], vs[0].Shape()[1]
+	if len(op.fwd.lse) != n {
+		return nil, op.errorf("the forward op has not run")
+	}
+	dl := op.out.get(dt, n, v)
+	if dt == tensor.Float32 {
+		logProbsBwd(floats[float32](dl), floats[float32](vs[0]), targets, floats[float32](vs[2]), floats[float32](vs[4]), op.fwd.lse, v)
+	} else {
+		logProbsBwd(floats[float64](dl), floats[float64](vs[0]), targets, floats[float64](vs[2]), floats[float64](vs[4]), op.fwd.lse, v)
+	}
+	return dl, nil
+}
+
+func logProbsBwd[T Float](dl, logits []T, targets []int32, w, g []T, lse []float64, v int) {
+	parallelRange(len(targets), max(1, 16384/v), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			row, drow := logits[i*v:(i+1)*v], dl[i*v:(i+1)*v]
+			t := targets[i]
+			c := w[i] * g[i]
+			if !counted(w[i], t) || c == 0 {
+				clear(drow)
+				continue
+			}
+			copy(drow, row)
+			expShift(drow, T(lse[i]))
+			for j := range drow {
+				drow[j] *= -c
+			}
+			drow[t] += c
+		}
+	})
+}
