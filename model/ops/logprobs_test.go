@@ -135,7 +135,9 @@ func TestExternalLoss(t *testing.T) {
 		{func([][]float64) (float64, [][]float64, error) { return math.Inf(1), nil, nil }, "ops.ExternalLoss: loss is +Inf"},
 		{func([][]float64) (float64, [][]float64, error) { return 1, nil, nil }, "ops.ExternalLoss: the loss function returned 0 gradients for 1 inputs"},
 		{func([][]float64) (float64, [][]float64, error) { return 1, [][]float64{{1}}, nil }, "ops.ExternalLoss: the loss function's gradient 0 has 1 values, its input has 5"},
-		{func([][]float64) (float64, [][]float64, error) { return 0, nil, errors.New("dpo: beta must be positive") }, "dpo: beta must be positive"},
+		{func([][]float64) (float64, [][]float64, error) {
+			return 0, nil, errors.New("dpo: beta must be positive")
+		}, "dpo: beta must be positive"},
 	} {
 		g := G.NewGraph()
 		x := G.NewVector(g, G.Float32, G.WithShape(5), G.WithName("x"), G.WithInit(G.Zeroes()))
