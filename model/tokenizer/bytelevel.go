@@ -2,15 +2,14 @@ package tokenizer
 
 import (
 	"bytes"
+	"container/heap"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/dlclark/regexp2"
-	ollama "github.com/ollama/ollama/tokenizer"
 	"golang.org/x/text/unicode/norm"
 )
 
@@ -45,6 +44,7 @@ type bpeSpec struct {
 	regexps        []string // pre-tokenizer regexes, applied in order (each splits the last's pieces)
 	addPrefixSpace bool
 	normalize      *norm.Form
+	ignoreMerges   bool
 }
 
 // tokenizerJSON is the part of a Hugging Face tokenizer.json read here.
@@ -64,6 +64,7 @@ type bpeModelJSON struct {
 	ContinuingSubwordPrefix *string          `json:"continuing_subword_prefix"`
 	EndOfWordSuffix         *string          `json:"end_of_word_suffix"`
 	ByteFallback            bool             `json:"byte_fallback"`
+	IgnoreMerges            bool             `json:"ignore_merges"`
 }
 
 // parseTokenizerJSON reads a byte-level BPE tokenizer.json into a base. Errors name no file; the
@@ -89,7 +90,7 @@ func parseTokenizerJSON(data []byte) (*base, error) {
 	if (m.ContinuingSubwordPrefix != nil && *m.ContinuingSubwordPrefix != "") || (m.EndOfWordSuffix != nil && *m.EndOfWordSuffix != "") {
 		return nil, errors.New("model: continuing_subword_prefix / end_of_word_suffix are not supported")
 	}
-	spec := &bpeSpec{}
+	spec := &bpeSpec{ignoreMerges: m.IgnoreMerges}
 	byteLevel, err := spec.parsePreTokenizer(tj.PreTokenizer, true)
 	if err != nil {
 		return nil, fmt.Errorf("pre_tokenizer: %w", err)
@@ -123,7 +124,8 @@ func parseTokenizerJSON(data []byte) (*base, error) {
 	b.fromModel = make([]bool, n)
 	for tok, id := range m.Vocab {
 		if b.fromModel[id] {
-			return nil, fmt.Errorf("model: vocab id %d given to both %q and %q", id, b.pieces[id], tok)
+			first, second := min(b.pieces[id], tok), max(b.pieces[id], tok) // map order is random
+			return nil, fmt.Errorf("model: vocab id %d given to both %q and %q", id, first, second)
 		}
 		b.pieces[id], b.types[id], b.fromModel[id] = tok, TypeNormal, true
 	}
@@ -412,39 +414,69 @@ func (b *base) parsePostProcessor(raw json.RawMessage) error {
 	return fmt.Errorf("type %q is not supported", t.Type)
 }
 
-// bpeText is byte-level BPE encoding: optional Unicode normalization and prefix space, then
-// ollama's pre-tokenizer split and merges.
+// bpeText is byte-level BPE as Hugging Face's tokenizers runs it: optional Unicode
+// normalization and prefix space, the pre-tokenizer regexes, GPT-2's byte-to-character map, then
+// merges by rank (lowest first, leftmost on ties). ollama's BytePairEncoding always takes a
+// pre-token that is itself in the vocabulary whole, which is Hugging Face's ignore_merges=true
+// (Llama 3) but not GPT-2's default; so this package merges itself, honouring the flag.
 type bpeText struct {
-	enc            ollama.BytePairEncoding
+	regexps        []*regexp2.Regexp
 	addPrefixSpace bool
 	normalize      *norm.Form
+	ignoreMerges   bool
+	vocab          map[string]int32 // byte-level strings of the model vocabulary (no added tokens)
+	byteID         [256]int32       // id of each byte's character, -1 if the vocabulary lacks it
+	merges         map[uint64]bpeMerge
 }
 
-// newBPEText gives ollama the byte-level vocabulary with added tokens hidden (they are matched by
-// the Tokenizer itself), so that no pre-tokenized word can ever equal one.
+type bpeMerge struct {
+	rank, id int32
+}
+
+func pairKey(a, b int32) uint64 { return uint64(uint32(a))<<32 | uint64(uint32(b)) }
+
+// newBPEText indexes the model vocabulary and merges. Added tokens are not in it: the Tokenizer
+// matches them itself, so no pre-token can ever become one.
 func newBPEText(b *base) (*bpeText, error) {
-	for _, re := range b.bpe.regexps {
-		if _, err := regexp2.Compile(re, regexp2.RE2); err != nil {
-			return nil, fmt.Errorf("pre-tokenizer regex %q: %w", re, err)
-		}
-	}
-	n := len(b.pieces)
-	vocab := &ollama.Vocabulary{
-		Values: make([]string, n),
-		Types:  make([]int32, n),
-		Merges: b.bpe.merges,
-	}
-	for id := range n {
-		vocab.Values[id], vocab.Types[id] = b.pieces[id], ollama.TOKEN_TYPE_NORMAL
-		if _, isAdded := b.added[int32(id)]; isAdded || !b.fromModel[id] {
-			vocab.Values[id] = unreachable(id)
-		}
-	}
-	return &bpeText{
-		enc:            ollama.NewBytePairEncoding(vocab, slices.Clone(b.bpe.regexps)...),
+	e := &bpeText{
 		addPrefixSpace: b.bpe.addPrefixSpace,
 		normalize:      b.bpe.normalize,
-	}, nil
+		ignoreMerges:   b.bpe.ignoreMerges,
+		vocab:          make(map[string]int32, len(b.pieces)),
+		merges:         make(map[uint64]bpeMerge, len(b.bpe.merges)),
+	}
+	for _, re := range b.bpe.regexps {
+		r, err := regexp2.Compile(re, regexp2.RE2)
+		if err != nil {
+			return nil, fmt.Errorf("pre-tokenizer regex %q: %w", re, err)
+		}
+		e.regexps = append(e.regexps, r)
+	}
+	for id, p := range b.pieces {
+		if b.fromModel[id] {
+			e.vocab[p] = int32(id)
+		}
+	}
+	chars := byteChars()
+	for c := range 256 {
+		e.byteID[c] = -1
+		if id, ok := e.vocab[string(chars[c])]; ok {
+			e.byteID[c] = id
+		}
+	}
+	for rank, m := range b.bpe.merges {
+		left, right, _ := strings.Cut(m, " ")
+		a, okA := e.vocab[left]
+		c, okB := e.vocab[right]
+		id, okM := e.vocab[left+right]
+		if !okA || !okB || !okM {
+			return nil, fmt.Errorf("model: merge %d %q: a token or the merged token is not in the vocabulary", rank, m)
+		}
+		if _, dup := e.merges[pairKey(a, c)]; !dup {
+			e.merges[pairKey(a, c)] = bpeMerge{rank: int32(rank), id: id}
+		}
+	}
+	return e, nil
 }
 
 func (e *bpeText) encode(s string) []int32 {
@@ -458,30 +490,161 @@ func (e *bpeText) encode(s string) []int32 {
 	if e.addPrefixSpace && !strings.HasPrefix(s, " ") {
 		s = " " + s
 	}
-	// ollama v0.17.4's BytePairEncoding.Encode has no failing path (see spText.encode).
-	ids, err := e.enc.Encode(s, false)
-	if err != nil {
-		return nil
+	var ids []int32
+	for _, word := range e.split(s) {
+		ids = e.encodeWord(ids, word)
 	}
 	return ids
 }
 
-// byteTable maps GPT-2's byte-level alphabet back to bytes: printable Latin-1 bytes stand for
-// themselves, the other 68 bytes for U+0100 onwards in byte order (bytes_to_unicode in GPT-2's
-// encoder.py).
+// split applies the pre-tokenizer regexes in turn, each to the pieces of the last, keeping both
+// matches and the text between them (Split with behavior Isolated).
+func (e *bpeText) split(s string) []string {
+	parts := []string{s}
+	for _, re := range e.regexps {
+		var next []string
+		for _, part := range parts {
+			r := []rune(part)
+			offset := 0
+			m, err := re.FindRunesMatch(r)
+			for ; m != nil && err == nil; m, err = re.FindNextMatch(m) {
+				if m.Index > offset {
+					next = append(next, string(r[offset:m.Index]))
+				}
+				if m.Length > 0 {
+					next = append(next, string(r[m.Index:m.Index+m.Length]))
+				}
+				offset = m.Index + m.Length
+			}
+			if offset < len(r) {
+				next = append(next, string(r[offset:]))
+			}
+		}
+		parts = next
+	}
+	return parts
+}
+
+// bpeSym is a symbol of a word being merged, in a linked list by index.
+type bpeSym struct {
+	id         int32
+	prev, next int
+	gone       bool
+}
+
+// encodeWord appends the ids of one pre-token.
+func (e *bpeText) encodeWord(ids []int32, word string) []int32 {
+	if e.ignoreMerges {
+		if id, ok := e.vocab[byteLevelString(word)]; ok {
+			return append(ids, id)
+		}
+	}
+	syms := make([]bpeSym, 0, len(word))
+	for i := 0; i < len(word); i++ {
+		id := e.byteID[word[i]]
+		if id < 0 {
+			// Hugging Face's BPE without unk_token drops a character it has no token for.
+			continue
+		}
+		syms = append(syms, bpeSym{id: id, prev: len(syms) - 1, next: len(syms) + 1})
+	}
+	if len(syms) == 0 {
+		return ids
+	}
+	syms[len(syms)-1].next = -1
+	q := &mergeQueue{}
+	push := func(pos int) {
+		if pos < 0 || syms[pos].next < 0 {
+			return
+		}
+		if m, ok := e.merges[pairKey(syms[pos].id, syms[syms[pos].next].id)]; ok {
+			heap.Push(q, mergeCand{rank: m.rank, pos: pos, id: m.id})
+		}
+	}
+	for pos := range syms {
+		push(pos)
+	}
+	for q.Len() > 0 {
+		c := heap.Pop(q).(mergeCand)
+		left := &syms[c.pos]
+		if left.gone || left.next < 0 {
+			continue
+		}
+		// The pair may have changed since it was queued: merge only if it still gives this id.
+		if m, ok := e.merges[pairKey(left.id, syms[left.next].id)]; !ok || m.id != c.id {
+			continue
+		}
+		right := &syms[left.next]
+		left.id, right.gone = c.id, true
+		left.next = right.next
+		if right.next >= 0 {
+			syms[right.next].prev = c.pos
+		}
+		push(left.prev)
+		push(c.pos)
+	}
+	for pos := 0; pos >= 0; pos = syms[pos].next {
+		ids = append(ids, syms[pos].id)
+	}
+	return ids
+}
+
+type mergeCand struct {
+	rank int32
+	pos  int
+	id   int32
+}
+
+// mergeQueue orders merge candidates by rank, then position, as Hugging Face's BPE does.
+type mergeQueue []mergeCand
+
+func (q mergeQueue) Len() int { return len(q) }
+func (q mergeQueue) Less(i, j int) bool {
+	return q[i].rank < q[j].rank || (q[i].rank == q[j].rank && q[i].pos < q[j].pos)
+}
+func (q mergeQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
+func (q *mergeQueue) Push(x any)   { *q = append(*q, x.(mergeCand)) }
+func (q *mergeQueue) Pop() any {
+	old := *q
+	c := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return c
+}
+
+// byteChars is GPT-2's bytes_to_unicode: printable Latin-1 bytes stand for themselves, the other
+// 68 bytes for U+0100 onwards in byte order.
+func byteChars() [256]rune {
+	var out [256]rune
+	next := rune(256)
+	for c := range 256 {
+		if (c >= '!' && c <= '~') || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE && c <= 0xFF) {
+			out[c] = rune(c)
+		} else {
+			out[c] = next
+			next++
+		}
+	}
+	return out
+}
+
+// byteLevelString maps a string's bytes to their byte-level characters.
+func byteLevelString(s string) string {
+	chars := byteChars()
+	var b strings.Builder
+	b.Grow(2 * len(s))
+	for i := 0; i < len(s); i++ {
+		b.WriteRune(chars[s[i]])
+	}
+	return b.String()
+}
+
+// byteTable maps GPT-2's byte-level characters back to bytes.
 type byteTable map[rune]byte
 
 func byteDecoder() byteTable {
 	dec := make(byteTable, 256)
-	next := rune(256)
-	for c := range 256 {
-		printable := (c >= '!' && c <= '~') || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE && c <= 0xFF)
-		if printable {
-			dec[rune(c)] = byte(c)
-		} else {
-			dec[next] = byte(c)
-			next++
-		}
+	for c, r := range byteChars() {
+		dec[r] = byte(c)
 	}
 	return dec
 }
