@@ -184,8 +184,9 @@ type shardIndex struct {
 	WeightMap map[string]string `json:"weight_map"`
 }
 
-// readSharded reads every shard the index names and checks that the index and the shards agree
-// tensor for tensor. total_size is informational (transformers only reports it) and is not checked.
+// readSharded reads every shard the index names. All shards must exist and their headers must agree
+// with the index tensor for tensor before any tensor data is read. total_size is informational
+// (transformers only reports it) and is not checked.
 func readSharded(dir, indexPath string) (map[string]*model.Tensor, error) {
 	data, err := readBounded(indexPath)
 	if err != nil {
@@ -217,31 +218,51 @@ func readSharded(dir, indexPath string) (map[string]*model.Tensor, error) {
 		}
 	}
 	sort.Strings(files)
-	for _, f := range files { // all shards present before reading gigabytes of the first ones
+	// Validate every shard's header against the index before reading any tensor data.
+	shards := make([]*safetensorsFile, 0, len(files))
+	defer func() {
+		for _, sf := range shards {
+			sf.f.Close()
+		}
+	}()
+	for _, f := range files {
 		if !exists(filepath.Join(dir, f)) {
 			return nil, fmt.Errorf("%s: shard %s is missing", indexPath, f)
 		}
 	}
-	out := make(map[string]*model.Tensor, len(names))
+	held := map[string]bool{}
 	for _, f := range files {
-		ts, err := ReadSafetensors(filepath.Join(dir, f))
+		sf, err := openSafetensors(filepath.Join(dir, f))
 		if err != nil {
 			return nil, err
 		}
-		for _, name := range sortedKeys(ts) {
-			want, ok := idx.WeightMap[name]
+		shards = append(shards, sf)
+		infos := append([]tensorInfo(nil), sf.tensors...)
+		sort.Slice(infos, func(i, j int) bool { return infos[i].Name < infos[j].Name })
+		for _, info := range infos {
+			want, ok := idx.WeightMap[info.Name]
 			if !ok {
-				return nil, fmt.Errorf("%s: tensor %q in %s is not listed in weight_map", indexPath, name, f)
+				return nil, fmt.Errorf("%s: tensor %q in %s is not listed in weight_map", indexPath, info.Name, f)
 			}
 			if want != f {
-				return nil, fmt.Errorf("%s: tensor %q is in %s, but weight_map puts it in %s", indexPath, name, f, want)
+				return nil, fmt.Errorf("%s: tensor %q is in %s, but weight_map puts it in %s", indexPath, info.Name, f, want)
 			}
-			out[name] = ts[name]
+			held[info.Name] = true
 		}
 	}
 	for _, name := range names {
-		if _, ok := out[name]; !ok {
+		if !held[name] {
 			return nil, fmt.Errorf("%s: weight_map puts tensor %q in %s, which does not hold it", indexPath, name, idx.WeightMap[name])
+		}
+	}
+	out := make(map[string]*model.Tensor, len(names))
+	for _, sf := range shards {
+		ts, err := sf.readAll()
+		if err != nil {
+			return nil, err
+		}
+		for name, t := range ts {
+			out[name] = t
 		}
 	}
 	return out, nil
@@ -307,7 +328,7 @@ func checkFinite(w *model.Weights, source string) error {
 // SaveOptions choose how Save writes the weights.
 type SaveOptions struct {
 	Dtype        string // "f32" (default, also ""), "bf16" or "f16"; rounding is to nearest even
-	MaxShardSize int64  // bytes per safetensors shard (see ParseSize); 0 writes one model.safetensors
+	MaxShardSize int64  // bytes per safetensors shard (see ParseSize); 0 or less writes one model.safetensors
 }
 
 // Save writes an HF model directory that transformers' from_pretrained loads: config.json

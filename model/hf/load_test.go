@@ -281,6 +281,8 @@ func TestLoadShardedIndexErrors(t *testing.T) {
 			`I: weight_map puts tensor "model.extra.weight" in ` + normFile + `, which does not hold it`},
 		{"missing shard file", func(m map[string]string) { m[norm] = "model-00009-of-00009.safetensors" }, "",
 			"I: shard model-00009-of-00009.safetensors is missing"},
+		{"corrupt shard", func(m map[string]string) {}, "",
+			"D/model-00002-of-00004.safetensors: file is 4 bytes, too short for the 8-byte header length"},
 		{"empty weight_map", nil, `{"metadata": {}, "weight_map": {}}`, "I: weight_map is missing or empty"},
 		{"weight_map of the wrong type", nil, `{"weight_map": []}`, `I: field "weight_map" has the wrong type: got a JSON array, want map[string]string`},
 		{"not JSON", nil, `{"weight_map": `, "I: not valid JSON: unexpected end of JSON input"},
@@ -303,6 +305,9 @@ func TestLoadShardedIndexErrors(t *testing.T) {
 			}
 			ip := filepath.Join(dir, IndexFile)
 			os.WriteFile(ip, text, 0o644)
+			if c.name == "corrupt shard" {
+				os.Truncate(filepath.Join(dir, "model-00002-of-00004.safetensors"), 4)
+			}
 			_, err := Load(dir)
 			want := strings.NewReplacer("I:", ip+":", "D/", dir+"/").Replace(c.want)
 			if err == nil || err.Error() != want {

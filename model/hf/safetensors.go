@@ -329,7 +329,8 @@ func ReadSafetensors(path string) (map[string]*model.Tensor, error) {
 // with metadata (may be nil) as __metadata__. The bytes are deterministic: tensors are laid out in
 // name order, the header's keys are sorted, and the header is padded with spaces to a multiple of 8
 // bytes as the safetensors library does. A value that does not fit the dtype (beyond ±65504 for F16)
-// is an error, not a silent Inf.
+// is an error, not a silent Inf. transformers' from_pretrained refuses files whose metadata lacks
+// "format" (Save passes {"format": "pt"}).
 func WriteSafetensors(path string, tensors map[string]*model.Tensor, dtype string, metadata map[string]string) error {
 	dt, err := parseDtype(dtype)
 	if err != nil {
