@@ -287,6 +287,9 @@ func expf(x float32) float32 {
 	z := x * x
 	y := ((((1.9875691500e-4*x+1.3981999507e-3)*x+8.3334519073e-3)*x+4.1665795894e-2)*x+1.6666665459e-1)*x + 5.0000001201e-1
 	y = y*z + x + 1
+	if n > 127 { // x near hi: 2^128 is not a float32, 2·2^127 is fine
+		return 2 * y * math.Float32frombits(uint32(n+126)<<23)
+	}
 	return y * math.Float32frombits(uint32(n+127)<<23)
 }
 
