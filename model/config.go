@@ -36,7 +36,7 @@ type Config struct {
 
 	NumLocalExperts   int     `json:"num_local_experts,omitempty"`   // E; 0 means a dense SwiGLU MLP
 	NumExpertsPerTok  int     `json:"num_experts_per_tok,omitempty"` // top-k routing
-	RouterAuxLossCoef float64 `json:"router_aux_loss_coef,omitempty"`
+	RouterAuxLossCoef float64 `json:"router_aux_loss_coef"`
 
 	// NumLabels is 1 for a reward model (LlamaForSequenceClassification with score.weight [1, D]).
 	NumLabels int `json:"num_labels,omitempty"`
@@ -58,7 +58,7 @@ var ignoredKeys = map[string]bool{
 	"_name_or_path": true, "transformers_version": true, "torch_dtype": true, "dtype": true,
 	"use_cache": true, "initializer_range": true, "output_router_logits": true,
 	"id2label": true, "label2id": true, "problem_type": true, "_attn_implementation_autoset": true,
-	"router_jitter_noise": true, "max_window_layers": true, "use_sliding_window": true,
+	"max_window_layers": true, "use_sliding_window": true,
 	"bos_token": true, "eos_token": true, "unk_token": true, "pad_token": true,
 	"tokenizer_class": true,
 }
@@ -72,6 +72,7 @@ var neutral = map[string]func(v any) bool{
 	"mlp_bias":          func(v any) bool { return v == false },
 	"pretraining_tp":    func(v any) bool { n, ok := v.(float64); return ok && n == 1 },
 	"attention_dropout": func(v any) bool { n, ok := v.(float64); return ok && n == 0 },
+	"router_jitter_noise": func(v any) bool { n, ok := v.(float64); return ok && n == 0 },
 	"hidden_dropout":    func(v any) bool { n, ok := v.(float64); return ok && n == 0 },
 	"partial_rotary_factor": func(v any) bool {
 		n, ok := v.(float64)
@@ -90,9 +91,13 @@ func LoadConfig(path string) (Config, error) {
 
 // ParseConfig decodes config.json bytes; source names the file in errors.
 func ParseConfig(data []byte, source string) (Config, error) {
-	var raw map[string]any
-	if err := json.Unmarshal(data, &raw); err != nil {
+	var top any
+	if err := json.Unmarshal(data, &top); err != nil {
 		return Config{}, fmt.Errorf("%s: not valid JSON: %v", source, err)
+	}
+	raw, ok := top.(map[string]any)
+	if !ok {
+		return Config{}, fmt.Errorf("%s: want a JSON object, got %s", source, jsonKind(top))
 	}
 	var c Config
 	known := map[string]bool{}
@@ -113,7 +118,6 @@ func ParseConfig(data []byte, source string) (Config, error) {
 			if !neutral[k](v) {
 				return Config{}, fmt.Errorf("%s: %s = %s is not supported by alignkit's model", source, k, jsonText(v))
 			}
-		case k == "sliding_window" || k == "num_labels":
 		default:
 			return Config{}, fmt.Errorf("%s: unsupported field %q (alignkit does not implement it)", source, k)
 		}
@@ -127,6 +131,26 @@ func ParseConfig(data []byte, source string) (Config, error) {
 			return Config{}, fmt.Errorf("%s: field \"eos_token_id\": %v", source, err)
 		}
 		c.EOSTokenIDs = ids
+	}
+	// Defaults transformers applies when a key is absent. Llama 2's own config.json predates
+	// rope_theta (transformers 4.31); Mixtral's default theta and aux-loss coefficient differ.
+	if v, ok := raw["rope_theta"]; !ok || v == nil {
+		c.RopeTheta = 10000
+		if c.ModelType == "mixtral" {
+			c.RopeTheta = 1e6
+		}
+	}
+	if v, ok := raw["router_aux_loss_coef"]; (!ok || v == nil) && c.ModelType == "mixtral" {
+		c.RouterAuxLossCoef = 0.001
+	}
+	if v, ok := raw["bos_token_id"]; !ok || v == nil {
+		c.BOSTokenID = 1 // transformers' LlamaConfig default
+	}
+	// transformers writes a sequence-classification head's label count only as id2label.
+	if _, ok := raw["num_labels"]; !ok {
+		if m, ok := raw["id2label"].(map[string]any); ok {
+			c.NumLabels = len(m)
+		}
 	}
 	if c.HeadDim == 0 && c.NumAttentionHeads > 0 {
 		c.HeadDim = c.HiddenSize / c.NumAttentionHeads
@@ -189,6 +213,14 @@ func (c Config) Validate() error {
 	if c.IsRewardModel() && c.NumLabels != 1 {
 		return fmt.Errorf("num_labels %d: a reward model has exactly one label", c.NumLabels)
 	}
+	if c.PadTokenID != nil && (*c.PadTokenID < 0 || *c.PadTokenID >= c.VocabSize) {
+		return fmt.Errorf("pad_token_id %d is outside the vocabulary (vocab_size %d)", *c.PadTokenID, c.VocabSize)
+	}
+	for _, a := range c.Architectures {
+		if want := supportedArchitectures[a]; c.ModelType != "" && want != c.ModelType {
+			return fmt.Errorf("model_type %q does not match architecture %q (want %q)", c.ModelType, a, want)
+		}
+	}
 	for _, id := range append([]int{c.BOSTokenID}, c.EOSTokenIDs...) {
 		if id < 0 || id >= c.VocabSize {
 			return fmt.Errorf("special token id %d is outside the vocabulary (vocab_size %d)", id, c.VocabSize)
@@ -243,7 +275,9 @@ func (c Config) MarshalHF() ([]byte, error) {
 	m["rope_scaling"] = nil
 	m["attention_bias"] = false
 	m["mlp_bias"] = false
-	m["torch_dtype"] = "float32"
+	if _, ok := m["torch_dtype"]; !ok {
+		m["torch_dtype"] = "float32"
+	}
 	if c.SlidingWindow == 0 && c.ModelType != "llama" {
 		m["sliding_window"] = nil
 	}
@@ -288,6 +322,22 @@ func describeJSONError(err error) string {
 		return fmt.Sprintf("field %q has the wrong type: got a JSON %s, want %s", te.Field, te.Value, te.Type)
 	}
 	return err.Error()
+}
+
+func jsonKind(v any) string {
+	switch v.(type) {
+	case []any:
+		return "an array"
+	case string:
+		return "a string"
+	case float64:
+		return "a number"
+	case bool:
+		return "a boolean"
+	case nil:
+		return "null"
+	}
+	return "a value"
 }
 
 func jsonText(v any) string {

@@ -69,56 +69,13 @@ func Load(dir string) (*model.Weights, error) {
 	return w, nil
 }
 
-// loadConfig parses config.json after filling in what transformers would default but
-// model.ParseConfig requires (see compatConfig).
+// loadConfig reads config.json with the size bound every file in a model directory gets.
 func loadConfig(path string) (model.Config, error) {
 	data, err := readBounded(path)
 	if err != nil {
 		return model.Config{}, err
 	}
-	return model.ParseConfig(compatConfig(data), path)
-}
-
-// defaultRopeTheta is transformers' rope_theta default per model_type. Llama 2's own config.json
-// predates the field (transformers 4.31), so a real Llama 2 checkpoint has none.
-var defaultRopeTheta = map[string]string{"llama": "10000.0", "mistral": "10000.0", "mixtral": "1000000.0"}
-
-// compatConfig fills two gaps between config.json as transformers writes it and what model.ParseConfig
-// accepts: rope_theta absent (use transformers' default for the model_type), and a
-// *ForSequenceClassification config carrying its label count only as id2label (transformers'
-// num_labels is a property, len(id2label), and is not written). Anything else passes through untouched,
-// and malformed JSON is left for ParseConfig to report.
-func compatConfig(data []byte) []byte {
-	var raw map[string]json.RawMessage
-	if json.Unmarshal(data, &raw) != nil || raw == nil {
-		return data
-	}
-	changed := false
-	if v, ok := raw["rope_theta"]; !ok || string(v) == "null" {
-		var mt string
-		if json.Unmarshal(raw["model_type"], &mt) == nil && defaultRopeTheta[mt] != "" {
-			raw["rope_theta"] = json.RawMessage(defaultRopeTheta[mt])
-			changed = true
-		}
-	}
-	if _, ok := raw["num_labels"]; !ok {
-		var archs []string
-		var id2label map[string]any
-		if json.Unmarshal(raw["architectures"], &archs) == nil && len(archs) > 0 &&
-			strings.HasSuffix(archs[0], "ForSequenceClassification") &&
-			json.Unmarshal(raw["id2label"], &id2label) == nil && len(id2label) > 0 {
-			raw["num_labels"] = json.RawMessage(strconv.Itoa(len(id2label)))
-			changed = true
-		}
-	}
-	if !changed {
-		return data
-	}
-	out, err := json.Marshal(raw)
-	if err != nil {
-		return data
-	}
-	return out
+	return model.ParseConfig(data, path)
 }
 
 // mergeGeneration applies generation_config.json's ids the way transformers' generate() sees them: its
