@@ -66,14 +66,14 @@ var ignoredKeys = map[string]bool{
 // neutral lists keys that are accepted only with the value that makes the math ours; anything else
 // would be silently wrong, so it is an error naming the key.
 var neutral = map[string]func(v any) bool{
-	"hidden_act":        func(v any) bool { return v == "silu" },
-	"rope_scaling":      func(v any) bool { return v == nil },
-	"attention_bias":    func(v any) bool { return v == false },
-	"mlp_bias":          func(v any) bool { return v == false },
-	"pretraining_tp":    func(v any) bool { n, ok := v.(float64); return ok && n == 1 },
-	"attention_dropout": func(v any) bool { n, ok := v.(float64); return ok && n == 0 },
+	"hidden_act":          func(v any) bool { return v == "silu" },
+	"rope_scaling":        func(v any) bool { return v == nil },
+	"attention_bias":      func(v any) bool { return v == false },
+	"mlp_bias":            func(v any) bool { return v == false },
+	"pretraining_tp":      func(v any) bool { n, ok := v.(float64); return ok && n == 1 },
+	"attention_dropout":   func(v any) bool { n, ok := v.(float64); return ok && n == 0 },
 	"router_jitter_noise": func(v any) bool { n, ok := v.(float64); return ok && n == 0 },
-	"hidden_dropout":    func(v any) bool { n, ok := v.(float64); return ok && n == 0 },
+	"hidden_dropout":      func(v any) bool { n, ok := v.(float64); return ok && n == 0 },
 	"partial_rotary_factor": func(v any) bool {
 		n, ok := v.(float64)
 		return ok && n == 1

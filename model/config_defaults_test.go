@@ -4,7 +4,7 @@ import "testing"
 
 // TestParseConfigDefaults checks the values transformers assumes for absent keys
 // (LlamaConfig/MixtralConfig defaults in transformers' configuration_*.py).
-func TestParseConfigDefaults(t *testing.T) {
+func TestParseConfigTransformersDefaults(t *testing.T) {
 	base := `"vocab_size": 32, "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 1,
 	"num_attention_heads": 2, "num_key_value_heads": 1, "max_position_embeddings": 64, "rms_norm_eps": 1e-5, "eos_token_id": 2`
 	cases := []struct {
