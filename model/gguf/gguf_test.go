@@ -198,4 +198,3 @@ func TestRoundTripRandom(t *testing.T) {
 		})
 	}
 }
-

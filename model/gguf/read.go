@@ -140,7 +140,7 @@ func (h *headerReader) u64() (uint64, error) {
 // bytes reads n bytes after checking that the file holds them; what names the field for the error.
 func (h *headerReader) bytes(n uint64, what string) ([]byte, error) {
 	if n > h.left() {
-		return nil, fmt.Errorf("%s: corrupt or truncated GGUF: %s: %s of %d bytes at offset %d runs past the end of the %d-byte file",
+		return nil, fmt.Errorf("%s: corrupt or truncated GGUF: %s: %s (%d bytes at offset %d) runs past the end of the %d-byte file",
 			h.path, h.at, what, n, h.pos, h.size)
 	}
 	out := make([]byte, n)
@@ -170,7 +170,7 @@ func (h *headerReader) count(each uint64, what string) (uint64, error) {
 		return 0, err
 	}
 	if each > 0 && n > h.left()/each {
-		return 0, fmt.Errorf("%s: corrupt GGUF: %s: %s %d is impossible with %d bytes left in the %d-byte file",
+		return 0, fmt.Errorf("%s: corrupt or truncated GGUF: %s: %s %d is impossible with %d bytes left in the %d-byte file",
 			h.path, h.at, what, n, h.left(), h.size)
 	}
 	return n, nil
@@ -207,7 +207,7 @@ func parse(r io.ReaderAt, size uint64, path string) (*File, error) {
 		return nil, err
 	}
 	if nTensors*24+nKV*13 > h.left() {
-		return nil, fmt.Errorf("%s: corrupt GGUF: %d tensors and %d metadata entries cannot fit in the %d-byte file", path, nTensors, nKV, size)
+		return nil, fmt.Errorf("%s: corrupt or truncated GGUF: %d tensors and %d metadata entries cannot fit in the %d-byte file", path, nTensors, nKV, size)
 	}
 
 	for i := uint64(0); i < nKV; i++ {
@@ -345,7 +345,7 @@ func (h *headerReader) array(elem uint32, n uint64, depth int) (any, error) {
 	case valString:
 		out := make([]string, n)
 		for i := range out {
-			s, err := h.str(fmt.Sprintf("string %d of the array", i))
+			s, err := h.str(fmt.Sprintf("array string %d", i))
 			if err != nil {
 				return nil, err
 			}
