@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sort"
+	"sync"
 )
 
 // Batch is one training step's input, every array row-major with shape
@@ -117,6 +118,12 @@ type shaper struct {
 	seed      uint64
 	dropLast  bool
 	rows      [][]unit
+
+	// The last epoch's permutation, cached: every batch of an epoch needs
+	// it, and recomputing it per batch would cost O(rows) each time.
+	mu        sync.Mutex
+	permEpoch int
+	perm      []int
 }
 
 func checkShape(batchSize, maxLength int, pad, eos int32, buckets []int) ([]int, error) {
@@ -163,8 +170,13 @@ func (s *shaper) numBatches() int {
 	return n
 }
 
-// order is the epoch's permutation of rows.
+// order is the epoch's permutation of rows (shared; do not modify).
 func (s *shaper) order(epoch int) []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.perm != nil && s.permEpoch == epoch {
+		return s.perm
+	}
 	perm := make([]int, len(s.rows))
 	for i := range perm {
 		perm[i] = i
@@ -173,6 +185,7 @@ func (s *shaper) order(epoch int) []int {
 		r := rand.New(rand.NewPCG(s.seed, uint64(epoch)))
 		r.Shuffle(len(perm), func(i, j int) { perm[i], perm[j] = perm[j], perm[i] })
 	}
+	s.perm, s.permEpoch = perm, epoch
 	return perm
 }
 

@@ -308,3 +308,63 @@ func TestReadJSONL(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+type nestedRow struct {
+	Tags   []string         `parquet:"tags,list"`
+	Meta   map[string]int64 `parquet:"meta"`
+	Grid   [][]int32        `parquet:"grid,list"`
+	Score  float32          `parquet:"score"`
+	OK     bool             `parquet:"ok"`
+	Note   *string          `parquet:"note,optional"`
+	Weight float64          `parquet:"weight"`
+}
+
+// TestParquetNestedAndRowGroups reads lists, maps, unannotated repeated
+// fields and scalars across several row groups.
+func TestParquetNestedAndRowGroups(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nested.parquet")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := []nestedRow{
+		{Tags: []string{"a", "b"}, Meta: map[string]int64{"x": 1}, Grid: [][]int32{{1, 2}, {}, {3}}, Score: 0.5, OK: true, Note: strp("n"), Weight: 2.25},
+		{Tags: []string{}, Meta: map[string]int64{}, Score: -1, Weight: 0},
+		{Tags: []string{"c"}, Meta: map[string]int64{"y": 2, "z": 3}, Grid: [][]int32{{4}}, Note: strp(""), Weight: 1e-3},
+	}
+	w := parquet.NewGenericWriter[nestedRow](f, parquet.MaxRowsPerRowGroup(2))
+	if _, err := w.Write(in); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if rf, err := os.Open(path); err == nil {
+		st, _ := rf.Stat()
+		pf, err := parquet.OpenFile(rf, st.Size())
+		if err != nil || len(pf.RowGroups()) != 2 {
+			t.Fatalf("want a file with 2 row groups: %v", err)
+		}
+		rf.Close()
+	}
+	rows, err := ReadParquet(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []map[string]any{
+		{"tags": []any{"a", "b"}, "meta": map[string]any{"x": int64(1)}, "score": 0.5, "ok": true, "note": "n", "weight": 2.25,
+			"grid": []any{[]any{int64(1), int64(2)}, []any{}, []any{int64(3)}}},
+		{"tags": []any{}, "meta": map[string]any{}, "score": -1.0, "ok": false, "note": nil, "weight": 0.0, "grid": []any{}},
+		{"tags": []any{"c"}, "meta": map[string]any{"y": int64(2), "z": int64(3)}, "score": 0.0, "ok": false, "note": "", "weight": 1e-3,
+			"grid": []any{[]any{int64(4)}}},
+	}
+	if len(rows) != 3 {
+		t.Fatalf("%d rows", len(rows))
+	}
+	for i := range want {
+		if !reflect.DeepEqual(rows[i].Fields, want[i]) || rows[i].Index != i {
+			t.Errorf("row %d:\n got %#v\nwant %#v", i, rows[i].Fields, want[i])
+		}
+	}
+}
