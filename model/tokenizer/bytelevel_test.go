@@ -1,10 +1,15 @@
 package tokenizer
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -335,5 +340,129 @@ func writeJSON(t *testing.T, path string, v any) {
 	}
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// ollamaTestdata is the tokenizer testdata folder of the pinned ollama module (a real Llama 3.2
+// vocabulary and merges, and a War and Peace text), or skips.
+func ollamaTestdata(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/ollama/ollama").Output()
+	if err != nil {
+		t.Skipf("cannot locate the ollama module: %v", err)
+	}
+	dir := filepath.Join(strings.TrimSpace(string(out)), "tokenizer", "testdata")
+	if _, err := os.Stat(filepath.Join(dir, "llama3.2", "encoder.json")); err != nil {
+		t.Skipf("ollama testdata absent: %v", err)
+	}
+	return dir
+}
+
+// llama32TokenizerJSON writes Llama 3.2's tokenizer as a tokenizer.json (its real vocabulary and
+// merges from ollama's testdata; Llama 3's pre-tokenizer, ignore_merges and BOS template) and
+// returns its directory.
+func llama32TokenizerJSON(t *testing.T, testdata, dir string) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(testdata, "llama3.2", "encoder.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vocab map[string]int
+	if err := json.Unmarshal(data, &vocab); err != nil {
+		t.Fatal(err)
+	}
+	data, err = os.ReadFile(filepath.Join(testdata, "llama3.2", "vocab.bpe"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var merges []string
+	for _, line := range strings.Split(strings.TrimRight(string(data), "\n"), "\n") {
+		if !strings.HasPrefix(line, "#") {
+			merges = append(merges, line)
+		}
+	}
+	pre := map[string]any{"type": "Sequence", "pretokenizers": []any{
+		map[string]any{"type": "Split", "pattern": map[string]any{"Regex": llama3Regex}, "behavior": "Isolated", "invert": false},
+		map[string]any{"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false},
+	}}
+	post := map[string]any{"type": "TemplateProcessing",
+		"single":         []any{map[string]any{"SpecialToken": map[string]any{"id": "<|begin_of_text|>", "type_id": 0}}, map[string]any{"Sequence": map[string]any{"id": "A", "type_id": 0}}},
+		"pair":           []any{map[string]any{"Sequence": map[string]any{"id": "A", "type_id": 0}}, map[string]any{"Sequence": map[string]any{"id": "B", "type_id": 1}}},
+		"special_tokens": map[string]any{"<|begin_of_text|>": map[string]any{"id": "<|begin_of_text|>", "ids": []int{128000}, "tokens": []string{"<|begin_of_text|>"}}},
+	}
+	writeJSON(t, filepath.Join(dir, "tokenizer.json"), map[string]any{
+		"version":        "1.0",
+		"added_tokens":   []any{addedTok(128000, "<|begin_of_text|>", true), addedTok(128001, "<|end_of_text|>", true)},
+		"normalizer":     nil,
+		"pre_tokenizer":  pre,
+		"post_processor": post,
+		"decoder":        map[string]any{"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+		"model": map[string]any{"type": "BPE", "dropout": nil, "unk_token": nil, "continuing_subword_prefix": nil,
+			"end_of_word_suffix": nil, "fuse_unk": false, "byte_fallback": false, "ignore_merges": true,
+			"vocab": vocab, "merges": merges},
+	})
+	return dir
+}
+
+// TestByteLevelLlama32 runs Llama 3.2's real vocabulary (from the pinned ollama module's
+// testdata) against Hugging Face tokenizers 0.23.2 on the same generated tokenizer.json: short
+// strings id by id, and the whole of ollama's War and Peace text (3.2 MB) by count and SHA-256 of
+// the comma-joined ids, which tokenizers gave as 760,378 ids (BOS included) hashing to 551eae21....
+// The first rows are also ollama's own expectations for this vocabulary.
+func TestByteLevelLlama32(t *testing.T) {
+	testdata := ollamaTestdata(t)
+	tk, err := Load(llama32TokenizerJSON(t, testdata, t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tk.VocabSize() != 128002 || tk.BOS() != 128000 || !tk.AddBOS() || tk.GGUFPre() != "llama-bpe" {
+		t.Errorf("vocab %d bos %d addBOS %v pre %q", tk.VocabSize(), tk.BOS(), tk.AddBOS(), tk.GGUFPre())
+	}
+	for _, c := range []struct {
+		text string
+		ids  []int32
+	}{
+		{"hello world", []int32{15339, 1917}},
+		{"Hello World!", []int32{9906, 4435, 0}},
+		{"I'm don't won't", []int32{40, 2846, 1541, 956, 2834, 956}},
+		{"In 2024 there are 366 days", []int32{644, 220, 2366, 19, 1070, 527, 220, 18044, 2919}},
+		{"   leading and trailing   ", []int32{256, 6522, 323, 28848, 262}},
+		{"请考试我的软件！12345", []int32{15225, 118660, 98711, 111497, 6447, 4513, 1774}},
+		{"tab\there\r\nCRLF", []int32{6323, 197, 6881, 319, 34, 81758}},
+		{"emoji 🦙🦙 ok", []int32{38623, 11410, 99, 247, 9468, 99, 247, 5509}},
+		{"ÀÉÎ ñ ß ﬁ", []int32{73053, 27887, 72907, 1717, 109, 1717, 253, 33595, 71831}},
+	} {
+		got := tk.Encode(c.text, false)
+		if !slices.Equal(got, c.ids) {
+			t.Errorf("Encode(%q) = %v, want %v", c.text, got, c.ids)
+		}
+		if dec := tk.Decode(got); dec != c.text {
+			t.Errorf("Decode(Encode(%q)) = %q", c.text, dec)
+		}
+	}
+	if got := tk.EncodeSpans([]Span{{Text: "<|begin_of_text|>A B!", Special: true}}, false); !slices.Equal(got, []int32{128000, 32, 426, 0}) {
+		t.Errorf("special span = %v, want [128000 32 426 0]", got)
+	}
+	if testing.Short() {
+		t.Skip("War and Peace comparison skipped in -short mode")
+	}
+	book, err := os.ReadFile(filepath.Join(testdata, "war-and-peace.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := tk.Encode(string(book), true)
+	var sb strings.Builder
+	for i, id := range ids {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		sb.WriteString(strconv.Itoa(int(id)))
+	}
+	sum := sha256.Sum256([]byte(sb.String()))
+	if got := hex.EncodeToString(sum[:]); len(ids) != 760378 || got != "551eae215e3494c70340fa8e9d0d7ab3fe5d61d32adbfea1b38ba8ae9e1694ff" {
+		t.Errorf("War and Peace: %d ids hashing to %s, want 760378 hashing to 551eae21...", len(ids), got)
+	}
+	if dec := tk.Decode(ids); dec != string(book) {
+		t.Error("War and Peace does not decode back to itself")
 	}
 }

@@ -338,3 +338,69 @@ func TestConcurrentUse(t *testing.T) {
 		t.Errorf("concurrent mismatch on %q", e)
 	}
 }
+
+// TestLlama2WithConfig: a Llama 2 directory whose tokenizer_config.json adds a special <pad>
+// (32000) and a non-special <|tool|> (32001) past the SentencePiece vocabulary, and asks for EOS.
+// Added tokens split all text and each run of text between them gets its own dummy prefix, as in
+// Hugging Face's legacy Llama tokenizer and llama.cpp: "a<|tool|>b" is sp("a") + 32001 + sp("b")
+// = [263 32001 289] (Python sentencepiece ids of "a" and "b").
+func TestLlama2WithConfig(t *testing.T) {
+	src := filepath.Join(sharedDir(t), "tokenizers", "llama2", "tokenizer.model")
+	dir := t.TempDir()
+	if err := os.Symlink(src, filepath.Join(dir, "tokenizer.model")); err != nil {
+		t.Fatal(err)
+	}
+	writeJSON(t, filepath.Join(dir, "tokenizer_config.json"), map[string]any{
+		"add_bos_token": true,
+		"add_eos_token": true,
+		"added_tokens_decoder": map[string]any{
+			"0":     map[string]any{"content": "<unk>", "special": true},
+			"1":     map[string]any{"content": "<s>", "special": true},
+			"2":     map[string]any{"content": "</s>", "special": true},
+			"32000": map[string]any{"content": "<pad>", "special": true},
+			"32001": map[string]any{"content": "<|tool|>", "special": false},
+		},
+		"bos_token":     map[string]any{"__type": "AddedToken", "content": "<s>"},
+		"eos_token":     "</s>",
+		"pad_token":     "<pad>",
+		"unk_token":     "<unk>",
+		"chat_template": "{% for m in messages %}{{ m['content'] }}{% endfor %}",
+	})
+	tk, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pad, hasPad := tk.PAD()
+	if tk.VocabSize() != 32002 || !hasPad || pad != 32000 || !tk.AddBOS() || !tk.AddEOS() || tk.EOS() != 2 {
+		t.Errorf("vocab %d pad %d %v addBOS %v addEOS %v eos %d", tk.VocabSize(), pad, hasPad, tk.AddBOS(), tk.AddEOS(), tk.EOS())
+	}
+	if !strings.HasPrefix(tk.ChatTemplate(), "{% for m in messages %}") {
+		t.Errorf("ChatTemplate = %q", tk.ChatTemplate())
+	}
+	toks, scores, types := tk.Pieces()
+	// As llama.cpp's converter: added tokens past the model are appended with score -1000, type
+	// CONTROL (3) when special, USER_DEFINED (4) otherwise; the model's own pieces are untouched.
+	if toks[32000] != "<pad>" || types[32000] != 3 || scores[32000] != -1000 || toks[32001] != "<|tool|>" || types[32001] != 4 {
+		t.Errorf("added pieces %q %d %v, %q %d", toks[32000], types[32000], scores[32000], toks[32001], types[32001])
+	}
+	if !slices.Equal(types[:3], []int32{2, 3, 3}) || scores[1] != 0 {
+		t.Errorf("model pieces changed: types %v", types[:3])
+	}
+	for _, c := range []struct {
+		text string
+		want []int32
+	}{
+		{"a<|tool|>b", []int32{263, 32001, 289}},
+		{"<pad>", []int32{529, 8305, 29958}}, // plain text: "▁<", "pad", ">"
+	} {
+		if got := tk.Encode(c.text, false); !slices.Equal(got, c.want) {
+			t.Errorf("Encode(%q) = %v, want %v", c.text, got, c.want)
+		}
+	}
+	if got := tk.EncodeSpans([]Span{{Text: "Hi<pad>", Special: true}}, true); !slices.Equal(got, []int32{1, 6324, 32000}) {
+		t.Errorf("special <pad> = %v, want [1 6324 32000]", got)
+	}
+	if got := tk.Decode([]int32{1, 263, 32001, 289, 32000, 2}); got != "a<|tool|> b" {
+		t.Errorf("Decode = %q, want %q", got, "a<|tool|> b")
+	}
+}
