@@ -1,0 +1,40 @@
+// Package train is the one training loop shared by every alignkit trainer (SFT, reward model, DPO,
+// rejection-sampling SFT, GAtt SFT).
+//
+// A trainer supplies a Task: its trainable tensors (Params), a forward+backward pass over a micro-batch of
+// example indices (Step), a forward-only pass for evaluation (Eval) and a way to write the HF model
+// directory (SaveModel). The loop owns everything else: the per-epoch shuffle, micro-batching, gradient
+// accumulation, global-norm clipping, AdamW, the learning-rate schedule, logging, evaluation, checkpoints,
+// resume, interruption and the final model.
+//
+// # Semantics (HF Trainer / TRL, with the differences listed)
+//
+//   - Examples are shuffled per epoch with a permutation derived only from (seed, epoch) and cut into
+//     micro-batches of per_device_train_batch_size (the last one of an epoch may be smaller, like a
+//     DataLoader with drop_last=False). gradient_accumulation_steps micro-batches make one optimizer step;
+//     the last step of an epoch may have fewer, and each micro-batch's gradient is scaled by 1/k where k is
+//     the number of micro-batches in that step.
+//   - Optimizer step s (1-based) uses Schedule(args, total)(s-1), which is what transformers' LambdaLR
+//     gives, and the learning_rate logged for step s is that value (recent Trainer versions log the rate
+//     "before update" too). "constant" honours warmup (it is constant_with_warmup); transformers' "constant"
+//     silently ignores warmup, which is never what a config that sets warmup means.
+//   - The logged loss is the mean of the step losses since the last log (not rounded to 4 digits as HF
+//     does, so that logs can be compared exactly); grad_norm is the last step's norm before clipping.
+//   - A log line is written every logging_steps and at the final step; evaluation runs every eval_steps
+//     and at the end of training when the task has evaluation data.
+//
+// # Files in output_dir
+//
+//   - metrics.jsonl: one JSON object per logged step (train and eval_* keys of that step together).
+//   - trainer_state.json: HF's TrainerState shape (log_history with separate train and eval entries).
+//   - checkpoint-N/: the task's HF model files, params.bin (exact float32 weights), optimizer.bin (AdamW
+//     m and v), training_state.json (step, epoch, data position, RNG, logging window) and
+//     trainer_state.json, built in .checkpoint-N.tmp/ and renamed into place, so a directory named
+//     checkpoint-N is always complete.
+//   - the final model files, loss.png and training_complete.json, written only when training finished.
+//
+// Resuming from checkpoint-N continues so that every later metrics line is bit-identical to an
+// uninterrupted run (tokens_per_second excepted): the weights come from params.bin rather than from the
+// task's model files (which a task may store in a lossy way), the shuffle is re-derived from (seed, epoch),
+// and the partial logging window is restored.
+package train

@@ -1,0 +1,86 @@
+package train
+
+import "context"
+
+// Param is one trainable tensor. Value aliases the model's weights: the optimizer updates it in place.
+//
+// The brief's Param also carried a Grad slice; it is gone because the loop owns the gradient
+// accumulation buffers and hands them to Task.Step, so there is one place gradients live.
+type Param struct {
+	Name  string
+	Value []float32
+	// NoDecay excludes the tensor from weight decay (RMSNorm gains and biases), as HF's
+	// get_decay_parameter_names does.
+	NoDecay bool
+}
+
+// Batch is one micro-batch handed to Task.Step or Task.Eval.
+type Batch struct {
+	// Examples are indices into the task's training (Step) or evaluation (Eval) examples. For Step they
+	// come from the epoch's shuffled order; for Eval they are in order.
+	Examples []int
+	// Step is the 1-based optimizer step this micro-batch belongs to (0 for Eval outside training).
+	Step int
+	// Micro is the micro-batch's position within the step, 0..Accum-1.
+	Micro int
+	// Accum is the number of micro-batches accumulated into this step.
+	Accum int
+	// Epoch is the 0-based epoch index.
+	Epoch int
+	// Seed is the run's seed. A task that needs randomness derives it from (Seed, Step, Micro), which
+	// keeps resumed runs exact without any saved generator state.
+	Seed int64
+}
+
+// Metrics is what one micro-batch reports.
+type Metrics struct {
+	// Loss is the micro-batch's mean loss (the value whose gradient Step accumulates, before scale).
+	Loss float64
+	// Tokens is the number of tokens processed (for tokens_per_second and num_tokens).
+	Tokens int
+	// Values are task metrics such as "mean_token_accuracy", "rewards/chosen" or "accuracy". They are
+	// logged as is for training and as "eval_<name>" for evaluation.
+	Values map[string]float64
+	// Weights say how to average each value across micro-batches (for example the number of loss tokens
+	// for mean_token_accuracy, the number of pairs for a reward accuracy). A value without a weight
+	// counts as the number of examples in the micro-batch.
+	Weights map[string]float64
+}
+
+// MeanTokenAccuracy is the Values key a language-modelling task uses for the fraction of loss tokens
+// whose argmax is the label, weighted by the number of loss tokens (TRL's mean_token_accuracy); the loop
+// logs it as mean_token_accuracy and eval_mean_token_accuracy.
+const MeanTokenAccuracy = "mean_token_accuracy"
+
+// Task is what a trainer (sft, dpo, reward, ...) supplies.
+//
+// Differences from the brief's sketch, and why:
+//   - Step and Eval take a Batch of example indices rather than a batch number: the loop computes the
+//     shuffle from (seed, epoch) and forms the micro-batches, so batch size, accumulation and resume are
+//     decided in one place and "2 micro-batches of 1 equals 1 of 2" holds by construction.
+//   - Step and Eval take a context so that a long forward/backward pass can stop early on Ctrl-C; the
+//     loop then discards the unfinished step and checkpoints the last complete one. Eval receives a
+//     context that is never cancelled: an evaluation that has started completes.
+type Task interface {
+	// Params returns the trainable tensors, in a stable order.
+	Params() []Param
+	// NumExamples is the number of training examples (after any packing the task does).
+	NumExamples() int
+	// NumEvalExamples is the number of evaluation examples; 0 disables evaluation.
+	NumEvalExamples() int
+	// Step runs forward and backward on b.Examples and ADDS scale * dLoss/dParam into grads (one slice
+	// per Param, same order and length; scale is 1/b.Accum). It must not modify the Params' values.
+	Step(ctx context.Context, b Batch, grads [][]float32, scale float32) (Metrics, error)
+	// Eval runs the forward pass only on b.Examples of the evaluation set.
+	Eval(ctx context.Context, b Batch) (Metrics, error)
+	// SaveModel writes the HF model directory (weights, config and tokenizer files) into dir, which exists
+	// and is empty.
+	SaveModel(dir string) error
+}
+
+// Stateful is implemented by a task that keeps state of its own which must survive a resume (for
+// example a running statistic). The loop stores it in checkpoint-N/task_state.bin.
+type Stateful interface {
+	MarshalState() ([]byte, error)
+	UnmarshalState(data []byte) error
+}
