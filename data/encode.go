@@ -2,6 +2,7 @@ package data
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/alignkit/alignkit/data/chat"
 )
@@ -307,7 +308,14 @@ func (t *Tokenizer) conversation(rec *Record, msgs []Message, mode MaskMode) (se
 			continue
 		}
 		gen := prev
-		if k > 0 {
+		if k == 0 {
+			// An opening assistant turn: its header is what the empty
+			// conversation renders with the generation prompt, when the
+			// template can render an empty conversation at all.
+			if g, err := t.render(rec.Source, rec.Row, "", nil, true); err == nil && len(g) <= len(full) && slices.Equal(g, full[:len(g)]) {
+				gen = g
+			}
+		} else {
 			if gen, err = t.render(rec.Source, rec.Row, "", msgs[:k], true); err != nil {
 				return s, err
 			}

@@ -278,3 +278,18 @@ func TestSharedPairsTokenize(t *testing.T) {
 		}
 	}
 }
+
+// TestOpeningAssistantTurn: a conversation may open with the assistant; its
+// header comes from rendering the empty conversation with the generation
+// prompt.
+func TestOpeningAssistantTurn(t *testing.T) {
+	enc := newFake()
+	enc.eos = fakeIMEnd
+	ex, err := NewTokenizer(enc, mustTemplate(t, "chatml", "", "")).Example(convRecord(mm("assistant", "Hi!"), mm("user", "Yo")), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := show(ex.IDs, ex.Mask), "<|im_start|>assistant\n[[Hi!<|im_end|>]]\n<|im_start|>user\nYo<|im_end|>\n"; got != want {
+		t.Fatalf("got  %q\nwant %q", got, want)
+	}
+}

@@ -8,6 +8,11 @@
 // model's tokenizer_config.json or be one of the built-ins (llama-2, mistral,
 // chatml, zephyr, llama-3), each the chat_template of a real model.
 //
+// One difference from transformers is known and not covered by the golden
+// tests: this engine's tojson(indent=N) sorts object keys, where Python keeps
+// insertion order. Templates use indent only for tool definitions, which
+// alignkit does not pass.
+//
 // RenderSegments also reports which parts of the rendered text are template
 // text and which are message content, so that a tokenizer can parse special
 // tokens in the former and never in the latter.
