@@ -466,3 +466,77 @@ func TestByteLevelLlama32(t *testing.T) {
 		t.Error("War and Peace does not decode back to itself")
 	}
 }
+
+// patchJSON rewrites a JSON file through f.
+func patchJSON(t *testing.T, path string, f func(map[string]any)) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	f(m)
+	writeJSON(t, path, m)
+}
+
+// variantFixtures are the Llama 3 fixture with an NFC normalizer and <|eot_id|> stripping
+// whitespace on both sides, and the GPT-2 fixture with ByteLevel add_prefix_space.
+func variantFixtures(t *testing.T, dir string) (nfcStrip, prefix string) {
+	nfcStrip = llama3Fixture(t, filepath.Join(dir, "nfc"), true, false)
+	patchJSON(t, nfcStrip, func(m map[string]any) {
+		m["normalizer"] = map[string]any{"type": "NFC"}
+		for _, a := range m["added_tokens"].([]any) {
+			if tok := a.(map[string]any); tok["content"] == "<|eot_id|>" {
+				tok["lstrip"], tok["rstrip"] = true, true
+			}
+		}
+	})
+	prefix = gpt2Fixture(t, filepath.Join(dir, "prefix"))
+	patchJSON(t, prefix, func(m map[string]any) {
+		m["pre_tokenizer"].(map[string]any)["add_prefix_space"] = true
+	})
+	return nfcStrip, prefix
+}
+
+// TestByteLevelVariants: NFC normalization, lstrip/rstrip added tokens and add_prefix_space,
+// against Hugging Face tokenizers 0.23.2 on the same files (encode with addSpecialTokens).
+func TestByteLevelVariants(t *testing.T) {
+	dir := t.TempDir()
+	for _, sub := range []string{"nfc", "prefix"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nfcPath, prefixPath := variantFixtures(t, dir)
+	nfc, err := LoadFile(nfcPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix, err := LoadFile(prefixPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		tk   *Tokenizer
+		text string
+		want []int32
+	}{
+		// "cafe\u0301" (e + combining acute) is "café" after NFC: "cafÃ©" (285) and not "c a f e".
+		{"nfc", nfc, "cafe\u0301 and the", []int32{293, 285, 280, 258}},
+		// <|eot_id|> swallows the spaces on both sides: "Hi", 297, "world".
+		{"strip", nfc, "Hi  <|eot_id|>  world", []int32{293, 72, 105, 297, 119, 263, 266}},
+		// A space is added in front: "Ġ", "Hello", "Ġworld" (the merges have no "Ġ Hello").
+		{"prefix", prefix, "Hello world", []int32{32, 271, 267}},
+		// ... but not to text that starts with one.
+		{"prefix-space", prefix, " Hello", []int32{32, 271}},
+	} {
+		got := c.tk.EncodeSpans([]Span{{Text: c.text, Special: true}}, c.tk.AddBOS())
+		if !slices.Equal(got, c.want) {
+			t.Errorf("%s: %q = %v, want %v", c.name, c.text, got, c.want)
+		}
+	}
+}
