@@ -287,7 +287,7 @@ type Batcher struct {
 
 // NewBatcher truncates examples to cfg.MaxLength, packs them when asked, and
 // prepares the epochs. eos is the tokenizer's EOS id, which the pad id must
-// not be.
+// not be. The batcher keeps references to the examples' slices.
 func NewBatcher(examples []Example, eos int32, cfg BatchConfig) (*Batcher, error) {
 	buckets, err := checkShape(cfg.BatchSize, cfg.MaxLength, cfg.PadID, eos, cfg.Buckets)
 	if err != nil {

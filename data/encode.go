@@ -268,7 +268,9 @@ func (t *Tokenizer) checkPrefix(source string, row int, short, long []int32, sho
 // msgs[:k] for k = 1..n, the tokens message k-1 adds are the difference
 // between consecutive renderings (checked to extend each other). Before an
 // assistant message, msgs[:k-1] is also rendered with the generation prompt:
-// the tokens up to there are the turn's header, the rest are the answer.
+// the tokens up to there are the turn's header, the rest are the answer. (A
+// template that ignores add_generation_prompt and writes the assistant header
+// with the message leaves that header in the answer, as transformers would.)
 func (t *Tokenizer) conversation(rec *Record, msgs []Message, mode MaskMode) (seq, error) {
 	var s seq
 	if err := t.needTemplate(rec.Source, rec.Row); err != nil {
