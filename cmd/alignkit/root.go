@@ -14,6 +14,6 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCmd())
+	root.AddCommand(newVersionCmd(), newInitCmd(), newTokenizeCmd(), newLogitsCmd(), newGenerateCmd())
 	return root
 }

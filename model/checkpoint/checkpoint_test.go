@@ -1,0 +1,171 @@
+package checkpoint
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/alignkit/alignkit/model"
+)
+
+// sharedDir finds ../shared beside the repository root, or skips.
+func sharedDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Skip("no go.mod above the test directory")
+		}
+		dir = parent
+	}
+	shared := filepath.Join(dir, "..", "shared")
+	if _, err := os.Stat(filepath.Join(shared, "models", "stories260K")); err != nil {
+		t.Skipf("../shared/models/stories260K is absent (%v): reference tests skipped", err)
+	}
+	return shared
+}
+
+// TestOpenHFAndGGUFAgree opens the same pretrained model from llama.cpp's GGUF and from the HF
+// directory: weights (after un-permuting Q/K) and tokenizer ids must be identical.
+func TestOpenHFAndGGUFAgree(t *testing.T) {
+	dir := filepath.Join(sharedDir(t), "models", "stories260K")
+	hfm, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gm, err := Open(filepath.Join(dir, "stories260K-f32.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hfm.Weights.Tensors) != len(gm.Weights.Tensors) {
+		t.Fatalf("tensor counts differ: %d vs %d", len(hfm.Weights.Tensors), len(gm.Weights.Tensors))
+	}
+	for name, a := range hfm.Weights.Tensors {
+		b := gm.Weights.Tensors[name]
+		if b == nil {
+			t.Fatalf("GGUF lacks %s", name)
+		}
+		for i := range a.Data {
+			if a.Data[i] != b.Data[i] {
+				t.Fatalf("%s[%d]: HF %v, GGUF %v", name, i, a.Data[i], b.Data[i])
+			}
+		}
+	}
+	for _, text := range []string{"Once upon a time", "  Lily   saw a </s> cat!\n", "ünïcödé 🤖"} {
+		a, b := hfm.Tok.Encode(text, true), gm.Tok.Encode(text, true)
+		if !equalIDs(a, b) {
+			t.Errorf("%q: HF %v, GGUF %v", text, a, b)
+		}
+	}
+}
+
+// TestSaveFromGGUF writes a GGUF-sourced model as an HF directory with a rebuilt tokenizer.model
+// and reads it back unchanged.
+func TestSaveFromGGUF(t *testing.T) {
+	dir := filepath.Join(sharedDir(t), "models", "stories260K")
+	gm, err := Open(filepath.Join(dir, "stories260K-f32.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	if err := Save(out, gm, saveOpts()); err != nil {
+		t.Fatal(err)
+	}
+	back, err := Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, text := range []string{"Once upon a time", "The dog ran to the park."} {
+		if a, b := gm.Tok.Encode(text, true), back.Tok.Encode(text, true); !equalIDs(a, b) {
+			t.Errorf("%q: GGUF %v, rebuilt %v", text, a, b)
+		}
+	}
+	for name, a := range gm.Weights.Tensors {
+		b := back.Weights.Tensors[name]
+		for i := range a.Data {
+			if a.Data[i] != b.Data[i] {
+				t.Fatalf("%s differs after save", name)
+			}
+		}
+	}
+}
+
+func TestInit(t *testing.T) {
+	tok := filepath.Join(sharedDir(t), "models", "stories260K", "tokenizer.model")
+	cases := []struct {
+		name string
+		spec InitSpec
+		want func(model.Config) bool
+	}{
+		{"llama untied MHA", InitSpec{Architectures: []string{"LlamaForCausalLM"}, ModelType: "llama", HiddenSize: 32, IntermediateSize: 64,
+			NumHiddenLayers: 2, NumAttentionHeads: 4, NumKeyValueHeads: 4, RMSNormEps: 1e-5, MaxPositionEmbeddings: 128, Seed: 1, Tokenizer: tok},
+			func(c model.Config) bool { return c.VocabSize == 512 && !c.TieWordEmbeddings && c.EOS() == 2 && c.BOSTokenID == 1 }},
+		{"mistral window", InitSpec{Architectures: []string{"MistralForCausalLM"}, ModelType: "mistral", HiddenSize: 32, IntermediateSize: 64,
+			NumHiddenLayers: 1, NumAttentionHeads: 4, NumKeyValueHeads: 2, RMSNormEps: 1e-5, MaxPositionEmbeddings: 128, SlidingWindow: 16, Seed: 2, Tokenizer: tok},
+			func(c model.Config) bool { return c.SlidingWindow == 16 && c.QueryGroups() == 2 }},
+		{"mixtral", InitSpec{Architectures: []string{"MixtralForCausalLM"}, ModelType: "mixtral", HiddenSize: 32, IntermediateSize: 48,
+			NumHiddenLayers: 1, NumAttentionHeads: 4, NumKeyValueHeads: 2, RMSNormEps: 1e-5, MaxPositionEmbeddings: 128, NumLocalExperts: 4, NumExpertsPerTok: 2, Seed: 3, Tokenizer: tok},
+			func(c model.Config) bool { return c.IsMoE() && c.RouterAuxLossCoef == 0.001 && c.RopeTheta == 1e6 }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "m")
+			m, err := Init(tc.spec, out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.want(m.Weights.Config) {
+				t.Fatalf("config %+v", m.Weights.Config)
+			}
+			again, err := Init(tc.spec, filepath.Join(t.TempDir(), "m2"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for name, a := range m.Weights.Tensors {
+				if b := again.Weights.Tensors[name]; b.Data[len(b.Data)-1] != a.Data[len(a.Data)-1] {
+					t.Fatalf("%s: the same seed gave different weights", name)
+				}
+			}
+		})
+	}
+	bad := cases[0].spec
+	bad.VocabSize = 100
+	if _, err := Init(bad, t.TempDir()); err == nil || !strings.Contains(err.Error(), "vocab_size 100 differs from the tokenizer's 512 tokens") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	dir := t.TempDir()
+	notGGUF := filepath.Join(dir, "x.gguf")
+	os.WriteFile(notGGUF, []byte("not a gguf at all, just text"), 0o644)
+	for _, tc := range []struct{ path, want string }{
+		{filepath.Join(dir, "missing"), "opening model: stat " + filepath.Join(dir, "missing") + ": no such file or directory"},
+		{notGGUF, notGGUF + ": "},
+	} {
+		_, err := Open(tc.path)
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("Open(%s): got %v, want prefix %q", tc.path, err, tc.want)
+		}
+	}
+}
+
+func equalIDs(a, b []int32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,133 @@
+package checkpoint
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/alignkit/alignkit/model"
+	"github.com/alignkit/alignkit/model/hf"
+	"github.com/alignkit/alignkit/model/tokenizer"
+)
+
+// InitSpec is `alignkit init`'s YAML: HF config.json fields for any of the three architectures, plus
+// a seed and the tokenizer to copy in. The tokenizer's vocabulary sets vocab_size and its BOS/EOS
+// set the config's ids, so the two cannot disagree.
+type InitSpec struct {
+	Architectures         []string `mapstructure:"architectures" json:"architectures" doc:"one of LlamaForCausalLM, MistralForCausalLM, MixtralForCausalLM"`
+	ModelType             string   `mapstructure:"model_type" json:"model_type" doc:"llama, mistral or mixtral"`
+	HiddenSize            int      `mapstructure:"hidden_size" json:"hidden_size"`
+	IntermediateSize      int      `mapstructure:"intermediate_size" json:"intermediate_size"`
+	NumHiddenLayers       int      `mapstructure:"num_hidden_layers" json:"num_hidden_layers"`
+	NumAttentionHeads     int      `mapstructure:"num_attention_heads" json:"num_attention_heads"`
+	NumKeyValueHeads      int      `mapstructure:"num_key_value_heads" json:"num_key_value_heads,omitempty"`
+	HeadDim               int      `mapstructure:"head_dim" json:"head_dim,omitempty"`
+	RMSNormEps            float64  `mapstructure:"rms_norm_eps" json:"rms_norm_eps"`
+	RopeTheta             float64  `mapstructure:"rope_theta" json:"rope_theta,omitempty"`
+	MaxPositionEmbeddings int      `mapstructure:"max_position_embeddings" json:"max_position_embeddings"`
+	SlidingWindow         int      `mapstructure:"sliding_window" json:"sliding_window,omitempty"`
+	TieWordEmbeddings     bool     `mapstructure:"tie_word_embeddings" json:"tie_word_embeddings"`
+	NumLocalExperts       int      `mapstructure:"num_local_experts" json:"num_local_experts,omitempty"`
+	NumExpertsPerTok      int      `mapstructure:"num_experts_per_tok" json:"num_experts_per_tok,omitempty"`
+	RouterAuxLossCoef     float64  `mapstructure:"router_aux_loss_coef" json:"router_aux_loss_coef,omitempty"`
+	VocabSize             int      `mapstructure:"vocab_size" json:"-" doc:"optional; must equal the tokenizer's size when given"`
+
+	Seed             uint64  `mapstructure:"seed" json:"-" doc:"random seed for the weights"`
+	InitializerRange float64 `mapstructure:"initializer_range" json:"-" doc:"std of the normal init (default 0.02)"`
+	Tokenizer        string  `mapstructure:"tokenizer" json:"-" doc:"path of a tokenizer.model or tokenizer.json to copy in (its directory's tokenizer_config.json too)"`
+	ChatTemplate     string  `mapstructure:"chat_template" json:"-" doc:"optional Jinja chat template stored in tokenizer_config.json"`
+}
+
+// Validate checks what the config parser cannot: the tokenizer is named.
+func (s *InitSpec) Validate() error {
+	if s.Tokenizer == "" {
+		return fmt.Errorf("key \"tokenizer\" is required: the path of a tokenizer.model or tokenizer.json")
+	}
+	return nil
+}
+
+// Init writes a randomly initialised HF model directory to out and returns it loaded.
+func Init(spec InitSpec, out string) (*Model, error) {
+	tok, err := tokenizer.LoadFile(spec.Tokenizer)
+	if err != nil {
+		return nil, err
+	}
+	if spec.VocabSize != 0 && spec.VocabSize != tok.VocabSize() {
+		return nil, fmt.Errorf("vocab_size %d differs from the tokenizer's %d tokens (%s); leave vocab_size out", spec.VocabSize, tok.VocabSize(), spec.Tokenizer)
+	}
+	fields, err := json.Marshal(spec)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(fields, &m); err != nil {
+		return nil, err
+	}
+	m["vocab_size"] = tok.VocabSize()
+	m["bos_token_id"] = tok.BOS()
+	m["eos_token_id"] = tok.EOS()
+	if spec.ModelType == "mistral" && spec.SlidingWindow == 0 {
+		m["sliding_window"] = nil
+	}
+	data, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := model.ParseConfig(data, "init config")
+	if err != nil {
+		return nil, err
+	}
+	w := model.InitRandom(cfg, spec.Seed, spec.InitializerRange)
+	if err := hf.Save(out, w, hf.SaveOptions{}); err != nil {
+		return nil, err
+	}
+	srcDir := filepath.Dir(spec.Tokenizer)
+	if err := copyTokenizer(spec.Tokenizer, srcDir, out); err != nil {
+		return nil, err
+	}
+	if spec.ChatTemplate != "" {
+		if err := setChatTemplate(out, spec.ChatTemplate); err != nil {
+			return nil, err
+		}
+	}
+	return Open(out)
+}
+
+// copyTokenizer copies the named tokenizer file and, when they sit beside it, the
+// tokenizer_config.json and special_tokens_map.json that give its special tokens.
+func copyTokenizer(file, srcDir, out string) error {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("reading tokenizer: %w", err)
+	}
+	if err := WriteFileAtomic(filepath.Join(out, filepath.Base(file)), data); err != nil {
+		return err
+	}
+	for _, name := range []string{"tokenizer_config.json", "special_tokens_map.json"} {
+		b, err := os.ReadFile(filepath.Join(srcDir, name))
+		if os.IsNotExist(err) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("reading tokenizer: %w", err)
+		}
+		if err := WriteFileAtomic(filepath.Join(out, name), b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// setChatTemplate stores a chat template in dir's tokenizer_config.json, creating the file if needed.
+func setChatTemplate(dir, template string) error {
+	path := filepath.Join(dir, "tokenizer_config.json")
+	cfg := map[string]any{}
+	if b, err := os.ReadFile(path); err == nil {
+		if err := json.Unmarshal(b, &cfg); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	cfg["chat_template"] = template
+	return writeJSON(path, cfg)
+}
