@@ -107,7 +107,9 @@ func TestInit(t *testing.T) {
 	}{
 		{"llama untied MHA", InitSpec{Architectures: []string{"LlamaForCausalLM"}, ModelType: "llama", HiddenSize: 32, IntermediateSize: 64,
 			NumHiddenLayers: 2, NumAttentionHeads: 4, NumKeyValueHeads: 4, RMSNormEps: 1e-5, MaxPositionEmbeddings: 128, Seed: 1, Tokenizer: tok},
-			func(c model.Config) bool { return c.VocabSize == 512 && !c.TieWordEmbeddings && c.EOS() == 2 && c.BOSTokenID == 1 }},
+			func(c model.Config) bool {
+				return c.VocabSize == 512 && !c.TieWordEmbeddings && c.EOS() == 2 && c.BOSTokenID == 1
+			}},
 		{"mistral window", InitSpec{Architectures: []string{"MistralForCausalLM"}, ModelType: "mistral", HiddenSize: 32, IntermediateSize: 64,
 			NumHiddenLayers: 1, NumAttentionHeads: 4, NumKeyValueHeads: 2, RMSNormEps: 1e-5, MaxPositionEmbeddings: 128, SlidingWindow: 16, Seed: 2, Tokenizer: tok},
 			func(c model.Config) bool { return c.SlidingWindow == 16 && c.QueryGroups() == 2 }},
