@@ -241,6 +241,12 @@ type spText struct {
 	removeExtraWS  bool
 	sentinelBase   int32 // ids >= it are byte fallbacks of a model without byte pieces; -1 if none
 	unk            int32
+
+	// For the one input ollama gets wrong (see encodeDirect): the pieces BPE may produce, their
+	// scores, and the byte pieces (-1 without byte fallback).
+	mergeable map[string]int32
+	scores    []float32
+	byteIDs   [256]int32
 }
 
 // unreachable is a vocabulary value text can never produce: encoders only see valid UTF-8 and
@@ -277,6 +283,23 @@ func newSPText(b *base) *spText {
 		removeExtraWS:  b.sp.removeExtraWS,
 		sentinelBase:   -1,
 		unk:            b.sp.unk,
+		mergeable:      map[string]int32{},
+		scores:         b.scores,
+	}
+	for c := range e.byteIDs {
+		e.byteIDs[c] = -1
+	}
+	for id, v := range vocab.Values {
+		switch vocab.Types[id] {
+		case ollama.TOKEN_TYPE_NORMAL, ollama.TOKEN_TYPE_USER_DEFINED:
+			if !strings.HasPrefix(v, "\xff") {
+				e.mergeable[v] = int32(id)
+			}
+		case ollama.TOKEN_TYPE_BYTE:
+			if c, ok := byteOfPiece(v); ok && b.sp.byteFallback {
+				e.byteIDs[c] = int32(id)
+			}
+		}
 	}
 	if !b.sp.byteFallback {
 		// ollama falls back to "<0xHH>" pieces and silently drops characters without one. A model
@@ -315,6 +338,9 @@ func (e *spText) encode(s string) []int32 {
 		// SentencePiece adds the dummy prefix even when the text already starts with a space.
 		s = " " + s
 	}
+	if _, ok := byteOfPiece(s); ok {
+		return e.encodeDirect(s)
+	}
 	// ollama v0.17.4's SentencePiece.Encode has no failing path; an error would mean a changed
 	// dependency, and encoding nothing is then the visible symptom.
 	ids, err := e.enc.Encode(s, false)
@@ -339,6 +365,49 @@ func (e *spText) encode(s string) []int32 {
 		prevUnk = false
 	}
 	return out
+}
+
+// encodeDirect is SentencePiece's BPE run here, for the one input ollama gets wrong: text that
+// is exactly a byte piece's name, like "<0x41>" (possible without the dummy prefix), which ollama
+// looks up whole and returns as that byte. SentencePiece merges its characters like any text:
+// the adjacent pair whose concatenation is the best-scoring piece first, leftmost on ties; what
+// stays unknown falls back to bytes, or to one UNK per run without byte fallback. The text is six
+// ASCII characters, so the quadratic loop costs nothing.
+func (e *spText) encodeDirect(s string) []int32 {
+	var syms []string
+	for _, r := range s {
+		syms = append(syms, string(r))
+	}
+	for {
+		best, bestScore := -1, float32(0)
+		for i := 0; i+1 < len(syms); i++ {
+			if id, ok := e.mergeable[syms[i]+syms[i+1]]; ok && (best < 0 || e.scores[id] > bestScore) {
+				best, bestScore = i, e.scores[id]
+			}
+		}
+		if best < 0 {
+			break
+		}
+		syms[best] += syms[best+1]
+		syms = append(syms[:best+1], syms[best+2:]...)
+	}
+	var ids []int32
+	prevUnk := false
+	for _, sym := range syms {
+		if id, ok := e.mergeable[sym]; ok {
+			ids, prevUnk = append(ids, id), false
+			continue
+		}
+		for i := 0; i < len(sym); i++ {
+			switch id := e.byteIDs[sym[i]]; {
+			case id >= 0:
+				ids, prevUnk = append(ids, id), false
+			case !prevUnk:
+				ids, prevUnk = append(ids, e.unk), true
+			}
+		}
+	}
+	return ids
 }
 
 // squeezeSpaces is SentencePiece's remove_extra_whitespaces on identity-normalized text: trim

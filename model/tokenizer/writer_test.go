@@ -30,7 +30,7 @@ func demoPieces(withBytes bool) []Piece {
 	return pieces
 }
 
-var demoTexts = []string{"the world", "Hello, world!", "singing the  thé", "  a  b ", "日本 x 🦙", "", "</s>x<s>"}
+var demoTexts = []string{"the world", "Hello, world!", "singing the  thé", "  a  b ", "日本 x 🦙", "", "</s>x<s>", "<0x41>"}
 
 // demoCases are the ids Python sentencepiece 0.1.97 (Debian python3-sentencepiece) gives,
 // SentencePieceProcessor(model_file=path).encode(text), on the files WriteSentencePieceModel
@@ -50,6 +50,7 @@ var demoCases = []struct {
 		{274, 233, 154, 168, 233, 159, 175, 274, 123, 274, 243, 162, 169, 156},
 		nil,
 		{274, 63, 50, 286, 65, 123, 63, 286, 65},
+		{274, 63, 51, 123, 55, 52, 65}, // a byte piece's name is text: "<", "0", "x", "4", "1", ">"
 	}},
 	{"unk", false, SPOptions{AddDummyPrefix: true, RemoveExtraWhitespaces: true}, [][]int32{
 		{5, 12},
@@ -59,6 +60,7 @@ var demoCases = []struct {
 		{18, 0, 18, 0, 18, 0},
 		nil,
 		{18, 0, 30, 0, 30, 0},
+		{18, 0},
 	}},
 	{"raw", true, SPOptions{ByteFallback: true}, [][]int32{
 		{275, 260, 268},
@@ -68,6 +70,7 @@ var demoCases = []struct {
 		{233, 154, 168, 233, 159, 175, 274, 123, 274, 243, 162, 169, 156},
 		nil,
 		{63, 50, 286, 65, 123, 63, 286, 65},
+		{63, 51, 123, 55, 52, 65}, // without the dummy prefix the whole input is "<0x41>"
 	}},
 }
 
