@@ -7,8 +7,15 @@
 //     work SentencePiece does around its BPE done here: the normalizer's whitespace handling, the dummy
 //     prefix, control pieces that typed text can never produce, and UNK for unknown characters when
 //     the model has no byte fallback.
-//   - "gpt2": a Hugging Face tokenizer.json with a byte-level BPE model (GPT-2, Llama 3, Qwen2 style),
-//     its pre-tokenizer regexes, merges and added tokens.
+//   - "gpt2": a Hugging Face tokenizer.json with a byte-level BPE model (GPT-2, Llama 3, Qwen2
+//     style): its normalizer (none or a Unicode normal form), pre-tokenizer (Split regexes,
+//     ByteLevel, Digits), merges, ignore_merges, added tokens and post-processor template. The
+//     merging is done here, as Hugging Face's tokenizers does it, because ollama's
+//     BytePairEncoding always behaves as ignore_merges=true.
+//
+// Not supported, each with an error naming the file: Unigram or WordPiece models, SentencePiece
+// models with a precompiled normalization charsmap, and SentencePiece-style tokenizer.json files
+// (Metaspace, byte_fallback) without their tokenizer.model.
 //
 // Special tokens, BOS/EOS/UNK/PAD and add_bos_token/add_eos_token follow tokenizer_config.json and
 // special_tokens_map.json when the directory has them, else the model file's own ids.
