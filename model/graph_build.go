@@ -80,7 +80,7 @@ func (gr *Graph) build(w *Weights) error {
 	var routerStats G.Nodes
 	for l := 0; l < c.NumHiddenLayers && err == nil; l++ {
 		p := func(suffix string) *G.Node { return must(param(LayerKey(l, suffix))) }
-		n1 := must(ops.RMSNorm(h, p("input_layernorm.weight"), c.RMSNormEps))              // (N, D)
+		n1 := must(ops.RMSNorm(h, p("input_layernorm.weight"), c.RMSNormEps))                // (N, D)
 		q := must(rope.Apply(must(ops.Linear(n1, p("self_attn.q_proj.weight"))), positions)) // (N, H·hd)
 		k := must(rope.Apply(must(ops.Linear(n1, p("self_attn.k_proj.weight"))), positions)) // (N, KV·hd)
 		v := must(ops.Linear(n1, p("self_attn.v_proj.weight")))                              // (N, KV·hd)
