@@ -203,6 +203,21 @@ func (s *shaper) bucket(n int) int {
 }
 
 // batchRows returns the rows of batch index in epoch.
+// pick returns the rows at idx, refusing an out-of-range index.
+func (s *shaper) pick(idx []int) ([][]unit, error) {
+	if len(idx) == 0 {
+		return nil, fmt.Errorf("no rows to collate")
+	}
+	rows := make([][]unit, len(idx))
+	for i, r := range idx {
+		if r < 0 || r >= len(s.rows) {
+			return nil, fmt.Errorf("row %d: want 0 <= row < %d", r, len(s.rows))
+		}
+		rows[i] = s.rows[r]
+	}
+	return rows, nil
+}
+
 func (s *shaper) batchRows(epoch, index int) ([][]unit, error) {
 	if epoch < 0 || index < 0 || index >= s.numBatches() {
 		return nil, fmt.Errorf("batch %d of epoch %d: want 0 <= index < %d", index, epoch, s.numBatches())
@@ -398,6 +413,19 @@ func (b *Batcher) Stats() Stats { return b.stats }
 func (b *Batcher) NumBatches() int { return b.numBatches() }
 
 // Batch builds batch index of epoch.
+// NumRows is the number of rows an epoch holds: one per example, or one per packed bin.
+func (b *Batcher) NumRows() int { return len(b.rows) }
+
+// Rows collates the given rows (indices in 0..NumRows()-1, in the order given) into one batch
+// padded to its length bucket. The training loop owns the shuffle and hands row indices here.
+func (b *Batcher) Rows(idx []int) (*Batch, error) {
+	rows, err := b.pick(idx)
+	if err != nil {
+		return nil, err
+	}
+	return b.fill(rows)
+}
+
 func (b *Batcher) Batch(epoch, index int) (*Batch, error) {
 	rows, err := b.batchRows(epoch, index)
 	if err != nil {

@@ -1,6 +1,7 @@
 package data
 
 import (
+	"fmt"
 	"reflect"
 	"slices"
 	"testing"
@@ -345,5 +346,38 @@ func TestPairTruncation(t *testing.T) {
 	got, _ = b.Batch(0, 0)
 	if !slices.Equal(got.Tokens, []int32{107, 108, 109, 20, 107, 108, 109, 30}) || got.TrainedTokens() != 2 {
 		t.Fatalf("tokens %v", got.Tokens)
+	}
+}
+
+// TestRowsMatchesBatch checks that collating the rows of an epoch's batch by index gives the same
+// batch as the batcher's own iteration, so the training loop's shuffle and the batcher's agree on layout.
+func TestRowsMatchesBatch(t *testing.T) {
+	var exs []Example
+	for i := 0; i < 7; i++ {
+		ids := make([]int32, 3+i)
+		mask := make([]bool, len(ids))
+		for j := range ids {
+			ids[j] = int32(10 + j)
+			mask[j] = j > 0
+		}
+		exs = append(exs, Example{IDs: ids, Mask: mask, Row: i})
+	}
+	b, err := NewBatcher(exs, 2, BatchConfig{BatchSize: 3, MaxLength: 16, PadID: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := b.Batch(0, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.Rows([]int{3, 4, 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("Rows gave\n%v\nBatch gave\n%v", got, want)
+	}
+	if _, err := b.Rows([]int{7}); err == nil || err.Error() != "row 7: want 0 <= row < 7" {
+		t.Fatalf("got %v", err)
 	}
 }

@@ -158,7 +158,23 @@ func (b *PairBatcher) Batch(epoch, index int) (*PairBatch, error) {
 	}
 	perm := b.order(epoch)
 	lo, hi := index*b.batchSize, min((index+1)*b.batchSize, len(perm))
-	sel := perm[lo:hi]
+	return b.Pairs(perm[lo:hi])
+}
+
+// NumPairs is the number of pairs the batcher holds.
+func (b *PairBatcher) NumPairs() int { return len(b.rows) }
+
+// Pairs collates the given pairs (indices in 0..NumPairs()-1) into one batch: chosen rows first,
+// then rejected rows, padded to one length bucket. The training loop owns the shuffle.
+func (b *PairBatcher) Pairs(sel []int) (*PairBatch, error) {
+	if len(sel) == 0 {
+		return nil, fmt.Errorf("no pairs to collate")
+	}
+	for _, pi := range sel {
+		if pi < 0 || pi >= len(b.rows) {
+			return nil, fmt.Errorf("pair %d: want 0 <= pair < %d", pi, len(b.rows))
+		}
+	}
 	n := len(sel)
 	rows := make([][]unit, 2*n)
 	pb := &PairBatch{N: n, Margins: make([]float32, n), ScoresChosen: make([]float32, n), ScoresRejected: make([]float32, n)}
