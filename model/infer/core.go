@@ -30,9 +30,11 @@ type work struct {
 	expW       [][]float32
 }
 
+// grow returns b resized to n, reallocating with 25% headroom so that buffers sized by a growing
+// cache (the attention scores) are not reallocated at every decode step.
 func grow(b []float32, n int) []float32 {
 	if cap(b) < n {
-		return make([]float32, n)
+		return make([]float32, n, max(n, cap(b)+cap(b)/4))
 	}
 	return b[:n]
 }
@@ -64,9 +66,29 @@ func (ws *work) reserve(e *Engine, N, R int) {
 	}
 }
 
+// Tile of a pure-Go matrix product: gonum's Sgemm stays on its serial path (full-length dot products,
+// no goroutines) while fewer than four 64×64 blocks make up the product, so a 64×192 tile is the
+// largest that it computes serially.
+const tileM, tileN = 64, 192
+
 // matmulT computes c = a · wᵀ for a (m, k) and a torch-layout weight w (n, k): c is (m, n).
+//
+// OpenBLAS threads itself and gets the whole product. gonum's parallel path starts a goroutine per
+// 64×64 block and splits k, so with gonum the product is instead cut into serial tiles spread over
+// e.workers goroutines (or run inline when small): fewer goroutines, and each element is the same
+// full-length dot product whatever m is, so a row's result does not depend on the batch it is in.
 func (e *Engine) matmulT(a []float32, m, k int, w []float32, n int, c []float32) {
-	e.bl.Sgemm(gblas.NoTrans, gblas.Trans, m, n, k, 1, a[:m*k], k, w[:n*k], k, 0, c[:m*n], n)
+	if !e.pureGo {
+		e.bl.Sgemm(gblas.NoTrans, gblas.Trans, m, n, k, 1, a[:m*k], k, w[:n*k], k, 0, c[:m*n], n)
+		return
+	}
+	tm, tn := (m+tileM-1)/tileM, (n+tileN-1)/tileN
+	e.fanOut(tm*tn, 2*m*n*k, func(t, _ int) {
+		i0, j0 := (t/tn)*tileM, (t%tn)*tileN
+		bm, bn := min(tileM, m-i0), min(tileN, n-j0)
+		e.bl.Sgemm(gblas.NoTrans, gblas.Trans, bm, bn, k, 1, a[i0*k:(i0+bm)*k], k, w[j0*k:(j0+bn)*k], k,
+			0, c[i0*n+j0:(i0+bm-1)*n+j0+bn], n)
+	})
 }
 
 // run computes the decoder over the batch described by segs and returns the final-normed hidden states
@@ -159,15 +181,12 @@ func (e *Engine) moe(ws *work, L *layerWeights, N int) {
 	}
 	probs := make([]float64, E)
 	chosen := make([]int, K)
+	weights := make([]float32, K)
 	for r := 0; r < N; r++ {
-		topK(ws.router[r*E:(r+1)*E], probs, chosen)
-		var sum float64
-		for _, x := range chosen {
-			sum += probs[x]
-		}
-		for _, x := range chosen {
+		route(ws.router[r*E:(r+1)*E], probs, chosen, weights)
+		for j, x := range chosen {
 			ws.expRows[x] = append(ws.expRows[x], r)
-			ws.expW[x] = append(ws.expW[x], float32(probs[x]/sum))
+			ws.expW[x] = append(ws.expW[x], weights[j])
 		}
 	}
 	mo := ws.mo[:N*D]
@@ -190,6 +209,19 @@ func (e *Engine) moe(ws *work, L *layerWeights, N int) {
 				dst[d] += y[d] * w
 			}
 		}
+	}
+}
+
+// route is Mixtral's router for one token: softmax over all experts' logits, the top-k experts
+// (chosen, largest first) and their probabilities renormalised to sum 1 (weights).
+func route(logits []float32, probs []float64, chosen []int, weights []float32) {
+	topK(logits, probs, chosen)
+	var sum float64
+	for _, x := range chosen {
+		sum += probs[x]
+	}
+	for j, x := range chosen {
+		weights[j] = float32(probs[x] / sum)
 	}
 }
 
@@ -264,41 +296,64 @@ func (e *Engine) attention(ws *work, l int, segs []seg) {
 			cols := C + nn
 			S := ws.scores[w][:b*cols] // (b, C+nn)
 			Q := ws.q[(s.row0+i0)*qs+h*HD:]
-			if C > 0 {
-				e.bl.Sgemm(gblas.NoTrans, gblas.Trans, b, C, HD, scale, Q, qs, kc, HD, 0, S, cols)
-			}
-			e.bl.Sgemm(gblas.NoTrans, gblas.Trans, b, nn, HD, scale, Q, qs, kn, ks, 0, S[C:], cols)
+			e.scores(S, cols, Q, qs, kc, HD, b, C, scale)
+			e.scores(S[C:], cols, Q, qs, kn, ks, b, nn, scale)
 			for r := 0; r < b; r++ {
 				i := i0 + r
-				p := s.start + i
-				lo := 0
-				if W > 0 {
-					lo = p - W + 1
-				}
 				row := S[r*cols : (r+1)*cols]
+				jlo := 0 // the oldest new key row i sees
 				if W > 0 {
-					for c := 0; c < C; c++ {
-						if s.cache.slotPos(c, s.start) < lo {
-							row[c] = negInf
-						}
+					// Positions older than lo are out of the window: the oldest cached ones and the
+					// oldest new ones.
+					lo := s.start + i - W + 1
+					for q := s.start - C; q < lo && q < s.start; q++ {
+						row[s.cache.slot(q)] = negInf
 					}
+					jlo = max(0, lo-s.start)
 				}
-				for j := 0; j < nn; j++ {
-					if j > i || s.start+j < lo {
-						row[C+j] = negInf
-					}
-				}
-				softmaxInPlace(row)
+				maskedSoftmax(row[:C], row[C:], jlo, i)
 			}
 			O := ws.att[(s.row0+i0)*qs+h*HD:]
-			var beta float32
-			if C > 0 {
-				e.bl.Sgemm(gblas.NoTrans, gblas.NoTrans, b, HD, C, 1, S, cols, vc, HD, 0, O, qs)
-				beta = 1
-			}
-			e.bl.Sgemm(gblas.NoTrans, gblas.NoTrans, b, HD, nn, 1, S[C:], cols, vn, ks, beta, O, qs)
+			e.weightedSum(O, qs, S, cols, vc, HD, b, C, false)
+			e.weightedSum(O, qs, S[C:], cols, vn, ks, b, nn, C > 0)
 		}
 	})
+}
+
+// scores sets S[r, c] = scale · Q[r] · K[c] for b ≤ queryBlock query rows and n keys (row strides
+// lds, ldq, ldk; rows of e.HD).
+func (e *Engine) scores(S []float32, lds int, Q []float32, ldq int, K []float32, ldk, b, n int, scale float32) {
+	if e.HD < smallHeadDim {
+		scoresSmall(S, lds, Q, ldq, K, ldk, b, n, e.HD, scale)
+		return
+	}
+	// Keys in chunks of tileN: with at most 64 query rows this keeps gonum's Sgemm on its serial path
+	// inside this already parallel task.
+	for c0 := 0; c0 < n; c0 += tileN {
+		bn := min(tileN, n-c0)
+		e.bl.Sgemm(gblas.NoTrans, gblas.Trans, b, bn, e.HD, scale, Q, ldq, K[c0*ldk:], ldk, 0, S[c0:], lds)
+	}
+}
+
+// weightedSum sets (add: increments) O[r] = Σ_c P[r, c] · V[c] for b query rows and n keys.
+func (e *Engine) weightedSum(O []float32, ldo int, P []float32, ldp int, V []float32, ldv, b, n int, add bool) {
+	if e.HD < smallHeadDim {
+		weightedSumSmall(O, ldo, P, ldp, V, ldv, b, n, e.HD, add)
+		return
+	}
+	if n == 0 {
+		if !add {
+			for r := 0; r < b; r++ {
+				clear(O[r*ldo : r*ldo+e.HD])
+			}
+		}
+		return
+	}
+	var beta float32
+	if add {
+		beta = 1
+	}
+	e.bl.Sgemm(gblas.NoTrans, gblas.NoTrans, b, e.HD, n, 1, P, ldp, V, ldv, beta, O, ldo)
 }
 
 // writeCache stores layer l's new keys and values of every cached segment; with a ring only the last
@@ -352,21 +407,31 @@ func rmsnorm(dst, x, w []float32, eps float64) {
 	}
 }
 
-// softmaxInPlace normalises a row of scores; -Inf entries become 0. Sums are in float64.
-func softmaxInPlace(row []float32) {
-	m := float32(math.Inf(-1))
-	for _, v := range row {
-		m = max(m, v)
+// maskedSoftmax normalises one query's scores in place: all cached keys (those already masked hold
+// -Inf, and expf(-Inf) is 0) and new keys jlo..i; the other new keys become exactly 0 without an exp.
+// The sum is in float64.
+func maskedSoftmax(cached, fresh []float32, jlo, i int) {
+	vis := fresh[jlo : i+1]
+	m := vis[len(vis)-1] // the query's own key is always visible
+	for _, v := range cached {
+		if v > m {
+			m = v
+		}
 	}
-	var s float64
-	for i, v := range row {
-		p := math.Exp(float64(v - m))
-		row[i] = float32(p)
-		s += p
+	for _, v := range vis {
+		if v > m {
+			m = v
+		}
 	}
-	inv := 1 / s
-	for i := range row {
-		row[i] = float32(float64(row[i]) * inv)
+	sum := expShift(cached, m) + expShift(vis, m)
+	clear(fresh[:jlo])
+	clear(fresh[i+1:])
+	inv := float32(1 / sum)
+	for c := range cached {
+		cached[c] *= inv
+	}
+	for j := range vis {
+		vis[j] *= inv
 	}
 }
 

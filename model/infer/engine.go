@@ -8,13 +8,15 @@ import (
 
 	"github.com/alignkit/alignkit/model"
 	"github.com/alignkit/alignkit/model/blas"
+	"gonum.org/v1/gonum/blas/gonum"
 )
 
 // Engine runs a model's forward pass. It only reads the weights it was built from, so it is safe for
 // concurrent use; mutating those weights while the Engine is in use is a data race.
 type Engine struct {
-	cfg model.Config
-	bl  blas.Implementation
+	cfg    model.Config
+	bl     blas.Implementation
+	pureGo bool // bl is gonum's: matmulT tiles and parallelises products itself
 
 	D, H, KV, HD, F, V, E, K int // hidden, query heads, KV heads, head_dim, SwiGLU width, vocab, experts, top-k
 	window                   int // Mistral sliding window W; 0 is full causal attention
@@ -68,6 +70,7 @@ func New(w *model.Weights) (*Engine, error) {
 		workers: max(1, runtime.GOMAXPROCS(0)),
 	}
 	get := func(name string) []float32 { return w.Tensors[name].Data } // Check proved presence and shape
+	_, e.pureGo = e.bl.(gonum.Implementation)
 	e.embed = get(model.EmbedKey)
 	e.finalNorm = get(model.FinalNormKey)
 	if c.IsRewardModel() {
