@@ -1,0 +1,200 @@
+package lm
+
+import (
+	"fmt"
+	"runtime"
+	"sync"
+
+	"github.com/alignkit/alignkit/data"
+	"github.com/alignkit/alignkit/model"
+	"github.com/alignkit/alignkit/model/checkpoint"
+	"github.com/alignkit/alignkit/model/hf"
+	"github.com/alignkit/alignkit/model/tokenizer"
+	"github.com/alignkit/alignkit/train"
+)
+
+// Model is a checkpoint being trained or scored.
+type Model struct {
+	Ckpt *checkpoint.Model
+	// Rows is the batch height every graph is built for: shorter batches are padded with empty rows,
+	// so a run's last partial batch reuses the same graphs. 0 builds a graph per distinct height.
+	Rows int
+
+	graphs map[graphKey]*model.Graph
+	params []train.Param
+	index  map[string]int // param name → position in params
+}
+
+type graphKey struct {
+	rows, length int
+	head         model.Head
+	grad         bool
+}
+
+// New wraps a loaded checkpoint. rows is the usual batch height (see Model.Rows).
+func New(ck *checkpoint.Model, rows int) *Model {
+	m := &Model{Ckpt: ck, Rows: rows, graphs: map[graphKey]*model.Graph{}, index: map[string]int{}}
+	w := ck.Weights
+	for _, name := range w.Names() {
+		t := w.Tensors[name]
+		m.index[name] = len(m.params)
+		// RMSNorm gains (the only 1-D tensors) are not decayed, as HF's get_decay_parameter_names.
+		m.params = append(m.params, train.Param{Name: name, Value: t.Data, NoDecay: len(t.Shape) == 1})
+	}
+	return m
+}
+
+// Weights are the model's live weights (updated in place by the optimizer).
+func (m *Model) Weights() *model.Weights { return m.Ckpt.Weights }
+
+// Tok is the model's tokenizer.
+func (m *Model) Tok() *tokenizer.Tokenizer { return m.Ckpt.Tok }
+
+// Params lists the trainable tensors in name order; Value aliases the weights.
+func (m *Model) Params() []train.Param { return m.params }
+
+// Save writes the model as an HF directory with its tokenizer files.
+func (m *Model) Save(dir string) error { return checkpoint.Save(dir, m.Ckpt, hf.SaveOptions{}) }
+
+// graph returns the graph for a batch shape, building it on first use.
+func (m *Model) graph(rows, length int, head model.Head, grad bool) (*model.Graph, error) {
+	k := graphKey{rows, length, head, grad}
+	if g, ok := m.graphs[k]; ok {
+		return g, nil
+	}
+	g, err := model.NewGraph(m.Ckpt.Weights, model.GraphSpec{Batch: rows, SeqLen: length, Head: head, Grad: grad})
+	if err != nil {
+		return nil, err
+	}
+	m.graphs[k] = g
+	return g, nil
+}
+
+// Objective is a trainer's loss over the real rows of a batch (padding rows are hidden from it).
+type Objective = model.Objective
+
+// Run runs b through the model. With grads non-nil it also runs the backward pass and adds
+// scale·dLoss/dParam into grads (one slice per Params entry). The returned Stats cover b's rows only.
+func (m *Model) Run(b *data.Batch, head model.Head, obj Objective, grads [][]float32, scale float32) (float64, model.Stats, error) {
+	rows := max(b.B, m.Rows)
+	g, err := m.graph(rows, b.T, head, grads != nil)
+	if err != nil {
+		return 0, model.Stats{}, err
+	}
+	in := inputs(b, rows)
+	wrapped := obj
+	if obj != nil && rows != b.B {
+		wrapped = func(s model.Stats) (float64, []float64, []float64, error) {
+			loss, dlp, drw, err := obj(trim(s, b.B))
+			return loss, pad(dlp, rows), pad(drw, rows), err
+		}
+	}
+	loss, s, err := g.Run(in, wrapped)
+	if err != nil {
+		return 0, model.Stats{}, err
+	}
+	if grads != nil {
+		if err := m.accumulate(g, grads, scale); err != nil {
+			return 0, model.Stats{}, err
+		}
+	}
+	return loss, trim(s, b.B), nil
+}
+
+// LogProbs is the one log-prob function: a forward pass that returns, per row of b, the summed
+// log-probability of its weighted targets, their count, and the other LM statistics.
+func (m *Model) LogProbs(b *data.Batch) (model.Stats, error) {
+	_, s, err := m.Run(b, model.LMHead, nil, nil, 0)
+	return s, err
+}
+
+// Rewards runs the score head forward and returns one reward per row of b.
+func (m *Model) Rewards(b *data.Batch) ([]float64, error) {
+	_, s, err := m.Run(b, model.ScoreHead, nil, nil, 0)
+	return s.Reward, err
+}
+
+// accumulate adds scale·grad into the loop's buffers, split over the cores.
+func (m *Model) accumulate(g *model.Graph, grads [][]float32, scale float32) error {
+	ps := g.Params()
+	if len(grads) != len(m.params) {
+		return fmt.Errorf("lm: %d gradient buffers for %d parameters", len(grads), len(m.params))
+	}
+	var wg sync.WaitGroup
+	work := make(chan int, len(ps))
+	for i := range ps {
+		work <- i
+	}
+	close(work)
+	errs := make([]error, len(ps))
+	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				p := ps[i]
+				j, ok := m.index[p.Name]
+				if !ok || len(grads[j]) != len(p.Grad) {
+					errs[i] = fmt.Errorf("lm: gradient buffer for %s does not match the graph", p.Name)
+					continue
+				}
+				dst := grads[j]
+				for k, v := range p.Grad {
+					dst[k] += scale * v
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// inputs lays b out as graph inputs with rows rows; extra rows are padding that carries no loss,
+// attends only to itself (segment 0) and is read by no head.
+func inputs(b *data.Batch, rows int) model.Inputs {
+	if rows == b.B {
+		return model.Inputs{Tokens: b.Tokens, Targets: b.Targets, Weights: b.Weights,
+			Positions: b.Positions, Segments: b.Segments, LastIndex: b.LastIndex}
+	}
+	n := rows * b.T
+	in := model.Inputs{
+		Tokens: make([]int32, n), Targets: make([]int32, n), Weights: make([]float32, n),
+		Positions: make([]int32, n), Segments: make([]int32, n), LastIndex: make([]int32, rows),
+	}
+	copy(in.Tokens, b.Tokens)
+	copy(in.Targets, b.Targets)
+	copy(in.Weights, b.Weights)
+	copy(in.Positions, b.Positions)
+	copy(in.Segments, b.Segments)
+	copy(in.LastIndex, b.LastIndex)
+	for i := b.B * b.T; i < n; i++ {
+		in.Targets[i] = -1
+		in.Positions[i] = int32(i % b.T)
+	}
+	return in
+}
+
+func trim(s model.Stats, rows int) model.Stats {
+	cut := func(x []float64) []float64 {
+		if len(x) > rows {
+			return x[:rows]
+		}
+		return x
+	}
+	s.LogProb, s.Tokens, s.Correct, s.MeanLogit, s.Reward = cut(s.LogProb), cut(s.Tokens), cut(s.Correct), cut(s.MeanLogit), cut(s.Reward)
+	return s
+}
+
+func pad(x []float64, rows int) []float64 {
+	if x == nil || len(x) >= rows {
+		return x
+	}
+	out := make([]float64, rows)
+	copy(out, x)
+	return out
+}
