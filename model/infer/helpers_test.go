@@ -1,9 +1,6 @@
 package infer
 
 import (
-	"encoding/binary"
-	"encoding/json"
-	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -11,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/alignkit/alignkit/model"
+	"github.com/alignkit/alignkit/model/hf"
 )
 
 // sharedDir locates ../shared from the repository root (the directory holding go.mod), skipping the
@@ -38,68 +36,14 @@ func sharedDir(t testing.TB) string {
 	return shared
 }
 
-// readSafetensorsF32 is a minimal reader for an all-F32 safetensors file: an 8-byte little-endian
-// header length, a JSON header {name: {dtype, shape, data_offsets}}, then the raw data. model/hf is
-// written concurrently by another engineer, so the test carries its own.
-func readSafetensorsF32(path string) (map[string]*model.Tensor, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	if len(data) < 8 {
-		return nil, fmt.Errorf("%s: too short", path)
-	}
-	n := binary.LittleEndian.Uint64(data[:8])
-	if n > uint64(len(data)-8) {
-		return nil, fmt.Errorf("%s: header length %d beyond file", path, n)
-	}
-	var header map[string]json.RawMessage
-	if err := json.Unmarshal(data[8:8+n], &header); err != nil {
-		return nil, fmt.Errorf("%s: header: %v", path, err)
-	}
-	body := data[8+n:]
-	out := map[string]*model.Tensor{}
-	for name, raw := range header {
-		if name == "__metadata__" {
-			continue
-		}
-		var info struct {
-			Dtype   string   `json:"dtype"`
-			Shape   []int    `json:"shape"`
-			Offsets [2]int64 `json:"data_offsets"`
-		}
-		if err := json.Unmarshal(raw, &info); err != nil {
-			return nil, fmt.Errorf("%s: tensor %q: %v", path, name, err)
-		}
-		if info.Dtype != "F32" {
-			return nil, fmt.Errorf("%s: tensor %q is %s, want F32", path, name, info.Dtype)
-		}
-		t := model.NewTensor(info.Shape...)
-		b := body[info.Offsets[0]:info.Offsets[1]]
-		if len(b) != 4*len(t.Data) {
-			return nil, fmt.Errorf("%s: tensor %q holds %d bytes for shape %v", path, name, len(b), info.Shape)
-		}
-		for i := range t.Data {
-			t.Data[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
-		}
-		out[name] = t
-	}
-	return out, nil
-}
-
-// loadStories loads the real stories260K checkpoint from ../shared.
+// loadStories loads the real stories260K checkpoint from ../shared through model/hf.
 func loadStories(t testing.TB) *Engine {
 	t.Helper()
-	dir := filepath.Join(sharedDir(t), "models", "stories260K")
-	cfg, err := model.LoadConfig(filepath.Join(dir, "config.json"))
+	w, err := hf.Load(filepath.Join(sharedDir(t), "models", "stories260K"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	tensors, err := readSafetensorsF32(filepath.Join(dir, "model.safetensors"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := New(&model.Weights{Config: cfg, Tensors: tensors})
+	e, err := New(w)
 	if err != nil {
 		t.Fatal(err)
 	}
