@@ -1,0 +1,80 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/alignkit/alignkit/model/checkpoint"
+	"github.com/alignkit/alignkit/model/gguf"
+	"github.com/alignkit/alignkit/model/hf"
+	"github.com/spf13/cobra"
+)
+
+func newExportCmd() *cobra.Command {
+	var modelPath, format, out, dtype, shard, name string
+	cmd := &cobra.Command{
+		Use:   "export --model DIR --format gguf|hf --out PATH [--dtype f32|f16|q8_0|bf16] [--max-shard-size 2GB]",
+		Short: "Write the model for an inference engine: GGUF for llama.cpp/ollama, HF safetensors for transformers/vLLM",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			valid := map[string][]string{"gguf": {"f32", "f16", "q8_0"}, "hf": {"f32", "bf16", "f16"}}
+			dtypes, ok := valid[format]
+			if !ok {
+				return fmt.Errorf("--format %q: want gguf or hf", format)
+			}
+			if dtype == "" {
+				dtype = "f32"
+			}
+			if !contains(dtypes, dtype) {
+				return fmt.Errorf("--dtype %q is not valid for --format %s: want one of %s", dtype, format, strings.Join(dtypes, ", "))
+			}
+			if parent := filepath.Dir(filepath.Clean(out)); parent != "" {
+				if st, err := os.Stat(parent); err != nil || !st.IsDir() {
+					return fmt.Errorf("--out %s: directory %s does not exist", out, parent)
+				}
+			}
+			m, err := checkpoint.Open(modelPath)
+			if err != nil {
+				return err
+			}
+			switch format {
+			case "gguf":
+				if err := gguf.Write(out, m.Weights, checkpoint.GGUFTokenizer(m.Tok), gguf.WriteOptions{Name: name, Dtype: dtype}); err != nil {
+					return err
+				}
+			case "hf":
+				opts := hf.SaveOptions{Dtype: dtype}
+				if shard != "" {
+					if opts.MaxShardSize, err = hf.ParseSize(shard); err != nil {
+						return fmt.Errorf("--max-shard-size: %w", err)
+					}
+				}
+				if err := checkpoint.Save(out, m, opts); err != nil {
+					return err
+				}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s (%s, %s)\n", out, format, dtype)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&modelPath, "model", "", "model directory or .gguf file")
+	cmd.Flags().StringVar(&format, "format", "gguf", "gguf or hf")
+	cmd.Flags().StringVar(&out, "out", "", "output file (gguf) or directory (hf)")
+	cmd.Flags().StringVar(&dtype, "dtype", "", "gguf: f32, f16 or q8_0; hf: f32, bf16 or f16 (default f32)")
+	cmd.Flags().StringVar(&shard, "max-shard-size", "", "hf: shard the safetensors above this size, e.g. 2GB")
+	cmd.Flags().StringVar(&name, "name", "", "gguf: general.name (default: the output file name)")
+	_ = cmd.MarkFlagRequired("model")
+	_ = cmd.MarkFlagRequired("out")
+	return cmd
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
