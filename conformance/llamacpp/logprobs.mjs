@@ -64,6 +64,9 @@ async function main() {
         contextSize: Math.max(needed, 32),
         batchSize: Math.max(needed, 32),
         sequences: 1,
+        // One thread: these models are tiny, and ggml's worker threads spin-wait, which on a busy
+        // machine turns a millisecond step into a second. Results do not depend on the thread count.
+        threads: 1,
         flashAttention: false,
         experimentalKvCacheKeyType: "F32",
         experimentalKvCacheValueType: "F32",
