@@ -30,7 +30,9 @@ func newGenerateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintln(cmd.OutOrStdout(), prompt+m.Tok.Decode(out[0]))
+			// Decoding prompt and continuation together keeps the space SentencePiece puts in front of
+			// the first new word, which decoding the new ids alone would strip.
+			fmt.Fprintln(cmd.OutOrStdout(), m.Tok.Decode(append(ids, out[0]...)))
 			return nil
 		},
 	}
