@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/alignkit/alignkit/model"
@@ -197,4 +198,47 @@ func TestRoundTripRandom(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestLoadPerExpertMixtral reads the older Mixtral GGUF layout, one 2-D tensor per expert
+// (blk.N.ffn_gate.E.weight, ...), which llama.cpp still loads, into the same HF weights.
+func TestLoadPerExpertMixtral(t *testing.T) {
+	want := randomWeights(t, mixtralConfig(), 8, 0.2)
+	tok := syntheticTokenizer(want.Config.VocabSize)
+	kvs := llamaKV(want.Config, "old", fileTypeAllF32)
+	tkv, err := tokenizerKV(tok, want.Config.VocabSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tensors []outTensor
+	for _, ot := range llamaTensors(want) {
+		base, isExps := strings.CutSuffix(ot.name, "_exps.weight")
+		if !isExps {
+			tensors = append(tensors, ot)
+			continue
+		}
+		per := ot.dims[0] * ot.dims[1]
+		for e := uint64(0); e < ot.dims[2]; e++ {
+			tensors = append(tensors, outTensor{name: fmt.Sprintf("%s.%d.weight", base, e), dims: ot.dims[:2], data: ot.data[e*per : (e+1)*per]})
+		}
+	}
+	for i := range tensors {
+		tensors[i].typ = TypeF32
+	}
+	path := filepath.Join(t.TempDir(), "old.gguf")
+	if err := writeFile(path, append(kvs, tkv...), tensors, defaultAlign); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := f.Tensor("blk.1.ffn_down.3.weight"); !ok {
+		t.Fatal("test file lacks per-expert tensors")
+	}
+	got, _, err := LoadWeights(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireSameWeights(t, got, want)
 }

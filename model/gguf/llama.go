@@ -362,75 +362,88 @@ func (f *File) llamaConfig(tok *TokenizerInfo) (model.Config, error) {
 	return c, nil
 }
 
+// tensorLoad is one GGUF tensor to read: its expected torch-order shape, and how it becomes HF tensors.
+type tensorLoad struct {
+	gg    string
+	shape []int
+	store func(t *model.Tensor)
+}
+
 // llamaWeights reads every tensor the configuration implies, renames it to HF, undoes the Q/K
-// permutation and splits stacked experts. A tensor left over is an error: it would be silently ignored.
+// permutation and splits stacked experts. Names and shapes are all checked before any data is read, and
+// a tensor the plan does not use is an error rather than something silently dropped.
 func (f *File) llamaWeights(r io.ReaderAt, c model.Config) (*model.Weights, error) {
-	used := map[string]bool{}
-	read := func(gg string, shape []int) (*model.Tensor, error) {
-		ti, ok := f.Tensor(gg)
-		if !ok {
-			return nil, fmt.Errorf("%s: tensor %s is missing", f.Path, gg)
-		}
-		if got := ti.Shape(); !equalInts(got, shape) {
-			return nil, fmt.Errorf("%s: tensor %s has shape %v, the metadata implies %v", f.Path, gg, got, shape)
-		}
-		used[gg] = true
-		return f.readTensor(r, gg)
-	}
 	shapes := model.ExpectedShapes(c)
 	w := &model.Weights{Config: c, Tensors: make(map[string]*model.Tensor, len(shapes))}
-	direct := [][2]string{{model.EmbedKey, "token_embd.weight"}, {model.FinalNormKey, "output_norm.weight"}}
-	if !c.TieWordEmbeddings {
-		direct = append(direct, [2]string{model.LMHeadKey, "output.weight"})
+	var plan []tensorLoad
+	direct := func(hf, gg string) {
+		plan = append(plan, tensorLoad{gg, shapes[hf], func(t *model.Tensor) { w.Tensors[hf] = t }})
 	}
+	direct(model.EmbedKey, "token_embd.weight")
 	for l := 0; l < c.NumHiddenLayers; l++ {
 		for _, n := range attnNames {
 			hf := model.LayerKey(l, n.hf)
-			t, err := read(blk(l, n.gg), shapes[hf])
-			if err != nil {
-				return nil, err
+			if n.heads == nil {
+				direct(hf, blk(l, n.gg))
+				continue
 			}
-			if n.heads != nil {
-				t.Data = permuteRoPE(t.Data, t.Shape, n.heads(c), false)
-			}
-			w.Tensors[hf] = t
+			heads := n.heads(c)
+			plan = append(plan, tensorLoad{blk(l, n.gg), shapes[hf], func(t *model.Tensor) {
+				t.Data = permuteRoPE(t.Data, t.Shape, heads, false)
+				w.Tensors[hf] = t
+			}})
 		}
 		if !c.IsMoE() {
 			for _, n := range denseNames {
-				direct = append(direct, [2]string{model.LayerKey(l, n.hf), blk(l, n.gg)})
+				direct(model.LayerKey(l, n.hf), blk(l, n.gg))
 			}
 			continue
 		}
-		direct = append(direct, [2]string{model.LayerKey(l, routerHF), blk(l, routerGG)})
+		direct(model.LayerKey(l, routerHF), blk(l, routerGG))
 		for _, n := range expertNames {
-			per := shapes[model.ExpertKey(l, 0, n.w)]
 			if _, stacked := f.Tensor(blk(l, n.stacked)); !stacked {
 				for e := 0; e < c.NumLocalExperts; e++ {
-					direct = append(direct, [2]string{model.ExpertKey(l, e, n.w), blk(l, fmt.Sprintf("%s.%d.weight", n.single, e))})
+					direct(model.ExpertKey(l, e, n.w), blk(l, fmt.Sprintf("%s.%d.weight", n.single, e)))
 				}
 				continue
 			}
-			t, err := read(blk(l, n.stacked), append([]int{c.NumLocalExperts}, per...)) // (E, out, in)
-			if err != nil {
-				return nil, err
-			}
-			size := per[0] * per[1]
-			for e := 0; e < c.NumLocalExperts; e++ {
-				w.Tensors[model.ExpertKey(l, e, n.w)] = &model.Tensor{Shape: append([]int(nil), per...), Data: t.Data[e*size : (e+1)*size : (e+1)*size]}
-			}
+			per := shapes[model.ExpertKey(l, 0, n.w)] // (out, in)
+			layer, w1 := l, n.w
+			plan = append(plan, tensorLoad{blk(l, n.stacked), append([]int{c.NumLocalExperts}, per...), func(t *model.Tensor) { // (E, out, in)
+				size := per[0] * per[1]
+				for e := 0; e < c.NumLocalExperts; e++ {
+					w.Tensors[model.ExpertKey(layer, e, w1)] = &model.Tensor{Shape: append([]int(nil), per...), Data: t.Data[e*size : (e+1)*size : (e+1)*size]}
+				}
+			}})
 		}
 	}
-	for _, d := range direct {
-		t, err := read(d[1], shapes[d[0]])
+	direct(model.FinalNormKey, "output_norm.weight")
+	if !c.TieWordEmbeddings {
+		direct(model.LMHeadKey, "output.weight")
+	}
+
+	planned := make(map[string]bool, len(plan))
+	for _, p := range plan {
+		planned[p.gg] = true
+		ti, ok := f.Tensor(p.gg)
+		if !ok {
+			return nil, fmt.Errorf("%s: tensor %s is missing", f.Path, p.gg)
+		}
+		if got := ti.Shape(); !equalInts(got, p.shape) {
+			return nil, fmt.Errorf("%s: tensor %s has shape %v, the metadata implies %v", f.Path, p.gg, got, p.shape)
+		}
+	}
+	for _, ti := range f.Tensors {
+		if !planned[ti.Name] {
+			return nil, fmt.Errorf("%s: tensor %s is not part of a llama model alignkit can load", f.Path, ti.Name)
+		}
+	}
+	for _, p := range plan {
+		t, err := f.readTensor(r, p.gg)
 		if err != nil {
 			return nil, err
 		}
-		w.Tensors[d[0]] = t
-	}
-	for _, ti := range f.Tensors {
-		if !used[ti.Name] {
-			return nil, fmt.Errorf("%s: tensor %s is not part of a llama model alignkit can load", f.Path, ti.Name)
-		}
+		p.store(t)
 	}
 	if err := w.Check(f.Path); err != nil {
 		return nil, err
