@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -252,5 +253,288 @@ func TestGraphRejectsBadInputs(t *testing.T) {
 	}
 	if _, err := NewGraph(w, GraphSpec{Batch: 1, SeqLen: 4, Head: ScoreHead}); err == nil || !strings.Contains(err.Error(), "score.weight") {
 		t.Fatalf("score head without score.weight: %v", err)
+	}
+}
+
+// Three examples packed into one row (with restarting positions, their own segments and a padding
+// token) give the same logits and per-example log-probabilities as each example run alone.
+func TestGraphPackedMatchesOneByOne(t *testing.T) {
+	for _, o := range []tinyOpts{{}, {moe: true}, {window: 2}} {
+		cfg := tinyConfig(o)
+		w := InitRandom(cfg, 3, 0.3)
+		rng := rand.New(rand.NewPCG(5, 5))
+		lens := []int{5, 3, 4}
+		var examples [][]int32
+		packed := Inputs{}
+		for e, n := range lens {
+			ex := make([]int32, n)
+			for i := range ex {
+				ex[i] = int32(rng.IntN(cfg.VocabSize))
+			}
+			examples = append(examples, ex)
+			for i := range ex {
+				packed.Tokens = append(packed.Tokens, ex[i])
+				packed.Positions = append(packed.Positions, int32(i))
+				packed.Segments = append(packed.Segments, int32(e+1))
+				tg := int32(-1)
+				if i+1 < n {
+					tg = ex[i+1]
+				}
+				packed.Targets = append(packed.Targets, tg)
+			}
+		}
+		packed.Tokens = append(packed.Tokens, 0)
+		packed.Positions = append(packed.Positions, 0)
+		packed.Segments = append(packed.Segments, 0)
+		packed.Targets = append(packed.Targets, -1)
+		T := len(packed.Tokens)
+		gp, err := NewGraph(w, GraphSpec{Batch: 1, SeqLen: T, KeepLogits: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		off := 0
+		for e, ex := range examples {
+			// Weights select example e's targets only.
+			in := packed
+			in.Weights = make([]float32, T)
+			for i := range ex {
+				in.Weights[off+i] = 1
+			}
+			_, sp, err := gp.Run(in, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			packedLogits := append([]float32(nil), gp.Logits()...)
+
+			gs, err := NewGraph(w, GraphSpec{Batch: 1, SeqLen: len(ex), KeepLogits: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tg := append(append([]int32(nil), ex[1:]...), -1)
+			_, ss, err := gs.Run(Inputs{Tokens: ex, Targets: tg}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := math.Abs(sp.LogProb[0] - ss.LogProb[0]); d > 1e-5 || sp.Tokens[0] != ss.Tokens[0] {
+				t.Fatalf("%+v example %d: packed log-prob %.7f (%g tokens), alone %.7f (%g tokens)", o, e, sp.LogProb[0], sp.Tokens[0], ss.LogProb[0], ss.Tokens[0])
+			}
+			V := cfg.VocabSize
+			for i := range ex {
+				for v := 0; v < V; v++ {
+					a, b := packedLogits[(off+i)*V+v], gs.Logits()[i*V+v]
+					if math.Abs(float64(a-b)) > 1e-5 {
+						t.Fatalf("%+v example %d position %d token %d: packed logit %g, alone %g", o, e, i, v, a, b)
+					}
+				}
+			}
+			off += len(ex)
+		}
+	}
+}
+
+func gradsOf(gr *Graph) [][]float32 {
+	var out [][]float32
+	for _, p := range gr.Params() {
+		out = append(out, append([]float32(nil), p.Grad...))
+	}
+	return out
+}
+
+func sameGrads(t *testing.T, what string, a, b [][]float32, names []Param) {
+	t.Helper()
+	for i := range a {
+		for j := range a[i] {
+			if a[i][j] != b[i][j] {
+				t.Fatalf("%s: %s[%d] = %g, then %g", what, names[i].Name, j, a[i][j], b[i][j])
+			}
+		}
+	}
+}
+
+// A target with weight 0 (or a negative one) contributes exactly nothing: changing its id leaves
+// the loss and every gradient bit-for-bit unchanged.
+func TestGraphMaskedTargetHasNoGradient(t *testing.T) {
+	for _, o := range []tinyOpts{{}, {moe: true}} {
+		cfg := tinyConfig(o)
+		w := InitRandom(cfg, 9, 0.3)
+		gr, err := NewGraph(w, GraphSpec{Batch: 2, SeqLen: 7, Grad: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := packedInputs(rand.New(rand.NewPCG(1, 1)), cfg.VocabSize)
+		obj := smoothObjective(LMHead)
+		loss, s, err := gr.Run(in, obj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := gradsOf(gr)
+		for _, edit := range []func(*Inputs){
+			func(in *Inputs) { in.Targets[9] = (in.Targets[9] + 5) % int32(cfg.VocabSize) }, // weight 0 inside an example
+			func(in *Inputs) { in.Targets[6] = 11 },                                          // padding, weight 0
+			func(in *Inputs) { in.Targets[3], in.Weights[3] = -1, 1 },                        // negative target, weight 1
+		} {
+			in2 := in
+			in2.Targets = append([]int32(nil), in.Targets...)
+			in2.Weights = append([]float32(nil), in.Weights...)
+			if in.Targets[3] != -1 {
+				t.Fatal("the fixture changed: position 3 should be an example's last token")
+			}
+			edit(&in2)
+			loss2, s2, err := gr.Run(in2, obj)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if loss2 != loss || s2.LogProb[0] != s.LogProb[0] || s2.Tokens[1] != s.Tokens[1] {
+				t.Fatalf("%+v: loss %v → %v", o, loss, loss2)
+			}
+			sameGrads(t, "masked target", before, gradsOf(gr), gr.Params())
+		}
+	}
+}
+
+// With a window of 3 and two layers, token 0 reaches position 4 at most (0→2→4): positions 5 and
+// later are bit-for-bit unchanged when it changes, position 4 is not.
+func TestGraphSlidingWindow(t *testing.T) {
+	for _, tc := range []struct {
+		window    int
+		unchanged int // first position that must not change
+	}{{3, 5}, {0, -1}} {
+		cfg := tinyConfig(tinyOpts{window: tc.window})
+		w := InitRandom(cfg, 4, 0.3)
+		T := 10
+		gr, err := NewGraph(w, GraphSpec{Batch: 1, SeqLen: T, KeepLogits: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tokens := []int32{3, 17, 5, 9, 30, 2, 8, 21, 4, 11}
+		in := Inputs{Tokens: tokens, Targets: make([]int32, T), Weights: make([]float32, T)}
+		if _, _, err := gr.Run(in, nil); err != nil {
+			t.Fatal(err)
+		}
+		before := append([]float32(nil), gr.Logits()...)
+		in.Tokens = append([]int32{29}, tokens[1:]...)
+		if _, _, err := gr.Run(in, nil); err != nil {
+			t.Fatal(err)
+		}
+		after := gr.Logits()
+		V := cfg.VocabSize
+		changed := func(p int) bool {
+			for v := 0; v < V; v++ {
+				if before[p*V+v] != after[p*V+v] {
+					return true
+				}
+			}
+			return false
+		}
+		if tc.unchanged < 0 {
+			if !changed(T - 1) {
+				t.Fatal("without a window, token 0 should reach the last position")
+			}
+			continue
+		}
+		if !changed(tc.unchanged - 1) {
+			t.Fatalf("position %d should see token 0 through two layers", tc.unchanged-1)
+		}
+		for p := tc.unchanged; p < T; p++ {
+			if changed(p) {
+				t.Fatalf("position %d changed although token 0 is outside its two-layer window", p)
+			}
+		}
+	}
+}
+
+// Re-running one graph on new inputs gives exactly what a fresh graph gives on them: no state
+// leaks between runs and gradients are not accumulated.
+func TestGraphRerunMatchesFreshGraph(t *testing.T) {
+	for _, tc := range []struct {
+		o    tinyOpts
+		head Head
+	}{{tinyOpts{moe: true, window: 3}, LMHead}, {tinyOpts{reward: true}, ScoreHead}} {
+		cfg := tinyConfig(tc.o)
+		w := InitRandom(cfg, 2, 0.3)
+		spec := GraphSpec{Batch: 2, SeqLen: 7, Head: tc.head, Grad: true}
+		obj := smoothObjective(tc.head)
+		a := packedInputs(rand.New(rand.NewPCG(1, 2)), cfg.VocabSize)
+		b := packedInputs(rand.New(rand.NewPCG(3, 4)), cfg.VocabSize)
+		b.LastIndex = []int32{3, 6}
+		used, err := NewGraph(w, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := used.Run(a, obj); err != nil {
+			t.Fatal(err)
+		}
+		loss1, s1, err := used.Run(b, obj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g1 := gradsOf(used)
+		fresh, err := NewGraph(w, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		loss2, s2, err := fresh.Run(b, obj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if loss1 != loss2 || s1.AuxLoss != s2.AuxLoss || fmt.Sprint(s1) != fmt.Sprint(s2) {
+			t.Fatalf("re-run: loss %v stats %+v; fresh: loss %v stats %+v", loss1, s1, loss2, s2)
+		}
+		sameGrads(t, "re-run vs fresh", g1, gradsOf(fresh), fresh.Params())
+	}
+}
+
+// Stats follow their definitions on a hand-checkable case: Tokens sums the weights of counted
+// targets, Correct the weights of argmax hits, MeanLogit averages the counted rows' logits over the
+// vocabulary; a forward-only graph has no gradients.
+func TestGraphStats(t *testing.T) {
+	cfg := tinyConfig(tinyOpts{})
+	w := InitRandom(cfg, 8, 0.3)
+	gr, err := NewGraph(w, GraphSpec{Batch: 1, SeqLen: 4, KeepLogits: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gr.Params()[0].Grad != nil {
+		t.Fatal("forward-only graph has gradients")
+	}
+	in := Inputs{Tokens: []int32{1, 2, 3, 4}, Targets: []int32{5, 6, -1, 7}, Weights: []float32{0.5, 0, 1, 2}}
+	if _, _, err := gr.Run(in, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Make position 0's target its argmax, so that Correct counts one hit of weight 0.5.
+	V := cfg.VocabSize
+	first := gr.Logits()[:V]
+	for v, x := range first {
+		if x > first[in.Targets[0]] {
+			in.Targets[0] = int32(v)
+		}
+	}
+	_, s, err := gr.Run(in, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logits := gr.Logits()
+	var lp, correct, mean float64
+	for _, i := range []int{0, 3} { // the counted positions
+		row := logits[i*V : (i+1)*V]
+		ls := logSoftmax(row)
+		lp += float64(in.Weights[i]) * ls[in.Targets[i]]
+		arg := 0
+		for v, x := range row {
+			mean += float64(x)
+			if x > row[arg] {
+				arg = v
+			}
+		}
+		if arg == int(in.Targets[i]) {
+			correct += float64(in.Weights[i])
+		}
+	}
+	mean /= float64(2 * V)
+	if correct < 0.5 {
+		t.Fatalf("fixture: position 0 should be a hit (correct %g)", correct)
+	}
+	if math.Abs(s.LogProb[0]-lp) > 1e-5 || s.Tokens[0] != 2.5 || s.Correct[0] != correct || math.Abs(s.MeanLogit[0]-mean) > 1e-6 {
+		t.Fatalf("stats %+v; want LogProb %g, Tokens 2.5, Correct %g, MeanLogit %g", s, lp, correct, mean)
 	}
 }

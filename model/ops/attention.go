@@ -164,31 +164,30 @@ func blockKeys(rowLo []int32, base, i0, i1 int) (int, int) {
 	return lo, i1
 }
 
-// maskRow turns row (scores for keys lo..lo+len(row)-1 of query i) into scaled scores with −Inf on
-// the keys that query i may not see, and returns the largest visible score.
-func maskRow[T Float](row []T, scale T, seg []int32, base, lo, i, rowLo int) T {
-	negInf := T(math.Inf(-1))
+// maskRow prepares one query's row of scores (already scaled; keys lo..lo+len(row)-1) for a
+// softmax: keys that query i may not see inside its span [rowLo, i] become −Inf, the entries outside
+// the span become 0. It returns the span within row and the largest visible score.
+func maskRow[T Float](row []T, seg []int32, base, lo, i, rowLo int) (jlo, jhi int, m T) {
+	jlo, jhi = rowLo-lo, i-lo+1
+	clear(row[:jlo])
+	clear(row[jhi:])
+	span := row[jlo:jhi]
 	si := seg[base+i]
-	m := negInf
-	jlo, jhi := rowLo-lo, i-lo+1
-	for j := 0; j < jlo; j++ {
-		row[j] = negInf
+	m = row[jhi-1] // the query itself is always visible
+	if si == 0 {
+		// Padding sees itself only; its span is just itself (rowLo = i).
+		return jlo, jhi, m
 	}
-	for j := jlo; j < jhi; j++ {
-		if seg[base+lo+j] == si && si != 0 || lo+j == i {
-			v := row[j] * scale
-			row[j] = v
-			if v > m {
-				m = v
-			}
-		} else {
-			row[j] = negInf
+	negInf := T(math.Inf(-1))
+	keys := seg[base+lo+jlo : base+lo+jhi]
+	for j, v := range span {
+		if keys[j] != si {
+			span[j] = negInf
+		} else if v > m {
+			m = v
 		}
 	}
-	for j := jhi; j < len(row); j++ {
-		row[j] = negInf
-	}
-	return m
+	return jlo, jhi, m
 }
 
 func attnForward[T Float](s AttentionSpec, out, q, k, v []T, seg, rowLo []int32, lse []float64, sc *scratch[T]) {
@@ -211,19 +210,20 @@ func attnForward[T Float](s AttentionSpec, out, q, k, v []T, seg, rowLo []int32,
 			nk := hi - lo
 			qOff := ((base+i0)*H + h) * hd
 			kOff := ((base+lo)*KV + g) * hd
-			gemm(false, true, rows, nk, hd, 1, q[qOff:], ldq, k[kOff:], ldk, 0, S, nk)
+			tiledGemm(false, true, rows, nk, hd, scale, q[qOff:], ldq, k[kOff:], ldk, 0, S, nk)
 			for r := 0; r < rows; r++ {
 				i := i0 + r
 				row := S[r*nk : (r+1)*nk]
-				m := maskRow(row, scale, seg, base, lo, i, int(rowLo[base+i]))
-				l := expShift(row, m)
+				jlo, jhi, m := maskRow(row, seg, base, lo, i, int(rowLo[base+i]))
+				span := row[jlo:jhi]
+				l := expShift(span, m)
 				lse[(base+i)*H+h] = float64(m) + math.Log(l)
 				inv := T(1 / l)
-				for j := range row {
-					row[j] *= inv
+				for j := range span {
+					span[j] *= inv
 				}
 			}
-			gemm(false, false, rows, hd, nk, 1, S, nk, v[kOff:], ldk, 0, out[qOff:], ldq)
+			tiledGemm(false, false, rows, hd, nk, 1, S, nk, v[kOff:], ldk, 0, out[qOff:], ldq)
 		}
 	})
 }
@@ -343,24 +343,29 @@ func attnBackward[T Float](s AttentionSpec, dq, dk, dv, q, k, v, o, do []T, seg,
 				nk := hi - lo
 				qOff := ((base+i0)*H + h) * hd
 				kOff := ((base+lo)*KV + g) * hd
-				gemm(false, true, rows, nk, hd, 1, q[qOff:], ldq, k[kOff:], ldk, 0, P, nk)
+				tiledGemm(false, true, rows, nk, hd, scale, q[qOff:], ldq, k[kOff:], ldk, 0, P, nk)
 				for r := 0; r < rows; r++ {
 					i := i0 + r
 					row := P[r*nk : (r+1)*nk]
-					maskRow(row, scale, seg, base, lo, i, int(rowLo[base+i]))
-					expShift(row, T(lse[(base+i)*H+h]))
+					jlo, jhi, _ := maskRow(row, seg, base, lo, i, int(rowLo[base+i]))
+					expShift(row[jlo:jhi], T(lse[(base+i)*H+h]))
 				}
-				gemm(true, false, nk, hd, rows, 1, P, nk, do[qOff:], ldq, 1, dv[kOff:], ldk)
-				gemm(false, true, rows, nk, hd, 1, do[qOff:], ldq, v[kOff:], ldk, 0, dS, nk)
+				tiledGemm(true, false, nk, hd, rows, 1, P, nk, do[qOff:], ldq, 1, dv[kOff:], ldk)
+				tiledGemm(false, true, rows, nk, hd, 1, do[qOff:], ldq, v[kOff:], ldk, 0, dS, nk)
 				for r := 0; r < rows; r++ {
-					d := T(dsum[(base+i0+r)*H+h])
-					pr, sr := P[r*nk:(r+1)*nk], dS[r*nk:(r+1)*nk]
-					for j := range sr {
-						sr[j] = pr[j] * (sr[j] - d) * scale
+					i := i0 + r
+					d := T(dsum[(base+i)*H+h])
+					jlo, jhi := int(rowLo[base+i])-lo, i-lo+1
+					sr := dS[r*nk : (r+1)*nk]
+					clear(sr[:jlo])
+					clear(sr[jhi:])
+					pr, sp := P[r*nk+jlo:r*nk+jhi], sr[jlo:jhi]
+					for j := range sp {
+						sp[j] = pr[j] * (sp[j] - d) * scale
 					}
 				}
-				gemm(false, false, rows, hd, nk, 1, dS, nk, k[kOff:], ldk, 0, dq[qOff:], ldq)
-				gemm(true, false, nk, hd, rows, 1, dS, nk, q[qOff:], ldq, 1, dk[kOff:], ldk)
+				tiledGemm(false, false, rows, hd, nk, 1, dS, nk, k[kOff:], ldk, 0, dq[qOff:], ldq)
+				tiledGemm(true, false, nk, hd, rows, 1, dS, nk, q[qOff:], ldq, 1, dk[kOff:], ldk)
 			}
 		}
 	})

@@ -261,6 +261,40 @@ func gemm[T Float](tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb
 	}
 }
 
+// tiledGemm is gemm for callers that run on several goroutines at once (attention's per-head
+// work): it cuts the product into tiles that the build's BLAS computes on the calling goroutine
+// without threads of its own (tileM, tileN, tileMNK), so the workers' calls run side by side. The
+// inner dimension is cut last (later chunks accumulate with beta 1).
+func tiledGemm[T Float](tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
+	mt, nt, kt := min(m, tileM), min(n, tileN), k
+	if tileMNK > 0 && mt*nt*kt > tileMNK {
+		kt = max(1, tileMNK/(mt*nt))
+	}
+	if mt == m && nt == n && kt == k {
+		gemm(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
+	for i0 := 0; i0 < m; i0 += mt {
+		bm := min(mt, m-i0)
+		for j0 := 0; j0 < n; j0 += nt {
+			bn := min(nt, n-j0)
+			bt := beta
+			for p0 := 0; p0 < k; p0 += kt {
+				bk := min(kt, k-p0)
+				aOff, bOff := i0*lda+p0, p0*ldb+j0
+				if tA {
+					aOff = p0*lda + i0
+				}
+				if tB {
+					bOff = j0*ldb + p0
+				}
+				gemm(tA, tB, bm, bn, bk, alpha, a[aOff:], lda, b[bOff:], ldb, bt, c[i0*ldc+j0:], ldc)
+				bt = 1
+			}
+		}
+	}
+}
+
 // expf is a float32 exp with Cephes' range reduction and polynomial (about 1 ulp), several times
 // faster than converting to float64 for math.Exp. Inputs below -87.3 give 0.
 func expf(x float32) float32 {
@@ -303,22 +337,60 @@ func exp[T Float](x T) T {
 
 // expShift replaces row[j] by exp(row[j]-m) and returns the sum in float64.
 func expShift[T Float](row []T, m T) float64 {
-	var s float64
 	switch r := any(row).(type) {
 	case []float32:
-		mm := float32(m)
-		for j, v := range r {
-			e := expf(v - mm)
-			r[j] = e
-			s += float64(e)
-		}
+		return expShift32(r, float32(m))
 	case []float64:
+		var s float64
 		mm := float64(m)
 		for j, v := range r {
 			e := math.Exp(v - mm)
 			r[j] = e
 			s += e
 		}
+		return s
+	}
+	return 0
+}
+
+// expShift32 is expf over a slice with the body inlined: the softmaxes spend most of their time
+// here. Rounding to the nearest integer uses the 1.5·2^23 trick instead of a conversion.
+func expShift32(r []float32, m float32) float64 {
+	const (
+		lo    = -87.33654
+		hi    = 88.72283
+		log2e = 1.44269504088896341
+		c1    = 0.693359375
+		c2    = -2.12194440e-4
+		magic = 12582912 // 1.5·2^23: adding it rounds a float32 below 2^22 to an integer
+	)
+	var s float64
+	for j, v := range r {
+		x := v - m
+		if x < lo {
+			r[j] = 0
+			continue
+		}
+		if x > hi {
+			r[j] = float32(math.Inf(1))
+			s = math.Inf(1)
+			continue
+		}
+		t := x*log2e + magic
+		fn := t - magic
+		n := int32(math.Float32bits(t)) - int32(math.Float32bits(magic))
+		x = x - fn*c1 - fn*c2
+		z := x * x
+		y := ((((1.9875691500e-4*x+1.3981999507e-3)*x+8.3334519073e-3)*x+4.1665795894e-2)*x+1.6666665459e-1)*x + 5.0000001201e-1
+		y = y*z + x + 1
+		var e float32
+		if n > 127 {
+			e = 2 * y * math.Float32frombits(uint32(n+126)<<23)
+		} else {
+			e = y * math.Float32frombits(uint32(n+127)<<23)
+		}
+		r[j] = e
+		s += float64(e)
 	}
 	return s
 }

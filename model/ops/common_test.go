@@ -2,6 +2,7 @@ package ops
 
 import (
 	"math"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -46,6 +47,68 @@ func TestParallelHelpersCoverEveryItemOnce(t *testing.T) {
 		for i, c := range seen {
 			if c != 2 {
 				t.Fatalf("n=%d: item %d visited %d times, want 2", n, i, c)
+			}
+		}
+	}
+}
+
+func TestExpShift32MatchesExpf(t *testing.T) {
+	var row []float32
+	for x := -100.0; x <= 88.7; x += 0.0173 {
+		row = append(row, float32(x))
+	}
+	row = append(row, float32(math.Inf(-1)))
+	want := make([]float32, len(row))
+	var sum float64
+	for i, v := range row {
+		want[i] = expf(v - 0.5)
+		sum += float64(want[i])
+	}
+	got := append([]float32(nil), row...)
+	s := expShift32(got, 0.5)
+	for i := range got {
+		if d := math.Abs(float64(got[i]-want[i])) / math.Max(float64(want[i]), 1e-38); d > 2.5e-7 {
+			t.Fatalf("x=%g: %g vs expf %g", row[i]-0.5, got[i], want[i])
+		}
+	}
+	if math.Abs(s-sum) > 1e-6*sum {
+		t.Fatalf("sum %g vs %g", s, sum)
+	}
+}
+
+// tiledGemm equals one gemm for every transpose combination and shapes that cut into ragged tiles.
+func TestTiledGemmMatchesGemm(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 3))
+	for _, sh := range [][3]int{{1, 1, 1}, {70, 200, 33}, {130, 65, 300}, {64, 64, 64}} {
+		m, n, k := sh[0], sh[1], sh[2]
+		for _, tA := range []bool{false, true} {
+			for _, tB := range []bool{false, true} {
+				a, b := make([]float64, m*k+3), make([]float64, n*k+5)
+				for i := range a {
+					a[i] = rng.NormFloat64()
+				}
+				for i := range b {
+					b[i] = rng.NormFloat64()
+				}
+				lda, ldb := k+0, n
+				if tA {
+					lda = m
+				}
+				if tB {
+					ldb = k
+				}
+				c1, c2 := make([]float64, m*n), make([]float64, m*n)
+				for i := range c1 {
+					c1[i] = rng.NormFloat64()
+					c2[i] = c1[i]
+				}
+				gemm(tA, tB, m, n, k, 0.5, a, lda, b, ldb, 0.25, c1, n)
+				tiledGemm(tA, tB, m, n, k, 0.5, a, lda, b, ldb, 0.25, c2, n)
+				for i := range c1 {
+					if math.Abs(c1[i]-c2[i]) > 1e-12*(1+math.Abs(c1[i])) {
+						t.Fatalf("%v tA=%v tB=%v: element %d %g vs %g", sh, tA, tB, i, c2[i], c1[i])
+					}
+				}
 			}
 		}
 	}

@@ -1,0 +1,12 @@
+//go:build openblas
+
+package ops
+
+// Tile limits for BLAS calls made from parallel workers (see tiledGemm). OpenBLAS threads a gemm
+// over its shared pool once m·n·k exceeds 65536·4 (GEMM_MULTITHREAD_THRESHOLD); concurrent callers of
+// pooled gemms then wait on each other in spin loops, which measured 4× slower than serial calls.
+// Below the threshold it runs on the caller's thread, and concurrent calls scale.
+const (
+	tileM, tileN = 64, 64
+	tileMNK      = 65536 * 4
+)
