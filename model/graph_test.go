@@ -370,8 +370,8 @@ func TestGraphMaskedTargetHasNoGradient(t *testing.T) {
 		before := gradsOf(gr)
 		for _, edit := range []func(*Inputs){
 			func(in *Inputs) { in.Targets[9] = (in.Targets[9] + 5) % int32(cfg.VocabSize) }, // weight 0 inside an example
-			func(in *Inputs) { in.Targets[6] = 11 },                                          // padding, weight 0
-			func(in *Inputs) { in.Targets[3], in.Weights[3] = -1, 1 },                        // negative target, weight 1
+			func(in *Inputs) { in.Targets[6] = 11 },                                         // padding, weight 0
+			func(in *Inputs) { in.Targets[3], in.Weights[3] = -1, 1 },                       // negative target, weight 1
 		} {
 			in2 := in
 			in2.Targets = append([]int32(nil), in.Targets...)
