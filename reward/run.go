@@ -1,0 +1,219 @@
+package reward
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/alignkit/alignkit/data"
+	"github.com/alignkit/alignkit/lm"
+	"github.com/alignkit/alignkit/model/checkpoint"
+	"github.com/alignkit/alignkit/train"
+)
+
+// Summary describes the data and model a run trains; String is the line Run prints before training.
+type Summary struct {
+	Source       string
+	Pairs        int
+	Identical    int // rows skipped: chosen identical to rejected (training and eval files together)
+	Margins      string
+	FromCausalLM bool // a fresh score head replaced lm_head
+	PadID        int32
+	Train        data.PairStats
+	Eval         *data.PairStats
+	Warnings     []string
+}
+
+func (s Summary) String() string {
+	head := "continuing a reward model"
+	if s.FromCausalLM {
+		head = "score head initialised on a causal LM"
+	}
+	line := fmt.Sprintf("reward data: %s: %d pairs, %d skipped as chosen == rejected; margins: %s; %s; train: %s",
+		filepath.Base(s.Source), s.Pairs, s.Identical, s.Margins, head, s.Train)
+	if s.Eval != nil {
+		line += "; eval: " + s.Eval.String()
+	} else {
+		line += "; no eval data"
+	}
+	return line
+}
+
+// Prepare loads the model and data cfg names, tokenizes and batches the pairs, and returns the
+// task. It checks everything that can be checked before training and writes nothing.
+func Prepare(cfg Config) (*Task, Summary, error) {
+	cfg = cfg.Defaults()
+	var sum Summary
+	if err := cfg.Validate(); err != nil {
+		return nil, sum, err
+	}
+	table, err := cfg.marginTable()
+	if err != nil {
+		return nil, sum, fmt.Errorf("margin_map: %w", err)
+	}
+	seed := uint64(*cfg.Seed)
+	trainSet, evalSet, err := loadSplit(cfg, table, seed)
+	if err != nil {
+		return nil, sum, err
+	}
+	sum.Source, sum.Pairs = trainSet.Source, trainSet.Len()
+	sum.Identical = len(trainSet.Identical)
+	if w := trainSet.IdenticalWarning(); w != "" {
+		sum.Warnings = append(sum.Warnings, w)
+	}
+	if evalSet != nil && cfg.Data.EvalDatasetName != "" {
+		sum.Identical += len(evalSet.Identical)
+		if w := evalSet.IdenticalWarning(); w != "" {
+			sum.Warnings = append(sum.Warnings, w)
+		}
+	}
+	switch {
+	case cfg.RatingColumn != "" && table != nil:
+		sum.Margins = fmt.Sprintf("from rating column %q (preset %s, %d custom)", cfg.RatingColumn, cfg.MarginPreset, len(cfg.MarginMap))
+	case cfg.RatingColumn != "":
+		sum.Margins = fmt.Sprintf("none (rating column %q buckets the eval accuracy)", cfg.RatingColumn)
+	case trainSet.Margins != nil:
+		sum.Margins = "from the margin column"
+	default:
+		sum.Margins = "none"
+	}
+
+	ck, err := checkpoint.Open(cfg.ModelNameOrPath)
+	if err != nil {
+		return nil, sum, fmt.Errorf("model_name_or_path: %w", err)
+	}
+	if !ck.Weights.Config.IsRewardModel() {
+		if ck, err = FromCausalLM(ck, seed); err != nil {
+			return nil, sum, fmt.Errorf("model_name_or_path: %w", err)
+		}
+		sum.FromCausalLM = true
+	}
+	pad := PadID(ck.Tok, ck.Weights.Config)
+	sum.PadID = pad
+	tok, err := chatTokenizer(ck, cfg.Data.ChatTemplate)
+	if err != nil {
+		return nil, sum, fmt.Errorf("chat_template: %w", err)
+	}
+	bc := data.PairBatchConfig{BatchSize: cfg.PerDeviceTrainBatchSize, MaxLength: cfg.Data.MaxLength,
+		MaxPromptLength: cfg.MaxPromptLength, PadID: pad}
+	trainB, err := pairBatcher(tok, trainSet, bc, ck.Tok.EOS())
+	if err != nil {
+		return nil, sum, err
+	}
+	sum.Train = trainB.Stats()
+	var evalB *data.PairBatcher
+	if evalSet != nil {
+		bc.BatchSize = cfg.PerDeviceEvalBatchSize
+		if evalB, err = pairBatcher(tok, evalSet, bc, ck.Tok.EOS()); err != nil {
+			return nil, sum, err
+		}
+		st := evalB.Stats()
+		sum.Eval = &st
+	}
+	m := lm.New(ck, 2*cfg.PerDeviceTrainBatchSize)
+	t := &Task{Model: m, EvalModel: m, TrainData: trainB, EvalData: evalB, TrainSet: trainSet, EvalSet: evalSet,
+		CenterCoef: cfg.CenterRewardsCoefficient}
+	if evalB != nil && cfg.PerDeviceEvalBatchSize != cfg.PerDeviceTrainBatchSize {
+		t.EvalModel = lm.New(ck, 2*cfg.PerDeviceEvalBatchSize)
+	}
+	if tm := tok.Template(); tm != nil {
+		t.ChatTemplate = tm.Source()
+	}
+	return t, sum, nil
+}
+
+// Run is `alignkit reward train`: it prepares the task (nothing is written if that fails), prints
+// the warnings and the data summary to log (os.Stderr when nil), and trains with the shared loop.
+// opts go to train.Run after the log writer.
+func Run(ctx context.Context, cfg Config, log io.Writer, opts ...train.Option) (train.Result, error) {
+	if log == nil {
+		log = os.Stderr
+	}
+	cfg = cfg.Defaults()
+	task, sum, err := Prepare(cfg)
+	if err != nil {
+		return train.Result{}, err
+	}
+	for _, w := range sum.Warnings {
+		fmt.Fprintln(log, w)
+	}
+	fmt.Fprintln(log, sum)
+	return train.Run(ctx, cfg.Args, task, append([]train.Option{train.WithLogWriter(log)}, opts...)...)
+}
+
+// loadSplit loads the training pairs and the evaluation pairs (nil when there are none): an eval
+// file, or eval_split of the training file chosen with seed, then max_train_samples and
+// max_eval_samples.
+func loadSplit(cfg Config, table *MarginTable, seed uint64) (trainSet, evalSet *PairSet, err error) {
+	a := cfg.Data
+	all, err := LoadPairs(a.DatasetName, a.Columns, cfg.RatingColumn, table)
+	if err != nil {
+		return nil, nil, err
+	}
+	trainSet = all
+	switch {
+	case a.EvalDatasetName != "":
+		if evalSet, err = LoadPairs(a.EvalDatasetName, a.Columns, cfg.RatingColumn, table); err != nil {
+			return nil, nil, err
+		}
+	case a.EvalSplit > 0:
+		tr, ev, err := data.SplitIndices(all.Len(), a.EvalSplit, seed)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", all.Source, err)
+		}
+		trainSet, evalSet = all.subset(tr), all.subset(ev)
+		evalSet.Identical = nil
+	}
+	trainSet = trainSet.first(a.MaxTrainSamples)
+	if evalSet != nil {
+		evalSet = evalSet.first(a.MaxEvalSamples)
+	}
+	return trainSet, evalSet, nil
+}
+
+// pairBatcher tokenizes pairs and collates them.
+func pairBatcher(tok *data.Tokenizer, set *PairSet, bc data.PairBatchConfig, eos int32) (*data.PairBatcher, error) {
+	exs, err := tok.PairExamples(set.Pairs)
+	if err != nil {
+		return nil, err
+	}
+	return data.NewPairBatcher(exs, eos, bc)
+}
+
+// storeChatTemplate sets chat_template in dir's tokenizer_config.json (created if absent), written
+// atomically, and removes a chat_template.jinja that would otherwise be read instead.
+func storeChatTemplate(dir, template string) error {
+	path := filepath.Join(dir, "tokenizer_config.json")
+	cfg := map[string]any{}
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		// UseNumber keeps integers such as model_max_length's 1e30 written as integers.
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.UseNumber()
+		if err := dec.Decode(&cfg); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+	case !os.IsNotExist(err):
+		return err
+	}
+	cfg["chat_template"] = template
+	var out bytes.Buffer
+	enc := json.NewEncoder(&out)
+	enc.SetEscapeHTML(false) // "<s>" stays "<s>"
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(cfg); err != nil {
+		return err
+	}
+	if err := checkpoint.WriteFileAtomic(path, out.Bytes()); err != nil {
+		return err
+	}
+	if err := os.Remove(filepath.Join(dir, "chat_template.jinja")); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,215 @@
+package reward
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/alignkit/alignkit/data"
+	"github.com/alignkit/alignkit/lm"
+	"github.com/alignkit/alignkit/model"
+	"github.com/alignkit/alignkit/model/checkpoint"
+	"github.com/alignkit/alignkit/model/infer"
+)
+
+// Item is one (prompt, response) to score: plain strings, or message lists (conversational, when
+// PromptMessages is set). The response is scored in the context of the prompt.
+type Item struct {
+	Prompt, Response                 string
+	PromptMessages, ResponseMessages []data.Message
+}
+
+// Conversational reports whether the item is rendered with the chat template.
+func (it Item) Conversational() bool { return it.PromptMessages != nil || it.ResponseMessages != nil }
+
+// ScorerOption adjusts NewScorer.
+type ScorerOption func(*scorerOptions)
+
+type scorerOptions struct {
+	chatTemplate string
+	batchSize    int
+	maxLength    int
+}
+
+// WithChatTemplate renders conversations with a template other than the model's own (a built-in
+// name, a file, or Jinja source, as the chat_template config key).
+func WithChatTemplate(t string) ScorerOption { return func(o *scorerOptions) { o.chatTemplate = t } }
+
+// WithBatchSize sets how many sequences go into one forward pass (default 16).
+func WithBatchSize(n int) ScorerOption { return func(o *scorerOptions) { o.batchSize = n } }
+
+// WithMaxLength truncates prompt+response to n tokens as training does (the prompt from the left,
+// then the response from the right). Default: the model's max_position_embeddings.
+func WithMaxLength(n int) ScorerOption { return func(o *scorerOptions) { o.maxLength = n } }
+
+// Scorer runs a reward model over (prompt, response) pairs. The forward pass is the inference
+// engine's ScoreBatch (no graph to build, sequences packed into shared passes); the tokens are
+// exactly those of a training pair's chosen row, so a score equals the reward the trainer saw.
+// A Scorer is safe for concurrent use.
+type Scorer struct {
+	ck        *checkpoint.Model
+	eng       *infer.Engine
+	tok       *data.Tokenizer
+	batchSize int
+	maxLength int
+}
+
+// NewScorer loads a reward model (an HF directory or a GGUF) for scoring.
+func NewScorer(modelPath string, opts ...ScorerOption) (*Scorer, error) {
+	ck, err := checkpoint.Open(modelPath)
+	if err != nil {
+		return nil, fmt.Errorf("loading reward model: %w", err)
+	}
+	return NewScorerFromModel(ck, opts...)
+}
+
+// NewScorerFromModel scores with an already loaded reward model. It errors when the model has no
+// score head.
+func NewScorerFromModel(ck *checkpoint.Model, opts ...ScorerOption) (*Scorer, error) {
+	o := scorerOptions{batchSize: 16}
+	for _, f := range opts {
+		f(&o)
+	}
+	cfg := ck.Weights.Config
+	if _, ok := ck.Weights.Tensors[model.ScoreKey]; !ok || !cfg.IsRewardModel() {
+		return nil, fmt.Errorf("%s is not a reward model: it has no %s (architectures %s); train one with `alignkit reward train`",
+			ck.Source, model.ScoreKey, strings.Join(cfg.Architectures, ", "))
+	}
+	if o.batchSize < 1 {
+		return nil, fmt.Errorf("batch size %d: want at least 1", o.batchSize)
+	}
+	if o.maxLength <= 0 || o.maxLength > cfg.MaxPositionEmbeddings {
+		o.maxLength = cfg.MaxPositionEmbeddings
+	}
+	if o.maxLength < 2 {
+		return nil, fmt.Errorf("max length %d: want at least 2", o.maxLength)
+	}
+	eng, err := infer.New(ck.Weights)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ck.Source, err)
+	}
+	tok, err := chatTokenizer(ck, o.chatTemplate)
+	if err != nil {
+		return nil, err
+	}
+	return &Scorer{ck: ck, eng: eng, tok: tok, batchSize: o.batchSize, maxLength: o.maxLength}, nil
+}
+
+// Model is the reward model being scored with.
+func (s *Scorer) Model() *checkpoint.Model { return s.ck }
+
+// Score scores conversations: each is the prompt turns followed by the assistant turn(s) being
+// scored (everything after the last non-assistant message).
+func (s *Scorer) Score(ctx context.Context, convs [][]data.Message) ([]float64, error) {
+	items := make([]Item, len(convs))
+	for i, c := range convs {
+		k := len(c)
+		for k > 0 && c[k-1].Role == "assistant" {
+			k--
+		}
+		switch {
+		case k == len(c):
+			return nil, fmt.Errorf("conversation %d: the last message is from the %s, want the assistant's response", i, roleOf(c))
+		case k == 0:
+			return nil, fmt.Errorf("conversation %d: no prompt before the assistant's response", i)
+		}
+		items[i] = Item{PromptMessages: c[:k:k], ResponseMessages: c[k:]}
+	}
+	return s.scoreItems(ctx, items, "conversations", nil)
+}
+
+// chatTokenizer is lm.ChatTokenizer, except that a model without a chat template and no template
+// asked for gives a tokenizer for plain text only (conversational rows then fail with data's
+// one-line "needs a chat template" error, naming the row).
+func chatTokenizer(ck *checkpoint.Model, spec string) (*data.Tokenizer, error) {
+	if spec == "" && ck.Tok.ChatTemplate() == "" {
+		return data.NewTokenizer(lm.Encoder(ck.Tok), nil), nil
+	}
+	return lm.ChatTokenizer(ck.Tok, spec)
+}
+
+func roleOf(c []data.Message) string {
+	if len(c) == 0 {
+		return "(empty conversation)"
+	}
+	return c[len(c)-1].Role
+}
+
+// ScoreText scores plain-text responses to plain-text prompts.
+func (s *Scorer) ScoreText(ctx context.Context, prompts, responses []string) ([]float64, error) {
+	if len(prompts) != len(responses) {
+		return nil, fmt.Errorf("%d prompts and %d responses: want as many of each", len(prompts), len(responses))
+	}
+	items := make([]Item, len(prompts))
+	for i := range prompts {
+		items[i] = Item{Prompt: prompts[i], Response: responses[i]}
+	}
+	return s.scoreItems(ctx, items, "texts", nil)
+}
+
+// Tokens returns the sequence the reward head reads for it: prompt then response through its EOS,
+// cut to the scorer's max length as training cuts a pair's rows.
+func (s *Scorer) Tokens(it Item) ([]int32, error) { return s.tokens(it, "item", 0) }
+
+// tokens names the item as row of source in errors.
+func (s *Scorer) tokens(it Item, source string, row int) ([]int32, error) {
+	p := data.Pair{Source: source, Row: row, Conversational: it.Conversational(),
+		Prompt: it.Prompt, Chosen: it.Response, Rejected: it.Response,
+		PromptMessages: it.PromptMessages, ChosenMessages: it.ResponseMessages, RejectedMessages: it.ResponseMessages}
+	ex, err := s.tok.PairExample(&p)
+	if err != nil {
+		return nil, err
+	}
+	return truncatePair(ex.Prompt, ex.Chosen, s.maxLength), nil
+}
+
+// truncatePair lays out prompt+answer in at most maxLength tokens as data's PairBatcher does: the
+// prompt loses tokens from its start until the answer keeps at least one, then the answer loses
+// tokens from its end.
+func truncatePair(prompt, answer []int32, maxLength int) []int32 {
+	if room := maxLength - 1; len(prompt) > room {
+		prompt = prompt[len(prompt)-room:]
+	}
+	if over := len(prompt) + len(answer) - maxLength; over > 0 {
+		answer = answer[:len(answer)-over]
+	}
+	out := make([]int32, 0, len(prompt)+len(answer))
+	return append(append(out, prompt...), answer...)
+}
+
+// ScoreItems scores items in batches of the scorer's batch size, one forward pass per batch, and
+// calls progress (if non-nil) with the number of items done after each batch. The context is
+// checked between batches.
+func (s *Scorer) ScoreItems(ctx context.Context, items []Item, progress func(done int)) ([]float64, error) {
+	return s.scoreItems(ctx, items, "items", progress)
+}
+
+// scoreItems names item i as row i of source in errors.
+func (s *Scorer) scoreItems(ctx context.Context, items []Item, source string, progress func(done int)) ([]float64, error) {
+	out := make([]float64, 0, len(items))
+	for lo := 0; lo < len(items); lo += s.batchSize {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		hi := min(lo+s.batchSize, len(items))
+		seqs := make([][]int32, 0, hi-lo)
+		for i := lo; i < hi; i++ {
+			ids, err := s.tokens(items[i], source, i)
+			if err != nil {
+				return nil, err
+			}
+			seqs = append(seqs, ids)
+		}
+		r, err := s.eng.ScoreBatch(seqs)
+		if err != nil {
+			return nil, fmt.Errorf("scoring items %d..%d: %w", lo, hi-1, err)
+		}
+		for _, v := range r {
+			out = append(out, float64(v))
+		}
+		if progress != nil {
+			progress(hi)
+		}
+	}
+	return out, nil
+}

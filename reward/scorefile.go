@@ -1,0 +1,250 @@
+package reward
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/alignkit/alignkit/data"
+	"github.com/schollz/progressbar/v3"
+)
+
+// FileConfig says what ScoreFile reads and writes.
+type FileConfig struct {
+	Input, Output string
+	// Columns maps canonical names ("prompt", "response" or "completion", "messages") to the
+	// input's column names.
+	Columns map[string]string
+	// Column is the output column that receives the rewards; default "reward". An input column of
+	// that name is replaced.
+	Column string
+	// Progress receives a progress bar; nil shows none.
+	Progress io.Writer
+}
+
+// FileResult describes a finished ScoreFile.
+type FileResult struct {
+	Rows    int
+	Rewards []float64 // in row order
+}
+
+// ScoreFile scores every row of a Parquet or JSON Lines file and writes the same rows, in the same
+// order, with a float64 reward column added (Output must have the input's extension).
+//
+// A row is a prompt with a response (columns prompt and response, or TRL's prompt and completion;
+// strings or message lists), or a conversation (a messages column whose last message is the
+// assistant's response to score). Parquet output keeps the input's schema and values exactly,
+// column order included (rows are copied as raw Parquet values); the file's key-value metadata
+// (pandas, Arrow, Hugging Face schema descriptions) is dropped because it would no longer describe
+// the columns. JSON Lines output re-encodes each object with the reward added (keys sorted).
+//
+// Everything is scored before anything is written, and the output is written to a temporary file
+// beside Output and renamed into place: an interrupted or failed run leaves no Output.
+func ScoreFile(ctx context.Context, s *Scorer, cfg FileConfig) (FileResult, error) {
+	if cfg.Column == "" {
+		cfg.Column = "reward"
+	}
+	kind, err := fileKind(cfg.Input)
+	if err != nil {
+		return FileResult{}, fmt.Errorf("--input %s: %w", cfg.Input, err)
+	}
+	if ok, _ := fileKind(cfg.Output); ok != kind {
+		return FileResult{}, fmt.Errorf("--output %s: want a %s file, like the input", cfg.Output, kind)
+	}
+	if abs(cfg.Input) == abs(cfg.Output) {
+		return FileResult{}, fmt.Errorf("--output %s is the input: write the scored rows to another file", cfg.Output)
+	}
+	if st, err := os.Stat(cfg.Output); err == nil && st.IsDir() {
+		return FileResult{}, fmt.Errorf("--output %s is a directory", cfg.Output)
+	}
+	rows, err := data.ReadRows(cfg.Input)
+	if err != nil {
+		return FileResult{}, err
+	}
+	items, err := ItemsFromRows(rows, cfg.Input, cfg.Columns)
+	if err != nil {
+		return FileResult{}, err
+	}
+
+	var progress func(int)
+	if cfg.Progress != nil {
+		bar := progressbar.NewOptions(len(items),
+			progressbar.OptionSetWriter(cfg.Progress),
+			progressbar.OptionSetDescription("scoring"),
+			progressbar.OptionShowCount(),
+			progressbar.OptionSetElapsedTime(true),
+			progressbar.OptionSetPredictTime(true),
+			progressbar.OptionThrottle(100*time.Millisecond),
+			progressbar.OptionSetWidth(30),
+		)
+		progress = func(done int) { _ = bar.Set(done) }
+		defer func() { _ = bar.Finish(); fmt.Fprintln(cfg.Progress) }()
+	}
+	rewards, err := s.scoreItems(ctx, items, cfg.Input, progress)
+	if err != nil {
+		return FileResult{}, err
+	}
+
+	write := func(w io.Writer) error {
+		if kind == "parquet" {
+			return writeParquetWithColumn(cfg.Input, w, cfg.Column, rewards)
+		}
+		return writeJSONLWithColumn(rows, w, cfg.Column, rewards)
+	}
+	if err := writeAtomic(cfg.Output, write); err != nil {
+		return FileResult{}, err
+	}
+	return FileResult{Rows: len(rows), Rewards: rewards}, nil
+}
+
+func abs(p string) string {
+	a, err := filepath.Abs(p)
+	if err != nil {
+		return p
+	}
+	return a
+}
+
+// fileKind is "parquet" or "jsonl" by extension.
+func fileKind(path string) (string, error) {
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".parquet":
+		return "parquet", nil
+	case ".jsonl", ".json":
+		return "jsonl", nil
+	}
+	return "", fmt.Errorf("unknown file type %q: want .parquet, .jsonl or .json", filepath.Ext(path))
+}
+
+// ItemsFromRows turns scoring rows into Items: prompt + response (or completion) columns, strings or
+// message lists, or a messages column ending with the assistant's response. columns renames
+// canonical names to the file's.
+func ItemsFromRows(rows []data.Row, source string, columns map[string]string) ([]Item, error) {
+	if len(rows) == 0 {
+		return nil, fmt.Errorf("%s: no rows", source)
+	}
+	cols := map[string]string{}
+	for k, v := range columns {
+		if k == "response" {
+			k = "completion"
+		}
+		if _, dup := cols[k]; dup {
+			return nil, fmt.Errorf("%s: columns: both response and completion are mapped", source)
+		}
+		cols[k] = v
+	}
+	name := func(canon string) string {
+		if f, ok := cols[canon]; ok {
+			return f
+		}
+		return canon
+	}
+	has := func(canon string) bool { _, ok := rows[0].Fields[name(canon)]; return ok }
+	if _, ok := cols["completion"]; !ok && !has("completion") {
+		if _, ok := rows[0].Fields["response"]; ok {
+			cols["completion"] = "response"
+		}
+	}
+	var format data.Format
+	switch {
+	case has("prompt") && has("completion"):
+		format = data.FormatPromptCompletion
+	case has("messages"):
+		format = data.FormatConversation
+	default:
+		return nil, fmt.Errorf("%s: scoring needs prompt and response (or completion) columns, or a messages column; the file has columns [%s]",
+			source, strings.Join(sortedFields(rows[0].Fields), " "))
+	}
+	ds, err := data.Convert(rows, data.Source{Path: source, Columns: cols, Format: format})
+	if err != nil {
+		return nil, err
+	}
+	items := make([]Item, len(ds.Records))
+	for i, rec := range ds.Records {
+		switch {
+		case rec.Format == data.FormatConversation:
+			m := rec.Messages
+			k := len(m)
+			for k > 0 && m[k-1].Role == "assistant" {
+				k--
+			}
+			if k == len(m) || k == 0 {
+				what := fmt.Sprintf("the last message is from the %s", m[len(m)-1].Role)
+				if k == 0 {
+					what = "every message is from the assistant"
+				}
+				return nil, fmt.Errorf("%s: row %d: column %q: %s, want a prompt then the assistant's response", source, rec.Row, name("messages"), what)
+			}
+			items[i] = Item{PromptMessages: m[:k:k], ResponseMessages: m[k:]}
+		case rec.Conversational():
+			items[i] = Item{PromptMessages: rec.PromptMessages, ResponseMessages: rec.CompletionMessages}
+		default:
+			items[i] = Item{Prompt: rec.Prompt, Response: rec.Completion}
+		}
+	}
+	return items, nil
+}
+
+func sortedFields(m map[string]any) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+// writeAtomic writes path through a temporary file in its directory, synced and renamed into place;
+// on any failure the temporary file is removed and path is untouched.
+func writeAtomic(path string, write func(io.Writer) error) (err error) {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if err := write(tmp); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
+
+// writeJSONLWithColumn writes each row's fields plus column as one JSON object per line.
+func writeJSONLWithColumn(rows []data.Row, w io.Writer, column string, rewards []float64) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	for i, r := range rows {
+		obj := make(map[string]any, len(r.Fields)+1)
+		for k, v := range r.Fields {
+			obj[k] = v
+		}
+		obj[column] = rewards[i]
+		if err := enc.Encode(obj); err != nil {
+			return fmt.Errorf("row %d: %w", i, err)
+		}
+	}
+	return nil
+}
