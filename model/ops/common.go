@@ -336,26 +336,34 @@ func exp[T Float](x T) T {
 }
 
 // expShift replaces row[j] by exp(row[j]-m) and returns the sum in float64.
-func expShift[T Float](row []T, m T) float64 {
-	switch r := any(row).(type) {
+func expShift[T Float](row []T, m T) float64 { return expTo(row, row, m) }
+
+// expTo writes exp(src[j]-m) to dst[j] (dst may be src, or nil to only sum) and returns the sum
+// in float64.
+func expTo[T Float](dst, src []T, m T) float64 {
+	switch s := any(src).(type) {
 	case []float32:
-		return expShift32(r, float32(m))
+		d, _ := any(dst).([]float32)
+		return expTo32(d, s, float32(m))
 	case []float64:
-		var s float64
+		d, _ := any(dst).([]float64)
+		var sum float64
 		mm := float64(m)
-		for j, v := range r {
+		for j, v := range s {
 			e := math.Exp(v - mm)
-			r[j] = e
-			s += e
+			if d != nil {
+				d[j] = e
+			}
+			sum += e
 		}
-		return s
+		return sum
 	}
 	return 0
 }
 
-// expShift32 is expf over a slice with the body inlined: the softmaxes spend most of their time
-// here. Rounding to the nearest integer uses the 1.5·2^23 trick instead of a conversion.
-func expShift32(r []float32, m float32) float64 {
+// expTo32 is expf over a slice with the body inlined (the softmaxes spend most of their time
+// here); rounding to the nearest integer uses the 1.5·2^23 trick instead of a conversion.
+func expTo32(dst, src []float32, m float32) float64 {
 	const (
 		lo    = -87.33654
 		hi    = 88.72283
@@ -364,32 +372,36 @@ func expShift32(r []float32, m float32) float64 {
 		c2    = -2.12194440e-4
 		magic = 12582912 // 1.5·2^23: adding it rounds a float32 below 2^22 to an integer
 	)
+	store := dst != nil
+	if store {
+		dst = dst[:len(src)]
+	}
 	var s float64
-	for j, v := range r {
+	for j, v := range src {
 		x := v - m
-		if x < lo {
-			r[j] = 0
-			continue
-		}
-		if x > hi {
-			r[j] = float32(math.Inf(1))
-			s = math.Inf(1)
-			continue
-		}
-		t := x*log2e + magic
-		fn := t - magic
-		n := int32(math.Float32bits(t)) - int32(math.Float32bits(magic))
-		x = x - fn*c1 - fn*c2
-		z := x * x
-		y := ((((1.9875691500e-4*x+1.3981999507e-3)*x+8.3334519073e-3)*x+4.1665795894e-2)*x+1.6666665459e-1)*x + 5.0000001201e-1
-		y = y*z + x + 1
 		var e float32
-		if n > 127 {
-			e = 2 * y * math.Float32frombits(uint32(n+126)<<23)
-		} else {
-			e = y * math.Float32frombits(uint32(n+127)<<23)
+		switch {
+		case x < lo:
+			e = 0
+		case x > hi:
+			e = float32(math.Inf(1))
+		default:
+			t := x*log2e + magic
+			fn := t - magic
+			n := int32(math.Float32bits(t)) - int32(math.Float32bits(magic))
+			x = x - fn*c1 - fn*c2
+			z := x * x
+			y := ((((1.9875691500e-4*x+1.3981999507e-3)*x+8.3334519073e-3)*x+4.1665795894e-2)*x+1.6666665459e-1)*x + 5.0000001201e-1
+			y = y*z + x + 1
+			if n > 127 {
+				e = 2 * y * math.Float32frombits(uint32(n+126)<<23)
+			} else {
+				e = y * math.Float32frombits(uint32(n+127)<<23)
+			}
 		}
-		r[j] = e
+		if store {
+			dst[j] = e
+		}
 		s += float64(e)
 	}
 	return s

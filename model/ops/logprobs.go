@@ -102,24 +102,6 @@ func (op *logProbsOp) Do(vs ...G.Value) (G.Value, error) {
 	return out, nil
 }
 
-// sumExp returns Σ exp(x−m) in float64 without writing x.
-func sumExp[T Float](x []T, m T) float64 {
-	var s float64
-	switch r := any(x).(type) {
-	case []float32:
-		mm := float32(m)
-		for _, v := range r {
-			s += float64(expf(v - mm))
-		}
-	case []float64:
-		mm := float64(m)
-		for _, v := range r {
-			s += math.Exp(v - mm)
-		}
-	}
-	return s
-}
-
 func logProbsFwd[T Float](op *logProbsOp, out, logits []T, targets []int32, w []T, v int) error {
 	for i, t := range targets {
 		if counted(w[i], t) && int(t) >= v {
@@ -142,7 +124,7 @@ func logProbsFwd[T Float](op *logProbsOp, out, logits []T, targets []int32, w []
 				}
 				sum += float64(x)
 			}
-			lse := float64(m) + math.Log(sumExp(row, m))
+			lse := float64(m) + math.Log(expTo(nil, row, m))
 			op.lse[i] = lse
 			op.logitSum[i] = sum
 			op.correct[i] = 0
@@ -214,8 +196,7 @@ func logProbsBwd[T Float](dl, logits []T, targets []int32, w, g []T, lse []float
 				clear(drow)
 				continue
 			}
-			copy(drow, row)
-			expShift(drow, T(lse[i]))
+			expTo(drow, row, T(lse[i]))
 			for j := range drow {
 				drow[j] *= -c
 			}

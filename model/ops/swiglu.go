@@ -52,6 +52,13 @@ func (op *swigluOp) Do(vs ...G.Value) (G.Value, error) {
 
 func swigluFwd[T Float](y, g, u []T) {
 	parallelRange(len(y), 1<<13, func(lo, hi int) {
+		if y32, ok := any(y).([]float32); ok {
+			g32, u32 := any(g).([]float32), any(u).([]float32)
+			for i := lo; i < hi; i++ {
+				y32[i] = g32[i] / (1 + expf(-g32[i])) * u32[i] // expf overflows to +Inf: σ = 0
+			}
+			return
+		}
 		for i := lo; i < hi; i++ {
 			y[i] = g[i] * sigmoid(g[i]) * u[i]
 		}
@@ -102,6 +109,15 @@ func (op *swigluGradOp) Do(vs ...G.Value) (G.Value, error) {
 
 func swigluBwd[T Float](dg, du, g, u, dy []T) {
 	parallelRange(len(dg), 1<<13, func(lo, hi int) {
+		if dg32, ok := any(dg).([]float32); ok {
+			du32, g32, u32, dy32 := any(du).([]float32), any(g).([]float32), any(u).([]float32), any(dy).([]float32)
+			for i := lo; i < hi; i++ {
+				s := 1 / (1 + expf(-g32[i]))
+				du32[i] = dy32[i] * g32[i] * s
+				dg32[i] = dy32[i] * u32[i] * s * (1 + g32[i]*(1-s))
+			}
+			return
+		}
 		for i := lo; i < hi; i++ {
 			s := sigmoid(g[i])
 			du[i] = dy[i] * g[i] * s
