@@ -17,8 +17,8 @@ const (
 // DefaultBeta is TRL's and the DPO paper's default β.
 const DefaultBeta = 0.1
 
-// Config selects the DPO variant. The zero value is not valid: start from DefaultConfig.
-type Config struct {
+// LossConfig selects the DPO variant. The zero value is not valid: start from DefaultLossConfig.
+type LossConfig struct {
 	Beta           float64 // β > 0: inverse temperature of the implicit reward (IPO: τ, the regulariser)
 	LossType       string  // sigmoid, robust, ipo or hinge
 	LabelSmoothing float64 // ε: sigmoid (cDPO) and robust only; [0, 0.5) for robust, [0, 1) for sigmoid
@@ -26,13 +26,13 @@ type Config struct {
 	ReferenceFree  bool    // πref uniform: the batch's reference log-probs are ignored and taken as 0
 }
 
-// DefaultConfig is plain DPO with β = 0.1.
-func DefaultConfig() Config {
-	return Config{Beta: DefaultBeta, LossType: Sigmoid}
+// DefaultLossConfig is plain DPO with β = 0.1.
+func DefaultLossConfig() LossConfig {
+	return LossConfig{Beta: DefaultBeta, LossType: Sigmoid}
 }
 
 // Validate checks the configuration; its errors name the TRL option at fault.
-func (c Config) Validate() error {
+func (c LossConfig) Validate() error {
 	switch c.LossType {
 	case Sigmoid, Robust, IPO, Hinge:
 	default:
@@ -68,12 +68,12 @@ func (c Config) Validate() error {
 }
 
 // needsLengths reports whether the completion lengths enter the loss.
-func (c Config) needsLengths() bool { return c.LossType == IPO || c.RPOAlpha > 0 }
+func (c LossConfig) needsLengths() bool { return c.LossType == IPO || c.RPOAlpha > 0 }
 
 // Batch holds one batch of N preference pairs. All log-probs are summed over the completion tokens
 // only (prompt tokens excluded). ChosenTokens and RejectedTokens are the completion lengths; they are
 // required for ipo and when RPOAlpha > 0, and otherwise may be nil. RefChosen and RefRejected may be
-// nil when Config.ReferenceFree is set.
+// nil when LossConfig.ReferenceFree is set.
 type Batch struct {
 	PolicyChosen, PolicyRejected []float64 // (N) log πθ(y|x)
 	RefChosen, RefRejected       []float64 // (N) log πref(y|x)
@@ -102,7 +102,7 @@ type Output struct {
 
 // Loss computes the DPO-family loss of a batch, its gradient with respect to the policy log-probs,
 // the implicit rewards and the metrics. Any NaN or infinite input is an error, not a NaN loss.
-func Loss(c Config, b Batch) (Output, error) {
+func Loss(c LossConfig, b Batch) (Output, error) {
 	if err := c.Validate(); err != nil {
 		return Output{}, err
 	}
@@ -176,7 +176,7 @@ func Loss(c Config, b Batch) (Output, error) {
 }
 
 // pairLoss returns one pair's preference loss and its derivative with respect to h.
-func pairLoss(c Config, h float64) (loss, dldh float64) {
+func pairLoss(c LossConfig, h float64) (loss, dldh float64) {
 	beta, eps := c.Beta, c.LabelSmoothing
 	z := beta * h
 	switch c.LossType {
@@ -203,7 +203,7 @@ func pairLoss(c Config, h float64) (loss, dldh float64) {
 }
 
 // checkBatch validates the batch against the config and returns N.
-func checkBatch(c Config, b Batch) (int, error) {
+func checkBatch(c LossConfig, b Batch) (int, error) {
 	n := len(b.PolicyChosen)
 	if n == 0 {
 		return 0, errors.New("batch.PolicyChosen is empty: want at least one pair")
@@ -247,7 +247,7 @@ func checkBatch(c Config, b Batch) (int, error) {
 	return n, nil
 }
 
-func whyRequired(c Config, name string) string {
+func whyRequired(c LossConfig, name string) string {
 	switch name {
 	case "RefChosen", "RefRejected":
 		return "the reference log-probs are required unless reference_free is set"

@@ -34,36 +34,36 @@ func TestLossClosedForms(t *testing.T) {
 	sp04 := math.Log1p(math.Exp(-0.4)) // −log σ(0.4) = 0.5130152523999526
 	cases := []struct {
 		name string
-		cfg  Config
+		cfg  LossConfig
 		b    Batch
 		want float64
 	}{
 		// h = 0: −log σ(0) = log 2.
-		{"sigmoid h=0", Config{Beta: 0.1, LossType: Sigmoid}, zeroPair(), math.Ln2},
+		{"sigmoid h=0", LossConfig{Beta: 0.1, LossType: Sigmoid}, zeroPair(), math.Ln2},
 		// IPO with zero ratios: (0 − 1/(2·0.1))² = 5² = 25 = 1/(4β²).
-		{"ipo h=0", Config{Beta: 0.1, LossType: IPO}, zeroPair(), 25},
-		{"ipo h=0 beta 0.5", Config{Beta: 0.5, LossType: IPO}, zeroPair(), 1},
+		{"ipo h=0", LossConfig{Beta: 0.1, LossType: IPO}, zeroPair(), 25},
+		{"ipo h=0 beta 0.5", LossConfig{Beta: 0.5, LossType: IPO}, zeroPair(), 1},
 		// hinge: max(0, 1 − 0) = 1.
-		{"hinge h=0", Config{Beta: 0.1, LossType: Hinge}, zeroPair(), 1},
+		{"hinge h=0", LossConfig{Beta: 0.1, LossType: Hinge}, zeroPair(), 1},
 		// With ε the two smoothing terms at h = 0 are both log 2: (1−ε)·log2 + ε·log2 = log 2.
-		{"cdpo h=0", Config{Beta: 0.1, LossType: Sigmoid, LabelSmoothing: 0.2}, zeroPair(), math.Ln2},
+		{"cdpo h=0", LossConfig{Beta: 0.1, LossType: Sigmoid, LabelSmoothing: 0.2}, zeroPair(), math.Ln2},
 		// robust at h=0: [(1−ε)·log2 − ε·log2]/(1−2ε) = log 2.
-		{"robust h=0", Config{Beta: 0.1, LossType: Robust, LabelSmoothing: 0.3}, zeroPair(), math.Ln2},
+		{"robust h=0", LossConfig{Beta: 0.1, LossType: Robust, LabelSmoothing: 0.3}, zeroPair(), math.Ln2},
 		// βh = 0.4: −log σ(0.4) = softplus(−0.4) = 0.5130152523999526.
-		{"sigmoid h=4", Config{Beta: 0.1, LossType: Sigmoid}, onePair(), 0.5130152523999526},
+		{"sigmoid h=4", LossConfig{Beta: 0.1, LossType: Sigmoid}, onePair(), 0.5130152523999526},
 		// cDPO ε=0.1: 0.9·softplus(−0.4) + 0.1·softplus(0.4) = softplus(−0.4) + 0.1·0.4 = 0.5530152523999526.
-		{"cdpo h=4", Config{Beta: 0.1, LossType: Sigmoid, LabelSmoothing: 0.1}, onePair(), sp04 + 0.04},
+		{"cdpo h=4", LossConfig{Beta: 0.1, LossType: Sigmoid, LabelSmoothing: 0.1}, onePair(), sp04 + 0.04},
 		// robust ε=0.1: [0.9·softplus(−0.4) − 0.1·softplus(0.4)]/0.8
 		//   = [0.9·sp − 0.1·(sp + 0.4)]/0.8 = sp − 0.05 = 0.46301525239995256.
-		{"robust h=4", Config{Beta: 0.1, LossType: Robust, LabelSmoothing: 0.1}, onePair(), sp04 - 0.05},
+		{"robust h=4", LossConfig{Beta: 0.1, LossType: Robust, LabelSmoothing: 0.1}, onePair(), sp04 - 0.05},
 		// IPO averages per token: chosen ratio 2/4 = 0.5, rejected −2/2 = −1, h = 1.5; (1.5 − 5)² = 12.25.
-		{"ipo h=1.5", Config{Beta: 0.1, LossType: IPO}, onePair(), 12.25},
+		{"ipo h=1.5", LossConfig{Beta: 0.1, LossType: IPO}, onePair(), 12.25},
 		// hinge: max(0, 1 − 0.4) = 0.6.
-		{"hinge h=4", Config{Beta: 0.1, LossType: Hinge}, onePair(), 0.6},
+		{"hinge h=4", LossConfig{Beta: 0.1, LossType: Hinge}, onePair(), 0.6},
 		// hinge past the margin: β=0.5, βh = 2 > 1, loss 0.
-		{"hinge satisfied", Config{Beta: 0.5, LossType: Hinge}, onePair(), 0},
+		{"hinge satisfied", LossConfig{Beta: 0.5, LossType: Hinge}, onePair(), 0},
 		// sigmoid with β = 1 and h = 4: softplus(−4) = log(1 + e^−4) = 0.01814992791780978.
-		{"sigmoid beta 1", Config{Beta: 1, LossType: Sigmoid}, onePair(), 0.01814992791780978},
+		{"sigmoid beta 1", LossConfig{Beta: 1, LossType: Sigmoid}, onePair(), 0.01814992791780978},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -104,7 +104,7 @@ func clone(b Batch) Batch {
 // TestLossGradientFiniteDifference checks DPolicyChosen and DPolicyRejected against central
 // differences of Loss for every loss type and option.
 func TestLossGradientFiniteDifference(t *testing.T) {
-	configs := []Config{
+	configs := []LossConfig{
 		{Beta: 0.1, LossType: Sigmoid},
 		{Beta: 0.5, LossType: Sigmoid, LabelSmoothing: 0.15},
 		{Beta: 0.1, LossType: Robust, LabelSmoothing: 0.2},
@@ -168,7 +168,7 @@ func TestStepZero(t *testing.T) {
 	b := randomBatch(rng, 4)
 	b.PolicyChosen = append([]float64(nil), b.RefChosen...)
 	b.PolicyRejected = append([]float64(nil), b.RefRejected...)
-	out, err := Loss(DefaultConfig(), b)
+	out, err := Loss(DefaultLossConfig(), b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +196,7 @@ func TestStepZero(t *testing.T) {
 // Reference-free: πref uniform, so h = log πθ(y_w) − log πθ(y_l) = −3 − (−5) = 2 and the rewards
 // are β·log πθ: 0.1·(−3) = −0.3 and 0.1·(−5) = −0.5. Loss = softplus(−0.2) = log(1 + e^−0.2).
 func TestReferenceFree(t *testing.T) {
-	c := DefaultConfig()
+	c := DefaultLossConfig()
 	c.ReferenceFree = true
 	b := Batch{PolicyChosen: []float64{-3}, PolicyRejected: []float64{-5}}
 	out, err := Loss(c, b)
@@ -223,7 +223,7 @@ func TestReferenceFree(t *testing.T) {
 // RPO at step 0 (h = 0): loss = ln 2 + α·(−log πθ(y_w)/|y_w|) = ln 2 + 0.5·(7/5) = ln 2 + 0.7.
 // The chosen gradient gains −α/|y_w| = −0.1: total −β/2 − 0.1 = −0.15 (N = 1).
 func TestRPOAlpha(t *testing.T) {
-	c := Config{Beta: 0.1, LossType: Sigmoid, RPOAlpha: 0.5}
+	c := LossConfig{Beta: 0.1, LossType: Sigmoid, RPOAlpha: 0.5}
 	out, err := Loss(c, zeroPair())
 	if err != nil {
 		t.Fatal(err)
@@ -253,7 +253,7 @@ func TestMetricsHandCase(t *testing.T) {
 		PolicyChosen: []float64{-1, -5, -3}, RefChosen: []float64{-2, -5, -6},
 		PolicyRejected: []float64{-4, -2, -8}, RefRejected: []float64{-3, -4, -8},
 	}
-	out, err := Loss(Config{Beta: 0.5, LossType: Sigmoid}, b)
+	out, err := Loss(LossConfig{Beta: 0.5, LossType: Sigmoid}, b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +279,7 @@ func TestMetricsHandCase(t *testing.T) {
 // IPO reports per-token rewards and log-probs, as TRL does: chosen (−10 − (−12))/4 = 0.5 → reward
 // 0.05; rejected (−15 − (−13))/2 = −1 → −0.1; logps/chosen = −10/4, logps/rejected = −15/2.
 func TestIPOPerTokenRewards(t *testing.T) {
-	out, err := Loss(Config{Beta: 0.1, LossType: IPO}, onePair())
+	out, err := Loss(LossConfig{Beta: 0.1, LossType: IPO}, onePair())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +295,7 @@ func TestIPOPerTokenRewards(t *testing.T) {
 func TestLossStableAtExtremes(t *testing.T) {
 	for _, h := range []float64{1e4, -1e4} {
 		b := Batch{PolicyChosen: []float64{h}, PolicyRejected: []float64{0}, RefChosen: []float64{0}, RefRejected: []float64{0}}
-		for _, c := range []Config{{Beta: 0.1, LossType: Sigmoid, LabelSmoothing: 0.1}, {Beta: 0.1, LossType: Robust, LabelSmoothing: 0.1}} {
+		for _, c := range []LossConfig{{Beta: 0.1, LossType: Sigmoid, LabelSmoothing: 0.1}, {Beta: 0.1, LossType: Robust, LabelSmoothing: 0.1}} {
 			out, err := Loss(c, b)
 			if err != nil {
 				t.Fatal(err)
@@ -309,17 +309,17 @@ func TestLossStableAtExtremes(t *testing.T) {
 
 func TestValidateErrors(t *testing.T) {
 	cases := []struct {
-		cfg  Config
+		cfg  LossConfig
 		want string
 	}{
-		{Config{Beta: 0.1, LossType: "foo"}, `loss_type "foo": want one of sigmoid, robust, ipo, hinge`},
-		{Config{Beta: 0, LossType: Sigmoid}, "beta 0: want a finite value > 0"},
-		{Config{Beta: -1, LossType: Sigmoid}, "beta -1: want a finite value > 0"},
-		{Config{Beta: 0.1, LossType: Robust, LabelSmoothing: 0.5}, "label_smoothing 0.5: robust needs a value < 0.5"},
-		{Config{Beta: 0.1, LossType: Sigmoid, LabelSmoothing: -0.1}, "label_smoothing -0.1: want a value >= 0"},
-		{Config{Beta: 0.1, LossType: Sigmoid, LabelSmoothing: 1}, "label_smoothing 1: want a value < 1"},
-		{Config{Beta: 0.1, LossType: IPO, LabelSmoothing: 0.1}, `label_smoothing 0.1: loss_type "ipo" does not use it (only sigmoid and robust do)`},
-		{Config{Beta: 0.1, LossType: Sigmoid, RPOAlpha: -1}, "rpo_alpha -1: want a finite value >= 0"},
+		{LossConfig{Beta: 0.1, LossType: "foo"}, `loss_type "foo": want one of sigmoid, robust, ipo, hinge`},
+		{LossConfig{Beta: 0, LossType: Sigmoid}, "beta 0: want a finite value > 0"},
+		{LossConfig{Beta: -1, LossType: Sigmoid}, "beta -1: want a finite value > 0"},
+		{LossConfig{Beta: 0.1, LossType: Robust, LabelSmoothing: 0.5}, "label_smoothing 0.5: robust needs a value < 0.5"},
+		{LossConfig{Beta: 0.1, LossType: Sigmoid, LabelSmoothing: -0.1}, "label_smoothing -0.1: want a value >= 0"},
+		{LossConfig{Beta: 0.1, LossType: Sigmoid, LabelSmoothing: 1}, "label_smoothing 1: want a value < 1"},
+		{LossConfig{Beta: 0.1, LossType: IPO, LabelSmoothing: 0.1}, `label_smoothing 0.1: loss_type "ipo" does not use it (only sigmoid and robust do)`},
+		{LossConfig{Beta: 0.1, LossType: Sigmoid, RPOAlpha: -1}, "rpo_alpha -1: want a finite value >= 0"},
 	}
 	for _, tc := range cases {
 		err := tc.cfg.Validate()
@@ -327,7 +327,7 @@ func TestValidateErrors(t *testing.T) {
 			t.Errorf("%+v: error %v, want %q", tc.cfg, err, tc.want)
 		}
 	}
-	if err := DefaultConfig().Validate(); err != nil {
+	if err := DefaultLossConfig().Validate(); err != nil {
 		t.Errorf("default config: %v", err)
 	}
 }
@@ -337,19 +337,19 @@ func TestBatchErrors(t *testing.T) {
 	base := zeroPair
 	cases := []struct {
 		name string
-		cfg  Config
+		cfg  LossConfig
 		mod  func(*Batch)
 		want string
 	}{
-		{"nan", DefaultConfig(), func(b *Batch) { b.PolicyRejected[0] = nan }, "batch.PolicyRejected[0] = NaN: want a finite number"},
-		{"inf ref", DefaultConfig(), func(b *Batch) { b.RefChosen[0] = math.Inf(-1) }, "batch.RefChosen[0] = -Inf: want a finite number"},
-		{"empty", DefaultConfig(), func(b *Batch) { *b = Batch{} }, "batch.PolicyChosen is empty: want at least one pair"},
-		{"length", DefaultConfig(), func(b *Batch) { b.RefRejected = []float64{1, 2} }, "batch.RefRejected has 2 entries: want 1, as batch.PolicyChosen"},
-		{"no ref", DefaultConfig(), func(b *Batch) { b.RefChosen = nil }, "batch.RefChosen is missing: the reference log-probs are required unless reference_free is set"},
-		{"ipo lengths", Config{Beta: 0.1, LossType: IPO}, func(b *Batch) { b.RejectedTokens = nil }, "batch.RejectedTokens is missing: loss_type ipo averages log-probs per token"},
-		{"rpo lengths", Config{Beta: 0.1, LossType: Sigmoid, RPOAlpha: 1}, func(b *Batch) { b.ChosenTokens = nil }, "batch.ChosenTokens is missing: rpo_alpha > 0 needs the chosen completion lengths"},
-		{"zero length", Config{Beta: 0.1, LossType: IPO}, func(b *Batch) { b.ChosenTokens[0] = 0 }, "batch.ChosenTokens[0] = 0: want a completion length > 0"},
-		{"bad config", Config{Beta: 0.1, LossType: "dpo"}, func(b *Batch) {}, `loss_type "dpo": want one of sigmoid, robust, ipo, hinge`},
+		{"nan", DefaultLossConfig(), func(b *Batch) { b.PolicyRejected[0] = nan }, "batch.PolicyRejected[0] = NaN: want a finite number"},
+		{"inf ref", DefaultLossConfig(), func(b *Batch) { b.RefChosen[0] = math.Inf(-1) }, "batch.RefChosen[0] = -Inf: want a finite number"},
+		{"empty", DefaultLossConfig(), func(b *Batch) { *b = Batch{} }, "batch.PolicyChosen is empty: want at least one pair"},
+		{"length", DefaultLossConfig(), func(b *Batch) { b.RefRejected = []float64{1, 2} }, "batch.RefRejected has 2 entries: want 1, as batch.PolicyChosen"},
+		{"no ref", DefaultLossConfig(), func(b *Batch) { b.RefChosen = nil }, "batch.RefChosen is missing: the reference log-probs are required unless reference_free is set"},
+		{"ipo lengths", LossConfig{Beta: 0.1, LossType: IPO}, func(b *Batch) { b.RejectedTokens = nil }, "batch.RejectedTokens is missing: loss_type ipo averages log-probs per token"},
+		{"rpo lengths", LossConfig{Beta: 0.1, LossType: Sigmoid, RPOAlpha: 1}, func(b *Batch) { b.ChosenTokens = nil }, "batch.ChosenTokens is missing: rpo_alpha > 0 needs the chosen completion lengths"},
+		{"zero length", LossConfig{Beta: 0.1, LossType: IPO}, func(b *Batch) { b.ChosenTokens[0] = 0 }, "batch.ChosenTokens[0] = 0: want a completion length > 0"},
+		{"bad config", LossConfig{Beta: 0.1, LossType: "dpo"}, func(b *Batch) {}, `loss_type "dpo": want one of sigmoid, robust, ipo, hinge`},
 	}
 	for _, tc := range cases {
 		b := base()

@@ -1,0 +1,423 @@
+package dpo
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"time"
+
+	"github.com/alignkit/alignkit/data"
+	"github.com/alignkit/alignkit/lm"
+	"github.com/alignkit/alignkit/model"
+	"github.com/alignkit/alignkit/model/checkpoint"
+	"github.com/alignkit/alignkit/train"
+)
+
+// Option adjusts NewTask and Run.
+type Option func(*options)
+
+type options struct {
+	log        io.Writer
+	refForward func(pairs int)
+	train      []train.Option
+	// refLoaded sees the reference model as soon as it exists (tests check that it is freed).
+	refLoaded func(*lm.Model)
+}
+
+// WithLogWriter sends the task's notes (truncation counts, the reference cache) and the training
+// loop's progress to w (default os.Stderr).
+func WithLogWriter(w io.Writer) Option { return func(o *options) { o.log = w } }
+
+// WithRefForward calls f after every forward pass of the reference model with the number of pairs
+// it scored; tests count reference passes with it.
+func WithRefForward(f func(pairs int)) Option { return func(o *options) { o.refForward = f } }
+
+// WithTrainOptions passes options to train.Run.
+func WithTrainOptions(opts ...train.Option) Option {
+	return func(o *options) { o.train = append(o.train, opts...) }
+}
+
+// Task is DPO as a train.Task: each micro-batch of pair indices is collated into one batch of 2N
+// rows (chosen c_1..c_N, then rejected r_1..r_N), run through the policy once, scored by Loss
+// against the reference log-probs, and the gradient of the loss with respect to the 2N summed
+// log-probs is fed back into the graph.
+type Task struct {
+	cfg    Config
+	loss   LossConfig
+	o      options
+	policy *lm.Model
+	// ref is the reference model scored per batch; nil when the log-probs were precomputed or the
+	// loss is reference-free.
+	ref         *lm.Model
+	train, eval *pairSet
+	moe         bool
+}
+
+// NewTask loads the policy, the reference and the data, and, with precompute_ref_log_probs,
+// scores every pair with the reference (or reads that from the cache) and lets the reference go.
+func NewTask(cfg Config, opts ...Option) (*Task, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.Defaults()
+	o := options{log: os.Stderr}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.log == nil {
+		o.log = io.Discard
+	}
+	t := &Task{cfg: cfg, loss: cfg.Loss(), o: o}
+
+	ck, err := checkpoint.Open(cfg.ModelNameOrPath)
+	if err != nil {
+		return nil, fmt.Errorf("model_name_or_path: %w", err)
+	}
+	rows := 2 * cfg.PerDeviceTrainBatchSize
+	t.moe = ck.Weights.Config.NumLocalExperts > 0
+	tok, err := lm.ChatTokenizer(ck.Tok, cfg.Data.ChatTemplate)
+	if err != nil {
+		return nil, fmt.Errorf("chat_template: %w", err)
+	}
+	seed := uint64(*cfg.Seed)
+	trainDS, evalDS, err := cfg.Data.Load(seed)
+	if err != nil {
+		return nil, err
+	}
+	pad := padID(ck)
+	if t.train, err = newPairSet("train", trainDS, tok, cfg, cfg.PerDeviceTrainBatchSize, pad, ck.Tok.EOS()); err != nil {
+		return nil, err
+	}
+	fmt.Fprintln(o.log, t.train.report())
+	if evalDS != nil {
+		if t.eval, err = newPairSet("eval", evalDS, tok, cfg, cfg.PerDeviceEvalBatchSize, pad, ck.Tok.EOS()); err != nil {
+			return nil, err
+		}
+		fmt.Fprintln(o.log, t.eval.report())
+	}
+
+	// The reference: its own checkpoint, or the policy's initial weights, copied before training
+	// moves them.
+	var refCk *checkpoint.Model
+	switch {
+	case cfg.ReferenceFree:
+	case cfg.RefModelNameOrPath != "":
+		if refCk, err = checkpoint.Open(cfg.RefModelNameOrPath); err != nil {
+			return nil, fmt.Errorf("ref_model_name_or_path: %w", err)
+		}
+		if a, b := refCk.Weights.Config.VocabSize, ck.Weights.Config.VocabSize; a != b {
+			return nil, fmt.Errorf("ref_model_name_or_path %s: vocabulary of %d tokens, the policy %s has %d: the reference must score the same token ids",
+				cfg.RefModelNameOrPath, a, cfg.ModelNameOrPath, b)
+		}
+	default:
+		refCk = &checkpoint.Model{Weights: ck.Weights.Clone(), Tok: ck.Tok, Dir: ck.Dir, Source: ck.Source}
+	}
+	t.policy = lm.New(ck, rows)
+	if refCk == nil {
+		return t, nil
+	}
+	ref := lm.New(refCk, rows)
+	if o.refLoaded != nil {
+		o.refLoaded(ref)
+	}
+	if !cfg.PrecomputeRefLogProbs {
+		t.ref = ref
+		return t, nil
+	}
+	if err := t.precompute(ref, tok); err != nil {
+		return nil, err
+	}
+	// Nothing refers to the reference any more: hand its memory back before training allocates.
+	ref, refCk = nil, nil
+	runtime.GC()
+	debug.FreeOSMemory()
+	return t, nil
+}
+
+// padID is the tokenizer's pad token, or else one that is never EOS (padding carries no loss).
+func padID(ck *checkpoint.Model) int32 {
+	eos := ck.Tok.EOS()
+	if p, ok := ck.Tok.PAD(); ok && p != eos {
+		return p
+	}
+	if u := ck.Tok.UNK(); u >= 0 && u != eos {
+		return u
+	}
+	if eos == 0 {
+		return 1
+	}
+	return 0
+}
+
+// precompute fills the splits' reference log-probs from the cache, or scores every pair once and
+// writes the cache.
+func (t *Task) precompute(ref *lm.Model, tok *data.Tokenizer) error {
+	key, err := t.cacheKey(ref, tok)
+	if err != nil {
+		return err
+	}
+	dir, err := t.cfg.refCacheDir()
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(dir, key+".bin")
+	nEval := 0
+	if t.eval != nil {
+		nEval = t.eval.batcher.NumPairs()
+	}
+	tr, ev, err := readCache(path, key, t.train.batcher.NumPairs(), nEval)
+	switch {
+	case err == nil && tr != nil:
+		t.train.ref = tr
+		if t.eval != nil {
+			t.eval.ref = ev
+		}
+		fmt.Fprintf(t.o.log, "dpo: reference log-probs of %d pairs read from %s\n", len(tr)+len(ev), path)
+		return nil
+	case err != nil && !isInvalid(err):
+		return err
+	case err != nil:
+		fmt.Fprintf(t.o.log, "dpo: %v; recomputing\n", err)
+	}
+	start := time.Now()
+	for _, s := range []*pairSet{t.train, t.eval} {
+		if s == nil {
+			continue
+		}
+		bs := t.cfg.PerDeviceTrainBatchSize
+		if s == t.eval {
+			bs = t.cfg.PerDeviceEvalBatchSize
+		}
+		if s.ref, err = t.scoreAll(ref, s, bs); err != nil {
+			return err
+		}
+	}
+	var evalRef []pairLogps
+	if t.eval != nil {
+		evalRef = t.eval.ref
+	}
+	if err := writeCache(path, key, t.train.ref, evalRef); err != nil {
+		return err
+	}
+	fmt.Fprintf(t.o.log, "dpo: reference log-probs of %d pairs computed in %s, cached in %s\n",
+		len(t.train.ref)+len(evalRef), time.Since(start).Round(time.Millisecond), path)
+	return nil
+}
+
+// scoreAll runs the reference over every pair of s in order, bs pairs per forward pass.
+func (t *Task) scoreAll(ref *lm.Model, s *pairSet, bs int) ([]pairLogps, error) {
+	n := s.batcher.NumPairs()
+	out := make([]pairLogps, n)
+	for lo := 0; lo < n; lo += bs {
+		idx := make([]int, 0, bs)
+		for i := lo; i < min(lo+bs, n); i++ {
+			idx = append(idx, i)
+		}
+		pb, err := s.batcher.Pairs(idx)
+		if err != nil {
+			return nil, err
+		}
+		st, err := t.refLogProbs(ref, pb)
+		if err != nil {
+			return nil, fmt.Errorf("reference log-probs of %s pairs %d-%d: %w", s.name, lo, lo+len(idx)-1, err)
+		}
+		for k, i := range idx {
+			out[i] = pairLogps{
+				Chosen: st.LogProb[k], Rejected: st.LogProb[pb.N+k],
+				ChosenTokens: uint32(st.Tokens[k]), RejectedTokens: uint32(st.Tokens[pb.N+k]),
+			}
+		}
+	}
+	return out, nil
+}
+
+// refLogProbs is one forward pass of the reference over a pair batch (through the one log-prob
+// function), reported to the WithRefForward hook.
+func (t *Task) refLogProbs(ref *lm.Model, pb *data.PairBatch) (model.Stats, error) {
+	st, err := ref.LogProbs(&pb.Batch)
+	if err != nil {
+		return st, err
+	}
+	if t.o.refForward != nil {
+		t.o.refForward(pb.N)
+	}
+	return st, nil
+}
+
+// cacheKey hashes what the reference log-probs depend on (see refcache.go).
+func (t *Task) cacheKey(ref *lm.Model, tok *data.Tokenizer) (string, error) {
+	c := t.cfg
+	k := cacheKey{
+		Format:    fmt.Sprintf("%s/%d", cacheMagic, cacheVersion),
+		EvalSplit: c.Data.EvalSplit, SplitSeed: uint64(*c.Seed),
+		MaxTrainSamples: c.Data.MaxTrainSamples, MaxEvalSamples: c.Data.MaxEvalSamples,
+		MaxLength: c.Data.MaxLength, MaxPromptLength: c.MaxPromptLength,
+	}
+	var err error
+	if k.Train, err = fileKey(c.Data.DatasetName); err != nil {
+		return "", err
+	}
+	if c.Data.EvalDatasetName != "" {
+		ek, err := fileKey(c.Data.EvalDatasetName)
+		if err != nil {
+			return "", err
+		}
+		k.Eval = &ek
+	}
+	if c.Data.EvalSplit == 0 {
+		k.SplitSeed = 0 // the seed picks nothing without a split
+	}
+	for _, name := range sortedKeys(c.Data.Columns) {
+		k.Columns = append(k.Columns, [2]string{name, c.Data.Columns[name]})
+	}
+	if tm := tok.Template(); tm != nil {
+		k.Template = &templateKey{Source: tm.Source(), BOS: tm.BOSToken(), EOS: tm.EOSToken()}
+	}
+	if k.Tokenizer, err = tokenizerHash(t.policy.Tok()); err != nil {
+		return "", err
+	}
+	if k.Reference, err = weightsHash(ref.Weights()); err != nil {
+		return "", err
+	}
+	return k.hex()
+}
+
+// Params are the policy's tensors.
+func (t *Task) Params() []train.Param { return t.policy.Params() }
+
+// NumExamples is the number of training pairs.
+func (t *Task) NumExamples() int { return t.train.batcher.NumPairs() }
+
+// NumEvalExamples is the number of evaluation pairs (0 without evaluation data).
+func (t *Task) NumEvalExamples() int {
+	if t.eval == nil {
+		return 0
+	}
+	return t.eval.batcher.NumPairs()
+}
+
+// Step runs the policy forward and backward on the pairs b.Examples.
+func (t *Task) Step(ctx context.Context, b train.Batch, grads [][]float32, scale float32) (train.Metrics, error) {
+	return t.run(ctx, t.train, b.Examples, grads, scale)
+}
+
+// Eval scores the evaluation pairs b.Examples, forward only.
+func (t *Task) Eval(ctx context.Context, b train.Batch) (train.Metrics, error) {
+	if t.eval == nil {
+		return train.Metrics{}, fmt.Errorf("dpo: no evaluation data")
+	}
+	return t.run(ctx, t.eval, b.Examples, nil, 0)
+}
+
+// SaveModel writes the policy as an HF directory.
+func (t *Task) SaveModel(dir string) error { return t.policy.Save(dir) }
+
+// Stats are the train and eval batchers' truncation counts (eval is zero without evaluation data).
+func (t *Task) Stats() (trainStats, evalStats data.PairStats) {
+	trainStats = t.train.batcher.Stats()
+	if t.eval != nil {
+		evalStats = t.eval.batcher.Stats()
+	}
+	return trainStats, evalStats
+}
+
+// run is Step (grads non-nil) or Eval (grads nil) on the pairs idx of s.
+func (t *Task) run(ctx context.Context, s *pairSet, idx []int, grads [][]float32, scale float32) (train.Metrics, error) {
+	if err := ctx.Err(); err != nil {
+		return train.Metrics{}, err
+	}
+	pb, err := s.batcher.Pairs(idx)
+	if err != nil {
+		return train.Metrics{}, err
+	}
+	n := pb.N
+	refC, refR := make([]float64, n), make([]float64, n)
+	switch {
+	case t.loss.ReferenceFree:
+		refC, refR = nil, nil
+	case s.ref != nil:
+		for k, i := range idx {
+			refC[k], refR[k] = s.ref[i].Chosen, s.ref[i].Rejected
+		}
+	default:
+		st, err := t.refLogProbs(t.ref, pb)
+		if err != nil {
+			return train.Metrics{}, fmt.Errorf("reference forward: %w", err)
+		}
+		copy(refC, st.LogProb[:n])
+		copy(refR, st.LogProb[n:2*n])
+	}
+	var out Output
+	obj := func(st model.Stats) (float64, []float64, []float64, error) {
+		if s.ref != nil {
+			if err := checkTokens(s, idx, st, n); err != nil {
+				return 0, nil, nil, err
+			}
+		}
+		o, err := Loss(t.loss, Batch{
+			PolicyChosen: st.LogProb[:n], PolicyRejected: st.LogProb[n : 2*n],
+			RefChosen: refC, RefRejected: refR,
+			ChosenTokens: st.Tokens[:n], RejectedTokens: st.Tokens[n : 2*n],
+		})
+		if err != nil {
+			return 0, nil, nil, err
+		}
+		out = o
+		d := make([]float64, 0, 2*n)
+		d = append(append(d, o.DPolicyChosen...), o.DPolicyRejected...)
+		return o.Loss, d, nil, nil
+	}
+	loss, st, err := t.policy.Run(&pb.Batch, model.LMHead, obj, grads, scale)
+	if err != nil {
+		return train.Metrics{}, err
+	}
+	m := train.Metrics{Loss: loss, Tokens: tokensIn(&pb.Batch), Values: out.Metrics, Weights: map[string]float64{}}
+	// TRL's logits/chosen is the mean logit over all chosen answer tokens of the batch (and the whole
+	// vocabulary): weigh each row's mean by its token count, here and across micro-batches.
+	for _, side := range []struct {
+		key    string
+		lo, hi int
+	}{{"logits/chosen", 0, n}, {"logits/rejected", n, 2 * n}} {
+		var sum, w float64
+		for r := side.lo; r < side.hi; r++ {
+			sum += st.MeanLogit[r] * st.Tokens[r]
+			w += st.Tokens[r]
+		}
+		if w > 0 {
+			m.Values[side.key] = sum / w
+			m.Weights[side.key] = w
+		}
+	}
+	if t.moe {
+		m.Values["aux_loss"] = st.AuxLoss
+	}
+	return m, nil
+}
+
+// checkTokens guards the precomputed log-probs: each must have been summed over exactly the answer
+// tokens the policy scores now.
+func checkTokens(s *pairSet, idx []int, st model.Stats, n int) error {
+	for k, i := range idx {
+		r := s.ref[i]
+		if float64(r.ChosenTokens) != st.Tokens[k] || float64(r.RejectedTokens) != st.Tokens[n+k] {
+			return fmt.Errorf("%s pair %d (row %d): the reference log-probs cover %d and %d answer tokens, the policy scores %v and %v: the reference cache is stale; delete it",
+				s.name, i, s.rows[i], r.ChosenTokens, r.RejectedTokens, st.Tokens[k], st.Tokens[n+k])
+		}
+	}
+	return nil
+}
+
+// tokensIn counts the batch's real (non-padding) tokens.
+func tokensIn(b *data.Batch) int {
+	n := 0
+	for _, s := range b.Segments {
+		if s != 0 {
+			n++
+		}
+	}
+	return n
+}
