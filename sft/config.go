@@ -1,0 +1,51 @@
+package sft
+
+import (
+	"fmt"
+
+	"github.com/alignkit/alignkit/data"
+	"github.com/alignkit/alignkit/train"
+)
+
+// Config is `alignkit sft`'s YAML: the training loop's keys, the shared data keys, and the model.
+type Config struct {
+	train.Args `mapstructure:",squash"`
+	Data       data.Args `mapstructure:",squash"`
+	// ModelNameOrPath is the model to fine-tune: an HF directory or a .gguf file, with its tokenizer.
+	ModelNameOrPath string `mapstructure:"model_name_or_path" doc:"model to fine-tune: an HF directory (config.json, safetensors, tokenizer files) or a .gguf file"`
+}
+
+// DefaultLearningRate is TRL's SFTConfig default (transformers' own default is 5e-5).
+const DefaultLearningRate = 2e-5
+
+// DefaultConfig is what a YAML file that sets nothing means: TRL's SFTConfig defaults where they
+// differ from transformers' TrainingArguments (learning_rate 2e-5, max_length 1024), the train
+// package's defaults otherwise. Load a config over it.
+func DefaultConfig() Config {
+	var c Config
+	c.LearningRate = DefaultLearningRate
+	return c.Defaults()
+}
+
+// Defaults fills every unset key with its default.
+func (c Config) Defaults() Config {
+	if c.LearningRate == 0 {
+		c.LearningRate = DefaultLearningRate
+	}
+	c.Args = c.Args.Defaults()
+	c.Data = c.Data.Defaults()
+	return c
+}
+
+// Validate checks every key (on a copy with the defaults filled in) and returns one error line
+// naming the first bad key.
+func (c Config) Validate() error {
+	c = c.Defaults()
+	if c.ModelNameOrPath == "" {
+		return fmt.Errorf("model_name_or_path: must be set (an HF model directory or a .gguf file)")
+	}
+	if err := c.Args.Validate(); err != nil {
+		return err
+	}
+	return c.Data.Validate()
+}
