@@ -151,16 +151,32 @@ func (s *Scorer) ScoreText(ctx context.Context, prompts, responses []string) ([]
 // cut to the scorer's max length as training cuts a pair's rows.
 func (s *Scorer) Tokens(it Item) ([]int32, error) { return s.tokens(it, "item", 0) }
 
-// tokens names the item as row of source in errors.
+// tokens names the item as row of source in errors. It tokenizes the item as a prompt/completion
+// record whose completion carries loss: those tokens are the pair tokenizer's prompt then answer
+// (the answer through its EOS, and trained up to it), at half the chat-template renders of
+// tokenizing it as a pair. TestScorerTokensAreTrainingTokens checks the two agree on real data.
 func (s *Scorer) tokens(it Item, source string, row int) ([]int32, error) {
-	p := data.Pair{Source: source, Row: row, Conversational: it.Conversational(),
-		Prompt: it.Prompt, Chosen: it.Response, Rejected: it.Response,
-		PromptMessages: it.PromptMessages, ChosenMessages: it.ResponseMessages, RejectedMessages: it.ResponseMessages}
-	ex, err := s.tok.PairExample(&p)
+	rec := data.Record{Source: source, Row: row, Format: data.FormatPromptCompletion, TrainedTurn: -1,
+		Prompt: it.Prompt, Completion: it.Response, PromptMessages: it.PromptMessages, CompletionMessages: it.ResponseMessages}
+	ex, err := s.tok.Example(&rec, data.MaskCompletionOnly)
 	if err != nil {
 		return nil, err
 	}
-	return truncatePair(ex.Prompt, ex.Chosen, s.maxLength), nil
+	first, last := -1, -1
+	for i, m := range ex.Mask {
+		if m {
+			if first < 0 {
+				first = i
+			}
+			last = i
+		}
+	}
+	if first < 0 {
+		return nil, fmt.Errorf("%s: row %d: the response has no tokens", source, row)
+	}
+	// Template text after the answer's EOS (chatml's "\n") is not part of the answer: the pair
+	// tokenizer drops it, and so does this.
+	return truncatePair(ex.IDs[:first], ex.IDs[first:last+1], s.maxLength), nil
 }
 
 // truncatePair lays out prompt+answer in at most maxLength tokens as data's PairBatcher does: the

@@ -38,8 +38,8 @@ type FileResult struct {
 // order, with a float64 reward column added (Output must have the input's extension).
 //
 // A row is a prompt with a response (columns prompt and response, or TRL's prompt and completion;
-// strings or message lists), or a conversation (a messages column whose last message is the
-// assistant's response to score). Parquet output keeps the input's schema and values exactly,
+// strings or message lists), a conversation (a messages column whose last message is the
+// assistant's response to score), or an alpaca row (see ItemsFromRows). Parquet output keeps the input's schema and values exactly,
 // column order included (rows are copied as raw Parquet values); the file's key-value metadata
 // (pandas, Arrow, Hugging Face schema descriptions) is dropped because it would no longer describe
 // the columns. JSON Lines output re-encodes each object with the reward added (keys sorted).
@@ -123,8 +123,9 @@ func fileKind(path string) (string, error) {
 }
 
 // ItemsFromRows turns scoring rows into Items: prompt + response (or completion) columns, strings or
-// message lists, or a messages column ending with the assistant's response. columns renames
-// canonical names to the file's.
+// message lists; a messages column ending with the assistant's response; or alpaca rows
+// (instruction, optional input, output), which become a user turn and the assistant's answer.
+// columns renames canonical names to the file's.
 func ItemsFromRows(rows []data.Row, source string, columns map[string]string) ([]Item, error) {
 	if len(rows) == 0 {
 		return nil, fmt.Errorf("%s: no rows", source)
@@ -157,8 +158,10 @@ func ItemsFromRows(rows []data.Row, source string, columns map[string]string) ([
 		format = data.FormatPromptCompletion
 	case has("messages"):
 		format = data.FormatConversation
+	case has("instruction") && has("output"):
+		format = data.FormatAlpaca // a user turn (instruction, input) and the assistant's output
 	default:
-		return nil, fmt.Errorf("%s: scoring needs prompt and response (or completion) columns, or a messages column; the file has columns [%s]",
+		return nil, fmt.Errorf("%s: scoring needs prompt and response (or completion) columns, a messages column, or instruction and output columns; the file has columns [%s]",
 			source, strings.Join(sortedFields(rows[0].Fields), " "))
 	}
 	ds, err := data.Convert(rows, data.Source{Path: source, Columns: cols, Format: format})
