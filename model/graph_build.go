@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"runtime"
 	"sort"
 
 	G "gorgonia.org/gorgonia"
@@ -163,6 +164,11 @@ func (gr *Graph) build(w *Weights) error {
 		}
 	}
 	gr.m = G.NewTapeMachine(g)
+	// Gorgonia gives the tape machine a finalizer (a no-op without the cuda build tag). The machine
+	// reaches the ExternalLoss op, whose closure is gr.lossFn, which reaches gr and so the machine:
+	// Go never frees a cycle that holds a finalizer, so every Graph and the weights it binds would
+	// live forever (a dropped reference model, say). Clearing the finalizer makes it collectable.
+	runtime.SetFinalizer(gr.m, nil)
 	return nil
 }
 
