@@ -3,7 +3,6 @@ package reward
 import (
 	"fmt"
 	"reflect"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -154,7 +153,11 @@ func (p *PairSet) IdenticalWarning() string {
 	for i, r := range show {
 		s[i] = strconv.Itoa(r)
 	}
-	return fmt.Sprintf("warning: %s: skipped %d rows whose chosen is identical to rejected (rows %s%s)", p.Source, n, strings.Join(s, ", "), more)
+	rows := "rows"
+	if n == 1 {
+		rows = "row"
+	}
+	return fmt.Sprintf("warning: %s: skipped %d %s whose chosen is identical to rejected (%s %s%s)", p.Source, n, rows, rows, strings.Join(s, ", "), more)
 }
 
 // bucketKey turns a bucket label into a metric-name suffix: lower-case letters, digits, '.' and
@@ -172,18 +175,4 @@ func bucketKey(label string) string {
 		}
 	}
 	return strings.TrimSuffix(b.String(), "_")
-}
-
-// bucketNames lists the distinct bucket labels, sorted.
-func bucketNames(b []string) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, s := range b {
-		if !seen[s] {
-			seen[s] = true
-			out = append(out, s)
-		}
-	}
-	sort.Strings(out)
-	return out
 }

@@ -26,9 +26,10 @@ func (it Item) Conversational() bool { return it.PromptMessages != nil || it.Res
 type ScorerOption func(*scorerOptions)
 
 type scorerOptions struct {
-	chatTemplate string
-	batchSize    int
-	maxLength    int
+	chatTemplate    string
+	batchSize       int
+	maxLength       int
+	maxPromptLength int
 }
 
 // WithChatTemplate renders conversations with a template other than the model's own (a built-in
@@ -42,16 +43,21 @@ func WithBatchSize(n int) ScorerOption { return func(o *scorerOptions) { o.batch
 // then the response from the right). Default: the model's max_position_embeddings.
 func WithMaxLength(n int) ScorerOption { return func(o *scorerOptions) { o.maxLength = n } }
 
+// WithMaxPromptLength cuts prompts longer than n tokens from the left, as the max_prompt_length
+// training key does (0: only as far as the max length needs).
+func WithMaxPromptLength(n int) ScorerOption { return func(o *scorerOptions) { o.maxPromptLength = n } }
+
 // Scorer runs a reward model over (prompt, response) pairs. The forward pass is the inference
 // engine's ScoreBatch (no graph to build, sequences packed into shared passes); the tokens are
 // exactly those of a training pair's chosen row, so a score equals the reward the trainer saw.
 // A Scorer is safe for concurrent use.
 type Scorer struct {
-	ck        *checkpoint.Model
-	eng       *infer.Engine
-	tok       *data.Tokenizer
-	batchSize int
-	maxLength int
+	ck              *checkpoint.Model
+	eng             *infer.Engine
+	tok             *data.Tokenizer
+	batchSize       int
+	maxLength       int
+	maxPromptLength int
 }
 
 // NewScorer loads a reward model (an HF directory or a GGUF) for scoring.
@@ -92,7 +98,10 @@ func NewScorerFromModel(ck *checkpoint.Model, opts ...ScorerOption) (*Scorer, er
 	if err != nil {
 		return nil, err
 	}
-	return &Scorer{ck: ck, eng: eng, tok: tok, batchSize: o.batchSize, maxLength: o.maxLength}, nil
+	if o.maxPromptLength < 0 {
+		return nil, fmt.Errorf("max prompt length %d: want >= 0", o.maxPromptLength)
+	}
+	return &Scorer{ck: ck, eng: eng, tok: tok, batchSize: o.batchSize, maxLength: o.maxLength, maxPromptLength: o.maxPromptLength}, nil
 }
 
 // Model is the reward model being scored with.
@@ -176,13 +185,16 @@ func (s *Scorer) tokens(it Item, source string, row int) ([]int32, error) {
 	}
 	// Template text after the answer's EOS (chatml's "\n") is not part of the answer: the pair
 	// tokenizer drops it, and so does this.
-	return truncatePair(ex.IDs[:first], ex.IDs[first:last+1], s.maxLength), nil
+	return truncatePair(ex.IDs[:first], ex.IDs[first:last+1], s.maxLength, s.maxPromptLength), nil
 }
 
 // truncatePair lays out prompt+answer in at most maxLength tokens as data's PairBatcher does: the
-// prompt loses tokens from its start until the answer keeps at least one, then the answer loses
-// tokens from its end.
-func truncatePair(prompt, answer []int32, maxLength int) []int32 {
+// prompt loses tokens from its start down to maxPromptLength (when > 0) and until the answer keeps
+// at least one, then the answer loses tokens from its end.
+func truncatePair(prompt, answer []int32, maxLength, maxPromptLength int) []int32 {
+	if maxPromptLength > 0 && len(prompt) > maxPromptLength {
+		prompt = prompt[len(prompt)-maxPromptLength:]
+	}
 	if room := maxLength - 1; len(prompt) > room {
 		prompt = prompt[len(prompt)-room:]
 	}

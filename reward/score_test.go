@@ -196,7 +196,7 @@ func TestScoreFileRoundTrip(t *testing.T) {
 // (max length 96 cuts many of these prompts from the left and some answers from the right).
 func TestScorerTokensAreTrainingTokens(t *testing.T) {
 	_, dir := storiesRM(t, 5)
-	s, err := NewScorer(dir, WithChatTemplate("llama-2"), WithMaxLength(96))
+	s, err := NewScorer(dir, WithChatTemplate("llama-2"), WithMaxLength(96), WithMaxPromptLength(40))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +210,7 @@ func TestScorerTokensAreTrainingTokens(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		pb, err := data.NewPairBatcher(exs, s.ck.Tok.EOS(), data.PairBatchConfig{BatchSize: 1, MaxLength: 96, PadID: 0})
+		pb, err := data.NewPairBatcher(exs, s.ck.Tok.EOS(), data.PairBatchConfig{BatchSize: 1, MaxLength: 96, MaxPromptLength: 40, PadID: 0})
 		if err != nil {
 			t.Fatal(err)
 		}

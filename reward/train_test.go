@@ -1,0 +1,370 @@
+package reward
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/alignkit/alignkit/data"
+	"github.com/alignkit/alignkit/lm"
+	"github.com/alignkit/alignkit/model"
+	"github.com/alignkit/alignkit/train"
+)
+
+// smallConfig is a short run on stories260K: batches of 4 pairs, rows of at most 128 tokens.
+func smallConfig(t *testing.T, dataset string) Config {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.ModelNameOrPath = storiesPath(t)
+	cfg.Data.DatasetName = dataset
+	cfg.Data.ChatTemplate = "llama-2"
+	cfg.Data.MaxLength = 128
+	cfg.PerDeviceTrainBatchSize = 4
+	cfg.PerDeviceEvalBatchSize = 4
+	cfg.LearningRate = 2e-3
+	cfg.LoggingSteps = 2
+	cfg.OutputDir = filepath.Join(t.TempDir(), "out")
+	off := false
+	cfg.ReportPlots = &off
+	return cfg
+}
+
+func readMetrics(t *testing.T, dir string) []map[string]float64 {
+	t.Helper()
+	f, err := os.Open(filepath.Join(dir, "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []map[string]float64
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		m := map[string]float64{}
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// TestTrainRealData trains stories260K's fresh score head (and backbone) on 16 real pairs of each
+// shape: hh-rlhf transcripts (implicit prompt, strings) and orca (explicit prompt, message lists).
+// The logged training accuracy starts near chance and rises above 0.5 while the loss falls, and
+// the saved model, scored afresh by the Scorer, ranks the chosen answer above the rejected one for
+// most of these pairs.
+func TestTrainRealData(t *testing.T) {
+	for _, name := range []string{"hh_rlhf_harmless_base_test.parquet", "orca_dpo_pairs_validation_chat.parquet"} {
+		t.Run(name, func(t *testing.T) {
+			cfg := smallConfig(t, sharedData(t, name))
+			cfg.Data.MaxTrainSamples = 16
+			cfg.MaxPromptLength = 64 // orca's prompts would otherwise leave its answers a token or two
+			cfg.MaxSteps = 12
+			var log strings.Builder
+			res, err := Run(context.Background(), cfg, &log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Steps != 12 {
+				t.Fatalf("%d steps", res.Steps)
+			}
+			lines := readMetrics(t, cfg.OutputDir)
+			if len(lines) != 6 {
+				t.Fatalf("%d metrics lines, want 6 (logging every 2 of 12 steps)", len(lines))
+			}
+			first, last := lines[0], lines[len(lines)-1]
+			for _, k := range []string{"loss", "accuracy", "margin", "reward/min", "reward/mean", "reward/max", "centering"} {
+				if _, ok := last[k]; !ok {
+					t.Errorf("metrics line lacks %q: %v", k, last)
+				}
+			}
+			if !(last["accuracy"] > 0.5 && last["accuracy"] > first["accuracy"] && last["loss"] < first["loss"] && last["margin"] > first["margin"]) {
+				t.Errorf("no learning: first %v\nlast %v", first, last)
+			}
+			if last["reward/min"] > last["reward/mean"] || last["reward/mean"] > last["reward/max"] {
+				t.Errorf("reward min/mean/max out of order: %v", last)
+			}
+			if !strings.Contains(log.String(), "reward data: "+name+": 16 pairs, 0 skipped as chosen == rejected; margins: none; score head initialised on a causal LM") {
+				t.Errorf("log:\n%s", log.String())
+			}
+
+			s, err := NewScorer(cfg.OutputDir, WithMaxLength(128), WithMaxPromptLength(64))
+			if err != nil {
+				t.Fatal(err)
+			}
+			set, err := LoadPairs(cfg.Data.DatasetName, nil, "", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ci, ri []Item
+			for _, p := range set.Pairs[:16] {
+				ci = append(ci, Item{Prompt: p.Prompt, Response: p.Chosen, PromptMessages: p.PromptMessages, ResponseMessages: p.ChosenMessages})
+				ri = append(ri, Item{Prompt: p.Prompt, Response: p.Rejected, PromptMessages: p.PromptMessages, ResponseMessages: p.RejectedMessages})
+			}
+			// The saved tokenizer_config.json carries the llama-2 template the data was rendered with,
+			// so the scorer needs no --chat-template to see the training tokens.
+			rc, err := s.ScoreItems(context.Background(), ci, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rr, err := s.ScoreItems(context.Background(), ri, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			correct := 0
+			for i := range rc {
+				if rc[i] > rr[i] {
+					correct++
+				}
+			}
+			if correct < 12 {
+				t.Errorf("the saved model ranks %d of 16 training pairs right", correct)
+			}
+		})
+	}
+}
+
+// ratedRows are hh-rlhf pairs with a Llama 2 rating label cycling over the four levels.
+func ratedRows(t *testing.T, from, n int) []map[string]any {
+	t.Helper()
+	rows, err := data.ReadRows(sharedData(t, "hh_rlhf_harmless_base_test.parquet"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	labels := []string{"Significantly better", "Better", "Slightly better", "Negligibly better / unsure"}
+	var out []map[string]any
+	for i := from; i < from+n; i++ {
+		out = append(out, map[string]any{"chosen": rows[i].Fields["chosen"], "rejected": rows[i].Fields["rejected"], "rating": labels[i%4]})
+	}
+	return out
+}
+
+// TestTrainRatingBuckets trains with Llama 2's "large" margins from a rating column and checks
+// the eval accuracy per rating (Table 28) against the saved model scored afresh: each bucket's
+// eval_accuracy/<rating> is the share of its pairs that the scorer ranks right.
+func TestTrainRatingBuckets(t *testing.T) {
+	train := writeJSONL(t, "train.jsonl", ratedRows(t, 0, 16)...)
+	eval := writeJSONL(t, "eval.jsonl", ratedRows(t, 100, 16)...)
+	cfg := smallConfig(t, train)
+	cfg.Data.EvalDatasetName = eval
+	cfg.RatingColumn = "rating"
+	cfg.MarginPreset = "large"
+	cfg.CenterRewardsCoefficient = 0.01
+	cfg.MaxSteps = 4
+	var log strings.Builder
+	if _, err := Run(context.Background(), cfg, &log); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(log.String(), `margins: from rating column "rating" (preset large, 0 custom)`) {
+		t.Errorf("log:\n%s", log.String())
+	}
+	lines := readMetrics(t, cfg.OutputDir)
+	last := lines[len(lines)-1]
+
+	set, err := LoadPairs(eval, nil, "rating", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewScorer(cfg.OutputDir, WithMaxLength(128))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ci, ri []Item
+	for _, p := range set.Pairs {
+		ci = append(ci, Item{PromptMessages: p.PromptMessages, ResponseMessages: p.ChosenMessages})
+		ri = append(ri, Item{PromptMessages: p.PromptMessages, ResponseMessages: p.RejectedMessages})
+	}
+	rc, _ := s.ScoreItems(context.Background(), ci, nil)
+	rr, err := s.ScoreItems(context.Background(), ri, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	correct, pairs := map[string]float64{}, map[string]float64{}
+	var all float64
+	for i, b := range set.Buckets {
+		pairs[b]++
+		if rc[i] > rr[i] {
+			correct[b]++
+			all++
+		}
+	}
+	want := map[string]float64{
+		"eval_accuracy":                          all / 16,
+		"eval_accuracy/significantly_better":     correct["significantly better"] / 4,
+		"eval_accuracy/better":                   correct["better"] / 4,
+		"eval_accuracy/slightly_better":          correct["slightly better"] / 4,
+		"eval_accuracy/negligibly_better_unsure": correct["negligibly better / unsure"] / 4,
+	}
+	for k, v := range want {
+		if got, ok := last[k]; !ok || math.Abs(got-v) > 1e-12 {
+			t.Errorf("%s = %v (present %v), scorer says %v", k, got, ok, v)
+		}
+	}
+	for _, k := range []string{"eval_loss", "eval_margin", "eval_reward/mean", "eval_centering"} {
+		if _, ok := last[k]; !ok {
+			t.Errorf("no %s in %v", k, last)
+		}
+	}
+}
+
+// TestTaskLossAndGradient checks the task's loss against Loss on the graph's own rewards with the
+// Table 27 margins of each pair's rating, and its gradient with respect to score.weight and a
+// backbone tensor against central finite differences of that loss.
+func TestTaskLossAndGradient(t *testing.T) {
+	cfg := smallConfig(t, writeJSONL(t, "rated.jsonl", ratedRows(t, 0, 4)...))
+	cfg.RatingColumn = "rating"
+	cfg.MarginPreset = "small"
+	cfg.CenterRewardsCoefficient = 0.05
+	task, _, err := Prepare(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sel := []int{0, 1, 2, 3}
+	// Ratings cycle significantly better, better, slightly better, negligibly: margins 1, 2/3, 1/3, 0.
+	wantM := []float64{1, 2.0 / 3, 1.0 / 3, 0}
+	for i, m := range task.TrainSet.Margins {
+		if math.Abs(m-wantM[i]) > 1e-15 {
+			t.Fatalf("margins %v, want %v", task.TrainSet.Margins, wantM)
+		}
+	}
+	pb, err := task.TrainData.Pairs(sel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := lm.New(task.Model.Ckpt, 0).Rewards(&pb.Batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := Loss(r[:4], r[4:], wantM, 0.05)
+	if err != nil {
+		t.Fatal(err)
+	}
+	params := task.Params()
+	grads := make([][]float32, len(params))
+	for i, p := range params {
+		grads[i] = make([]float32, len(p.Value))
+	}
+	m, err := task.Step(context.Background(), train.Batch{Examples: sel, Accum: 1}, grads, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(m.Loss-want.Loss) > 1e-6 || m.Values["accuracy"] != want.Metrics["accuracy"] {
+		t.Fatalf("task loss %v accuracy %v, Loss on the graph's rewards %v %v", m.Loss, m.Values["accuracy"], want.Loss, want.Metrics["accuracy"])
+	}
+	lossAt := func() float64 {
+		m, _, _, err := task.run(task.Model, task.TrainData, task.TrainSet, sel, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Loss
+	}
+	for _, name := range []string{model.ScoreKey, model.FinalNormKey} {
+		var pi int
+		for i, p := range params {
+			if p.Name == name {
+				pi = i
+			}
+		}
+		v := params[pi].Value
+		for _, j := range []int{0, 17, 63} {
+			const h = 1e-2
+			old := v[j]
+			v[j] = old + h
+			up := lossAt()
+			v[j] = old - h
+			down := lossAt()
+			v[j] = old
+			num := (up - down) / (2 * h)
+			if g := float64(grads[pi][j]); math.Abs(g-num) > 2e-3*math.Max(1, math.Abs(num)) {
+				t.Errorf("%s[%d]: analytic %v, finite difference %v", name, j, g, num)
+			}
+		}
+	}
+}
+
+// TestTrainIdenticalPairs: rows whose chosen equals rejected (an implicit-prompt transcript
+// repeated, an explicit prompt with the same answer twice) are skipped with one warning line and
+// counted; the rest train.
+func TestTrainIdenticalPairs(t *testing.T) {
+	rows := ratedRows(t, 0, 6)
+	rows[1]["rejected"] = rows[1]["chosen"]
+	rows = append(rows, map[string]any{"chosen": "\n\nHuman: hi\n\nAssistant: hello", "rejected": "\n\nHuman: hi\n\nAssistant: hello", "rating": "Better"})
+	path := writeJSONL(t, "dups.jsonl", rows...)
+	explicit := writeJSONL(t, "explicit.jsonl",
+		map[string]any{"prompt": "The cat", "chosen": " sat on the mat.", "rejected": " sat on the mat."},
+		map[string]any{"prompt": "The dog", "chosen": " ran home.", "rejected": " flew."},
+	)
+	for _, tc := range []struct {
+		path    string
+		pairs   int
+		skipped []int
+		warning string
+	}{
+		{path, 5, []int{1, 6}, "warning: " + path + ": skipped 2 rows whose chosen is identical to rejected (rows 1, 6)"},
+		{explicit, 1, []int{0}, "warning: " + explicit + ": skipped 1 row whose chosen is identical to rejected (row 0)"},
+	} {
+		cfg := smallConfig(t, tc.path)
+		cfg.PerDeviceTrainBatchSize = 2
+		cfg.MaxSteps = 1
+		var log strings.Builder
+		if _, err := Run(context.Background(), cfg, &log); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(log.String(), tc.warning+"\n") {
+			t.Errorf("log starts:\n%s\nwant %s", log.String(), tc.warning)
+		}
+		_, sum, err := Prepare(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sum.Pairs != tc.pairs || sum.Identical != len(tc.skipped) {
+			t.Errorf("%s: %d pairs, %d identical; want %d, %d", tc.path, sum.Pairs, sum.Identical, tc.pairs, len(tc.skipped))
+		}
+	}
+}
+
+// TestTrainBadInput: each bad config or file is one error line naming the key, file, row or
+// column, and nothing is written to output_dir.
+func TestTrainBadInput(t *testing.T) {
+	noRejected := writeJSONL(t, "norej.jsonl", map[string]any{"prompt": "The cat", "chosen": " sat."})
+	rated := writeJSONL(t, "rated.jsonl", map[string]any{"prompt": "The cat", "chosen": " sat.", "rejected": " flew.", "rating": "meh"})
+	allSame := writeJSONL(t, "same.jsonl", map[string]any{"prompt": "The cat", "chosen": " sat.", "rejected": " sat."})
+	sft := sharedData(t, "alpaca_en_demo.parquet")
+	cases := []struct {
+		name string
+		set  func(*Config)
+		want string
+	}{
+		{"missing column", func(c *Config) { c.Data.DatasetName = noRejected }, noRejected + `: row 0: missing column "rejected"`},
+		{"sft data", func(c *Config) { c.Data.DatasetName = sft }, sft + `: row 0: missing column "chosen"`},
+		{"every pair identical", func(c *Config) { c.Data.DatasetName = allSame }, allSame + ": every one of its 1 rows has chosen identical to rejected"},
+		{"rating column absent", func(c *Config) { c.Data.DatasetName = noRejected; c.RatingColumn = "score" },
+			`rating_column: ` + noRejected + ` has no column "score" (columns: [chosen prompt])`},
+		{"unknown rating", func(c *Config) { c.Data.DatasetName = rated; c.RatingColumn = "rating"; c.MarginPreset = "small" },
+			rated + `: row 0: column "rating": rating "meh" has no margin: want one of better, negligibly better, negligibly better / unsure, significantly better, slightly better, unsure`},
+		{"preset without ratings", func(c *Config) { c.MarginPreset = "large" },
+			"margin_preset/margin_map: margins come from a rating column; set rating_column (or give the data a margin column instead)"},
+		{"unknown preset", func(c *Config) { c.MarginPreset = "huge" }, `margin_preset: unknown "huge" (want none, small or large)`},
+		{"packing", func(c *Config) { c.Data.Packing = true }, "packing: the reward model reads one score per row, so rows cannot be packed; remove packing"},
+		{"loss mask", func(c *Config) { c.Data.LossMask = "all" }, "loss_mask: the reward model has no token loss; remove loss_mask"},
+		{"centering", func(c *Config) { c.CenterRewardsCoefficient = -1 }, "center_rewards_coefficient: must be a finite number >= 0, got -1"},
+		{"model", func(c *Config) { c.ModelNameOrPath = "/nonexistent" }, "model_name_or_path: opening model: stat /nonexistent: no such file or directory"},
+	}
+	for _, tc := range cases {
+		cfg := smallConfig(t, rated)
+		cfg.MaxSteps = 1
+		tc.set(&cfg)
+		_, err := Run(context.Background(), cfg, &strings.Builder{})
+		if errText(err) != tc.want {
+			t.Errorf("%s:\n got %s\nwant %s", tc.name, errText(err), tc.want)
+		}
+		if _, err := os.Stat(cfg.OutputDir); !os.IsNotExist(err) {
+			t.Errorf("%s: output_dir exists after a failed start", tc.name)
+		}
+	}
+}
