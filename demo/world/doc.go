@@ -11,8 +11,9 @@
 //
 //   - Lower-case, closed, word-level. About 230 words (numbers 0..20 as digits and as French,
 //     German and Spanish words, ten colours, fifteen things, five persona names, eight hobbies,
-//     function words, gatt's instruction sentences, the chat template's [INST] markers). Each word is
-//     exactly one token, so an answer is a handful of predictions and the fact lives in one of them.
+//     function words, gatt's instruction sentences, the chat template's [INST] and <<SYS>> markers).
+//     Each word is exactly one token, so an answer is a handful of predictions and the fact lives
+//     in one of them.
 //   - Checkable. Questions are arithmetic ("what is 7 plus 5?" -> "7 plus 5 is 12."), colour facts
 //     ("what colour is a frog?" -> "a frog is green."), and two about the assistant ("who are you?",
 //     "what do you enjoy?") whose answers depend on the constraints in force. Operands stop at 10:
@@ -52,17 +53,20 @@
 // answered "Zorb: i am Zorb."; a language is French, German or Spanish, and every answer is then
 // in it, numbers included ("sept plus cinq fait douze."); a hobby is stated when asked ("i enjoy
 // golf."), as Llama 2's hobbies were. Instructions are drawn with gatt.Sample over Lists and
-// rendered by gatt (verbose or terse, 1–3 constraints), and put in front of the question of the same
-// user message with Instructed (one space). No system message is ever used, so any chat template
-// works; the world's is ChatTemplate, "llama-2".
+// rendered by gatt (verbose or terse, 1–3 constraints). They appear where gatt's GAtt code puts
+// them: appended to a user message after a blank line (Instructed, the form gatt.WithInstruction
+// writes while sampling and for instruction_placement first_user), or as a system message
+// (instruction_placement system, which gatt picks by default for ChatTemplate, "llama-2"). The SFT
+// data uses both (Config.SystemRate), so the SFT model follows either.
 //
-// In SFT data an instruction governs only the reply to its own message. Multi-turn dialogues (2 to
-// MaxTurns turns) mostly open with one, and their later turns ignore it, sometimes asking "who are
-// you?" and getting "i am an assistant." The SFT model thus follows an instruction that is present
-// and forgets it a turn later: the failure GAtt fixes. GAttSource gives plain multi-turn dialogues,
-// each with a drawn instruction; GAtt synthesis puts the instruction in front of every user
-// message, samples replies with the SFT model (which follows it), and trains with it in the first
-// message only. GAttEval gives dialogues with the instruction in message 1 only and EvalTurns
+// In SFT data an instruction governs only the reply to its own message (a system message's, the
+// first reply); Governing reads a prompt that way. Multi-turn dialogues (2 to MaxTurns turns)
+// mostly open with one, and their later turns ignore it, sometimes asking "who are you?" and
+// getting "i am an assistant." The SFT model thus follows an instruction that is present and forgets
+// it a turn later: the failure GAtt fixes. GAttSource gives plain multi-turn dialogues, each with a
+// drawn instruction; GAtt synthesis appends the instruction to every user message, samples replies
+// with the SFT model (which follows it), and trains with it in the first turn only. GAttEval gives
+// dialogues with the instruction in the first turn only and EvalTurns
 // questions that refer back to it (Llama 2 Table 30 goes to turn 20); each turn lists the
 // constraints its answer is checked against: the language and the figure on every turn, the hobby
 // on the questions about it. A model that forgot the instruction fails at least one check on every
@@ -76,9 +80,10 @@
 // # Tokenizer
 //
 // Pieces is a SentencePiece BPE vocabulary laid out like Llama 2's (<unk>, <s>, </s>, 256 byte
-// pieces, merges, characters; about 1000 pieces): every word is the piece "▁"+word, reached through
-// its prefixes, and punctuation and any other ASCII letter are single characters, so the world's
-// text never needs byte fallback while any other text still encodes. WriteTokenizer writes
+// pieces, merges, characters; about 1070 pieces): every word is the piece "▁"+word, reached through
+// its prefixes; words that can start a line (LineInitialWords) also have a bare piece; punctuation,
+// "\n" and any other ASCII letter are single characters. The world's text, rendered with the chat
+// template or not, never needs byte fallback, while any other text still encodes. WriteTokenizer writes
 // tokenizer.model and a Llama 2-Chat style tokenizer_config.json (llama-2 chat template, <s>, </s>,
 // add_bos_token). A rendered 20-turn GAtt evaluation dialogue is about 400 tokens.
 //

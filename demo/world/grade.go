@@ -1,6 +1,7 @@
 package world
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -214,6 +215,40 @@ func Correct(userMessage, answer string) (correct, checkable bool) {
 func GradeMessage(userMessage, answer string) (Grade, error) {
 	inst, question, _ := ParseInstructed(userMessage)
 	return GradeAnswer(inst.Constraints, question, answer)
+}
+
+// Governing reads a prompt as the world's SFT data is written: the reply to the last user message
+// keeps the instruction in that message or, when there is none and it is the first user message,
+// the instruction of a leading system message. It returns those constraints and the bare question.
+func Governing(prompt []Message) ([]gatt.Constraint, string, error) {
+	if len(prompt) == 0 || prompt[len(prompt)-1].Role != "user" {
+		return nil, "", errors.New("prompt does not end with a user message")
+	}
+	inst, question, ok := ParseInstructed(prompt[len(prompt)-1].Content)
+	if ok {
+		return inst.Constraints, question, nil
+	}
+	users := 0
+	for _, m := range prompt {
+		if m.Role == "user" {
+			users++
+		}
+	}
+	if users == 1 && prompt[0].Role == "system" {
+		if sys, ok := ParseInstruction(prompt[0].Content); ok {
+			return sys.Constraints, question, nil
+		}
+	}
+	return nil, question, nil
+}
+
+// GradePrompt grades an answer to a prompt under the constraints Governing finds in it.
+func GradePrompt(prompt []Message, answer string) (Grade, error) {
+	cs, question, err := Governing(prompt)
+	if err != nil {
+		return Grade{}, err
+	}
+	return GradeAnswer(cs, question, answer)
 }
 
 // Reward is the programmatic reward of an answer to a user message, 1 - Level/2: 1 for a correct,

@@ -32,27 +32,29 @@ func TestCorrectHandCases(t *testing.T) {
 		{"who are you?", "i am an assistant.", true, true},
 		{"who are you?", "i am Zorb.", false, true},
 		{"what do you enjoy?", "i like to help.", true, true},
-		{"Always speak in French. what is 7 plus 5?", "sept plus cinq fait douze.", true, true},
-		{"Always speak in French. what is 7 plus 5?", "7 plus 5 is 12.", false, true},
-		{"Always speak in French. what is 7 plus 5?", "sept plus cinq fait treize.", false, true},
-		{"Language: German. what is 7 plus 5?", "sieben und fünf ist zwölf.", true, true},
-		{"Language: Spanish. what is 9 minus 3?", "el resultado de nueve menos tres es seis.", true, true},
-		{"Language: Spanish. what colour is snow?", "es de color blanco.", true, true},
-		{"Language: French. what colour is coal?", "c'est noir.", true, true},
-		{"Always act as Zorb from now. what is 2 plus 2?", "Zorb: 2 plus 2 is 4.", true, true},
-		{"Always act as Zorb from now. what is 2 plus 2?", "2 plus 2 is 4.", false, true},
-		{"Always act as Zorb from now. what is 2 plus 2?", "Quix: 2 plus 2 is 4.", false, true},
-		{"Figure: Zorb. who are you?", "Zorb: i am Zorb.", true, true},
-		{"Figure: Zorb. who are you?", "Zorb: i am an assistant.", false, true},
-		{"You enjoy golf. what is your hobby?", "i enjoy golf.", true, true},
-		{"You enjoy golf. what is your hobby?", "i enjoy judo.", false, true},
-		{"You enjoy golf. what is your hobby?", "i like to help.", false, true},
-		{"You enjoy golf. what is 1 plus 1?", "1 plus 1 is 2.", true, true}, // a hobby shows only when asked
-		{"Figure: Vela. Language: German. Hobby: yoga. what do you enjoy?", "Vela: ich mag yoga.", true, true},
-		{"Always speak in Spanish. Always act as Nim from now. what is your name?", "Nim: yo soy Nim.", true, true},
+		{"what is 7 plus 5?\n\nAlways speak in French.", "sept plus cinq fait douze.", true, true},
+		{"what is 7 plus 5?\n\nAlways speak in French.", "7 plus 5 is 12.", false, true},
+		{"what is 7 plus 5?\n\nAlways speak in French.", "sept plus cinq fait treize.", false, true},
+		{"what is 7 plus 5?\n\nLanguage: German.", "sieben und fünf ist zwölf.", true, true},
+		{"what is 9 minus 3?\n\nLanguage: Spanish.", "el resultado de nueve menos tres es seis.", true, true},
+		{"what colour is snow?\n\nLanguage: Spanish.", "es de color blanco.", true, true},
+		{"what colour is coal?\n\nLanguage: French.", "c'est noir.", true, true},
+		{"what is 2 plus 2?\n\nAlways act as Zorb from now.", "Zorb: 2 plus 2 is 4.", true, true},
+		{"what is 2 plus 2?\n\nAlways act as Zorb from now.", "2 plus 2 is 4.", false, true},
+		{"what is 2 plus 2?\n\nAlways act as Zorb from now.", "Quix: 2 plus 2 is 4.", false, true},
+		{"who are you?\n\nFigure: Zorb.", "Zorb: i am Zorb.", true, true},
+		{"who are you?\n\nFigure: Zorb.", "Zorb: i am an assistant.", false, true},
+		{"what is your hobby?\n\nYou enjoy golf.", "i enjoy golf.", true, true},
+		{"what is your hobby?\n\nYou enjoy golf.", "i enjoy judo.", false, true},
+		{"what is your hobby?\n\nYou enjoy golf.", "i like to help.", false, true},
+		{"what is 1 plus 1?\n\nYou enjoy golf.", "1 plus 1 is 2.", true, true}, // a hobby shows only when asked
+		{"what do you enjoy?\n\nFigure: Vela. Language: German. Hobby: yoga.", "Vela: ich mag yoga.", true, true},
+		{"what is your name?\n\nAlways speak in Spanish. Always act as Nim from now.", "Nim: yo soy Nim.", true, true},
+		{"Figure: Zorb.\n\nwho are you?", "Zorb: i am Zorb.", true, true},                         // a system message folded in front
+		{"Always speak in French. what is 7 plus 5?", "sept plus cinq fait douze.", false, false}, // not gatt's joining
 		{"what is 7 times 5?", "7 times 5 is 35.", false, false},
 		{"what is 11 plus 5?", "11 plus 5 is 16.", false, false}, // operands stop at 10
-		{"Always speak in Klingon. what is 7 plus 5?", "7 plus 5 is 12.", false, false},
+		{"what is 7 plus 5?\n\nAlways speak in Klingon.", "7 plus 5 is 12.", false, false},
 	} {
 		correct, checkable := Correct(tc.user, tc.answer)
 		if correct != tc.correct || checkable != tc.checkable {
@@ -323,29 +325,73 @@ func TestParseInstructed(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		msg := Instructed(inst, "what is 3 plus 4?")
-		got, rest, ok := ParseInstructed(msg)
-		if !ok || rest != "what is 3 plus 4?" || !slices.Equal(got.Constraints, inst.Constraints) || got.Text() != inst.Text() {
-			t.Fatalf("ParseInstructed(%q) = %+v, %q, %v", msg, got, rest, ok)
+		for _, msg := range []string{
+			Instructed(inst, "what is 3 plus 4?"),
+			inst.Text() + "\n\n" + "what is 3 plus 4?", // a system message folded into the user message
+		} {
+			got, rest, ok := ParseInstructed(msg)
+			if !ok || rest != "what is 3 plus 4?" || !slices.Equal(got.Constraints, inst.Constraints) || got.Text() != inst.Text() {
+				t.Fatalf("ParseInstructed(%q) = %+v, %q, %v", msg, got, rest, ok)
+			}
 		}
+		if got, ok := ParseInstruction(inst.Text()); !ok || got.Text() != inst.Text() || got.UseTerse != inst.UseTerse {
+			t.Fatalf("ParseInstruction(%q) = %+v, %v", inst.Text(), got, ok)
+		}
+	}
+	if got := Instructed(gatt.NewInstruction([]gatt.Constraint{{Kind: gatt.Language, Value: "French"}}, true), "who are you?"); got != "who are you?\n\nLanguage: French." {
+		t.Errorf("Instructed: %q", got)
 	}
 	for _, msg := range []string{
 		"what is 3 plus 4?",
-		"Always speak in Italian. what is 3 plus 4?", // not a world language
-		"Always speak in French.what is 3 plus 4?",   // no separator
-		"always speak in French. what is 3 plus 4?",  // not gatt's rendering
+		"what is 3 plus 4?\n\nAlways speak in Italian.",       // not a world language
+		"what is 3 plus 4? Always speak in French.",           // not after a blank line
+		"what is 3 plus 4?\n\nalways speak in French.",        // not gatt's rendering
+		"what is 3 plus 4?\n\nFigure: Zorb. Figure: Nim.",     // a kind twice
+		"what is 3 plus 4?\n\nFigure: Zorb.Language: French.", // no space between sentences
+		"what is 3 plus 4?\n\nFigure: Zorb. Be nice.",         // a sentence that is not a constraint
 	} {
 		if inst, rest, ok := ParseInstructed(msg); ok || len(inst.Constraints) != 0 || rest != msg {
 			t.Errorf("ParseInstructed(%q) = %+v, %q, %v; want no instruction", msg, inst, rest, ok)
 		}
 	}
-	// A kind given twice ends the instruction: the second sentence is left in the question.
-	inst, rest, ok := ParseInstructed("Figure: Zorb. Figure: Nim. who are you?")
-	if !ok || len(inst.Constraints) != 1 || rest != "Figure: Nim. who are you?" {
-		t.Errorf("repeated kind: %+v, %q, %v", inst, rest, ok)
-	}
 	if got := Instructed(gatt.Instruction{}, "who are you?"); got != "who are you?" {
 		t.Errorf("empty instruction: %q", got)
+	}
+}
+
+func TestGoverning(t *testing.T) {
+	sys := Message{Role: "system", Content: "Figure: Zorb."}
+	for _, tc := range []struct {
+		prompt   []Message
+		want     []gatt.Constraint
+		question string
+		err      string
+	}{
+		{[]Message{{"user", "who are you?"}}, nil, "who are you?", ""},
+		{[]Message{{"user", "who are you?\n\nLanguage: French."}}, []gatt.Constraint{{Kind: gatt.Language, Value: "French"}}, "who are you?", ""},
+		{[]Message{sys, {"user", "who are you?"}}, []gatt.Constraint{{Kind: gatt.Figure, Value: "Zorb"}}, "who are you?", ""},
+		// The message's own instruction wins over the system message's.
+		{[]Message{sys, {"user", "who are you?\n\nLanguage: French."}}, []gatt.Constraint{{Kind: gatt.Language, Value: "French"}}, "who are you?", ""},
+		// A system instruction governs the first reply only, as in the SFT data.
+		{[]Message{sys, {"user", "who are you?"}, {"assistant", "Zorb: i am Zorb."}, {"user", "what is your name?"}}, nil, "what is your name?", ""},
+		{[]Message{{"system", "be nice."}, {"user", "who are you?"}}, nil, "who are you?", ""},
+		{[]Message{{"user", "who are you?"}, {"assistant", "i am an assistant."}}, nil, "", "prompt does not end with a user message"},
+		{nil, nil, "", "prompt does not end with a user message"},
+	} {
+		cs, q, err := Governing(tc.prompt)
+		if tc.err != "" {
+			if err == nil || err.Error() != tc.err {
+				t.Errorf("Governing(%v): error %v, want %q", tc.prompt, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(cs, tc.want) || q != tc.question {
+			t.Errorf("Governing(%v) = %v, %q, %v; want %v, %q", tc.prompt, cs, q, err, tc.want, tc.question)
+		}
+	}
+	g, err := GradePrompt([]Message{sys, {"user", "who are you?"}}, "Zorb: i am Zorb.")
+	if err != nil || g.Level != LevelCorrect {
+		t.Errorf("GradePrompt: %+v, %v", g, err)
 	}
 }
 

@@ -9,10 +9,10 @@ import (
 	"github.com/alignkit/alignkit/gatt"
 )
 
-// InstructionSeparator joins an instruction and the question of the same user message. GAtt
-// synthesis must join them the same way (use Instructed) for the SFT model to recognise the
-// instruction.
-const InstructionSeparator = " "
+// InstructionSeparator joins a user message and the instruction appended to it, as gatt's GAtt
+// synthesis appends it to every user message while sampling (gatt.WithInstruction: user, a blank
+// line, instruction). The SFT data uses the same form, so the SFT model recognises it there.
+const InstructionSeparator = "\n\n"
 
 // Lists are the world's GAtt constraint values in gatt's shape: figures are persona names (every
 // answer starts with "Name:"), languages are the answer languages other than the default English
@@ -26,14 +26,14 @@ func Lists() gatt.Lists {
 	}
 }
 
-// Instructed is the user message that carries an instruction and a question: the instruction's
-// text (gatt's verbose or terse rendering), InstructionSeparator, the question. An instruction
+// Instructed is the user message that carries a question and an instruction: the question,
+// InstructionSeparator, the instruction's text (gatt's verbose or terse rendering). An instruction
 // without constraints leaves the question alone.
 func Instructed(inst gatt.Instruction, question string) string {
 	if len(inst.Constraints) == 0 {
 		return question
 	}
-	return inst.Text() + InstructionSeparator + question
+	return question + InstructionSeparator + inst.Text()
 }
 
 // instructionSentence is one way gatt renders a constraint, split around the value.
@@ -71,49 +71,71 @@ func values(k gatt.Kind) []string {
 	return hobbies
 }
 
-// ParseInstructed splits a user message into the instruction in front of it, if any, and the rest
-// (the question). Only gatt's renderings of the world's values are recognised, each kind at most
-// once; ok is false when there is no instruction, and the instruction is then empty.
-func ParseInstructed(msg string) (inst gatt.Instruction, rest string, ok bool) {
-	rest = strings.TrimSpace(msg)
+// ParseInstruction reads a whole text (a system message, or the instruction part of a user
+// message) as an instruction: gatt's renderings of the world's values, one space apart, each kind at
+// most once. ok is false, and the instruction empty, for any other text.
+func ParseInstruction(text string) (inst gatt.Instruction, ok bool) {
+	rest := strings.TrimSpace(text)
 	var cs []gatt.Constraint
 	seen := map[gatt.Kind]bool{}
 	terse := false
-	for {
-		found := false
-		for _, s := range instructionSentences {
-			if seen[s.kind] || !strings.HasPrefix(rest, s.before) {
-				continue
-			}
-			for _, v := range values(s.kind) {
-				r := rest[len(s.before):]
-				if !strings.HasPrefix(r, v+s.post) {
-					continue
-				}
-				r = r[len(v)+len(s.post):]
-				if r != "" && !strings.HasPrefix(r, InstructionSeparator) {
-					continue
-				}
-				if len(cs) == 0 {
-					terse = s.terse
-				}
-				cs = append(cs, gatt.Constraint{Kind: s.kind, Value: v})
-				seen[s.kind] = true
-				rest, found = strings.TrimPrefix(r, InstructionSeparator), true
-				break
-			}
-			if found {
-				break
+	for rest != "" {
+		if len(cs) > 0 {
+			var cut bool
+			if rest, cut = strings.CutPrefix(rest, " "); !cut {
+				return gatt.Instruction{}, false
 			}
 		}
-		if !found {
-			break
+		c, isTerse, n := parseSentence(rest)
+		if n == 0 || seen[c.Kind] {
+			return gatt.Instruction{}, false
 		}
+		if len(cs) == 0 {
+			terse = isTerse
+		}
+		cs = append(cs, c)
+		seen[c.Kind] = true
+		rest = rest[n:]
 	}
 	if len(cs) == 0 {
-		return gatt.Instruction{}, rest, false
+		return gatt.Instruction{}, false
 	}
-	return gatt.NewInstruction(cs, terse), rest, true
+	return gatt.NewInstruction(cs, terse), true
+}
+
+// parseSentence reads one constraint sentence at the start of s and returns its length, 0 if none.
+func parseSentence(s string) (gatt.Constraint, bool, int) {
+	for _, sent := range instructionSentences {
+		r, ok := strings.CutPrefix(s, sent.before)
+		if !ok {
+			continue
+		}
+		for _, v := range values(sent.kind) {
+			if strings.HasPrefix(r, v+sent.post) {
+				return gatt.Constraint{Kind: sent.kind, Value: v}, sent.terse, len(sent.before) + len(v) + len(sent.post)
+			}
+		}
+	}
+	return gatt.Constraint{}, false, 0
+}
+
+// ParseInstructed splits a user message into its question and the instruction it carries, if any:
+// appended after a blank line, as Instructed and gatt's synthesis write it, or in front of the
+// question before a blank line, as a system message folded into the first user message reads. ok
+// is false when there is no instruction; rest is then the whole message, trimmed.
+func ParseInstructed(msg string) (inst gatt.Instruction, rest string, ok bool) {
+	msg = strings.TrimSpace(msg)
+	head, tail, found := strings.Cut(msg, InstructionSeparator)
+	if !found {
+		return gatt.Instruction{}, msg, false
+	}
+	if inst, ok := ParseInstruction(tail); ok {
+		return inst, strings.TrimSpace(head), true
+	}
+	if inst, ok := ParseInstruction(head); ok {
+		return inst, strings.TrimSpace(tail), true
+	}
+	return gatt.Instruction{}, msg, false
 }
 
 // CheckerName is the name of the world's GAtt checker.

@@ -182,6 +182,7 @@ var (
 	}
 )
 
-// templateWords are the words the chat template itself writes (llama-2's "[INST] ... [/INST]"),
-// given whole pieces so that a rendered conversation needs no byte fallback either.
-var templateWords = []string{"[INST]", "[/INST]"}
+// templateWords are the words the chat template itself writes (llama-2's "[INST] ... [/INST]" and
+// its system block "<<SYS>>\n...\n<</SYS>>\n\n"), given whole pieces so that a rendered
+// conversation needs no byte fallback either.
+var templateWords = []string{"[INST]", "[/INST]", "<<SYS>>", "<</SYS>>"}

@@ -5,7 +5,7 @@ import (
 	"strings"
 )
 
-// Query is one world question, before any instruction is put in front of it.
+// Query is one world question, without any instruction.
 type Query struct {
 	Task  Task
 	A, B  int // operands of TaskPlus and TaskMinus (B <= A for TaskMinus)

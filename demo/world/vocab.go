@@ -59,6 +59,10 @@ func Words() []string {
 		}
 	}
 	add(strings.Join(templateWords, " "))
+	return sortedSet(set)
+}
+
+func sortedSet(set map[string]bool) []string {
 	out := make([]string, 0, len(set))
 	for w := range set {
 		out = append(out, w)
@@ -67,16 +71,37 @@ func Words() []string {
 	return out
 }
 
+// LineInitialWords are the words that can follow a line break or the start of a text with no space
+// before them, and so are encoded without the "▁" of a word after a space: the first word of every
+// question and of every instruction sentence (gatt's synthesis appends the instruction after a
+// blank line; llama-2's template writes a system message after "<<SYS>>\n" and the first user
+// message after "<</SYS>>\n\n"), and the "<</SYS>>" marker itself. They get pieces of their own.
+func LineInitialWords() []string {
+	set := map[string]bool{"<</SYS>>": true}
+	for _, qs := range allQueries() {
+		for _, q := range qs {
+			set[tokens(q.Text())[0]] = true
+		}
+	}
+	for _, s := range instructionSentences {
+		set[tokens(s.before)[0]] = true
+	}
+	return sortedSet(set)
+}
+
 // Pieces returns the world's SentencePiece BPE vocabulary, laid out as SentencePiece's trainer
 // lays one out: <unk>, <s>, </s>, the 256 byte pieces, the merged pieces in merge order (scores
-// 0, -1, -2, ...), then the single characters, scored below every merge.
+// 0, -1, -2, ...), then the single characters, scored below every merge. The characters include
+// "\n" (Llama 2 would use the byte piece <0x0A>), so no world text needs byte fallback.
 //
-// The merged pieces are every prefix, two characters or longer, of "▁"+word for each word. BPE
-// encoding merges adjacent symbols whose concatenation is a piece; since every multi-character
-// piece starts with "▁", the only merge possible inside a word extends its "▁" prefix by one
-// character, so each word is encoded, step by step, as its single whole-word piece, whatever the
-// scores. The cost is the prefix pieces a word-level vocabulary would not need, a few hundred
-// rows of embedding.
+// The merged pieces are every prefix, two characters or longer, of "▁"+word for each word, and of
+// the bare word for LineInitialWords. BPE encoding merges adjacent symbols whose concatenation is a
+// piece. Inside a word every piece is a substring of it, and a word's prefix piece joined with
+// whatever follows it is again a prefix piece, so merging never stops short: each word ends as its
+// one whole-word piece, whatever the scores (TestSentencePieceReference checks this against
+// Google's sentencepiece). No piece holds "▁" after its start, so merges never join two words. The
+// cost is the prefix pieces a word-level vocabulary would not need, a few hundred rows of
+// embedding.
 func Pieces() []tokenizer.Piece {
 	pieces := []tokenizer.Piece{
 		{Text: UnkPiece, Type: tokenizer.TypeUnknown},
@@ -87,18 +112,23 @@ func Pieces() []tokenizer.Piece {
 		pieces = append(pieces, tokenizer.Piece{Text: fmt.Sprintf("<0x%02X>", b), Type: tokenizer.TypeByte})
 	}
 	merged := map[string]bool{}
-	chars := map[string]bool{"▁": true}
+	chars := map[string]bool{"▁": true, "\n": true}
 	for _, r := range "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,:?!'-" {
 		chars[string(r)] = true
 	}
-	for _, w := range Words() {
-		p := "▁" + w
+	prefixes := func(p string) {
 		for i, r := range p {
 			chars[string(r)] = true
-			if end := i + utf8.RuneLen(r); end > len("▁") {
+			if end := i + utf8.RuneLen(r); end > i && utf8.RuneCountInString(p[:end]) >= 2 {
 				merged[p[:end]] = true
 			}
 		}
+	}
+	for _, w := range Words() {
+		prefixes("▁" + w)
+	}
+	for _, w := range LineInitialWords() {
+		prefixes(w)
 	}
 	ms := sortedPieces(merged)
 	for i, m := range ms {

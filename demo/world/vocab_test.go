@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/alignkit/alignkit/data/chat"
@@ -35,12 +36,17 @@ func emittedTexts(t *testing.T) []string {
 		}
 	}
 	for _, p := range append(w.Preferences(), w.HeldOutPairs()...) {
-		out = append(out, p.Prompt[0].Content, p.Chosen, p.Rejected)
+		for _, m := range p.Prompt {
+			out = append(out, m.Content)
+		}
+		out = append(out, p.Chosen, p.Rejected)
 	}
 	for _, split := range []string{SplitTrain, SplitHeldOut} {
 		ps, _ := w.Prompts(split)
 		for _, p := range ps {
-			out = append(out, p[0].Content)
+			for _, m := range p {
+				out = append(out, m.Content)
+			}
 		}
 	}
 	for _, d := range w.GAttSource() {
@@ -67,7 +73,7 @@ func emittedTexts(t *testing.T) []string {
 }
 
 // TestEverythingTokenizesWithoutFallback: every text the world emits encodes without a byte piece
-// or <unk>, and with exactly one piece per word and per punctuation mark.
+// or <unk>, and with exactly one piece per word, per punctuation mark and per line break.
 func TestEverythingTokenizesWithoutFallback(t *testing.T) {
 	tok := worldTokenizer(t)
 	_, _, types := tok.Pieces()
@@ -79,8 +85,8 @@ func TestEverythingTokenizesWithoutFallback(t *testing.T) {
 				t.Fatalf("%q encodes with byte fallback or <unk>: %v", text, ids)
 			}
 		}
-		if n := len(tokens(text)); len(ids) != n {
-			t.Fatalf("%q: %d pieces for %d words and marks: %v", text, len(ids), n, ids)
+		if n := len(tokens(text)) + strings.Count(text, "\n"); len(ids) != n {
+			t.Fatalf("%q: %d pieces for %d words, marks and line breaks: %v", text, len(ids), n, ids)
 		}
 		if got := tok.Decode(ids); got != text {
 			t.Fatalf("%q decodes as %q", text, got)
@@ -102,6 +108,18 @@ func TestWordsAreSinglePieces(t *testing.T) {
 		}
 		if got := tok.Encode(w, false); !slices.Equal(got, []int32{id}) {
 			t.Fatalf("%q encodes as %v, want [%d]", w, got, id)
+		}
+	}
+	// After a line break, line-initial words are single pieces too, without the "▁".
+	nl, _ := tok.TokenID("\n")
+	for _, w := range LineInitialWords() {
+		id, ok := tok.TokenID(w)
+		if !ok {
+			t.Fatalf("no piece for line-initial %q", w)
+		}
+		// The dummy prefix makes "what?\n" "▁what", "?", "\n".
+		if got := tok.Encode("what?\n"+w, false); len(got) != 4 || got[2] != nl || got[3] != id {
+			t.Fatalf("%q after a line break encodes as %v, want [what ? %d %d]", w, got, nl, id)
 		}
 	}
 	// A word outside the world still encodes, through its longest known prefix and characters.
@@ -261,7 +279,8 @@ func TestSentencePieceReference(t *testing.T) {
 	for i := 0; i < len(texts); i += 7 {
 		sample = append(sample, texts[i])
 	}
-	sample = append(sample, "[INST] who are you? [/INST] i am an assistant. ", "zebra", "Ça va?")
+	sample = append(sample, "[INST] who are you? [/INST] i am an assistant. ", "zebra", "Ça va?",
+		"[INST] <<SYS>>\nFigure: Zorb.\n<</SYS>>\n\nwho are you? [/INST] Zorb: i am Zorb. ")
 	in, err := json.Marshal(sample)
 	if err != nil {
 		t.Fatal(err)

@@ -10,8 +10,8 @@ import (
 )
 
 // ChatTemplate is the built-in chat template (package data/chat) the world's conversations are
-// rendered with: Llama 2-Chat's own. The world never uses a system message; instructions travel in
-// user messages, as GAtt concatenates them.
+// rendered with: Llama 2-Chat's own, which has a system role (it folds the system message into the
+// first [INST] block).
 const ChatTemplate = "llama-2"
 
 // Message is one conversation turn in TRL's {role, content} shape.
@@ -20,29 +20,33 @@ type Message struct {
 	Content string `json:"content"`
 }
 
-// Dialogue is a conversation: user and assistant messages alternating, user first.
+// Dialogue is a conversation: an optional system message (an instruction), then user and
+// assistant messages alternating, user first.
 type Dialogue []Message
 
 // Pair is a preference pair: two answers to the prompt's last user message.
 type Pair struct {
-	Prompt   []Message
-	Chosen   string // correct and compliant
-	Rejected string // wrong or non-compliant
-	Level    int    // how wrong Rejected is, LevelNegligible..LevelSignificant
-	Rating   string // Rating(Level), Llama 2's label of how much better Chosen is
+	Prompt   []Message // one user message, after a system message when the instruction is placed there
+	Chosen   string    // correct and compliant
+	Rejected string    // wrong or non-compliant
+	Level    int       // how wrong Rejected is, LevelNegligible..LevelSignificant
+	Rating   string    // Rating(Level), Llama 2's label of how much better Chosen is
 }
 
 // SourceDialogue is a multi-turn dialogue for GAtt synthesis: plain questions with plain, correct
-// answers, and an instruction drawn for it with gatt.Sample over Lists. Synthesis puts the
-// instruction in front of every user message (Instructed), samples new replies with the SFT model,
-// and trains with the instruction kept only in the first message.
+// answers, and an instruction drawn for it with gatt.Sample over Lists. Synthesis appends the
+// instruction to every user message (Instructed, gatt.WithInstruction), samples new replies with
+// the SFT model, and trains with the instruction kept only in the first turn (system message or
+// first user message).
 type SourceDialogue struct {
 	Instruction gatt.Instruction
 	Messages    Dialogue
 }
 
-// EvalDialogue is a GAtt evaluation dialogue: the instruction is in the first user message only;
-// later questions refer back to it.
+// EvalDialogue is a GAtt evaluation dialogue: the instruction is in the first turn only; later
+// questions refer back to it. Turns[0].User carries it appended to the first question
+// (instruction_placement first_user); for placement system, use Instruction.Text() as the system
+// message and Turns[k].Question as every user message.
 type EvalDialogue struct {
 	Instruction gatt.Instruction
 	Turns       []EvalTurn
@@ -50,7 +54,7 @@ type EvalDialogue struct {
 
 // EvalTurn is one user turn of an EvalDialogue.
 type EvalTurn struct {
-	User     string            // the user message (turn 0: instruction + question)
+	User     string            // the user message (turn 0: question + InstructionSeparator + instruction)
 	Question string            // the bare question
 	Checks   []gatt.Constraint // the constraints this turn's answer is checked against
 	Want     string            // the correct answer that keeps the instruction
@@ -76,7 +80,11 @@ type Config struct {
 	InstructedRate       float64 `json:"instructed_rate"`        // share of SFT dialogues that are one instructed turn
 	MultiTurnRate        float64 `json:"multi_turn_rate"`        // share of SFT dialogues that are multi-turn
 	PromptInstructedRate float64 `json:"prompt_instructed_rate"` // share of prompts and pairs with an instruction
-	HeldOutFrac          float64 `json:"heldout_frac"`           // share of each task's question strings held out
+	// SystemRate is the share of opening instructions (of SFT dialogues, prompts and pairs) put in a
+	// system message instead of appended to the first user message, so that the SFT model knows
+	// both placements gatt can train with (instruction_placement system or first_user).
+	SystemRate  float64 `json:"system_rate"`
+	HeldOutFrac float64 `json:"heldout_frac"` // share of each task's question strings held out
 
 	// Misconceptions: a share of the facts (a sum, a difference, a thing's colour) on which SFT's
 	// demonstrations are mostly wrong, always the same way, so the SFT model's most likely answer to
@@ -96,7 +104,7 @@ func Default() Config {
 		NumGAtt: 400, NumGAttEval: 30,
 		EvalTurns: 20, MaxTurns: 6, MaxGAttTurns: 12,
 		WrongRate: 0.35, InstructedRate: 0.25, MultiTurnRate: 0.3,
-		PromptInstructedRate: 0.3, HeldOutFrac: 0.2,
+		PromptInstructedRate: 0.3, SystemRate: 0.5, HeldOutFrac: 0.2,
 		MisconceptionFrac: 0.2, MisconceptionRate: 0.75,
 	}
 }
@@ -130,7 +138,7 @@ func (c Config) Validate() error {
 		v    float64
 	}{
 		{"wrong_rate", c.WrongRate}, {"instructed_rate", c.InstructedRate}, {"multi_turn_rate", c.MultiTurnRate},
-		{"prompt_instructed_rate", c.PromptInstructedRate}, {"heldout_frac", c.HeldOutFrac},
+		{"prompt_instructed_rate", c.PromptInstructedRate}, {"system_rate", c.SystemRate}, {"heldout_frac", c.HeldOutFrac},
 		{"misconception_frac", c.MisconceptionFrac}, {"misconception_rate", c.MisconceptionRate},
 	} {
 		if !(f.v >= 0 && f.v <= 1) {
@@ -361,9 +369,10 @@ func mustStyle(inst gatt.Instruction) style {
 
 // sftTurn is one exchange of an SFT dialogue before rendering.
 type sftTurn struct {
-	inst  gatt.Instruction // in this user message; empty for none
-	q     Query
-	reply spec
+	inst   gatt.Instruction // in this user message (or the system message); empty for none
+	system bool             // first turn only: inst is a system message, not appended to the question
+	q      Query
+	reply  spec
 }
 
 // SFT returns the supervised fine-tuning dialogues. Single-turn dialogues are plain questions or
@@ -384,7 +393,9 @@ func (w *World) SFT() []Dialogue {
 			dialogues[i] = w.multiTurn(rng)
 		case r < w.cfg.MultiTurnRate+w.cfg.InstructedRate:
 			inst := sampleInstruction(rng)
-			dialogues[i] = []sftTurn{w.turn(inst, w.queryFor(rng, train, inst, referringRate))}
+			t := w.turn(inst, w.queryFor(rng, train, inst, referringRate))
+			t.system = rng.Float64() < w.cfg.SystemRate
+			dialogues[i] = []sftTurn{t}
 		default:
 			dialogues[i] = []sftTurn{w.turn(gatt.Instruction{}, w.plainQuery(rng, train))}
 		}
@@ -420,8 +431,13 @@ func (w *World) SFT() []Dialogue {
 	out := make([]Dialogue, len(dialogues))
 	for i, d := range dialogues {
 		for _, t := range d {
+			user := Instructed(t.inst, t.q.Text())
+			if t.system {
+				out[i] = append(out[i], Message{Role: "system", Content: t.inst.Text()})
+				user = t.q.Text()
+			}
 			out[i] = append(out[i],
-				Message{Role: "user", Content: Instructed(t.inst, t.q.Text())},
+				Message{Role: "user", Content: user},
 				Message{Role: "assistant", Content: t.reply.text()})
 		}
 	}
@@ -439,6 +455,7 @@ func (w *World) multiTurn(rng *rand.Rand) []sftTurn {
 		first = sampleInstruction(rng)
 	}
 	ts := []sftTurn{w.turn(first, w.queryFor(rng, train, first, referringRate))}
+	ts[0].system = len(first.Constraints) > 0 && rng.Float64() < w.cfg.SystemRate
 	for len(ts) < n {
 		if rng.Float64() < laterInstructed {
 			inst := sampleInstruction(rng)
@@ -506,6 +523,7 @@ func (w *World) pairs(rng *rand.Rand, split, n int) []Pair {
 			inst = sampleInstruction(rng)
 		}
 		q := w.queryFor(rng, split, inst, referringRate)
+		prompt := w.prompt(rng, inst, q)
 		st := mustStyle(inst)
 		level := LevelSignificant
 		switch q.Task {
@@ -517,7 +535,7 @@ func (w *World) pairs(rng *rand.Rand, split, n int) []Pair {
 			}
 		}
 		out[i] = Pair{
-			Prompt:   []Message{{Role: "user", Content: Instructed(inst, q.Text())}},
+			Prompt:   prompt,
 			Chosen:   st.want(q).text(),
 			Rejected: corrupt(rng, st, q, level).text(),
 			Level:    level,
@@ -598,6 +616,15 @@ func corrupt(rng *rand.Rand, st style, q Query, level int) spec {
 	return ways[rng.IntN(len(ways))](s)
 }
 
+// prompt is a one-question prompt with an optional instruction, in a system message SystemRate of
+// the time, else appended to the question.
+func (w *World) prompt(rng *rand.Rand, inst gatt.Instruction, q Query) []Message {
+	if len(inst.Constraints) > 0 && rng.Float64() < w.cfg.SystemRate {
+		return []Message{{Role: "system", Content: inst.Text()}, {Role: "user", Content: q.Text()}}
+	}
+	return []Message{{Role: "user", Content: Instructed(inst, q.Text())}}
+}
+
 // randomQuery draws any query of a task (either split: a wrong answer may be about anything).
 func randomQuery(rng *rand.Rand, t Task) Query {
 	switch t {
@@ -629,8 +656,7 @@ func (w *World) Prompts(split string) ([][]Message, error) {
 		if rng.Float64() < w.cfg.PromptInstructedRate {
 			inst = sampleInstruction(rng)
 		}
-		q := w.queryFor(rng, s, inst, referringRate)
-		out[i] = []Message{{Role: "user", Content: Instructed(inst, q.Text())}}
+		out[i] = w.prompt(rng, inst, w.queryFor(rng, s, inst, referringRate))
 	}
 	return out, nil
 }
@@ -654,7 +680,7 @@ func (w *World) GAttSource() []SourceDialogue {
 	return out
 }
 
-// GAttEval returns the GAtt evaluation dialogues: the instruction in front of the first question
+// GAttEval returns the GAtt evaluation dialogues: the instruction with the first question
 // only, then EvalTurns-1 more questions. As in gatt.Questions, the turns cycle, in a fresh random
 // order per cycle, through a question about each of the instruction's figure and hobby and a
 // knowledge question. A figure and a language are checked on every answer (the persona prefixes

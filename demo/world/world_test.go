@@ -134,28 +134,39 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-// sftReplies walks the SFT dialogues: each user message, its reply and the grade of the reply
-// under the message's own instruction.
-func sftReplies(t *testing.T, w *World, f func(turn int, q Query, inst gatt.Instruction, reply string, g Grade)) {
+// sftReplies walks the SFT dialogues: each reply with its prompt (the dialogue up to it), its
+// question and its grade under the constraints Governing finds.
+func sftReplies(t *testing.T, w *World, f func(prompt []Message, q Query, reply string, g Grade)) {
 	t.Helper()
 	for i, d := range w.SFT() {
-		if len(d)%2 != 0 || len(d) == 0 {
+		msgs := []Message(d)
+		if len(msgs) > 0 && msgs[0].Role == "system" {
+			if _, ok := ParseInstruction(msgs[0].Content); !ok {
+				t.Fatalf("dialogue %d: system message %q is not an instruction", i, msgs[0].Content)
+			}
+			msgs = msgs[1:]
+		}
+		if len(msgs)%2 != 0 || len(msgs) == 0 {
 			t.Fatalf("dialogue %d has %d messages", i, len(d))
 		}
-		for j := 0; j < len(d); j += 2 {
-			if d[j].Role != "user" || d[j+1].Role != "assistant" {
-				t.Fatalf("dialogue %d message %d: roles %s, %s", i, j, d[j].Role, d[j+1].Role)
+		for j := 0; j < len(msgs); j += 2 {
+			if msgs[j].Role != "user" || msgs[j+1].Role != "assistant" {
+				t.Fatalf("dialogue %d message %d: roles %s, %s", i, j, msgs[j].Role, msgs[j+1].Role)
 			}
-			inst, question, _ := ParseInstructed(d[j].Content)
-			q, ok := ParseQuestion(question)
-			if !ok {
-				t.Fatalf("dialogue %d message %d: %q is not a world question", i, j, d[j].Content)
-			}
-			g, err := GradeAnswer(inst.Constraints, question, d[j+1].Content)
+			prompt := d[:len(d)-len(msgs)+j+1]
+			_, question, err := Governing(prompt)
 			if err != nil {
 				t.Fatal(err)
 			}
-			f(j/2, q, inst, d[j+1].Content, g)
+			q, ok := ParseQuestion(question)
+			if !ok {
+				t.Fatalf("dialogue %d message %d: %q is not a world question", i, j, msgs[j].Content)
+			}
+			g, err := GradePrompt(prompt, msgs[j+1].Content)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f(prompt, q, msgs[j+1].Content, g)
 		}
 	}
 }
@@ -169,7 +180,7 @@ func TestWrongShare(t *testing.T) {
 		cfg.WrongRate = rate
 		w := newWorld(t, cfg)
 		n, wrong := 0, 0
-		sftReplies(t, w, func(_ int, q Query, _ gatt.Instruction, reply string, g Grade) {
+		sftReplies(t, w, func(_ []Message, q Query, reply string, g Grade) {
 			if !q.Task.Knowledge() {
 				if g.Level != LevelCorrect {
 					t.Errorf("%s reply %q graded %+v", q.Task, reply, g)
@@ -195,34 +206,46 @@ func TestWrongShare(t *testing.T) {
 	}
 }
 
-// TestSFTInstructionsGovernOwnReply: an instruction changes only the reply to its own message;
-// multi-turn dialogues have 2..MaxTurns turns, and some later turns ask about turn 1's persona or
-// hobby and get the default answer, which is what the pre-GAtt model learns.
+// TestSFTInstructionsGovernOwnReply: an instruction (appended to a user message, or in a system
+// message before the first) changes only the reply to its own message; multi-turn dialogues have
+// 2..MaxTurns turns, and some later turns ask about turn 1's persona or hobby and get the default
+// answer, which is what the pre-GAtt model learns.
 func TestSFTInstructionsGovernOwnReply(t *testing.T) {
 	w := newWorld(t, Quick())
-	multi, forgotten, instructed := 0, 0, 0
+	multi, forgotten, opened, system := 0, 0, 0, 0
 	for i, d := range w.SFT() {
-		turns := len(d) / 2
+		msgs := []Message(d)
+		var first gatt.Instruction
+		if msgs[0].Role == "system" {
+			first, _ = ParseInstruction(msgs[0].Content)
+			msgs = msgs[1:]
+			system++
+		} else {
+			first, _, _ = ParseInstructed(msgs[0].Content)
+		}
+		if len(first.Constraints) > 0 {
+			opened++
+		}
+		turns := len(msgs) / 2
 		if turns > w.cfg.MaxTurns {
 			t.Fatalf("dialogue %d has %d turns", i, turns)
 		}
 		if turns > 1 {
 			multi++
 		}
-		first, _, ok := ParseInstructed(d[0].Content)
-		if ok {
-			instructed++
-		}
-		for j := 2; j < len(d); j += 2 {
-			if _, _, own := ParseInstructed(d[j].Content); own {
+		for j := 2; j < len(msgs); j += 2 {
+			if _, _, own := ParseInstructed(msgs[j].Content); own {
 				continue
 			}
-			q, _ := ParseQuestion(d[j].Content)
-			// The reply is exactly the unconstrained answer, up to SFT's noise in knowledge replies.
-			if g, _ := GradeAnswer(nil, d[j].Content, d[j+1].Content); !g.Compliant {
-				t.Fatalf("dialogue %d turn %d: reply %q keeps an instruction: %s", i, j/2, d[j+1].Content, g.Detail)
+			q, ok := ParseQuestion(msgs[j].Content)
+			if !ok {
+				t.Fatalf("dialogue %d turn %d: %q", i, j/2, msgs[j].Content)
 			}
-			if ok && slices.Contains(referring(first), q.Task) {
+			// The reply is the unconstrained answer, up to SFT's noise in knowledge replies.
+			if g, _ := GradeAnswer(nil, msgs[j].Content, msgs[j+1].Content); !g.Compliant {
+				t.Fatalf("dialogue %d turn %d: reply %q keeps an instruction: %s", i, j/2, msgs[j+1].Content, g.Detail)
+			}
+			if slices.Contains(referring(first), q.Task) {
 				forgotten++
 			}
 		}
@@ -231,8 +254,11 @@ func TestSFTInstructionsGovernOwnReply(t *testing.T) {
 	if math.Abs(frac-w.cfg.MultiTurnRate) > 0.06 {
 		t.Errorf("%d of %d dialogues are multi-turn, want about %v", multi, w.cfg.NumSFT, w.cfg.MultiTurnRate)
 	}
-	if forgotten < 20 || instructed < w.cfg.NumSFT/4 {
-		t.Errorf("%d later turns ask about turn 1's persona or hobby, %d dialogues open with an instruction", forgotten, instructed)
+	if forgotten < 20 || opened < w.cfg.NumSFT/4 {
+		t.Errorf("%d later turns ask about turn 1's persona or hobby, %d dialogues open with an instruction", forgotten, opened)
+	}
+	if share := float64(system) / float64(opened); math.Abs(share-w.cfg.SystemRate) > 0.1 {
+		t.Errorf("%d of %d opening instructions in a system message, want a share of %v", system, opened, w.cfg.SystemRate)
 	}
 }
 
@@ -263,32 +289,33 @@ func TestPairs(t *testing.T) {
 		ratings := map[string]int{}
 		instructed := 0
 		for i, p := range set.pairs {
-			if len(p.Prompt) != 1 || p.Prompt[0].Role != "user" {
-				t.Fatalf("%s pair %d: prompt %+v", set.name, i, p.Prompt)
+			cs, question, err := Governing(p.Prompt)
+			if err != nil || len(p.Prompt) > 2 || (len(p.Prompt) == 2 && p.Prompt[0].Role != "system") {
+				t.Fatalf("%s pair %d: prompt %+v: %v", set.name, i, p.Prompt, err)
 			}
-			user := p.Prompt[0].Content
-			inst, question, ok := ParseInstructed(user)
-			if ok {
+			if len(cs) > 0 {
 				instructed++
 			}
+			user := p.Prompt[len(p.Prompt)-1].Content
 			if held[question] != set.held {
 				t.Errorf("%s pair %d: question %q held out %v", set.name, i, question, held[question])
 			}
-			gc, err := GradeMessage(user, p.Chosen)
+			gc, err := GradePrompt(p.Prompt, p.Chosen)
 			if err != nil {
 				t.Fatal(err)
 			}
-			gr, _ := GradeMessage(user, p.Rejected)
+			gr, _ := GradePrompt(p.Prompt, p.Rejected)
 			if gc.Level != LevelCorrect {
 				t.Errorf("%s pair %d: chosen %q to %q graded %+v", set.name, i, p.Chosen, user, gc)
 			}
 			if gr.Level != p.Level || p.Level == LevelCorrect || p.Rating != Rating(p.Level) {
 				t.Errorf("%s pair %d: rejected %q to %q graded %+v, pair level %d rating %q", set.name, i, p.Rejected, user, gr, p.Level, p.Rating)
 			}
-			if c, _ := Correct(user, p.Rejected); c {
-				t.Errorf("%s pair %d: rejected %q is correct", set.name, i, p.Rejected)
+			if len(p.Prompt) == 1 {
+				if c, _ := Correct(user, p.Rejected); c {
+					t.Errorf("%s pair %d: rejected %q is correct", set.name, i, p.Rejected)
+				}
 			}
-			_ = inst
 			ratings[p.Rating]++
 		}
 		for level := LevelNegligible; level <= LevelSignificant; level++ {
@@ -328,9 +355,9 @@ func TestSplits(t *testing.T) {
 		return train[q]
 	}
 	for i, d := range w.SFT() {
-		for j := 0; j < len(d); j += 2 {
-			if !isTrain(d[j].Content) {
-				t.Fatalf("SFT dialogue %d uses %q", i, d[j].Content)
+		for _, m := range d {
+			if m.Role == "user" && !isTrain(m.Content) {
+				t.Fatalf("SFT dialogue %d uses %q", i, m.Content)
 			}
 		}
 	}
@@ -354,11 +381,12 @@ func TestSplits(t *testing.T) {
 			t.Errorf("%s: %d prompts, want %d", split, len(ps), want)
 		}
 		for _, p := range ps {
-			if len(p) != 1 || p[0].Role != "user" || isTrain(p[0].Content) != (split == SplitTrain) {
-				t.Fatalf("%s prompt %+v", split, p)
+			_, q, err := Governing(p)
+			if err != nil || train[q] != (split == SplitTrain) {
+				t.Fatalf("%s prompt %+v: %v", split, p, err)
 			}
-			if _, ok := Correct(p[0].Content, "x."); !ok {
-				t.Fatalf("%s prompt %q is not checkable", split, p[0].Content)
+			if _, err := GradePrompt(p, "x."); err != nil {
+				t.Fatalf("%s prompt %+v is not checkable: %v", split, p, err)
 			}
 		}
 	}
@@ -516,7 +544,7 @@ func TestMisconceptions(t *testing.T) {
 	}
 	tallies := map[fact]*tally{}
 	misRight, misWrong := 0, 0
-	sftReplies(t, w, func(_ int, q Query, inst gatt.Instruction, reply string, g Grade) {
+	sftReplies(t, w, func(_ []Message, q Query, reply string, g Grade) {
 		if !q.Task.Knowledge() {
 			return
 		}
@@ -524,7 +552,7 @@ func TestMisconceptions(t *testing.T) {
 		tl := tallies[f]
 		if tl == nil {
 			tl = &tally{wrong: map[int]int{}}
-			tl.misled = w.Misconceived(Instructed(inst, q.Text()))
+			tl.misled = w.Misconceived(q.Text())
 			tallies[f] = tl
 		}
 		if g.Level == LevelCorrect {
