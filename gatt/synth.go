@@ -1,0 +1,492 @@
+package gatt
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/alignkit/alignkit/data"
+	"github.com/alignkit/alignkit/data/chat"
+	"github.com/alignkit/alignkit/model/checkpoint"
+	"github.com/alignkit/alignkit/reward"
+	"github.com/alignkit/alignkit/rlhf"
+)
+
+// Output file names in output_dir.
+const (
+	ParquetFile = "gatt.parquet"
+	JournalFile = "gatt.journal.jsonl"
+	SummaryFile = "gatt_summary.json"
+)
+
+// SynthConfig is `alignkit gatt synth`'s YAML.
+type SynthConfig struct {
+	// Data holds dataset_name (the source dialogues: a `messages` column), columns, chat_template and
+	// max_length; the other data keys do not apply to synthesis and are rejected.
+	Data            data.Args `mapstructure:",squash"`
+	ModelNameOrPath string    `mapstructure:"model_name_or_path" doc:"the current model: samples the replies (backend local), and gives the tokenizer and chat template the rows are placed and measured with"`
+	OutputDir       string    `mapstructure:"output_dir" doc:"receives gatt.parquet, its journal (gatt.journal.jsonl, for resuming) and gatt_summary.json"`
+	Seed            int64     `mapstructure:"seed" doc:"drives the instructions (per source row) and the sampling (per row and turn); default 42"`
+
+	MaxDialogues int     `mapstructure:"max_dialogues" doc:"synthesise this many dialogues, the first source rows that succeed (0: all)"`
+	MaxTurns     int     `mapstructure:"max_turns" doc:"use at most this many user turns of each dialogue (0: all)"`
+	MaxNewTokens int     `mapstructure:"max_new_tokens" doc:"most tokens per sampled reply (default 256)"`
+	Temperature  float64 `mapstructure:"temperature" doc:"sampling temperature (default 0.7; 0 is greedy)"`
+	TopP         float64 `mapstructure:"top_p" doc:"nucleus sampling mass (default 1: no cut)"`
+	Samples      string  `mapstructure:"samples" doc:"last_turn: one sample per dialogue trained on its final reply; every_turn: one per turn t, trained on reply t (default last_turn)"`
+
+	InstructionPlacement string `mapstructure:"instruction_placement" doc:"where the instruction goes in the first turn: system, first_user, or auto (system when the chat template renders a system message; default)"`
+	Constraints          Lists  `mapstructure:"constraints" doc:"hobbies, languages and figures to draw from; a list given here replaces the default one (see extend_constraints)"`
+	ExtendConstraints    bool   `mapstructure:"extend_constraints" doc:"add the constraints lists to the defaults instead of replacing them"`
+
+	NumSamplesPerPrompt   int    `mapstructure:"num_samples_per_prompt" doc:"K replies sampled per turn; the reward model keeps the best (default 1)"`
+	RewardModelNameOrPath string `mapstructure:"reward_model_name_or_path" doc:"reward model for best-of-K (needed when num_samples_per_prompt > 1)"`
+	Backend               `mapstructure:",squash"`
+	Progress              io.Writer `mapstructure:"-"`
+}
+
+// DefaultSynthConfig is what a YAML file that sets nothing means; load a config over it.
+func DefaultSynthConfig() SynthConfig {
+	return SynthConfig{Seed: 42, MaxNewTokens: 256, Temperature: 0.7, TopP: 1, Samples: string(SamplesLastTurn),
+		InstructionPlacement: string(PlaceAuto), NumSamplesPerPrompt: 1}
+}
+
+// Validate checks the keys and returns one error line naming the first bad one.
+func (c SynthConfig) Validate() error {
+	c.Backend = c.Backend.defaults()
+	d := c.Data.Defaults()
+	switch {
+	case d.DatasetName == "":
+		return errors.New("dataset_name: must be set (a .parquet or .jsonl file with a messages column)")
+	case d.EvalDatasetName != "" || d.EvalSplit != 0:
+		return errors.New("eval_dataset_name, eval_split: not used by gatt synth: remove them")
+	case d.Packing || d.LossMask != "":
+		return errors.New("packing, loss_mask: training keys, not used by gatt synth: set them in the sft config")
+	case d.MaxTrainSamples != 0 || d.MaxEvalSamples != 0:
+		return errors.New("max_train_samples, max_eval_samples: not used by gatt synth: use max_dialogues")
+	case d.MaxLength < 2:
+		return fmt.Errorf("max_length: must be >= 2, got %d", d.MaxLength)
+	case c.OutputDir == "":
+		return errors.New("output_dir: must be set")
+	case c.MaxDialogues < 0:
+		return fmt.Errorf("max_dialogues: must be >= 0 (0: all), got %d", c.MaxDialogues)
+	case c.MaxTurns < 0 || c.MaxTurns == 1:
+		return fmt.Errorf("max_turns: must be 0 (all) or >= 2, got %d", c.MaxTurns)
+	case c.MaxNewTokens < 1:
+		return fmt.Errorf("max_new_tokens: must be >= 1, got %d", c.MaxNewTokens)
+	case math.IsNaN(c.Temperature) || c.Temperature < 0:
+		return fmt.Errorf("temperature: must be >= 0, got %v", c.Temperature)
+	case math.IsNaN(c.TopP) || c.TopP <= 0 || c.TopP > 1:
+		return fmt.Errorf("top_p: must be in (0, 1], got %v", c.TopP)
+	case c.NumSamplesPerPrompt < 1:
+		return fmt.Errorf("num_samples_per_prompt: must be >= 1, got %d", c.NumSamplesPerPrompt)
+	case c.NumSamplesPerPrompt > 1 && c.RewardModelNameOrPath == "":
+		return fmt.Errorf("num_samples_per_prompt %d: best-of-K needs reward_model_name_or_path", c.NumSamplesPerPrompt)
+	case c.NumSamplesPerPrompt > 1 && c.Temperature == 0:
+		return fmt.Errorf("num_samples_per_prompt %d: greedy decoding (temperature 0) gives K identical replies: set temperature > 0", c.NumSamplesPerPrompt)
+	}
+	if _, err := ParseSampleMode(c.Samples); err != nil {
+		return err
+	}
+	if _, err := ParsePlacement(c.InstructionPlacement); err != nil {
+		return err
+	}
+	if _, err := ResolveLists(c.Constraints, c.ExtendConstraints); err != nil {
+		return err
+	}
+	if err := d.Validate(); err != nil && !strings.HasPrefix(err.Error(), "dataset_name") {
+		return err
+	}
+	return c.Backend.validate(c.ModelNameOrPath)
+}
+
+// ResolveLists applies a config's constraints over the defaults: a list that is given (non-nil)
+// replaces the default list, or with extend adds to it. Every resulting list must hold at least one
+// value, since Sample draws from all three categories.
+func ResolveLists(given Lists, extend bool) (Lists, error) {
+	out := DefaultLists()
+	if extend {
+		out = out.Extend(given)
+	} else {
+		if given.Hobbies != nil {
+			out.Hobbies = given.Hobbies
+		}
+		if given.Languages != nil {
+			out.Languages = given.Languages
+		}
+		if given.Figures != nil {
+			out.Figures = given.Figures
+		}
+	}
+	if err := out.check(kinds[:]); err != nil {
+		return Lists{}, fmt.Errorf("constraints: %w", err)
+	}
+	return out, nil
+}
+
+// SynthSummary counts what a synthesis did; it is written to output_dir/gatt_summary.json.
+type SynthSummary struct {
+	SourceRows int `json:"source_rows"`
+	Dialogues  int `json:"dialogues"` // dialogues in gatt.parquet
+	Rows       int `json:"rows"`      // training samples in gatt.parquet
+	TerseRows  int `json:"terse_rows"`
+	// Skipped counts, per reason, the source rows before the last one used that gave no dialogue:
+	// "fewer_than_2_user_turns" and "too_long" (not two turns within max_length).
+	Skipped map[string]int `json:"skipped"`
+	// Resumed is how many dialogues were taken from the journal of an earlier run, not regenerated.
+	Resumed   int       `json:"resumed"`
+	Generated int       `json:"generated"`
+	Placement Placement `json:"instruction_placement"`
+	Lists     Lists     `json:"constraints"`
+}
+
+// Skip reasons.
+const (
+	SkipFewTurns = "fewer_than_2_user_turns"
+	SkipTooLong  = "too_long"
+)
+
+// Synthesize runs GAtt synthesis: for each source dialogue (in row order) it samples an instruction,
+// samples every reply turn by turn with the instruction appended to every user message (best of K by
+// the reward model when K > 1), and writes the training samples. Each finished dialogue is appended
+// to the journal, so a killed run continues where it stopped; gatt.parquet is written, atomically,
+// only at the end.
+func Synthesize(ctx context.Context, cfg SynthConfig) (SynthSummary, error) {
+	var sum SynthSummary
+	cfg.Backend = cfg.Backend.defaults()
+	cfg.Data = cfg.Data.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return sum, err
+	}
+	place, _ := ParsePlacement(cfg.InstructionPlacement)
+	s, err := newSampler(ctx, cfg.Backend, cfg.ModelNameOrPath, cfg.Data.ChatTemplate)
+	if err != nil {
+		return sum, err
+	}
+	if place == PlaceAuto {
+		if place, err = DetectPlacement(s.tmpl); err != nil {
+			return sum, err
+		}
+	}
+	var scorer convScorer
+	if cfg.NumSamplesPerPrompt > 1 {
+		if scorer, err = reward.NewScorer(cfg.RewardModelNameOrPath, reward.WithChatTemplate(cfg.Data.ChatTemplate)); err != nil {
+			return sum, err
+		}
+	}
+	return synthesize(ctx, cfg, s, scorer, place)
+}
+
+// convScorer scores conversations that end in the reply being judged (reward.Scorer).
+type convScorer interface {
+	Score(ctx context.Context, convs [][]data.Message) ([]float64, error)
+}
+
+// synthesize is Synthesize once the backend, the reward model and the placement are settled.
+func synthesize(ctx context.Context, cfg SynthConfig, s *sampler, scorer convScorer, place Placement) (SynthSummary, error) {
+	var sum SynthSummary
+	cfg.Backend = cfg.Backend.defaults()
+	cfg.Data = cfg.Data.Defaults()
+	lists, _ := ResolveLists(cfg.Constraints, cfg.ExtendConstraints)
+	mode, _ := ParseSampleMode(cfg.Samples)
+	ds, err := data.Load(data.Source{Path: cfg.Data.DatasetName, Columns: cfg.Data.Columns, Format: data.FormatConversation})
+	if err != nil {
+		return sum, err
+	}
+	sum.SourceRows = len(ds.Records)
+	sum.Placement, sum.Lists = place, lists
+	sum.Skipped = map[string]int{}
+
+	if err := os.MkdirAll(cfg.OutputDir, 0o755); err != nil {
+		return sum, fmt.Errorf("output_dir: %w", err)
+	}
+	fp, err := fingerprint(cfg, place, lists)
+	if err != nil {
+		return sum, err
+	}
+	journal, entries, err := OpenJournal(filepath.Join(cfg.OutputDir, JournalFile), fp)
+	if err != nil {
+		return sum, err
+	}
+	defer journal.Close()
+	done := map[int]Entry{}
+	for _, e := range entries {
+		done[e.SourceRow] = e
+	}
+	sum.Resumed = len(done)
+
+	// Candidates in row order; rows with fewer than two user turns are skipped without sampling.
+	dialogues := make([]Dialogue, len(ds.Records))
+	eligible := make([]bool, len(ds.Records))
+	for i, r := range ds.Records {
+		d, err := DialogueFrom(r.Row, r.Messages, place)
+		if err == nil && cfg.MaxTurns > 0 && len(d.Users) > cfg.MaxTurns {
+			d.Users = d.Users[:cfg.MaxTurns]
+		}
+		dialogues[i], eligible[i] = d, err == nil
+	}
+	okDone := 0
+	for _, e := range done {
+		if e.Skipped == "" {
+			okDone++
+		}
+	}
+
+	w := &synthWorker{cfg: cfg, s: s, scorer: scorer, lists: lists, place: place, mode: mode}
+	limit := cfg.Data.MaxLength
+	if s.maxPos > 0 && s.maxPos < limit {
+		limit = s.maxPos
+	}
+	w.limit = limit
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		e   Entry
+		err error
+	}
+	results := make(chan result)
+	inflight, next, okCount := 0, 0, okDone
+	var firstErr error
+	for {
+		for firstErr == nil && inflight < cfg.Concurrency && next < len(dialogues) &&
+			(cfg.MaxDialogues == 0 || okCount+inflight < cfg.MaxDialogues) && runCtx.Err() == nil {
+			i := next
+			next++
+			if _, ok := done[dialogues[i].SourceRow]; ok || !eligible[i] {
+				continue
+			}
+			inflight++
+			go func(d Dialogue) {
+				e, err := w.dialogue(runCtx, d)
+				results <- result{e, err}
+			}(dialogues[i])
+		}
+		if inflight == 0 {
+			break
+		}
+		r := <-results
+		inflight--
+		if r.err != nil {
+			if firstErr == nil {
+				firstErr = r.err
+				cancel()
+			}
+			continue
+		}
+		if firstErr != nil {
+			continue
+		}
+		if err := journal.Append(r.e); err != nil {
+			firstErr = err
+			cancel()
+			continue
+		}
+		done[r.e.SourceRow] = r.e
+		sum.Generated++
+		if r.e.Skipped == "" {
+			okCount++
+		}
+		if cfg.Progress != nil {
+			fmt.Fprintf(cfg.Progress, "gatt synth: row %d: %s (%d/%s dialogues)\n", r.e.SourceRow, entryWord(r.e), okCount, maxWord(cfg.MaxDialogues))
+		}
+	}
+	if firstErr != nil {
+		return sum, firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return sum, err
+	}
+
+	// The output: the first max_dialogues successful rows, whatever order they finished in.
+	var rows []Row
+	lastUsed := len(dialogues) - 1
+	n := 0
+	for i, d := range dialogues {
+		if cfg.MaxDialogues > 0 && n == cfg.MaxDialogues {
+			lastUsed = i - 1
+			break
+		}
+		if e, ok := done[d.SourceRow]; ok && e.Skipped == "" && eligible[i] {
+			rows = append(rows, e.Rows...)
+			n++
+		}
+	}
+	for i := 0; i <= lastUsed; i++ {
+		switch e, ok := done[dialogues[i].SourceRow]; {
+		case !eligible[i]:
+			sum.Skipped[SkipFewTurns]++
+		case ok && e.Skipped != "":
+			sum.Skipped[e.Skipped]++
+		}
+	}
+	if len(rows) == 0 {
+		return sum, fmt.Errorf("%s: no dialogue could be synthesised (%d rows: %s)", cfg.Data.DatasetName, len(dialogues), skipWords(sum.Skipped))
+	}
+	SortRows(rows)
+	sum.Dialogues, sum.Rows = n, len(rows)
+	for _, r := range rows {
+		if r.Terse {
+			sum.TerseRows++
+		}
+	}
+	if err := WriteParquet(filepath.Join(cfg.OutputDir, ParquetFile), rows); err != nil {
+		return sum, err
+	}
+	b, _ := json.MarshalIndent(sum, "", "  ")
+	if err := checkpoint.WriteFileAtomic(filepath.Join(cfg.OutputDir, SummaryFile), append(b, '\n')); err != nil {
+		return sum, err
+	}
+	return sum, nil
+}
+
+func entryWord(e Entry) string {
+	if e.Skipped != "" {
+		return "skipped, " + e.Skipped
+	}
+	return fmt.Sprintf("%d sample(s)", len(e.Rows))
+}
+
+func maxWord(n int) string {
+	if n == 0 {
+		return "all"
+	}
+	return fmt.Sprint(n)
+}
+
+func skipWords(m map[string]int) string {
+	if len(m) == 0 {
+		return "none skipped"
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%d skipped as %s", m[k], k)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// fingerprint hashes everything that decides a dialogue's content, so a journal is only resumed by
+// the same synthesis. max_dialogues, concurrency, base_url and output_dir are left out: they change
+// how much is done and where, not what.
+func fingerprint(cfg SynthConfig, place Placement, lists Lists) (string, error) {
+	b, err := json.Marshal(struct {
+		Model, Dataset, Template, Backend, Served, RM string
+		Columns                                       map[string]string
+		MaxLength, MaxTurns, MaxNew, K                int
+		Seed                                          int64
+		Temperature, TopP                             float64
+		Samples                                       string
+		Place                                         Placement
+		Lists                                         Lists
+	}{cfg.ModelNameOrPath, cfg.Data.DatasetName, cfg.Data.ChatTemplate, cfg.Backend.Backend, cfg.ServedModelName, cfg.RewardModelNameOrPath,
+		cfg.Data.Columns, cfg.Data.MaxLength, cfg.MaxTurns, cfg.MaxNewTokens, cfg.NumSamplesPerPrompt,
+		cfg.Seed, cfg.Temperature, cfg.TopP, cfg.Samples, place, lists})
+	if err != nil {
+		return "", err
+	}
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:8]), nil
+}
+
+// synthWorker samples one dialogue at a time; several run at once over a shared (concurrency-safe)
+// generator and scorer.
+type synthWorker struct {
+	cfg    SynthConfig
+	s      *sampler
+	scorer convScorer
+	lists  Lists
+	place  Placement
+	mode   SampleMode
+	limit  int
+}
+
+// InstructionFor is the instruction of a source row: drawn from a generator seeded by (seed, row), so
+// that it does not depend on which rows ran before, in what order, or in which run.
+func InstructionFor(seed int64, row int, lists Lists) (Instruction, error) {
+	return Sample(rand.New(rand.NewPCG(uint64(seed), uint64(row))), lists)
+}
+
+// turnSeed is the sampling seed of a row's turn t: a SplitMix64 hash, so that neighbouring rows and
+// turns draw unrelated streams (K samples use turnSeed..turnSeed+K-1).
+func turnSeed(seed int64, row, turn int) uint64 {
+	z := uint64(seed) ^ uint64(row)*0x9e3779b97f4a7c15 ^ uint64(turn+1)*0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	return z ^ (z >> 31)
+}
+
+func (w *synthWorker) dialogue(ctx context.Context, d Dialogue) (Entry, error) {
+	e := Entry{SourceRow: d.SourceRow}
+	inst, err := InstructionFor(w.cfg.Seed, d.SourceRow, w.lists)
+	if err != nil {
+		return e, err
+	}
+	text := inst.Text()
+	var replies []string
+	for t := range d.Users {
+		msgs := d.SamplingPrompt(text, replies)
+		if w.s.count != nil {
+			n, err := w.s.count(msgs)
+			if err != nil {
+				return e, fmt.Errorf("%s: row %d: %w", w.cfg.Data.DatasetName, d.SourceRow, err)
+			}
+			if n+w.cfg.MaxNewTokens > w.limit {
+				break // this turn does not fit: the dialogue ends before it
+			}
+		}
+		reply, err := w.reply(ctx, d, t, msgs)
+		if err != nil {
+			return e, err
+		}
+		replies = append(replies, reply)
+	}
+	if len(replies) < 2 {
+		e.Skipped = SkipTooLong
+		return e, nil
+	}
+	e.Rows, err = BuildRows(d, inst, w.place, w.mode, replies)
+	return e, err
+}
+
+// reply samples K replies to msgs and keeps the reward model's best (the first when K is 1).
+func (w *synthWorker) reply(ctx context.Context, d Dialogue, turn int, msgs []chat.Message) (string, error) {
+	k := w.cfg.NumSamplesPerPrompt
+	p := rlhf.Prompt{Messages: msgs, Source: w.cfg.Data.DatasetName, Row: d.SourceRow}
+	out, err := w.s.gen.Generate(ctx, []rlhf.Prompt{p}, k, rlhf.Sampling{
+		Temperature: w.cfg.Temperature, TopP: w.cfg.TopP, MaxNewTokens: w.cfg.MaxNewTokens, Seed: turnSeed(w.cfg.Seed, d.SourceRow, turn),
+	})
+	if err != nil {
+		return "", fmt.Errorf("%s: row %d: turn %d: %w", w.cfg.Data.DatasetName, d.SourceRow, turn+1, err)
+	}
+	cands := out[0]
+	best := 0
+	if k > 1 {
+		convs := make([][]data.Message, len(cands))
+		for j, c := range cands {
+			convs[j] = append(append([]data.Message(nil), msgs...), data.Message{Role: "assistant", Content: strings.TrimSpace(c)})
+		}
+		scores, err := w.scorer.Score(ctx, convs)
+		if err != nil {
+			return "", fmt.Errorf("%s: row %d: turn %d: reward model: %w", w.cfg.Data.DatasetName, d.SourceRow, turn+1, err)
+		}
+		if best = rlhf.Best(scores); best < 0 {
+			return "", fmt.Errorf("%s: row %d: turn %d: the reward model scored every reply NaN", w.cfg.Data.DatasetName, d.SourceRow, turn+1)
+		}
+	}
+	return strings.TrimSpace(cands[best]), nil
+}
