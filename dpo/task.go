@@ -78,6 +78,22 @@ func NewTask(cfg Config, opts ...Option) (*Task, error) {
 		return nil, fmt.Errorf("model_name_or_path: %w", err)
 	}
 	rows := 2 * cfg.PerDeviceTrainBatchSize
+	// The reference: its own checkpoint, or the policy's initial weights, copied before training
+	// moves them.
+	var refCk *checkpoint.Model
+	switch {
+	case cfg.ReferenceFree:
+	case cfg.RefModelNameOrPath != "":
+		if refCk, err = checkpoint.Open(cfg.RefModelNameOrPath); err != nil {
+			return nil, fmt.Errorf("ref_model_name_or_path: %w", err)
+		}
+		if a, b := refCk.Weights.Config.VocabSize, ck.Weights.Config.VocabSize; a != b {
+			return nil, fmt.Errorf("ref_model_name_or_path %s: a vocabulary of %d tokens, the policy %s has %d: the reference must score the same token ids",
+				cfg.RefModelNameOrPath, a, cfg.ModelNameOrPath, b)
+		}
+	default:
+		refCk = &checkpoint.Model{Weights: ck.Weights.Clone(), Tok: ck.Tok, Dir: ck.Dir, Source: ck.Source}
+	}
 	t.moe = ck.Weights.Config.NumLocalExperts > 0
 	tok, err := lm.ChatTokenizer(ck.Tok, cfg.Data.ChatTemplate)
 	if err != nil {
@@ -100,22 +116,6 @@ func NewTask(cfg Config, opts ...Option) (*Task, error) {
 		fmt.Fprintln(o.log, t.eval.report())
 	}
 
-	// The reference: its own checkpoint, or the policy's initial weights, copied before training
-	// moves them.
-	var refCk *checkpoint.Model
-	switch {
-	case cfg.ReferenceFree:
-	case cfg.RefModelNameOrPath != "":
-		if refCk, err = checkpoint.Open(cfg.RefModelNameOrPath); err != nil {
-			return nil, fmt.Errorf("ref_model_name_or_path: %w", err)
-		}
-		if a, b := refCk.Weights.Config.VocabSize, ck.Weights.Config.VocabSize; a != b {
-			return nil, fmt.Errorf("ref_model_name_or_path %s: vocabulary of %d tokens, the policy %s has %d: the reference must score the same token ids",
-				cfg.RefModelNameOrPath, a, cfg.ModelNameOrPath, b)
-		}
-	default:
-		refCk = &checkpoint.Model{Weights: ck.Weights.Clone(), Tok: ck.Tok, Dir: ck.Dir, Source: ck.Source}
-	}
 	t.policy = lm.New(ck, rows)
 	if refCk == nil {
 		return t, nil
