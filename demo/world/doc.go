@@ -42,9 +42,9 @@
 // # Splits
 //
 // Held-out prompts and pairs use question strings that no training set contains (HeldOutFrac of
-// each task's phrasings of each fact, drawn by seed). The facts behind them are shared with the
-// training questions through other phrasings: a tiny model cannot be expected to add numbers it
-// never saw added, and the demo measures alignment, not arithmetic generalisation.
+// each task's question strings, drawn by seed). The facts behind them are, almost always, asked in
+// training through other phrasings: a tiny model cannot be expected to add numbers it never saw
+// added, and the demo measures alignment, not arithmetic generalisation.
 //
 // # Instructions and Ghost Attention
 //
@@ -66,11 +66,10 @@
 // it a turn later: the failure GAtt fixes. GAttSource gives plain multi-turn dialogues, each with a
 // drawn instruction; GAtt synthesis appends the instruction to every user message, samples replies
 // with the SFT model (which follows it), and trains with it in the first turn only. GAttEval gives
-// dialogues with the instruction in the first turn only and EvalTurns
-// questions that refer back to it (Llama 2 Table 30 goes to turn 20); each turn lists the
-// constraints its answer is checked against: the language and the figure on every turn, the hobby
-// on the questions about it. A model that forgot the instruction fails at least one check on every
-// turn that has any.
+// dialogues with the instruction in the first turn only and EvalTurns questions that refer back to
+// it (Llama 2 Table 30 goes to turn 20); each turn lists the constraints its answer is checked
+// against: the language and the figure on every turn, the hobby on the questions about it. A model
+// that forgot the instruction fails at least one check on every turn that has any.
 //
 // Checker (name "world") implements gatt.Checker with the world's rules: a figure must prefix the
 // answer, a language is identified by the world's lexicons (Language), a hobby must be named. gatt's

@@ -314,7 +314,7 @@ var taskWeights = [numTasks]float64{TaskPlus: 0.35, TaskMinus: 0.25, TaskColour:
 const (
 	referringRate      = 0.4  // an instructed turn asks about its own figure or hobby
 	firstInstructed    = 0.6  // a multi-turn SFT dialogue opens with an instruction
-	laterInstructed    = 0.15 // a later SFT turn carries its own instruction
+	laterInstructed    = 0.25 // a later SFT turn carries its own instruction (as every turn does in GAtt sampling)
 	laterReferBackRate = 0.4  // a later plain SFT turn asks about turn 1's figure or hobby
 	gattReferringRate  = 0.4  // a GAtt source turn asks about the instruction's figure or hobby
 )
