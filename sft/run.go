@@ -81,7 +81,7 @@ func Prepare(cfg Config) (*Task, Summary, error) {
 	}
 	tok, err := chatTokenizer(ck.Tok, cfg.Data.ChatTemplate)
 	if err != nil {
-		return nil, sum, fmt.Errorf("chat_template: %w", err)
+		return nil, sum, err // "chat template ...: ...", naming the key already
 	}
 	bc := cfg.Data.BatchConfig(cfg.PerDeviceTrainBatchSize, pad)
 	trainB, err := batcher(tok, trainSet, cfg.Data.Mask(), bc, ck.Tok.EOS())
