@@ -508,3 +508,50 @@ func TestPadID(t *testing.T) {
 		t.Errorf("PadID = %d, %v; want unk 0", id, err)
 	}
 }
+
+// TestFormats prepares each TRL format from JSONL and checks the loss mask it trains with by
+// default: every token of text, the completion of prompt/completion and alpaca rows, the assistant
+// turns of conversations. The eval file goes through the same path.
+func TestFormats(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name, rows string
+		format     data.Format
+		mask       string
+	}{
+		{"text", `{"text": "Once upon a time there was a cat."}`, data.FormatText, "all"},
+		{"prompt_completion", `{"prompt": "Once upon a time, the little cat sat", "completion": " down."}`, data.FormatPromptCompletion, "completion_only"},
+		{"conversational prompt_completion", `{"prompt": [{"role": "user", "content": "Hi"}], "completion": [{"role": "assistant", "content": "Hello"}]}`,
+			data.FormatPromptCompletion, "completion_only"},
+		{"alpaca", `{"instruction": "Name a colour.", "input": "", "output": "Blue."}`, data.FormatAlpaca, "completion_only"},
+		{"conversation", `{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}`, data.FormatConversation, "assistant_only"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "_")+".jsonl")
+			if err := os.WriteFile(path, []byte(strings.Repeat(tc.rows+"\n", 3)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			c := storiesConfig(t, "no_robots_test_sft.parquet")
+			c.Data.DatasetName, c.Data.EvalDatasetName = path, path
+			task, sum := prepare(t, c)
+			if sum.Format != tc.format || sum.Mask != tc.mask || sum.Train.Examples != 3 || sum.Eval == nil || sum.Eval.Examples != 3 {
+				t.Errorf("summary %s", sum)
+			}
+			// Text trains every token but the first (BOS), and its appended EOS.
+			b, err := task.TrainData.Rows([]int{0})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if last := b.LastIndex[0]; b.Tokens[last] != task.Model.Tok().EOS() || b.Weights[last-1] != 1 {
+				t.Errorf("the example does not end with a trained EOS: tokens %v weights %v", b.Tokens[:last+1], b.Weights[:last+1])
+			}
+			if tc.mask == "all" && sum.Train.TrainedTokens != sum.Train.Tokens-3 {
+				t.Errorf("text: %d trained of %d tokens in 3 examples, want all but the first of each", sum.Train.TrainedTokens, sum.Train.Tokens)
+			}
+			if tc.mask != "all" && 2*sum.Train.TrainedTokens >= sum.Train.Tokens {
+				t.Errorf("%s: %d of %d tokens trained; the prompt should carry none", tc.name, sum.Train.TrainedTokens, sum.Train.Tokens)
+			}
+		})
+	}
+}
