@@ -1,0 +1,118 @@
+package rlhf_test
+
+import (
+	"context"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/alignkit/alignkit/model"
+	"github.com/alignkit/alignkit/model/checkpoint"
+	"github.com/alignkit/alignkit/model/hf"
+)
+
+// repoRoot is the directory holding go.mod.
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("go.mod not found above the test directory")
+		}
+		dir = parent
+	}
+}
+
+// sharedDir is ../shared from the repository root; tests skip when it is absent.
+func sharedDir(t *testing.T) string {
+	t.Helper()
+	shared := filepath.Join(repoRoot(t), "..", "shared")
+	if _, err := os.Stat(filepath.Join(shared, "models", "stories260K", "config.json")); err != nil {
+		t.Skipf("reference files absent (%v): these tests need ../shared from the repository root", err)
+	}
+	return shared
+}
+
+func storiesDir(t *testing.T) string { return filepath.Join(sharedDir(t), "models", "stories260K") }
+
+var (
+	storiesOnce sync.Once
+	storiesCk   *checkpoint.Model
+	storiesErr  error
+)
+
+// stories opens stories260K once per test binary; tests never mutate it.
+func stories(t *testing.T) *checkpoint.Model {
+	t.Helper()
+	dir := storiesDir(t)
+	storiesOnce.Do(func() { storiesCk, storiesErr = checkpoint.Open(dir) })
+	if storiesErr != nil {
+		t.Fatal(storiesErr)
+	}
+	return storiesCk
+}
+
+// rewardFrom turns a causal LM into a reward model with a seeded random score head
+// (LlamaForSequenceClassification, num_labels 1).
+func rewardFrom(t *testing.T, ck *checkpoint.Model, seed uint64) *checkpoint.Model {
+	t.Helper()
+	w := ck.Weights.Clone()
+	w.Config.Architectures = []string{"LlamaForSequenceClassification"}
+	w.Config.NumLabels = 1
+	D := w.Config.HiddenSize
+	rng := rand.New(rand.NewPCG(seed, 1))
+	head := make([]float32, D)
+	for i := range head {
+		head[i] = float32(rng.NormFloat64()) * 0.5
+	}
+	w.Tensors[model.ScoreKey] = &model.Tensor{Shape: []int{1, D}, Data: head}
+	if err := w.Check("reward"); err != nil {
+		t.Fatal(err)
+	}
+	return &checkpoint.Model{Weights: w, Tok: ck.Tok, Source: "reward-from-" + ck.Source}
+}
+
+// saveReward writes rewardFrom's model as an HF directory.
+func saveReward(t *testing.T, dir string, seed uint64) string {
+	t.Helper()
+	if err := checkpoint.Save(dir, rewardFrom(t, stories(t), seed), hf.SaveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// serveHTTP serves h on a loopback port until the test ends and returns its base URL.
+func serveHTTP(t *testing.T, h http.Handler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	return "http://" + ln.Addr().String()
+}
+
+// freePort returns a loopback address nothing listens on.
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}

@@ -1,0 +1,187 @@
+package rlhf
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/alignkit/alignkit/data"
+	"github.com/alignkit/alignkit/data/chat"
+	"github.com/alignkit/alignkit/lm"
+	"github.com/alignkit/alignkit/model/checkpoint"
+	"github.com/alignkit/alignkit/model/infer"
+	"github.com/alignkit/alignkit/model/tokenizer"
+)
+
+// DefaultLocalBatch is the most sequences Local decodes together (prompts × K).
+const DefaultLocalBatch = 64
+
+// Local generates with alignkit's own engine: batched KV-cache decoding (infer.Engine.Generate).
+// Conversations are rendered with the chat template and add_generation_prompt and tokenized as the
+// data layer tokenizes training rows (template text may hold special tokens, message text never),
+// so what is sampled here is what the SFT step later trains on. It is safe for concurrent use.
+type Local struct {
+	eng *infer.Engine
+	tok *tokenizer.Tokenizer
+	enc data.Encoder
+	// tmpl is nil when the model has no chat template and none was named; tmplErr then says why,
+	// and only conversational prompts fail.
+	tmpl    *chat.Template
+	tmplErr error
+	stop    []int32
+	// Batch is the most sequences decoded together; prompts are never split across batches.
+	Batch int
+}
+
+// NewLocal prepares a policy checkpoint for generation. chatTemplate is the config's chat_template:
+// a built-in name, a file, Jinja source, or "" for the model's own.
+func NewLocal(ck *checkpoint.Model, chatTemplate string) (*Local, error) {
+	if ck.Weights.Config.IsRewardModel() {
+		return nil, fmt.Errorf("%s is a reward model (it has a score head, no language-model head): it cannot generate", ck.Source)
+	}
+	eng, err := infer.New(ck.Weights)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ck.Source, err)
+	}
+	l := &Local{eng: eng, tok: ck.Tok, enc: lm.Encoder(ck.Tok), stop: ck.Tok.EOSIDs(), Batch: DefaultLocalBatch}
+	if dt, err := lm.ChatTokenizer(ck.Tok, chatTemplate); err != nil {
+		if chatTemplate != "" {
+			return nil, fmt.Errorf("chat_template: %w", err)
+		}
+		l.tmplErr = err
+	} else {
+		l.tmpl = dt.Template()
+	}
+	return l, nil
+}
+
+// Tokenizer is the policy's tokenizer.
+func (l *Local) Tokenizer() *tokenizer.Tokenizer { return l.tok }
+
+// MaxPositions is the model's context length.
+func (l *Local) MaxPositions() int { return l.eng.Config().MaxPositionEmbeddings }
+
+// Encode returns the token ids the model is prompted with: BOS (when the tokenizer adds one) and the
+// text; the conversation rendered with the generation prompt; or the ids as given.
+func (l *Local) Encode(p Prompt) ([]int32, error) {
+	switch {
+	case p.IDs != nil:
+		if len(p.IDs) == 0 {
+			return nil, fmt.Errorf("%s: empty token-id prompt", p.where())
+		}
+		for i, id := range p.IDs {
+			if id < 0 || int(id) >= l.tok.VocabSize() {
+				return nil, fmt.Errorf("%s: token %d: id %d is outside the vocabulary (%d)", p.where(), i, id, l.tok.VocabSize())
+			}
+		}
+		return p.IDs, nil
+	case p.Messages != nil:
+		if l.tmpl == nil {
+			return nil, fmt.Errorf("%s: a conversational prompt needs a chat template: %w", p.where(), l.tmplErr)
+		}
+		segs, err := l.tmpl.RenderSegments(p.Messages, true)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p.where(), err)
+		}
+		spans := make([]data.Span, len(segs))
+		for i, sg := range segs {
+			spans[i] = data.Span{Text: sg.Text, Special: sg.Message < 0}
+		}
+		return l.enc.EncodeChat(spans, false), nil
+	}
+	return l.tok.Encode(p.Text, l.tok.AddBOS()), nil
+}
+
+// Completion is one sampled continuation.
+type Completion struct {
+	Text string
+	// IDs are the generated tokens, the stop token included when one ended the sequence.
+	IDs []int32
+	// FinishReason is "stop" (an end-of-sequence token) or "length" (max_new_tokens or the context).
+	FinishReason string
+}
+
+// DecodeCompletion turns generated ids into the completion text. After a conversation it is the
+// decoded answer (control tokens dropped, as transformers' decode with skip_special_tokens). After
+// plain text it is decode(prompt + ids) minus decode(prompt), which keeps the space that joins the
+// two, so that prompt + completion reads (and re-tokenizes) as the model wrote it.
+func (l *Local) DecodeCompletion(p Prompt, prompt, ids []int32) string {
+	if p.Messages != nil {
+		return l.tok.Decode(ids)
+	}
+	pre := l.tok.Decode(prompt)
+	full := l.tok.Decode(append(slices.Clip(prompt), ids...))
+	if strings.HasPrefix(full, pre) {
+		return full[len(pre):]
+	}
+	return l.tok.Decode(ids)
+}
+
+// Complete samples k completions of every prompt. Sequence j of prompt i uses seed s.Seed + i·k + j.
+func (l *Local) Complete(ctx context.Context, prompts []Prompt, k int, s Sampling) ([][]Completion, error) {
+	if err := checkK(k); err != nil {
+		return nil, err
+	}
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	ids := make([][]int32, len(prompts))
+	maxPos := l.MaxPositions()
+	for i, p := range prompts {
+		var err error
+		if ids[i], err = l.Encode(p); err != nil {
+			return nil, err
+		}
+		if len(ids[i]) >= maxPos {
+			return nil, fmt.Errorf("%s: the prompt has %d tokens: no room to generate within max_position_embeddings %d", p.where(), len(ids[i]), maxPos)
+		}
+	}
+	per := max(1, l.Batch/k) // prompts per engine call
+	out := make([][]Completion, len(prompts))
+	for i0 := 0; i0 < len(prompts); i0 += per {
+		i1 := min(len(prompts), i0+per)
+		var batch [][]int32
+		for i := i0; i < i1; i++ {
+			for range k {
+				batch = append(batch, ids[i])
+			}
+		}
+		gen, err := l.eng.Generate(ctx, batch, infer.Sampling{
+			Temperature: s.Temperature, TopP: s.TopP, TopK: s.TopK, MaxNewTokens: s.MaxNewTokens,
+			Seed: s.Seed + uint64(i0*k), StopIDs: l.stop,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("generating for prompts %d..%d: %w", i0, i1-1, err)
+		}
+		for i := i0; i < i1; i++ {
+			out[i] = make([]Completion, k)
+			for j := range k {
+				g := gen[(i-i0)*k+j]
+				c := Completion{IDs: g, FinishReason: "length"}
+				if len(g) > 0 && slices.Contains(l.stop, g[len(g)-1]) {
+					c.FinishReason = "stop"
+				}
+				c.Text = l.DecodeCompletion(prompts[i], ids[i], g)
+				out[i][j] = c
+			}
+		}
+	}
+	return out, nil
+}
+
+// Generate implements Generator.
+func (l *Local) Generate(ctx context.Context, prompts []Prompt, k int, s Sampling) ([][]string, error) {
+	cs, err := l.Complete(ctx, prompts, k, s)
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]string, len(cs))
+	for i, row := range cs {
+		out[i] = make([]string, len(row))
+		for j, c := range row {
+			out[i][j] = c.Text
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,41 @@
+// Package serve is `alignkit serve`: an OpenAI-compatible HTTP server (net/http) over alignkit's own
+// engine, so that anything that speaks the OpenAI API — the rejection-sampling job's openai backend,
+// the openai SDKs, curl — can sample from a model being aligned, and score with its reward model.
+//
+// # Endpoints
+//
+//   - GET /health: {"status":"ok"}.
+//   - GET /v1/models: the served model (its id is --name, default the model directory's base name).
+//   - POST /v1/completions: prompt (a string, a list of strings, a list of token ids or a list of such
+//     lists), n, temperature (default 1), top_p, top_k, max_tokens (default 16), seed, stop, stream.
+//     Text is continued as is, with BOS when the tokenizer adds one.
+//   - POST /v1/chat/completions: messages ({role, content}: system, user, assistant), n, temperature,
+//     top_p, top_k, max_tokens or max_completion_tokens (default: up to the context length), seed,
+//     stop, stream. Messages are rendered with the model's chat template (or --chat-template) and
+//     add_generation_prompt, and tokenized as the trainers tokenize them (rlhf.Local).
+//   - POST /v1/score, with --reward-model only: {"prompt": "...", "response": "..."} or
+//     {"messages": [..., {"role": "assistant", ...}]} (the last message is the response) gives
+//     {"reward": x}, tokenized as the reward trainer tokenizes a chosen answer.
+//
+// # Sampling semantics
+//
+// Choice j of prompt p (in a request's prompt list) is drawn with seed + p·n + j, the scheme
+// rlhf.Sampling documents, so a request with n = K and seed S returns exactly what the local backend
+// samples, and K requests with n = 1 and seeds S..S+K−1 return the same K texts. Without a seed
+// each request draws a random one. Temperature 0 is greedy. Unknown request fields are ignored, as
+// OpenAI-compatible servers do; fields alignkit cannot honour (logprobs, echo, best_of, suffix, tools)
+// are a 400 rather than silently ignored.
+//
+// Streaming (stream: true) answers with Server-Sent Events: `data: {chunk}` lines, one chunk per
+// generated token and choice (chat chunks start with the assistant role), a chunk with each choice's
+// finish_reason, then `data: [DONE]`. The engine has no per-token callback, so the chunks are sent
+// when the generation is complete; their concatenated text is exactly the non-streamed text.
+//
+// # Safety
+//
+// The default address is loopback (127.0.0.1:8080); another interface is used only when --addr names
+// it. Request bodies are limited (1 MiB by default: 413 beyond), bad requests get a 400 with OpenAI's
+// error shape {"error": {"message", "type", "param", "code"}}, generations run at most
+// MaxConcurrent at a time, and cancelling the context shuts the server down gracefully: it stops
+// accepting connections and lets requests in flight finish (for up to ShutdownGrace).
+package serve

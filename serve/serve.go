@@ -1,0 +1,234 @@
+package serve
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/alignkit/alignkit/model/checkpoint"
+	"github.com/alignkit/alignkit/rlhf"
+)
+
+// Defaults.
+const (
+	DefaultAddr          = "127.0.0.1:8080"
+	DefaultMaxBodyBytes  = 1 << 20
+	DefaultMaxConcurrent = 2
+	DefaultShutdownGrace = 10 * time.Second
+	// MaxN bounds n, the choices per prompt of one request.
+	MaxN = 128
+)
+
+// Config configures a Server.
+type Config struct {
+	// Model is the policy: an HF directory or a .gguf file. Required.
+	Model string
+	// RewardModel enables /v1/score: an HF directory or .gguf with a score head ("" disables it).
+	RewardModel string
+	// Addr is the listen address (default 127.0.0.1:8080, loopback).
+	Addr string
+	// ChatTemplate is used for /v1/chat/completions and conversational scoring: a built-in name, a
+	// file or Jinja source; "" is the model's own.
+	ChatTemplate string
+	// Name is the model id at /v1/models and in responses (default: the base name of Model).
+	Name string
+	// MaxBodyBytes limits request bodies (default 1 MiB).
+	MaxBodyBytes int64
+	// MaxConcurrent bounds the generations and scorings running at once (default 2); others wait.
+	MaxConcurrent int
+	// ShutdownGrace is how long a shutdown waits for requests in flight (default 10 s).
+	ShutdownGrace time.Duration
+	// Log receives one line per request and the listening address (nil: discarded).
+	Log io.Writer
+}
+
+// Server answers the OpenAI-compatible endpoints for one policy and an optional reward model.
+type Server struct {
+	cfg     Config
+	gen     *rlhf.Local
+	scorer  rlhf.Scorer
+	created int64
+	sem     chan struct{}
+	log     io.Writer
+}
+
+// New loads the models of cfg.
+func New(cfg Config) (*Server, error) {
+	if cfg.Model == "" {
+		return nil, errors.New("serve: no model: want --model DIR (an HF directory or a .gguf file)")
+	}
+	ck, err := checkpoint.Open(cfg.Model)
+	if err != nil {
+		return nil, err
+	}
+	gen, err := rlhf.NewLocal(ck, cfg.ChatTemplate)
+	if err != nil {
+		return nil, err
+	}
+	var sc rlhf.Scorer
+	if cfg.RewardModel != "" {
+		if sc, err = rlhf.LoadScorer(cfg.RewardModel, cfg.ChatTemplate); err != nil {
+			return nil, err
+		}
+	}
+	return NewWith(gen, sc, cfg), nil
+}
+
+// NewWith serves models already loaded (scorer may be nil); cfg's paths are used only for the name.
+func NewWith(gen *rlhf.Local, scorer rlhf.Scorer, cfg Config) *Server {
+	if cfg.Addr == "" {
+		cfg.Addr = DefaultAddr
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.MaxConcurrent <= 0 {
+		cfg.MaxConcurrent = DefaultMaxConcurrent
+	}
+	if cfg.ShutdownGrace <= 0 {
+		cfg.ShutdownGrace = DefaultShutdownGrace
+	}
+	if cfg.Name == "" {
+		cfg.Name = filepath.Base(filepath.Clean(cfg.Model))
+		if cfg.Model == "" {
+			cfg.Name = "alignkit"
+		}
+	}
+	log := cfg.Log
+	if log == nil {
+		log = io.Discard
+	}
+	return &Server{cfg: cfg, gen: gen, scorer: scorer, created: time.Now().Unix(),
+		sem: make(chan struct{}, cfg.MaxConcurrent), log: log}
+}
+
+// Name is the served model id.
+func (s *Server) Name() string { return s.cfg.Name }
+
+// Handler routes the endpoints.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/health", s.only(http.MethodGet, s.health))
+	mux.HandleFunc("/v1/models", s.only(http.MethodGet, s.models))
+	mux.HandleFunc("/v1/completions", s.only(http.MethodPost, s.completions))
+	mux.HandleFunc("/v1/chat/completions", s.only(http.MethodPost, s.chatCompletions))
+	mux.HandleFunc("/v1/score", s.only(http.MethodPost, s.score))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found_error", "", fmt.Sprintf("no endpoint %s %s", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+func (s *Server) only(method string, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != method {
+			w.Header().Set("Allow", method)
+			writeError(w, http.StatusMethodNotAllowed, "invalid_request_error", "", fmt.Sprintf("%s %s: want %s", r.Method, r.URL.Path, method))
+			return
+		}
+		start := time.Now()
+		h(w, r)
+		fmt.Fprintf(s.log, "%s %s %s\n", r.Method, r.URL.Path, time.Since(start).Round(time.Millisecond))
+	}
+}
+
+// ListenAndServe listens on cfg.Addr and serves until ctx is cancelled.
+func (s *Server) ListenAndServe(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("serve: listening on %s: %w", s.cfg.Addr, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves on ln until ctx is cancelled, then shuts down gracefully: no new connections, and
+// requests in flight get ShutdownGrace to finish before their connections are closed.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	fmt.Fprintf(s.log, "serving %s on http://%s/v1\n", s.cfg.Name, ln.Addr())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if err != nil {
+		srv.Close()
+	}
+	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", serr)
+	}
+	if err != nil {
+		return fmt.Errorf("serve: shutdown: %w", err)
+	}
+	return nil
+}
+
+// acquire waits for a generation slot; false when the client went away first.
+func (s *Server) acquire(ctx context.Context) bool {
+	select {
+	case s.sem <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (s *Server) release() { <-s.sem }
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
+}
+
+func (s *Server) models(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{
+		"object": "list",
+		"data": []map[string]any{{
+			"id": s.cfg.Name, "object": "model", "created": s.created, "owned_by": "alignkit",
+		}},
+	})
+}
+
+// randomSeed draws a seed for requests that give none.
+func randomSeed() uint64 {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return binary.LittleEndian.Uint64(b[:]) >> 1 // fits an int64, as a JSON seed would
+}
+
+func newID(prefix string) string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])
+}
+
+// cutStop ends text at the first stop string; ok reports a cut.
+func cutStop(text string, stops []string) (string, bool) {
+	cut := -1
+	for _, st := range stops {
+		if i := strings.Index(text, st); i >= 0 && (cut < 0 || i < cut) {
+			cut = i
+		}
+	}
+	if cut < 0 {
+		return text, false
+	}
+	return text[:cut], true
+}
