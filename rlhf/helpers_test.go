@@ -2,7 +2,6 @@ package rlhf_test
 
 import (
 	"context"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -10,9 +9,9 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/alignkit/alignkit/model"
 	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/alignkit/alignkit/model/hf"
+	"github.com/alignkit/alignkit/reward"
 )
 
 // repoRoot is the directory holding go.mod.
@@ -63,24 +62,15 @@ func stories(t *testing.T) *checkpoint.Model {
 	return storiesCk
 }
 
-// rewardFrom turns a causal LM into a reward model with a seeded random score head
-// (LlamaForSequenceClassification, num_labels 1).
+// rewardFrom turns a causal LM into a reward model with a seeded fresh score head, as the reward
+// trainer starts from an SFT model.
 func rewardFrom(t *testing.T, ck *checkpoint.Model, seed uint64) *checkpoint.Model {
 	t.Helper()
-	w := ck.Weights.Clone()
-	w.Config.Architectures = []string{"LlamaForSequenceClassification"}
-	w.Config.NumLabels = 1
-	D := w.Config.HiddenSize
-	rng := rand.New(rand.NewPCG(seed, 1))
-	head := make([]float32, D)
-	for i := range head {
-		head[i] = float32(rng.NormFloat64()) * 0.5
-	}
-	w.Tensors[model.ScoreKey] = &model.Tensor{Shape: []int{1, D}, Data: head}
-	if err := w.Check("reward"); err != nil {
+	r, err := reward.FromCausalLM(ck, seed)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return &checkpoint.Model{Weights: w, Tok: ck.Tok, Source: "reward-from-" + ck.Source}
+	return r
 }
 
 // saveReward writes rewardFrom's model as an HF directory.

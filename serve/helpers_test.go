@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -14,8 +13,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/alignkit/alignkit/model"
 	"github.com/alignkit/alignkit/model/checkpoint"
+	"github.com/alignkit/alignkit/reward"
 	"github.com/alignkit/alignkit/rlhf"
 )
 
@@ -60,24 +59,15 @@ func stories(t *testing.T) *checkpoint.Model {
 	return storiesCk
 }
 
-// rewardFrom turns a causal LM into a reward model: the same trunk with a seeded random score head
-// (LlamaForSequenceClassification, num_labels 1), as a reward trainer starts from an SFT model.
+// rewardFrom turns a causal LM into a reward model with a seeded fresh score head, as the reward
+// trainer starts from an SFT model.
 func rewardFrom(t *testing.T, ck *checkpoint.Model, seed uint64) *checkpoint.Model {
 	t.Helper()
-	w := ck.Weights.Clone()
-	w.Config.Architectures = []string{"LlamaForSequenceClassification"}
-	w.Config.NumLabels = 1
-	D := w.Config.HiddenSize
-	rng := rand.New(rand.NewPCG(seed, 1))
-	head := make([]float32, D)
-	for i := range head {
-		head[i] = float32(rng.NormFloat64()) * 0.5
-	}
-	w.Tensors[model.ScoreKey] = &model.Tensor{Shape: []int{1, D}, Data: head}
-	if err := w.Check("reward"); err != nil {
+	r, err := reward.FromCausalLM(ck, seed)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return &checkpoint.Model{Weights: w, Tok: ck.Tok, Source: "reward-from-" + ck.Source}
+	return r
 }
 
 // startServer serves s on a loopback port until the test ends and returns its base URL.
