@@ -57,7 +57,7 @@ func TestEmbeddingRejectsOutOfRangeID(t *testing.T) {
 }
 
 func TestRMSNorm(t *testing.T) {
-	for _, tc := range []struct{ n, d int }{{1, 1}, {1, 8}, {7, 5}, {33, 64}} {
+	for _, tc := range []struct{ n, d int }{{1, 1}, {1, 8}, {7, 5}, {33, 64}, {301, 64}} { // the last splits over workers
 		rng := rand.New(rand.NewPCG(4, uint64(tc.n*100+tc.d)))
 		ins := []input{floatIn(rng, tc.n, tc.d), floatIn(rng, tc.d)}
 		const eps = 1e-5
@@ -86,7 +86,7 @@ func TestRMSNorm(t *testing.T) {
 }
 
 func TestSwiGLU(t *testing.T) {
-	for _, tc := range []struct{ n, f int }{{1, 1}, {3, 7}, {40, 300}} {
+	for _, tc := range []struct{ n, f int }{{1, 1}, {3, 7}, {40, 300}, {41, 500}} { // the last splits over workers
 		rng := rand.New(rand.NewPCG(5, uint64(tc.n)))
 		ins := []input{floatIn(rng, tc.n, tc.f), floatIn(rng, tc.n, tc.f)}
 		for i := range ins[0].vals {
@@ -112,6 +112,7 @@ func TestRoPE(t *testing.T) {
 		{8, 2, []int32{0, 1, 2, 3, 0, 1, 7}},
 		{2, 1, []int32{5}},
 		{16, 3, []int32{0, 300, 17, 4095, 2}},
+		{8, 2, seqPositions(300)}, // splits over workers
 	} {
 		rng := rand.New(rand.NewPCG(6, uint64(tc.hd)))
 		n := len(tc.pos)
@@ -153,4 +154,12 @@ func TestRoPE(t *testing.T) {
 	if _, err := NewRoPE(10000, 7); err == nil || !strings.Contains(err.Error(), "head_dim 7 must be positive and even") {
 		t.Fatalf("odd head_dim: %v", err)
 	}
+}
+
+func seqPositions(n int) []int32 {
+	p := make([]int32, n)
+	for i := range p {
+		p[i] = int32(i % 97)
+	}
+	return p
 }

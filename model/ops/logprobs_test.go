@@ -20,6 +20,7 @@ func TestTokenLogProbs(t *testing.T) {
 		{1, []int32{0}, []float64{1}},
 		{7, []int32{3, -1, 6, 0, 2}, []float64{1, 1, 0.5, 0, 2}},
 		{300, []int32{299, 5, 5, 17, 0, 123, -4, 250, 1}, []float64{1, 1, 1, 1, 0.25, 1, 0, 3, 1}},
+		{300, manyTargets(130, 300), manyWeights(130)}, // splits over workers
 	} {
 		rng := rand.New(rand.NewPCG(9, uint64(tc.v)))
 		n := len(tc.targets)
@@ -149,4 +150,23 @@ func TestExternalLoss(t *testing.T) {
 			t.Fatalf("error %v, want %q", err, tc.want)
 		}
 	}
+}
+
+func manyTargets(n, v int) []int32 {
+	t := make([]int32, n)
+	for i := range t {
+		t[i] = int32((i * 37) % v)
+		if i%11 == 5 {
+			t[i] = -1
+		}
+	}
+	return t
+}
+
+func manyWeights(n int) []float64 {
+	w := make([]float64, n)
+	for i := range w {
+		w[i] = float64(i%4) * 0.5 // every fourth row has weight 0
+	}
+	return w
 }
