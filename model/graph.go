@@ -375,7 +375,7 @@ func (gr *Graph) lossFn(in [][]float64) (float64, [][]float64, error) {
 			d, name = dReward, "dReward"
 		}
 		if d != nil && len(d) != B {
-			return 0, nil, fmt.Errorf("model: the objective's %s has %d values, want %d", name, len(d), B)
+			return 0, nil, fmt.Errorf("the objective's %s has %d values, want %d", name, len(d), B)
 		}
 		for b := 0; b < len(d); b++ {
 			if gr.spec.Head == ScoreHead {
@@ -388,11 +388,11 @@ func (gr *Graph) lossFn(in [][]float64) (float64, [][]float64, error) {
 		}
 	}
 	if math.IsNaN(loss) || math.IsInf(loss, 0) {
-		return 0, nil, fmt.Errorf("model: the objective's loss is %g", loss)
+		return 0, nil, fmt.Errorf("the objective's loss is %g", loss)
 	}
 	total := loss + gr.cfg.RouterAuxLossCoef*s.AuxLoss
 	if math.IsNaN(total) || math.IsInf(total, 0) {
-		return 0, nil, fmt.Errorf("model: the loss is %g (objective %g, aux %g)", total, loss, s.AuxLoss)
+		return 0, nil, fmt.Errorf("the loss is %g (objective %g, MoE aux %g)", total, loss, s.AuxLoss)
 	}
 	gr.stats, gr.loss = s, total
 	return total, grads, nil

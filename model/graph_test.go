@@ -2,6 +2,7 @@ package model
 
 import (
 	"encoding/binary"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -244,12 +245,18 @@ func TestGraphRejectsBadInputs(t *testing.T) {
 	}
 	// Objective errors and non-finite losses come back as errors.
 	_, _, err = gr.Run(ok(), func(Stats) (float64, []float64, []float64, error) { return math.NaN(), nil, nil, nil })
-	if err == nil || !strings.Contains(err.Error(), "the objective's loss is NaN") {
+	if err == nil || err.Error() != "model: graph run: the objective's loss is NaN" {
 		t.Fatalf("NaN loss: %v", err)
 	}
 	_, _, err = gr.Run(ok(), func(Stats) (float64, []float64, []float64, error) { return 0, []float64{1}, nil, nil })
-	if err == nil || !strings.Contains(err.Error(), "the objective's dLogProb has 1 values, want 2") {
+	if err == nil || err.Error() != "model: graph run: the objective's dLogProb has 1 values, want 2" {
 		t.Fatalf("short gradient: %v", err)
+	}
+	// The objective's own error comes back wrapped, so that the trainer can test for it.
+	errBeta := errors.New("dpo: beta must be positive")
+	_, _, err = gr.Run(ok(), func(Stats) (float64, []float64, []float64, error) { return 0, nil, nil, errBeta })
+	if !errors.Is(err, errBeta) || err.Error() != "model: graph run: dpo: beta must be positive" {
+		t.Fatalf("objective error: %v", err)
 	}
 	if _, err := NewGraph(w, GraphSpec{Batch: 1, SeqLen: 4, Head: ScoreHead}); err == nil || !strings.Contains(err.Error(), "score.weight") {
 		t.Fatalf("score head without score.weight: %v", err)
