@@ -2,12 +2,14 @@ package reward
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/alignkit/alignkit/data"
@@ -402,5 +404,40 @@ func TestScoreFileInterrupted(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(outDir); len(left) != 0 {
 		t.Errorf("interrupted run left %v", left)
+	}
+}
+
+// TestScorerConcurrent: one Scorer serves several goroutines at once (the server's /v1/score) and
+// each gets the serial answer (run with -race).
+func TestScorerConcurrent(t *testing.T) {
+	_, dir := storiesRM(t, 2)
+	s, err := NewScorer(dir, WithBatchSize(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prompts, responses []string
+	for _, tr := range storyTriples {
+		prompts, responses = append(prompts, tr[0], tr[0]), append(responses, tr[1], tr[2])
+	}
+	want, err := s.ScoreText(context.Background(), prompts, responses)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan string, 4)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, err := s.ScoreText(context.Background(), prompts, responses)
+			if err != nil || !slices.Equal(got, want) {
+				errs <- fmt.Sprintf("concurrent scores %v (%v), serial %v", got, err, want)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
 	}
 }
