@@ -1,12 +1,40 @@
-// Package dpo is the math core of Direct Preference Optimization and its variants: given per-sequence
-// log-probabilities of the chosen and rejected completions under the policy and the frozen reference
-// model, Loss returns the batch loss, its analytic gradient with respect to the policy log-probs, the
-// implicit rewards β·(log πθ − log πref) and TRL-named metrics.
+// Package dpo is Direct Preference Optimization and its variants: the loss (Loss) and the trainer
+// (Config, Task, Run) that `alignkit dpo` runs on the shared training loop.
 //
-// The package knows nothing of models or graphs. A trainer runs the policy graph to get summed
-// completion log-probs (N,) for chosen and rejected, calls Loss, and feeds DPolicyChosen and
-// DPolicyRejected back into the graph as the upstream gradient of those (N,) nodes. The reference
-// log-probs are constants: no gradient flows into them.
+// # The loss
+//
+// Given per-sequence log-probabilities of the chosen and rejected completions under the policy and
+// the frozen reference model, Loss returns the batch loss, its analytic gradient with respect to the
+// policy log-probs, the implicit rewards β·(log πθ − log πref) and TRL-named metrics. It knows
+// nothing of models or graphs; the reference log-probs are constants: no gradient flows into them.
+//
+// # The trainer
+//
+// Task is a train.Task. Each micro-batch of N pair indices is collated by data.PairBatcher into one
+// batch of 2N rows (chosen c_1..c_N, then rejected r_1..r_N), run through the policy once
+// (lm.Model.Run), scored by Loss, and Loss's gradient with respect to the 2N summed answer log-probs
+// is fed back as the upstream gradient of the graph. For a Mixtral policy the graph adds
+// router_aux_loss_coef times the router load-balancing loss, reported as aux_loss.
+//
+// The reference is ref_model_name_or_path, or a copy of the policy's initial weights taken before
+// training (also after a resume, since the copy is of model_name_or_path). It is scored either per
+// batch, with a forward-only graph on the reference weights, or, with precompute_ref_log_probs, once
+// for every pair before training through lm.Model.LogProbs; the log-probs are then cached on disk
+// (see refcache.go for the key) and the reference model is dropped so the GC can free it. The cache
+// lives in ref_cache_dir, by default the user's cache directory (~/.cache/alignkit/ref_logps), so
+// that reruns into another output_dir find it.
+//
+// Data: explicit prompts (prompt + chosen + rejected, strings or message lists, the prompt possibly
+// a whole multi-turn conversation) or implicit ones (the common prefix of chosen and rejected).
+// Prompts longer than max_prompt_length are cut from the left; answers that do not fit max_length
+// are cut from the right; a pair whose prompt alone fills max_length is dropped, and all of it is
+// counted and logged. Identical answers, and message-list answers that do not end with an assistant
+// message, are errors naming the row.
+//
+// Metrics (TRL's names, eval_ prefixed on the evaluation set): rewards/chosen, rewards/rejected,
+// rewards/accuracies, rewards/margins, logps/chosen, logps/rejected, logits/chosen,
+// logits/rejected (the mean logit over the answer tokens and the vocabulary), nll_loss when
+// rpo_alpha > 0, and aux_loss for MoE policies.
 //
 // With h = [log πθ(y_w|x) − log πref(y_w|x)] − [log πθ(y_l|x) − log πref(y_l|x)] per pair, the loss
 // types are (ε = LabelSmoothing, β = Beta):

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"math"
+	"os"
 	"path/filepath"
 	"testing"
 )
@@ -139,5 +140,48 @@ func TestLearnsRealPairs(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestResumeKeepsReference: resuming from checkpoint-2 continues exactly as the uninterrupted run
+// did, so the reference after a resume is still the initial weights (model_name_or_path), not the
+// resumed policy: steps 3 and 4 log bit-identical losses and rewards. Both with a per-batch
+// reference and with precomputed (cached) log-probs.
+func TestResumeKeepsReference(t *testing.T) {
+	for _, pre := range []bool{false, true} {
+		c := storiesConfig(t, "hh_rlhf_harmless_base_test.parquet")
+		c.Data.MaxTrainSamples = 16
+		c.MaxSteps, c.SaveSteps = 4, 2
+		c.PrecomputeRefLogProbs = pre
+		if err := Run(context.Background(), c, WithLogWriter(io.Discard)); err != nil {
+			t.Fatal(err)
+		}
+		want := readMetrics(t, c.OutputDir)
+
+		r := c
+		r.OutputDir = filepath.Join(t.TempDir(), "resumed")
+		if err := os.MkdirAll(r.OutputDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.CopyFS(filepath.Join(r.OutputDir, "checkpoint-2"), os.DirFS(filepath.Join(c.OutputDir, "checkpoint-2"))); err != nil {
+			t.Fatal(err)
+		}
+		r.ResumeFromCheckpoint = "latest"
+		if err := Run(context.Background(), r, WithLogWriter(io.Discard)); err != nil {
+			t.Fatal(err)
+		}
+		got := readMetrics(t, r.OutputDir)
+		// The resumed run's metrics.jsonl starts with the checkpoint's history (steps 1 and 2).
+		if len(got) != 4 {
+			t.Fatalf("precompute %v: resumed run has %d metrics lines, want 4", pre, len(got))
+		}
+		for i, m := range got {
+			w := want[i]
+			for _, k := range []string{"step", "loss", "rewards/chosen", "rewards/rejected", "grad_norm"} {
+				if m[k] != w[k] {
+					t.Errorf("precompute %v step %v %s: resumed %v, uninterrupted %v", pre, w["step"], k, m[k], w[k])
+				}
+			}
+		}
 	}
 }

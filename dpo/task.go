@@ -95,9 +95,13 @@ func NewTask(cfg Config, opts ...Option) (*Task, error) {
 		refCk = &checkpoint.Model{Weights: ck.Weights.Clone(), Tok: ck.Tok, Dir: ck.Dir, Source: ck.Source}
 	}
 	t.moe = ck.Weights.Config.NumLocalExperts > 0
-	tok, err := lm.ChatTokenizer(ck.Tok, cfg.Data.ChatTemplate)
-	if err != nil {
-		return nil, fmt.Errorf("chat_template: %w", err)
+	// Text pairs need no template: without one (none set, none in the tokenizer) conversational rows
+	// fail in data with their row named.
+	tok := data.NewTokenizer(lm.Encoder(ck.Tok), nil)
+	if cfg.Data.ChatTemplate != "" || ck.Tok.ChatTemplate() != "" {
+		if tok, err = lm.ChatTokenizer(ck.Tok, cfg.Data.ChatTemplate); err != nil {
+			return nil, fmt.Errorf("chat_template: %w", err)
+		}
 	}
 	seed := uint64(*cfg.Seed)
 	trainDS, evalDS, err := cfg.Data.Load(seed)
