@@ -261,7 +261,7 @@ func TestRefCacheCorrupt(t *testing.T) {
 }
 
 // TestRefFreedAfterPrecompute: with precompute_ref_log_probs the reference weights are unreachable
-// once the task is built (the GC may reclaim them), while per-batch scoring keeps them.
+// once the task is built (the GC reclaims them), while per-batch scoring keeps them.
 func TestRefFreedAfterPrecompute(t *testing.T) {
 	for _, pre := range []bool{true, false} {
 		c := cacheConfig(t)
@@ -284,6 +284,19 @@ func TestRefFreedAfterPrecompute(t *testing.T) {
 			t.Errorf("precompute %v: task holds reference %v", pre, task.ref != nil)
 		}
 		runtime.KeepAlive(task)
+	}
+	// A cache hit builds no reference model at all: the key needs only the weights' hash.
+	c := cacheConfig(t)
+	c.Data.EvalSplit, c.Data.MaxEvalSamples = 0, 0
+	built := 0
+	count := func(o *options) { o.refLoaded = func(*lm.Model) { built++ } }
+	for i := 0; i < 2; i++ {
+		if _, err := NewTask(c, WithLogWriter(io.Discard), count); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if built != 1 {
+		t.Errorf("%d reference models built over a miss and a hit, want 1", built)
 	}
 }
 

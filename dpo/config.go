@@ -13,7 +13,9 @@ import (
 // gently.
 const DefaultLearningRate = 1e-6
 
-// DefaultMaxPromptLength is TRL's DPOConfig max_prompt_length.
+// DefaultMaxPromptLength is TRL's DPOConfig max_prompt_length. When it is not below max_length, the
+// default is half of max_length instead, so that a short max_length alone still leaves every answer
+// room (TRL would cut such answers away entirely).
 const DefaultMaxPromptLength = 512
 
 // Config is `alignkit dpo`'s configuration: the training loop's keys, the shared data keys and
@@ -32,7 +34,7 @@ type Config struct {
 	ReferenceFree  bool    `mapstructure:"reference_free" doc:"treat the reference as uniform: no reference model, rewards β·log πθ (default false)"`
 
 	PrecomputeRefLogProbs bool   `mapstructure:"precompute_ref_log_probs" doc:"score every pair with the reference once before training, cache the log-probs on disk and free the reference model (default false: a reference forward pass per batch)"`
-	MaxPromptLength       int    `mapstructure:"max_prompt_length" doc:"longest prompt in tokens, longer prompts are cut from the left; rows whose prompt still fills max_length are dropped (default 512)"`
+	MaxPromptLength       int    `mapstructure:"max_prompt_length" doc:"longest prompt in tokens, longer prompts are cut from the left, keeping their end; rows whose prompt still fills max_length are dropped and counted (default 512, or max_length/2 when that is smaller)"`
 	RefCacheDir           string `mapstructure:"ref_cache_dir" doc:"directory of the precomputed reference log-prob cache, shared across runs (default $XDG_CACHE_HOME/alignkit/ref_logps, i.e. ~/.cache/alignkit/ref_logps)"`
 }
 
@@ -51,7 +53,7 @@ func (c Config) Defaults() Config {
 		c.LossType = Sigmoid
 	}
 	if c.MaxPromptLength == 0 {
-		c.MaxPromptLength = DefaultMaxPromptLength
+		c.MaxPromptLength = min(DefaultMaxPromptLength, c.Data.MaxLength/2)
 	}
 	return c
 }
@@ -84,7 +86,7 @@ func (c Config) Validate() error {
 		return err
 	}
 	if c.MaxPromptLength < 0 {
-		return fmt.Errorf("max_prompt_length: must be >= 0 (0: the default %d), got %d", DefaultMaxPromptLength, c.MaxPromptLength)
+		return fmt.Errorf("max_prompt_length: must be >= 0 (0: the default, min(%d, max_length/2)), got %d", DefaultMaxPromptLength, c.MaxPromptLength)
 	}
 	if c.ReferenceFree && c.RefModelNameOrPath != "" {
 		return fmt.Errorf("ref_model_name_or_path %s: reference_free uses no reference model; set one or the other", c.RefModelNameOrPath)

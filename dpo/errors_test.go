@@ -91,7 +91,7 @@ func TestBadRows(t *testing.T) {
 			want := fmt.Sprintf(tc.want, c.Data.DatasetName)
 			if tc.want == "" {
 				// The prompt's length is what the tokenizer makes of it: BOS plus its pieces.
-				c.Data.MaxLength, c.MaxPromptLength = 16, 0
+				c.Data.MaxLength, c.MaxPromptLength = 16, DefaultMaxPromptLength
 				ck, err := checkpoint.Open(c.ModelNameOrPath)
 				if err != nil {
 					t.Fatal(err)
@@ -107,11 +107,12 @@ func TestBadRows(t *testing.T) {
 }
 
 // TestPromptTooLongRealData: on orca every prompt (system message and question, in the llama-2
-// template) is longer than 32 tokens, so max_length 32 without a shorter max_prompt_length leaves no
-// row to train on; the error names the first row and its real prompt length.
+// template) is longer than 32 tokens, so max_length 32 with TRL's max_prompt_length 512 leaves no row
+// to train on; the error names the first row and its real prompt length. Left at its default,
+// max_prompt_length is 16 here and the run trains.
 func TestPromptTooLongRealData(t *testing.T) {
 	c := storiesConfig(t, "orca_dpo_pairs_validation_chat.parquet")
-	c.Data.MaxLength, c.MaxPromptLength = 32, 0
+	c.Data.MaxLength, c.MaxPromptLength = 32, DefaultMaxPromptLength
 	ck, err := checkpoint.Open(c.ModelNameOrPath)
 	if err != nil {
 		t.Fatal(err)
@@ -131,6 +132,12 @@ func TestPromptTooLongRealData(t *testing.T) {
 	want := fmt.Sprintf("%s: row 0: the prompt is %d tokens, which leaves no room for the answers in max_length 32, and so does every other row's: raise max_length or lower max_prompt_length", c.Data.DatasetName, len(ex.Prompt))
 	if err := runErr(t, c); err.Error() != want {
 		t.Errorf("error\n%v\nwant\n%s", err, want)
+	}
+	c.MaxPromptLength = 0
+	c.Data.MaxTrainSamples = 4
+	c.MaxSteps = 1
+	if err := Run(context.Background(), c, WithLogWriter(io.Discard)); err != nil {
+		t.Errorf("max_prompt_length left at its default: %v", err)
 	}
 }
 
@@ -193,7 +200,7 @@ func TestConfigErrors(t *testing.T) {
 		{"loss type", func(c *Config) { c.LossType = "kto" }, `loss_type "kto": want one of sigmoid, robust, ipo, hinge`},
 		{"smoothing ipo", func(c *Config) { c.LossType, c.LabelSmoothing = IPO, 0.1 }, `label_smoothing 0.1: loss_type "ipo" does not use it (only sigmoid and robust do)`},
 		{"negative beta", func(c *Config) { c.Beta = -1 }, "beta -1: want a finite value > 0"},
-		{"negative prompt length", func(c *Config) { c.MaxPromptLength = -1 }, "max_prompt_length: must be >= 0 (0: the default 512), got -1"},
+		{"negative prompt length", func(c *Config) { c.MaxPromptLength = -1 }, "max_prompt_length: must be >= 0 (0: the default, min(512, max_length/2)), got -1"},
 		{"reference free with ref", func(c *Config) { c.ReferenceFree, c.RefModelNameOrPath = true, "ref" },
 			"ref_model_name_or_path ref: reference_free uses no reference model; set one or the other"},
 		{"reference free precompute", func(c *Config) { c.ReferenceFree, c.PrecomputeRefLogProbs = true, true },

@@ -11,8 +11,8 @@ import (
 	"github.com/alignkit/alignkit/train"
 )
 
-// sharedDir is ../shared from the repository root; tests that need it skip when it is absent.
-func sharedDir(t *testing.T) string {
+// repoRoot is the directory holding go.mod.
+func repoRoot(t *testing.T) string {
 	t.Helper()
 	dir, err := os.Getwd()
 	if err != nil {
@@ -20,7 +20,7 @@ func sharedDir(t *testing.T) string {
 	}
 	for {
 		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
+			return dir
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
@@ -28,7 +28,12 @@ func sharedDir(t *testing.T) string {
 		}
 		dir = parent
 	}
-	shared := filepath.Join(dir, "..", "shared")
+}
+
+// sharedDir is ../shared from the repository root; tests that need it skip when it is absent.
+func sharedDir(t *testing.T) string {
+	t.Helper()
+	shared := filepath.Join(repoRoot(t), "..", "shared")
 	for _, p := range []string{"models/stories260K/model.safetensors", "data/orca_dpo_pairs_validation_chat.parquet", "data/hh_rlhf_harmless_base_test.parquet"} {
 		if _, err := os.Stat(filepath.Join(shared, p)); err != nil {
 			t.Skipf("../shared/%s is absent (%v): these tests need the shared reference files", p, err)

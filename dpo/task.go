@@ -14,6 +14,7 @@ import (
 	"github.com/alignkit/alignkit/lm"
 	"github.com/alignkit/alignkit/model"
 	"github.com/alignkit/alignkit/model/checkpoint"
+	"github.com/alignkit/alignkit/model/tokenizer"
 	"github.com/alignkit/alignkit/train"
 )
 
@@ -50,6 +51,7 @@ type Task struct {
 	loss   LossConfig
 	o      options
 	policy *lm.Model
+	tok    *tokenizer.Tokenizer // the policy's, which tokenizes the data
 	// ref is the reference model scored per batch; nil when the log-probs were precomputed or the
 	// loss is reference-free.
 	ref         *lm.Model
@@ -77,13 +79,13 @@ func NewTask(cfg Config, opts ...Option) (*Task, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model_name_or_path: %w", err)
 	}
+	t.tok = ck.Tok
 	rows := 2 * cfg.PerDeviceTrainBatchSize
-	// The reference: its own checkpoint, or the policy's initial weights, copied before training
-	// moves them.
+	// The reference: its own checkpoint (opened now, to fail before the data work), or the policy's
+	// initial weights, copied before training moves them (and only when a model is needed: a cache
+	// hit needs only their hash).
 	var refCk *checkpoint.Model
-	switch {
-	case cfg.ReferenceFree:
-	case cfg.RefModelNameOrPath != "":
+	if cfg.RefModelNameOrPath != "" {
 		if refCk, err = checkpoint.Open(cfg.RefModelNameOrPath); err != nil {
 			return nil, fmt.Errorf("ref_model_name_or_path: %w", err)
 		}
@@ -91,8 +93,21 @@ func NewTask(cfg Config, opts ...Option) (*Task, error) {
 			return nil, fmt.Errorf("ref_model_name_or_path %s: a vocabulary of %d tokens, the policy %s has %d: the reference must score the same token ids",
 				cfg.RefModelNameOrPath, a, cfg.ModelNameOrPath, b)
 		}
-	default:
-		refCk = &checkpoint.Model{Weights: ck.Weights.Clone(), Tok: ck.Tok, Dir: ck.Dir, Source: ck.Source}
+	}
+	refWeights := ck.Weights
+	if refCk != nil {
+		refWeights = refCk.Weights
+	}
+	newRef := func() *lm.Model {
+		rc := refCk
+		if rc == nil {
+			rc = &checkpoint.Model{Weights: ck.Weights.Clone(), Tok: ck.Tok, Dir: ck.Dir, Source: ck.Source}
+		}
+		ref := lm.New(rc, rows)
+		if o.refLoaded != nil {
+			o.refLoaded(ref)
+		}
+		return ref
 	}
 	t.moe = ck.Weights.Config.NumLocalExperts > 0
 	// Text pairs need no template: without one (none set, none in the tokenizer) conversational rows
@@ -120,25 +135,21 @@ func NewTask(cfg Config, opts ...Option) (*Task, error) {
 		fmt.Fprintln(o.log, t.eval.report())
 	}
 
+	switch {
+	case cfg.ReferenceFree:
+	case !cfg.PrecomputeRefLogProbs:
+		t.ref = newRef()
+	default:
+		if err := t.precompute(refWeights, newRef, tok); err != nil {
+			return nil, err
+		}
+		// Nothing refers to a reference model any more: hand its memory back before training
+		// allocates.
+		refCk, refWeights, newRef = nil, nil, nil
+		runtime.GC()
+		debug.FreeOSMemory()
+	}
 	t.policy = lm.New(ck, rows)
-	if refCk == nil {
-		return t, nil
-	}
-	ref := lm.New(refCk, rows)
-	if o.refLoaded != nil {
-		o.refLoaded(ref)
-	}
-	if !cfg.PrecomputeRefLogProbs {
-		t.ref = ref
-		return t, nil
-	}
-	if err := t.precompute(ref, tok); err != nil {
-		return nil, err
-	}
-	// Nothing refers to the reference any more: hand its memory back before training allocates.
-	ref, refCk = nil, nil
-	runtime.GC()
-	debug.FreeOSMemory()
 	return t, nil
 }
 
@@ -157,10 +168,11 @@ func padID(ck *checkpoint.Model) int32 {
 	return 0
 }
 
-// precompute fills the splits' reference log-probs from the cache, or scores every pair once and
-// writes the cache.
-func (t *Task) precompute(ref *lm.Model, tok *data.Tokenizer) error {
-	key, err := t.cacheKey(ref, tok)
+// precompute fills the splits' reference log-probs from the cache (keyed by the reference weights
+// refWeights), or builds the reference model with newRef, scores every pair once and writes the
+// cache.
+func (t *Task) precompute(refWeights *model.Weights, newRef func() *lm.Model, tok *data.Tokenizer) error {
+	key, err := t.cacheKey(refWeights, tok)
 	if err != nil {
 		return err
 	}
@@ -188,6 +200,7 @@ func (t *Task) precompute(ref *lm.Model, tok *data.Tokenizer) error {
 		fmt.Fprintf(t.o.log, "dpo: %v; recomputing\n", err)
 	}
 	start := time.Now()
+	ref := newRef()
 	for _, s := range []*pairSet{t.train, t.eval} {
 		if s == nil {
 			continue
@@ -253,7 +266,7 @@ func (t *Task) refLogProbs(ref *lm.Model, pb *data.PairBatch) (model.Stats, erro
 }
 
 // cacheKey hashes what the reference log-probs depend on (see refcache.go).
-func (t *Task) cacheKey(ref *lm.Model, tok *data.Tokenizer) (string, error) {
+func (t *Task) cacheKey(refWeights *model.Weights, tok *data.Tokenizer) (string, error) {
 	c := t.cfg
 	k := cacheKey{
 		Format:    fmt.Sprintf("%s/%d", cacheMagic, cacheVersion),
@@ -281,10 +294,10 @@ func (t *Task) cacheKey(ref *lm.Model, tok *data.Tokenizer) (string, error) {
 	if tm := tok.Template(); tm != nil {
 		k.Template = &templateKey{Source: tm.Source(), BOS: tm.BOSToken(), EOS: tm.EOSToken()}
 	}
-	if k.Tokenizer, err = tokenizerHash(t.policy.Tok()); err != nil {
+	if k.Tokenizer, err = tokenizerHash(t.tok); err != nil {
 		return "", err
 	}
-	if k.Reference, err = weightsHash(ref.Weights()); err != nil {
+	if k.Reference, err = weightsHash(refWeights); err != nil {
 		return "", err
 	}
 	return k.hex()

@@ -148,7 +148,7 @@ func TestDPOBadInput(t *testing.T) {
 			fmt.Sprintf(`alignkit: %s: row 0: columns "chosen" and "rejected" are identical: DPO needs two different answers to prefer one over the other`, same)},
 		{"last message from the user", []string{"dataset_name=" + userLast, "eval_split=0"},
 			fmt.Sprintf(`alignkit: %s: row 0: column "chosen": the last message is from the user, want assistant: the compared answer must end the conversation`, userLast)},
-		{"every prompt too long", []string{"max_length=32", "max_prompt_length=0"},
+		{"every prompt too long", []string{"max_length=32", "max_prompt_length=512"},
 			// Row 0's system turn and question in the llama-2 template (dpo's tests derive the count).
 			"alignkit: ../shared/data/orca_dpo_pairs_validation_chat.parquet: row 0: the prompt is 251 tokens, which leaves no room for the answers in max_length 32, and so does every other row's: raise max_length or lower max_prompt_length"},
 		{"unknown loss", []string{"loss_type=kto"}, `alignkit: configs/dpo/stories260k.yaml: loss_type "kto": want one of sigmoid, robust, ipo, hinge`},
