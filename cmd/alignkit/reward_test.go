@@ -206,3 +206,24 @@ func TestRewardBadInput(t *testing.T) {
 		}
 	}
 }
+
+// TestRewardMistralConfig checks that the 7B config is a valid reward config with the Llama 2
+// recipe's numbers: 512 pairs per step, lr 1e-5 cosine down to 10%, 3% warm-up, one epoch.
+func TestRewardMistralConfig(t *testing.T) {
+	cfg := reward.DefaultConfig()
+	if err := conf.Load(filepath.Join(repoRoot(t), "configs", "reward", "mistral-7b.yaml"), nil, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	c := cfg.Defaults()
+	got := []any{c.PerDeviceTrainBatchSize * c.GradientAccumulationSteps, c.LearningRate, c.LRSchedulerType,
+		*c.LRSchedulerKwargs.MinLRRate, c.WarmupRatio, c.NumTrainEpochs, c.Data.ChatTemplate, c.MarginPreset, c.CenterRewardsCoefficient}
+	want := []any{512, 1e-5, "cosine_with_min_lr", 0.1, 0.03, 1.0, "zephyr", "none", 0.01}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("value %d: got %v, want %v", i, got[i], want[i])
+		}
+	}
+}
