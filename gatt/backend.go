@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/data/chat"
@@ -15,12 +16,18 @@ import (
 	"github.com/alignkit/alignkit/rlhf"
 )
 
-// Backend keys choose where replies are sampled, as rlhf's configs name them.
+// Backend keys choose where replies are sampled. They are named, documented and defaulted as in
+// rlhf's sample config, so one served model is configured the same way for both.
 type Backend struct {
-	Backend         string `mapstructure:"backend" doc:"where replies are sampled: local (alignkit's engine on model_name_or_path) or openai (an OpenAI-compatible server at base_url)"`
-	BaseURL         string `mapstructure:"base_url" doc:"openai backend: the server's OpenAI root, e.g. http://127.0.0.1:8080/v1"`
-	ServedModelName string `mapstructure:"served_model_name" doc:"openai backend: the model name the server serves (empty: the first it lists)"`
-	Concurrency     int    `mapstructure:"concurrency" doc:"dialogues sampled at once (and, for openai, requests in flight); default 1 local, 4 openai"`
+	Backend         string         `mapstructure:"backend" doc:"where replies are sampled: local (alignkit's engine on model_name_or_path) or openai (an OpenAI-compatible server at base_url)"`
+	BaseURL         string         `mapstructure:"base_url" doc:"openai backend: the server's OpenAI root, e.g. http://127.0.0.1:8080/v1"`
+	ServedModelName string         `mapstructure:"served_model_name" doc:"openai backend: the model name to request (empty: the first model the server lists)"`
+	APIKey          string         `mapstructure:"api_key" json:"-" doc:"openai backend and judge: API key (else ALIGNKIT_API_KEY or OPENAI_API_KEY); never logged or saved"`
+	Concurrency     int            `mapstructure:"concurrency" doc:"dialogues sampled at once (for openai also the requests in flight); default 1 local, 4 openai"`
+	RequestTimeout  time.Duration  `mapstructure:"request_timeout" doc:"openai backend: timeout of each request attempt, e.g. 60s (default 2m)"`
+	MaxRetries      *int           `mapstructure:"max_retries" doc:"openai backend: retries after a 408, 429, 5xx, connection error or timeout, with exponential backoff (default 3)"`
+	NSupported      *bool          `mapstructure:"n_supported" doc:"openai backend: whether the server takes n > 1 (unset: detect; false: always K single requests, as llama-server needs)"`
+	ExtraBody       map[string]any `mapstructure:"extra_body" doc:"openai backend: extra request fields sent as is (min_p, repeat_penalty, ...)"`
 }
 
 // Backend names.
@@ -29,9 +36,26 @@ const (
 	BackendOpenAI = "openai"
 )
 
-// APIKeyEnv is the environment variable the openai backend and judge read their key from; keys are
-// never written into configs or files.
-const APIKeyEnv = "OPENAI_API_KEY"
+// apiKey is api_key, else ALIGNKIT_API_KEY, else OPENAI_API_KEY, as rlhf resolves it. Keys are never
+// written into output files.
+func (b Backend) apiKey() string {
+	for _, k := range []string{b.APIKey, os.Getenv("ALIGNKIT_API_KEY"), os.Getenv("OPENAI_API_KEY")} {
+		if k != "" {
+			return k
+		}
+	}
+	return ""
+}
+
+// openAI is the rlhf OpenAI backend configured by these keys for a served model name.
+func (b Backend) openAI(ctx context.Context, baseURL, model string) (*rlhf.OpenAI, error) {
+	retries := 3
+	if b.MaxRetries != nil {
+		retries = *b.MaxRetries
+	}
+	return rlhf.NewOpenAI(ctx, rlhf.OpenAIConfig{BaseURL: baseURL, Model: model, APIKey: b.apiKey(), Concurrency: b.Concurrency,
+		MaxRetries: retries, RequestTimeout: b.RequestTimeout, NSupported: b.NSupported, ExtraBody: b.ExtraBody})
+}
 
 func (b Backend) defaults() Backend {
 	if b.Backend == "" {
@@ -61,6 +85,12 @@ func (b Backend) validate(model string) error {
 	}
 	if b.Concurrency < 1 {
 		return fmt.Errorf("concurrency: must be >= 1, got %d", b.Concurrency)
+	}
+	if b.MaxRetries != nil && *b.MaxRetries < 0 {
+		return fmt.Errorf("max_retries: must be >= 0, got %d", *b.MaxRetries)
+	}
+	if b.RequestTimeout < 0 {
+		return fmt.Errorf("request_timeout: must be >= 0, got %s", b.RequestTimeout)
 	}
 	return nil
 }
@@ -127,9 +157,7 @@ func newSampler(ctx context.Context, b Backend, modelPath, chatTemplate string) 
 		s.tmpl = t
 	}
 	if b.Backend == BackendOpenAI {
-		o, err := rlhf.NewOpenAI(ctx, rlhf.OpenAIConfig{
-			BaseURL: b.BaseURL, Model: b.ServedModelName, APIKey: os.Getenv(APIKeyEnv), Concurrency: b.Concurrency, MaxRetries: 3,
-		})
+		o, err := b.openAI(ctx, b.BaseURL, b.ServedModelName)
 		if err != nil {
 			return nil, err
 		}

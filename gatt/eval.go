@@ -48,7 +48,7 @@ type EvalConfig struct {
 	ExtendConstraints    bool   `mapstructure:"extend_constraints" doc:"add the constraints lists to the defaults instead of replacing them"`
 
 	Checkers              []string `mapstructure:"checkers" doc:"adherence checkers, first supporting one wins per constraint: keyword, language, judge, reward (default [keyword, language])"`
-	JudgeBaseURL          string   `mapstructure:"judge_base_url" doc:"judge checker: OpenAI-compatible server of the judge model (key from OPENAI_API_KEY)"`
+	JudgeBaseURL          string   `mapstructure:"judge_base_url" doc:"judge checker: OpenAI-compatible server of the judge model (api_key, request_timeout and max_retries apply to it too)"`
 	JudgeModel            string   `mapstructure:"judge_model" doc:"judge checker: served model name (empty: the first the server lists)"`
 	RewardModelNameOrPath string   `mapstructure:"reward_model_name_or_path" doc:"reward checker: the reward model"`
 	RewardThreshold       float64  `mapstructure:"reward_threshold" doc:"reward checker: a reply adheres when its reward is at least this"`
@@ -314,7 +314,7 @@ func buildCheckers(ctx context.Context, cfg EvalConfig) ([]Checker, error) {
 			if d.Judge != nil {
 				continue
 			}
-			o, err := rlhf.NewOpenAI(ctx, rlhf.OpenAIConfig{BaseURL: cfg.JudgeBaseURL, Model: cfg.JudgeModel, APIKey: os.Getenv(APIKeyEnv), MaxRetries: 3})
+			o, err := cfg.Backend.openAI(ctx, cfg.JudgeBaseURL, cfg.JudgeModel)
 			if err != nil {
 				return nil, fmt.Errorf("judge: %w", err)
 			}
@@ -343,34 +343,36 @@ func buildCheckers(ctx context.Context, cfg EvalConfig) ([]Checker, error) {
 
 // evalDialogue is one dialogue in progress.
 type evalDialogue struct {
-	inst    Instruction
-	qs      []Question
-	first   []chat.Message // the opening messages that carry the instruction (kept when turns are dropped)
-	history []chat.Message // the later user/assistant messages
+	inst Instruction
+	qs   []Question
+	// first is the opening exchange, which carries the instruction: [system,] u1 (and a1 once it
+	// is sampled). It is always kept in the prompt.
+	first []chat.Message
+	// history is the later messages, u2, a2, …, up to the current question.
+	history []chat.Message
 	tr      Transcript
 }
 
-// prompt is the conversation for the next reply, dropping the oldest exchanges after the first turn
-// until it fits (count nil: never dropped). It reports whether anything was dropped.
+// prompt is the conversation for the next reply. When it does not fit limit tokens, the oldest
+// exchanges after the first (u_i with its reply a_i) are dropped until it does (count nil: never).
+// It reports whether anything was dropped; when even the first exchange and the current question
+// do not fit, that is an error.
 func (d *evalDialogue) prompt(count func([]chat.Message) (int, error), limit int) ([]chat.Message, bool, error) {
-	drop := 0
-	for {
+	for drop := 0; ; drop += 2 {
 		msgs := append(append([]chat.Message(nil), d.first...), d.history[drop:]...)
-		if count == nil || limit <= 0 {
+		if count == nil {
 			return msgs, false, nil
 		}
 		n, err := count(msgs)
 		if err != nil {
 			return nil, false, err
 		}
-		// history is [assistant a1, user u2, assistant a2, ..., user u_t]: drop a reply and the next question together.
-		if n <= limit || len(d.history)-drop <= 1 {
-			if n > limit {
-				return nil, false, fmt.Errorf("the first turn and the current question take %d tokens: no room for %s", n, "a reply within max_length")
-			}
+		if n <= limit {
 			return msgs, drop > 0, nil
 		}
-		drop += 2
+		if len(d.history)-drop <= 1 {
+			return nil, false, fmt.Errorf("the first exchange and the current question take %d tokens: no room for a reply of max_new_tokens within %d", n, limit)
+		}
 	}
 }
 
@@ -404,7 +406,11 @@ func evalModel(ctx context.Context, cfg EvalConfig, s *sampler, place Placement,
 			if t > 0 {
 				d.history = append(d.history, chat.Message{Role: "user", Content: d.qs[t].Text})
 			}
-			msgs, dropped, err := d.prompt(s.count, limit-cfg.MaxNewTokens)
+			count := s.count
+			if limit <= 0 {
+				count = nil // no known context: nothing to fit
+			}
+			msgs, dropped, err := d.prompt(count, limit-cfg.MaxNewTokens)
 			if err != nil {
 				return mr, nil, fmt.Errorf("dialogue %d: turn %d: %w", i, t+1, err)
 			}
@@ -422,7 +428,11 @@ func evalModel(ctx context.Context, cfg EvalConfig, s *sampler, place Placement,
 		st := &mr.Turns[t]
 		for i, d := range ds {
 			reply := strings.TrimSpace(out[i][0])
-			d.history = append(d.history, chat.Message{Role: "assistant", Content: reply})
+			if t == 0 {
+				d.first = append(d.first, chat.Message{Role: "assistant", Content: reply})
+			} else {
+				d.history = append(d.history, chat.Message{Role: "assistant", Content: reply})
+			}
 			q := d.qs[t]
 			vs, err := CheckAnswer(ctx, checkers, q.Checks, q.Text, reply)
 			if err != nil {

@@ -143,7 +143,8 @@ type SynthSummary struct {
 	// Skipped counts, per reason, the source rows before the last one used that gave no dialogue:
 	// "fewer_than_2_user_turns" and "too_long" (not two turns within max_length).
 	Skipped map[string]int `json:"skipped"`
-	// Resumed is how many dialogues were taken from the journal of an earlier run, not regenerated.
+	// Resumed is how many of the dialogues were taken from the journal of an earlier run, not
+	// regenerated; Generated is how many source rows this run sampled (skips included).
 	Resumed   int       `json:"resumed"`
 	Generated int       `json:"generated"`
 	Placement Placement `json:"instruction_placement"`
@@ -223,7 +224,10 @@ func synthesize(ctx context.Context, cfg SynthConfig, s *sampler, scorer convSco
 	for _, e := range entries {
 		done[e.SourceRow] = e
 	}
-	sum.Resumed = len(done)
+	journaled := make(map[int]bool, len(done)) // rows finished by an earlier run
+	for r := range done {
+		journaled[r] = true
+	}
 
 	// Candidates in row order; rows with fewer than two user turns are skipped without sampling.
 	dialogues := make([]Dialogue, len(ds.Records))
@@ -320,6 +324,9 @@ func synthesize(ctx context.Context, cfg SynthConfig, s *sampler, scorer convSco
 		if e, ok := done[d.SourceRow]; ok && e.Skipped == "" && eligible[i] {
 			rows = append(rows, e.Rows...)
 			n++
+			if journaled[d.SourceRow] {
+				sum.Resumed++
+			}
 		}
 	}
 	for i := 0; i <= lastUsed; i++ {

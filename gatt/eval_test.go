@@ -1,0 +1,282 @@
+package gatt
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"image/png"
+	"math"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/alignkit/alignkit/conf"
+	"github.com/alignkit/alignkit/data/chat"
+)
+
+// oneOfEach lists make every constraint's value known in advance.
+var oneOfEach = Lists{Hobbies: []string{"Tennis"}, Languages: []string{"French"}, Figures: []string{"Napoleon"}}
+
+// perfect always answers in French, as Napoleon, about tennis: every check passes.
+func perfect([]chat.Message, int) string {
+	return "Je suis Napoleon et j'aime le tennis, c'est mon passe-temps préféré."
+}
+
+// forgetful keeps the instruction only while answering the first question (a prompt of at most
+// [system, user]); later it answers in English as nobody in particular.
+func forgetful(ms []chat.Message, j int) string {
+	if len(ms) <= 2 {
+		return perfect(ms, j)
+	}
+	return "I like golf and I am a robot."
+}
+
+func evalCfg(out string) EvalConfig {
+	c := DefaultEvalConfig()
+	c.Models, c.OutputDir = []string{"m"}, out
+	c.NumDialogues, c.Turns = 6, 5
+	c.Constraints = oneOfEach
+	return c
+}
+
+// TestEvalModel checks the per-turn table against what the questions make checkable: a reply is
+// checked when its question has constraints, and counts as adherent when all of them pass.
+func TestEvalModel(t *testing.T) {
+	cfg := evalCfg(t.TempDir())
+	kw, _ := NewChecker(CheckKeyword, Deps{})
+	lang, _ := NewChecker(CheckLanguage, Deps{})
+	checkers := []Checker{kw, lang}
+	// Expected checked counts, from the same (seed, dialogue) questions.
+	wantChecked := make([]int, cfg.Turns)
+	for i := range cfg.NumDialogues {
+		_, qs, err := EvalQuestions(cfg.Seed, i, cfg.Turns, oneOfEach)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, q := range qs {
+			if len(q.Checks) > 0 {
+				wantChecked[k]++
+			}
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		reply func([]chat.Message, int) string
+		pct   func(turn int) float64
+	}{
+		{"perfect", perfect, func(int) float64 { return 100 }},
+		{"forgetful", forgetful, func(turn int) float64 {
+			if turn == 1 {
+				return 100
+			}
+			return 0
+		}},
+	} {
+		gen := &scriptGen{reply: tc.reply}
+		mr, ts, err := evalModel(context.Background(), cfg, &sampler{gen: gen}, PlaceSystem, oneOfEach, checkers, tc.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, st := range mr.Turns {
+			if st.Turn != k+1 || st.Checked != wantChecked[k] {
+				t.Errorf("%s turn %d: %+v, want %d checked", tc.name, k+1, st, wantChecked[k])
+			}
+			if st.Checked > 0 && st.Percent != tc.pct(k+1) {
+				t.Errorf("%s turn %d: %.1f%%, want %.1f%%", tc.name, k+1, st.Percent, tc.pct(k+1))
+			}
+			if st.Checked == 0 && !math.IsNaN(st.Percent) {
+				t.Errorf("%s turn %d: nothing checked but percent %v", tc.name, k+1, st.Percent)
+			}
+			n := 0
+			for _, ks := range st.ByKind {
+				n += ks.Checked
+			}
+			if n < st.Checked {
+				t.Errorf("%s turn %d: %d verdicts for %d checked replies", tc.name, k+1, n, st.Checked)
+			}
+		}
+		// The dialogues: the instruction only in the system message, the questions in order, one
+		// batched generation call per turn.
+		if len(gen.prompts) != cfg.NumDialogues*cfg.Turns {
+			t.Errorf("%d prompts", len(gen.prompts))
+		}
+		for _, tr := range ts {
+			inst, qs, _ := EvalQuestions(cfg.Seed, tr.Dialogue, cfg.Turns, oneOfEach)
+			if len(tr.Messages) != 1+2*cfg.Turns || tr.Messages[0] != (chat.Message{Role: "system", Content: inst.Text()}) {
+				t.Fatalf("transcript %d: %q", tr.Dialogue, tr.Messages)
+			}
+			for k, q := range qs {
+				if m := tr.Messages[1+2*k]; m.Role != "user" || m.Content != q.Text {
+					t.Errorf("transcript %d turn %d: %+v, want %q", tr.Dialogue, k+1, m, q.Text)
+				}
+			}
+		}
+	}
+
+	// first_user: the instruction rides on the first question only.
+	gen := &scriptGen{reply: perfect}
+	_, ts, err := evalModel(context.Background(), cfg, &sampler{gen: gen}, PlaceFirstUser, oneOfEach, checkers, "fu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst, qs, _ := EvalQuestions(cfg.Seed, 0, cfg.Turns, oneOfEach)
+	if ts[0].Messages[0].Content != WithInstruction(qs[0].Text, inst.Text()) || ts[0].Messages[2].Content != qs[1].Text {
+		t.Errorf("first_user transcript: %q", ts[0].Messages)
+	}
+}
+
+func TestEvalPromptDropsOldTurns(t *testing.T) {
+	count := func(ms []chat.Message) (int, error) { return 10 * len(ms), nil }
+	d := &evalDialogue{
+		first:   msgs("system", "I", "user", "u1", "assistant", "a1"),
+		history: msgs("user", "u2", "assistant", "a2", "user", "u3", "assistant", "a3", "user", "u4"),
+	}
+	got, dropped, err := d.prompt(count, 70)
+	want := msgs("system", "I", "user", "u1", "assistant", "a1", "user", "u3", "assistant", "a3", "user", "u4")
+	if err != nil || !dropped || !reflect.DeepEqual(got, want) {
+		t.Errorf("limit 70: %q %v %v", got, dropped, err)
+	}
+	got, dropped, err = d.prompt(count, 1000)
+	if err != nil || dropped || len(got) != 8 {
+		t.Errorf("limit 1000: %q %v %v", got, dropped, err)
+	}
+	if _, _, err := d.prompt(count, 30); err == nil || err.Error() != "the first exchange and the current question take 40 tokens: no room for a reply of max_new_tokens within 30" {
+		t.Errorf("limit 30: %v", err)
+	}
+}
+
+func TestWriteEval(t *testing.T) {
+	dir := t.TempDir()
+	r := EvalResult{Turns: 3, NumDialogues: 2, Checkers: []string{"keyword", "language"}, Placement: PlaceSystem, Models: []ModelResult{
+		{Label: "base", Model: "a", Turns: []TurnStat{{Turn: 1, Checked: 2, Adherent: 1, Percent: 50}, {Turn: 2, Percent: math.NaN()}, {Turn: 3, Checked: 2, Percent: 0}}},
+		{Label: "gatt", Model: "b", Turns: []TurnStat{{Turn: 1, Checked: 2, Adherent: 2, Percent: 100}, {Turn: 2, Percent: math.NaN()}, {Turn: 3, Checked: 2, Adherent: 2, Percent: 100}}},
+	}}
+	if err := WriteEval(dir, r, []Transcript{{Label: "base"}}); err != nil {
+		t.Fatal(err)
+	}
+	wantTable := "| Turn | base | gatt |\n|---:|---:|---:|\n| 1 | 50.0% (1/2) | 100.0% (2/2) |\n| 2 | n/a | n/a |\n| 3 | 0.0% (0/2) | 100.0% (2/2) |\n"
+	if got := r.Markdown(); got != wantTable {
+		t.Errorf("table:\n%s\nwant\n%s", got, wantTable)
+	}
+	md, _ := os.ReadFile(filepath.Join(dir, EvalMarkdownFile))
+	if !strings.HasSuffix(string(md), wantTable) {
+		t.Errorf("markdown file:\n%s", md)
+	}
+	var back struct {
+		Models []struct {
+			Label string
+			Turns []struct {
+				Turn    int
+				Percent *float64
+			}
+		}
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, EvalJSONFile))
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.Models[1].Label != "gatt" || *back.Models[0].Turns[0].Percent != 50 || back.Models[0].Turns[1].Percent != nil {
+		t.Errorf("json: %s", b)
+	}
+	f, _ := os.ReadFile(filepath.Join(dir, EvalPlotFile))
+	img, err := png.Decode(bytes.NewReader(f))
+	if err != nil || img.Bounds().Dx() < 500 {
+		t.Errorf("plot: %v", err)
+	}
+	tr, _ := os.ReadFile(filepath.Join(dir, EvalTranscriptsFile))
+	if strings.Count(string(tr), "\n") != 1 {
+		t.Errorf("transcripts: %q", tr)
+	}
+}
+
+// TestEvalConfigErrors loads YAML as the command does and checks each bad input's one error line.
+func TestEvalConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct {
+		name, yaml, want string
+	}{
+		{"ok", "models: [m]\noutput_dir: o\n", ""},
+		{"empty hobbies", "models: [m]\noutput_dir: o\nconstraints: {hobbies: []}\n",
+			"%s: constraints: gatt hobbies list is empty: cannot sample a hobby constraint"},
+		{"unknown checker", "models: [m]\noutput_dir: o\ncheckers: [keyword, regex]\n",
+			`%s: checkers: unknown checker "regex": want one of judge, keyword, language, reward`},
+		{"no checker", "models: [m]\noutput_dir: o\ncheckers: []\n", "%s: checkers: empty: want at least one of keyword, language, judge, reward"},
+		{"uncovered kind", "models: [m]\noutput_dir: o\ncheckers: [keyword]\n",
+			"%s: checkers [keyword]: none checks language constraints: add one that does (judge and reward check any kind)"},
+		{"unknown language", "models: [m]\noutput_dir: o\nconstraints: {languages: [Klingon]}\n",
+			`%s: constraints: languages[0]: language "Klingon" has no stop-word list: want one of english, french, german, italian, spanish`},
+		{"judge without url", "models: [m]\noutput_dir: o\ncheckers: [judge]\n", "%s: checkers: judge needs judge_base_url (an OpenAI-compatible server)"},
+		{"reward without model", "models: [m]\noutput_dir: o\ncheckers: [keyword, reward]\n", "%s: checkers: reward needs reward_model_name_or_path"},
+		{"labels", "models: [a, b]\nlabels: [x]\noutput_dir: o\n", "%s: labels: 1 labels for 2 models: give one per model or none"},
+		{"same labels", "models: [a/m, b/m]\noutput_dir: o\n", `%s: labels: "m" appears twice: give each model its own label`},
+		{"no models", "output_dir: o\n", "%s: models: must list at least one model"},
+		{"placement", "models: [m]\noutput_dir: o\ninstruction_placement: middle\n", `%s: instruction_placement "middle": want auto, system or first_user`},
+	}
+	for _, tc := range cases {
+		path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "_")+".yaml")
+		os.WriteFile(path, []byte(tc.yaml), 0o644)
+		cfg := DefaultEvalConfig()
+		err := conf.Load(path, nil, &cfg)
+		want := tc.want
+		if want != "" {
+			want = strings.Replace(want, "%s", path, 1)
+		}
+		if got := errText(err); got != want {
+			t.Errorf("%s:\n got %q\nwant %q", tc.name, got, want)
+		}
+	}
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+func TestSynthConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	base := "dataset_name: d.jsonl\noutput_dir: o\nmodel_name_or_path: m\n"
+	cases := []struct {
+		name, yaml, want string
+	}{
+		{"ok", base, ""},
+		{"ok extend", base + "constraints: {hobbies: [Juggling]}\nextend_constraints: true\n", ""},
+		{"empty figures", base + "constraints: {figures: []}\n", "%s: constraints: gatt figures list is empty: cannot sample a figure constraint"},
+		{"samples", base + "samples: all\n", `%s: samples "all": want last_turn or every_turn`},
+		{"k without rm", base + "num_samples_per_prompt: 4\n", "%s: num_samples_per_prompt 4: best-of-K needs reward_model_name_or_path"},
+		{"k greedy", base + "num_samples_per_prompt: 4\nreward_model_name_or_path: rm\ntemperature: 0\n",
+			"%s: num_samples_per_prompt 4: greedy decoding (temperature 0) gives K identical replies: set temperature > 0"},
+		{"max_turns 1", base + "max_turns: 1\n", "%s: max_turns: must be 0 (all) or >= 2, got 1"},
+		{"training key", base + "packing: true\n", "%s: packing, loss_mask: training keys, not used by gatt synth: set them in the sft config"},
+		{"backend", base + "backend: vllm\n", `%s: backend "vllm": want local or openai`},
+		{"openai without url", base + "backend: openai\n", "%s: base_url: must be set for backend openai (the server's OpenAI root, e.g. http://127.0.0.1:8080/v1)"},
+		{"local without model", "dataset_name: d.jsonl\noutput_dir: o\n", "%s: model_name_or_path: must be set for backend local (an HF model directory or a .gguf file)"},
+		{"no data", "output_dir: o\nmodel_name_or_path: m\n", "%s: dataset_name: must be set (a .parquet or .jsonl file with a messages column)"},
+	}
+	for _, tc := range cases {
+		path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "_")+".yaml")
+		os.WriteFile(path, []byte(tc.yaml), 0o644)
+		cfg := DefaultSynthConfig()
+		err := conf.Load(path, nil, &cfg)
+		want := tc.want
+		if want != "" {
+			want = strings.Replace(want, "%s", path, 1)
+		}
+		if got := errText(err); got != want {
+			t.Errorf("%s:\n got %q\nwant %q", tc.name, got, want)
+		}
+	}
+	// extend_constraints adds to the defaults; without it the given list replaces them.
+	path := filepath.Join(dir, "ok_extend.yaml")
+	cfg := DefaultSynthConfig()
+	if err := conf.Load(path, nil, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	l, _ := ResolveLists(cfg.Constraints, cfg.ExtendConstraints)
+	if len(l.Hobbies) != len(DefaultLists().Hobbies)+1 || cfg.Constraints.Figures != nil {
+		t.Errorf("extend: %+v", l)
+	}
+}
