@@ -1,0 +1,300 @@
+package rlhf
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/alignkit/alignkit/data"
+	"github.com/alignkit/alignkit/model/checkpoint"
+)
+
+// Backends.
+const (
+	BackendLocal  = "local"
+	BackendOpenAI = "openai"
+)
+
+// SampleConfig is `alignkit rlhf sample`'s YAML (and the sampling part of `rlhf run`'s): the shared
+// data keys, the policy and reward model, and the sampling keys.
+type SampleConfig struct {
+	// ModelNameOrPath is the policy to sample from (local backend).
+	ModelNameOrPath string `mapstructure:"model_name_or_path" doc:"policy to sample from: an HF directory or .gguf (the local backend; the openai backend samples served_model_name)"`
+	// RewardModelNameOrPath scores every sample.
+	RewardModelNameOrPath string `mapstructure:"reward_model_name_or_path" doc:"reward model that scores every sample: an HF directory or .gguf with a score head"`
+	// Data holds dataset_name (the prompts), eval_dataset_name / eval_split (held-out prompts, never
+	// sampled for training), columns, chat_template, max_length (the SFT step's) and
+	// max_train_samples / max_eval_samples (the first N prompts).
+	Data data.Args `mapstructure:",squash"`
+	// OutputDir receives the sample files.
+	OutputDir string `mapstructure:"output_dir" doc:"directory for samples.parquet, best.parquet, pairs.parquet, reward_vs_k.json/.png"`
+	// Seed drives sampling (sample j of prompt i draws with seed + i·K + j) and eval_split.
+	Seed int64 `mapstructure:"seed" doc:"random seed: sample j of prompt i is drawn with seed + i*K + j; also seeds eval_split (default 42)"`
+
+	NumSamplesPerPrompt int       `mapstructure:"num_samples_per_prompt" doc:"K, completions sampled per prompt (default 4)"`
+	Temperature         float64   `mapstructure:"temperature" doc:"sampling temperature; 0 is greedy (default 1)"`
+	Temperatures        []float64 `mapstructure:"temperatures" doc:"temperature sweep: sample at each and plot one reward-vs-K curve per temperature (overrides temperature)"`
+	TopP                float64   `mapstructure:"top_p" doc:"nucleus sampling mass (default 1: off)"`
+	TopK                int       `mapstructure:"top_k" doc:"sample among the K most likely tokens (0: off)"`
+	MaxNewTokens        int       `mapstructure:"max_new_tokens" doc:"longest completion in tokens (default 256)"`
+
+	Backend         string         `mapstructure:"backend" doc:"local (alignkit's engine) or openai (an OpenAI-compatible server)"`
+	BaseURL         string         `mapstructure:"base_url" doc:"openai backend: the server's OpenAI root, e.g. http://127.0.0.1:8080/v1"`
+	ServedModelName string         `mapstructure:"served_model_name" doc:"openai backend: the model name to request (empty: the first model the server lists)"`
+	APIKey          string         `mapstructure:"api_key" json:"-" doc:"openai backend: API key (else ALIGNKIT_API_KEY or OPENAI_API_KEY); never logged or saved"`
+	Concurrency     int            `mapstructure:"concurrency" doc:"openai backend: requests in flight (default 4)"`
+	RequestTimeout  time.Duration  `mapstructure:"request_timeout" doc:"openai backend: timeout of each request attempt, e.g. 60s (default 2m)"`
+	MaxRetries      int            `mapstructure:"max_retries" doc:"openai backend: retries after a 408, 429, 5xx, connection error or timeout, with exponential backoff (default 3)"`
+	NSupported      *bool          `mapstructure:"n_supported" doc:"openai backend: whether the server takes n > 1 (unset: detect; false: always K single requests, as llama-server needs)"`
+	ExtraBody       map[string]any `mapstructure:"extra_body" doc:"openai backend: extra request fields sent as is (min_p, repeat_penalty, ...)"`
+
+	WritePairs bool `mapstructure:"write_pairs" doc:"also write pairs.parquet: best vs worst sample of each prompt as a preference pair"`
+}
+
+// DefaultSampleConfig is what a YAML file that sets nothing means. Load a config over it.
+func DefaultSampleConfig() SampleConfig {
+	return SampleConfig{
+		Seed: 42, NumSamplesPerPrompt: 4, Temperature: 1, TopP: 1, MaxNewTokens: 256,
+		Backend: BackendLocal, Concurrency: 4, RequestTimeout: 2 * time.Minute, MaxRetries: 3,
+		Data: data.Args{}.Defaults(),
+	}
+}
+
+// temperatures are the sweep's temperatures, or the one temperature.
+func (c SampleConfig) temperatures() []float64 {
+	if len(c.Temperatures) > 0 {
+		return c.Temperatures
+	}
+	return []float64{c.Temperature}
+}
+
+// sampling is the sampling at temperature t.
+func (c SampleConfig) sampling(t float64) Sampling {
+	return Sampling{Temperature: t, TopP: c.TopP, TopK: c.TopK, MaxNewTokens: c.MaxNewTokens, Seed: uint64(c.Seed)}
+}
+
+// Validate checks every key and returns one error line naming the first bad one.
+func (c SampleConfig) Validate() error {
+	if err := checkK(c.NumSamplesPerPrompt); err != nil {
+		return err
+	}
+	switch {
+	case c.RewardModelNameOrPath == "":
+		return errors.New("reward_model_name_or_path: must be set (the reward model that scores the samples)")
+	case c.OutputDir == "":
+		return errors.New("output_dir: must be set")
+	case c.Backend != BackendLocal && c.Backend != BackendOpenAI:
+		return fmt.Errorf("backend %q: want local or openai", c.Backend)
+	case c.Backend == BackendLocal && c.ModelNameOrPath == "":
+		return errors.New("model_name_or_path: must be set for the local backend (the policy to sample from)")
+	case c.Backend == BackendOpenAI && c.BaseURL == "":
+		return errors.New("base_url: must be set for the openai backend, e.g. http://127.0.0.1:8080/v1")
+	case c.Concurrency < 1:
+		return fmt.Errorf("concurrency %d: want at least 1", c.Concurrency)
+	case c.MaxRetries < 0:
+		return fmt.Errorf("max_retries %d: want >= 0", c.MaxRetries)
+	case c.RequestTimeout <= 0:
+		return fmt.Errorf("request_timeout %s: want a positive duration such as 60s", c.RequestTimeout)
+	}
+	for _, t := range c.temperatures() {
+		if err := c.sampling(t).Validate(); err != nil {
+			return err
+		}
+	}
+	return c.Data.Defaults().Validate()
+}
+
+// apiKey is api_key, else ALIGNKIT_API_KEY (conf maps it onto api_key too), else OPENAI_API_KEY.
+func (c SampleConfig) apiKey() string {
+	for _, k := range []string{c.APIKey, os.Getenv("ALIGNKIT_API_KEY"), os.Getenv("OPENAI_API_KEY")} {
+		if k != "" {
+			return k
+		}
+	}
+	return ""
+}
+
+// LoadPromptSets reads the prompts: the sampling prompts and the held-out ones (nil without
+// eval_dataset_name or eval_split), each capped by max_train_samples / max_eval_samples.
+func (c SampleConfig) LoadPromptSets() (train, eval []Prompt, err error) {
+	a := c.Data
+	all, err := LoadPrompts(a.DatasetName, a.Columns)
+	if err != nil {
+		return nil, nil, err
+	}
+	train = all
+	switch {
+	case a.EvalDatasetName != "":
+		if eval, err = LoadPrompts(a.EvalDatasetName, a.Columns); err != nil {
+			return nil, nil, err
+		}
+	case a.EvalSplit > 0:
+		if len(all) < 2 {
+			return nil, nil, fmt.Errorf("%s: eval_split %g needs at least 2 prompts, the file has %d", a.DatasetName, a.EvalSplit, len(all))
+		}
+		tr, ev, err := data.SplitIndices(len(all), a.EvalSplit, uint64(c.Seed))
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", a.DatasetName, err)
+		}
+		train, eval = pick(all, tr), pick(all, ev)
+	}
+	return capPrompts(train, a.MaxTrainSamples), capPrompts(eval, a.MaxEvalSamples), nil
+}
+
+func pick(ps []Prompt, idx []int) []Prompt {
+	out := make([]Prompt, len(idx))
+	for i, j := range idx {
+		out[i] = ps[j]
+	}
+	return out
+}
+
+func capPrompts(ps []Prompt, n int) []Prompt {
+	if n > 0 && n < len(ps) {
+		return ps[:n]
+	}
+	return ps
+}
+
+// NewGenerator builds the configured backend for policy (the local backend's checkpoint path).
+func (c SampleConfig) NewGenerator(ctx context.Context, policy string, log io.Writer) (Generator, error) {
+	if c.Backend == BackendOpenAI {
+		return NewOpenAI(ctx, OpenAIConfig{
+			BaseURL: c.BaseURL, Model: c.ServedModelName, APIKey: c.apiKey(), Concurrency: c.Concurrency,
+			MaxRetries: c.MaxRetries, RequestTimeout: c.RequestTimeout, NSupported: c.NSupported,
+			ExtraBody: c.ExtraBody, Log: log,
+		})
+	}
+	ck, err := checkpoint.Open(policy)
+	if err != nil {
+		return nil, fmt.Errorf("model_name_or_path: %w", err)
+	}
+	return NewLocal(ck, c.Data.ChatTemplate)
+}
+
+// Sampled is every prompt's K scored samples at each temperature.
+type Sampled struct {
+	Prompts      []Prompt
+	K            int
+	Temperatures []float64
+	// Completions[t][i][j] is sample j of prompt i at Temperatures[t]; Rewards likewise.
+	Completions [][][]string
+	Rewards     [][][]float64
+}
+
+// sampleChunk is the number of prompts generated and scored between progress lines (and checks of
+// the context).
+const sampleChunk = 16
+
+// SampleAll samples K completions of every prompt at each temperature and scores them all.
+func SampleAll(ctx context.Context, gen Generator, sc Scorer, prompts []Prompt, k int, temps []float64, base Sampling, log io.Writer) (*Sampled, error) {
+	if err := checkK(k); err != nil {
+		return nil, err
+	}
+	if len(prompts) == 0 {
+		return nil, errors.New("no prompts to sample")
+	}
+	if log == nil {
+		log = io.Discard
+	}
+	out := &Sampled{Prompts: prompts, K: k, Temperatures: temps}
+	for _, t := range temps {
+		s := base
+		s.Temperature = t
+		comps := make([][]string, 0, len(prompts))
+		rewards := make([][]float64, 0, len(prompts))
+		start := time.Now()
+		for i0 := 0; i0 < len(prompts); i0 += sampleChunk {
+			i1 := min(len(prompts), i0+sampleChunk)
+			// Seeds are Seed + i·K + j with i the prompt's index in the whole set.
+			cs := s
+			cs.Seed = s.Seed + uint64(i0*k)
+			got, err := gen.Generate(ctx, prompts[i0:i1], k, cs)
+			if err != nil {
+				return nil, err
+			}
+			for i, texts := range got {
+				if len(texts) != k {
+					return nil, fmt.Errorf("%s: the backend returned %d completions, want %d", prompts[i0+i].where(), len(texts), k)
+				}
+				r, err := sc.Score(ctx, prompts[i0+i], texts)
+				if err != nil {
+					return nil, err
+				}
+				for j, v := range r {
+					if math.IsNaN(v) || math.IsInf(v, 0) {
+						return nil, fmt.Errorf("%s: sample %d: reward %v is not finite", prompts[i0+i].where(), j, v)
+					}
+				}
+				comps = append(comps, texts)
+				rewards = append(rewards, r)
+			}
+			fmt.Fprintf(log, "sampled %d/%d prompts x %d at temperature %g (%s)\n", i1, len(prompts), k, t, time.Since(start).Round(time.Millisecond))
+		}
+		out.Completions = append(out.Completions, comps)
+		out.Rewards = append(out.Rewards, rewards)
+	}
+	return out, nil
+}
+
+// SampleResult is what RunSample wrote.
+type SampleResult struct {
+	*Sampled
+	Files []string
+}
+
+// RunSample is `alignkit rlhf sample`: it samples K completions per prompt with the policy (at each
+// temperature of a sweep), scores them with the reward model, and writes the sample files into
+// output_dir (see WriteSamples). Everything is checked and loaded before output_dir is touched.
+func RunSample(ctx context.Context, cfg SampleConfig, log io.Writer) (*SampleResult, error) {
+	if log == nil {
+		log = os.Stderr
+	}
+	cfg.Data = cfg.Data.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	prompts, _, err := cfg.LoadPromptSets()
+	if err != nil {
+		return nil, err
+	}
+	sc, err := LoadScorer(cfg.RewardModelNameOrPath, cfg.Data.ChatTemplate)
+	if err != nil {
+		return nil, err
+	}
+	gen, err := cfg.NewGenerator(ctx, cfg.ModelNameOrPath, log)
+	if err != nil {
+		return nil, err
+	}
+	if l, ok := gen.(*Local); ok && prompts[0].Conversational() {
+		// A missing template is a config error: report it before sampling anything.
+		if _, err := l.Encode(prompts[0]); err != nil {
+			return nil, err
+		}
+	}
+	temps := cfg.temperatures()
+	fmt.Fprintf(log, "rlhf sample: %d prompts from %s, K=%d, temperatures %s, %s backend\n",
+		len(prompts), cfg.Data.DatasetName, cfg.NumSamplesPerPrompt, joinFloats(temps), cfg.Backend)
+	s, err := SampleAll(ctx, gen, sc, prompts, cfg.NumSamplesPerPrompt, temps, cfg.sampling(temps[0]), log)
+	if err != nil {
+		return nil, err
+	}
+	files, err := WriteSamples(cfg.OutputDir, s, cfg.WritePairs, len(cfg.Temperatures) > 0)
+	if err != nil {
+		return nil, err
+	}
+	return &SampleResult{Sampled: s, Files: files}, nil
+}
+
+func joinFloats(v []float64) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = fmt.Sprint(x)
+	}
+	return strings.Join(s, ",")
+}
