@@ -299,7 +299,9 @@ func TestRunSampleErrors(t *testing.T) {
 }
 
 // c0 is the default prompt file of sampleConfig.
-func c0(t *testing.T) string { return filepath.Join(sharedDir(t), "data", "no_robots_test_sft.parquet") }
+func c0(t *testing.T) string {
+	return filepath.Join(sharedDir(t), "data", "no_robots_test_sft.parquet")
+}
 
 func anyStrings(v any) []string {
 	var out []string
