@@ -13,6 +13,7 @@ import (
 
 	"github.com/alignkit/alignkit/data"
 	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
 )
 
 // FileConfig says what ScoreFile reads and writes.
@@ -72,20 +73,8 @@ func ScoreFile(ctx context.Context, s *Scorer, cfg FileConfig) (FileResult, erro
 		return FileResult{}, err
 	}
 
-	var progress func(int)
-	if cfg.Progress != nil {
-		bar := progressbar.NewOptions(len(items),
-			progressbar.OptionSetWriter(cfg.Progress),
-			progressbar.OptionSetDescription("scoring"),
-			progressbar.OptionShowCount(),
-			progressbar.OptionSetElapsedTime(true),
-			progressbar.OptionSetPredictTime(true),
-			progressbar.OptionThrottle(100*time.Millisecond),
-			progressbar.OptionSetWidth(30),
-		)
-		progress = func(done int) { _ = bar.Set(done) }
-		defer func() { _ = bar.Finish(); fmt.Fprintln(cfg.Progress) }()
-	}
+	progress, finish := progressReporter(cfg.Progress, len(items))
+	defer finish()
 	rewards, err := s.scoreItems(ctx, items, cfg.Input, progress)
 	if err != nil {
 		return FileResult{}, err
@@ -109,6 +98,34 @@ func abs(p string) string {
 		return p
 	}
 	return a
+}
+
+// progressReporter draws a progress bar on w when w is a terminal or not a file, and writes a plain
+// line at every tenth of the work to a file or pipe (a log), where a bar would be a stream of
+// carriage returns. A nil w reports nothing.
+func progressReporter(w io.Writer, total int) (progress func(done int), finish func()) {
+	if w == nil {
+		return nil, func() {}
+	}
+	if f, ok := w.(*os.File); ok && !term.IsTerminal(int(f.Fd())) {
+		next := 0
+		return func(done int) {
+			if done >= next || done == total {
+				fmt.Fprintf(w, "scoring: %d/%d rows\n", done, total)
+				next = done + max(1, total/10)
+			}
+		}, func() {}
+	}
+	bar := progressbar.NewOptions(total,
+		progressbar.OptionSetWriter(w),
+		progressbar.OptionSetDescription("scoring"),
+		progressbar.OptionShowCount(),
+		progressbar.OptionSetElapsedTime(true),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionSetWidth(30),
+	)
+	return func(done int) { _ = bar.Set(done) }, func() { _ = bar.Finish(); fmt.Fprintln(w) }
 }
 
 // fileKind is "parquet" or "jsonl" by extension.
