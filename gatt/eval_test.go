@@ -4,16 +4,20 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"image/png"
 	"math"
 	"os"
 	"path/filepath"
 	"reflect"
+	"sort"
 	"strings"
 	"testing"
 
 	"github.com/alignkit/alignkit/conf"
+	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/data/chat"
+	"github.com/alignkit/alignkit/reward"
 )
 
 // oneOfEach lists make every constraint's value known in advance.
@@ -278,5 +282,67 @@ func TestSynthConfigErrors(t *testing.T) {
 	l, _ := ResolveLists(cfg.Constraints, cfg.ExtendConstraints)
 	if len(l.Hobbies) != len(DefaultLists().Hobbies)+1 || cfg.Constraints.Figures != nil {
 		t.Errorf("extend: %+v", l)
+	}
+}
+
+// TestEvaluateRewardChecker runs Evaluate on stories260K with the reward checker alone: every
+// verdict is the reward model's score of (instruction + question, reply) against the threshold,
+// re-derived here with the same scorer. The second run puts the threshold at the median score, so
+// that both outcomes occur.
+func TestEvaluateRewardChecker(t *testing.T) {
+	shared := sharedDir(t)
+	stories := filepath.Join(shared, "models", "stories260K")
+	rmDir := rewardModelDir(t, stories)
+	scorer, err := reward.NewScorer(rmDir, reward.WithChatTemplate("llama-2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(threshold float64) (scores []float64, passes int) {
+		cfg := DefaultEvalConfig()
+		cfg.Models, cfg.Labels, cfg.OutputDir = []string{stories}, []string{"base"}, t.TempDir()
+		cfg.ChatTemplate, cfg.NumDialogues, cfg.Turns, cfg.MaxNewTokens = "llama-2", 2, 3, 6
+		cfg.Checkers, cfg.RewardModelNameOrPath, cfg.RewardThreshold = []string{CheckReward}, rmDir, threshold
+		res, err := Evaluate(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Models) != 1 || res.Placement != PlaceSystem {
+			t.Fatalf("result %+v", res)
+		}
+		b, _ := os.ReadFile(filepath.Join(cfg.OutputDir, EvalTranscriptsFile))
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var tr Transcript
+			if err := json.Unmarshal([]byte(line), &tr); err != nil {
+				t.Fatal(err)
+			}
+			for turn, vs := range tr.Verdicts {
+				q, reply := tr.Messages[1+2*turn].Content, tr.Messages[2+2*turn].Content
+				for _, v := range vs {
+					s, err := scorer.Score(context.Background(), [][]data.Message{{{Role: "user", Content: RewardPrompt(v.Constraint, q)}, {Role: "assistant", Content: reply}}})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if v.Checker != CheckReward || v.Pass != (s[0] >= threshold) || v.Detail != fmt.Sprintf("score %.4g, threshold %.4g", s[0], threshold) {
+						t.Errorf("dialogue %d turn %d: %+v, rescored %v", tr.Dialogue, turn+1, v, s[0])
+					}
+					scores = append(scores, s[0])
+					if v.Pass {
+						passes++
+					}
+				}
+			}
+		}
+		return scores, passes
+	}
+	scores, _ := run(0)
+	if len(scores) < 2 {
+		t.Fatalf("%d verdicts", len(scores))
+	}
+	sorted := append([]float64(nil), scores...)
+	sort.Float64s(sorted)
+	median := sorted[len(sorted)/2]
+	_, passes := run(median)
+	if passes == 0 || passes == len(scores) {
+		t.Errorf("threshold at the median %v: %d of %d pass, want some of each", median, passes, len(scores))
 	}
 }

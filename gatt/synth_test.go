@@ -14,7 +14,10 @@ import (
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/data/chat"
 	"github.com/alignkit/alignkit/lm"
+	"github.com/alignkit/alignkit/model/checkpoint"
+	"github.com/alignkit/alignkit/model/hf"
 	"github.com/alignkit/alignkit/model/tokenizer"
+	"github.com/alignkit/alignkit/reward"
 	"github.com/alignkit/alignkit/rlhf"
 )
 
@@ -393,4 +396,88 @@ func TestSynthesizedMask(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSynthesizeBestOfKReal runs best-of-K on stories260K with a reward model (stories260K's
+// backbone with a random score head): each kept reply is the highest-scoring of the K the policy
+// samples with that turn's seeds, re-derived here with the same generator and scorer.
+func TestSynthesizeBestOfKReal(t *testing.T) {
+	shared := sharedDir(t)
+	stories := filepath.Join(shared, "models", "stories260K")
+	rmDir := rewardModelDir(t, stories)
+	src := writeSource(t,
+		msgs("user", "Tell me a story.", "assistant", "x", "user", "What happened next?"),
+		msgs("user", "Who is Lily?", "assistant", "x", "user", "Where does she live?"),
+	)
+	cfg := DefaultSynthConfig()
+	cfg.Data.DatasetName, cfg.Data.ChatTemplate, cfg.OutputDir, cfg.ModelNameOrPath = src, "llama-2", t.TempDir(), stories
+	cfg.NumSamplesPerPrompt, cfg.RewardModelNameOrPath, cfg.MaxNewTokens, cfg.Temperature = 3, rmDir, 8, 1
+	sum, err := Synthesize(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Dialogues != 2 || sum.Placement != PlaceSystem {
+		t.Fatalf("summary %+v", sum)
+	}
+	rows, _ := ReadRows(filepath.Join(cfg.OutputDir, ParquetFile))
+
+	policy, _ := checkpoint.Open(stories)
+	gen, err := rlhf.NewLocal(policy, "llama-2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	scorer, err := reward.NewScorer(rmDir, reward.WithChatTemplate("llama-2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	distinct := 0
+	for _, r := range rows {
+		d := Dialogue{SourceRow: r.SourceRow, Users: []string{r.Messages[1].Content, r.Messages[3].Content}}
+		var kept []string
+		for turn := range 2 {
+			prompt := d.SamplingPrompt(r.Instruction, kept)
+			out, err := gen.Generate(context.Background(), []rlhf.Prompt{{Messages: prompt}}, 3,
+				rlhf.Sampling{Temperature: 1, TopP: 1, MaxNewTokens: 8, Seed: turnSeed(42, r.SourceRow, turn)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			convs := make([][]data.Message, 3)
+			for j, c := range out[0] {
+				convs[j] = append(append([]data.Message(nil), prompt...), data.Message{Role: "assistant", Content: strings.TrimSpace(c)})
+			}
+			scores, err := scorer.Score(context.Background(), convs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			best := strings.TrimSpace(out[0][rlhf.Best(scores)])
+			if got := r.Messages[2+2*turn].Content; got != best {
+				t.Errorf("row %d turn %d kept %q, want the best of %q (scores %v): %q", r.SourceRow, turn+1, got, out[0], scores, best)
+			}
+			if out[0][0] != out[0][1] || out[0][1] != out[0][2] {
+				distinct++
+			}
+			kept = append(kept, best)
+		}
+	}
+	if distinct == 0 {
+		t.Error("the K samples were identical in every turn: best-of-K was not exercised")
+	}
+}
+
+// rewardModelDir saves stories260K's backbone with a random score head as a reward model.
+func rewardModelDir(t *testing.T, stories string) string {
+	t.Helper()
+	ck, err := checkpoint.Open(stories)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rm, err := reward.FromCausalLM(ck, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "rm")
+	if err := checkpoint.Save(dir, rm, hf.SaveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
