@@ -1,0 +1,64 @@
+package bench
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/alignkit/alignkit/model"
+)
+
+// Preset is a benchmark shape: a model configuration and the batch it is trained or decoded with.
+type Preset struct {
+	Name   string
+	Config model.Config
+	// Batch and SeqLen are the training micro-batch (rows × tokens per row); for a decode preset,
+	// SeqLen is the prompt length.
+	Batch, SeqLen int
+	About         string
+}
+
+func llama(vocab, d, layers, heads, kv, ffn int, tied bool) model.Config {
+	return model.Config{
+		Architectures: []string{"LlamaForCausalLM"}, ModelType: "llama",
+		VocabSize: vocab, HiddenSize: d, IntermediateSize: ffn, NumHiddenLayers: layers,
+		NumAttentionHeads: heads, NumKeyValueHeads: kv, HeadDim: d / heads,
+		RMSNormEps: 1e-5, RopeTheta: 10000, MaxPositionEmbeddings: 2048,
+		TieWordEmbeddings: tied, BOSTokenID: 1, EOSTokenIDs: []int{2},
+	}
+}
+
+// presets are the shapes the project's performance targets are stated for.
+var presets = []Preset{
+	{Name: "ref", Config: llama(4096, 256, 4, 8, 4, 688, true), Batch: 8, SeqLen: 256,
+		About: "reference training shape: vocab 4096, d 256, 4 layers, 8 q / 4 KV heads, SwiGLU 688, tied; batch 8 × 256"},
+	{Name: "smollm135m", Config: llama(49152, 576, 30, 9, 3, 1536, true), Batch: 4, SeqLen: 512,
+		About: "SmolLM-135M shape: vocab 49152, d 576, 30 layers, 9 q / 3 KV heads, SwiGLU 1536, tied; batch 4 × 512"},
+	{Name: "decode512", Config: llama(32000, 512, 8, 8, 4, 1376, false), Batch: 1, SeqLen: 128,
+		About: "decode shape: vocab 32000, d 512, 8 layers, 8 q / 4 KV heads, SwiGLU 1376, untied; prompt 128"},
+	{Name: "stories260k", Config: llama(512, 64, 5, 8, 4, 172, true), Batch: 8, SeqLen: 256,
+		About: "stories260K's shape (random weights): vocab 512, d 64, 5 layers, 8 q / 4 KV heads, SwiGLU 172, tied; batch 8 × 256"},
+	{Name: "tiny", Config: llama(512, 64, 2, 4, 2, 172, true), Batch: 4, SeqLen: 64,
+		About: "tiny shape for tests and the memory-flat check: vocab 512, d 64, 2 layers; batch 4 × 64"},
+}
+
+// PresetNames lists the preset names.
+func PresetNames() []string {
+	var out []string
+	for _, p := range presets {
+		out = append(out, p.Name)
+	}
+	return out
+}
+
+// LookupPreset returns the named preset.
+func LookupPreset(name string) (Preset, error) {
+	i := slices.IndexFunc(presets, func(p Preset) bool { return p.Name == name })
+	if i < 0 {
+		return Preset{}, fmt.Errorf("preset %q: want one of %s", name, strings.Join(PresetNames(), ", "))
+	}
+	p := presets[i]
+	p.Config.Architectures = slices.Clone(p.Config.Architectures)
+	p.Config.EOSTokenIDs = slices.Clone(p.Config.EOSTokenIDs)
+	return p, nil
+}

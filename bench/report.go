@@ -1,0 +1,374 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+)
+
+// Results are the measurements bench/run.sh collects: one JSON object per line (or a JSON array of
+// them, as `alignkit bench generate --json` prints), told apart by their "kind".
+type Results struct {
+	Train    []TrainResult
+	Generate []GenerateResult
+	SFT      []SFTResult
+	Peak     []Peak
+}
+
+// ReadResults parses results from r; source names r in errors.
+func ReadResults(r io.Reader, source string) (*Results, error) {
+	res := &Results{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for line := 1; sc.Scan(); line++ {
+		text := bytes.TrimSpace(sc.Bytes())
+		if len(text) == 0 {
+			continue
+		}
+		var objs []json.RawMessage
+		if text[0] == '[' {
+			if err := json.Unmarshal(text, &objs); err != nil {
+				return nil, fmt.Errorf("%s line %d: %w", source, line, err)
+			}
+		} else {
+			objs = []json.RawMessage{text}
+		}
+		for _, obj := range objs {
+			if err := res.add(obj); err != nil {
+				return nil, fmt.Errorf("%s line %d: %w", source, line, err)
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", source, err)
+	}
+	return res, nil
+}
+
+func (res *Results) add(obj json.RawMessage) error {
+	var k struct {
+		Kind string `json:"kind"`
+	}
+	if err := json.Unmarshal(obj, &k); err != nil {
+		return err
+	}
+	var err error
+	switch k.Kind {
+	case "train":
+		var t TrainResult
+		if err = json.Unmarshal(obj, &t); err == nil {
+			res.Train = append(res.Train, t)
+		}
+	case "generate":
+		var g GenerateResult
+		if err = json.Unmarshal(obj, &g); err == nil {
+			res.Generate = append(res.Generate, g)
+		}
+	case "sft":
+		var s SFTResult
+		if err = json.Unmarshal(obj, &s); err == nil {
+			res.SFT = append(res.SFT, s)
+		}
+	case "peak":
+		var p Peak
+		if err = json.Unmarshal(obj, &p); err == nil {
+			res.Peak = append(res.Peak, p)
+		}
+	default:
+		return fmt.Errorf("kind %q: want train, generate, sft or peak", k.Kind)
+	}
+	return err
+}
+
+// ReportInfo is the context printed above the table.
+type ReportInfo struct {
+	Date, Machine, BLAS, Env string
+	Notes                    []string
+}
+
+// agg is a median over runs, with the runs it came from.
+type agg struct {
+	runs []float64
+	med  float64
+	ok   bool
+	note string // which variant was chosen, e.g. llama.cpp's thread count
+}
+
+func aggregate(xs []float64) agg {
+	if len(xs) == 0 {
+		return agg{}
+	}
+	return agg{runs: xs, med: Median(xs), ok: true}
+}
+
+func (r *Results) train(engine, preset string, f func(TrainResult) float64) agg {
+	var xs []float64
+	for _, t := range r.Train {
+		if t.Engine == engine && t.Preset == preset {
+			xs = append(xs, f(t))
+		}
+	}
+	return aggregate(xs)
+}
+
+func (r *Results) sft(preset string, f func(SFTResult) float64) agg {
+	var xs []float64
+	for _, s := range r.SFT {
+		if s.Preset == preset {
+			xs = append(xs, f(s))
+		}
+	}
+	return aggregate(xs)
+}
+
+// generate aggregates one engine's runs on a model; when the engine was run with several thread
+// counts, the fastest count (by median decode rate) is taken, so the baseline is its best setting.
+func (r *Results) generate(engine, model string, f func(GenerateResult) float64) agg {
+	byThreads := map[int][]GenerateResult{}
+	for _, g := range r.Generate {
+		if g.Engine == engine && g.Model == model {
+			byThreads[g.Threads] = append(byThreads[g.Threads], g)
+		}
+	}
+	best, bestDecode := -1, 0.0
+	for th, gs := range byThreads {
+		var d []float64
+		for _, g := range gs {
+			d = append(d, g.DecodeTokensPerSecond)
+		}
+		if m := Median(d); best < 0 || m > bestDecode || (m == bestDecode && th < best) {
+			best, bestDecode = th, m
+		}
+	}
+	if best < 0 {
+		return agg{}
+	}
+	var xs []float64
+	for _, g := range byThreads[best] {
+		xs = append(xs, f(g))
+	}
+	a := aggregate(xs)
+	a.note = fmt.Sprintf("%d threads", best)
+	if best == 1 {
+		a.note = "1 thread"
+	}
+	if len(byThreads) > 1 {
+		a.note += ", its best"
+	}
+	return a
+}
+
+// target is a ratio goal: ratio >= min (or <= max when atMost), with an optional stretch.
+type target struct {
+	min, stretch float64
+	atMost       bool
+}
+
+func (t target) String() string {
+	switch {
+	case t.min == 0:
+		return "(info)"
+	case t.atMost:
+		return fmt.Sprintf("<= %.1fx", t.min)
+	case t.stretch > 0:
+		return fmt.Sprintf(">= %.1fx (stretch %.1fx)", t.min, t.stretch)
+	}
+	return fmt.Sprintf(">= %.1fx", t.min)
+}
+
+func (t target) status(ratio float64) string {
+	switch {
+	case t.min == 0:
+		return ""
+	case t.atMost && ratio <= t.min:
+		return "met"
+	case t.atMost || ratio < t.min:
+		return "MISSED"
+	case t.stretch > 0 && ratio >= t.stretch:
+		return "met, stretch too"
+	}
+	return "met"
+}
+
+type row struct {
+	what, unit string
+	ours, base agg
+	baseName   string
+	tgt        target
+}
+
+func fmtVal(a agg, unit string) string {
+	if !a.ok {
+		return "—"
+	}
+	var s string
+	switch {
+	case a.med >= 100:
+		s = fmt.Sprintf("%.0f", a.med)
+	case a.med >= 10:
+		s = fmt.Sprintf("%.1f", a.med)
+	default:
+		s = fmt.Sprintf("%.2f", a.med)
+	}
+	return s + unit
+}
+
+// WriteReport writes the markdown report: the context, one table of ratios against the targets,
+// and the per-run numbers behind each median.
+func WriteReport(w io.Writer, r *Results, info ReportInfo) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# alignkit benchmark\n\n")
+	fmt.Fprintf(&b, "- date: %s\n- machine: %s\n- BLAS: %s\n", info.Date, info.Machine, info.BLAS)
+	if info.Env != "" {
+		fmt.Fprintf(&b, "- environment: %s\n", info.Env)
+	}
+	if len(r.Peak) > 0 {
+		fmt.Fprintf(&b, "- fp32 peak: %.0f GFLOP/s (sgemm %d³, %s, best of %d), the divisor of every peak share below\n",
+			r.Peak[0].GFLOPS, r.Peak[0].N, r.Peak[0].BLAS, r.Peak[0].Reps)
+	}
+	b.WriteString("- method: engines run alternately (A B A B ...) in the same session on a machine shared with other " +
+		"work; each run reports the median of its steps after warm-up, and the table shows the median over runs. " +
+		"Ratios are alignkit / baseline.\n\n")
+
+	tps := func(t TrainResult) float64 { return t.TokensPerSecond }
+	rss := func(t TrainResult) float64 { return t.PeakRSSMB }
+	dec := func(g GenerateResult) float64 { return g.DecodeTokensPerSecond }
+	pre := func(g GenerateResult) float64 { return g.PrefillTokensPerSecond }
+	sftTPS := func(s SFTResult) float64 { return s.TokensPerSecond }
+	rows := []row{
+		{what: "train tokens/s, ref (8×256)", ours: r.train("alignkit", "ref", tps), base: r.train("pytorch", "ref", tps), baseName: "PyTorch", tgt: target{min: 1, stretch: 1.5}},
+		{what: "train tokens/s, smollm135m (4×512)", ours: r.train("alignkit", "smollm135m", tps), base: r.train("pytorch", "smollm135m", tps), baseName: "PyTorch", tgt: target{min: 1}},
+		{what: "peak RSS, ref", unit: " MB", ours: r.train("alignkit", "ref", rss), base: r.train("pytorch", "ref", rss), baseName: "PyTorch", tgt: target{min: 1.5, atMost: true}},
+		{what: "peak RSS, smollm135m", unit: " MB", ours: r.train("alignkit", "smollm135m", rss), base: r.train("pytorch", "smollm135m", rss), baseName: "PyTorch", tgt: target{min: 1.5, atMost: true}},
+		{what: "decode tokens/s, decode512 (d 512, 8 layers, f32)", ours: r.generate("alignkit", "decode512", dec), base: r.generate("llama.cpp", "decode512", dec), baseName: "llama.cpp f32", tgt: target{min: 0.5}},
+		{what: "prefill tokens/s, decode512 (128-token prompt)", ours: r.generate("alignkit", "decode512", pre), base: r.generate("llama.cpp", "decode512", pre), baseName: "llama.cpp f32"},
+		{what: "decode tokens/s, stories260K", ours: r.generate("alignkit", "stories260K", dec), base: r.generate("llama.cpp", "stories260K", dec), baseName: "llama.cpp f32"},
+		{what: "SFT tokens/s, stories260K (no_robots, packed 8×256) vs PyTorch train, same shape", ours: r.sft("stories260k", sftTPS), base: r.train("pytorch", "stories260k", tps), baseName: "PyTorch"},
+		{what: "SFT tokens/s, ref shape (no_robots, packed 8×256) vs PyTorch train ref", ours: r.sft("ref", sftTPS), base: r.train("pytorch", "ref", tps), baseName: "PyTorch"},
+	}
+	b.WriteString("| measure | alignkit | baseline | ratio | target | status |\n|---|---:|---:|---:|---|---|\n")
+	for _, x := range rows {
+		ratio, status := "—", "not measured"
+		if x.ours.ok && x.base.ok {
+			v := x.ours.med / x.base.med
+			ratio = fmt.Sprintf("%.2fx", v)
+			status = x.tgt.status(v)
+		} else if x.ours.ok {
+			status = "no baseline"
+		}
+		base := fmtVal(x.base, x.unit)
+		if x.base.ok {
+			base += " (" + x.baseName
+			if x.base.note != "" {
+				base += ", " + x.base.note
+			}
+			base += ")"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", x.what, fmtVal(x.ours, x.unit), base, ratio, x.tgt, status)
+	}
+	if len(info.Notes) > 0 {
+		b.WriteString("\nNotes:\n\n")
+		for _, n := range info.Notes {
+			fmt.Fprintf(&b, "- %s\n", n)
+		}
+	}
+	b.WriteString("\n## Runs\n\n| engine | what | per-run tokens/s | median | GFLOP/s | peak share | peak RSS (MB) |\n|---|---|---|---:|---:|---:|---:|\n")
+	for _, t := range sortedTrain(r.Train) {
+		fmt.Fprintf(&b, "| %s | train %s %d×%d (%s, %d threads) | %s | %.0f | %.1f | %.1f%% | %.0f |\n", t.Engine, t.Preset, t.Batch, t.SeqLen,
+			t.BLAS, t.Threads, joinRates(t.StepSeconds[min(t.Warmup, len(t.StepSeconds)):], float64(t.Batch*t.SeqLen)), t.TokensPerSecond,
+			t.AchievedGFLOPS, 100*t.PeakShare, t.PeakRSSMB)
+	}
+	for _, s := range r.SFT {
+		fmt.Fprintf(&b, "| %s | %s %d×%d | %s | %.0f | | | %.0f |\n", s.Engine, s.Preset, s.Batch, s.SeqLen, joinFloats(s.StepTokensPerS), s.TokensPerSecond, s.PeakRSSMB)
+	}
+	for _, g := range r.Generate {
+		fmt.Fprintf(&b, "| %s | decode %s (%d threads) | %s | %.1f | | | %.0f |\n", g.Engine, g.Model, g.Threads,
+			joinRates(g.DecodeSeconds, float64(g.NewTokens)), g.DecodeTokensPerSecond, g.PeakRSSMB)
+		fmt.Fprintf(&b, "| %s | prefill %s (%d threads) | %s | %.0f | | | |\n", g.Engine, g.Model, g.Threads,
+			joinRates(g.PrefillSeconds, float64(g.PromptLen)), g.PrefillTokensPerSecond)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func sortedTrain(ts []TrainResult) []TrainResult {
+	out := slices.Clone(ts)
+	slices.SortStableFunc(out, func(a, b TrainResult) int {
+		if c := strings.Compare(a.Preset, b.Preset); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Engine, b.Engine)
+	})
+	return out
+}
+
+func joinRates(secs []float64, tokens float64) string {
+	var xs []float64
+	for _, s := range secs {
+		xs = append(xs, tokens/s)
+	}
+	return joinFloats(xs)
+}
+
+func joinFloats(xs []float64) string {
+	var parts []string
+	for _, x := range xs {
+		if x >= 100 {
+			parts = append(parts, fmt.Sprintf("%.0f", x))
+		} else {
+			parts = append(parts, fmt.Sprintf("%.1f", x))
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+// WriteSettingsReport writes the thread and kernel comparison: the medians of every engine and shape
+// under each combination of Go threads (GOMAXPROCS; PyTorch's set_num_threads for PyTorch),
+// OPENBLAS_NUM_THREADS and OPENBLAS_CORETYPE that the results hold.
+func WriteSettingsReport(w io.Writer, r *Results, info ReportInfo) error {
+	type key struct {
+		engine, what, threads, blasThreads, core string
+	}
+	var order []key
+	rates := map[key][]float64{}
+	add := func(k key, v float64) {
+		if _, ok := rates[k]; !ok {
+			order = append(order, k)
+		}
+		rates[k] = append(rates[k], v)
+	}
+	unset := func(s string) string {
+		if s == "" {
+			return "unset"
+		}
+		return s
+	}
+	for _, t := range r.Train {
+		add(key{t.Engine, "train " + t.Preset, fmt.Sprint(t.Threads), unset(t.OpenBLASThreads), unset(t.OpenBLASCore)}, t.TokensPerSecond)
+	}
+	for _, g := range r.Generate {
+		add(key{g.Engine, "decode " + g.Model, fmt.Sprint(g.Threads), unset(g.OpenBLASThreads), unset(g.OpenBLASCore)}, g.DecodeTokensPerSecond)
+	}
+	slices.SortStableFunc(order, func(a, b key) int {
+		return strings.Compare(a.engine+"\x00"+a.what, b.engine+"\x00"+b.what)
+	})
+	var b strings.Builder
+	fmt.Fprintf(&b, "# alignkit thread and kernel settings\n\n- date: %s\n- machine: %s\n- BLAS: %s\n", info.Date, info.Machine, info.BLAS)
+	b.WriteString("- method: settings alternate run by run in the same session on a shared machine; medians over runs.\n\n")
+	b.WriteString("| engine | what | threads (Go / PyTorch) | OPENBLAS_NUM_THREADS | OPENBLAS_CORETYPE | per-run tokens/s | median tokens/s |\n|---|---|---:|---:|---|---|---:|\n")
+	for _, k := range order {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %.1f |\n", k.engine, k.what, k.threads, k.blasThreads, k.core, joinFloats(rates[k]), Median(rates[k]))
+	}
+	for _, n := range info.Notes {
+		fmt.Fprintf(&b, "\n- %s", n)
+	}
+	if len(info.Notes) > 0 {
+		b.WriteString("\n")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}

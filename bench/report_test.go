@@ -1,0 +1,88 @@
+package bench
+
+import (
+	"strings"
+	"testing"
+)
+
+// results is a hand-made set: alignkit twice as fast as PyTorch on ref (runs 1900 and 2100 against
+// 1000 and 1000), 0.8x on smollm135m, RSS 1.8x on ref; llama.cpp measured with 1 thread (100 and
+// 120 tokens/s: median 110) and 2 threads (20: slower, so not the baseline) against alignkit's 60.
+const results = `{"kind":"peak","peak_gflops":500,"n":2048,"reps":5,"blas":"OpenBLAS (cgo)"}
+{"kind":"train","engine":"alignkit","preset":"ref","batch":8,"seq_len":256,"warmup":1,"step_s":[9,1],"tokens_per_s":1900,"peak_rss_mb":1800,"threads":2}
+{"kind":"train","engine":"pytorch","preset":"ref","batch":8,"seq_len":256,"warmup":1,"step_s":[9,2],"tokens_per_s":1000,"peak_rss_mb":1000,"threads":2}
+{"kind":"train","engine":"alignkit","preset":"ref","batch":8,"seq_len":256,"warmup":1,"step_s":[9,1],"tokens_per_s":2100,"peak_rss_mb":1800,"threads":2}
+{"kind":"train","engine":"pytorch","preset":"ref","batch":8,"seq_len":256,"warmup":1,"step_s":[9,2],"tokens_per_s":1000,"peak_rss_mb":1000,"threads":2}
+{"kind":"train","engine":"alignkit","preset":"smollm135m","batch":4,"seq_len":512,"warmup":1,"step_s":[9,1],"tokens_per_s":80,"peak_rss_mb":3000,"threads":2}
+{"kind":"train","engine":"pytorch","preset":"smollm135m","batch":4,"seq_len":512,"warmup":1,"step_s":[9,2],"tokens_per_s":100,"peak_rss_mb":3000,"threads":2}
+[{"kind":"generate","engine":"alignkit","model":"decode512","prompt_len":128,"new_tokens":128,"decode_s":[2],"prefill_s":[1],"decode_tokens_per_s":60,"prefill_tokens_per_s":500,"threads":2}]
+{"kind":"generate","engine":"llama.cpp","model":"decode512","prompt_len":128,"new_tokens":128,"decode_s":[1],"prefill_s":[1],"decode_tokens_per_s":100,"prefill_tokens_per_s":1000,"threads":1}
+{"kind":"generate","engine":"llama.cpp","model":"decode512","prompt_len":128,"new_tokens":128,"decode_s":[1],"prefill_s":[1],"decode_tokens_per_s":120,"prefill_tokens_per_s":1000,"threads":1}
+{"kind":"generate","engine":"llama.cpp","model":"decode512","prompt_len":128,"new_tokens":128,"decode_s":[1],"prefill_s":[1],"decode_tokens_per_s":20,"prefill_tokens_per_s":1000,"threads":2}
+`
+
+func TestWriteReport(t *testing.T) {
+	r, err := ReadResults(strings.NewReader(results), "results.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Train) != 6 || len(r.Generate) != 4 || len(r.Peak) != 1 {
+		t.Fatalf("read %d train, %d generate, %d peak results", len(r.Train), len(r.Generate), len(r.Peak))
+	}
+	var sb strings.Builder
+	if err := WriteReport(&sb, r, ReportInfo{Date: "today", Machine: "m", BLAS: "b", Notes: []string{"PyTorch columns skipped: x"}}); err != nil {
+		t.Fatal(err)
+	}
+	out := sb.String()
+	for _, want := range []string{
+		"| train tokens/s, ref (8×256) | 2000 | 1000 (PyTorch) | 2.00x | >= 1.0x (stretch 1.5x) | met, stretch too |",
+		"| train tokens/s, smollm135m (4×512) | 80.0 | 100 (PyTorch) | 0.80x | >= 1.0x | MISSED |",
+		"| peak RSS, ref | 1800 MB | 1000 MB (PyTorch) | 1.80x | <= 1.5x | MISSED |",
+		"| peak RSS, smollm135m | 3000 MB | 3000 MB (PyTorch) | 1.00x | <= 1.5x | met |",
+		// llama.cpp's 1-thread median (110) beats its 2-thread one (20): 60 / 110 = 0.545.
+		"| decode tokens/s, decode512 (d 512, 8 layers, f32) | 60.0 | 110 (llama.cpp f32, 1 thread, its best) | 0.55x | >= 0.5x | met |",
+		"| SFT tokens/s, stories260K (no_robots, packed 8×256) vs PyTorch train, same shape | — | — | — | (info) | not measured |",
+		"- PyTorch columns skipped: x",
+		"fp32 peak: 500 GFLOP/s",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q\n%s", want, out)
+		}
+	}
+}
+
+func TestReadResultsErrors(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{`{"kind":"walk"}`, `r.jsonl line 1: kind "walk": want train, generate, sft or peak`},
+		{"\n{\"kind\":\"train\",\"tokens_per_s\":\"fast\"}", "r.jsonl line 2: json: cannot unmarshal string into Go struct field TrainResult.tokens_per_s of type float64"},
+		{`[{"kind":"peak"}`, "r.jsonl line 1: unexpected end of JSON input"},
+	}
+	for _, tc := range tests {
+		if _, err := ReadResults(strings.NewReader(tc.in), "r.jsonl"); err == nil || err.Error() != tc.want {
+			t.Errorf("ReadResults(%q) err = %v, want %q", tc.in, err, tc.want)
+		}
+	}
+}
+
+func TestWriteSettingsReport(t *testing.T) {
+	in := `{"kind":"train","engine":"alignkit","preset":"ref","tokens_per_s":100,"threads":2,"openblas_threads":"1","openblas_coretype":"SKYLAKEX"}
+{"kind":"train","engine":"alignkit","preset":"ref","tokens_per_s":300,"threads":2,"openblas_threads":"1","openblas_coretype":"SKYLAKEX"}
+{"kind":"train","engine":"alignkit","preset":"ref","tokens_per_s":50,"threads":1,"openblas_threads":"2"}
+`
+	r, err := ReadResults(strings.NewReader(in), "in")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sb strings.Builder
+	if err := WriteSettingsReport(&sb, r, ReportInfo{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"| alignkit | train ref | 2 | 1 | SKYLAKEX | 100 300 | 200.0 |",
+		"| alignkit | train ref | 1 | 2 | unset | 50.0 | 50.0 |",
+	} {
+		if !strings.Contains(sb.String(), want) {
+			t.Errorf("settings report lacks %q\n%s", want, sb.String())
+		}
+	}
+}

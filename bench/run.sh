@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# bench/run.sh is `make bench`: alignkit against PyTorch (training) and llama.cpp (decoding) on this
+# machine, one table of ratios against the project's targets, printed and written to bench/latest.md.
+#
+#   bench/run.sh            the full run: every shape, REPS=2 alternations (A B A B)
+#   QUICK=1 bench/run.sh    one alternation, fewer steps, smollm135m with one timed step
+#   bench/run.sh settings   OPENBLAS_NUM_THREADS (1, 2) × Go threads (GOMAXPROCS 1, 2) × OPENBLAS_CORETYPE
+#                           (Haswell, SKYLAKEX) on the reference shape and decode512, PyTorch under both
+#                           kernels; written to bench/settings.md
+#
+# Knobs (environment): BIN (default bin/alignkit), SHARED (../shared), PY (/usr/bin/python3), REPS,
+# THREADS (PyTorch and llama.cpp threads; default nproc), SKIP_SMOLLM=1. OPENBLAS_NUM_THREADS and
+# OPENBLAS_CORETYPE are passed through as set (the Makefile exports OPENBLAS_NUM_THREADS).
+#
+# The machine may be shared: engines alternate run by run, every run reports the median of its steps
+# after warm-up, and the table shows medians over runs. Columns whose engine is missing (PyTorch:
+# Debian's python3-torch; llama.cpp: `make conformance/llamacpp/node_modules`; ../shared for the real
+# model and data) are skipped with a note saying why.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+MODE=${1:-table}
+BIN=${BIN:-bin/alignkit}
+SHARED=${SHARED:-../shared}
+PY=${PY:-/usr/bin/python3}
+THREADS=${THREADS:-$(nproc)}
+QUICK=${QUICK:-0}
+if [ "$QUICK" = 1 ]; then
+    REPS=${REPS:-1}; REF_STEPS=3; SMOL_STEPS=1; SFT_STEPS=3; GEN_RUNS=2
+else
+    REPS=${REPS:-2}; REF_STEPS=5; SMOL_STEPS=2; SFT_STEPS=5; GEN_RUNS=3
+fi
+
+if [ ! -x "$BIN" ]; then
+    echo "bench/run.sh: $BIN not found: run make build (make bench does)" >&2
+    exit 1
+fi
+case "$MODE" in table|settings) ;; *) echo "bench/run.sh: unknown mode $MODE (want: table or settings)" >&2; exit 2 ;; esac
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/alignkit-bench.XXXXXX") || exit 1
+trap 'rm -rf "$WORK"' EXIT
+RESULTS=$WORK/results.jsonl
+LOG=$WORK/log
+: >"$RESULTS"
+NOTES=()
+note() { NOTES+=("$1"); echo "bench: $1" >&2; }
+
+# run LABEL CMD...: runs CMD, appends its JSON stdout to the results; a failure becomes a note.
+run() {
+    local label=$1 out rc
+    shift
+    echo "bench: $label" >&2
+    out=$("$@" 2>>"$LOG")
+    rc=$?
+    if [ $rc -eq 0 ] && [ -n "$out" ]; then
+        printf '%s\n' "$out" >>"$RESULTS"
+    else
+        note "$label failed (exit $rc): $(tail -n 1 "$LOG")"
+    fi
+}
+
+HAVE_TORCH=0
+if [ -x "$PY" ] && "$PY" -c 'import torch' 2>/dev/null; then
+    HAVE_TORCH=1
+else
+    note "PyTorch columns skipped: $PY cannot import torch (Debian: apt-get install -y python3-torch)"
+fi
+HAVE_LLAMA=0
+if command -v node >/dev/null && [ -d conformance/llamacpp/node_modules/node-llama-cpp ]; then
+    HAVE_LLAMA=1
+else
+    note "llama.cpp columns skipped: node or conformance/llamacpp/node_modules missing (make conformance/llamacpp/node_modules)"
+fi
+HAVE_SHARED=0
+if [ -f "$SHARED/models/stories260K/config.json" ] && [ -f "$SHARED/data/no_robots_test_sft.parquet" ]; then
+    HAVE_SHARED=1
+else
+    note "stories260K and SFT rows skipped: $SHARED/models/stories260K or $SHARED/data/no_robots_test_sft.parquet not found"
+fi
+
+CPU=$(lscpu | sed -n 's/^Model name: *//p' | head -n 1)
+FAMILY=$(lscpu | sed -n 's/^CPU family: *//p' | head -n 1)
+AVX512=$(grep -qw avx512f /proc/cpuinfo && echo ", AVX-512" || echo "")
+MACHINE="$CPU (family ${FAMILY:-?}), $(nproc) cores$AVX512, $(free -g | awk '/^Mem:/{print $2}') GB RAM"
+LIB=$(readlink -f "$(ldconfig -p 2>/dev/null | awk '/libopenblas\.so\.0 /{print $NF; exit}')" 2>/dev/null)
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
+
+# The fp32 peak, measured once with every core's thread, divides every engine's GFLOP/s.
+run "fp32 peak (sgemm 2048³)" env OPENBLAS_NUM_THREADS="$THREADS" "$BIN" bench peak --json
+PEAK=$(sed -n 's/.*"peak_gflops":\([0-9.eE+-]*\).*/\1/p' "$RESULTS" | head -n 1)
+PEAK=${PEAK:-0}
+BLASNAME=$(sed -n 's/.*"kind":"peak".*"blas":"\([^"]*\)".*/\1/p' "$RESULTS" | head -n 1)
+BLAS="alignkit: ${BLASNAME:-?}${LIB:+ ($(basename "$LIB"))}; PyTorch: its own build's BLAS (see Runs); llama.cpp: ggml"
+
+alignkit_train() { # preset steps [label-suffix]
+    run "alignkit train $1 ${3:-}" "$BIN" bench train --preset "$1" --steps "$2" --warmup 1 --peak-gflops "$PEAK" --json -q
+}
+torch_train() { # preset steps [label-suffix]
+    [ $HAVE_TORCH = 1 ] || return 0
+    run "PyTorch train $1 ${3:-}" "$PY" bench/torch_train.py --preset "$1" --steps "$2" --warmup 1 --threads "$THREADS" --peak-gflops "$PEAK" -q
+}
+alignkit_decode() { # dir name [label-suffix]
+    run "alignkit decode $2 ${3:-}" "$BIN" bench generate --model "$1" --name "$2" --runs "$GEN_RUNS" --json -q
+}
+llama_decode() { # gguf name threads [label-suffix]
+    [ $HAVE_LLAMA = 1 ] || return 0
+    run "llama.cpp decode $2 ($3 threads) ${4:-}" node bench/llamacpp_decode.mjs --model "$1" --name "$2" --runs "$GEN_RUNS" --threads "$3"
+}
+# llama.cpp runs with 1 thread and with $THREADS: ggml's workers spin-wait, which on a loaded machine can
+# make more threads slower, so its best count is the baseline.
+LLAMA_THREADS="1"
+[ "$THREADS" -gt 1 ] && LLAMA_THREADS="1 $THREADS"
+
+prepare_decode_model() {
+    "$BIN" bench init --preset decode512 --out "$WORK/decode512" >>"$LOG" 2>&1 &&
+        "$BIN" export --model "$WORK/decode512" --format gguf --dtype f32 --out "$WORK/decode512.gguf" >>"$LOG" 2>&1
+}
+
+if [ "$MODE" = settings ]; then
+    prepare_decode_model || note "decode512 model could not be written: $(tail -n 1 "$LOG")"
+    for rep in $(seq "$REPS"); do
+        for core in Haswell SKYLAKEX; do
+            for bt in 1 2; do
+                for gp in 1 2; do
+                    sfx="(GOMAXPROCS=$gp OPENBLAS_NUM_THREADS=$bt OPENBLAS_CORETYPE=$core, run $rep/$REPS)"
+                    run "alignkit train ref $sfx" env GOMAXPROCS=$gp OPENBLAS_NUM_THREADS=$bt OPENBLAS_CORETYPE=$core \
+                        "$BIN" bench train --preset ref --steps "$REF_STEPS" --warmup 1 --peak-gflops "$PEAK" --json -q
+                    [ -d "$WORK/decode512" ] && run "alignkit decode decode512 $sfx" env GOMAXPROCS=$gp OPENBLAS_NUM_THREADS=$bt OPENBLAS_CORETYPE=$core \
+                        "$BIN" bench generate --model "$WORK/decode512" --name decode512 --runs "$GEN_RUNS" --json -q
+                done
+            done
+            [ $HAVE_TORCH = 1 ] && run "PyTorch train ref (OPENBLAS_CORETYPE=$core, run $rep/$REPS)" env OPENBLAS_CORETYPE=$core \
+                "$PY" bench/torch_train.py --preset ref --steps "$REF_STEPS" --warmup 1 --threads "$THREADS" --peak-gflops "$PEAK" -q
+        done
+    done
+    NOTES+=("load average (1, 5, 15 min) before: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)")
+    args=()
+    for n in "${NOTES[@]}"; do args+=(--note "$n"); done
+    "$BIN" bench report --settings --in "$RESULTS" --out bench/settings.md --date "$DATE" --machine "$MACHINE" --blas "$BLAS" "${args[@]}"
+    exit $?
+fi
+
+# Training: alignkit and PyTorch alternate per shape, REPS times.
+for rep in $(seq "$REPS"); do
+    alignkit_train ref "$REF_STEPS" "(run $rep/$REPS)"
+    torch_train ref "$REF_STEPS" "(run $rep/$REPS)"
+    if [ "${SKIP_SMOLLM:-0}" != 1 ]; then
+        alignkit_train smollm135m "$SMOL_STEPS" "(run $rep/$REPS)"
+        torch_train smollm135m "$SMOL_STEPS" "(run $rep/$REPS)"
+    fi
+done
+[ "${SKIP_SMOLLM:-0}" = 1 ] && note "smollm135m skipped (SKIP_SMOLLM=1)"
+
+# SFT through `alignkit sft` on real data: stories260K itself and a random model of the reference shape.
+if [ $HAVE_SHARED = 1 ]; then
+    DATA=$SHARED/data/no_robots_test_sft.parquet
+    "$BIN" bench init --preset ref --out "$WORK/ref-model" >>"$LOG" 2>&1 || note "ref model could not be written: $(tail -n 1 "$LOG")"
+    for rep in $(seq "$REPS"); do
+        run "alignkit sft stories260K (run $rep/$REPS)" "$BIN" bench sft --model "$SHARED/models/stories260K" --dataset "$DATA" \
+            --name stories260k --steps "$SFT_STEPS" --json
+        torch_train stories260k "$SFT_STEPS" "(run $rep/$REPS)"
+        [ -d "$WORK/ref-model" ] && run "alignkit sft ref shape (run $rep/$REPS)" "$BIN" bench sft --model "$WORK/ref-model" --dataset "$DATA" \
+            --name ref --steps "$SFT_STEPS" --json
+    done
+fi
+
+# Decoding: the same f32 GGUF (written by alignkit export) in both engines.
+if prepare_decode_model; then
+    HAVE_STORIES_GGUF=0
+    if [ $HAVE_SHARED = 1 ] && "$BIN" export --model "$SHARED/models/stories260K" --format gguf --dtype f32 --out "$WORK/stories260K.gguf" >>"$LOG" 2>&1; then
+        HAVE_STORIES_GGUF=1
+    fi
+    for rep in $(seq "$REPS"); do
+        alignkit_decode "$WORK/decode512" decode512 "(run $rep/$REPS)"
+        for t in $LLAMA_THREADS; do llama_decode "$WORK/decode512.gguf" decode512 "$t" "(run $rep/$REPS)"; done
+        if [ $HAVE_STORIES_GGUF = 1 ]; then
+            alignkit_decode "$SHARED/models/stories260K" stories260K "(run $rep/$REPS)"
+            for t in $LLAMA_THREADS; do llama_decode "$WORK/stories260K.gguf" stories260K "$t" "(run $rep/$REPS)"; done
+        fi
+    done
+else
+    note "decode512 model could not be written: $(tail -n 1 "$LOG")"
+fi
+
+NOTES+=("load average (1, 5, 15 min) before: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg) — other work shared the $(nproc) cores, so absolute rates vary from run to run; the ratios come from alternated runs")
+[ "$QUICK" = 1 ] && NOTES+=("QUICK=1: one alternation, $REF_STEPS timed steps for ref, $SMOL_STEPS for smollm135m, $SFT_STEPS for SFT, $GEN_RUNS decode runs")
+ENV="OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-unset}, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, GOMAXPROCS=${GOMAXPROCS:-unset (all cores)}; PyTorch set_num_threads($THREADS); llama.cpp threads: $LLAMA_THREADS"
+args=()
+for n in "${NOTES[@]}"; do args+=(--note "$n"); done
+"$BIN" bench report --in "$RESULTS" --out bench/latest.md --date "$DATE" --machine "$MACHINE" --blas "$BLAS" --env "$ENV" "${args[@]}"

@@ -1,0 +1,233 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/alignkit/alignkit/data"
+	"github.com/alignkit/alignkit/lm"
+	"github.com/alignkit/alignkit/model"
+	"github.com/alignkit/alignkit/model/blas"
+	"github.com/alignkit/alignkit/model/checkpoint"
+	"github.com/alignkit/alignkit/train"
+)
+
+// The optimizer settings of every benchmark step (HF Trainer's defaults but for the learning rate,
+// which only has to be small enough to keep the loss finite).
+const (
+	benchLR          = 1e-4
+	benchWeightDecay = 0.01
+	benchMaxGradNorm = 1.0
+)
+
+// TrainOptions configure Train.
+type TrainOptions struct {
+	Preset Preset
+	// Steps are timed after Warmup untimed ones; the median of the timed steps is reported.
+	Steps, Warmup int
+	Seed          uint64
+	// PeakGFLOPS is the machine's fp32 peak; 0 measures it with MeasurePeak after the last step (after
+	// the memory is read, so its matrices do not count in the peak RSS).
+	PeakGFLOPS float64
+	// Log, when non-nil, gets one line per step.
+	Log io.Writer
+	// AfterStep, when non-nil, is called after every step (1-based) with the memory at that point.
+	AfterStep func(step int, mem Memory) error
+}
+
+// TrainResult is what `alignkit bench train --json` prints; bench/torch_train.py prints the same
+// fields.
+type TrainResult struct {
+	Kind            string    `json:"kind"` // "train"
+	Engine          string    `json:"engine"`
+	Preset          string    `json:"preset"`
+	Batch           int       `json:"batch"`
+	SeqLen          int       `json:"seq_len"`
+	Params          int64     `json:"params"`
+	MatmulParams    int64     `json:"params_matmul"`
+	Steps           int       `json:"steps"`
+	Warmup          int       `json:"warmup"`
+	StepSeconds     []float64 `json:"step_s"`
+	TokensPerSecond float64   `json:"tokens_per_s"`
+	PeakRSSMB       float64   `json:"peak_rss_mb"`
+	FLOPPerToken    float64   `json:"flop_per_token"`
+	AchievedGFLOPS  float64   `json:"achieved_gflops"`
+	PeakGFLOPS      float64   `json:"peak_gflops"`
+	PeakShare       float64   `json:"peak_share"`
+	LossFirst       float64   `json:"loss_first"`
+	LossLast        float64   `json:"loss_last"`
+	BLAS            string    `json:"blas"`
+	Threads         int       `json:"threads"`
+	OpenBLASThreads string    `json:"openblas_threads"`
+	OpenBLASCore    string    `json:"openblas_coretype"`
+}
+
+// Train runs full optimizer steps of the real training path on a randomly initialised model of
+// opts.Preset: lm.Model.Run (forward and backward of the mean next-token cross-entropy, as SFT's loss)
+// into zeroed gradient buffers, train.ClipGradNorm and train.AdamW, on one fixed batch of random
+// tokens (fixed so that the falling loss shows the updates land).
+func Train(ctx context.Context, opts TrainOptions) (TrainResult, error) {
+	p := opts.Preset
+	if opts.Steps < 1 || opts.Warmup < 0 {
+		return TrainResult{}, fmt.Errorf("bench train: steps %d must be >= 1 and warmup %d >= 0", opts.Steps, opts.Warmup)
+	}
+	if p.Batch < 1 || p.SeqLen < 2 {
+		return TrainResult{}, fmt.Errorf("bench train: preset %s has batch %d and seq_len %d", p.Name, p.Batch, p.SeqLen)
+	}
+	if err := p.Config.Validate(); err != nil {
+		return TrainResult{}, fmt.Errorf("bench train: preset %s: %w", p.Name, err)
+	}
+	w := model.InitRandom(p.Config, opts.Seed, 0.02)
+	m := lm.New(&checkpoint.Model{Weights: w, Source: "random " + p.Name}, p.Batch)
+	params := m.Params()
+	grads := make([][]float32, len(params))
+	for i, q := range params {
+		grads[i] = make([]float32, len(q.Value))
+	}
+	opt := train.NewAdamW(params, train.AdamWConfig{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: benchWeightDecay})
+	batch := RandomBatch(p.Config.VocabSize, p.Batch, p.SeqLen, opts.Seed)
+
+	res := TrainResult{
+		Kind: "train", Engine: "alignkit", Preset: p.Name, Batch: p.Batch, SeqLen: p.SeqLen,
+		Params: ParamCount(p.Config), MatmulParams: MatmulParams(p.Config),
+		Steps: opts.Steps, Warmup: opts.Warmup, FLOPPerToken: FLOPsPerToken(p.Config, p.SeqLen),
+		BLAS: blas.Name(), Threads: runtime.GOMAXPROCS(0), OpenBLASThreads: os.Getenv("OPENBLAS_NUM_THREADS"), OpenBLASCore: os.Getenv("OPENBLAS_CORETYPE"),
+	}
+	total := opts.Warmup + opts.Steps
+	for step := 1; step <= total; step++ {
+		if err := ctx.Err(); err != nil {
+			return TrainResult{}, err
+		}
+		start := time.Now()
+		zero(grads)
+		loss, _, err := m.Run(batch, model.LMHead, MeanTokenLoss, grads, 1)
+		if err != nil {
+			return TrainResult{}, fmt.Errorf("bench train: step %d: %w", step, err)
+		}
+		norm := train.ClipGradNorm(grads, benchMaxGradNorm, 0)
+		if math.IsNaN(loss) || math.IsInf(loss, 0) || math.IsNaN(norm) || math.IsInf(norm, 0) {
+			return TrainResult{}, fmt.Errorf("bench train: step %d: loss %v, grad norm %v", step, loss, norm)
+		}
+		if err := opt.Step(params, grads, benchLR); err != nil {
+			return TrainResult{}, fmt.Errorf("bench train: step %d: %w", step, err)
+		}
+		sec := time.Since(start).Seconds()
+		res.StepSeconds = append(res.StepSeconds, sec)
+		if step == 1 {
+			res.LossFirst = loss
+		}
+		res.LossLast = loss
+		if opts.Log != nil {
+			fmt.Fprintf(opts.Log, "step %d/%d: %.3f s, %.0f tokens/s, loss %.4f\n", step, total, sec, float64(p.Batch*p.SeqLen)/sec, loss)
+		}
+		if opts.AfterStep != nil {
+			mem, err := ReadMemory()
+			if err != nil {
+				return TrainResult{}, err
+			}
+			if err := opts.AfterStep(step, mem); err != nil {
+				return TrainResult{}, err
+			}
+		}
+	}
+	mem, err := ReadMemory()
+	if err != nil {
+		return TrainResult{}, err
+	}
+	res.PeakRSSMB = float64(mem.Peak) / (1 << 20)
+	res.TokensPerSecond = float64(p.Batch*p.SeqLen) / Median(res.StepSeconds[opts.Warmup:])
+	res.AchievedGFLOPS = res.FLOPPerToken * res.TokensPerSecond / 1e9
+	res.PeakGFLOPS = opts.PeakGFLOPS
+	if res.PeakGFLOPS <= 0 {
+		pk, err := MeasurePeak(2048, 5)
+		if err != nil {
+			return TrainResult{}, err
+		}
+		res.PeakGFLOPS = pk.GFLOPS
+	}
+	res.PeakShare = res.AchievedGFLOPS / res.PeakGFLOPS
+	return res, nil
+}
+
+// MeanTokenLoss is SFT's objective: the mean negative log-likelihood over every counted target of
+// the batch, so each row's d loss/d logprob is -1/(total targets).
+func MeanTokenLoss(s model.Stats) (float64, []float64, []float64, error) {
+	var lp, n float64
+	for i := range s.LogProb {
+		lp += s.LogProb[i]
+		n += s.Tokens[i]
+	}
+	if n == 0 {
+		return 0, nil, nil, fmt.Errorf("bench: batch has no trained tokens")
+	}
+	d := make([]float64, len(s.LogProb))
+	for i := range d {
+		d[i] = -1 / n
+	}
+	return -lp / n, d, nil, nil
+}
+
+// RandomBatch is rows × seqLen next-token examples cut from rows random sequences of seqLen+1
+// tokens: inputs are the first seqLen, targets the last seqLen, so every position is trained.
+func RandomBatch(vocab, rows, seqLen int, seed uint64) *data.Batch {
+	rng := rand.New(rand.NewPCG(seed, 0x5eed))
+	n := rows * seqLen
+	b := &data.Batch{B: rows, T: seqLen,
+		Tokens: make([]int32, n), Targets: make([]int32, n), Weights: make([]float32, n),
+		Positions: make([]int32, n), Segments: make([]int32, n), LastIndex: make([]int32, rows)}
+	for r := range rows {
+		seq := make([]int32, seqLen+1)
+		for i := range seq {
+			seq[i] = int32(rng.IntN(vocab))
+		}
+		copy(b.Tokens[r*seqLen:], seq[:seqLen])
+		copy(b.Targets[r*seqLen:], seq[1:])
+		for t := range seqLen {
+			b.Weights[r*seqLen+t] = 1
+			b.Positions[r*seqLen+t] = int32(t)
+			b.Segments[r*seqLen+t] = 1
+		}
+		b.LastIndex[r] = int32(seqLen - 1)
+		b.Rows = append(b.Rows, r)
+	}
+	return b
+}
+
+// zero clears the gradient buffers, one tensor per task over the cores, as the training loop does.
+func zero(grads [][]float32) {
+	var wg sync.WaitGroup
+	work := make(chan []float32, len(grads))
+	for _, g := range grads {
+		work <- g
+	}
+	close(work)
+	for range runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			for g := range work {
+				clear(g)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// Median is the middle value of xs (the mean of the two middle ones for an even count).
+func Median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}

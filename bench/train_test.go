@@ -1,0 +1,101 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"runtime"
+	"runtime/debug"
+	"testing"
+)
+
+// TestTrainTiny runs the real training path on the tiny preset: the fixed batch's loss must fall
+// from about ln(512) (random init on random tokens) as AdamW updates the weights, and the result must
+// carry the step times and the counts it was given.
+func TestTrainTiny(t *testing.T) {
+	p := preset(t, "tiny")
+	res, err := Train(context.Background(), TrainOptions{Preset: p, Steps: 6, Warmup: 2, Seed: 3, PeakGFLOPS: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(res.LossFirst-math.Log(512)) > 0.1 {
+		t.Errorf("first loss %.4f, want about ln 512 = %.4f", res.LossFirst, math.Log(512))
+	}
+	// lr 1e-4 for 8 steps on one batch of 256 targets: a small but certain fall.
+	if !(res.LossLast < res.LossFirst-0.01) {
+		t.Errorf("loss %.4f -> %.4f did not fall", res.LossFirst, res.LossLast)
+	}
+	if len(res.StepSeconds) != 8 || res.Steps != 6 || res.Warmup != 2 {
+		t.Errorf("%d step times for steps %d + warmup %d", len(res.StepSeconds), res.Steps, res.Warmup)
+	}
+	want := float64(p.Batch*p.SeqLen) / Median(res.StepSeconds[2:])
+	if math.Abs(res.TokensPerSecond-want) > 1e-9*want {
+		t.Errorf("tokens/s %.3f, want %.3f from the median timed step", res.TokensPerSecond, want)
+	}
+	if g := res.FLOPPerToken * res.TokensPerSecond / 1e9; math.Abs(res.AchievedGFLOPS-g) > 1e-9*g || math.Abs(res.PeakShare-g/100) > 1e-9 {
+		t.Errorf("GFLOP/s %.4f share %.4f, want %.4f and %.4f", res.AchievedGFLOPS, res.PeakShare, g, g/100)
+	}
+	if res.PeakRSSMB < 1 || res.Kind != "train" || res.Engine != "alignkit" {
+		t.Errorf("result %+v", res)
+	}
+}
+
+func TestTrainBadOptions(t *testing.T) {
+	_, err := Train(context.Background(), TrainOptions{Preset: preset(t, "tiny"), Steps: 0})
+	want := "bench train: steps 0 must be >= 1 and warmup 0 >= 0"
+	if err == nil || err.Error() != want {
+		t.Fatalf("err = %v, want %q", err, want)
+	}
+}
+
+// TestTrainMemoryFlat is the memory-flat requirement: 200 optimizer steps of the real training path
+// on a small shape, and the resident set after step 200 within 5% of the one after step 20. The
+// garbage collector runs and returns free pages to the OS before each reading, so what is compared is
+// memory the process still holds (a leak), not where the collector's cycle happened to be.
+func TestTrainMemoryFlat(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipped with -short: 200 training steps")
+	}
+	p := preset(t, "tiny")
+	p.Batch, p.SeqLen = 4, 128
+	var at20, at200 int64
+	_, err := Train(context.Background(), TrainOptions{Preset: p, Steps: 200, Warmup: 0, Seed: 1, PeakGFLOPS: 1,
+		AfterStep: func(step int, _ Memory) error {
+			if step != 20 && step != 200 {
+				return nil
+			}
+			runtime.GC()
+			debug.FreeOSMemory()
+			m, err := ReadMemory()
+			if err != nil {
+				return err
+			}
+			if step == 20 {
+				at20 = m.RSS
+			} else {
+				at200 = m.RSS
+			}
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("VmRSS after step 20: %.1f MB, after step 200: %.1f MB", float64(at20)/(1<<20), float64(at200)/(1<<20))
+	if at20 == 0 || math.Abs(float64(at200-at20)) > 0.05*float64(at20) {
+		t.Fatalf("VmRSS %d after step 200 is not within 5%% of %d after step 20", at200, at20)
+	}
+}
+
+// TestTrainAfterStepError checks that a hook's error stops the run and comes back.
+func TestTrainAfterStepError(t *testing.T) {
+	_, err := Train(context.Background(), TrainOptions{Preset: preset(t, "tiny"), Steps: 3, PeakGFLOPS: 1,
+		AfterStep: func(step int, _ Memory) error {
+			if step == 2 {
+				return fmt.Errorf("stop at %d", step)
+			}
+			return nil
+		}})
+	if err == nil || err.Error() != "stop at 2" {
+		t.Fatalf("err = %v, want stop at 2", err)
+	}
+}

@@ -1,0 +1,270 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/alignkit/alignkit/bench"
+	"github.com/alignkit/alignkit/model/checkpoint"
+	"github.com/alignkit/alignkit/model/tokenizer"
+	"github.com/spf13/cobra"
+)
+
+func newBenchCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "bench train|generate|sft|peak|init|report",
+		Short: "Measure training and generation speed on this machine (see bench/run.sh for the comparison with PyTorch and llama.cpp)",
+		Args:  cobra.NoArgs,
+	}
+	cmd.AddCommand(newBenchTrainCmd(), newBenchGenerateCmd(), newBenchSFTCmd(), newBenchPeakCmd(), newBenchInitCmd(), newBenchReportCmd())
+	return cmd
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	return enc.Encode(v)
+}
+
+func newBenchTrainCmd() *cobra.Command {
+	var preset string
+	var opts bench.TrainOptions
+	var asJSON, quiet bool
+	cmd := &cobra.Command{
+		Use:   "train --preset " + strings.Join(bench.PresetNames(), "|") + " [--steps N] [--warmup W] [--peak-gflops G] [--json]",
+		Short: "Time full optimizer steps (forward, backward, clipping, AdamW) on a random model; report tokens/s, peak RSS, GFLOP/s",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			p, err := bench.LookupPreset(preset)
+			if err != nil {
+				return fmt.Errorf("--preset: %w", err)
+			}
+			opts.Preset = p
+			if !quiet {
+				opts.Log = cmd.ErrOrStderr()
+			}
+			res, err := bench.Train(cmd.Context(), opts)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), res)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s (%s, %d threads): %.0f tokens/s, peak RSS %.0f MB, %.1f GFLOP/s = %.1f%% of %.0f GFLOP/s peak, loss %.4f -> %.4f\n",
+				res.Preset, res.BLAS, res.Threads, res.TokensPerSecond, res.PeakRSSMB, res.AchievedGFLOPS, 100*res.PeakShare, res.PeakGFLOPS, res.LossFirst, res.LossLast)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&preset, "preset", "ref", "shape: "+strings.Join(bench.PresetNames(), ", "))
+	cmd.Flags().IntVar(&opts.Steps, "steps", 5, "timed optimizer steps (the median is reported)")
+	cmd.Flags().IntVar(&opts.Warmup, "warmup", 1, "untimed steps first (graph building, first-touch allocations)")
+	cmd.Flags().Float64Var(&opts.PeakGFLOPS, "peak-gflops", 0, "the machine's fp32 peak in GFLOP/s; 0 measures it with a large sgemm after training")
+	cmd.Flags().Uint64Var(&opts.Seed, "seed", 1, "seed for the weights and the tokens")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no per-step lines on stderr")
+	return cmd
+}
+
+func newBenchGenerateCmd() *cobra.Command {
+	var modelPath, name, preset, shared string
+	var opts bench.GenerateOptions
+	var asJSON, quiet bool
+	cmd := &cobra.Command{
+		Use:   "generate [--model DIR|GGUF] [--preset decode512] [--prompt-len P] [--new-tokens N] [--runs R] [--json]",
+		Short: "Time prefill and greedy decode with the inference engine (a random preset model, and stories260K when ../shared has it)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			targets, skipped, err := bench.GenerateTargets(modelPath, preset, shared, opts.Seed)
+			if err != nil {
+				return err
+			}
+			if name != "" && modelPath != "" {
+				targets[0].Name = name
+			}
+			if skipped != "" {
+				fmt.Fprintln(cmd.ErrOrStderr(), skipped)
+			}
+			if !quiet {
+				opts.Log = cmd.ErrOrStderr()
+			}
+			var results []bench.GenerateResult
+			for _, t := range targets {
+				o := opts
+				o.Model, o.Weights = t.Name, t.Weights
+				res, err := bench.Generate(cmd.Context(), o)
+				if err != nil {
+					return err
+				}
+				results = append(results, res)
+				if !asJSON {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s (%s, %d threads): prefill %.0f tokens/s, decode %.1f tokens/s, peak RSS %.0f MB\n",
+						res.Model, res.BLAS, res.Threads, res.PrefillTokensPerSecond, res.DecodeTokensPerSecond, res.PeakRSSMB)
+				}
+			}
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), results)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&modelPath, "model", "", "model directory or .gguf file (default: --preset's random model, and stories260K from --shared)")
+	cmd.Flags().StringVar(&name, "name", "", "what the report calls --model (default: its path)")
+	cmd.Flags().StringVar(&preset, "preset", "decode512", "random model shape when no --model is given")
+	cmd.Flags().StringVar(&shared, "shared", "../shared", "shared reference folder holding models/stories260K")
+	cmd.Flags().IntVar(&opts.PromptLen, "prompt-len", 128, "random prompt tokens to prefill")
+	cmd.Flags().IntVar(&opts.NewTokens, "new-tokens", 128, "tokens to decode greedily")
+	cmd.Flags().IntVar(&opts.Runs, "runs", 3, "timed runs (after one warm-up when more than 1); medians are reported")
+	cmd.Flags().Uint64Var(&opts.Seed, "seed", 1, "seed for the random model and prompt")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array, one object per model")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no per-run lines on stderr")
+	return cmd
+}
+
+func newBenchPeakCmd() *cobra.Command {
+	var n, reps int
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "peak [--n 2048] [--reps 5] [--json]",
+		Short: "Measure the machine's fp32 peak with a large square sgemm through the BLAS in use",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			pk, err := bench.MeasurePeak(n, reps)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), pk)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "fp32 sgemm %d³ (%s): %.0f GFLOP/s (best of %d)\n", pk.N, pk.BLAS, pk.GFLOPS, pk.Reps)
+			return nil
+		},
+	}
+	cmd.Flags().IntVar(&n, "n", 2048, "matrix size")
+	cmd.Flags().IntVar(&reps, "reps", 5, "timed repetitions (the best is reported)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
+	return cmd
+}
+
+func newBenchInitCmd() *cobra.Command {
+	var preset, out, tokPath string
+	var seed uint64
+	cmd := &cobra.Command{
+		Use:   "init --preset NAME --out DIR [--tokenizer FILE]",
+		Short: "Write a random model of a benchmark preset as an HF directory (to export to GGUF for llama.cpp, or fine-tune)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			p, err := bench.LookupPreset(preset)
+			if err != nil {
+				return fmt.Errorf("--preset: %w", err)
+			}
+			var tok *tokenizer.Tokenizer
+			if tokPath != "" {
+				if tok, err = tokenizer.LoadFile(tokPath); err != nil {
+					return err
+				}
+			}
+			if _, err := bench.WriteModel(p, seed, tok, out); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %s, %.2fM parameters\n", out, p.About, float64(bench.ParamCount(p.Config))/1e6)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&preset, "preset", "decode512", "shape: "+strings.Join(bench.PresetNames(), ", "))
+	cmd.Flags().StringVar(&out, "out", "", "output model directory")
+	cmd.Flags().StringVar(&tokPath, "tokenizer", "", "tokenizer.model or tokenizer.json to copy in (default: a byte-level tokenizer)")
+	cmd.Flags().Uint64Var(&seed, "seed", 1, "seed for the weights")
+	_ = cmd.MarkFlagRequired("out")
+	return cmd
+}
+
+func newBenchSFTCmd() *cobra.Command {
+	var opts bench.SFTOptions
+	var asJSON, verbose bool
+	cmd := &cobra.Command{
+		Use:   "sft --model DIR --dataset FILE [--name NAME] [--steps N] [--warmup W] [--json]",
+		Short: "Time `alignkit sft` itself (real data, chat template, packing, the training loop) and report its tokens/s",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if opts.Name == "" {
+				opts.Name = opts.Model
+			}
+			if verbose {
+				opts.Log = cmd.ErrOrStderr()
+			}
+			res, err := bench.SFT(cmd.Context(), opts)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), res)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "sft %s (%d×%d packed): %.0f tokens/s, peak RSS %.0f MB, loss %.4f -> %.4f\n",
+				res.Preset, res.Batch, res.SeqLen, res.TokensPerSecond, res.PeakRSSMB, res.LossFirst, res.LossLast)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&opts.Model, "model", "", "model directory or .gguf file to fine-tune")
+	cmd.Flags().StringVar(&opts.Dataset, "dataset", "", "training data file (TRL format)")
+	cmd.Flags().StringVar(&opts.Name, "name", "", "what the report calls this run (default: --model)")
+	cmd.Flags().StringVar(&opts.ChatTemplate, "chat-template", "llama-2", "chat template for a model without one")
+	cmd.Flags().IntVar(&opts.Batch, "batch", 8, "rows per micro-batch")
+	cmd.Flags().IntVar(&opts.MaxLength, "max-length", 256, "tokens per packed row")
+	cmd.Flags().IntVar(&opts.Steps, "steps", 5, "timed optimizer steps (the median is reported)")
+	cmd.Flags().IntVar(&opts.Warmup, "warmup", 1, "untimed steps first")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
+	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "show the trainer's own log lines on stderr")
+	_ = cmd.MarkFlagRequired("model")
+	_ = cmd.MarkFlagRequired("dataset")
+	return cmd
+}
+
+func newBenchReportCmd() *cobra.Command {
+	var in, out string
+	var settings bool
+	var info bench.ReportInfo
+	cmd := &cobra.Command{
+		Use:   "report --in RESULTS.jsonl [--settings] [--out FILE.md] [--date D] [--machine M] [--blas B] [--env E] [--note TEXT ...]",
+		Short: "Turn collected benchmark JSON lines into the markdown table of ratios against the targets",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f, err := os.Open(in)
+			if err != nil {
+				return fmt.Errorf("--in: %w", err)
+			}
+			defer f.Close()
+			res, err := bench.ReadResults(f, in)
+			if err != nil {
+				return err
+			}
+			var buf bytes.Buffer
+			write := bench.WriteReport
+			if settings {
+				write = bench.WriteSettingsReport
+			}
+			if err := write(&buf, res, info); err != nil {
+				return err
+			}
+			if out != "" {
+				if err := checkpoint.WriteFileAtomic(out, buf.Bytes()); err != nil {
+					return err
+				}
+			}
+			_, err = cmd.OutOrStdout().Write(buf.Bytes())
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&in, "in", "", "JSON lines from bench train/generate/sft/peak, torch_train.py and llamacpp_decode.mjs")
+	cmd.Flags().StringVar(&out, "out", "", "also write the report here (atomically)")
+	cmd.Flags().StringVar(&info.Date, "date", "", "date line")
+	cmd.Flags().StringVar(&info.Machine, "machine", "", "machine line (CPU model, cores)")
+	cmd.Flags().StringVar(&info.BLAS, "blas", "", "BLAS line")
+	cmd.Flags().StringVar(&info.Env, "env", "", "environment line (thread settings)")
+	cmd.Flags().StringArrayVar(&info.Notes, "note", nil, "a note under the table (repeatable)")
+	cmd.Flags().BoolVar(&settings, "settings", false, "compare thread and OpenBLAS kernel settings instead of engines")
+	_ = cmd.MarkFlagRequired("in")
+	return cmd
+}
