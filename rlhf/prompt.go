@@ -57,14 +57,18 @@ func messagesJSON(ms []chat.Message) []messageJSON {
 var promptColumns = []string{"prompt", "messages", "instruction", "input", "output", "completion", "chosen", "rejected"}
 
 // LoadPrompts reads the prompts of a Parquet or JSON Lines file. The prompt of a row is, by the first
-// column present (after renaming with columns, canonical name -> file column):
+// column present (after renaming with columns, canonical name -> file column; a column named in
+// columns is used before the others, so `columns: {messages: messages}` picks a file's conversations
+// over its prompt strings):
 //
+//   - chosen + rejected: the preference row's prompt as the data layer makes it explicit (its
+//     prompt column; or, for a string prompt beside conversational answers, or none, the messages
+//     both answers share; hh-rlhf transcripts too);
 //   - prompt: a string, or a list of {role, content} messages (TRL's prompt-only and
 //     prompt-completion types; a completion column is ignored);
 //   - messages: the conversation up to its last assistant message (the whole conversation when it
 //     does not end with one), so that SFT data can serve as prompts;
-//   - instruction (+ input): one user message, as alpaca rows are converted for SFT;
-//   - chosen + rejected without prompt: the messages both answers share (hh-rlhf transcripts too).
+//   - instruction (+ input): one user message, as alpaca rows are converted for SFT.
 //
 // A file with none of these is an error naming the columns it has. All prompts of a file are of one
 // kind, text or conversational.
@@ -91,19 +95,39 @@ func LoadPrompts(path string, columns map[string]string) ([]Prompt, error) {
 		return c
 	}
 	has := func(c string) bool { _, ok := rows[0].Fields[col(c)]; return ok }
+	// A source named in columns wins over the defaults, so that a file with both a prompt string and
+	// a messages conversation (no_robots) can be sampled either way.
+	source := ""
+	for _, c := range []string{"chosen", "prompt", "messages", "instruction"} {
+		if _, mapped := columns[c]; mapped && has(c) && source == "" {
+			source = c
+		}
+	}
+	if source == "" {
+		switch {
+		case has("chosen") && has("rejected"):
+			source = "chosen" // preference data: the data layer knows where its prompt is
+		case has("prompt"):
+			source = "prompt"
+		case has("messages"):
+			source = "messages"
+		case has("instruction"):
+			source = "instruction"
+		default:
+			return nil, fmt.Errorf("%s: no prompt column: want prompt, messages, instruction or chosen+rejected, the file has [%s] (map yours with columns:)",
+				path, strings.Join(sortedKeys(rows[0].Fields), " "))
+		}
+	}
 	var out []Prompt
-	switch {
-	case has("prompt"):
+	switch source {
+	case "prompt":
 		out, err = promptColumn(rows, col("prompt"))
-	case has("messages"):
+	case "messages":
 		out, err = fromDataset(rows, path, columns, data.FormatConversation)
-	case has("instruction"):
+	case "instruction":
 		out, err = fromDataset(rows, path, columns, data.FormatAlpaca)
-	case has("chosen") && has("rejected"):
-		out, err = fromDataset(rows, path, columns, data.FormatPreference)
 	default:
-		return nil, fmt.Errorf("%s: no prompt column: want prompt, messages, instruction or chosen+rejected, the file has [%s] (map yours with columns:)",
-			path, strings.Join(sortedKeys(rows[0].Fields), " "))
+		out, err = fromDataset(rows, path, columns, data.FormatPreference)
 	}
 	if err != nil {
 		return nil, err

@@ -202,6 +202,10 @@ func SampleAll(ctx context.Context, gen Generator, sc Scorer, prompts []Prompt, 
 	if log == nil {
 		log = io.Discard
 	}
+	prompts, err := fitPrompts(gen, prompts, base.MaxNewTokens, log)
+	if err != nil {
+		return nil, err
+	}
 	out := &Sampled{Prompts: prompts, K: k, Temperatures: temps}
 	for _, t := range temps {
 		s := base
@@ -242,6 +246,36 @@ func SampleAll(ctx context.Context, gen Generator, sc Scorer, prompts []Prompt, 
 	return out, nil
 }
 
+// fitPrompts drops, for the local backend, the prompts that leave no room for max_new_tokens within
+// the model's context (as TRL drops prompts over max_prompt_length), saying how many; an unusable
+// prompt (a conversation without a chat template) is an error. Other backends get every prompt.
+func fitPrompts(gen Generator, prompts []Prompt, maxNew int, log io.Writer) ([]Prompt, error) {
+	l, ok := gen.(*Local)
+	if !ok {
+		return prompts, nil
+	}
+	limit := l.MaxPositions() - maxNew
+	out := make([]Prompt, 0, len(prompts))
+	for _, p := range prompts {
+		ids, err := l.Encode(p)
+		if err != nil {
+			return nil, err
+		}
+		if len(ids) <= limit {
+			out = append(out, p)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: every prompt is longer than %d tokens: max_position_embeddings %d leaves no room for max_new_tokens %d",
+			prompts[0].Source, limit, l.MaxPositions(), maxNew)
+	}
+	if n := len(prompts) - len(out); n > 0 {
+		fmt.Fprintf(log, "skipped %d of %d prompts longer than %d tokens (max_position_embeddings %d - max_new_tokens %d)\n",
+			n, len(prompts), limit, l.MaxPositions(), maxNew)
+	}
+	return out, nil
+}
+
 // SampleResult is what RunSample wrote.
 type SampleResult struct {
 	*Sampled
@@ -270,12 +304,6 @@ func RunSample(ctx context.Context, cfg SampleConfig, log io.Writer) (*SampleRes
 	gen, err := cfg.NewGenerator(ctx, cfg.ModelNameOrPath, log)
 	if err != nil {
 		return nil, err
-	}
-	if l, ok := gen.(*Local); ok && prompts[0].Conversational() {
-		// A missing template is a config error: report it before sampling anything.
-		if _, err := l.Encode(prompts[0]); err != nil {
-			return nil, err
-		}
 	}
 	temps := cfg.temperatures()
 	fmt.Fprintf(log, "rlhf sample: %d prompts from %s, K=%d, temperatures %s, %s backend\n",
