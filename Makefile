@@ -17,7 +17,7 @@ export OPENBLAS_NUM_THREADS ?= 2
 LDFLAGS := -X main.version=$(VERSION)
 TEST_TIMEOUT ?= 25m
 
-.PHONY: all build test test-short vet fmt demo demo-quick bench conformance clean
+.PHONY: docs all build test test-short vet fmt demo demo-quick bench conformance clean
 
 all: build
 
@@ -42,14 +42,23 @@ demo: build
 demo-quick: build
 	$(BIN) demo --quick --out runs/demo-quick --force
 
-conformance/llamacpp/node_modules:
-	cd conformance/llamacpp && npm i -E --omit=optional --no-audit --no-fund node-llama-cpp@3.21.1 @node-llama-cpp/linux-x64@3.21.1
+# llama.cpp for the conformance tests: node-llama-cpp 3.21.1 and only its prebuilt linux-x64 CPU build
+# (about 83 MB), exactly as package-lock.json pins them; reinstalled when the lockfile changes.
+conformance/llamacpp/node_modules: conformance/llamacpp/package-lock.json
+	cd conformance/llamacpp && npm ci --omit=optional --no-audit --no-fund
+	touch $@
 
+# The exports checked against llama.cpp (./conformance, model/gguf's llama.cpp and ggml codec tests)
+# and `alignkit export`'s round trips and errors, with the CLI just built.
 conformance: build conformance/llamacpp/node_modules
-	$(GO) test $(TAGS) -count=1 -run Conformance -v ./conformance/... ./model/gguf/...
+	ALIGNKIT_CLI=$(CURDIR)/$(BIN) $(GO) test $(TAGS) -count=1 -v -run 'Conformance|LlamaCpp|CodecMatchesGGML|^TestExport' ./conformance/... ./model/gguf/... ./cmd/alignkit/
 
 bench: build
 	./bench/run.sh
+
+# The generated config reference (a test checks it is current).
+docs: build
+	mkdir -p docs && $(BIN) config-reference > docs/CONFIG.md
 
 clean:
 	rm -rf bin runs

@@ -269,3 +269,15 @@ var typeErr = regexp.MustCompile(`^'([^']*)' expected type '([^']*)', got unconv
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
+
+// Reference renders a config struct's keys as a Markdown table (key, type, meaning), the generated
+// config reference that README links to, so the documentation cannot drift from the code.
+func Reference(t reflect.Type) string {
+	var sb strings.Builder
+	sb.WriteString("| key | type | meaning |\n|---|---|---|\n")
+	for _, k := range Keys(t) {
+		doc := strings.ReplaceAll(k.Doc, "|", `\|`)
+		fmt.Fprintf(&sb, "| `%s` | %s | %s |\n", k.Name, k.Type, doc)
+	}
+	return sb.String()
+}

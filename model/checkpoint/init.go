@@ -17,20 +17,20 @@ import (
 type InitSpec struct {
 	Architectures         []string `mapstructure:"architectures" json:"architectures" doc:"one of LlamaForCausalLM, MistralForCausalLM, MixtralForCausalLM"`
 	ModelType             string   `mapstructure:"model_type" json:"model_type" doc:"llama, mistral or mixtral"`
-	HiddenSize            int      `mapstructure:"hidden_size" json:"hidden_size"`
-	IntermediateSize      int      `mapstructure:"intermediate_size" json:"intermediate_size"`
-	NumHiddenLayers       int      `mapstructure:"num_hidden_layers" json:"num_hidden_layers"`
-	NumAttentionHeads     int      `mapstructure:"num_attention_heads" json:"num_attention_heads"`
-	NumKeyValueHeads      int      `mapstructure:"num_key_value_heads" json:"num_key_value_heads,omitempty"`
-	HeadDim               int      `mapstructure:"head_dim" json:"head_dim,omitempty"`
-	RMSNormEps            float64  `mapstructure:"rms_norm_eps" json:"rms_norm_eps"`
-	RopeTheta             float64  `mapstructure:"rope_theta" json:"rope_theta,omitempty"`
-	MaxPositionEmbeddings int      `mapstructure:"max_position_embeddings" json:"max_position_embeddings"`
-	SlidingWindow         int      `mapstructure:"sliding_window" json:"sliding_window,omitempty"`
-	TieWordEmbeddings     bool     `mapstructure:"tie_word_embeddings" json:"tie_word_embeddings"`
-	NumLocalExperts       int      `mapstructure:"num_local_experts" json:"num_local_experts,omitempty"`
-	NumExpertsPerTok      int      `mapstructure:"num_experts_per_tok" json:"num_experts_per_tok,omitempty"`
-	RouterAuxLossCoef     float64  `mapstructure:"router_aux_loss_coef" json:"router_aux_loss_coef,omitempty"`
+	HiddenSize            int      `mapstructure:"hidden_size" json:"hidden_size" doc:"model width D"`
+	IntermediateSize      int      `mapstructure:"intermediate_size" json:"intermediate_size" doc:"SwiGLU width (per expert for Mixtral)"`
+	NumHiddenLayers       int      `mapstructure:"num_hidden_layers" json:"num_hidden_layers" doc:"transformer blocks"`
+	NumAttentionHeads     int      `mapstructure:"num_attention_heads" json:"num_attention_heads" doc:"query heads H"`
+	NumKeyValueHeads      int      `mapstructure:"num_key_value_heads" json:"num_key_value_heads,omitempty" doc:"KV heads; H must be a multiple (GQA); default H"`
+	HeadDim               int      `mapstructure:"head_dim" json:"head_dim,omitempty" doc:"per-head width (default D/H)"`
+	RMSNormEps            float64  `mapstructure:"rms_norm_eps" json:"rms_norm_eps" doc:"RMSNorm epsilon"`
+	RopeTheta             float64  `mapstructure:"rope_theta" json:"rope_theta,omitempty" doc:"RoPE base (default 10000; Mixtral 1e6)"`
+	MaxPositionEmbeddings int      `mapstructure:"max_position_embeddings" json:"max_position_embeddings" doc:"context length"`
+	SlidingWindow         int      `mapstructure:"sliding_window" json:"sliding_window,omitempty" doc:"Mistral attention window; 0 or absent is full causal attention"`
+	TieWordEmbeddings     bool     `mapstructure:"tie_word_embeddings" json:"tie_word_embeddings" doc:"share the embedding matrix with the output head"`
+	NumLocalExperts       int      `mapstructure:"num_local_experts" json:"num_local_experts,omitempty" doc:"Mixtral experts per layer; 0 is a dense MLP"`
+	NumExpertsPerTok      int      `mapstructure:"num_experts_per_tok" json:"num_experts_per_tok,omitempty" doc:"experts each token is routed to (top-k)"`
+	RouterAuxLossCoef     float64  `mapstructure:"router_aux_loss_coef" json:"router_aux_loss_coef,omitempty" doc:"weight of the load-balancing loss (Mixtral default 0.001)"`
 	VocabSize             int      `mapstructure:"vocab_size" json:"-" doc:"optional; must equal the tokenizer's size when given"`
 
 	Seed             uint64  `mapstructure:"seed" json:"-" doc:"random seed for the weights"`
