@@ -1,9 +1,13 @@
 // logprobs.mjs runs llama.cpp (node-llama-cpp 3.21.1, prebuilt CPU build) on a GGUF and prints, as JSON,
 // the full next-token log-softmax after every input position, and optionally a greedy continuation.
 //
-//   node logprobs.mjs --model FILE.gguf --tokens 1,403,407 [--greedy N]
+//   node logprobs.mjs --model FILE.gguf --tokens 1,403,407 [--tokens 1,5,6 ...] [--greedy N]
 //
-// Output: {"logprobs": [[V floats after token 0], [V floats after tokens 0..1], ...], "greedy": [ids...]}
+// Output: one JSON line per --tokens list, in order:
+//   {"logprobs": [[V floats after token 0], [V floats after tokens 0..1], ...], "greedy": [ids...]}
+// Several lists share one process and one loaded model (node and llama.cpp start in about a second, a
+// tiny model evaluates in milliseconds); each list starts from an empty KV cache, so the results are
+// the same as one run per list. --greedy N applies to every list.
 //
 // The context uses an F32 KV cache and no flash attention: llama.cpp's defaults (an F16 cache with flash
 // attention) move log-probs by about 1e-2, which would hide real exporter bugs in a 1e-4 comparison.
@@ -11,7 +15,7 @@
 import {getLlama} from "node-llama-cpp";
 
 function parseArgs(argv) {
-    const args = {model: "", tokens: [], greedy: 0};
+    const args = {model: "", sequences: [], greedy: 0};
     for (let i = 0; i < argv.length; i++) {
         const flag = argv[i];
         const value = argv[i + 1];
@@ -19,12 +23,14 @@ function parseArgs(argv) {
             args.model = value;
             i++;
         } else if (flag === "--tokens" && value !== undefined) {
-            args.tokens = value.split(",").filter((s) => s.trim() !== "").map((s) => {
+            const tokens = value.split(",").filter((s) => s.trim() !== "").map((s) => {
                 const n = Number(s);
                 if (!Number.isInteger(n) || n < 0)
                     throw new Error(`--tokens: ${JSON.stringify(s)} is not a token id`);
                 return n;
             });
+            if (tokens.length === 0) throw new Error(`--tokens ${args.sequences.length + 1}: needs at least one token id`);
+            args.sequences.push(tokens);
             i++;
         } else if (flag === "--greedy" && value !== undefined) {
             args.greedy = Number(value);
@@ -32,11 +38,11 @@ function parseArgs(argv) {
                 throw new Error(`--greedy: ${JSON.stringify(value)} is not a non-negative integer`);
             i++;
         } else {
-            throw new Error(`unknown or incomplete argument ${JSON.stringify(flag)} (usage: --model FILE.gguf --tokens 1,2,3 [--greedy N])`);
+            throw new Error(`unknown or incomplete argument ${JSON.stringify(flag)} (usage: --model FILE.gguf --tokens 1,2,3 [--tokens 4,5 ...] [--greedy N])`);
         }
     }
     if (args.model === "") throw new Error("--model is required");
-    if (args.tokens.length === 0) throw new Error("--tokens needs at least one token id");
+    if (args.sequences.length === 0) throw new Error("--tokens is required");
     return args;
 }
 
@@ -48,6 +54,29 @@ function logSoftmaxRow(probabilities, vocabSize) {
     return row;
 }
 
+// evaluate feeds tokens into an empty sequence and returns the log-softmax after each position and the
+// greedy continuation of the given length.
+async function evaluate(sequence, tokens, greedyLength, vocabSize) {
+    const generateNext = {probabilities: true, token: true, options: {temperature: 0}};
+    const out = await sequence.controlledEvaluate(tokens.map((id) => [id, {generateNext}]));
+    const logprobs = [];
+    for (let i = 0; i < tokens.length; i++) {
+        const next = out[i]?.next;
+        if (next?.probabilities === undefined) throw new Error(`no probabilities returned after position ${i}`);
+        logprobs.push(logSoftmaxRow(next.probabilities, vocabSize));
+    }
+    // Greedy continuation: temperature 0 picks the argmax; each pick is fed back as the next input.
+    const greedy = [];
+    let next = out[tokens.length - 1].next.token;
+    for (let i = 0; i < greedyLength; i++) {
+        greedy.push(next);
+        if (i === greedyLength - 1) break;
+        const step = await sequence.controlledEvaluate([[next, {generateNext: {token: true, options: {temperature: 0}}}]]);
+        next = step[0].next.token;
+    }
+    return {logprobs, greedy};
+}
+
 async function main() {
     const args = parseArgs(process.argv.slice(2));
     const llama = await getLlama({gpu: false, build: "never", logLevel: "error"});
@@ -56,10 +85,12 @@ async function main() {
     const embd = (model.fileInfo.tensorInfo ?? []).find((t) => t.name === "token_embd.weight");
     if (embd === undefined) throw new Error(`${args.model}: no token_embd.weight tensor`);
     const vocabSize = Number(embd.dimensions[1]);
-    for (const id of args.tokens) {
-        if (id >= vocabSize) throw new Error(`--tokens: id ${id} is outside the vocabulary (${vocabSize})`);
+    for (const [n, tokens] of args.sequences.entries()) {
+        for (const id of tokens) {
+            if (id >= vocabSize) throw new Error(`--tokens ${n + 1}: id ${id} is outside the vocabulary (${vocabSize})`);
+        }
     }
-    const needed = args.tokens.length + args.greedy + 1;
+    const needed = Math.max(...args.sequences.map((tokens) => tokens.length)) + args.greedy + 1;
     const context = await model.createContext({
         contextSize: Math.max(needed, 32),
         batchSize: Math.max(needed, 32),
@@ -72,24 +103,11 @@ async function main() {
         experimentalKvCacheValueType: "F32",
     });
     const sequence = context.getSequence();
-    const generateNext = {probabilities: true, token: true, options: {temperature: 0}};
-    const out = await sequence.controlledEvaluate(args.tokens.map((id) => [id, {generateNext}]));
-    const logprobs = [];
-    for (let i = 0; i < args.tokens.length; i++) {
-        const next = out[i]?.next;
-        if (next?.probabilities === undefined) throw new Error(`no probabilities returned after position ${i}`);
-        logprobs.push(logSoftmaxRow(next.probabilities, vocabSize));
+    for (const tokens of args.sequences) {
+        await sequence.clearHistory();
+        const result = await evaluate(sequence, tokens, args.greedy, vocabSize);
+        process.stdout.write(JSON.stringify(result) + "\n");
     }
-    // Greedy continuation: temperature 0 picks the argmax; each pick is fed back as the next input.
-    const greedy = [];
-    let next = out[args.tokens.length - 1].next.token;
-    for (let i = 0; i < args.greedy; i++) {
-        greedy.push(next);
-        if (i === args.greedy - 1) break;
-        const step = await sequence.controlledEvaluate([[next, {generateNext: {token: true, options: {temperature: 0}}}]]);
-        next = step[0].next.token;
-    }
-    process.stdout.write(JSON.stringify({logprobs, greedy}) + "\n");
     await context.dispose();
     await model.dispose();
     await llama.dispose();
