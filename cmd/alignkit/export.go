@@ -41,6 +41,11 @@ func newExportCmd() *cobra.Command {
 			}
 			switch format {
 			case "gguf":
+				// gguf.Write refuses a score head too; saying so here adds what to do instead.
+				if _, ok := m.Weights.Tensors["score.weight"]; ok {
+					return fmt.Errorf("--format gguf: %s is a reward model (%s: a score head instead of lm_head), which llama.cpp's llama architecture cannot run; export it with --format hf",
+						modelPath, strings.Join(m.Weights.Config.Architectures, ","))
+				}
 				if err := gguf.Write(out, m.Weights, checkpoint.GGUFTokenizer(m.Tok), gguf.WriteOptions{Name: name, Dtype: dtype}); err != nil {
 					return err
 				}
