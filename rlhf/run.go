@@ -217,7 +217,7 @@ func Run(ctx context.Context, cfg RunConfig, log io.Writer, opts ...RunOption) (
 	}
 	sc, err := LoadScorer(cfg.RewardModelNameOrPath, cfg.Data.ChatTemplate)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("reward_model_name_or_path: %w", err)
 	}
 	st, err := openState(cfg)
 	if err != nil {
@@ -489,7 +489,7 @@ func (c RunConfig) evalStage(ctx context.Context, r int, policy string, prompts 
 	if err != nil {
 		return err
 	}
-	fmt.Fprint(log, summaryMarkdown(rows))
+	fmt.Fprint(log, SummaryMarkdown(rows))
 	return nil
 }
 
@@ -546,7 +546,7 @@ func (c RunConfig) writeSummary() ([]RoundSummary, error) {
 	if err := writeJSON(filepath.Join(c.OutputDir, "summary.json"), map[string]any{"rounds": rows}); err != nil {
 		return nil, err
 	}
-	if err := writeText(filepath.Join(c.OutputDir, "summary.md"), summaryMarkdown(rows)); err != nil {
+	if err := writeText(filepath.Join(c.OutputDir, "summary.md"), SummaryMarkdown(rows)); err != nil {
 		return nil, err
 	}
 	return rows, nil
@@ -554,7 +554,8 @@ func (c RunConfig) writeSummary() ([]RoundSummary, error) {
 
 func readSummary(cfg RunConfig) ([]RoundSummary, error) { return cfg.writeSummary() }
 
-func summaryMarkdown(rows []RoundSummary) string {
+// SummaryMarkdown is the per-round table of summary.md.
+func SummaryMarkdown(rows []RoundSummary) string {
 	var b strings.Builder
 	b.WriteString("| round | eval mean reward | eval max reward | sample mean reward | sample best reward | SFT examples | SFT train loss | policy |\n")
 	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---|\n")

@@ -297,13 +297,14 @@ func RunSample(ctx context.Context, cfg SampleConfig, log io.Writer) (*SampleRes
 	if err != nil {
 		return nil, err
 	}
-	sc, err := LoadScorer(cfg.RewardModelNameOrPath, cfg.Data.ChatTemplate)
-	if err != nil {
-		return nil, err
-	}
+	// The backend first: an unreachable server fails before the reward model is loaded.
 	gen, err := cfg.NewGenerator(ctx, cfg.ModelNameOrPath, log)
 	if err != nil {
 		return nil, err
+	}
+	sc, err := LoadScorer(cfg.RewardModelNameOrPath, cfg.Data.ChatTemplate)
+	if err != nil {
+		return nil, fmt.Errorf("reward_model_name_or_path: %w", err)
 	}
 	temps := cfg.temperatures()
 	fmt.Fprintf(log, "rlhf sample: %d prompts from %s, K=%d, temperatures %s, %s backend\n",

@@ -19,7 +19,7 @@ type rewardScorer struct{ s *reward.Scorer }
 func LoadScorer(path, chatTemplate string) (Scorer, error) {
 	s, err := reward.NewScorer(path, scorerOptions(chatTemplate)...)
 	if err != nil {
-		return nil, fmt.Errorf("reward_model_name_or_path: %w", err)
+		return nil, err
 	}
 	return rewardScorer{s}, nil
 }

@@ -77,7 +77,7 @@ func New(cfg Config) (*Server, error) {
 	var sc rlhf.Scorer
 	if cfg.RewardModel != "" {
 		if sc, err = rlhf.LoadScorer(cfg.RewardModel, cfg.ChatTemplate); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("reward model: %w", err)
 		}
 	}
 	return NewWith(gen, sc, cfg), nil

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+
+	"github.com/alignkit/alignkit/rlhf"
+	"github.com/spf13/cobra"
+)
+
+func newRLHFCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "rlhf",
+		Short: "Best-of-K rejection sampling (Llama 2-Chat RLHF): sample and score, or the iterative loop",
+		Args:  cobra.NoArgs,
+	}
+	cmd.AddCommand(newRLHFSampleCmd(), newRLHFRunCmd())
+	return cmd
+}
+
+func newRLHFSampleCmd() *cobra.Command {
+	var flags jobFlags
+	var temps string
+	cmd := &cobra.Command{
+		Use:   "sample --config configs/rlhf/sample-stories260k.yaml [--temperatures 0.8,1.0,1.2] [--set key=value ...]",
+		Short: "Sample K completions per prompt, score them with the reward model, keep the best",
+		Long: "Sample K completions per prompt with the policy (alignkit's engine, or any OpenAI-compatible server),\n" +
+			"score each with the reward model, and write samples.parquet, best.parquet (SFT rows), pairs.parquet\n" +
+			"(write_pairs) and the reward-vs-K curves (reward_vs_k.json/.png, one per temperature of a sweep).\n\n" +
+			"Config keys (ALIGNKIT_<KEY> and --set key=value override the file):\n" + keyList(reflect.TypeOf(rlhf.SampleConfig{})),
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if temps != "" {
+				flags.sets = append(flags.sets, "temperatures=["+temps+"]")
+			}
+			cfg := rlhf.DefaultSampleConfig()
+			if err := flags.load(&cfg); err != nil {
+				return err
+			}
+			res, err := rlhf.RunSample(cmd.Context(), cfg, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			curves, err := res.Curves()
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "%d prompts x %d samples, written to %s\n", len(res.Prompts), res.K, cfg.OutputDir)
+			fmt.Fprintln(out, "temperature  N  expected_max  median")
+			for _, c := range curves {
+				for i, n := range c.N {
+					fmt.Fprintf(out, "%11g %2d  %12.4f  %6.4f\n", c.Temperature, n, c.ExpectedMax[i], c.Median[i])
+				}
+			}
+			return nil
+		},
+	}
+	flags.register(cmd, true)
+	cmd.Flags().StringVar(&temps, "temperatures", "", "temperature sweep, e.g. 0.8,1.0,1.2,1.4 (sets the temperatures key)")
+	return cmd
+}
+
+func newRLHFRunCmd() *cobra.Command {
+	var flags jobFlags
+	cmd := &cobra.Command{
+		Use:   "run --config configs/rlhf/run-stories260k.yaml [--set key=value ...]",
+		Short: "Iterative rejection-sampling fine-tuning: R rounds of sample, select, SFT, evaluate (resumable)",
+		Long: "Llama 2's iterative rejection-sampling fine-tuning. Each round samples K completions per prompt with\n" +
+			"the current policy, adds them to the pool of the best samples of all rounds, fine-tunes the policy on\n" +
+			"the pool (the sft: section), and scores the new policy on held-out prompts. Everything goes under\n" +
+			"output_dir/round-r/; a stopped run started again with the same config resumes where it stopped.\n\n" +
+			"Config keys (ALIGNKIT_<KEY> and --set key=value override the file):\n" + keyList(reflect.TypeOf(rlhf.RunConfig{})),
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg := rlhf.DefaultRunConfig()
+			if err := flags.load(&cfg); err != nil {
+				return err
+			}
+			rows, err := rlhf.Run(cmd.Context(), cfg, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			fmt.Fprint(cmd.OutOrStdout(), strings.TrimRight(rlhf.SummaryMarkdown(rows), "\n")+"\n")
+			return nil
+		},
+	}
+	flags.register(cmd, true)
+	return cmd
+}
