@@ -1,6 +1,50 @@
-// Package rlhf holds the model-free parts of Llama 2's rejection-sampling fine-tuning (§3.2.3):
-// best-of-K selection, the cross-round pool of top samples, and the reward-versus-K statistics of
-// Llama 2 Figure 7.
+// Package rlhf is Llama 2's rejection-sampling fine-tuning (§3.2.3): best-of-K selection, the
+// cross-round pool of top samples and the reward-versus-K statistics of Figure 7 (model-free, below);
+// generation backends behind one interface; the `alignkit rlhf sample` job; and the iterative
+// `alignkit rlhf run` loop.
+//
+// # Generation
+//
+// A Generator samples K completions per Prompt (text, a conversation, or token ids) with Sampling
+// (temperature, top_p, top_k, max_new_tokens, seed). Sample j of prompt i is always drawn with seed
+// Seed + i·K + j, so every backend returns the same samples for the same model:
+//
+//   - Local runs alignkit's engine (infer.Engine.Generate, batched KV-cache decoding). Conversations
+//     are rendered with the chat template and add_generation_prompt and tokenized as the data layer
+//     tokenizes training rows. A text prompt's completion is decode(prompt+new) minus decode(prompt),
+//     which keeps the joining space; an answer after a conversation is the decoded new tokens.
+//   - OpenAI talks to any OpenAI-compatible server through openai-go: /v1/completions for text and
+//     ids, /v1/chat/completions for conversations; bounded concurrency; a per-attempt timeout;
+//     retries with exponential backoff (or the server's Retry-After) after 408, 429, 5xx, connection
+//     errors and timeouts; n = K with seed Seed + i·K where the server takes n, else K requests with
+//     seeds Seed + i·K + j. Support for n is probed by the first request (llama-server refuses n > 1
+//     with "Only one completion choice is allowed", as a 400 or a 500, which is not retried; a server
+//     that ignores n answers one choice), or set with n_supported. top_k and extra_body go in the
+//     request body. The API key (api_key, ALIGNKIT_API_KEY, OPENAI_API_KEY) is never logged or saved.
+//
+// A Scorer gives the reward of each completion: LoadScorer wraps reward.Scorer, which reads the
+// reward model on exactly the tokens the reward trainer used for a chosen answer.
+//
+// # rlhf sample
+//
+// RunSample loads the prompts (LoadPrompts: a preference file's shared prompt, a prompt column, a
+// conversation up to its last answer, or an alpaca instruction), samples K completions of each at
+// each temperature, scores them all, and writes samples.parquet, best.parquet (each prompt's best
+// sample as an SFT row), pairs.parquet (best vs worst, with write_pairs), reward_vs_k.json/.png and,
+// last, sample_complete.json (see WriteSamples). With the local backend, prompts that leave no room
+// for max_new_tokens in the context are skipped and counted.
+//
+// # rlhf run
+//
+// Run iterates rounds r = 1..R: sample with the current policy (round-r/samples), add the samples
+// to the Pool and write the SFT set, each prompt's pool_keep best samples of all rounds so far
+// (round-r/data/sft.parquet and pool.json), fine-tune the policy on it with sft.Run
+// (round-r/checkpoint, the next policy), and score the new policy's samples on the held-out prompts
+// (round-r/eval). Round 0 scores the starting policy. The fine-tuning config is the sft: section with
+// model_name_or_path, dataset_name and output_dir set by the loop, and chat_template, max_length and
+// seed taken from the top level when the section leaves them unset. state.json, rewritten
+// atomically after each stage, makes a stopped run resume at the stage where it stopped (a stopped
+// fine-tuning from its latest checkpoint); summary.json and summary.md hold the per-round table.
 //
 // # Selection
 //

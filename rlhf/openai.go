@@ -466,12 +466,16 @@ func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
-// isNRejection recognises a server's refusal of n > 1: llama-server answers 400 or 500 with "Only
-// one completion choice is allowed" (older builds "Illegal param: only one ...").
+// isNRejection recognises a server's refusal of n > 1: an error whose param is "n" (OpenAI's shape,
+// alignkit serve beyond its MaxN), or llama-server's 400 or 500 "Only one completion choice is
+// allowed" (older builds "Illegal param: only one ...").
 func isNRejection(err error) bool {
 	var se *statusError
 	if !errors.As(err, &se) || se.status < 400 {
 		return false
+	}
+	if se.param == "n" {
+		return true
 	}
 	m := strings.ToLower(se.message)
 	for _, s := range []string{"only one completion choice", "n must be 1", "n > 1", "n>1", "'n'", "\"n\""} {
@@ -486,6 +490,7 @@ func isNRejection(err error) bool {
 type statusError struct {
 	status     int
 	message    string
+	param      string // error.param, when the server names the offending field
 	retryAfter time.Duration
 }
 
@@ -500,7 +505,8 @@ func statusMiddleware(req *http.Request, next option.MiddlewareNext) (*http.Resp
 	}
 	body, _ := io.ReadAll(io.LimitReader(res.Body, 64<<10))
 	res.Body.Close()
-	se := &statusError{status: res.StatusCode, message: errorMessage(body)}
+	msg, param := errorMessage(body)
+	se := &statusError{status: res.StatusCode, message: msg, param: param}
 	if ra := res.Header.Get("Retry-After"); ra != "" {
 		if secs, err := strconv.ParseFloat(ra, 64); err == nil && secs >= 0 && secs <= 60 {
 			se.retryAfter = time.Duration(secs * float64(time.Second))
@@ -509,8 +515,9 @@ func statusMiddleware(req *http.Request, next option.MiddlewareNext) (*http.Resp
 	return nil, se
 }
 
-// errorMessage takes error.message (OpenAI's shape), a top-level message or detail, or the text.
-func errorMessage(body []byte) string {
+// errorMessage takes error.message (OpenAI's shape), a top-level message or detail, or the text;
+// and error.param when given.
+func errorMessage(body []byte) (msg, param string) {
 	var v struct {
 		Error   json.RawMessage `json:"error"`
 		Message string          `json:"message"`
@@ -519,17 +526,21 @@ func errorMessage(body []byte) string {
 	if json.Unmarshal(body, &v) == nil {
 		var inner struct {
 			Message string `json:"message"`
+			Param   any    `json:"param"`
 		}
 		var s string
 		switch {
 		case json.Unmarshal(v.Error, &inner) == nil && inner.Message != "":
-			return oneLine(inner.Message)
+			if p, ok := inner.Param.(string); ok {
+				param = p
+			}
+			return oneLine(inner.Message), param
 		case json.Unmarshal(v.Error, &s) == nil && s != "":
-			return oneLine(s)
+			return oneLine(s), ""
 		case v.Message != "":
-			return oneLine(v.Message)
+			return oneLine(v.Message), ""
 		case v.Detail != nil:
-			return oneLine(fmt.Sprint(v.Detail))
+			return oneLine(fmt.Sprint(v.Detail)), ""
 		}
 	}
 	s := oneLine(string(body))
@@ -539,5 +550,5 @@ func errorMessage(body []byte) string {
 	if s == "" {
 		s = "(empty body)"
 	}
-	return s
+	return s, ""
 }

@@ -348,3 +348,30 @@ func TestOpenAIErrors(t *testing.T) {
 		t.Errorf("bad url: %v", err)
 	}
 }
+
+// An alignkit server asked for more than serve.MaxN choices answers 400 with param "n": the backend
+// takes that as "no n" and still returns the local backend's samples, one request per sample.
+func TestOpenAIParamNRejection(t *testing.T) {
+	base, rc, gen := newServe(t, "", nil)
+	k := serve.MaxN + 2
+	o, err := rlhf.NewOpenAI(context.Background(), rlhf.OpenAIConfig{BaseURL: base, Concurrency: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sampling
+	s.MaxNewTokens = 3
+	got, err := o.Generate(context.Background(), storyPrompts[:1], k, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := gen.Generate(context.Background(), storyPrompts[:1], k, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("openai backend differs from local for K=%d", k)
+	}
+	if posts := rc.posts(); len(posts) != 1+k || posts[0].N != k {
+		t.Errorf("%d requests (first n=%d), want one n=%d request then %d single ones", len(posts), posts[0].N, k, k)
+	}
+}
