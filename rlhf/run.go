@@ -30,6 +30,10 @@ import (
 // (round-r/checkpoint), eval_dataset_name / eval_split, resume_from_checkpoint (set when a round's
 // training resumes) and columns. chat_template, max_length and seed are taken from the top level
 // when the section leaves them unset, so that the SFT step renders prompts as they were sampled.
+//
+// The held-out prompts (eval_dataset_name, or eval_split of dataset_name) are never sampled for
+// training; each round's policy draws K samples of each at the first temperature, with the same
+// seeds every round.
 type RunConfig struct {
 	SampleConfig `mapstructure:",squash"`
 	// NumRounds is R, the number of rejection-sampling rounds.

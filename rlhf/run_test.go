@@ -90,6 +90,7 @@ func readState(t *testing.T, cfg rlhf.RunConfig) (round int, stage, policy strin
 // per prompt the best sample of all rounds so far; round 2 samples with round 1's fine-tuned policy.
 func TestRunResumes(t *testing.T) {
 	cfg := runConfig(t)
+	cfg.APIKey = "sk-must-not-be-saved" // unused by the local backend, and never written
 	round := func(r int, parts ...string) string {
 		return filepath.Join(append([]string{cfg.OutputDir, "round-" + string(rune('0'+r))}, parts...)...)
 	}
@@ -105,6 +106,9 @@ func TestRunResumes(t *testing.T) {
 	}
 	if r, s, p := readState(t, cfg); r != 1 || s != "eval" || p != round(1, "checkpoint") {
 		t.Errorf("state after round 1: %d %s %s", r, s, p)
+	}
+	if raw, _ := os.ReadFile(filepath.Join(cfg.OutputDir, rlhf.StateFile)); bytes.Contains(raw, []byte("sk-must-not")) || bytes.Contains(raw, []byte("api_key")) {
+		t.Errorf("state.json holds the API key:\n%s", raw)
 	}
 	if _, err := os.Stat(round(2)); !os.IsNotExist(err) {
 		t.Errorf("round 2 started before the stop: %v", err)

@@ -206,6 +206,10 @@ func SampleAll(ctx context.Context, gen Generator, sc Scorer, prompts []Prompt, 
 	if err != nil {
 		return nil, err
 	}
+	chunk := sampleChunk
+	if o, ok := gen.(*OpenAI); ok {
+		chunk = max(chunk, 4*o.cfg.Concurrency) // keep every connection busy
+	}
 	out := &Sampled{Prompts: prompts, K: k, Temperatures: temps}
 	for _, t := range temps {
 		s := base
@@ -213,8 +217,8 @@ func SampleAll(ctx context.Context, gen Generator, sc Scorer, prompts []Prompt, 
 		comps := make([][]string, 0, len(prompts))
 		rewards := make([][]float64, 0, len(prompts))
 		start := time.Now()
-		for i0 := 0; i0 < len(prompts); i0 += sampleChunk {
-			i1 := min(len(prompts), i0+sampleChunk)
+		for i0 := 0; i0 < len(prompts); i0 += chunk {
+			i1 := min(len(prompts), i0+chunk)
 			// Seeds are Seed + i·K + j with i the prompt's index in the whole set.
 			cs := s
 			cs.Seed = s.Seed + uint64(i0*k)
