@@ -261,6 +261,41 @@ func gemm[T Float](tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb
 	}
 }
 
+// matmul is gemm for a whole product called from one goroutine (Linear, the experts): with a BLAS
+// that threads itself it is one call, otherwise parallelGemm.
+func matmul[T Float](tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
+	if goParallelMatmul {
+		parallelGemm(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
+	gemm(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// parallelGemm computes a whole product on all workers: C is cut into tiles (tileM × tileN) that
+// the workers take one at a time, and each tile is one serial BLAS call (or, with OpenBLAS, a few
+// along the inner dimension; see tiledGemm). The BLAS's own threading is never used, so no BLAS
+// thread pool spins while the ops' Go loops run, and each C element is computed by one worker in a
+// fixed order: results do not depend on scheduling.
+func parallelGemm[T Float](tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
+	tm, tn := (m+tileM-1)/tileM, (n+tileN-1)/tileN
+	if tm*tn <= 1 {
+		tiledGemm(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
+	parallelItems(tm*tn, func(_, t int) {
+		i0, j0 := (t/tn)*tileM, (t%tn)*tileN
+		bm, bn := min(tileM, m-i0), min(tileN, n-j0)
+		aOff, bOff := i0*lda, j0
+		if tA {
+			aOff = i0
+		}
+		if tB {
+			bOff = j0 * ldb
+		}
+		tiledGemm(tA, tB, bm, bn, k, alpha, a[aOff:], lda, b[bOff:], ldb, beta, c[i0*ldc+j0:], ldc)
+	})
+}
+
 // tiledGemm is gemm for callers that run on several goroutines at once (attention's per-head
 // work): it cuts the product into tiles that the build's BLAS computes on the calling goroutine
 // without threads of its own (tileM, tileN, tileMNK), so the workers' calls run side by side. The

@@ -79,8 +79,8 @@ func TestExpTo32MatchesExpf(t *testing.T) {
 	}
 }
 
-// tiledGemm equals one gemm for every transpose combination and shapes that cut into ragged tiles.
-func TestTiledGemmMatchesGemm(t *testing.T) {
+// tiledGemm and parallelGemm equal one gemm for every transpose combination and shapes that cut into ragged tiles.
+func TestTiledAndParallelGemmMatchGemm(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 3))
 	for _, sh := range [][3]int{{1, 1, 1}, {70, 200, 33}, {130, 65, 300}, {64, 64, 64}} {
 		m, n, k := sh[0], sh[1], sh[2]
@@ -105,11 +105,13 @@ func TestTiledGemmMatchesGemm(t *testing.T) {
 					c1[i] = rng.NormFloat64()
 					c2[i] = c1[i]
 				}
+				c3 := append([]float64(nil), c1...)
 				gemm(tA, tB, m, n, k, 0.5, a, lda, b, ldb, 0.25, c1, n)
 				tiledGemm(tA, tB, m, n, k, 0.5, a, lda, b, ldb, 0.25, c2, n)
+				parallelGemm(tA, tB, m, n, k, 0.5, a, lda, b, ldb, 0.25, c3, n)
 				for i := range c1 {
-					if math.Abs(c1[i]-c2[i]) > 1e-12*(1+math.Abs(c1[i])) {
-						t.Fatalf("%v tA=%v tB=%v: element %d %g vs %g", sh, tA, tB, i, c2[i], c1[i])
+					if math.Abs(c1[i]-c2[i]) > 1e-12*(1+math.Abs(c1[i])) || math.Abs(c1[i]-c3[i]) > 1e-12*(1+math.Abs(c1[i])) {
+						t.Fatalf("%v tA=%v tB=%v: element %d: tiled %g, parallel %g, gemm %g", sh, tA, tB, i, c2[i], c3[i], c1[i])
 					}
 				}
 			}

@@ -48,9 +48,9 @@ func (op *linearOp) Do(vs ...G.Value) (G.Value, error) {
 	n, in, out := xs[0], xs[1], ws[0]
 	y := op.out.get(dt, n, out)
 	if dt == tensor.Float32 {
-		gemm(false, true, n, out, in, 1, floats[float32](vs[0]), in, floats[float32](vs[1]), in, 0, floats[float32](y), out)
+		matmul(false, true, n, out, in, 1, floats[float32](vs[0]), in, floats[float32](vs[1]), in, 0, floats[float32](y), out)
 	} else {
-		gemm(false, true, n, out, in, 1, floats[float64](vs[0]), in, floats[float64](vs[1]), in, 0, floats[float64](y), out)
+		matmul(false, true, n, out, in, 1, floats[float64](vs[0]), in, floats[float64](vs[1]), in, 0, floats[float64](y), out)
 	}
 	return y, nil
 }
@@ -91,9 +91,9 @@ func (op *linearDXOp) Do(vs ...G.Value) (G.Value, error) {
 	n, out, in := vs[0].Shape()[0], vs[0].Shape()[1], vs[1].Shape()[1]
 	dx := op.out.get(dt, n, in)
 	if dt == tensor.Float32 {
-		gemm(false, false, n, in, out, 1, floats[float32](vs[0]), out, floats[float32](vs[1]), in, 0, floats[float32](dx), in)
+		matmul(false, false, n, in, out, 1, floats[float32](vs[0]), out, floats[float32](vs[1]), in, 0, floats[float32](dx), in)
 	} else {
-		gemm(false, false, n, in, out, 1, floats[float64](vs[0]), out, floats[float64](vs[1]), in, 0, floats[float64](dx), in)
+		matmul(false, false, n, in, out, 1, floats[float64](vs[0]), out, floats[float64](vs[1]), in, 0, floats[float64](dx), in)
 	}
 	return dx, nil
 }
@@ -120,9 +120,9 @@ func (op *linearDWOp) Do(vs ...G.Value) (G.Value, error) {
 	n, out, in := vs[0].Shape()[0], vs[0].Shape()[1], vs[1].Shape()[1]
 	dw := op.out.get(dt, out, in)
 	if dt == tensor.Float32 {
-		gemm(true, false, out, in, n, 1, floats[float32](vs[0]), out, floats[float32](vs[1]), in, 0, floats[float32](dw), in)
+		matmul(true, false, out, in, n, 1, floats[float32](vs[0]), out, floats[float32](vs[1]), in, 0, floats[float32](dw), in)
 	} else {
-		gemm(true, false, out, in, n, 1, floats[float64](vs[0]), out, floats[float64](vs[1]), in, 0, floats[float64](dw), in)
+		matmul(true, false, out, in, n, 1, floats[float64](vs[0]), out, floats[float64](vs[1]), in, 0, floats[float64](dw), in)
 	}
 	return dw, nil
 }

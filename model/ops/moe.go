@@ -466,13 +466,13 @@ func expertsFwd[T Float](op *expertsOp, y []T, vs []G.Value, sc *scratch[T]) {
 	})
 	for e := 0; e < E; e++ {
 		r0, ne := op.off[e], op.off[e+1]-op.off[e]
-		gemm(false, true, ne, f, d, 1, xs[r0*d:], d, floats[T](vs[2+e]), d, 0, gate[r0*f:], f)
-		gemm(false, true, ne, f, d, 1, xs[r0*d:], d, floats[T](vs[2+E+e]), d, 0, up[r0*f:], f)
+		matmul(false, true, ne, f, d, 1, xs[r0*d:], d, floats[T](vs[2+e]), d, 0, gate[r0*f:], f)
+		matmul(false, true, ne, f, d, 1, xs[r0*d:], d, floats[T](vs[2+E+e]), d, 0, up[r0*f:], f)
 	}
 	swigluFwd(h, gate, up)
 	for e := 0; e < E; e++ {
 		r0, ne := op.off[e], op.off[e+1]-op.off[e]
-		gemm(false, true, ne, d, f, 1, h[r0*f:], f, floats[T](vs[2+2*E+e]), f, 0, ye[r0*d:], d)
+		matmul(false, true, ne, d, f, 1, h[r0*f:], f, floats[T](vs[2+2*E+e]), f, 0, ye[r0*d:], d)
 	}
 	clear(y)
 	// Expert by expert (each token at most once per expert), so each token's sum runs in expert order.
@@ -601,17 +601,17 @@ func expertsBwd[T Float](op *expertsGradOp, dx []T, vs []G.Value, fs, sc *scratc
 	for e := 0; e < E; e++ {
 		r0, ne := fwd.off[e], fwd.off[e+1]-fwd.off[e]
 		w2 := floats[T](vs[2+2*E+e])
-		gemm(true, false, d, f, ne, 1, dyc[r0*d:], d, h[r0*f:], f, 0, floats[T](op.dw[2*E+e].t), f)
-		gemm(false, false, ne, f, d, 1, dyc[r0*d:], d, w2, f, 0, dh[r0*f:], f)
+		matmul(true, false, d, f, ne, 1, dyc[r0*d:], d, h[r0*f:], f, 0, floats[T](op.dw[2*E+e].t), f)
+		matmul(false, false, ne, f, d, 1, dyc[r0*d:], d, w2, f, 0, dh[r0*f:], f)
 	}
 	swigluBwd(dg, du, gate, up, dh)
 	for e := 0; e < E; e++ {
 		r0, ne := fwd.off[e], fwd.off[e+1]-fwd.off[e]
 		w1, w3 := floats[T](vs[2+e]), floats[T](vs[2+E+e])
-		gemm(true, false, f, d, ne, 1, dg[r0*f:], f, xs[r0*d:], d, 0, floats[T](op.dw[e].t), d)
-		gemm(true, false, f, d, ne, 1, du[r0*f:], f, xs[r0*d:], d, 0, floats[T](op.dw[E+e].t), d)
-		gemm(false, false, ne, d, f, 1, dg[r0*f:], f, w1, d, 0, dxs[r0*d:], d)
-		gemm(false, false, ne, d, f, 1, du[r0*f:], f, w3, d, 1, dxs[r0*d:], d)
+		matmul(true, false, f, d, ne, 1, dg[r0*f:], f, xs[r0*d:], d, 0, floats[T](op.dw[e].t), d)
+		matmul(true, false, f, d, ne, 1, du[r0*f:], f, xs[r0*d:], d, 0, floats[T](op.dw[E+e].t), d)
+		matmul(false, false, ne, d, f, 1, dg[r0*f:], f, w1, d, 0, dxs[r0*d:], d)
+		matmul(false, false, ne, d, f, 1, du[r0*f:], f, w3, d, 1, dxs[r0*d:], d)
 	}
 	clear(dx)
 	for e := 0; e < E; e++ {
