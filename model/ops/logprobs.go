@@ -28,8 +28,9 @@ func (l *LogProbs) Logits() *tensor.Dense { return l.op.kept.t }
 // TokenLogProbs is weights[n]·log_softmax(logits[n])[targets[n]] for logits (N, V), targets (N)
 // (Int32) and weights (N): (N). A row with weight 0 or a negative target is ignored: its output and
 // gradient are exactly 0. A counted target outside 0..V-1 is an error. No one-hot is built: the
-// backward op writes dlogits = weight·upstream·(onehot(target) − softmax(logits)) row by row from
-// the log-sum-exp that the forward op kept. Exp sums run in float64.
+// backward op writes dlogits = weight·upstream·(onehot(target) − softmax(logits)) row by row, from
+// the exponentials and normalisers the forward pass kept (so each logit's exp is computed once).
+// Exp sums run in float64.
 func TokenLogProbs(logits, targets, weights *G.Node) (*G.Node, *LogProbs, error) {
 	op := &logProbsOp{base: base{name: "ops.TokenLogProbs"}}
 	n, err := G.ApplyOp(op, logits, targets, weights)
@@ -43,8 +44,13 @@ type logProbsOp struct {
 	base
 	out, kept         buf
 	keep              bool
-	lse               []float64
 	correct, logitSum []float64
+	// grad is the backward op once the graph is differentiated. The forward pass then leaves
+	// exp(logit − max) of every counted row in grad's output buffer (which nothing else holds before
+	// grad runs), and grad turns it into dlogits in place instead of computing the exps again.
+	grad *logProbsGradOp
+	// scale[i] = exp(max − lse) = 1/Σ exp(logit − max) for that reuse.
+	scale []float64
 }
 
 func (op *logProbsOp) Arity() int    { return 3 }
@@ -77,16 +83,20 @@ func (op *logProbsOp) Do(vs ...G.Value) (G.Value, error) {
 		return nil, op.errorf("%v", err)
 	}
 	n, v := vs[0].Shape()[0], vs[0].Shape()[1]
-	if len(op.lse) != n {
-		op.lse = make([]float64, n)
+	if len(op.scale) != n {
 		op.correct = make([]float64, n)
 		op.logitSum = make([]float64, n)
+		op.scale = make([]float64, n)
 	}
 	out := op.out.get(dt, n)
+	var exps *tensor.Dense
+	if op.grad != nil {
+		exps = op.grad.out.get(dt, n, v)
+	}
 	if dt == tensor.Float32 {
-		err = logProbsFwd(op, floats[float32](out), floats[float32](vs[0]), targets, floats[float32](vs[2]), v)
+		err = logProbsFwd(op, floats[float32](out), floats[float32](vs[0]), targets, floats[float32](vs[2]), v, denseData[float32](exps))
 	} else {
-		err = logProbsFwd(op, floats[float64](out), floats[float64](vs[0]), targets, floats[float64](vs[2]), v)
+		err = logProbsFwd(op, floats[float64](out), floats[float64](vs[0]), targets, floats[float64](vs[2]), v, denseData[float64](exps))
 	}
 	if err != nil {
 		return nil, err
@@ -102,7 +112,16 @@ func (op *logProbsOp) Do(vs ...G.Value) (G.Value, error) {
 	return out, nil
 }
 
-func logProbsFwd[T Float](op *logProbsOp, out, logits []T, targets []int32, w []T, v int) error {
+func denseData[T Float](t *tensor.Dense) []T {
+	if t == nil {
+		return nil
+	}
+	return t.Data().([]T)
+}
+
+// logProbsFwd computes the outputs and side outputs; when exps is not nil it also keeps
+// exp(logit − max) of each counted row there for the backward op.
+func logProbsFwd[T Float](op *logProbsOp, out, logits []T, targets []int32, w []T, v int, exps []T) error {
 	for i, t := range targets {
 		if counted(w[i], t) && int(t) >= v {
 			return op.errorf("target %d at row %d is outside 0..%d", t, i, v-1)
@@ -112,7 +131,7 @@ func logProbsFwd[T Float](op *logProbsOp, out, logits []T, targets []int32, w []
 		for i := lo; i < hi; i++ {
 			t := targets[i]
 			if !counted(w[i], t) {
-				out[i], op.lse[i], op.correct[i], op.logitSum[i] = 0, 0, 0, 0
+				out[i], op.scale[i], op.correct[i], op.logitSum[i] = 0, 0, 0, 0
 				continue
 			}
 			row := logits[i*v : (i+1)*v]
@@ -124,8 +143,13 @@ func logProbsFwd[T Float](op *logProbsOp, out, logits []T, targets []int32, w []
 				}
 				sum += float64(x)
 			}
-			lse := float64(m) + math.Log(expTo(nil, row, m))
-			op.lse[i] = lse
+			var dst []T
+			if exps != nil {
+				dst = exps[i*v : (i+1)*v]
+			}
+			l := expTo(dst, row, m)
+			lse := float64(m) + math.Log(l)
+			op.scale[i] = 1 / l
 			op.logitSum[i] = sum
 			op.correct[i] = 0
 			if arg == int(t) {
@@ -140,15 +164,18 @@ func logProbsFwd[T Float](op *logProbsOp, out, logits []T, targets []int32, w []
 func (op *logProbsOp) DiffWRT(int) []bool { return []bool{true, false, false} }
 
 func (op *logProbsOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
-	dl, err := G.ApplyOp(&logProbsGradOp{base: base{name: "ops.TokenLogProbsGrad"}, fwd: op}, inputs[0], inputs[1], inputs[2], output, grad)
+	bw := &logProbsGradOp{base: base{name: "ops.TokenLogProbsGrad"}, fwd: op}
+	dl, err := G.ApplyOp(bw, inputs[0], inputs[1], inputs[2], output, grad)
 	if err != nil {
 		return nil, err
 	}
+	op.grad = bw
 	return G.Nodes{dl, nil, nil}, nil
 }
 
 // logProbsGradOp takes logits, targets, weights, the forward output (which orders it after the
-// forward op, whose log-sum-exp it reads) and the upstream gradient (N); it returns dlogits (N, V).
+// forward op, whose exponentials and normalisers it reads) and the upstream gradient (N); it returns
+// dlogits (N, V).
 type logProbsGradOp struct {
 	base
 	fwd *logProbsOp
@@ -174,31 +201,36 @@ func (op *logProbsGradOp) Do(vs ...G.Value) (G.Value, error) {
 		return nil, op.errorf("%v", err)
 	}
 	n, v := vs[0].Shape()[0], vs[0].Shape()[1]
-	if len(op.fwd.lse) != n {
+	if len(op.fwd.scale) != n {
 		return nil, op.errorf("the forward op has not run")
 	}
-	dl := op.out.get(dt, n, v)
+	if op.fwd.grad != op || op.out.t == nil || !op.out.t.Shape().Eq(vs[0].Shape()) || op.out.t.Dtype() != dt {
+		return nil, op.errorf("the forward op did not leave its exponentials")
+	}
+	dl := op.out.t
 	if dt == tensor.Float32 {
-		logProbsBwd(floats[float32](dl), floats[float32](vs[0]), targets, floats[float32](vs[2]), floats[float32](vs[4]), op.fwd.lse, v)
+		logProbsBwd(floats[float32](dl), targets, floats[float32](vs[2]), floats[float32](vs[4]), op.fwd.scale, v)
 	} else {
-		logProbsBwd(floats[float64](dl), floats[float64](vs[0]), targets, floats[float64](vs[2]), floats[float64](vs[4]), op.fwd.lse, v)
+		logProbsBwd(floats[float64](dl), targets, floats[float64](vs[2]), floats[float64](vs[4]), op.fwd.scale, v)
 	}
 	return dl, nil
 }
 
-func logProbsBwd[T Float](dl, logits []T, targets []int32, w, g []T, lse []float64, v int) {
+// logProbsBwd turns the kept exp(logit − max) rows of dl into dlogits in place:
+// dl = c·(onehot − exp(logit − max)·scale) with c = weight·upstream.
+func logProbsBwd[T Float](dl []T, targets []int32, w, g []T, scale []float64, v int) {
 	parallelRange(len(targets), max(1, 16384/v), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			row, drow := logits[i*v:(i+1)*v], dl[i*v:(i+1)*v]
+			drow := dl[i*v : (i+1)*v]
 			t := targets[i]
 			c := w[i] * g[i]
 			if !counted(w[i], t) || c == 0 {
 				clear(drow)
 				continue
 			}
-			expTo(drow, row, T(lse[i]))
+			k := -c * T(scale[i])
 			for j := range drow {
-				drow[j] *= -c
+				drow[j] *= k
 			}
 			drow[t] += c
 		}
