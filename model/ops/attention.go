@@ -39,6 +39,11 @@ func (s AttentionSpec) validate() error {
 // the block is never computed.
 const attnBlock = 64
 
+// attnKeepLimit bounds the probabilities (elements, per op) that a differentiated attention op
+// keeps for its backward pass; above it (long sequences) the backward pass recomputes them from the
+// log-sum-exp instead.
+const attnKeepLimit = 1 << 24
+
 // Attention is causal scaled-dot-product attention (scale 1/sqrt(HeadDim)) for q (N, H·hd),
 // k and v (N, KV·hd) and segments (N) (Int32), giving (N, H·hd) in q's layout. Key j is visible to
 // query i of the same batch row when j ≤ i, i−j < Window (if set) and both carry the same non-zero
@@ -53,7 +58,7 @@ func Attention(spec AttentionSpec, q, k, v, segments *G.Node) (*G.Node, error) {
 	if err := spec.validate(); err != nil {
 		return nil, err
 	}
-	return G.ApplyOp(&attentionOp{base: base{name: "ops.Attention"}, spec: spec}, q, k, v, segments)
+	return G.ApplyOp(&attentionOp{base: base{name: "ops.Attention"}, spec: spec, keepLimit: attnKeepLimit}, q, k, v, segments)
 }
 
 type attentionOp struct {
@@ -65,6 +70,40 @@ type attentionOp struct {
 	s32   scratch[float32]
 	s64   scratch[float64]
 	seen  map[int32]int32
+	// keep is set once the op is differentiated: the forward pass then writes each block's
+	// probabilities into kept (slot 0 of k32/k64) at pOff[(b·H+h)·blocks + block], when they fit in
+	// attnKeepLimit (kept is false otherwise), and the backward pass reads them.
+	keep, kept bool
+	keepLimit  int
+	pOff       []int
+	k32        scratch[float32]
+	k64        scratch[float64]
+}
+
+// planKeep lays out the kept probabilities: per (batch row, head), block after block, each
+// rows × keys. It returns the total, or -1 when over attnKeepLimit.
+func (op *attentionOp) planKeep() int {
+	s := op.spec
+	blocks := (s.SeqLen + attnBlock - 1) / attnBlock
+	if len(op.pOff) != s.Batch*s.Heads*blocks {
+		op.pOff = make([]int, s.Batch*s.Heads*blocks)
+	}
+	total := 0
+	for b := 0; b < s.Batch; b++ {
+		for h := 0; h < s.Heads; h++ {
+			for blk := 0; blk < blocks; blk++ {
+				i0 := blk * attnBlock
+				i1 := min(i0+attnBlock, s.SeqLen)
+				lo, hi := blockKeys(op.rowLo, b*s.SeqLen, i0, i1)
+				op.pOff[(b*s.Heads+h)*blocks+blk] = total
+				total += (i1 - i0) * (hi - lo)
+			}
+		}
+	}
+	if total > op.keepLimit {
+		return -1
+	}
+	return total
 }
 
 func (op *attentionOp) Arity() int { return 4 }
@@ -147,10 +186,24 @@ func (op *attentionOp) Do(vs ...G.Value) (G.Value, error) {
 	}
 	computeRowLo(op.rowLo, &op.seen, seg, s)
 	out := op.out.get(dt, n, s.Heads*s.HeadDim)
+	op.kept = false
+	keepN := -1
+	if op.keep {
+		keepN = op.planKeep()
+		op.kept = keepN >= 0
+	}
 	if dt == tensor.Float32 {
-		attnForward(s, floats[float32](out), floats[float32](vs[0]), floats[float32](vs[1]), floats[float32](vs[2]), seg, op.rowLo, op.lse, &op.s32)
+		var kept []float32
+		if op.kept {
+			kept = op.k32.get(0, keepN)
+		}
+		attnForward(s, floats[float32](out), floats[float32](vs[0]), floats[float32](vs[1]), floats[float32](vs[2]), seg, op.rowLo, op.lse, &op.s32, kept, op.pOff)
 	} else {
-		attnForward(s, floats[float64](out), floats[float64](vs[0]), floats[float64](vs[1]), floats[float64](vs[2]), seg, op.rowLo, op.lse, &op.s64)
+		var kept []float64
+		if op.kept {
+			kept = op.k64.get(0, keepN)
+		}
+		attnForward(s, floats[float64](out), floats[float64](vs[0]), floats[float64](vs[1]), floats[float64](vs[2]), seg, op.rowLo, op.lse, &op.s64, kept, op.pOff)
 	}
 	return out, nil
 }
@@ -190,7 +243,9 @@ func maskRow[T Float](row []T, seg []int32, base, lo, i, rowLo int) (jlo, jhi in
 	return jlo, jhi, m
 }
 
-func attnForward[T Float](s AttentionSpec, out, q, k, v []T, seg, rowLo []int32, lse []float64, sc *scratch[T]) {
+// attnForward computes the output and log-sum-exps; with kept (not nil) each block's
+// probabilities are computed in place there, at pOff, instead of in scratch memory.
+func attnForward[T Float](s AttentionSpec, out, q, k, v []T, seg, rowLo []int32, lse []float64, sc *scratch[T], kept []T, pOff []int) {
 	H, KV, hd, Tn := s.Heads, s.KVHeads, s.HeadDim, s.SeqLen
 	group := H / KV
 	scale := T(1 / math.Sqrt(float64(hd)))
@@ -198,6 +253,7 @@ func attnForward[T Float](s AttentionSpec, out, q, k, v []T, seg, rowLo []int32,
 	for w := 0; w < workers(); w++ {
 		sc.get(w, attnBlock*Tn)
 	}
+	blocks := (Tn + attnBlock - 1) / attnBlock
 	parallelItems(s.Batch*H, func(worker, item int) {
 		b, h := item/H, item%H
 		g := h / group
@@ -208,6 +264,10 @@ func attnForward[T Float](s AttentionSpec, out, q, k, v []T, seg, rowLo []int32,
 			rows := i1 - i0
 			lo, hi := blockKeys(rowLo, base, i0, i1)
 			nk := hi - lo
+			if kept != nil {
+				off := pOff[item*blocks+i0/attnBlock]
+				S = kept[off : off+rows*nk]
+			}
 			qOff := ((base+i0)*H + h) * hd
 			kOff := ((base+lo)*KV + g) * hd
 			tiledGemm(false, true, rows, nk, hd, scale, q[qOff:], ldq, k[kOff:], ldk, 0, S, nk)
@@ -231,6 +291,7 @@ func attnForward[T Float](s AttentionSpec, out, q, k, v []T, seg, rowLo []int32,
 func (op *attentionOp) DiffWRT(int) []bool { return []bool{true, true, true, false} }
 
 func (op *attentionOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
+	op.keep = true
 	bw := &attentionGradOp{base: base{name: "ops.AttentionGrad"}, fwd: op}
 	dq, err := G.ApplyOp(bw, inputs[0], inputs[1], inputs[2], inputs[3], output, grad)
 	if err != nil {
@@ -289,11 +350,19 @@ func (op *attentionGradOp) Do(vs ...G.Value) (G.Value, error) {
 	dk := op.dk.get(dt, vs[1].Shape()...)
 	dv := op.dv.get(dt, vs[2].Shape()...)
 	if dt == tensor.Float32 {
+		var kept []float32
+		if op.fwd.kept {
+			kept = op.fwd.k32.get(0, 0)
+		}
 		attnBackward(s, floats[float32](dq), floats[float32](dk), floats[float32](dv), floats[float32](vs[0]), floats[float32](vs[1]), floats[float32](vs[2]),
-			floats[float32](vs[4]), floats[float32](vs[5]), seg, op.fwd.rowLo, op.fwd.lse, op.dsum, &op.s32a, &op.s32b)
+			floats[float32](vs[4]), floats[float32](vs[5]), seg, op.fwd.rowLo, op.fwd.lse, op.dsum, &op.s32a, &op.s32b, kept, op.fwd.pOff)
 	} else {
+		var kept []float64
+		if op.fwd.kept {
+			kept = op.fwd.k64.get(0, 0)
+		}
 		attnBackward(s, floats[float64](dq), floats[float64](dk), floats[float64](dv), floats[float64](vs[0]), floats[float64](vs[1]), floats[float64](vs[2]),
-			floats[float64](vs[4]), floats[float64](vs[5]), seg, op.fwd.rowLo, op.fwd.lse, op.dsum, &op.s64a, &op.s64b)
+			floats[float64](vs[4]), floats[float64](vs[5]), seg, op.fwd.rowLo, op.fwd.lse, op.dsum, &op.s64a, &op.s64b, kept, op.fwd.pOff)
 	}
 	return dq, nil
 }
@@ -303,7 +372,7 @@ func (op *attentionGradOp) Do(vs ...G.Value) (G.Value, error) {
 //	dV += Pᵀ·dO,  dP = dO·Vᵀ,  dS = P ⊙ (dP − D)·scale,  dQ = dS·K,  dK += dSᵀ·Q.
 //
 // Work is split by (batch row, KV head), so each worker owns its dk and dv rows.
-func attnBackward[T Float](s AttentionSpec, dq, dk, dv, q, k, v, o, do []T, seg, rowLo []int32, lse, dsum []float64, scA, scB *scratch[T]) {
+func attnBackward[T Float](s AttentionSpec, dq, dk, dv, q, k, v, o, do []T, seg, rowLo []int32, lse, dsum []float64, scA, scB *scratch[T], kept []T, pOff []int) {
 	H, KV, hd, Tn := s.Heads, s.KVHeads, s.HeadDim, s.SeqLen
 	group := H / KV
 	scale := T(1 / math.Sqrt(float64(hd)))
@@ -333,8 +402,8 @@ func attnBackward[T Float](s AttentionSpec, dq, dk, dv, q, k, v, o, do []T, seg,
 			clear(dk[off : off+hd])
 			clear(dv[off : off+hd])
 		}
-		P := scA.get(worker, attnBlock*Tn)
 		dS := scB.get(worker, attnBlock*Tn)
+		blocks := (Tn + attnBlock - 1) / attnBlock
 		for h := g * group; h < (g+1)*group; h++ {
 			for i0 := 0; i0 < Tn; i0 += attnBlock {
 				i1 := min(i0+attnBlock, Tn)
@@ -343,12 +412,19 @@ func attnBackward[T Float](s AttentionSpec, dq, dk, dv, q, k, v, o, do []T, seg,
 				nk := hi - lo
 				qOff := ((base+i0)*H + h) * hd
 				kOff := ((base+lo)*KV + g) * hd
-				tiledGemm(false, true, rows, nk, hd, scale, q[qOff:], ldq, k[kOff:], ldk, 0, P, nk)
-				for r := 0; r < rows; r++ {
-					i := i0 + r
-					row := P[r*nk : (r+1)*nk]
-					jlo, jhi, _ := maskRow(row, seg, base, lo, i, int(rowLo[base+i]))
-					expShift(row[jlo:jhi], T(lse[(base+i)*H+h]))
+				var P []T
+				if kept != nil {
+					off := pOff[(b*H+h)*blocks+i0/attnBlock]
+					P = kept[off : off+rows*nk]
+				} else {
+					P = scA.get(worker, attnBlock*Tn)
+					tiledGemm(false, true, rows, nk, hd, scale, q[qOff:], ldq, k[kOff:], ldk, 0, P, nk)
+					for r := 0; r < rows; r++ {
+						i := i0 + r
+						row := P[r*nk : (r+1)*nk]
+						jlo, jhi, _ := maskRow(row, seg, base, lo, i, int(rowLo[base+i]))
+						expShift(row[jlo:jhi], T(lse[(base+i)*H+h]))
+					}
 				}
 				tiledGemm(true, false, nk, hd, rows, 1, P, nk, do[qOff:], ldq, 1, dv[kOff:], ldk)
 				tiledGemm(false, true, rows, nk, hd, 1, do[qOff:], ldq, v[kOff:], ldk, 0, dS, nk)

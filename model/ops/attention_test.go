@@ -112,16 +112,29 @@ func TestAttention(t *testing.T) {
 			for i := range ins[0].vals {
 				ins[0].vals[i] *= 2 // sharper softmax
 			}
-			build := func(g *G.ExprGraph, in []*G.Node) (*G.Node, error) { return Attention(s, in[0], in[1], in[2], in[3]) }
-			h := newHarness(t, rng, ins, build)
-			h.check(rng, 25)
 			want := naiveAttention(s, ins[0].vals, ins[1].vals, ins[2].vals, tc.seg)
-			got, _, err := h.run()
-			if err != nil {
-				t.Fatal(err)
+			// The backward pass reads the probabilities the forward pass kept, or, over the limit
+			// (long sequences), recomputes them from the log-sum-exp.
+			for _, limit := range []int{attnKeepLimit, 0} {
+				build := func(g *G.ExprGraph, in []*G.Node) (*G.Node, error) {
+					out, err := Attention(s, in[0], in[1], in[2], in[3])
+					if err == nil {
+						out.Op().(*attentionOp).keepLimit = limit
+					}
+					return out, err
+				}
+				h := newHarness(t, rng, ins, build)
+				h.check(rng, 25)
+				got, _, err := h.run()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if kept := h.out.Op().(*attentionOp).kept; kept != (limit > 0) {
+					t.Fatalf("limit %d: kept = %v", limit, kept)
+				}
+				near(t, "float64 attention", got, want, 1e-12)
+				near(t, "float32 attention", runF32(t, ins, build), want, 1e-5)
 			}
-			near(t, "float64 attention", got, want, 1e-12)
-			near(t, "float32 attention", runF32(t, ins, build), want, 1e-5)
 		})
 	}
 }

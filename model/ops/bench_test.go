@@ -32,10 +32,12 @@ func BenchmarkAttention(b *testing.B) {
 	computeRowLo(rowLo, &seen, seg, s)
 	lse, dsum := make([]float64, n*8), make([]float64, n*8)
 	var sa, sb, sc scratch[float32]
+	op := &attentionOp{spec: s, rowLo: rowLo, keepLimit: attnKeepLimit}
+	kept := make([]float32, op.planKeep())
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		attnForward(s, out, q, k, v, seg, rowLo, lse, &sa)
-		attnBackward(s, dq, dk, dv, q, k, v, out, do, seg, rowLo, lse, dsum, &sb, &sc)
+		attnForward(s, out, q, k, v, seg, rowLo, lse, &sa, kept, op.pOff)
+		attnBackward(s, dq, dk, dv, q, k, v, out, do, seg, rowLo, lse, dsum, &sb, &sc, kept, op.pOff)
 	}
 }
 
