@@ -4,7 +4,7 @@
 //
 // # Endpoints
 //
-//   - GET /health: {"status":"ok"}.
+//   - GET /health: {"status": "ok", "running": generations in progress, "waiting": requests queued}.
 //   - GET /v1/models: the served model (its id is --name, default the model directory's base name).
 //   - POST /v1/completions: prompt (a string, a list of strings, a list of token ids or a list of such
 //     lists), n, temperature (default 1), top_p, top_k, max_tokens (default 16), seed, stop, stream.

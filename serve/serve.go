@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/alignkit/alignkit/model/checkpoint"
@@ -58,6 +59,7 @@ type Server struct {
 	scorer  rlhf.Scorer
 	created int64
 	sem     chan struct{}
+	waiting atomic.Int64 // requests queued for a slot, reported by /health
 	log     io.Writer
 }
 
@@ -183,6 +185,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 
 // acquire waits for a generation slot; false when the client went away first.
 func (s *Server) acquire(ctx context.Context) bool {
+	s.waiting.Add(1)
+	defer s.waiting.Add(-1)
 	select {
 	case s.sem <- struct{}{}:
 		return true
@@ -194,7 +198,7 @@ func (s *Server) acquire(ctx context.Context) bool {
 func (s *Server) release() { <-s.sem }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "running": len(s.sem), "waiting": s.waiting.Load()})
 }
 
 func (s *Server) models(w http.ResponseWriter, r *http.Request) {

@@ -353,7 +353,7 @@ func TestHealthAndModels(t *testing.T) {
 	s, _ := newTestServer(t, "", false)
 	base := startServer(t, s)
 	for path, want := range map[string]string{
-		"/health":    `{"status":"ok"}`,
+		"/health":    `{"running":0,"status":"ok","waiting":0}`,
 		"/v1/models": fmt.Sprintf(`{"data":[{"created":%d,"id":"stories260K","object":"model","owned_by":"alignkit"}],"object":"list"}`, s.created),
 	} {
 		res, err := http.Get(base + path)
@@ -401,9 +401,15 @@ func TestGracefulShutdown(t *testing.T) {
 		st, b := post(t, base+"/v1/completions", map[string]any{"prompt": "Tom", "temperature": 0, "max_tokens": 4})
 		got <- answer{st, b}
 	}()
-	time.Sleep(200 * time.Millisecond) // the request reaches the semaphore
+	waitFor(t, "the request to queue", func() bool { return s.waiting.Load() == 1 })
 	cancel()
-	time.Sleep(100 * time.Millisecond) // Shutdown has closed the listener
+	waitFor(t, "the listener to close", func() bool {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
 	for range cap(s.sem) {
 		<-s.sem
 	}
@@ -417,4 +423,14 @@ func TestGracefulShutdown(t *testing.T) {
 	if _, err := http.Get(base + "/health"); err == nil {
 		t.Errorf("the server still answers after shutdown")
 	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting for %s", what)
 }

@@ -46,7 +46,7 @@ func TestServeCLI(t *testing.T) {
 	}()
 	base := "http://" + addr
 	up := false
-	for range 100 {
+	for range 400 { // up to 20 s on a loaded machine
 		if res, err := http.Get(base + "/health"); err == nil {
 			res.Body.Close()
 			up = res.StatusCode == http.StatusOK
