@@ -370,7 +370,7 @@ type expertsOp struct {
 	out buf
 	// From the last forward run, with rows grouped by expert: rows[off[e]:off[e+1]] are expert e's
 	// tokens. Slots of s32/s64: 0 gathered x (R, D), 1 gate (R, F), 2 up (R, F), 3 h (R, F),
-	// 4 expert output (R, D).
+	// 4 expert output (R, D), 5 σ(gate) (R, F).
 	rows []int32
 	off  []int
 	s32  scratch[float32]
@@ -469,7 +469,7 @@ func expertsFwd[T Float](op *expertsOp, y []T, vs []G.Value, sc *scratch[T]) {
 		matmul(false, true, ne, f, d, 1, xs[r0*d:], d, floats[T](vs[2+e]), d, 0, gate[r0*f:], f)
 		matmul(false, true, ne, f, d, 1, xs[r0*d:], d, floats[T](vs[2+E+e]), d, 0, up[r0*f:], f)
 	}
-	swigluFwd(h, gate, up)
+	swigluFwd(h, gate, up, sc.get(5, r*f))
 	for e := 0; e < E; e++ {
 		r0, ne := op.off[e], op.off[e+1]-op.off[e]
 		matmul(false, true, ne, d, f, 1, h[r0*f:], f, floats[T](vs[2+2*E+e]), f, 0, ye[r0*d:], d)
@@ -604,7 +604,7 @@ func expertsBwd[T Float](op *expertsGradOp, dx []T, vs []G.Value, fs, sc *scratc
 		matmul(true, false, d, f, ne, 1, dyc[r0*d:], d, h[r0*f:], f, 0, floats[T](op.dw[2*E+e].t), f)
 		matmul(false, false, ne, f, d, 1, dyc[r0*d:], d, w2, f, 0, dh[r0*f:], f)
 	}
-	swigluBwd(dg, du, gate, up, dh)
+	swigluBwd(dg, du, gate, up, dh, fs.get(5, r*f))
 	for e := 0; e < E; e++ {
 		r0, ne := fwd.off[e], fwd.off[e+1]-fwd.off[e]
 		w1, w3 := floats[T](vs[2+e]), floats[T](vs[2+E+e])
