@@ -44,7 +44,7 @@ type SampleConfig struct {
 	MaxNewTokens        int       `mapstructure:"max_new_tokens" doc:"longest completion in tokens (default 256)"`
 
 	Backend         string         `mapstructure:"backend" doc:"local (alignkit's engine) or openai (an OpenAI-compatible server)"`
-	BaseURL         string         `mapstructure:"base_url" doc:"openai backend: the server's OpenAI root, e.g. http://127.0.0.1:8080/v1"`
+	BaseURL         string         `mapstructure:"base_url" doc:"openai backend: the server's OpenAI root, e.g. http://127.0.0.1:8080/v1 (else OPENAI_BASE_URL)"`
 	ServedModelName string         `mapstructure:"served_model_name" doc:"openai backend: the model name to request (empty: the first model the server lists)"`
 	APIKey          string         `mapstructure:"api_key" json:"-" doc:"openai backend: API key (else ALIGNKIT_API_KEY or OPENAI_API_KEY); never logged or saved"`
 	Concurrency     int            `mapstructure:"concurrency" doc:"openai backend: requests in flight (default 4)"`
@@ -92,8 +92,8 @@ func (c SampleConfig) Validate() error {
 		return fmt.Errorf("backend %q: want local or openai", c.Backend)
 	case c.Backend == BackendLocal && c.ModelNameOrPath == "":
 		return errors.New("model_name_or_path: must be set for the local backend (the policy to sample from)")
-	case c.Backend == BackendOpenAI && c.BaseURL == "":
-		return errors.New("base_url: must be set for the openai backend, e.g. http://127.0.0.1:8080/v1")
+	case c.Backend == BackendOpenAI && c.baseURL() == "":
+		return errors.New("base_url: must be set for the openai backend (or OPENAI_BASE_URL), e.g. http://127.0.0.1:8080/v1")
 	case c.Concurrency < 1:
 		return fmt.Errorf("concurrency %d: want at least 1", c.Concurrency)
 	case c.MaxRetries < 0:
@@ -107,6 +107,14 @@ func (c SampleConfig) Validate() error {
 		}
 	}
 	return c.Data.Defaults().Validate()
+}
+
+// baseURL is base_url (ALIGNKIT_BASE_URL through conf), else OPENAI_BASE_URL.
+func (c SampleConfig) baseURL() string {
+	if c.BaseURL != "" {
+		return c.BaseURL
+	}
+	return os.Getenv("OPENAI_BASE_URL")
 }
 
 // apiKey is api_key, else ALIGNKIT_API_KEY (conf maps it onto api_key too), else OPENAI_API_KEY.
@@ -165,7 +173,7 @@ func capPrompts(ps []Prompt, n int) []Prompt {
 func (c SampleConfig) NewGenerator(ctx context.Context, policy string, log io.Writer) (Generator, error) {
 	if c.Backend == BackendOpenAI {
 		return NewOpenAI(ctx, OpenAIConfig{
-			BaseURL: c.BaseURL, Model: c.ServedModelName, APIKey: c.apiKey(), Concurrency: c.Concurrency,
+			BaseURL: c.baseURL(), Model: c.ServedModelName, APIKey: c.apiKey(), Concurrency: c.Concurrency,
 			MaxRetries: c.MaxRetries, RequestTimeout: c.RequestTimeout, NSupported: c.NSupported,
 			ExtraBody: c.ExtraBody, Log: log,
 		})
