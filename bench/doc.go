@@ -23,4 +23,12 @@
 //   - peak share: achieved GFLOP/s over the machine's fp32 peak, measured once with a large square
 //     sgemm through the BLAS in use (MeasurePeak, `alignkit bench peak`) or given by a flag, so all
 //     engines are divided by the same number.
+//
+// Baselines are taken at their best: PyTorch and llama.cpp each run with 1 thread and with all
+// cores, and the report compares against the faster setting, because on a loaded machine their
+// spin-waiting workers (OpenMP, ggml) can make 2 threads several times slower than 1.
+//
+// Memory flatness (TestTrainMemoryFlat) is checked on VmRSS after a forced collection and
+// debug.FreeOSMemory at steps 20 and 200, so that what is compared is memory the process still holds
+// rather than where the garbage collector's cycle happens to be.
 package bench

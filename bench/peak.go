@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"time"
 
 	"github.com/alignkit/alignkit/model/blas"
@@ -16,6 +17,7 @@ type Peak struct {
 	N      int     `json:"n"`
 	Reps   int     `json:"reps"`
 	BLAS   string  `json:"blas"`
+	Core   string  `json:"openblas_coretype"`
 }
 
 // MeasurePeak times reps square n×n×n sgemms (C = A·B, 2·n³ FLOPs each) through the BLAS alignkit
@@ -47,5 +49,5 @@ func MeasurePeak(n, reps int) (Peak, error) {
 		best = min(best, run())
 	}
 	flops := 2 * float64(n) * float64(n) * float64(n)
-	return Peak{Kind: "peak", GFLOPS: flops / best.Seconds() / 1e9, N: n, Reps: reps, BLAS: blas.Name()}, nil
+	return Peak{Kind: "peak", GFLOPS: flops / best.Seconds() / 1e9, N: n, Reps: reps, BLAS: blas.Name(), Core: os.Getenv("OPENBLAS_CORETYPE")}, nil
 }

@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -105,14 +106,56 @@ func aggregate(xs []float64) agg {
 	return agg{runs: xs, med: Median(xs), ok: true}
 }
 
+// train aggregates one engine's runs on a preset. When the engine was run with several thread
+// counts (PyTorch with 1 and 2 threads: on a loaded machine its OpenMP workers can make 2 threads much
+// slower than 1), the fastest count by median tokens/s is taken, so the baseline is its best setting.
 func (r *Results) train(engine, preset string, f func(TrainResult) float64) agg {
-	var xs []float64
+	byThreads := map[int][]TrainResult{}
 	for _, t := range r.Train {
 		if t.Engine == engine && t.Preset == preset {
-			xs = append(xs, f(t))
+			byThreads[t.Threads] = append(byThreads[t.Threads], t)
 		}
 	}
-	return aggregate(xs)
+	best := bestThreads(byThreads, func(t TrainResult) float64 { return t.TokensPerSecond })
+	if best < 0 {
+		return agg{}
+	}
+	var xs []float64
+	for _, t := range byThreads[best] {
+		xs = append(xs, f(t))
+	}
+	return threadNote(aggregate(xs), best, len(byThreads))
+}
+
+// bestThreads is the thread count whose runs have the highest median rate (the fewest threads on a
+// tie); -1 when there are no runs.
+func bestThreads[T any](byThreads map[int][]T, rate func(T) float64) int {
+	best, bestRate := -1, 0.0
+	for th, runs := range byThreads {
+		var xs []float64
+		for _, x := range runs {
+			xs = append(xs, rate(x))
+		}
+		if m := Median(xs); best < 0 || m > bestRate || (m == bestRate && th < best) {
+			best, bestRate = th, m
+		}
+	}
+	return best
+}
+
+func threadNote(a agg, threads, choices int) agg {
+	a.note = plural(threads, "thread")
+	if choices > 1 {
+		a.note += ", its best"
+	}
+	return a
+}
+
+func plural(n int, unit string) string {
+	if n == 1 {
+		return "1 " + unit
+	}
+	return fmt.Sprintf("%d %ss", n, unit)
 }
 
 func (r *Results) sft(preset string, f func(SFTResult) float64) agg {
@@ -127,6 +170,9 @@ func (r *Results) sft(preset string, f func(SFTResult) float64) agg {
 
 // generate aggregates one engine's runs on a model; when the engine was run with several thread
 // counts, the fastest count (by median decode rate) is taken, so the baseline is its best setting.
+// generate aggregates one engine's runs on a model, at its fastest thread count by median decode
+// rate (llama.cpp runs with 1 and 2 threads: ggml's workers spin-wait, which on a loaded machine can
+// make 2 threads much slower than 1).
 func (r *Results) generate(engine, model string, f func(GenerateResult) float64) agg {
 	byThreads := map[int][]GenerateResult{}
 	for _, g := range r.Generate {
@@ -134,16 +180,7 @@ func (r *Results) generate(engine, model string, f func(GenerateResult) float64)
 			byThreads[g.Threads] = append(byThreads[g.Threads], g)
 		}
 	}
-	best, bestDecode := -1, 0.0
-	for th, gs := range byThreads {
-		var d []float64
-		for _, g := range gs {
-			d = append(d, g.DecodeTokensPerSecond)
-		}
-		if m := Median(d); best < 0 || m > bestDecode || (m == bestDecode && th < best) {
-			best, bestDecode = th, m
-		}
-	}
+	best := bestThreads(byThreads, func(g GenerateResult) float64 { return g.DecodeTokensPerSecond })
 	if best < 0 {
 		return agg{}
 	}
@@ -151,15 +188,7 @@ func (r *Results) generate(engine, model string, f func(GenerateResult) float64)
 	for _, g := range byThreads[best] {
 		xs = append(xs, f(g))
 	}
-	a := aggregate(xs)
-	a.note = fmt.Sprintf("%d threads", best)
-	if best == 1 {
-		a.note = "1 thread"
-	}
-	if len(byThreads) > 1 {
-		a.note += ", its best"
-	}
-	return a
+	return threadNote(aggregate(xs), best, len(byThreads))
 }
 
 // target is a ratio goal: ratio >= min (or <= max when atMost), with an optional stretch.
@@ -227,8 +256,15 @@ func WriteReport(w io.Writer, r *Results, info ReportInfo) error {
 		fmt.Fprintf(&b, "- environment: %s\n", info.Env)
 	}
 	if len(r.Peak) > 0 {
-		fmt.Fprintf(&b, "- fp32 peak: %.0f GFLOP/s (sgemm %d³, %s, best of %d), the divisor of every peak share below\n",
-			r.Peak[0].GFLOPS, r.Peak[0].N, r.Peak[0].BLAS, r.Peak[0].Reps)
+		// The machine's peak is the best any measurement reached (run.sh measures with the OpenBLAS
+		// kernel in effect and with the AVX-512 one).
+		pk := slices.MaxFunc(r.Peak, func(a, b Peak) int { return cmp.Compare(a.GFLOPS, b.GFLOPS) })
+		core := ""
+		if pk.Core != "" {
+			core = ", OPENBLAS_CORETYPE=" + pk.Core
+		}
+		fmt.Fprintf(&b, "- fp32 peak: %.0f GFLOP/s (sgemm %d³, %s%s, best of %d), the divisor of every peak share below\n",
+			pk.GFLOPS, pk.N, pk.BLAS, core, pk.Reps)
 	}
 	b.WriteString("- method: engines run alternately (A B A B ...) in the same session on a machine shared with other " +
 		"work; each run reports the median of its steps after warm-up, and the table shows the median over runs. " +
@@ -276,19 +312,19 @@ func WriteReport(w io.Writer, r *Results, info ReportInfo) error {
 			fmt.Fprintf(&b, "- %s\n", n)
 		}
 	}
-	b.WriteString("\n## Runs\n\n| engine | what | per-run tokens/s | median | GFLOP/s | peak share | peak RSS (MB) |\n|---|---|---|---:|---:|---:|---:|\n")
+	b.WriteString("\n## Runs\n\nOne row per run; the rates are its timed steps (training) or its timed repetitions (decode, prefill).\n\n| engine | what | tokens/s of each step or repetition | median | GFLOP/s | peak share | peak RSS (MB) |\n|---|---|---|---:|---:|---:|---:|\n")
 	for _, t := range sortedTrain(r.Train) {
-		fmt.Fprintf(&b, "| %s | train %s %d×%d (%s, %d threads) | %s | %.0f | %.1f | %.1f%% | %.0f |\n", t.Engine, t.Preset, t.Batch, t.SeqLen,
-			t.BLAS, t.Threads, joinRates(t.StepSeconds[min(t.Warmup, len(t.StepSeconds)):], float64(t.Batch*t.SeqLen)), t.TokensPerSecond,
+		fmt.Fprintf(&b, "| %s | train %s %d×%d (%s, %s) | %s | %.0f | %.1f | %.1f%% | %.0f |\n", t.Engine, t.Preset, t.Batch, t.SeqLen,
+			t.BLAS, plural(t.Threads, "thread"), joinRates(t.StepSeconds[min(t.Warmup, len(t.StepSeconds)):], float64(t.Batch*t.SeqLen)), t.TokensPerSecond,
 			t.AchievedGFLOPS, 100*t.PeakShare, t.PeakRSSMB)
 	}
 	for _, s := range r.SFT {
 		fmt.Fprintf(&b, "| %s | %s %d×%d | %s | %.0f | | | %.0f |\n", s.Engine, s.Preset, s.Batch, s.SeqLen, joinFloats(s.StepTokensPerS), s.TokensPerSecond, s.PeakRSSMB)
 	}
 	for _, g := range r.Generate {
-		fmt.Fprintf(&b, "| %s | decode %s (%d threads) | %s | %.1f | | | %.0f |\n", g.Engine, g.Model, g.Threads,
+		fmt.Fprintf(&b, "| %s | decode %s (%s) | %s | %.1f | | | %.0f |\n", g.Engine, g.Model, plural(g.Threads, "thread"),
 			joinRates(g.DecodeSeconds, float64(g.NewTokens)), g.DecodeTokensPerSecond, g.PeakRSSMB)
-		fmt.Fprintf(&b, "| %s | prefill %s (%d threads) | %s | %.0f | | | |\n", g.Engine, g.Model, g.Threads,
+		fmt.Fprintf(&b, "| %s | prefill %s (%s) | %s | %.0f | | | |\n", g.Engine, g.Model, plural(g.Threads, "thread"),
 			joinRates(g.PrefillSeconds, float64(g.PromptLen)), g.PrefillTokensPerSecond)
 	}
 	_, err := io.WriteString(w, b.String())

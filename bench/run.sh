@@ -9,8 +9,13 @@
 #                           kernels; written to bench/settings.md
 #
 # Knobs (environment): BIN (default bin/alignkit), SHARED (../shared), PY (/usr/bin/python3), REPS,
-# THREADS (PyTorch and llama.cpp threads; default nproc), SKIP_SMOLLM=1. OPENBLAS_NUM_THREADS and
-# OPENBLAS_CORETYPE are passed through as set (the Makefile exports OPENBLAS_NUM_THREADS).
+# THREADS (the most PyTorch and llama.cpp threads tried; default nproc), SKIP_SMOLLM=1, PEAK_GFLOPS=G
+# (skip the peak measurement). OPENBLAS_NUM_THREADS and OPENBLAS_CORETYPE are passed through as set
+# (the Makefile exports OPENBLAS_NUM_THREADS).
+#
+# PyTorch and llama.cpp each run with 1 thread and with THREADS, and the table compares against the
+# faster of the two: on a loaded machine their spin-waiting workers can make 2 threads several times
+# slower than 1.
 #
 # The machine may be shared: engines alternate run by run, every run reports the median of its steps
 # after warm-up, and the table shows medians over runs. Columns whose engine is missing (PyTorch:
@@ -86,9 +91,18 @@ LIB=$(readlink -f "$(ldconfig -p 2>/dev/null | awk '/libopenblas\.so\.0 /{print 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
 
-# The fp32 peak, measured once with every core's thread, divides every engine's GFLOP/s.
-run "fp32 peak (sgemm 2048³)" env OPENBLAS_NUM_THREADS="$THREADS" "$BIN" bench peak --json
-PEAK=$(sed -n 's/.*"peak_gflops":\([0-9.eE+-]*\).*/\1/p' "$RESULTS" | head -n 1)
+# The fp32 peak divides every engine's GFLOP/s: the best of a 2048³ sgemm on every core, with the
+# OpenBLAS kernel in effect and, on an AVX-512 machine, with SKYLAKEX's AVX-512 kernel (OpenBLAS 0.3.21
+# predates Zen 5). PEAK_GFLOPS=G skips the measurement.
+if [ -n "${PEAK_GFLOPS:-}" ]; then
+    PEAK=$PEAK_GFLOPS
+    note "fp32 peak given as PEAK_GFLOPS=$PEAK"
+else
+    run "fp32 peak (sgemm 2048³)" env OPENBLAS_NUM_THREADS="$THREADS" "$BIN" bench peak --reps 10 --json
+    [ -n "$AVX512" ] && run "fp32 peak (sgemm 2048³, OPENBLAS_CORETYPE=SKYLAKEX)" \
+        env OPENBLAS_NUM_THREADS="$THREADS" OPENBLAS_CORETYPE=SKYLAKEX "$BIN" bench peak --reps 10 --json
+    PEAK=$(sed -n 's/.*"peak_gflops":\([0-9.eE+-]*\).*/\1/p' "$RESULTS" | sort -g | tail -n 1)
+fi
 PEAK=${PEAK:-0}
 BLASNAME=$(sed -n 's/.*"kind":"peak".*"blas":"\([^"]*\)".*/\1/p' "$RESULTS" | head -n 1)
 BLAS="alignkit: ${BLASNAME:-?}${LIB:+ ($(basename "$LIB"))}; PyTorch: its own build's BLAS (see Runs); llama.cpp: ggml"
@@ -96,9 +110,16 @@ BLAS="alignkit: ${BLASNAME:-?}${LIB:+ ($(basename "$LIB"))}; PyTorch: its own bu
 alignkit_train() { # preset steps [label-suffix]
     run "alignkit train $1 ${3:-}" "$BIN" bench train --preset "$1" --steps "$2" --warmup 1 --peak-gflops "$PEAK" --json -q
 }
+# PyTorch runs with 1 thread and with $THREADS: on a loaded machine its OpenMP workers can make more
+# threads much slower, so its best count is the baseline.
+TORCH_THREADS="1"
+[ "$THREADS" -gt 1 ] && TORCH_THREADS="1 $THREADS"
 torch_train() { # preset steps [label-suffix]
     [ $HAVE_TORCH = 1 ] || return 0
-    run "PyTorch train $1 ${3:-}" "$PY" bench/torch_train.py --preset "$1" --steps "$2" --warmup 1 --threads "$THREADS" --peak-gflops "$PEAK" -q
+    local t
+    for t in $TORCH_THREADS; do
+        run "PyTorch train $1 ($t threads) ${3:-}" "$PY" bench/torch_train.py --preset "$1" --steps "$2" --warmup 1 --threads "$t" --peak-gflops "$PEAK" -q
+    done
 }
 alignkit_decode() { # dir name [label-suffix]
     run "alignkit decode $2 ${3:-}" "$BIN" bench generate --model "$1" --name "$2" --runs "$GEN_RUNS" --json -q
@@ -130,8 +151,10 @@ if [ "$MODE" = settings ]; then
                         "$BIN" bench generate --model "$WORK/decode512" --name decode512 --runs "$GEN_RUNS" --json -q
                 done
             done
-            [ $HAVE_TORCH = 1 ] && run "PyTorch train ref (OPENBLAS_CORETYPE=$core, run $rep/$REPS)" env OPENBLAS_CORETYPE=$core \
-                "$PY" bench/torch_train.py --preset ref --steps "$REF_STEPS" --warmup 1 --threads "$THREADS" --peak-gflops "$PEAK" -q
+            for t in $TORCH_THREADS; do
+                [ $HAVE_TORCH = 1 ] && run "PyTorch train ref ($t threads, OPENBLAS_CORETYPE=$core, run $rep/$REPS)" env OPENBLAS_CORETYPE=$core \
+                    "$PY" bench/torch_train.py --preset ref --steps "$REF_STEPS" --warmup 1 --threads "$t" --peak-gflops "$PEAK" -q
+            done
         done
     done
     NOTES+=("load average (1, 5, 15 min) before: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)")
@@ -185,7 +208,7 @@ fi
 
 NOTES+=("load average (1, 5, 15 min) before: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg) — other work shared the $(nproc) cores, so absolute rates vary from run to run; the ratios come from alternated runs")
 [ "$QUICK" = 1 ] && NOTES+=("QUICK=1: one alternation, $REF_STEPS timed steps for ref, $SMOL_STEPS for smollm135m, $SFT_STEPS for SFT, $GEN_RUNS decode runs")
-ENV="OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-unset}, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, GOMAXPROCS=${GOMAXPROCS:-unset (all cores)}; PyTorch set_num_threads($THREADS); llama.cpp threads: $LLAMA_THREADS"
+ENV="OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-unset}, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, GOMAXPROCS=${GOMAXPROCS:-unset (all cores)}; PyTorch set_num_threads: $TORCH_THREADS; llama.cpp threads: $LLAMA_THREADS (each baseline at its best)"
 args=()
 for n in "${NOTES[@]}"; do args+=(--note "$n"); done
 "$BIN" bench report --in "$RESULTS" --out bench/latest.md --date "$DATE" --machine "$MACHINE" --blas "$BLAS" --env "$ENV" "${args[@]}"
