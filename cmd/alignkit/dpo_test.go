@@ -70,10 +70,13 @@ func TestDPOShippedConfig(t *testing.T) {
 		t.Fatalf("%d metrics lines, want 4", len(ms))
 	}
 	// warmup_ratio 0.1 of 4 steps is 1 warmup step, at learning rate 0: steps 1 and 2 both score the
-	// initial weights against themselves.
+	// initial weights against themselves. The reference log-probs were precomputed in batches of
+	// another shape, and OpenBLAS's blocking depends on the shape, so the two agree to float32
+	// rounding rather than bit for bit: margins are ~1e-6, and rewards/accuracies (a strict
+	// chosen > rejected count) is decided by that noise, so it is not asserted here.
 	for _, m := range ms[:2] {
-		if math.Abs(m["loss"]-math.Ln2) > 1e-6 || m["rewards/margins"] != 0 || m["rewards/accuracies"] != 0 {
-			t.Errorf("step %v: loss %v, margins %v, accuracies %v: want ln 2, 0, 0", m["step"], m["loss"], m["rewards/margins"], m["rewards/accuracies"])
+		if math.Abs(m["loss"]-math.Ln2) > 1e-5 || math.Abs(m["rewards/margins"]) > 1e-4 {
+			t.Errorf("step %v: loss %v, margins %v: want ln 2 and 0", m["step"], m["loss"], m["rewards/margins"])
 		}
 	}
 	last := ms[3]
