@@ -1,0 +1,31 @@
+package main
+
+import (
+	"github.com/alignkit/alignkit/demo"
+	"github.com/spf13/cobra"
+)
+
+func newDemoCmd() *cobra.Command {
+	var opts demo.Options
+	cmd := &cobra.Command{
+		Use:   "demo [--out runs/demo] [--quick] [--force] [--seed N]",
+		Short: "The whole Llama 2-Chat recipe on a synthetic world, measured: SFT, reward model, best-of-K, DPO, GAtt, export",
+		Long: "Run every alignment stage on a tiny Llama and the synthetic world of demo/world, each stage with its own\n" +
+			"command's entry point and a config of configs/demo, and print one table of what each stage measurably did\n" +
+			"(also written to OUT/RESULTS.md with plots). About ten minutes on two cores; --quick takes a few.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts.Log = cmd.ErrOrStderr()
+			_, err := demo.Run(cmd.Context(), opts)
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.Out, "out", "runs/demo", "output directory")
+	f.BoolVar(&opts.Quick, "quick", false, "small world and short schedules (CI)")
+	f.BoolVar(&opts.Force, "force", false, "replace a previous demo's output directory")
+	f.Uint64Var(&opts.Seed, "seed", 1, "seed of the world, the training runs and the samples")
+	f.StringVar(&opts.ConfigDir, "configs", demo.DefaultConfigDir, "directory of the stage configs")
+	f.StringVar(&opts.LlamaCppDir, "llamacpp", "conformance/llamacpp", "directory of node-llama-cpp for the llama.cpp chat sample")
+	return cmd
+}

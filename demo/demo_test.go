@@ -1,0 +1,154 @@
+package demo
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/alignkit/alignkit/demo/world"
+)
+
+// repoRoot walks up from the package directory to the directory holding go.mod.
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("go.mod not found above the test directory")
+		}
+		dir = parent
+	}
+}
+
+// microOptions is the whole pipeline at the smallest size that still runs every stage's real job:
+// a world of a few dozen rows, a one-layer model, a couple of optimizer steps per stage.
+func microOptions(t *testing.T, out string) Options {
+	wc := world.Quick()
+	wc.NumSFT, wc.NumPrefs, wc.NumHeldOutPairs = 40, 24, 8
+	wc.NumPrompts, wc.NumHeldOutPrompts = 6, 8
+	wc.NumGAtt, wc.NumGAttEval, wc.EvalTurns, wc.MaxGAttTurns, wc.MaxTurns = 4, 2, 3, 3, 3
+	off := false
+	return Options{
+		Out:       out,
+		ConfigDir: filepath.Join(repoRoot(t), DefaultConfigDir),
+		Seed:      7,
+		World:     &wc,
+		Eval:      EvalSize{Samples: 1, Temperature: 1, MaxNewTokens: 8},
+		Sets: map[string][]string{
+			StageInit:      {"hidden_size=32", "intermediate_size=64", "num_hidden_layers=1", "num_attention_heads=2", "num_key_value_heads=2"},
+			StageSFT:       {"max_steps=2", "logging_steps=1"},
+			StageReward:    {"max_steps=2", "logging_steps=1"},
+			StageSample:    {"num_samples_per_prompt=3", "max_new_tokens=8"},
+			StageRS:        {"max_steps=1"},
+			StageDPO:       {"max_steps=2", "logging_steps=1"},
+			StageGAttSynth: {"max_new_tokens=8", "max_dialogues=2"},
+			StageGAttSFT:   {"max_steps=1"},
+			StageGAttEval:  {"max_new_tokens=8"},
+		},
+		LlamaCppDir: filepath.Join(repoRoot(t), "conformance", "llamacpp"),
+		Log:         &bytes.Buffer{},
+		Progress:    &off,
+	}
+}
+
+// TestMicroDemo runs every stage on the micro configuration twice and checks the plumbing: each
+// stage's output is where the next one reads it, every measurement of the table is filled in from
+// the run, and the two runs give the same RESULTS table.
+func TestMicroDemo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the whole pipeline twice (about a minute); skipped with -short")
+	}
+	dir := t.TempDir()
+	var tables []string
+	for i, out := range []string{filepath.Join(dir, "a"), filepath.Join(dir, "b")} {
+		opts := microOptions(t, out)
+		res, err := Run(context.Background(), opts)
+		if err != nil {
+			t.Fatalf("run %d: %v\nlog:\n%s", i, err, opts.Log.(*bytes.Buffer).String())
+		}
+		if i == 0 {
+			checkMicroResults(t, out, res)
+		}
+		table, err := readResultsTable(filepath.Join(out, ResultsFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tables = append(tables, table)
+	}
+	if tables[0] != tables[1] {
+		t.Errorf("two runs of the same seed give different tables:\n%s\n---\n%s", tables[0], tables[1])
+	}
+}
+
+func checkMicroResults(t *testing.T, out string, res *Results) {
+	t.Helper()
+	for _, f := range []string{
+		MarkerFile, ResultsFile, ResultsJSONFile, TimingsFile, "correctness.png",
+		"data/sft.jsonl", "tokenizer/tokenizer.model", "init/config.json", "sft/training_complete.json",
+		"reward/training_complete.json", "rlhf-sample/best.parquet", "rlhf-sample/reward_vs_k.png",
+		"rs-sft/training_complete.json", "dpo/training_complete.json", "gatt-synth/gatt.parquet",
+		"gatt-sft/training_complete.json", "gatt-eval/gatt_eval.json", "gatt-eval/gatt_eval.png", "export/demo.gguf",
+	} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Errorf("missing %s: %v", f, err)
+		}
+	}
+	var stages []string
+	for _, c := range res.Correctness {
+		stages = append(stages, c.Stage)
+		// 8 held-out prompts, one greedy and one sampled answer each.
+		if c.Greedy.All.Total != 8 || c.Sampled.All.Total != 8 ||
+			c.Greedy.Knowledge.Total+c.Greedy.Misconceived.Total+c.Greedy.Self.Total != 8 {
+			t.Errorf("%s correctness counts %+v", c.Stage, c)
+		}
+	}
+	if got := strings.Join(stages, ","); got != "SFT,rejection sampling,DPO,GAtt" {
+		t.Errorf("correctness stages %s", got)
+	}
+	if res.Model.Layers != 1 || res.Model.Hidden != 32 || res.Model.Vocab < 1000 {
+		t.Errorf("model %+v", res.Model)
+	}
+	if res.RewardModel == nil || len(res.RewardModel.ByRating) == 0 {
+		t.Errorf("reward model %+v", res.RewardModel)
+	}
+	if k := res.RewardVsK; k == nil || len(k.N) != 3 || k.Prompts != 6 {
+		t.Errorf("reward vs K %+v", k)
+	}
+	if res.DPO == nil {
+		t.Error("no DPO result")
+	}
+	if g := res.GAtt; g == nil || len(g.Turns) != 3 || g.Dialogues != 2 {
+		t.Errorf("GAtt %+v", g)
+	}
+	if e := res.Export; e == nil || e.Bytes == 0 || len(e.Turns) != 3 || e.LlamaCppNote == "" {
+		t.Errorf("export %+v", e)
+	}
+	if len(res.Checks) != 6 {
+		t.Errorf("%d checks: %+v", len(res.Checks), res.Checks)
+	}
+	var back Results
+	b, err := os.ReadFile(filepath.Join(out, ResultsJSONFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatalf("results.json: %v", err)
+	}
+	md, _ := os.ReadFile(filepath.Join(out, ResultsFile))
+	for _, want := range []string{"| Stage | Measurement | Result | Target |", "expected max reward of N samples", "held-out preference accuracy", "adherence by turn"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("RESULTS.md lacks %q", want)
+		}
+	}
+}

@@ -1,0 +1,494 @@
+package demo
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"image/color"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/alignkit/alignkit/demo/world"
+	"github.com/alignkit/alignkit/model/blas"
+	"github.com/alignkit/alignkit/model/checkpoint"
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+)
+
+// Targets the demo checks its measurements against.
+const (
+	// TargetGAttGain is how many points GAtt must add to the mean adherence from turn GAttLateTurn on.
+	TargetGAttGain = 40.0
+	GAttLateTurn   = 6
+	// TargetDPOAccuracy is the least DPO held-out preference accuracy.
+	TargetDPOAccuracy = 0.8
+	// MedianFlatShare: the median reward "stays flat" when its change from N = 1 to N = K is at most
+	// this share of the expected maximum's rise.
+	MedianFlatShare = 0.25
+)
+
+// ModelInfo describes the initialised model.
+type ModelInfo struct {
+	Architecture string `json:"architecture"`
+	Layers       int    `json:"layers"`
+	Hidden       int    `json:"hidden_size"`
+	Heads        int    `json:"heads"`
+	KVHeads      int    `json:"kv_heads"`
+	Vocab        int    `json:"vocab_size"`
+	Params       int    `json:"parameters"`
+}
+
+func (m ModelInfo) String() string {
+	return fmt.Sprintf("%s, %d layers, d=%d, %d heads (%d KV), vocab %d: %.2fM parameters",
+		m.Architecture, m.Layers, m.Hidden, m.Heads, m.KVHeads, m.Vocab, float64(m.Params)/1e6)
+}
+
+// RewardModel is the reward model's ranking accuracy on the held-out pairs, overall and per Llama 2
+// rating (Table 28).
+type RewardModel struct {
+	Accuracy float64            `json:"accuracy"`
+	ByRating map[string]float64 `json:"by_rating"`
+}
+
+// RewardVsK is Llama 2 Figure 7: the expected maximum and median reward of N of the K samples.
+type RewardVsK struct {
+	Temperature float64   `json:"temperature"`
+	Prompts     int       `json:"prompts"`
+	N           []int     `json:"n"`
+	ExpectedMax []float64 `json:"expected_max"`
+	Median      []float64 `json:"median"`
+}
+
+// DPOResult is DPO's implicit-reward preference accuracy and margin on the held-out pairs.
+type DPOResult struct {
+	Accuracy float64 `json:"accuracy"`
+	Margin   float64 `json:"margin"`
+	Loss     float64 `json:"loss"`
+}
+
+// GAttTurn is one turn's adherence before and after GAtt, in percent (NaN: nothing checked).
+type GAttTurn struct {
+	Turn    int     `json:"turn"`
+	Before  float64 `json:"before"`
+	After   float64 `json:"after"`
+	Checked int     `json:"checked"`
+}
+
+// MarshalJSON writes a turn where nothing was checked as null.
+func (t GAttTurn) MarshalJSON() ([]byte, error) {
+	return json.Marshal(gattTurnJSON{Turn: t.Turn, Before: nanNull(t.Before), After: nanNull(t.After), Checked: t.Checked})
+}
+
+// UnmarshalJSON reads null back as NaN.
+func (t *GAttTurn) UnmarshalJSON(b []byte) error {
+	var j gattTurnJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*t = GAttTurn{Turn: j.Turn, Before: nullNaN(j.Before), After: nullNaN(j.After), Checked: j.Checked}
+	return nil
+}
+
+type gattTurnJSON struct {
+	Turn    int      `json:"turn"`
+	Before  *float64 `json:"before"`
+	After   *float64 `json:"after"`
+	Checked int      `json:"checked"`
+}
+
+func nanNull(v float64) *float64 {
+	if math.IsNaN(v) {
+		return nil
+	}
+	return &v
+}
+
+func nullNaN(p *float64) float64 {
+	if p == nil {
+		return math.NaN()
+	}
+	return *p
+}
+
+// GAttResult is Llama 2 Table 30 for the demo: adherence per turn before and after GAtt.
+type GAttResult struct {
+	Dialogues int        `json:"dialogues"`
+	Turns     []GAttTurn `json:"turns"`
+}
+
+// LateMeans are the mean adherence before and after over turns >= GAttLateTurn that were checked.
+func (g *GAttResult) LateMeans() (before, after float64) {
+	var n int
+	for _, t := range g.Turns {
+		if t.Turn >= GAttLateTurn && !math.IsNaN(t.Before) && !math.IsNaN(t.After) {
+			before += t.Before
+			after += t.After
+			n++
+		}
+	}
+	if n == 0 {
+		return math.NaN(), math.NaN()
+	}
+	return before / float64(n), after / float64(n)
+}
+
+// ChatTurn is one exchange of the chat sample from the exported model.
+type ChatTurn struct {
+	User     string `json:"user"`
+	Engine   string `json:"engine"`             // alignkit's engine on the GGUF
+	LlamaCpp string `json:"llamacpp,omitempty"` // llama.cpp on the same GGUF and token ids
+	Correct  bool   `json:"correct"`            // the engine's reply keeps the instruction and is right
+}
+
+// ExportResult is the GGUF export and the chat sample generated from it.
+type ExportResult struct {
+	File         string     `json:"file"`
+	Bytes        int64      `json:"bytes"`
+	Instruction  string     `json:"instruction"`
+	Turns        []ChatTurn `json:"turns"`
+	LlamaCpp     bool       `json:"llamacpp"`      // the llama.cpp sample ran
+	LlamaCppNote string     `json:"llamacpp_note"` // why it did not, or whether it matched
+}
+
+// Check is one target and whether the run met it.
+type Check struct {
+	Name string `json:"name"`
+	Want string `json:"want"`
+	Got  string `json:"got"`
+	Pass bool   `json:"pass"`
+}
+
+// Results are every number the demo measured.
+type Results struct {
+	Seed        uint64        `json:"seed"`
+	Quick       bool          `json:"quick"`
+	BLAS        string        `json:"blas"`
+	World       world.Config  `json:"world"`
+	Model       ModelInfo     `json:"model"`
+	Correctness []Correctness `json:"correctness"`
+	RewardModel *RewardModel  `json:"reward_model,omitempty"`
+	RewardVsK   *RewardVsK    `json:"reward_vs_k,omitempty"`
+	DPO         *DPOResult    `json:"dpo,omitempty"`
+	GAtt        *GAttResult   `json:"gatt,omitempty"`
+	Export      *ExportResult `json:"export,omitempty"`
+	Checks      []Check       `json:"checks"`
+}
+
+func (r *Results) correctnessOf(stage string) *Correctness {
+	for i := range r.Correctness {
+		if r.Correctness[i].Stage == stage {
+			return &r.Correctness[i]
+		}
+	}
+	return nil
+}
+
+// Evaluate fills Checks from the measurements.
+func (r *Results) Evaluate() {
+	r.BLAS = blas.Name()
+	r.Checks = nil
+	if g := r.GAtt; g != nil {
+		b, a := g.LateMeans()
+		c := Check{Name: "GAtt adherence, turns >= 6", Want: fmt.Sprintf("at least %.0f points above the pre-GAtt model", TargetGAttGain),
+			Got: fmt.Sprintf("%.1f%% -> %.1f%% (%+.1f points)", b, a, a-b), Pass: a-b >= TargetGAttGain}
+		if math.IsNaN(a - b) {
+			c.Got = fmt.Sprintf("no turn >= %d was checked", GAttLateTurn)
+		}
+		r.Checks = append(r.Checks, c)
+	}
+	if k := r.RewardVsK; k != nil && len(k.N) > 1 {
+		last := len(k.N) - 1
+		rise := k.ExpectedMax[last] - k.ExpectedMax[0]
+		drift := k.Median[last] - k.Median[0]
+		r.Checks = append(r.Checks,
+			Check{Name: "expected max reward vs K", Want: "grows with K",
+				Got: fmt.Sprintf("%.3f at N=1 -> %.3f at N=%d", k.ExpectedMax[0], k.ExpectedMax[last], k.N[last]), Pass: rise > 0},
+			Check{Name: "median reward vs K", Want: fmt.Sprintf("flat: moves at most %.0f%% of the max's rise", 100*MedianFlatShare),
+				Got:  fmt.Sprintf("%.3f at N=1 -> %.3f at N=%d (%+.3f vs rise %.3f)", k.Median[0], k.Median[last], k.N[last], drift, rise),
+				Pass: rise > 0 && math.Abs(drift) <= MedianFlatShare*rise})
+	}
+	if d := r.DPO; d != nil {
+		r.Checks = append(r.Checks, Check{Name: "DPO held-out preference accuracy", Want: fmt.Sprintf(">= %.2f", TargetDPOAccuracy),
+			Got: fmt.Sprintf("%.3f", d.Accuracy), Pass: d.Accuracy >= TargetDPOAccuracy})
+	}
+	if s := r.correctnessOf("SFT"); s != nil {
+		for _, mode := range []string{"greedy", "sampled"} {
+			pick := func(c *Correctness) Score {
+				if mode == "greedy" {
+					return c.Greedy.All
+				}
+				return c.Sampled.All
+			}
+			base := pick(s)
+			best, bestStage := Score{}, ""
+			for _, st := range []string{"rejection sampling", "DPO"} {
+				if c := r.correctnessOf(st); c != nil && (bestStage == "" || pick(c).Rate() > best.Rate()) {
+					best, bestStage = pick(c), st
+				}
+			}
+			if bestStage == "" || base.Total == 0 {
+				continue
+			}
+			r.Checks = append(r.Checks, Check{Name: "answer correctness, " + mode, Want: "rejection sampling or DPO above SFT alone",
+				Got:  fmt.Sprintf("SFT %.3f, best %s %.3f", base.Rate(), bestStage, best.Rate()),
+				Pass: best.Rate() > base.Rate()})
+		}
+	}
+}
+
+func (s Score) String() string {
+	if s.Total == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.3f (%d/%d)", s.Rate(), s.Correct, s.Total)
+}
+
+func (s Split) String() string {
+	return fmt.Sprintf("all %s; knowledge %s; misconceived %s; self %s", s.All, s.Knowledge, s.Misconceived, s.Self)
+}
+
+func rateCell(s Split) string {
+	f := func(x Score) string {
+		if x.Total == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.3f", x.Rate())
+	}
+	return fmt.Sprintf("**%s** · knowledge %s · misconceived %s · self %s", f(s.All), f(s.Knowledge), f(s.Misconceived), f(s.Self))
+}
+
+func mark(c *Check) string {
+	if c == nil {
+		return ""
+	}
+	if c.Pass {
+		return "met: " + c.Want
+	}
+	return "**MISSED**: " + c.Want
+}
+
+func (r *Results) check(name string) *Check {
+	for i := range r.Checks {
+		if r.Checks[i].Name == name {
+			return &r.Checks[i]
+		}
+	}
+	return nil
+}
+
+// Table is the one results table: a row per measurement, in pipeline order, with the target it is
+// held to and whether it was met. It holds no timings, so a seed and a BLAS give the same table.
+func (r *Results) Table() string {
+	var b strings.Builder
+	row := func(stage, what, result, target string) {
+		esc := func(s string) string { return strings.ReplaceAll(strings.ReplaceAll(s, "|", `\|`), "\n", " ") }
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", esc(stage), esc(what), esc(result), esc(target))
+	}
+	b.WriteString("| Stage | Measurement | Result | Target |\n|---|---|---|---|\n")
+	row("init", "model", r.Model.String(), "a tiny Llama, 1-5M parameters")
+	wantCorr := func(stage string) string {
+		if stage == "SFT" {
+			return "imperfect: noisy demonstrations, misconceived facts mostly wrong"
+		}
+		return ""
+	}
+	corrRows := func(stage string) {
+		c := r.correctnessOf(stage)
+		if c == nil {
+			return
+		}
+		row(stage, "answer correctness, greedy (held-out prompts)", rateCell(c.Greedy), wantCorr(stage))
+		row(stage, "answer correctness, sampled (held-out prompts)", rateCell(c.Sampled), "")
+	}
+	corrRows("SFT")
+	if rm := r.RewardModel; rm != nil {
+		var parts []string
+		for _, k := range []string{"significantly_better", "better", "slightly_better", "negligibly_better_unsure"} {
+			if v, ok := rm.ByRating[k]; ok {
+				parts = append(parts, fmt.Sprintf("%s %.3f", strings.ReplaceAll(k, "_", " "), v))
+			}
+		}
+		for _, k := range sortedKeys(rm.ByRating) {
+			if !strings.Contains("significantly_better better slightly_better negligibly_better_unsure", k) {
+				parts = append(parts, fmt.Sprintf("%s %.3f", k, rm.ByRating[k]))
+			}
+		}
+		row("reward model", "held-out pair accuracy, by rating", fmt.Sprintf("**%.3f**; %s", rm.Accuracy, strings.Join(parts, ", ")),
+			"high on clear pairs, lower on close ones (Llama 2 Table 28)")
+	}
+	if k := r.RewardVsK; k != nil {
+		pts := func(ys []float64) string {
+			var parts []string
+			for i, n := range k.N {
+				if n == 1 || n == len(k.N) || n&(n-1) == 0 {
+					parts = append(parts, fmt.Sprintf("N=%d %.3f", n, ys[i]))
+				}
+			}
+			return strings.Join(parts, ", ")
+		}
+		row("rlhf sample", fmt.Sprintf("expected max reward of N samples (%d prompts, T=%g)", k.Prompts, k.Temperature), pts(k.ExpectedMax),
+			mark(r.check("expected max reward vs K"))+" (Llama 2 Fig. 7)")
+		row("rlhf sample", "expected median reward of N samples", pts(k.Median), mark(r.check("median reward vs K")))
+	}
+	corrRows("rejection sampling")
+	if d := r.DPO; d != nil {
+		row("DPO", "held-out preference accuracy (implicit reward)", fmt.Sprintf("**%.3f**", d.Accuracy), mark(r.check("DPO held-out preference accuracy")))
+		row("DPO", "held-out reward margin (chosen - rejected) / loss", fmt.Sprintf("%.3f / %.3f", d.Margin, d.Loss), "margin > 0")
+	}
+	corrRows("DPO")
+	for _, mode := range []string{"greedy", "sampled"} {
+		if c := r.check("answer correctness, " + mode); c != nil {
+			row("RS, DPO vs SFT", "answer correctness, "+mode, c.Got, mark(c))
+		}
+	}
+	if g := r.GAtt; g != nil {
+		var parts []string
+		for _, t := range g.Turns {
+			if t.Turn <= 2 || t.Turn%4 == 0 || t.Turn == len(g.Turns) || t.Turn == GAttLateTurn {
+				parts = append(parts, fmt.Sprintf("t%d %s→%s", t.Turn, pct(t.Before), pct(t.After)))
+			}
+		}
+		row("GAtt", fmt.Sprintf("adherence by turn, before → after (%d dialogues)", g.Dialogues), strings.Join(parts, ", "), "Llama 2 Table 30")
+		if c := r.check("GAtt adherence, turns >= 6"); c != nil {
+			row("GAtt", fmt.Sprintf("mean adherence, turns >= %d", GAttLateTurn), c.Got, mark(c))
+		}
+	}
+	corrRows("GAtt")
+	if e := r.Export; e != nil {
+		row("export", "GGUF (f32)", fmt.Sprintf("%s, %d bytes", e.File, e.Bytes), "loads in alignkit and llama.cpp")
+		for i, t := range e.Turns {
+			res := fmt.Sprintf("%q → %q", t.User, t.Engine)
+			if t.Correct {
+				res += " (right, keeps the instruction)"
+			} else {
+				res += " (wrong or breaks the instruction)"
+			}
+			what := fmt.Sprintf("chat sample from the GGUF, turn %d", i+1)
+			if i == 0 {
+				what += fmt.Sprintf(" (instruction: %q)", e.Instruction)
+			}
+			row("export", what, res, "")
+		}
+		row("export", "llama.cpp on the same GGUF", e.LlamaCppNote, "same greedy replies as alignkit's engine")
+	}
+	return b.String()
+}
+
+func pct(v float64) string {
+	if math.IsNaN(v) {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.0f%%", v)
+}
+
+// markdown is RESULTS.md: the table, the targets, and the plots.
+func (r *Results) markdown() string {
+	var b strings.Builder
+	mode := "full"
+	if r.Quick {
+		mode = "quick (--quick: small world, short schedules)"
+	}
+	fmt.Fprintf(&b, "# alignkit demo results\n\nSeed %d, %s run, BLAS %s. Every number below was measured in this run.\n\n", r.Seed, mode, r.BLAS)
+	b.WriteString(r.Table())
+	var missed []string
+	for _, c := range r.Checks {
+		if !c.Pass {
+			missed = append(missed, fmt.Sprintf("- %s: wanted %s, measured %s", c.Name, c.Want, c.Got))
+		}
+	}
+	if len(missed) == 0 {
+		fmt.Fprintf(&b, "\nAll %d targets met.\n", len(r.Checks))
+	} else {
+		fmt.Fprintf(&b, "\n%d of %d targets missed:\n\n%s\n", len(missed), len(r.Checks), strings.Join(missed, "\n"))
+	}
+	b.WriteString("\nCorrectness: \"knowledge\" are arithmetic and colour questions on facts SFT's demonstrations mostly got right, " +
+		"\"misconceived\" those on the facts its demonstrations mostly got wrong the same way, \"self\" the questions about the assistant's name and hobby " +
+		"(answered from the instruction in force). An answer counts when it is right and keeps every constraint.\n")
+	b.WriteString("\n## Plots\n\n")
+	for _, p := range []struct{ title, path string }{
+		{"Answer correctness by stage", "correctness.png"},
+		{"Reward vs number of samples (Llama 2 Fig. 7)", filepath.ToSlash(filepath.Join(dirSamples, "reward_vs_k.png"))},
+		{"Instruction adherence by turn, before and after GAtt (Llama 2 Table 30)", filepath.ToSlash(filepath.Join(dirGAttEval, "gatt_eval.png"))},
+		{"SFT loss", filepath.ToSlash(filepath.Join(dirSFT, "loss.png"))},
+	} {
+		fmt.Fprintf(&b, "### %s\n\n![%s](%s)\n\n", p.title, p.title, p.path)
+	}
+	return b.String()
+}
+
+func (r *runner) writeResults() error {
+	if err := plotCorrectness(r.path("correctness.png"), r.res.Correctness); err != nil {
+		return err
+	}
+	if err := checkpoint.WriteFileAtomic(r.path(ResultsFile), []byte(r.res.markdown())); err != nil {
+		return err
+	}
+	if err := writeJSONFile(r.path(ResultsJSONFile), r.res); err != nil {
+		return err
+	}
+	return writeJSONFile(r.path(TimingsFile), r.timings)
+}
+
+var barColors = []color.Color{color.RGBA{R: 31, G: 119, B: 180, A: 255}, color.RGBA{R: 255, G: 127, B: 14, A: 255}}
+
+// plotCorrectness draws greedy and sampled correctness per stage, side by side.
+func plotCorrectness(path string, cs []Correctness) error {
+	if len(cs) == 0 {
+		return nil
+	}
+	p := plot.New()
+	p.Title.Text = "answer correctness on held-out prompts"
+	p.Y.Label.Text = "share correct"
+	p.Y.Min, p.Y.Max = 0, 1
+	names := make([]string, len(cs))
+	w := vg.Points(18)
+	for j, mode := range []string{"greedy", "sampled"} {
+		vals := make(plotter.Values, len(cs))
+		for i, c := range cs {
+			names[i] = c.Stage
+			if mode == "greedy" {
+				vals[i] = c.Greedy.All.Rate()
+			} else {
+				vals[i] = c.Sampled.All.Rate()
+			}
+		}
+		bars, err := plotter.NewBarChart(vals, w)
+		if err != nil {
+			return fmt.Errorf("plotting %s: %w", path, err)
+		}
+		bars.Color = barColors[j]
+		bars.LineStyle.Width = 0
+		bars.Offset = vg.Length(2*j-1) * w / 2
+		p.Add(bars)
+		p.Legend.Add(mode, bars)
+	}
+	p.Legend.Top = true
+	p.NominalX(names...)
+	wt, err := p.WriterTo(7*vg.Inch, 4*vg.Inch, "png")
+	if err != nil {
+		return fmt.Errorf("drawing %s: %w", path, err)
+	}
+	var buf bytes.Buffer
+	if _, err := wt.WriteTo(&buf); err != nil {
+		return fmt.Errorf("drawing %s: %w", path, err)
+	}
+	return checkpoint.WriteFileAtomic(path, buf.Bytes())
+}
+
+// readResultsTable returns the table part of a RESULTS.md, for comparing runs.
+func readResultsTable(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	var rows []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "|") {
+			rows = append(rows, l)
+		}
+	}
+	return strings.Join(rows, "\n"), nil
+}

@@ -1,0 +1,272 @@
+package demo
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/alignkit/alignkit/demo/world"
+	"github.com/alignkit/alignkit/dpo"
+	"github.com/alignkit/alignkit/gatt"
+	"github.com/alignkit/alignkit/model/checkpoint"
+	"github.com/alignkit/alignkit/reward"
+	"github.com/alignkit/alignkit/rlhf"
+	"github.com/alignkit/alignkit/sft"
+	"github.com/alignkit/alignkit/train"
+)
+
+// Directories of the stages' outputs inside the output directory.
+const (
+	dirData      = "data"
+	dirTokenizer = "tokenizer"
+	dirInit      = "init"
+	dirSFT       = "sft"
+	dirReward    = "reward"
+	dirSamples   = "rlhf-sample"
+	dirRS        = "rs-sft"
+	dirDPO       = "dpo"
+	dirGAttData  = "gatt-synth"
+	dirGAtt      = "gatt-sft"
+	dirGAttEval  = "gatt-eval"
+	dirExport    = "export"
+	dirRefCache  = "cache/ref_logps"
+	exportFile   = "demo.gguf"
+)
+
+type stage struct {
+	name, title string
+	run         func(*runner, context.Context) error
+}
+
+func (r *runner) stages() []stage {
+	return []stage{
+		{StageWorld, "write the world's datasets and tokenizer", (*runner).stageWorld},
+		{StageInit, "a tiny Llama with the world's tokenizer", (*runner).stageInit},
+		{StageSFT, "supervised fine-tuning on the world's noisy dialogues", (*runner).stageSFT},
+		{StageReward, "reward model on graded preference pairs (Llama 2 margins)", (*runner).stageReward},
+		{StageSample, "best of K = 16 by the reward model (Llama 2 Fig. 7)", (*runner).stageSample},
+		{StageRS, "one round of rejection-sampling fine-tuning on the best samples", (*runner).stageRS},
+		{StageDPO, "DPO on the preference pairs", (*runner).stageDPO},
+		{StageGAttSynth, "Ghost Attention dialogues sampled with the instruction on every turn", (*runner).stageGAttSynth},
+		{StageGAttSFT, "fine-tuning on the GAtt dialogues", (*runner).stageGAttSFT},
+		{StageGAttEval, "instruction adherence over 20 turns, before and after GAtt (Llama 2 Table 30)", (*runner).stageGAttEval},
+		{StageExport, "GGUF export and a chat sample from the exported model", (*runner).stageExport},
+	}
+}
+
+// common are the keys every training stage gets: the run's seed.
+func (r *runner) seedSet() string { return fmt.Sprintf("seed=%d", r.opts.Seed) }
+
+func (r *runner) trainOpts() []train.Option {
+	if r.opts.Progress == nil {
+		return nil
+	}
+	return []train.Option{train.WithProgressBar(*r.opts.Progress)}
+}
+
+func (r *runner) stageWorld(_ context.Context) error {
+	if err := r.world.WriteDatasets(r.path(dirData)); err != nil {
+		return err
+	}
+	if err := world.WriteTokenizer(r.path(dirTokenizer)); err != nil {
+		return err
+	}
+	c := r.world.Config()
+	fmt.Fprintf(r.log, "world: %d SFT dialogues (%.0f%% of knowledge answers wrong, %.0f%% of facts misconceived), %d preference pairs (+%d held out), %d prompts (+%d held out), %d GAtt dialogues, %d evaluation dialogues of %d turns -> %s\n",
+		c.NumSFT, 100*c.WrongRate, 100*c.MisconceptionFrac, c.NumPrefs, c.NumHeldOutPairs, c.NumPrompts, c.NumHeldOutPrompts,
+		c.NumGAtt, c.NumGAttEval, c.EvalTurns, r.path(dirData))
+	return nil
+}
+
+func (r *runner) stageInit(_ context.Context) error {
+	var spec checkpoint.InitSpec
+	out := r.path(dirInit)
+	if err := r.load(StageInit, "init.yaml", "init --out "+out, []string{
+		set("tokenizer", r.path(dirTokenizer, "tokenizer.model")), r.seedSet(),
+	}, &spec); err != nil {
+		return err
+	}
+	m, err := checkpoint.Init(spec, out)
+	if err != nil {
+		return err
+	}
+	c := m.Weights.Config
+	var params int
+	for _, t := range m.Weights.Tensors {
+		params += t.Numel()
+	}
+	r.res.Model = ModelInfo{Architecture: c.Architectures[0], Layers: c.NumHiddenLayers, Hidden: c.HiddenSize,
+		Heads: c.NumAttentionHeads, KVHeads: c.NumKeyValueHeads, Vocab: c.VocabSize, Params: params}
+	fmt.Fprintf(r.log, "wrote %s: %s\n", out, r.res.Model)
+	return nil
+}
+
+func (r *runner) stageSFT(ctx context.Context) error {
+	cfg := sft.DefaultConfig()
+	if err := r.load(StageSFT, "sft.yaml", "sft", []string{
+		set("model_name_or_path", r.path(dirInit)), set("dataset_name", r.path(dirData, world.FileSFT)),
+		set("output_dir", r.path(dirSFT)), r.seedSet(),
+	}, &cfg); err != nil {
+		return err
+	}
+	if _, err := sft.Run(ctx, cfg, r.log, r.trainOpts()...); err != nil {
+		return err
+	}
+	return r.evalCorrectness(ctx, "SFT", r.path(dirSFT))
+}
+
+func (r *runner) stageReward(ctx context.Context) error {
+	cfg := reward.DefaultConfig()
+	if err := r.load(StageReward, "reward.yaml", "reward train", []string{
+		set("model_name_or_path", r.path(dirSFT)), set("dataset_name", r.path(dirData, world.FilePrefs)),
+		set("eval_dataset_name", r.path(dirData, world.FileHeldOutPrefs)), set("output_dir", r.path(dirReward)), r.seedSet(),
+	}, &cfg); err != nil {
+		return err
+	}
+	res, err := reward.Run(ctx, cfg, r.log, r.trainOpts()...)
+	if err != nil {
+		return err
+	}
+	acc, ok := res.LastMetrics["eval_accuracy"]
+	if !ok {
+		return fmt.Errorf("reward train: no eval_accuracy in the final metrics of %s", cfg.OutputDir)
+	}
+	rm := &RewardModel{Accuracy: acc, ByRating: map[string]float64{}}
+	for k, v := range res.LastMetrics {
+		if b, ok := strings.CutPrefix(k, "eval_accuracy/"); ok {
+			rm.ByRating[b] = v
+		}
+	}
+	r.res.RewardModel = rm
+	return nil
+}
+
+func (r *runner) stageSample(ctx context.Context) error {
+	cfg := rlhf.DefaultSampleConfig()
+	if err := r.load(StageSample, "rlhf-sample.yaml", "rlhf sample", []string{
+		set("model_name_or_path", r.path(dirSFT)), set("reward_model_name_or_path", r.path(dirReward)),
+		set("dataset_name", r.path(dirData, world.FilePrompts)), set("output_dir", r.path(dirSamples)), r.seedSet(),
+	}, &cfg); err != nil {
+		return err
+	}
+	res, err := rlhf.RunSample(ctx, cfg, r.log)
+	if err != nil {
+		return err
+	}
+	curves, err := res.Curves()
+	if err != nil {
+		return err
+	}
+	if len(curves) != 1 {
+		return fmt.Errorf("rlhf sample: want one temperature's curve, got %d", len(curves))
+	}
+	c := curves[0]
+	r.res.RewardVsK = &RewardVsK{Temperature: c.Temperature, Prompts: len(res.Prompts), N: c.N, ExpectedMax: c.ExpectedMax, Median: c.Median}
+	return nil
+}
+
+func (r *runner) stageRS(ctx context.Context) error {
+	cfg := sft.DefaultConfig()
+	if err := r.load(StageRS, "rs-sft.yaml", "sft", []string{
+		set("model_name_or_path", r.path(dirSFT)), set("dataset_name", r.path(dirSamples, rlhf.BestFile)),
+		set("output_dir", r.path(dirRS)), r.seedSet(),
+	}, &cfg); err != nil {
+		return err
+	}
+	if _, err := sft.Run(ctx, cfg, r.log, r.trainOpts()...); err != nil {
+		return err
+	}
+	return r.evalCorrectness(ctx, "rejection sampling", r.path(dirRS))
+}
+
+func (r *runner) stageDPO(ctx context.Context) error {
+	var cfg dpo.Config
+	if err := r.load(StageDPO, "dpo.yaml", "dpo", []string{
+		set("model_name_or_path", r.path(dirRS)), set("dataset_name", r.path(dirData, world.FilePrefs)),
+		set("eval_dataset_name", r.path(dirData, world.FileHeldOutPrefs)), set("output_dir", r.path(dirDPO)),
+		set("ref_cache_dir", r.path(dirRefCache)), r.seedSet(),
+	}, &cfg); err != nil {
+		return err
+	}
+	res, err := dpo.RunResult(ctx, cfg, dpo.WithLogWriter(r.log), dpo.WithTrainOptions(r.trainOpts()...))
+	if err != nil {
+		return err
+	}
+	m := res.LastMetrics
+	acc, ok1 := m["eval_rewards/accuracies"]
+	margin, ok2 := m["eval_rewards/margins"]
+	if !ok1 || !ok2 {
+		return fmt.Errorf("dpo: no eval_rewards/accuracies or eval_rewards/margins in the final metrics of %s", cfg.OutputDir)
+	}
+	r.res.DPO = &DPOResult{Accuracy: acc, Margin: margin, Loss: m["eval_loss"]}
+	return r.evalCorrectness(ctx, "DPO", r.path(dirDPO))
+}
+
+// listsSets are the constraints keys for the world's GAtt lists: gatt draws instructions from them.
+func listsSets() []string {
+	l := world.Lists()
+	return []string{
+		fmt.Sprintf("constraints.hobbies=[%s]", strings.Join(l.Hobbies, ", ")),
+		fmt.Sprintf("constraints.languages=[%s]", strings.Join(l.Languages, ", ")),
+		fmt.Sprintf("constraints.figures=[%s]", strings.Join(l.Figures, ", ")),
+	}
+}
+
+func (r *runner) stageGAttSynth(ctx context.Context) error {
+	cfg := gatt.DefaultSynthConfig()
+	if err := r.load(StageGAttSynth, "gatt-synth.yaml", "gatt synth", append([]string{
+		set("model_name_or_path", r.path(dirDPO)), set("dataset_name", r.path(dirData, world.FileGAttSource)),
+		set("output_dir", r.path(dirGAttData)), r.seedSet(),
+	}, listsSets()...), &cfg); err != nil {
+		return err
+	}
+	cfg.Progress = r.log
+	sum, err := gatt.Synthesize(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(r.log, "gatt synth: %d dialogues, %d samples, instruction in the %s message\n", sum.Dialogues, sum.Rows, sum.Placement)
+	return nil
+}
+
+func (r *runner) stageGAttSFT(ctx context.Context) error {
+	cfg := sft.DefaultConfig()
+	if err := r.load(StageGAttSFT, "gatt-sft.yaml", "sft", []string{
+		set("model_name_or_path", r.path(dirDPO)), set("dataset_name", r.path(dirGAttData, gatt.ParquetFile)),
+		set("output_dir", r.path(dirGAtt)), r.seedSet(),
+	}, &cfg); err != nil {
+		return err
+	}
+	if _, err := sft.Run(ctx, cfg, r.log, r.trainOpts()...); err != nil {
+		return err
+	}
+	return r.evalCorrectness(ctx, "GAtt", r.path(dirGAtt))
+}
+
+// evalCorrectness measures a stage's model on the held-out prompts.
+func (r *runner) evalCorrectness(ctx context.Context, stage, model string) error {
+	h, err := loadHeldOut(r.path(dirData, world.FileHeldOutPrompts), r.world)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(r.log, "answer correctness of %s on %d held-out prompts (greedy, and %d samples each at temperature %g)...\n",
+		model, len(h.prompts), r.opts.Eval.Samples, r.opts.Eval.Temperature)
+	c, err := correctness(ctx, stage, model, h, r.opts.Eval, r.opts.Seed)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(r.log, "%s: greedy %s, sampled %s\n", stage, c.Greedy, c.Sampled)
+	r.res.Correctness = append(r.res.Correctness, c)
+	return nil
+}
+
+// sortedKeys returns a map's keys in order.
+func sortedKeys[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
