@@ -2,6 +2,7 @@ package infer
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -20,6 +21,11 @@ type Sampling struct {
 	// samples exactly what the same prompt generated alone with Seed+i samples.
 	Seed    uint64
 	StopIDs []int32 // end-of-sequence ids; the one hit is returned as the last token
+	// OnToken, when set, is called with each token as soon as it is sampled, in order within each
+	// sequence (seq is the prompt's index), before the next decoding pass. It lets a caller stream
+	// text while the batch is still decoding. An error it returns ends Generate with that error
+	// (wrapped); nil OnToken changes nothing.
+	OnToken func(seq int, id int32) error
 }
 
 func (p Sampling) validate() error {
@@ -37,10 +43,18 @@ func (p Sampling) validate() error {
 }
 
 // Generate samples a continuation of every prompt. Prompts are prefilled one by one, then all live
-// sequences are decoded together, one batched pass (and one goroutine fan-out) per step. A sequence
-// ends at a StopIDs token (included in its output), after MaxNewTokens tokens, or when it reaches
-// max_position_embeddings. Only the new tokens are returned.
+// sequences are decoded together, one batched pass (and one goroutine fan-out) per step. A prompt
+// that repeats an earlier one in the batch (K samples of one prompt, as best-of-K asks) is prefilled
+// once: its copies start from a Fork of the first one's cache, which is bit-identical to prefilling
+// again. A sequence ends at a StopIDs token (included in its output), after MaxNewTokens tokens, or
+// when it reaches max_position_embeddings. Only the new tokens are returned.
 func (e *Engine) Generate(ctx context.Context, prompts [][]int32, p Sampling) ([][]int32, error) {
+	return e.generate(ctx, prompts, p, true)
+}
+
+// generate is Generate; share=false prefills every prompt even when it repeats (the benchmark's and
+// the equivalence test's baseline).
+func (e *Engine) generate(ctx context.Context, prompts [][]int32, p Sampling, share bool) ([][]int32, error) {
 	if err := e.needLMHead(); err != nil {
 		return nil, err
 	}
@@ -65,16 +79,27 @@ func (e *Engine) Generate(ctx context.Context, prompts [][]int32, p Sampling) ([
 	sessions := make([]*Session, B)
 	logits := make([][]float32, B)
 	samplers := make([]*sampler, B)
+	first := map[string]int{} // prompt tokens -> index of the first prompt holding them
 	for i, pr := range prompts {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		sessions[i] = e.NewSession(len(pr) + p.MaxNewTokens)
-		l, err := sessions[i].Prefill(pr, 0)
-		if err != nil {
-			return nil, fmt.Errorf("prompt %d: %w", i, err)
+		key := promptKey(pr)
+		if j, ok := first[key]; ok && share {
+			// Prompt j is still exactly as prefilled: decoding starts after the loop.
+			sessions[i] = sessions[j].Fork()
+			logits[i] = slices.Clone(logits[j])
+		} else {
+			if !ok {
+				first[key] = i
+			}
+			sessions[i] = e.NewSession(len(pr) + p.MaxNewTokens)
+			l, err := sessions[i].Prefill(pr, 0)
+			if err != nil {
+				return nil, fmt.Errorf("prompt %d: %w", i, err)
+			}
+			logits[i] = l
 		}
-		logits[i] = l
 		samplers[i] = newSampler(p, p.Seed+uint64(i), e.V)
 		out[i] = make([]int32, 0, p.MaxNewTokens)
 	}
@@ -90,6 +115,11 @@ func (e *Engine) Generate(ctx context.Context, prompts [][]int32, p Sampling) ([
 		for _, i := range live {
 			t := samplers[i].sample(logits[i])
 			out[i] = append(out[i], t)
+			if p.OnToken != nil {
+				if err := p.OnToken(i, t); err != nil {
+					return nil, fmt.Errorf("sequence %d: token %d: %w", i, len(out[i])-1, err)
+				}
+			}
 			s := sessions[i]
 			if slices.Contains(p.StopIDs, t) || len(out[i]) >= p.MaxNewTokens || s.n >= s.maxLen {
 				continue
@@ -111,6 +141,15 @@ func (e *Engine) Generate(ctx context.Context, prompts [][]int32, p Sampling) ([
 		}
 	}
 	return out, nil
+}
+
+// promptKey is a map key holding a prompt's tokens exactly.
+func promptKey(pr []int32) string {
+	b := make([]byte, 4*len(pr))
+	for i, id := range pr {
+		binary.LittleEndian.PutUint32(b[4*i:], uint32(id))
+	}
+	return string(b)
 }
 
 // sampler draws tokens for one sequence.

@@ -3,6 +3,7 @@ package infer
 import (
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // kvCache holds every layer's keys and values of one sequence, laid out (KV, capacity, HD) per layer so
@@ -87,6 +88,20 @@ func (e *Engine) NewSession(maxLen int) *Session {
 		c.limit = min(maxLen, e.window)
 	}
 	return &Session{e: e, maxLen: maxLen, cache: c, ws: &work{}}
+}
+
+// Fork returns an independent copy of the session: the same tokens and cache contents (so the same
+// logits for whatever is appended next, bit for bit), its own storage and scratch. It lets several
+// continuations of one prefilled prompt share the prefill.
+func (s *Session) Fork() *Session {
+	c := *s.cache
+	c.k = make([][]float32, len(s.cache.k))
+	c.v = make([][]float32, len(s.cache.v))
+	for l := range c.k {
+		c.k[l] = slices.Clone(s.cache.k[l])
+		c.v[l] = slices.Clone(s.cache.v[l])
+	}
+	return &Session{e: s.e, maxLen: s.maxLen, n: s.n, cache: &c, ws: &work{}}
 }
 
 // Len is the number of tokens in the cache.
