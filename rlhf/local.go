@@ -56,6 +56,9 @@ func NewLocal(ck *checkpoint.Model, chatTemplate string) (*Local, error) {
 	return l, nil
 }
 
+// Engine is the engine Local generates with, for callers that stream tokens as they are sampled.
+func (l *Local) Engine() *infer.Engine { return l.eng }
+
 // Tokenizer is the policy's tokenizer.
 func (l *Local) Tokenizer() *tokenizer.Tokenizer { return l.tok }
 
