@@ -179,6 +179,7 @@ func (gr *Graph) Run(in Inputs, obj Objective) (float64, Stats, error) {
 	gr.obj = obj
 	gr.stats = Stats{}
 	defer func() { gr.obj = nil }()
+	defer ops.SerialBLAS()() // held for the whole run rather than toggled op by op
 	gr.m.Reset()
 	if err := gr.m.RunAll(); err != nil {
 		return 0, Stats{}, fmt.Errorf("model: graph run: %w", ops.Cause(err))

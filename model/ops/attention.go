@@ -254,6 +254,7 @@ func attnForward[T Float](s AttentionSpec, out, q, k, v []T, seg, rowLo []int32,
 		sc.get(w, attnBlock*Tn)
 	}
 	blocks := (Tn + attnBlock - 1) / attnBlock
+	defer SerialBLAS()()
 	parallelItems(s.Batch*H, func(worker, item int) {
 		b, h := item/H, item%H
 		g := h / group
@@ -394,6 +395,7 @@ func attnBackward[T Float](s AttentionSpec, dq, dk, dv, q, k, v, o, do []T, seg,
 		scA.get(w, attnBlock*Tn)
 		scB.get(w, attnBlock*Tn)
 	}
+	defer SerialBLAS()()
 	parallelItems(s.Batch*KV, func(worker, item int) {
 		b, g := item/KV, item%KV
 		base := b * Tn

@@ -10,6 +10,13 @@ const (
 	tileMNK      = 0
 )
 
-// goParallelMatmul: whole products (matmul) are also cut into serial tiles spread over the workers,
-// which took a quarter less CPU per training step than gonum's own goroutine-per-block parallelism.
-const goParallelMatmul = true
+// splitMatmul is false: whole products are also cut into those serial tiles and spread over the
+// workers (parallelGemm), which took a quarter less CPU per training step than gonum's own
+// goroutine-per-block parallelism.
+const splitMatmul = false
+
+// SerialBLAS has nothing to do for gonum's BLAS, which is ordinary Go code; see the OpenBLAS build.
+func SerialBLAS() (release func()) { return func() {} }
+
+// blasThreads is 0: gonum's BLAS has no thread count (for tests).
+func blasThreads() int { return 0 }

@@ -261,21 +261,47 @@ func gemm[T Float](tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb
 	}
 }
 
-// matmul is gemm for a whole product called from one goroutine (Linear, the experts): with a BLAS
-// that threads itself it is one call, otherwise parallelGemm.
+// matmul computes a whole product from one goroutine's point of view (Linear, the experts), using
+// every worker: OpenBLAS builds split it into a few large row (or column) chunks, each one serial
+// OpenBLAS call (see SerialBLAS); gonum builds into small serial tiles (parallelGemm).
 func matmul[T Float](tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
-	if goParallelMatmul {
+	if !splitMatmul {
 		parallelGemm(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 		return
 	}
-	gemm(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	defer SerialBLAS()()
+	w := workers()
+	if w == 1 || m*n*k < 1<<18 {
+		gemm(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
+	// Two chunks per worker, handed out one at a time, balance the cores when one is busy elsewhere.
+	if m >= 32*w {
+		step := (m + 2*w - 1) / (2 * w)
+		parallelItems((m+step-1)/step, func(_, t int) {
+			i0 := t * step
+			aOff := i0 * lda
+			if tA {
+				aOff = i0
+			}
+			gemm(tA, tB, min(step, m-i0), n, k, alpha, a[aOff:], lda, b, ldb, beta, c[i0*ldc:], ldc)
+		})
+		return
+	}
+	step := max(16, (n+2*w-1)/(2*w))
+	parallelItems((n+step-1)/step, func(_, t int) {
+		j0 := t * step
+		bOff := j0
+		if tB {
+			bOff = j0 * ldb
+		}
+		gemm(tA, tB, m, min(step, n-j0), k, alpha, a, lda, b[bOff:], ldb, beta, c[j0:], ldc)
+	})
 }
 
 // parallelGemm computes a whole product on all workers: C is cut into tiles (tileM × tileN) that
-// the workers take one at a time, and each tile is one serial BLAS call (or, with OpenBLAS, a few
-// along the inner dimension; see tiledGemm). The BLAS's own threading is never used, so no BLAS
-// thread pool spins while the ops' Go loops run, and each C element is computed by one worker in a
-// fixed order: results do not depend on scheduling.
+// the workers take one at a time, each tile one serial BLAS call (see tiledGemm). Each C element is
+// computed by one worker in a fixed order, so results do not depend on scheduling.
 func parallelGemm[T Float](tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
 	tm, tn := (m+tileM-1)/tileM, (n+tileN-1)/tileN
 	if tm*tn <= 1 {
@@ -297,9 +323,9 @@ func parallelGemm[T Float](tA, tB bool, m, n, k int, alpha T, a []T, lda int, b 
 }
 
 // tiledGemm is gemm for callers that run on several goroutines at once (attention's per-head
-// work): it cuts the product into tiles that the build's BLAS computes on the calling goroutine
-// without threads of its own (tileM, tileN, tileMNK), so the workers' calls run side by side. The
-// inner dimension is cut last (later chunks accumulate with beta 1).
+// work, inside SerialBLAS): it cuts the product into tiles that the build's BLAS computes on the
+// calling goroutine without threads of its own (tileM, tileN, tileMNK), so the workers' calls run
+// side by side. The inner dimension is cut last (later chunks accumulate with beta 1).
 func tiledGemm[T Float](tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
 	mt, nt, kt := min(m, tileM), min(n, tileN), k
 	if tileMNK > 0 && mt*nt*kt > tileMNK {

@@ -79,10 +79,10 @@ func TestExpTo32MatchesExpf(t *testing.T) {
 	}
 }
 
-// tiledGemm and parallelGemm equal one gemm for every transpose combination and shapes that cut into ragged tiles.
+// tiledGemm, parallelGemm and matmul equal one gemm for every transpose combination and shapes that cut into ragged tiles.
 func TestTiledAndParallelGemmMatchGemm(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 3))
-	for _, sh := range [][3]int{{1, 1, 1}, {70, 200, 33}, {130, 65, 300}, {64, 64, 64}} {
+	for _, sh := range [][3]int{{1, 1, 1}, {70, 200, 33}, {130, 65, 300}, {64, 64, 64}, {3, 400, 500}} {
 		m, n, k := sh[0], sh[1], sh[2]
 		for _, tA := range []bool{false, true} {
 			for _, tB := range []bool{false, true} {
@@ -106,15 +106,38 @@ func TestTiledAndParallelGemmMatchGemm(t *testing.T) {
 					c2[i] = c1[i]
 				}
 				c3 := append([]float64(nil), c1...)
+				c4 := append([]float64(nil), c1...)
 				gemm(tA, tB, m, n, k, 0.5, a, lda, b, ldb, 0.25, c1, n)
 				tiledGemm(tA, tB, m, n, k, 0.5, a, lda, b, ldb, 0.25, c2, n)
 				parallelGemm(tA, tB, m, n, k, 0.5, a, lda, b, ldb, 0.25, c3, n)
+				matmul(tA, tB, m, n, k, 0.5, a, lda, b, ldb, 0.25, c4, n)
 				for i := range c1 {
-					if math.Abs(c1[i]-c2[i]) > 1e-12*(1+math.Abs(c1[i])) || math.Abs(c1[i]-c3[i]) > 1e-12*(1+math.Abs(c1[i])) {
-						t.Fatalf("%v tA=%v tB=%v: element %d: tiled %g, parallel %g, gemm %g", sh, tA, tB, i, c2[i], c3[i], c1[i])
+					tol := 1e-12 * (1 + math.Abs(c1[i]))
+					if math.Abs(c1[i]-c2[i]) > tol || math.Abs(c1[i]-c3[i]) > tol || math.Abs(c1[i]-c4[i]) > tol {
+						t.Fatalf("%v tA=%v tB=%v: element %d: tiled %g, parallel %g, matmul %g, gemm %g", sh, tA, tB, i, c2[i], c3[i], c4[i], c1[i])
 					}
 				}
 			}
 		}
+	}
+}
+
+// SerialBLAS holds nest and overlap; the thread count comes back when the last one is released,
+// and releasing twice is harmless.
+func TestSerialBLASRestores(t *testing.T) {
+	before := blasThreads()
+	r1 := SerialBLAS()
+	r2 := SerialBLAS()
+	if before != 0 && blasThreads() != 1 {
+		t.Fatalf("inside SerialBLAS: %d threads", blasThreads())
+	}
+	r1()
+	r1()
+	if before != 0 && blasThreads() != 1 {
+		t.Fatalf("one holder left: %d threads", blasThreads())
+	}
+	r2()
+	if blasThreads() != before {
+		t.Fatalf("after release: %d threads, before %d", blasThreads(), before)
 	}
 }
