@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/alignkit/alignkit/data/chat"
 	"github.com/alignkit/alignkit/rlhf"
@@ -282,17 +281,15 @@ func (s *Server) checkModel(name string) error {
 // choice is one generated answer ready to send.
 type choice struct {
 	index  int
-	prompt rlhf.Prompt
-	ids    []int32 // prompt ids
 	gen    []int32
 	text   string
 	finish string
 }
 
-// run validates prompts, generates n choices of each, and applies the stop strings.
-// max_tokens is clamped to the room the context leaves after the longest prompt, which the engine
-// would stop at anyway (and which bounds what a request can make it allocate).
-func (s *Server) run(r *http.Request, prompts []rlhf.Prompt, n int, sp rlhf.Sampling, stops []string) ([]choice, int, error) {
+// prepare encodes and checks prompts, returning their ids, their token count and sp with max_tokens
+// clamped to the room the context leaves after the longest prompt, which the engine would stop at
+// anyway (and which bounds what a request can make it allocate).
+func (s *Server) prepare(prompts []rlhf.Prompt, sp rlhf.Sampling) ([][]int32, int, rlhf.Sampling, error) {
 	ids := make([][]int32, len(prompts))
 	promptTokens := 0
 	for i, p := range prompts {
@@ -302,14 +299,23 @@ func (s *Server) run(r *http.Request, prompts []rlhf.Prompt, n int, sp rlhf.Samp
 		}
 		var err error
 		if ids[i], err = s.gen.Encode(p); err != nil {
-			return nil, 0, badRequest(param, "%v", err)
+			return nil, 0, sp, badRequest(param, "%v", err)
 		}
 		room := s.gen.MaxPositions() - len(ids[i])
 		if room < 1 {
-			return nil, 0, badRequest(param, "prompt %d has %d tokens: no room to generate within the context length %d", i, len(ids[i]), s.gen.MaxPositions())
+			return nil, 0, sp, badRequest(param, "prompt %d has %d tokens: no room to generate within the context length %d", i, len(ids[i]), s.gen.MaxPositions())
 		}
 		sp.MaxNewTokens = min(sp.MaxNewTokens, room)
 		promptTokens += len(ids[i])
+	}
+	return ids, promptTokens, sp, nil
+}
+
+// run validates prompts, generates n choices of each, and applies the stop strings.
+func (s *Server) run(r *http.Request, prompts []rlhf.Prompt, n int, sp rlhf.Sampling, stops []string) ([]choice, int, error) {
+	_, promptTokens, sp, err := s.prepare(prompts, sp)
+	if err != nil {
+		return nil, 0, err
 	}
 	if !s.acquire(r.Context()) {
 		return nil, 0, r.Context().Err()
@@ -327,7 +333,7 @@ func (s *Server) run(r *http.Request, prompts []rlhf.Prompt, n int, sp rlhf.Samp
 			if cut {
 				finish = "stop"
 			}
-			out = append(out, choice{index: i*n + j, prompt: prompts[i], ids: ids[i], gen: c.IDs, text: text, finish: finish})
+			out = append(out, choice{index: i*n + j, gen: c.IDs, text: text, finish: finish})
 		}
 	}
 	return out, promptTokens, nil
@@ -361,19 +367,19 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, err)
 		return
 	}
+	id, created := newID("cmpl-"), time.Now().Unix()
+	if q.Stream {
+		s.stream(w, r, prompts, n, sp, stops, func(index int, delta string, finish any) map[string]any {
+			return map[string]any{"id": id, "object": "text_completion", "created": created, "model": s.cfg.Name,
+				"choices": []map[string]any{{"index": index, "text": delta, "logprobs": nil, "finish_reason": finish}}}
+		}, nil)
+		return
+	}
 	cs, promptTokens, err := s.run(r, prompts, n, sp, stops)
 	if err != nil {
 		if r.Context().Err() == nil {
 			writeAPIError(w, err)
 		}
-		return
-	}
-	id, created := newID("cmpl-"), time.Now().Unix()
-	if q.Stream {
-		s.stream(w, cs, func(c choice, delta string, finish any) map[string]any {
-			return map[string]any{"id": id, "object": "text_completion", "created": created, "model": s.cfg.Name,
-				"choices": []map[string]any{{"index": c.index, "text": delta, "logprobs": nil, "finish_reason": finish}}}
-		}, nil)
 		return
 	}
 	choices := make([]map[string]any, len(cs))
@@ -405,27 +411,27 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	prompts := []rlhf.Prompt{{Messages: msgs, Source: "request", Row: 0}}
+	id, created := newID("chatcmpl-"), time.Now().Unix()
+	if q.Stream {
+		chunk := func(index int, delta map[string]any, finish any) map[string]any {
+			return map[string]any{"id": id, "object": "chat.completion.chunk", "created": created, "model": s.cfg.Name,
+				"choices": []map[string]any{{"index": index, "delta": delta, "logprobs": nil, "finish_reason": finish}}}
+		}
+		s.stream(w, r, prompts, n, sp, stops, func(index int, delta string, finish any) map[string]any {
+			if finish != nil {
+				return chunk(index, map[string]any{}, finish)
+			}
+			return chunk(index, map[string]any{"content": delta}, nil)
+		}, func(index int) map[string]any {
+			return chunk(index, map[string]any{"role": "assistant", "content": ""}, nil)
+		})
+		return
+	}
 	cs, promptTokens, err := s.run(r, prompts, n, sp, stops)
 	if err != nil {
 		if r.Context().Err() == nil {
 			writeAPIError(w, err)
 		}
-		return
-	}
-	id, created := newID("chatcmpl-"), time.Now().Unix()
-	if q.Stream {
-		chunk := func(c choice, delta map[string]any, finish any) map[string]any {
-			return map[string]any{"id": id, "object": "chat.completion.chunk", "created": created, "model": s.cfg.Name,
-				"choices": []map[string]any{{"index": c.index, "delta": delta, "logprobs": nil, "finish_reason": finish}}}
-		}
-		s.stream(w, cs, func(c choice, delta string, finish any) map[string]any {
-			if finish != nil {
-				return chunk(c, map[string]any{}, finish)
-			}
-			return chunk(c, map[string]any{"content": delta}, nil)
-		}, func(c choice) map[string]any {
-			return chunk(c, map[string]any{"role": "assistant", "content": ""}, nil)
-		})
 		return
 	}
 	choices := make([]map[string]any, len(cs))
@@ -435,74 +441,6 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"id": id, "object": "chat.completion", "created": created,
 		"model": s.cfg.Name, "choices": choices, "usage": usage(promptTokens, cs)})
-}
-
-// deltas splits a choice's final text into one piece per generated token: piece t is what token t
-// adds to the decoded text, held back while it ends inside a multi-byte character. The pieces
-// concatenate to the text exactly (after a stop string cut, tokens past it add nothing).
-func (s *Server) deltas(c choice) []string {
-	out := make([]string, 0, len(c.gen))
-	done := 0
-	for t := 1; t <= len(c.gen); t++ {
-		partial := s.gen.DecodeCompletion(c.prompt, c.ids, c.gen[:t])
-		l := 0
-		for l < len(partial) && l < len(c.text) && partial[l] == c.text[l] {
-			l++
-		}
-		for l > 0 && l < len(c.text) && !utf8.RuneStart(c.text[l]) {
-			l--
-		}
-		if l > done {
-			out = append(out, c.text[done:l])
-			done = l
-		} else {
-			out = append(out, "")
-		}
-	}
-	if done < len(c.text) {
-		out = append(out, c.text[done:])
-	}
-	return out
-}
-
-// stream writes Server-Sent Events: an optional opening chunk per choice, the token pieces of all
-// choices interleaved by position (empty pieces skipped), a finish chunk per choice, then [DONE].
-func (s *Server) stream(w http.ResponseWriter, cs []choice, chunk func(c choice, delta string, finish any) map[string]any, open func(c choice) map[string]any) {
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.Header().Set("Connection", "keep-alive")
-	w.WriteHeader(http.StatusOK)
-	fl, _ := w.(http.Flusher)
-	send := func(v any) {
-		b, _ := json.Marshal(v)
-		fmt.Fprintf(w, "data: %s\n\n", b)
-		if fl != nil {
-			fl.Flush()
-		}
-	}
-	pieces := make([][]string, len(cs))
-	longest := 0
-	for i, c := range cs {
-		pieces[i] = s.deltas(c)
-		longest = max(longest, len(pieces[i]))
-		if open != nil {
-			send(open(c))
-		}
-	}
-	for t := range longest {
-		for i, c := range cs {
-			if t < len(pieces[i]) && pieces[i][t] != "" {
-				send(chunk(c, pieces[i][t], nil))
-			}
-		}
-	}
-	for _, c := range cs {
-		send(chunk(c, "", c.finish))
-	}
-	fmt.Fprint(w, "data: [DONE]\n\n")
-	if fl != nil {
-		fl.Flush()
-	}
 }
 
 func (s *Server) score(w http.ResponseWriter, r *http.Request) {

@@ -27,9 +27,12 @@
 // are a 400 rather than silently ignored.
 //
 // Streaming (stream: true) answers with Server-Sent Events: `data: {chunk}` lines, one chunk per
-// generated token and choice (chat chunks start with the assistant role), a chunk with each choice's
-// finish_reason, then `data: [DONE]`. The engine has no per-token callback, so the chunks are sent
-// when the generation is complete; their concatenated text is exactly the non-streamed text.
+// generated token and choice as the engine samples it (chat chunks start with the assistant role), a
+// chunk with each choice's finish_reason, then `data: [DONE]`. Each chunk is what the token adds to
+// the decoded text so far, held back while it ends inside a multi-byte character or with what may
+// be the start of a stop string, so the concatenated text is exactly the non-streamed text. A choice
+// that hits a stop string finishes at once, and decoding ends when every choice has. An error after
+// the stream has started comes as a `data: {"error": ...}` event without [DONE].
 //
 // # Safety
 //

@@ -61,6 +61,8 @@ type Server struct {
 	sem     chan struct{}
 	waiting atomic.Int64 // requests queued for a slot, reported by /health
 	log     io.Writer
+	// afterChunk, when set (by tests), runs after each streamed text chunk is flushed.
+	afterChunk func()
 }
 
 // New loads the models of cfg.
