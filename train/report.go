@@ -25,10 +25,17 @@ type reporter struct {
 	startStep int
 	start     time.Time
 	now       func() time.Time
+	barKeys   []string // extra metrics the bar shows, without duplicates
 }
 
 func newReporter(o options, total, startStep int) *reporter {
 	p := &reporter{w: o.log, total: total, startStep: startStep, start: o.now(), now: o.now}
+	for _, k := range o.barMetrics {
+		// loss, tokens/s and eval_loss are on the bar already.
+		if k != "" && k != "loss" && k != "tokens_per_second" && !slices.Contains(p.barKeys, k) {
+			p.barKeys = append(p.barKeys, k)
+		}
+	}
 	if p.w == nil {
 		p.w = io.Discard
 	}
@@ -64,8 +71,18 @@ func (p *reporter) step(step int, metrics map[string]float64, logged bool) {
 			if v, ok := metrics["tokens_per_second"]; ok {
 				desc += fmt.Sprintf(" | %.0f tok/s", v)
 			}
+			for _, k := range p.barKeys {
+				if v, ok := metrics[k]; ok {
+					desc += fmt.Sprintf(" | %s %.4g", k, v)
+				}
+			}
 			if v, ok := metrics["eval_loss"]; ok {
 				desc += fmt.Sprintf(" | eval_loss %.4f", v)
+			}
+			for _, k := range p.barKeys {
+				if v, ok := metrics["eval_"+k]; ok {
+					desc += fmt.Sprintf(" | eval_%s %.4g", k, v)
+				}
 			}
 			p.bar.Describe(desc)
 		}

@@ -22,6 +22,8 @@ type options struct {
 	bar     *bool
 	workers int
 	now     func() time.Time
+	// barMetrics are the logged values the progress bar shows after loss and tokens/s.
+	barMetrics []string
 }
 
 // WithLogWriter sends progress and log lines to w (default os.Stderr).
@@ -30,6 +32,19 @@ func WithLogWriter(w io.Writer) Option { return func(o *options) { o.log = w } }
 // WithProgressBar forces the progress bar on or off; by default it is on when the log writer is a
 // terminal and plain log lines are written otherwise.
 func WithProgressBar(on bool) Option { return func(o *options) { o.bar = &on } }
+
+// WithBarMetrics adds logged values (task metrics such as "rewards/accuracies") to the progress bar,
+// after loss and tokens/s, each shown when the last logged line has it, and its "eval_" twin when
+// that is there too. Plain log lines already carry every metric.
+func WithBarMetrics(names ...string) Option {
+	return func(o *options) { o.barMetrics = append(o.barMetrics, names...) }
+}
+
+// BarMetricsTask is implemented by a task whose metrics belong on the progress bar (as
+// WithBarMetrics puts them there), so every caller of Run gets them without an option.
+type BarMetricsTask interface {
+	BarMetrics() []string
+}
 
 // WithWorkers sets the number of goroutines for the optimizer and clipping (default GOMAXPROCS).
 func WithWorkers(n int) Option { return func(o *options) { o.workers = n } }
@@ -145,6 +160,9 @@ func Run(ctx context.Context, args Args, task Task, opts ...Option) (Result, err
 		return Result{}, err
 	}
 	o := options{log: os.Stderr, now: time.Now}
+	if bt, ok := task.(BarMetricsTask); ok {
+		o.barMetrics = append(o.barMetrics, bt.BarMetrics()...)
+	}
 	for _, opt := range opts {
 		opt(&o)
 	}
