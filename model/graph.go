@@ -86,8 +86,10 @@ type Param struct {
 	Grad  []float32 // dLoss/dValue from the last Run with Grad; overwritten (not accumulated) by each Run
 }
 
-// Graph is the Gorgonia float32 training graph of one model and one GraphSpec. It is not safe for
-// concurrent use.
+// Graph is the Gorgonia float32 training graph of one model and one GraphSpec: built once, re-run
+// on every micro-batch (its inputs are copied into tensors bound at build time, and the fused ops
+// reuse their buffers). It is not safe for concurrent use. In OpenBLAS builds a Run holds
+// ops.SerialBLAS, so other OpenBLAS users in the process run single-threaded meanwhile.
 type Graph struct {
 	cfg  Config
 	spec GraphSpec
@@ -171,7 +173,10 @@ func (gr *Graph) Logits() []float32 {
 }
 
 // Run binds the inputs, runs the forward pass, calls obj (nil means a loss of 0 plus the aux loss)
-// and, when the graph has Grad, the backward pass. A NaN or infinite loss is an error.
+// and, when the graph has Grad, the backward pass, leaving dLoss/dParam in Params()[i].Grad. It
+// returns the total loss (objective + router_aux_loss_coef·AuxLoss) and the run's Stats. A NaN or
+// infinite loss is an error, raised before the backward pass. obj runs on another goroutine than
+// Run's caller (Gorgonia's tape runs in its own), during the run.
 func (gr *Graph) Run(in Inputs, obj Objective) (float64, Stats, error) {
 	if err := gr.bind(in); err != nil {
 		return 0, Stats{}, err
