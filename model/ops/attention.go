@@ -51,9 +51,11 @@ const attnKeepLimit = 1 << 24
 // itself: its output is finite and, as nothing else sees it, it influences nothing.
 //
 // No mask, repeated K/V or transpose is materialised: each (batch row, head) runs blocks of
-// attnBlock queries through the BLAS on strided views of q, k and v. The forward op keeps each
-// query's log-sum-exp; the backward op recomputes the probabilities from it (as FlashAttention
-// does), returns dq, and keeps dk and dv for two part ops.
+// attnBlock queries through the BLAS on strided views of q, k and v, split over the cores by
+// (batch row, head). A differentiated forward op keeps the blocks' probabilities (up to
+// attnKeepLimit elements; beyond that only each query's log-sum-exp, from which the backward op
+// recomputes them as FlashAttention does). The backward op, split by (batch row, KV head) so that
+// each worker owns its dk and dv rows, returns dq and keeps dk and dv for two part ops.
 func Attention(spec AttentionSpec, q, k, v, segments *G.Node) (*G.Node, error) {
 	if err := spec.validate(); err != nil {
 		return nil, err
