@@ -21,6 +21,6 @@ func RunResult(ctx context.Context, cfg Config, opts ...Option) (train.Result, e
 		return train.Result{}, err
 	}
 	cfg = cfg.Defaults()
-	topts := append([]train.Option{train.WithLogWriter(task.o.log)}, task.o.train...)
+	topts := append([]train.Option{train.WithLogWriter(task.o.log), train.WithBarMetrics("rewards/accuracies", "rewards/margins")}, task.o.train...)
 	return train.Run(ctx, cfg.Args, task, topts...)
 }

@@ -33,6 +33,9 @@ var _ train.Task = (*Task)(nil)
 // Params are the model's weights, all trained (backbone and score head).
 func (t *Task) Params() []train.Param { return t.Model.Params() }
 
+// BarMetrics puts the pair accuracy on the training progress bar.
+func (t *Task) BarMetrics() []string { return []string{"accuracy"} }
+
 // NumExamples is the number of training pairs.
 func (t *Task) NumExamples() int { return t.TrainData.NumPairs() }
 

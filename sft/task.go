@@ -45,6 +45,9 @@ var _ train.Task = (*Task)(nil)
 // Params are the model's weights, all trained.
 func (t *Task) Params() []train.Param { return t.Model.Params() }
 
+// BarMetrics puts TRL's mean_token_accuracy on the training progress bar.
+func (t *Task) BarMetrics() []string { return []string{train.MeanTokenAccuracy} }
+
 // NumExamples is the number of training rows.
 func (t *Task) NumExamples() int { return t.TrainData.NumRows() }
 
