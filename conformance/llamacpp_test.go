@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/alignkit/alignkit/internal/sharedtest"
 	"github.com/alignkit/alignkit/model/gguf"
 	"github.com/alignkit/alignkit/model/tokenizer"
 )
@@ -35,7 +36,7 @@ var prompts = []string{"Once upon a time", "The little dog was"}
 func TestConformanceStories260K(t *testing.T) {
 	t.Parallel()
 	requireLlamaCpp(t)
-	src := filepath.Join(sharedDir(t, "models/stories260K/model.safetensors", "models/stories260K/stories260K-f32.gguf"), "models", "stories260K")
+	src := filepath.Join(sharedtest.Dir(t, "models/stories260K/model.safetensors", "models/stories260K/stories260K-f32.gguf"), "models", "stories260K")
 	out := filepath.Join(t.TempDir(), "stories260K.gguf")
 	cli(t, "export", "--model", src, "--format", "gguf", "--out", out)
 
@@ -59,7 +60,7 @@ func TestConformanceStories260K(t *testing.T) {
 func TestConformanceRandomModels(t *testing.T) {
 	t.Parallel()
 	requireLlamaCpp(t)
-	sharedDir(t, "models/stories260K/tokenizer.model")
+	sharedtest.Dir(t, "models/stories260K/tokenizer.model")
 	for _, tc := range []struct {
 		name, config string
 		sets         []string
@@ -102,7 +103,7 @@ func TestConformanceRandomModels(t *testing.T) {
 func TestConformanceSFT(t *testing.T) {
 	t.Parallel()
 	requireLlamaCpp(t)
-	shared := sharedDir(t, "models/stories260K/model.safetensors", "data/no_robots_test_sft.parquet")
+	shared := sharedtest.Dir(t, "models/stories260K/model.safetensors", "data/no_robots_test_sft.parquet")
 	dir := t.TempDir()
 	src := filepath.Join(dir, "sft")
 	cli(t, "sft", "--config", "configs/sft/stories260k.yaml", "--set", "output_dir="+src, "--set", "max_steps=8",
@@ -139,7 +140,7 @@ func TestConformanceSFT(t *testing.T) {
 func TestConformanceQuantized(t *testing.T) {
 	t.Parallel()
 	requireLlamaCpp(t)
-	src := filepath.Join(sharedDir(t, "models/stories260K/model.safetensors"), "models", "stories260K")
+	src := filepath.Join(sharedtest.Dir(t, "models/stories260K/model.safetensors"), "models", "stories260K")
 	var seqs [][]int32
 	var ours [][][]float64
 	for _, s := range stories {

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/alignkit/alignkit/internal/sharedtest"
 )
 
 // tol is the largest log-prob difference allowed between llama.cpp on an f32 export and alignkit on
@@ -73,38 +75,6 @@ func report(t *testing.T, format string, args ...any) {
 	h.mu.Unlock()
 }
 
-// repoRoot is the directory holding go.mod.
-func repoRoot(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the test directory")
-		}
-		dir = parent
-	}
-}
-
-// sharedDir is ../shared next to the repository root; the test is skipped when it or one of the
-// files named (relative to it) is absent.
-func sharedDir(t testing.TB, need ...string) string {
-	t.Helper()
-	shared := filepath.Join(filepath.Dir(repoRoot(t)), "shared")
-	for _, p := range append([]string{""}, need...) {
-		if _, err := os.Stat(filepath.Join(shared, p)); err != nil {
-			t.Skipf("../shared/%s is absent (CI has it): %v", p, err)
-		}
-	}
-	return shared
-}
-
 // requireLlamaCpp skips the test unless node and node-llama-cpp are installed, and returns the path of
 // logprobs.mjs.
 func requireLlamaCpp(t testing.TB) string {
@@ -112,7 +82,7 @@ func requireLlamaCpp(t testing.TB) string {
 	if _, err := exec.LookPath("node"); err != nil {
 		t.Skip("llama.cpp conformance skipped: node is not on PATH")
 	}
-	dir := filepath.Join(repoRoot(t), "conformance", "llamacpp")
+	dir := filepath.Join(sharedtest.RepoRoot(t), "conformance", "llamacpp")
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "node-llama-cpp")); err != nil {
 		t.Skipf("llama.cpp conformance skipped: %s lacks node_modules/node-llama-cpp; `make conformance/llamacpp/node_modules` installs it", dir)
 	}
@@ -142,7 +112,7 @@ func alignkitBinary(t testing.TB) string {
 			}
 		}
 		cmd := exec.Command(goBin, append(args, "./cmd/alignkit")...)
-		cmd.Dir, cmd.Env = repoRoot(t), env
+		cmd.Dir, cmd.Env = sharedtest.RepoRoot(t), env
 		if msg, err := cmd.CombinedOutput(); err != nil {
 			h.buildErr = fmt.Errorf("go %s: %v: %s", strings.Join(cmd.Args[1:], " "), err, msg)
 			return
@@ -160,7 +130,7 @@ func alignkitBinary(t testing.TB) string {
 func cli(t testing.TB, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(alignkitBinary(t), args...)
-	cmd.Dir = repoRoot(t)
+	cmd.Dir = sharedtest.RepoRoot(t)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

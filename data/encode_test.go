@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/alignkit/alignkit/data/chat"
+	"github.com/alignkit/alignkit/internal/sharedtest"
 )
 
 func mustTemplate(t *testing.T, spec, bos, eos string) *chat.Template {
@@ -203,7 +204,7 @@ func TestPairExamples(t *testing.T) {
 // exactly the template's rendering, and exactly one EOS per assistant
 // message is trained (assistant_only).
 func TestSharedDataTokenizes(t *testing.T) {
-	dir := filepath.Join(sharedDir(t), "data")
+	dir := filepath.Join(sharedtest.Dir(t), "data")
 	eosOf := map[string]int32{"chatml": fakeIMEnd, "llama-2": fakeEOS, "zephyr": fakeEOS, "llama-3": fakeEOT}
 	for _, file := range []string{"no_robots_test_sft.parquet", "capybara_test.parquet", "alpaca_en_demo.parquet"} {
 		ds, err := Load(Source{Path: filepath.Join(dir, file)})
@@ -256,7 +257,7 @@ func TestSharedDataTokenizes(t *testing.T) {
 
 // TestSharedPairsTokenize tokenizes the real preference files.
 func TestSharedPairsTokenize(t *testing.T) {
-	dir := filepath.Join(sharedDir(t), "data")
+	dir := filepath.Join(sharedtest.Dir(t), "data")
 	for _, file := range []string{"hh_rlhf_harmless_base_test.parquet", "orca_dpo_pairs_validation_chat.parquet"} {
 		ds, err := Load(Source{Path: filepath.Join(dir, file)})
 		if err != nil {

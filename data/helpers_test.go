@@ -1,37 +1,9 @@
 package data
 
 import (
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
-	"testing"
 )
-
-// sharedDir locates ../shared from the repository root (the directory with
-// go.mod), skipping the test when it is absent.
-func sharedDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("no go.mod above the test directory; cannot locate ../shared")
-		}
-		dir = parent
-	}
-	shared := filepath.Join(filepath.Dir(dir), "shared")
-	if _, err := os.Stat(shared); err != nil {
-		t.Skipf("shared reference files not found at %s (see the project README)", shared)
-	}
-	return shared
-}
 
 // fakeEncoder is an honest byte-level tokenizer: every byte b of normal text
 // is id b+byteOffset; special-token strings become reserved ids below

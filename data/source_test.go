@@ -8,12 +8,14 @@ import (
 	"testing"
 
 	"github.com/parquet-go/parquet-go"
+
+	"github.com/alignkit/alignkit/internal/sharedtest"
 )
 
 // TestSharedParquet reads the real shared files: row counts as documented in
 // shared/README.md, every conversation non-empty, and formats detected.
 func TestSharedParquet(t *testing.T) {
-	dir := filepath.Join(sharedDir(t), "data")
+	dir := filepath.Join(sharedtest.Dir(t), "data")
 	tests := []struct {
 		file   string
 		rows   int
@@ -83,7 +85,7 @@ func TestSharedParquet(t *testing.T) {
 // TestSharedRowContents pins a few values read from the real files, checked
 // by hand against the files' first rows.
 func TestSharedRowContents(t *testing.T) {
-	dir := filepath.Join(sharedDir(t), "data")
+	dir := filepath.Join(sharedtest.Dir(t), "data")
 	orca, err := Load(Source{Path: filepath.Join(dir, "orca_dpo_pairs_validation_chat.parquet")})
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/alignkit/alignkit/internal/sharedtest"
 )
 
 func TestSplitIndices(t *testing.T) {
@@ -50,7 +52,7 @@ func TestSplitIndices(t *testing.T) {
 }
 
 func TestLoadSplit(t *testing.T) {
-	dir := filepath.Join(sharedDir(t), "data")
+	dir := filepath.Join(sharedtest.Dir(t), "data")
 	alpaca := Source{Path: filepath.Join(dir, "alpaca_en_demo.parquet")}
 	train, eval, err := LoadSplit(SplitConfig{Train: alpaca, EvalSplit: 0.05, Seed: 1})
 	if err != nil {

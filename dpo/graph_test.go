@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/alignkit/alignkit/conf"
+	"github.com/alignkit/alignkit/internal/sharedtest"
 	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/alignkit/alignkit/train"
 )
@@ -97,7 +98,7 @@ func TestGradientThroughGraph(t *testing.T) {
 func TestMixtralAuxLoss(t *testing.T) {
 	shared := sharedDir(t)
 	var spec checkpoint.InitSpec
-	if err := conf.Load(filepath.Join(repoRoot(t), "configs", "init", "tiny-mixtral.yaml"), nil, &spec); err != nil {
+	if err := conf.Load(filepath.Join(sharedtest.RepoRoot(t), "configs", "init", "tiny-mixtral.yaml"), nil, &spec); err != nil {
 		t.Fatal(err)
 	}
 	spec.Tokenizer = filepath.Join(shared, "models", "stories260K", "tokenizer.model")

@@ -8,38 +8,14 @@ import (
 	"testing"
 
 	"github.com/alignkit/alignkit/data"
+	"github.com/alignkit/alignkit/internal/sharedtest"
 	"github.com/alignkit/alignkit/train"
 )
 
-// repoRoot is the directory holding go.mod.
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-}
-
-// sharedDir is ../shared from the repository root; tests that need it skip when it is absent.
+// sharedDir is ../shared; tests skip unless it holds stories260K and the two preference files they train on.
 func sharedDir(t *testing.T) string {
 	t.Helper()
-	shared := filepath.Join(repoRoot(t), "..", "shared")
-	for _, p := range []string{"models/stories260K/model.safetensors", "data/orca_dpo_pairs_validation_chat.parquet", "data/hh_rlhf_harmless_base_test.parquet"} {
-		if _, err := os.Stat(filepath.Join(shared, p)); err != nil {
-			t.Skipf("../shared/%s is absent (%v): these tests need the shared reference files", p, err)
-		}
-	}
-	return shared
+	return sharedtest.Dir(t, "models/stories260K/model.safetensors", "data/orca_dpo_pairs_validation_chat.parquet", "data/hh_rlhf_harmless_base_test.parquet")
 }
 
 // storiesConfig is a short DPO run of stories260K on a shared data file.

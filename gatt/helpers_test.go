@@ -3,38 +3,19 @@ package gatt
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/alignkit/alignkit/data/chat"
+	"github.com/alignkit/alignkit/internal/sharedtest"
 	"github.com/alignkit/alignkit/rlhf"
 )
 
-// sharedDir is ../shared from the repo root (the directory holding go.mod), or a skip.
+// sharedDir is ../shared; tests skip unless it holds stories260K.
 func sharedDir(t *testing.T) string {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("no go.mod above the test directory")
-		}
-		dir = parent
-	}
-	shared := filepath.Join(dir, "..", "shared")
-	if _, err := os.Stat(filepath.Join(shared, "models", "stories260K", "config.json")); err != nil {
-		t.Skipf("../shared with models/stories260K not found at %s: the reference files are absent", shared)
-	}
-	return shared
+	return sharedtest.Dir(t, "models/stories260K/config.json")
 }
 
 // scriptGen is a fake generator: each reply is reply(prompt messages, sample index). It records the

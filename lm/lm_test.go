@@ -2,11 +2,10 @@ package lm
 
 import (
 	"math"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/alignkit/alignkit/data"
+	"github.com/alignkit/alignkit/internal/sharedtest"
 	"github.com/alignkit/alignkit/model"
 	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/alignkit/alignkit/model/infer"
@@ -14,17 +13,7 @@ import (
 
 func stories(t *testing.T) *checkpoint.Model {
 	t.Helper()
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		dir = filepath.Dir(dir)
-	}
-	path := filepath.Join(dir, "..", "shared", "models", "stories260K")
-	if _, err := os.Stat(path); err != nil {
-		t.Skipf("../shared/models/stories260K is absent (%v)", err)
-	}
+	path := sharedtest.Path(t, "models", "stories260K")
 	ck, err := checkpoint.Open(path)
 	if err != nil {
 		t.Fatal(err)

@@ -7,50 +7,18 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/alignkit/alignkit/internal/sharedtest"
 	"github.com/alignkit/alignkit/model/checkpoint"
 )
 
-// sharedDir is ../shared seen from the repository root (the directory holding go.mod); tests that
-// need it skip when it is absent.
-func sharedDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-	shared := filepath.Join(dir, "..", "shared")
-	if _, err := os.Stat(shared); err != nil {
-		t.Skipf("../shared is absent (%v): the real-data tests need it", err)
-	}
-	return shared
-}
-
 func storiesPath(t *testing.T) string {
 	t.Helper()
-	p := filepath.Join(sharedDir(t), "models", "stories260K")
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("../shared/models/stories260K is absent (%v)", err)
-	}
-	return p
+	return sharedtest.Path(t, "models", "stories260K")
 }
 
 func sharedData(t *testing.T, name string) string {
 	t.Helper()
-	p := filepath.Join(sharedDir(t), "data", name)
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("../shared/data/%s is absent (%v)", name, err)
-	}
-	return p
+	return sharedtest.Path(t, "data", name)
 }
 
 func stories(t *testing.T) *checkpoint.Model {

@@ -4,43 +4,20 @@ import (
 	"context"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 
+	"github.com/alignkit/alignkit/internal/sharedtest"
 	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/alignkit/alignkit/model/hf"
 	"github.com/alignkit/alignkit/reward"
 )
 
-// repoRoot is the directory holding go.mod.
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-}
-
-// sharedDir is ../shared from the repository root; tests skip when it is absent.
+// sharedDir is ../shared; tests skip unless it holds stories260K.
 func sharedDir(t *testing.T) string {
 	t.Helper()
-	shared := filepath.Join(repoRoot(t), "..", "shared")
-	if _, err := os.Stat(filepath.Join(shared, "models", "stories260K", "config.json")); err != nil {
-		t.Skipf("reference files absent (%v): these tests need ../shared from the repository root", err)
-	}
-	return shared
+	return sharedtest.Dir(t, "models/stories260K/config.json")
 }
 
 func storiesDir(t *testing.T) string { return filepath.Join(sharedDir(t), "models", "stories260K") }

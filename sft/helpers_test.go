@@ -7,34 +7,14 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/alignkit/alignkit/internal/sharedtest"
 	"github.com/alignkit/alignkit/train"
 )
 
-// sharedDir locates ../shared from the repository root (the directory holding go.mod), skipping
-// the test when it is absent.
+// sharedDir is ../shared; tests skip unless it holds stories260K and the three data files they train on.
 func sharedDir(t testing.TB) string {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("no go.mod above the test directory; cannot locate ../shared")
-		}
-		dir = parent
-	}
-	shared := filepath.Join(filepath.Dir(dir), "shared")
-	for _, p := range []string{"models/stories260K/model.safetensors", "data/no_robots_test_sft.parquet", "data/capybara_test.parquet", "data/alpaca_en_demo.parquet"} {
-		if _, err := os.Stat(filepath.Join(shared, p)); err != nil {
-			t.Skipf("../shared/%s is absent (%v)", p, err)
-		}
-	}
-	return shared
+	return sharedtest.Dir(t, "models/stories260K/model.safetensors", "data/no_robots_test_sft.parquet", "data/capybara_test.parquet", "data/alpaca_en_demo.parquet")
 }
 
 // storiesConfig is a short SFT run of stories260K on a ../shared data file: llama-2's template

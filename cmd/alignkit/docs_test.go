@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/alignkit/alignkit/internal/sharedtest"
 )
 
 // TestConfigReferenceUpToDate fails when docs/CONFIG.md no longer matches the config structs; run
@@ -14,7 +16,7 @@ func TestConfigReferenceUpToDate(t *testing.T) {
 	if err := writeConfigReference(&buf); err != nil {
 		t.Fatal(err)
 	}
-	have, err := os.ReadFile(filepath.Join(repoRoot(t), "docs", "CONFIG.md"))
+	have, err := os.ReadFile(filepath.Join(sharedtest.RepoRoot(t), "docs", "CONFIG.md"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/alignkit/alignkit/conf"
 	"github.com/alignkit/alignkit/dpo"
+	"github.com/alignkit/alignkit/internal/sharedtest"
 )
 
 // dpoMetrics reads output_dir/metrics.jsonl.
@@ -37,7 +38,7 @@ func dpoMetrics(t *testing.T, dir string) []map[string]float64 {
 // evaluation reports TRL's eval_ names, and output_dir holds a finished model. A second run into
 // another output_dir reads the cached reference log-probs instead of recomputing them.
 func TestDPOShippedConfig(t *testing.T) {
-	sharedDir(t, "models/stories260K/model.safetensors", "data/orca_dpo_pairs_validation_chat.parquet")
+	sharedtest.Dir(t, "models/stories260K/model.safetensors", "data/orca_dpo_pairs_validation_chat.parquet")
 	cache := t.TempDir()
 	args := func(out string) []string {
 		return []string{"dpo", "--config", "configs/dpo/stories260k.yaml", "--set", "output_dir=" + out,
@@ -112,7 +113,7 @@ func TestDPOShippedConfig(t *testing.T) {
 // 128 pairs per step, beta 0.01, lr 5e-7 cosine with 10% warmup, 1 epoch, 1024/512 tokens.
 func TestDPOMistralConfig(t *testing.T) {
 	var cfg dpo.Config
-	if err := conf.Load(filepath.Join(repoRoot(t), "configs", "dpo", "mistral-7b.yaml"), nil, &cfg); err != nil {
+	if err := conf.Load(filepath.Join(sharedtest.RepoRoot(t), "configs", "dpo", "mistral-7b.yaml"), nil, &cfg); err != nil {
 		t.Fatal(err)
 	}
 	c := cfg.Defaults()
@@ -129,7 +130,7 @@ func TestDPOMistralConfig(t *testing.T) {
 // TestDPOBadInput: bad configs and bad rows fail with exit status 1 and one error line naming the
 // key, or the file and row, and leave no output_dir.
 func TestDPOBadInput(t *testing.T) {
-	sharedDir(t, "models/stories260K/model.safetensors", "data/orca_dpo_pairs_validation_chat.parquet")
+	sharedtest.Dir(t, "models/stories260K/model.safetensors", "data/orca_dpo_pairs_validation_chat.parquet")
 	dir := t.TempDir()
 	same := filepath.Join(dir, "same.jsonl")
 	userLast := filepath.Join(dir, "user_last.jsonl")

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/alignkit/alignkit/internal/sharedtest"
 	"github.com/alignkit/alignkit/model"
 	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/alignkit/alignkit/model/gguf"
@@ -22,7 +23,7 @@ import (
 // original does; HF -> sharded HF (--max-shard-size) gives the same tensors spread over several
 // safetensors files with an index. The llama.cpp side of the export is checked in ./conformance.
 func TestExportRoundTrips(t *testing.T) {
-	shared := sharedDir(t, "models/stories260K/model.safetensors")
+	shared := sharedtest.Dir(t, "models/stories260K/model.safetensors")
 	stories := filepath.Join(shared, "models", "stories260K")
 	dir := t.TempDir()
 	mixtral := filepath.Join(dir, "mixtral")
@@ -95,7 +96,7 @@ func viaGGUF(t *testing.T, src, out string) {
 // exit status 1 and exactly one error line, and leaves nothing at the output path nor any temporary
 // file beside it.
 func TestExportBadInput(t *testing.T) {
-	shared := sharedDir(t, "models/stories260K/model.safetensors")
+	shared := sharedtest.Dir(t, "models/stories260K/model.safetensors")
 	stories := filepath.Join(shared, "models", "stories260K")
 	dir := t.TempDir()
 

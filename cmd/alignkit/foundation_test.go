@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/alignkit/alignkit/internal/sharedtest"
 )
 
 // TestLogitsProbeMatchesLlamaCpp runs `alignkit logits --json`, the probe every parity check uses, on
@@ -15,7 +17,7 @@ import (
 // ../shared/reference/stories260K_llamacpp.json: same token ids, every position's top-5 within 1e-4
 // of llama.cpp, the whole last-position log-softmax within 1e-4 of PyTorch.
 func TestLogitsProbeMatchesLlamaCpp(t *testing.T) {
-	shared := sharedDir(t, "models/stories260K", "reference/stories260K_llamacpp.json")
+	shared := sharedtest.Dir(t, "models/stories260K", "reference/stories260K_llamacpp.json")
 	raw, err := os.ReadFile(filepath.Join(shared, "reference", "stories260K_llamacpp.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +77,7 @@ func TestLogitsProbeMatchesLlamaCpp(t *testing.T) {
 // TestFoundationBadInput checks that each kind of bad input to the model commands is one error
 // line naming the file and the problem, with exit status 1 and no panic.
 func TestFoundationBadInput(t *testing.T) {
-	shared := sharedDir(t, "models/stories260K")
+	shared := sharedtest.Dir(t, "models/stories260K")
 	src := filepath.Join(shared, "models", "stories260K")
 	dir := t.TempDir()
 
@@ -168,7 +170,7 @@ func TestFoundationBadInput(t *testing.T) {
 
 // TestInitExamples initialises each shipped architecture example and generates from it.
 func TestInitExamples(t *testing.T) {
-	sharedDir(t, "models/stories260K/tokenizer.model")
+	sharedtest.Dir(t, "models/stories260K/tokenizer.model")
 	for _, arch := range []string{"llama", "mistral", "mixtral"} {
 		t.Run(arch, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), arch)

@@ -12,6 +12,7 @@ import (
 	"github.com/alignkit/alignkit/conf"
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/gatt"
+	"github.com/alignkit/alignkit/internal/sharedtest"
 	"github.com/alignkit/alignkit/lm"
 	"github.com/alignkit/alignkit/model/tokenizer"
 	"github.com/alignkit/alignkit/sft"
@@ -21,7 +22,7 @@ import (
 // repository root: synthesis from Capybara with stories260K as the sampler, a resumed rerun, a few
 // SFT steps on gatt.parquet, and the consistency eval of both models side by side.
 func TestGattEndToEnd(t *testing.T) {
-	shared := sharedDir(t, "models/stories260K/model.safetensors", "data/capybara_test.parquet")
+	shared := sharedtest.Dir(t, "models/stories260K/model.safetensors", "data/capybara_test.parquet")
 	dir := t.TempDir()
 	synthOut := filepath.Join(dir, "synth")
 
@@ -126,7 +127,7 @@ func TestGattEndToEnd(t *testing.T) {
 	// A few SFT steps on gatt.parquet, unchanged, with the shipped GAtt SFT config.
 	sftOut := filepath.Join(dir, "sft")
 	cfg := sft.DefaultConfig()
-	if err := conf.Load(filepath.Join(repoRoot(t), "configs", "gatt", "sft-stories260k.yaml"), []string{
+	if err := conf.Load(filepath.Join(sharedtest.RepoRoot(t), "configs", "gatt", "sft-stories260k.yaml"), []string{
 		"model_name_or_path=" + filepath.Join(shared, "models", "stories260K"), "dataset_name=" + filepath.Join(synthOut, gatt.ParquetFile),
 		"output_dir=" + sftOut, "max_steps=3", "per_device_train_batch_size=3", "logging_steps=1", "save_steps=3", "report_plots=false",
 	}, &cfg); err != nil {
@@ -236,7 +237,7 @@ func TestGattLists(t *testing.T) {
 		!reflect.DeepEqual(cfg.Constraints, gatt.DefaultLists()) {
 		t.Errorf("lists YAML loads back as %+v, %v", cfg.Constraints, err)
 	}
-	shared := sharedDir(t, "models/stories260K/model.safetensors")
+	shared := sharedtest.Dir(t, "models/stories260K/model.safetensors")
 	r = runCLI(t, "gatt", "lists", "--generate", "--model", filepath.Join(shared, "models", "stories260K"), "--chat-template", "llama-2", "--max-new-tokens", "24")
 	if r.Code != 1 || !strings.HasPrefix(r.ErrorLine(), "alignkit: gatt lists: the model proposed no hobbies: its reply \"") || !strings.HasSuffix(r.ErrorLine(), "\" holds no list item") {
 		t.Errorf("stories260K lists: exit %d: %s", r.Code, r.ErrorLine())

@@ -1,17 +1,18 @@
 package main
 
 // Shared helpers for the command-line tests of every subcommand: run the real command line
-// in-process (main's run function: cobra root, one error line, exit status) and find the repository
-// root and ../shared.
+// in-process (main's run function: cobra root, one error line, exit status). The repository root and
+// ../shared come from internal/sharedtest.
 
 import (
 	"bytes"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/alignkit/alignkit/internal/sharedtest"
 )
 
 // cliResult is what one command line did.
@@ -32,7 +33,7 @@ func (r cliResult) ErrorLine() string {
 // must not run in parallel.
 func runCLI(t *testing.T, args ...string) cliResult {
 	t.Helper()
-	root := repoRoot(t)
+	root := sharedtest.RepoRoot(t)
 	wd, err := os.Getwd()
 	if err != nil {
 		t.Fatal(err)
@@ -68,36 +69,4 @@ func runCLI(t *testing.T, args ...string) cliResult {
 	errDone := capture(&os.Stderr)
 	code := run(args)
 	return cliResult{Stdout: outDone(), Stderr: errDone(), Code: code}
-}
-
-// repoRoot is the directory holding go.mod.
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the test directory")
-		}
-		dir = parent
-	}
-}
-
-// sharedDir is ../shared next to the repository root; the test is skipped when it or one of the
-// files named (relative to it) is absent.
-func sharedDir(t *testing.T, need ...string) string {
-	t.Helper()
-	shared := filepath.Join(filepath.Dir(repoRoot(t)), "shared")
-	for _, p := range append([]string{""}, need...) {
-		if _, err := os.Stat(filepath.Join(shared, p)); err != nil {
-			t.Skipf("../shared/%s is absent (%v)", p, err)
-		}
-	}
-	return shared
 }

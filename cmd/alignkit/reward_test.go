@@ -10,6 +10,7 @@ import (
 
 	"github.com/alignkit/alignkit/conf"
 	"github.com/alignkit/alignkit/data"
+	"github.com/alignkit/alignkit/internal/sharedtest"
 	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/alignkit/alignkit/model/hf"
 	"github.com/alignkit/alignkit/reward"
@@ -37,7 +38,7 @@ func rewardMetrics(t *testing.T, dir string) []map[string]float64 {
 // in metrics.jsonl climbs above 0.5, evaluation runs at the end, and output_dir holds a finished
 // LlamaForSequenceClassification model with the chat template it was trained with.
 func TestRewardShippedConfig(t *testing.T) {
-	sharedDir(t, "models/stories260K/model.safetensors", "data/hh_rlhf_harmless_base_test.parquet")
+	sharedtest.Dir(t, "models/stories260K/model.safetensors", "data/hh_rlhf_harmless_base_test.parquet")
 	out := t.TempDir()
 	r := runCLI(t, "reward", "train", "--config", "configs/reward/stories260k.yaml", "--set", "output_dir="+out,
 		"--set", "max_train_samples=16", "--set", "max_steps=12", "--set", "learning_rate=2e-3", "--set", "logging_steps=4",
@@ -79,7 +80,7 @@ func TestRewardShippedConfig(t *testing.T) {
 // TestRewardConfigKeys loads the shipped config and checks the keys the reward trainer adds.
 func TestRewardConfigKeys(t *testing.T) {
 	cfg := reward.DefaultConfig()
-	if err := conf.Load(filepath.Join(repoRoot(t), "configs", "reward", "stories260k.yaml"), []string{"margin_preset=small", "rating_column=rating", "margin_map={\"much better\": 1.5}", "center_rewards_coefficient=0.01"}, &cfg); err != nil {
+	if err := conf.Load(filepath.Join(sharedtest.RepoRoot(t), "configs", "reward", "stories260k.yaml"), []string{"margin_preset=small", "rating_column=rating", "margin_map={\"much better\": 1.5}", "center_rewards_coefficient=0.01"}, &cfg); err != nil {
 		t.Fatal(err)
 	}
 	if cfg.MarginPreset != "small" || cfg.RatingColumn != "rating" || cfg.MarginMap["much better"] != 1.5 || cfg.CenterRewardsCoefficient != 0.01 || cfg.MaxPromptLength != 192 {
@@ -93,7 +94,7 @@ func TestRewardConfigKeys(t *testing.T) {
 // TestRewardScoreCLI scores a real multi-turn Parquet file through the command line: stdout reports
 // the rows, and the output holds the input's rows in order with the rewards the Go API gives.
 func TestRewardScoreCLI(t *testing.T) {
-	shared := sharedDir(t, "models/stories260K/model.safetensors", "data/capybara_test.parquet")
+	shared := sharedtest.Dir(t, "models/stories260K/model.safetensors", "data/capybara_test.parquet")
 	rm, err := checkpoint.Open(filepath.Join(shared, "models", "stories260K"))
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +150,7 @@ func TestRewardScoreCLI(t *testing.T) {
 // TestRewardBadInput: identical pairs are a warning, not an error; every real error is exit status
 // 1 with one line naming the file, row, column or key, and leaves no output behind.
 func TestRewardBadInput(t *testing.T) {
-	shared := sharedDir(t, "models/stories260K/model.safetensors")
+	shared := sharedtest.Dir(t, "models/stories260K/model.safetensors")
 	dir := t.TempDir()
 	write := func(name, s string) string {
 		p := filepath.Join(dir, name)
@@ -211,7 +212,7 @@ func TestRewardBadInput(t *testing.T) {
 // recipe's numbers: 512 pairs per step, lr 1e-5 cosine down to 10%, 3% warm-up, one epoch.
 func TestRewardMistralConfig(t *testing.T) {
 	cfg := reward.DefaultConfig()
-	if err := conf.Load(filepath.Join(repoRoot(t), "configs", "reward", "mistral-7b.yaml"), nil, &cfg); err != nil {
+	if err := conf.Load(filepath.Join(sharedtest.RepoRoot(t), "configs", "reward", "mistral-7b.yaml"), nil, &cfg); err != nil {
 		t.Fatal(err)
 	}
 	if err := cfg.Validate(); err != nil {

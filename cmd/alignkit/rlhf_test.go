@@ -7,13 +7,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/alignkit/alignkit/internal/sharedtest"
 )
 
 // The Llama 2 pipeline from the shipped configs through the real command line, at toy size: a
 // reward model trained for a few steps (alignkit reward train), a temperature sweep of best-of-K
 // sampling (alignkit rlhf sample), and one round of the rejection-sampling loop (alignkit rlhf run).
 func TestRLHFPipelineCLI(t *testing.T) {
-	sharedDir(t, "models/stories260K", "data/hh_rlhf_harmless_base_test.parquet")
+	sharedtest.Dir(t, "models/stories260K", "data/hh_rlhf_harmless_base_test.parquet")
 	tmp := t.TempDir()
 	rewardDir := filepath.Join(tmp, "reward")
 	res := runCLI(t, "reward", "train", "--config", "configs/reward/stories260k.yaml", "--set", "output_dir="+rewardDir,
@@ -75,7 +77,7 @@ func TestRLHFPipelineCLI(t *testing.T) {
 
 // Bad input through the command line: one error line each.
 func TestRLHFCLIErrors(t *testing.T) {
-	sharedDir(t, "models/stories260K", "data/hh_rlhf_harmless_base_test.parquet")
+	sharedtest.Dir(t, "models/stories260K", "data/hh_rlhf_harmless_base_test.parquet")
 	tmp := t.TempDir()
 	noColumn := filepath.Join(tmp, "prompts.jsonl")
 	if err := os.WriteFile(noColumn, []byte(`{"question": "why?"}`+"\n"), 0o644); err != nil {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alignkit/alignkit/internal/sharedtest"
 	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/alignkit/alignkit/model/hf"
 	"github.com/alignkit/alignkit/reward"
@@ -19,7 +20,7 @@ import (
 // `alignkit serve` through the real command line: it answers chat completions and scores on the
 // address given, and SIGINT (Ctrl-C) shuts it down gracefully with exit status 0.
 func TestServeCLI(t *testing.T) {
-	shared := sharedDir(t, "models/stories260K")
+	shared := sharedtest.Dir(t, "models/stories260K")
 	ck, err := checkpoint.Open(filepath.Join(shared, "models", "stories260K"))
 	if err != nil {
 		t.Fatal(err)

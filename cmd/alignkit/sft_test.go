@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/alignkit/alignkit/conf"
+	"github.com/alignkit/alignkit/internal/sharedtest"
 	"github.com/alignkit/alignkit/sft"
 	"github.com/parquet-go/parquet-go"
 )
@@ -17,7 +18,7 @@ import (
 // shortened to 20 steps: the data summary comes first, evaluation runs at steps 10 and 20, and
 // output_dir ends up holding a finished HF model with its tokenizer and chat template.
 func TestSFTShippedConfig(t *testing.T) {
-	sharedDir(t, "models/stories260K/model.safetensors", "data/no_robots_test_sft.parquet")
+	sharedtest.Dir(t, "models/stories260K/model.safetensors", "data/no_robots_test_sft.parquet")
 	out := t.TempDir()
 	r := runCLI(t, "sft", "--config", "configs/sft/stories260k.yaml", "--set", "output_dir="+out,
 		"--set", "max_steps=20", "--set", "eval_steps=10", "--set", "save_steps=10", "--set", "report_plots=false")
@@ -53,7 +54,7 @@ func TestSFTShippedConfig(t *testing.T) {
 // numbers: 64 sequences of 4096 tokens per step, lr 2e-5 cosine, weight decay 0.1, 2 epochs.
 func TestSFTMistralConfig(t *testing.T) {
 	cfg := sft.DefaultConfig()
-	if err := conf.Load(filepath.Join(repoRoot(t), "configs", "sft", "mistral-7b.yaml"), nil, &cfg); err != nil {
+	if err := conf.Load(filepath.Join(sharedtest.RepoRoot(t), "configs", "sft", "mistral-7b.yaml"), nil, &cfg); err != nil {
 		t.Fatal(err)
 	}
 	c := cfg.Defaults()
@@ -70,7 +71,7 @@ func TestSFTMistralConfig(t *testing.T) {
 // TestSFTBadInput feeds the command bad configs and bad data. Each fails with exit status 1 and one
 // error line naming the file, row and column or key, and leaves no model in output_dir.
 func TestSFTBadInput(t *testing.T) {
-	shared := sharedDir(t, "models/stories260K/model.safetensors", "data/no_robots_test_sft.parquet")
+	shared := sharedtest.Dir(t, "models/stories260K/model.safetensors", "data/no_robots_test_sft.parquet")
 	dir := t.TempDir()
 	noRobots := filepath.Join(shared, "data", "no_robots_test_sft.parquet")
 	emptyConv := filepath.Join(dir, "empty.jsonl")

@@ -6,31 +6,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/alignkit/alignkit/internal/sharedtest"
 	"github.com/alignkit/alignkit/model"
 )
 
-// sharedDir finds ../shared beside the repository root, or skips.
+// sharedDir is ../shared; tests skip unless it holds stories260K.
 func sharedDir(t *testing.T) string {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("no go.mod above the test directory")
-		}
-		dir = parent
-	}
-	shared := filepath.Join(dir, "..", "shared")
-	if _, err := os.Stat(filepath.Join(shared, "models", "stories260K")); err != nil {
-		t.Skipf("../shared/models/stories260K is absent (%v): reference tests skipped", err)
-	}
-	return shared
+	return sharedtest.Dir(t, "models/stories260K")
 }
 
 // TestOpenHFAndGGUFAgree opens the same pretrained model from llama.cpp's GGUF and from the HF

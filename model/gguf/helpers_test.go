@@ -11,46 +11,15 @@ import (
 	"github.com/ollama/ollama/convert/sentencepiece"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/alignkit/alignkit/internal/sharedtest"
 	"github.com/alignkit/alignkit/model"
 	"github.com/alignkit/alignkit/model/hf"
 )
 
-// repoRoot walks up from the package directory to the one holding go.mod.
-func repoRoot(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-}
-
-// sharedDir is the project's ../shared reference folder; tests that need it skip when it is absent.
-func sharedDir(t testing.TB) string {
-	t.Helper()
-	dir := filepath.Join(repoRoot(t), "..", "shared")
-	if _, err := os.Stat(dir); err != nil {
-		t.Skipf("reference folder %s is absent (CI has it): %v", dir, err)
-	}
-	return dir
-}
-
+// storiesDir is ../shared/models/stories260K; tests skip unless its model.safetensors is there.
 func storiesDir(t testing.TB) string {
 	t.Helper()
-	dir := filepath.Join(sharedDir(t), "models", "stories260K")
-	if _, err := os.Stat(filepath.Join(dir, "model.safetensors")); err != nil {
-		t.Skipf("stories260K is absent from %s: %v", dir, err)
-	}
-	return dir
+	return filepath.Join(sharedtest.Dir(t, "models/stories260K/model.safetensors"), "models", "stories260K")
 }
 
 // loadStories reads the HF checkpoint with model/hf.

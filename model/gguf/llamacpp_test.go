@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/alignkit/alignkit/internal/sharedtest"
 	"github.com/alignkit/alignkit/model"
 	"github.com/alignkit/alignkit/model/infer"
 )
@@ -28,7 +29,7 @@ func llamaCppScript(t *testing.T) string {
 	if _, err := exec.LookPath("node"); err != nil {
 		t.Skip("llama.cpp conformance skipped: node is not on PATH")
 	}
-	dir := filepath.Join(repoRoot(t), "conformance", "llamacpp")
+	dir := filepath.Join(sharedtest.RepoRoot(t), "conformance", "llamacpp")
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "node-llama-cpp")); err != nil {
 		t.Skipf("llama.cpp conformance skipped: %s/node_modules is missing; run `npm ci --omit=optional` there to enable it", dir)
 	}
@@ -97,7 +98,7 @@ type storiesReference struct {
 // quantises the activations to q8_0 for its q8_0 dot products.
 func TestLlamaCppStories260K(t *testing.T) {
 	script := llamaCppScript(t)
-	raw, err := os.ReadFile(filepath.Join(sharedDir(t), "reference", "stories260K_llamacpp.json"))
+	raw, err := os.ReadFile(filepath.Join(sharedtest.Dir(t), "reference", "stories260K_llamacpp.json"))
 	if err != nil {
 		t.Skipf("reference log-probs are absent: %v", err)
 	}

@@ -12,36 +12,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/alignkit/alignkit/internal/sharedtest"
 	"github.com/alignkit/alignkit/model"
 )
 
-// sharedDir finds ../shared next to the repository root (the directory holding go.mod), skipping the
-// test when it is absent.
-func sharedDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("go.mod not found above the test directory; cannot locate ../shared")
-		}
-		dir = parent
-	}
-	shared := filepath.Join(dir, "..", "shared")
-	if _, err := os.Stat(shared); err != nil {
-		t.Skipf("reference files not available: %s is absent", shared)
-	}
-	return shared
-}
-
 func storiesDir(t *testing.T) string {
-	return filepath.Join(sharedDir(t), "models", "stories260K")
+	return filepath.Join(sharedtest.Dir(t), "models", "stories260K")
 }
 
 // rawF32 reads element idx of a tensor from a safetensors file with nothing but encoding/json and

@@ -2,44 +2,19 @@ package infer
 
 import (
 	"math"
-	"os"
 	"path/filepath"
 	"sort"
 	"testing"
 
+	"github.com/alignkit/alignkit/internal/sharedtest"
 	"github.com/alignkit/alignkit/model"
 	"github.com/alignkit/alignkit/model/hf"
 )
 
-// sharedDir locates ../shared from the repository root (the directory holding go.mod), skipping the
-// test when the reference files are absent.
-func sharedDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("go.mod not found above the test directory; cannot locate ../shared")
-		}
-		dir = parent
-	}
-	shared := filepath.Join(dir, "..", "shared")
-	if _, err := os.Stat(shared); err != nil {
-		t.Skipf("reference files absent (%s): %v", shared, err)
-	}
-	return shared
-}
-
 // loadStories loads the real stories260K checkpoint from ../shared through model/hf.
 func loadStories(t testing.TB) *Engine {
 	t.Helper()
-	w, err := hf.Load(filepath.Join(sharedDir(t), "models", "stories260K"))
+	w, err := hf.Load(filepath.Join(sharedtest.Dir(t), "models", "stories260K"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/alignkit/alignkit/internal/sharedtest"
 )
 
 type refCase struct {
@@ -22,7 +24,7 @@ type refCase struct {
 
 func loadReference(t *testing.T) []refCase {
 	t.Helper()
-	path := filepath.Join(sharedDir(t), "reference", "stories260K_llamacpp.json")
+	path := filepath.Join(sharedtest.Dir(t), "reference", "stories260K_llamacpp.json")
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Skipf("reference absent: %v", err)

@@ -8,36 +8,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
-)
 
-// sharedDir is ../shared beside the repository root (the directory holding go.mod). Tests that
-// need it skip when it is absent.
-func sharedDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the test directory")
-		}
-		dir = parent
-	}
-	shared := filepath.Join(dir, "..", "shared")
-	if _, err := os.Stat(shared); err != nil {
-		t.Skipf("reference files absent: %s (see shared/README.md)", shared)
-	}
-	return shared
-}
+	"github.com/alignkit/alignkit/internal/sharedtest"
+)
 
 func loadShared(t *testing.T, rel string) *Tokenizer {
 	t.Helper()
-	path := filepath.Join(sharedDir(t), rel)
+	path := filepath.Join(sharedtest.Dir(t), rel)
 	if _, err := os.Stat(path); err != nil {
 		t.Skipf("reference file absent: %s", path)
 	}
@@ -58,7 +35,7 @@ func loadShared(t *testing.T, rel string) *Tokenizer {
 // encoded without BOS and without special-token parsing (llama-spm.out, which Python
 // sentencepiece reproduces too).
 func TestLlama2Vectors(t *testing.T) {
-	dir := filepath.Join(sharedDir(t), "tokenizers", "llama2")
+	dir := filepath.Join(sharedtest.Dir(t), "tokenizers", "llama2")
 	inp, err := os.ReadFile(filepath.Join(dir, "llama-spm.inp"))
 	if err != nil {
 		t.Skipf("reference file absent: %v", err)
@@ -345,7 +322,7 @@ func TestConcurrentUse(t *testing.T) {
 // Hugging Face's legacy Llama tokenizer and llama.cpp: "a<|tool|>b" is sp("a") + 32001 + sp("b")
 // = [263 32001 289] (Python sentencepiece ids of "a" and "b").
 func TestLlama2WithConfig(t *testing.T) {
-	src := filepath.Join(sharedDir(t), "tokenizers", "llama2", "tokenizer.model")
+	src := filepath.Join(sharedtest.Dir(t), "tokenizers", "llama2", "tokenizer.model")
 	dir := t.TempDir()
 	if err := os.Symlink(src, filepath.Join(dir, "tokenizer.model")); err != nil {
 		t.Fatal(err)
