@@ -112,18 +112,16 @@ func NewTask(cfg Config, opts ...Option) (*Task, error) {
 	t.moe = ck.Weights.Config.NumLocalExperts > 0
 	// Text pairs need no template: without one (none set, none in the tokenizer) conversational rows
 	// fail in data with their row named.
-	tok := data.NewTokenizer(lm.Encoder(ck.Tok), nil)
-	if cfg.Data.ChatTemplate != "" || ck.Tok.ChatTemplate() != "" {
-		if tok, err = lm.ChatTokenizer(ck.Tok, cfg.Data.ChatTemplate); err != nil {
-			return nil, fmt.Errorf("chat_template: %w", err)
-		}
+	tok, err := lm.DataTokenizer(ck.Tok, cfg.Data.ChatTemplate)
+	if err != nil {
+		return nil, fmt.Errorf("chat_template: %w", err)
 	}
 	seed := uint64(*cfg.Seed)
 	trainDS, evalDS, err := cfg.Data.Load(seed)
 	if err != nil {
 		return nil, err
 	}
-	pad := padID(ck)
+	pad := lm.PadID(ck.Tok, ck.Weights.Config)
 	if t.train, err = newPairSet("train", trainDS, tok, cfg, cfg.PerDeviceTrainBatchSize, pad, ck.Tok.EOS()); err != nil {
 		return nil, err
 	}
@@ -151,21 +149,6 @@ func NewTask(cfg Config, opts ...Option) (*Task, error) {
 	}
 	t.policy = lm.New(ck, rows)
 	return t, nil
-}
-
-// padID is the tokenizer's pad token, or else one that is never EOS (padding carries no loss).
-func padID(ck *checkpoint.Model) int32 {
-	eos := ck.Tok.EOS()
-	if p, ok := ck.Tok.PAD(); ok && p != eos {
-		return p
-	}
-	if u := ck.Tok.UNK(); u >= 0 && u != eos {
-		return u
-	}
-	if eos == 0 {
-		return 1
-	}
-	return 0
 }
 
 // precompute fills the splits' reference log-probs from the cache (keyed by the reference weights

@@ -4,19 +4,18 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"slices"
 	"strings"
 
+	"github.com/alignkit/alignkit/lm"
 	"github.com/alignkit/alignkit/model"
 	"github.com/alignkit/alignkit/model/checkpoint"
-	"github.com/alignkit/alignkit/model/tokenizer"
 )
 
 // FromCausalLM turns a causal LM checkpoint into a reward model in transformers'
 // XForSequenceClassification layout: lm_head.weight is dropped, score.weight (1, D) is drawn from
 // N(0, σ²) with σ = 1/√(D+1) (the reward-head init of Stiennon et al. / OpenAI's
 // lm-human-preferences, also model.InitRandom's) from a generator seeded with seed, and the config
-// becomes XForSequenceClassification with num_labels 1 and a pad_token_id (see PadID), which
+// becomes XForSequenceClassification with num_labels 1 and a pad_token_id (see lm.PadID), which
 // transformers needs to find the last real token of a padded row.
 //
 // The result shares the backbone tensors with ck (no copy): training it updates ck's weights too.
@@ -40,7 +39,7 @@ func FromCausalLM(ck *checkpoint.Model, seed uint64) (*checkpoint.Model, error) 
 	cfg.NumLabels = 1
 	// A pad_token_id equal to EOS (common for causal LMs) would make transformers read the token
 	// before each row's final EOS; the reward is read at that EOS.
-	if pad := int(PadID(ck.Tok, src)); cfg.PadTokenID == nil || *cfg.PadTokenID != pad {
+	if pad := int(lm.PadID(ck.Tok, src)); cfg.PadTokenID == nil || *cfg.PadTokenID != pad {
 		cfg.PadTokenID = &pad
 	}
 	if err := cfg.Validate(); err != nil {
@@ -65,36 +64,4 @@ func FromCausalLM(ck *checkpoint.Model, seed uint64) (*checkpoint.Model, error) 
 		return nil, err
 	}
 	return &checkpoint.Model{Weights: w, Tok: ck.Tok, Dir: ck.Dir, Source: ck.Source}, nil
-}
-
-// PadID is the id that pads reward-model batches and that config.json's pad_token_id names: the
-// config's own pad_token_id, else the tokenizer's pad token, else its unknown token (the usual
-// choice for Llama tokenizers, which have no pad token and emit unk for no text under byte
-// fallback), else 0 — never EOS, since every scored row ends with the EOS the head reads, and
-// transformers' sequence classifier finds that token as the last one that is not padding.
-func PadID(tok *tokenizer.Tokenizer, cfg model.Config) int32 {
-	var eos []int32
-	for _, id := range cfg.EOSTokenIDs {
-		eos = append(eos, int32(id))
-	}
-	if tok != nil {
-		eos = append(eos, tok.EOSIDs()...)
-	}
-	var cands []int32
-	if cfg.PadTokenID != nil {
-		cands = append(cands, int32(*cfg.PadTokenID))
-	}
-	if tok != nil {
-		if p, ok := tok.PAD(); ok {
-			cands = append(cands, p)
-		}
-		cands = append(cands, tok.UNK())
-	}
-	cands = append(cands, 0, 1, 2)
-	for _, c := range cands {
-		if c >= 0 && !slices.Contains(eos, c) && int(c) < cfg.VocabSize {
-			return c
-		}
-	}
-	return 0
 }

@@ -98,7 +98,7 @@ func TestFromCausalLM(t *testing.T) {
 // length buckets.
 func pairBatch(t *testing.T, ck *checkpoint.Model, buckets []int, triples ...[3]string) *data.PairBatch {
 	t.Helper()
-	tok, err := chatTokenizer(ck, "")
+	tok, err := lm.DataTokenizer(ck.Tok, "")
 	if err != nil {
 		t.Fatal(err)
 	}

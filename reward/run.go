@@ -92,9 +92,9 @@ func Prepare(cfg Config) (*Task, Summary, error) {
 		}
 		sum.FromCausalLM = true
 	}
-	pad := PadID(ck.Tok, ck.Weights.Config)
+	pad := lm.PadID(ck.Tok, ck.Weights.Config)
 	sum.PadID = pad
-	tok, err := chatTokenizer(ck, cfg.Data.ChatTemplate)
+	tok, err := lm.DataTokenizer(ck.Tok, cfg.Data.ChatTemplate)
 	if err != nil {
 		return nil, sum, fmt.Errorf("chat_template: %w", err)
 	}

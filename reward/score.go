@@ -94,7 +94,7 @@ func NewScorerFromModel(ck *checkpoint.Model, opts ...ScorerOption) (*Scorer, er
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", ck.Source, err)
 	}
-	tok, err := chatTokenizer(ck, o.chatTemplate)
+	tok, err := lm.DataTokenizer(ck.Tok, o.chatTemplate)
 	if err != nil {
 		return nil, err
 	}
@@ -125,16 +125,6 @@ func (s *Scorer) Score(ctx context.Context, convs [][]data.Message) ([]float64, 
 		items[i] = Item{PromptMessages: c[:k:k], ResponseMessages: c[k:]}
 	}
 	return s.scoreItems(ctx, items, "conversations", nil)
-}
-
-// chatTokenizer is lm.ChatTokenizer, except that a model without a chat template and no template
-// asked for gives a tokenizer for plain text only (conversational rows then fail with data's
-// one-line "needs a chat template" error, naming the row).
-func chatTokenizer(ck *checkpoint.Model, spec string) (*data.Tokenizer, error) {
-	if spec == "" && ck.Tok.ChatTemplate() == "" {
-		return data.NewTokenizer(lm.Encoder(ck.Tok), nil), nil
-	}
-	return lm.ChatTokenizer(ck.Tok, spec)
 }
 
 func roleOf(c []data.Message) string {

@@ -6,12 +6,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/lm"
 	"github.com/alignkit/alignkit/model/checkpoint"
-	"github.com/alignkit/alignkit/model/tokenizer"
 	"github.com/alignkit/alignkit/train"
 )
 
@@ -75,11 +73,8 @@ func Prepare(cfg Config) (*Task, Summary, error) {
 	if err != nil {
 		return nil, sum, fmt.Errorf("model_name_or_path: %w", err)
 	}
-	pad, err := PadID(ck.Tok)
-	if err != nil {
-		return nil, sum, fmt.Errorf("model_name_or_path: %s: %w", cfg.ModelNameOrPath, err)
-	}
-	tok, err := chatTokenizer(ck.Tok, cfg.Data.ChatTemplate)
+	pad := lm.PadID(ck.Tok, ck.Weights.Config)
+	tok, err := lm.DataTokenizer(ck.Tok, cfg.Data.ChatTemplate)
 	if err != nil {
 		return nil, sum, err // "chat template ...: ...", naming the key already
 	}
@@ -121,29 +116,6 @@ func Run(ctx context.Context, cfg Config, log io.Writer, opts ...train.Option) (
 	}
 	fmt.Fprintln(log, sum)
 	return train.Run(ctx, cfg.Args, task, append([]train.Option{train.WithLogWriter(log)}, opts...)...)
-}
-
-// PadID picks the padding id: the tokenizer's pad token, else its unk token, never an EOS id
-// (padding that looked like EOS would blur where answers end).
-func PadID(tok *tokenizer.Tokenizer) (int32, error) {
-	eos := tok.EOSIDs()
-	if p, ok := tok.PAD(); ok && p >= 0 && !slices.Contains(eos, p) {
-		return p, nil
-	}
-	if u := tok.UNK(); u >= 0 && !slices.Contains(eos, u) {
-		return u, nil
-	}
-	return 0, fmt.Errorf("the tokenizer has neither a pad nor an unk token distinct from EOS; add a pad_token to tokenizer_config.json")
-}
-
-// chatTokenizer resolves the chat template when one is set or the tokenizer has its own; without
-// one, text and plain prompt/completion rows still work, and conversational rows get data's error
-// naming the row.
-func chatTokenizer(tok *tokenizer.Tokenizer, template string) (*data.Tokenizer, error) {
-	if template == "" && tok.ChatTemplate() == "" {
-		return data.NewTokenizer(lm.Encoder(tok), nil), nil
-	}
-	return lm.ChatTokenizer(tok, template)
 }
 
 // batcher tokenizes a dataset's records and collates them.

@@ -504,8 +504,8 @@ func TestPadID(t *testing.T) {
 		t.Fatal(err)
 	}
 	// stories260K has no pad token (pad_token: null); its unk is 0 and EOS is 2.
-	if id, err := PadID(ck.Tok); err != nil || id != 0 || id == ck.Tok.EOS() {
-		t.Errorf("PadID = %d, %v; want unk 0", id, err)
+	if id := lm.PadID(ck.Tok, ck.Weights.Config); id != 0 || id == ck.Tok.EOS() {
+		t.Errorf("lm.PadID = %d; want unk 0", id)
 	}
 }
 
