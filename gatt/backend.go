@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
-	"time"
 
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/data/chat"
@@ -16,48 +14,28 @@ import (
 	"github.com/alignkit/alignkit/rlhf"
 )
 
-// Backend keys choose where replies are sampled. They are named, documented and defaulted as in
-// rlhf's sample config, so one served model is configured the same way for both.
-type Backend struct {
-	Backend         string         `mapstructure:"backend" doc:"where replies are sampled: local (alignkit's engine on model_name_or_path) or openai (an OpenAI-compatible server at base_url)"`
-	BaseURL         string         `mapstructure:"base_url" doc:"openai backend: the server's OpenAI root, e.g. http://127.0.0.1:8080/v1"`
-	ServedModelName string         `mapstructure:"served_model_name" doc:"openai backend: the model name to request (empty: the first model the server lists)"`
-	APIKey          string         `mapstructure:"api_key" json:"-" doc:"openai backend and judge: API key (else ALIGNKIT_API_KEY or OPENAI_API_KEY); never logged or saved"`
-	Concurrency     int            `mapstructure:"concurrency" doc:"dialogues sampled at once (for openai also the requests in flight); default 1 local, 4 openai"`
-	RequestTimeout  time.Duration  `mapstructure:"request_timeout" doc:"openai backend: timeout of each request attempt, e.g. 60s (default 2m)"`
-	MaxRetries      *int           `mapstructure:"max_retries" doc:"openai backend: retries after a 408, 429, 5xx, connection error or timeout, with exponential backoff (default 3)"`
-	NSupported      *bool          `mapstructure:"n_supported" doc:"openai backend: whether the server takes n > 1 (unset: detect; false: always K single requests, as llama-server needs)"`
-	ExtraBody       map[string]any `mapstructure:"extra_body" doc:"openai backend: extra request fields sent as is (min_p, repeat_penalty, ...)"`
-}
+// Backend is rlhf.BackendConfig: the keys that choose where replies are sampled, named, documented
+// and resolved (OPENAI_BASE_URL, ALIGNKIT_API_KEY, OPENAI_API_KEY, max_retries default 3) as in
+// rlhf's sample config, so one served model is configured the same way for both. gatt defaults
+// and checks them itself (withDefaults, validateBackend): its concurrency also counts the dialogues
+// sampled at once on the local engine.
+type Backend = rlhf.BackendConfig
 
 // Backend names.
 const (
-	BackendLocal  = "local"
-	BackendOpenAI = "openai"
+	BackendLocal  = rlhf.BackendLocal
+	BackendOpenAI = rlhf.BackendOpenAI
 )
 
-// apiKey is api_key, else ALIGNKIT_API_KEY, else OPENAI_API_KEY, as rlhf resolves it. Keys are never
-// written into output files.
-func (b Backend) apiKey() string {
-	for _, k := range []string{b.APIKey, os.Getenv("ALIGNKIT_API_KEY"), os.Getenv("OPENAI_API_KEY")} {
-		if k != "" {
-			return k
-		}
-	}
-	return ""
+// openAI is the rlhf OpenAI backend configured by b for a server and served model name (the judge
+// has its own).
+func openAI(ctx context.Context, b Backend, baseURL, model string) (*rlhf.OpenAI, error) {
+	b.BaseURL, b.ServedModelName = baseURL, model
+	return b.NewOpenAI(ctx, nil)
 }
 
-// openAI is the rlhf OpenAI backend configured by these keys for a served model name.
-func (b Backend) openAI(ctx context.Context, baseURL, model string) (*rlhf.OpenAI, error) {
-	retries := 3
-	if b.MaxRetries != nil {
-		retries = *b.MaxRetries
-	}
-	return rlhf.NewOpenAI(ctx, rlhf.OpenAIConfig{BaseURL: baseURL, Model: model, APIKey: b.apiKey(), Concurrency: b.Concurrency,
-		MaxRetries: retries, RequestTimeout: b.RequestTimeout, NSupported: b.NSupported, ExtraBody: b.ExtraBody})
-}
-
-func (b Backend) defaults() Backend {
+// withDefaults fills backend (local) and concurrency (1 local, 4 openai).
+func withDefaults(b Backend) Backend {
 	if b.Backend == "" {
 		b.Backend = BackendLocal
 	}
@@ -70,14 +48,14 @@ func (b Backend) defaults() Backend {
 	return b
 }
 
-func (b Backend) validate(model string) error {
+func validateBackend(b Backend, model string) error {
 	switch b.Backend {
 	case BackendLocal:
 		if model == "" {
 			return errors.New("model_name_or_path: must be set for backend local (an HF model directory or a .gguf file)")
 		}
 	case BackendOpenAI:
-		if b.BaseURL == "" {
+		if b.ResolvedBaseURL() == "" {
 			return errors.New("base_url: must be set for backend openai (the server's OpenAI root, e.g. http://127.0.0.1:8080/v1)")
 		}
 	default:
@@ -157,7 +135,7 @@ func newSampler(ctx context.Context, b Backend, modelPath, chatTemplate string) 
 		s.tmpl = t
 	}
 	if b.Backend == BackendOpenAI {
-		o, err := b.openAI(ctx, b.BaseURL, b.ServedModelName)
+		o, err := openAI(ctx, b, b.ResolvedBaseURL(), b.ServedModelName)
 		if err != nil {
 			return nil, err
 		}

@@ -89,7 +89,7 @@ func (c EvalConfig) Validate() error { return c.validate(nil) }
 
 // validate is Validate with caller-supplied checkers (WithCheckers) known by name.
 func (c EvalConfig) validate(extra []Checker) error {
-	c.Backend = c.Backend.defaults()
+	c.Backend = withDefaults(c.Backend)
 	switch {
 	case len(c.Models) == 0:
 		return errors.New("models: must list at least one model")
@@ -140,7 +140,7 @@ func (c EvalConfig) validate(extra []Checker) error {
 			return errors.New("checkers: reward needs reward_model_name_or_path")
 		}
 	}
-	return c.Backend.validate(c.Models[0]) // models, not model_name_or_path, name what is evaluated
+	return validateBackend(c.Backend, c.Models[0]) // models, not model_name_or_path, name what is evaluated
 }
 
 func (c EvalConfig) labels() []string {
@@ -279,7 +279,7 @@ func Evaluate(ctx context.Context, cfg EvalConfig, opts ...EvalOption) (EvalResu
 	for _, f := range opts {
 		f(&o)
 	}
-	cfg.Backend = cfg.Backend.defaults()
+	cfg.Backend = withDefaults(cfg.Backend)
 	var res EvalResult
 	if err := cfg.validate(o.checkers); err != nil {
 		return res, err
@@ -357,7 +357,7 @@ func buildCheckers(ctx context.Context, cfg EvalConfig, extra []Checker) ([]Chec
 			if d.Judge != nil {
 				continue
 			}
-			o, err := cfg.Backend.openAI(ctx, cfg.JudgeBaseURL, cfg.JudgeModel)
+			o, err := openAI(ctx, cfg.Backend, cfg.JudgeBaseURL, cfg.JudgeModel)
 			if err != nil {
 				return nil, fmt.Errorf("judge: %w", err)
 			}

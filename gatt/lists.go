@@ -142,8 +142,8 @@ func UncheckableLanguages(l Lists) []string {
 // GenerateListsFrom opens the backend (local: the model at modelPath; openai: b.BaseURL) and runs
 // GenerateLists with it.
 func GenerateListsFrom(ctx context.Context, b Backend, modelPath, chatTemplate string, cfg ListGenConfig) (Lists, error) {
-	b = b.defaults()
-	if err := b.validate(modelPath); err != nil {
+	b = withDefaults(b)
+	if err := validateBackend(b, modelPath); err != nil {
 		return Lists{}, err
 	}
 	s, err := newSampler(ctx, b, modelPath, chatTemplate)

@@ -63,7 +63,7 @@ func DefaultSynthConfig() SynthConfig {
 
 // Validate checks the keys and returns one error line naming the first bad one.
 func (c SynthConfig) Validate() error {
-	c.Backend = c.Backend.defaults()
+	c.Backend = withDefaults(c.Backend)
 	d := c.Data.Defaults()
 	switch {
 	case d.DatasetName == "":
@@ -107,7 +107,7 @@ func (c SynthConfig) Validate() error {
 	if err := d.Validate(); err != nil && !strings.HasPrefix(err.Error(), "dataset_name") {
 		return err
 	}
-	return c.Backend.validate(c.ModelNameOrPath)
+	return validateBackend(c.Backend, c.ModelNameOrPath)
 }
 
 // ResolveLists applies a config's constraints over the defaults: a list that is given (non-nil)
@@ -164,7 +164,7 @@ const (
 // only at the end.
 func Synthesize(ctx context.Context, cfg SynthConfig) (SynthSummary, error) {
 	var sum SynthSummary
-	cfg.Backend = cfg.Backend.defaults()
+	cfg.Backend = withDefaults(cfg.Backend)
 	cfg.Data = cfg.Data.Defaults()
 	if err := cfg.Validate(); err != nil {
 		return sum, err
@@ -196,7 +196,7 @@ type convScorer interface {
 // synthesize is Synthesize once the backend, the reward model and the placement are settled.
 func synthesize(ctx context.Context, cfg SynthConfig, s *sampler, scorer convScorer, place Placement) (SynthSummary, error) {
 	var sum SynthSummary
-	cfg.Backend = cfg.Backend.defaults()
+	cfg.Backend = withDefaults(cfg.Backend)
 	cfg.Data = cfg.Data.Defaults()
 	lists, _ := ResolveLists(cfg.Constraints, cfg.ExtendConstraints)
 	mode, _ := ParseSampleMode(cfg.Samples)

@@ -14,12 +14,6 @@ import (
 	"github.com/alignkit/alignkit/model/checkpoint"
 )
 
-// Backends.
-const (
-	BackendLocal  = "local"
-	BackendOpenAI = "openai"
-)
-
 // SampleConfig is `alignkit rlhf sample`'s YAML (and the sampling part of `rlhf run`'s): the shared
 // data keys, the policy and reward model, and the sampling keys.
 type SampleConfig struct {
@@ -43,25 +37,20 @@ type SampleConfig struct {
 	TopK                int       `mapstructure:"top_k" doc:"sample among the K most likely tokens (0: off)"`
 	MaxNewTokens        int       `mapstructure:"max_new_tokens" doc:"longest completion in tokens (default 256)"`
 
-	Backend         string         `mapstructure:"backend" doc:"local (alignkit's engine) or openai (an OpenAI-compatible server)"`
-	BaseURL         string         `mapstructure:"base_url" doc:"openai backend: the server's OpenAI root, e.g. http://127.0.0.1:8080/v1 (else OPENAI_BASE_URL)"`
-	ServedModelName string         `mapstructure:"served_model_name" doc:"openai backend: the model name to request (empty: the first model the server lists)"`
-	APIKey          string         `mapstructure:"api_key" json:"-" doc:"openai backend: API key (else ALIGNKIT_API_KEY or OPENAI_API_KEY); never logged or saved"`
-	Concurrency     int            `mapstructure:"concurrency" doc:"openai backend: requests in flight (default 4)"`
-	RequestTimeout  time.Duration  `mapstructure:"request_timeout" doc:"openai backend: timeout of each request attempt, e.g. 60s (default 2m)"`
-	MaxRetries      int            `mapstructure:"max_retries" doc:"openai backend: retries after a 408, 429, 5xx, connection error or timeout, with exponential backoff (default 3)"`
-	NSupported      *bool          `mapstructure:"n_supported" doc:"openai backend: whether the server takes n > 1 (unset: detect; false: always K single requests, as llama-server needs)"`
-	ExtraBody       map[string]any `mapstructure:"extra_body" doc:"openai backend: extra request fields sent as is (min_p, repeat_penalty, ...)"`
+	// BackendConfig holds backend, base_url, served_model_name, api_key, concurrency, request_timeout,
+	// max_retries, n_supported and extra_body.
+	BackendConfig `mapstructure:",squash"`
 
 	WritePairs bool `mapstructure:"write_pairs" doc:"also write pairs.parquet: best vs worst sample of each prompt as a preference pair"`
 }
 
 // DefaultSampleConfig is what a YAML file that sets nothing means. Load a config over it.
 func DefaultSampleConfig() SampleConfig {
+	retries := defaultMaxRetries
 	return SampleConfig{
 		Seed: 42, NumSamplesPerPrompt: 4, Temperature: 1, TopP: 1, MaxNewTokens: 256,
-		Backend: BackendLocal, Concurrency: 4, RequestTimeout: 2 * time.Minute, MaxRetries: 3,
-		Data: data.Args{}.Defaults(),
+		BackendConfig: BackendConfig{Backend: BackendLocal, Concurrency: 4, RequestTimeout: 2 * time.Minute, MaxRetries: &retries},
+		Data:          data.Args{}.Defaults(),
 	}
 }
 
@@ -92,12 +81,12 @@ func (c SampleConfig) Validate() error {
 		return fmt.Errorf("backend %q: want local or openai", c.Backend)
 	case c.Backend == BackendLocal && c.ModelNameOrPath == "":
 		return errors.New("model_name_or_path: must be set for the local backend (the policy to sample from)")
-	case c.Backend == BackendOpenAI && c.baseURL() == "":
+	case c.Backend == BackendOpenAI && c.ResolvedBaseURL() == "":
 		return errors.New("base_url: must be set for the openai backend (or OPENAI_BASE_URL), e.g. http://127.0.0.1:8080/v1")
 	case c.Concurrency < 1:
 		return fmt.Errorf("concurrency %d: want at least 1", c.Concurrency)
-	case c.MaxRetries < 0:
-		return fmt.Errorf("max_retries %d: want >= 0", c.MaxRetries)
+	case c.Retries() < 0:
+		return fmt.Errorf("max_retries %d: want >= 0", c.Retries())
 	case c.RequestTimeout <= 0:
 		return fmt.Errorf("request_timeout %s: want a positive duration such as 60s", c.RequestTimeout)
 	}
@@ -107,24 +96,6 @@ func (c SampleConfig) Validate() error {
 		}
 	}
 	return c.Data.Defaults().Validate()
-}
-
-// baseURL is base_url (ALIGNKIT_BASE_URL through conf), else OPENAI_BASE_URL.
-func (c SampleConfig) baseURL() string {
-	if c.BaseURL != "" {
-		return c.BaseURL
-	}
-	return os.Getenv("OPENAI_BASE_URL")
-}
-
-// apiKey is api_key, else ALIGNKIT_API_KEY (conf maps it onto api_key too), else OPENAI_API_KEY.
-func (c SampleConfig) apiKey() string {
-	for _, k := range []string{c.APIKey, os.Getenv("ALIGNKIT_API_KEY"), os.Getenv("OPENAI_API_KEY")} {
-		if k != "" {
-			return k
-		}
-	}
-	return ""
 }
 
 // LoadPromptSets reads the prompts: the sampling prompts and the held-out ones (nil without
@@ -172,11 +143,11 @@ func capPrompts(ps []Prompt, n int) []Prompt {
 // NewGenerator builds the configured backend for policy (the local backend's checkpoint path).
 func (c SampleConfig) NewGenerator(ctx context.Context, policy string, log io.Writer) (Generator, error) {
 	if c.Backend == BackendOpenAI {
-		return NewOpenAI(ctx, OpenAIConfig{
-			BaseURL: c.baseURL(), Model: c.ServedModelName, APIKey: c.apiKey(), Concurrency: c.Concurrency,
-			MaxRetries: c.MaxRetries, RequestTimeout: c.RequestTimeout, NSupported: c.NSupported,
-			ExtraBody: c.ExtraBody, Log: log,
-		})
+		o, err := c.BackendConfig.NewOpenAI(ctx, log)
+		if err != nil {
+			return nil, err // not a typed nil *OpenAI inside the interface
+		}
+		return o, nil
 	}
 	ck, err := checkpoint.Open(policy)
 	if err != nil {

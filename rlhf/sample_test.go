@@ -273,7 +273,8 @@ func TestRunSampleErrors(t *testing.T) {
 		{"K < 1", func(c *rlhf.SampleConfig) { c.NumSamplesPerPrompt = 0 },
 			"num_samples_per_prompt 0: want K >= 1 completions per prompt"},
 		{"unreachable endpoint", func(c *rlhf.SampleConfig) {
-			c.Backend, c.BaseURL, c.MaxRetries = rlhf.BackendOpenAI, "http://"+addr+"/v1", 0
+			none := 0
+			c.Backend, c.BaseURL, c.MaxRetries = rlhf.BackendOpenAI, "http://"+addr+"/v1", &none
 		}, "openai backend: GET http://" + addr + "/v1/models: cannot reach the server: connection refused (after 1 attempt)"},
 		{"unknown prompt column mapping", func(c *rlhf.SampleConfig) { c.Data.Columns = map[string]string{"text": "question"} },
 			c0(t) + `: columns: "text" is not a prompt column (want one of prompt, messages, instruction, input, output, completion, chosen, rejected)`},
