@@ -116,7 +116,7 @@ func Prepare(cfg Config) (*Task, Summary, error) {
 	}
 	m := lm.New(ck, 2*cfg.PerDeviceTrainBatchSize)
 	t := &Task{Model: m, EvalModel: m, TrainData: trainB, EvalData: evalB, TrainSet: trainSet, EvalSet: evalSet,
-		CenterCoef: cfg.CenterRewardsCoefficient}
+		CenterCoef: cfg.CenterRewardsCoefficient, Truncation: Truncation{MaxLength: cfg.Data.MaxLength, MaxPromptLength: cfg.MaxPromptLength}}
 	if evalB != nil && cfg.PerDeviceEvalBatchSize != cfg.PerDeviceTrainBatchSize {
 		t.EvalModel = lm.New(ck, 2*cfg.PerDeviceEvalBatchSize)
 	}

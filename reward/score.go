@@ -77,6 +77,15 @@ func NewScorerFromModel(ck *checkpoint.Model, opts ...ScorerOption) (*Scorer, er
 		f(&o)
 	}
 	cfg := ck.Weights.Config
+	if ck.Dir != "" && o.maxLength <= 0 && o.maxPromptLength == 0 {
+		// Score as the model was trained: a reward model ranks pairs cut the way its training
+		// pairs were cut, and ranks others close to chance on a small model.
+		tr, err := loadTruncation(ck.Dir)
+		if err != nil {
+			return nil, err
+		}
+		o.maxLength, o.maxPromptLength = tr.MaxLength, tr.MaxPromptLength
+	}
 	if _, ok := ck.Weights.Tensors[model.ScoreKey]; !ok || !cfg.IsRewardModel() {
 		return nil, fmt.Errorf("%s is not a reward model: it has no %s (architectures %s); train one with `alignkit reward train`",
 			ck.Source, model.ScoreKey, strings.Join(cfg.Architectures, ", "))

@@ -26,6 +26,9 @@ type Task struct {
 	// ChatTemplate is the Jinja source the data was rendered with, stored in the saved model's
 	// tokenizer_config.json so that scoring renders conversations the same way ("" stores nothing).
 	ChatTemplate string
+	// Truncation is the max_length / max_prompt_length the pairs were cut to, saved beside the
+	// model so that scoring cuts conversations the same way by default.
+	Truncation Truncation
 }
 
 var _ train.Task = (*Task)(nil)
@@ -88,6 +91,9 @@ func (t *Task) Eval(_ context.Context, b train.Batch) (train.Metrics, error) {
 // the data was rendered with.
 func (t *Task) SaveModel(dir string) error {
 	if err := t.Model.Save(dir); err != nil {
+		return err
+	}
+	if err := t.Truncation.save(dir); err != nil {
 		return err
 	}
 	if t.ChatTemplate != "" && t.ChatTemplate != t.Model.Tok().ChatTemplate() {

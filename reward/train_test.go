@@ -93,9 +93,14 @@ func TestTrainRealData(t *testing.T) {
 				t.Errorf("log:\n%s", log.String())
 			}
 
-			s, err := NewScorer(cfg.OutputDir, WithMaxLength(128), WithMaxPromptLength(64))
+			// No truncation options: the scorer reads the trained model's alignkit_reward.json
+			// (max_length 128, max_prompt_length 64) and cuts pairs as training did.
+			s, err := NewScorer(cfg.OutputDir)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if s.maxLength != 128 || s.maxPromptLength != 64 {
+				t.Fatalf("scorer cuts at %d/%d, training cut at 128/64", s.maxLength, s.maxPromptLength)
 			}
 			set, err := LoadPairs(cfg.Data.DatasetName, nil, "", nil)
 			if err != nil {
