@@ -76,8 +76,8 @@ func newRewardScoreCmd() *cobra.Command {
 	f.StringVar(&fc.Output, "output", "", "where to write the scored rows (same file type as --input)")
 	f.IntVar(&batch, "batch-size", 16, "sequences per forward pass")
 	f.StringVar(&template, "chat-template", "", "chat template for conversations (default: the model's own, which training stores)")
-	f.IntVar(&maxLen, "max-length", 0, "truncate prompt+response to this many tokens as training did (0: the model's context)")
-	f.IntVar(&maxPrompt, "max-prompt-length", 0, "cut prompts longer than this from the left, as training's max_prompt_length (0: off)")
+	f.IntVar(&maxLen, "max-length", 0, "truncate prompt+response to this many tokens (0: as the model was trained, from its alignkit_reward.json, else its context)")
+	f.IntVar(&maxPrompt, "max-prompt-length", 0, "cut prompts longer than this from the left (0: as the model was trained)")
 	f.StringToStringVar(&fc.Columns, "columns", nil, "rename columns: --columns prompt=question,response=answer")
 	f.StringVar(&column, "column", "reward", "name of the output column (an input column of that name is replaced)")
 	for _, name := range []string{"model", "input", "output"} {
