@@ -19,7 +19,7 @@ func isPunct(t string) bool {
 
 // tokens splits text into words and punctuation: white-space separated fields, with trailing
 // punctuation marks split off ("12." -> "12", "."; "Zorb:" -> "Zorb", ":"). Apostrophes and hyphens
-// stay inside words ("c'est", "dix-sept"), as they do in the tokenizer's pieces.
+// stay inside words ("c'est", "j'aime"), as they do in the tokenizer's pieces.
 func tokens(s string) []string {
 	var out []string
 	for _, f := range strings.Fields(s) {
@@ -49,13 +49,13 @@ func detok(ts []string) string {
 	return b.String()
 }
 
-// numeral writes n in a language: digits in English, words otherwise.
-func numeral(l lang, n int) string {
-	if l == english {
-		return strconv.Itoa(n)
-	}
-	return numberWords[l][n]
-}
+// numeral writes n in a language: digits in every language, as the questions write them. An
+// answer's language is in its other words ("7 plus 5 fait 12."), so a fact learnt in English
+// carries over to the other languages: with number words ("sept plus cinq fait douze.") a tiny
+// model saw each fact in each language too rarely, answered foreign arithmetic mostly wrong
+// (under one answer in ten right while sampling GAtt dialogues), and GAtt's fine-tuning on those
+// samples then taught wrong arithmetic in English too.
+func numeral(_ lang, n int) string { return strconv.Itoa(n) }
 
 // numeralValue, colourValue: word -> value, per language; built once, never modified.
 var numeralValue, colourValue = func() (n, c [numLangs]map[string]int) {

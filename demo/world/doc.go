@@ -9,8 +9,8 @@
 // paper reports. A 1–5M-parameter model learns quickly only what is small, closed and repeated, so
 // the world is:
 //
-//   - Lower-case, closed, word-level. About 230 words (numbers 0..20 as digits and as French,
-//     German and Spanish words, ten colours, fifteen things, five persona names, eight hobbies,
+//   - Lower-case, closed, word-level. About 170 words (numbers 0..20 as digits in
+//     every language, ten colours, fifteen things, five persona names, eight hobbies,
 //     function words, gatt's instruction sentences, the chat template's [INST] and <<SYS>> markers).
 //     Each word is exactly one token, so an answer is a handful of predictions and the fact lives
 //     in one of them.
@@ -51,7 +51,7 @@
 // Constraints are gatt's three kinds with world values (Lists): a figure is a persona name ("Always
 // act as Zorb from now." / "Figure: Zorb."): every answer starts with "Zorb:" and "who are you?" is
 // answered "Zorb: i am Zorb."; a language is French, German or Spanish, and every answer is then
-// in it, numbers included ("sept plus cinq fait douze."); a hobby is stated when asked ("i enjoy
+// in it, numbers included ("7 plus 5 fait 12.": numbers stay digits, so a fact learnt in English carries over); a hobby is stated when asked ("i enjoy
 // golf."), as Llama 2's hobbies were. Instructions are drawn with gatt.Sample over Lists and
 // rendered by gatt (verbose or terse, 1–3 constraints). They appear where gatt's GAtt code puts
 // them: appended to a user message after a blank line (Instructed, the form gatt.WithInstruction

@@ -21,7 +21,7 @@ func TestCorrectHandCases(t *testing.T) {
 		{"what is 7 plus 5?", "  7 plus 5 is 12.  ", true, true},
 		{"what is 7 plus 5?", "5 plus 7 is 12.", false, true}, // restates other operands
 		{"what is 7 plus 5?", "12.", false, true},
-		{"what is 7 plus 5?", "sept plus cinq fait douze.", false, true}, // French, not asked for
+		{"what is 7 plus 5?", "7 plus 5 fait 12.", false, true}, // French, not asked for
 		{"can you add 7 and 5?", "7 plus 5 is 12.", true, true},
 		{"what do you get if you take 3 from 9?", "9 minus 3 is 6.", true, true},
 		{"what do you get if you take 3 from 9?", "9 minus 3 is 5.", false, true},
@@ -32,11 +32,12 @@ func TestCorrectHandCases(t *testing.T) {
 		{"who are you?", "i am an assistant.", true, true},
 		{"who are you?", "i am Zorb.", false, true},
 		{"what do you enjoy?", "i like to help.", true, true},
-		{"what is 7 plus 5?\n\nAlways speak in French.", "sept plus cinq fait douze.", true, true},
+		{"what is 7 plus 5?\n\nAlways speak in French.", "7 plus 5 fait 12.", true, true},
 		{"what is 7 plus 5?\n\nAlways speak in French.", "7 plus 5 is 12.", false, true},
-		{"what is 7 plus 5?\n\nAlways speak in French.", "sept plus cinq fait treize.", false, true},
-		{"what is 7 plus 5?\n\nLanguage: German.", "sieben und fünf ist zwölf.", true, true},
-		{"what is 9 minus 3?\n\nLanguage: Spanish.", "el resultado de nueve menos tres es seis.", true, true},
+		{"what is 7 plus 5?\n\nAlways speak in French.", "7 plus 5 fait 13.", false, true},
+		{"what is 7 plus 5?\n\nAlways speak in French.", "sept plus cinq fait douze.", false, true}, // numbers are digits in every language
+		{"what is 7 plus 5?\n\nLanguage: German.", "7 und 5 ist 12.", true, true},
+		{"what is 9 minus 3?\n\nLanguage: Spanish.", "el resultado de 9 menos 3 es 6.", true, true},
 		{"what colour is snow?\n\nLanguage: Spanish.", "es de color blanco.", true, true},
 		{"what colour is coal?\n\nLanguage: French.", "c'est noir.", true, true},
 		{"what is 2 plus 2?\n\nAlways act as Zorb from now.", "Zorb: 2 plus 2 is 4.", true, true},
@@ -84,7 +85,7 @@ func TestGradeLevels(t *testing.T) {
 		{nil, "what is 7 plus 5?", "i like to help.", LevelSignificant, false, true, "English"},
 		{nil, "what is 7 plus 5?", "seven plus five is twelve.", LevelSignificant, false, false, ""},
 		{nil, "what is 7 plus 5?", "Zorb: 7 plus 5 is 12.", LevelSignificant, true, false, "English"},
-		{fr, "what is 7 plus 5?", "sept plus cinq fait onze.", LevelNegligible, false, true, "French"},
+		{fr, "what is 7 plus 5?", "7 plus 5 fait 11.", LevelNegligible, false, true, "French"},
 		{fr, "what is 7 plus 5?", "7 plus 5 is 12.", LevelSignificant, true, false, "English"},
 		{fr, "what colour is a frog?", "c'est vert.", LevelCorrect, true, true, "French"},
 		{fr, "what colour is a frog?", "c'est rouge.", LevelBetter, false, true, "French"},
@@ -250,15 +251,17 @@ func TestGattDetectsAnswerLanguage(t *testing.T) {
 func TestLanguage(t *testing.T) {
 	for _, tc := range []struct{ text, want string }{
 		{"7 plus 5 is 12.", "English"},
-		{"sept plus cinq fait douze.", "French"},
+		{"7 plus 5 fait 12.", "French"},
+		{"el resultado de 7 más 5 es 12.", "Spanish"},
+		{"7 und 5 ist 12.", "German"},
 		{"Zorb: ich mag golf.", "German"},
 		{"es de color rosa.", "Spanish"},
 		{"es ist rosa.", "German"},
-		{"orange.", ""},                          // English, French and German alike
-		{"sept plus 5 fait douze.", ""},          // mixed
-		{"Zorb: golf.", ""},                      // no word that counts
-		{"bonjour tout le monde.", ""},           // not the world's French
-		{"Sept Plus Cinq Fait Douze.", "French"}, // case does not matter
+		{"orange.", ""},                 // English, French and German alike
+		{"7 plus 5 fait 12 is.", ""},    // mixed
+		{"Zorb: golf.", ""},             // no word that counts
+		{"bonjour tout le monde.", ""},  // not the world's French
+		{"7 Plus 5 Fait 12.", "French"}, // case does not matter
 	} {
 		if got := Language(tc.text); got != tc.want {
 			t.Errorf("Language(%q) = %q, want %q", tc.text, got, tc.want)

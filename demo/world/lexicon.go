@@ -24,18 +24,6 @@ const (
 	MaxNumber  = 2 * MaxOperand
 )
 
-// numberWords spell 0..MaxNumber in the languages other than English; English answers use digits,
-// as the questions do, so that translating a number is one of the things a language constraint
-// asks of the model.
-var numberWords = [numLangs][MaxNumber + 1]string{
-	french: {"zéro", "un", "deux", "trois", "quatre", "cinq", "six", "sept", "huit", "neuf", "dix",
-		"onze", "douze", "treize", "quatorze", "quinze", "seize", "dix-sept", "dix-huit", "dix-neuf", "vingt"},
-	german: {"null", "eins", "zwei", "drei", "vier", "fünf", "sechs", "sieben", "acht", "neun", "zehn",
-		"elf", "zwölf", "dreizehn", "vierzehn", "fünfzehn", "sechzehn", "siebzehn", "achtzehn", "neunzehn", "zwanzig"},
-	spanish: {"cero", "uno", "dos", "tres", "cuatro", "cinco", "seis", "siete", "ocho", "nueve", "diez",
-		"once", "doce", "trece", "catorce", "quince", "dieciséis", "diecisiete", "dieciocho", "diecinueve", "veinte"},
-}
-
 // colourWords name the colours, by colour index, in each language.
 var colourWords = [numLangs][]string{
 	english: {"red", "green", "blue", "yellow", "white", "black", "brown", "pink", "orange", "grey"},

@@ -683,7 +683,8 @@ func (w *World) GAttSource() []SourceDialogue {
 // GAttEval returns the GAtt evaluation dialogues: the instruction with the first question
 // only, then EvalTurns-1 more questions. As in gatt.Questions, the turns cycle, in a fresh random
 // order per cycle, through a question about each of the instruction's figure and hobby and a
-// knowledge question. A figure and a language are checked on every answer (the persona prefixes
+// knowledge question, all training questions (see trainQuery). A figure and a language are
+// checked on every answer (the persona prefixes
 // and the language covers all of them), a hobby on the questions about it.
 func (w *World) GAttEval() []EvalDialogue {
 	rng := w.rng(streamGAttEval)
@@ -707,7 +708,7 @@ func (w *World) GAttEval() []EvalDialogue {
 				if task == TaskPlus {
 					q = w.knowledgeQuery(rng)
 				} else {
-					q = w.anyQuery(rng, task)
+					q = w.trainQuery(rng, task)
 				}
 			}
 			var checks []gatt.Constraint
@@ -727,16 +728,16 @@ func (w *World) GAttEval() []EvalDialogue {
 	return out
 }
 
-// knowledgeQuery draws an arithmetic or colour question from either split.
+// knowledgeQuery draws an arithmetic or colour question from the training questions.
 func (w *World) knowledgeQuery(rng *rand.Rand) Query {
-	return w.anyQuery(rng, []Task{TaskPlus, TaskMinus, TaskColour}[rng.IntN(3)])
+	return w.trainQuery(rng, []Task{TaskPlus, TaskMinus, TaskColour}[rng.IntN(3)])
 }
 
-func (w *World) anyQuery(rng *rand.Rand, t Task) Query {
-	n := len(w.pool[train][t]) + len(w.pool[heldout][t])
-	k := rng.IntN(n)
-	if k < len(w.pool[train][t]) {
-		return w.pool[train][t][k]
-	}
-	return w.pool[heldout][t][k-len(w.pool[train][t])]
+// trainQuery draws a training question of a task. The GAtt evaluation asks only those: it measures
+// whether an instruction persists over the turns, and a held-out phrasing of a question about the
+// assistant ("what is your hobby?" when training only ever asked "what do you enjoy?") fails for
+// another reason: a tiny model does not generalise a phrasing it never saw to its task.
+func (w *World) trainQuery(rng *rand.Rand, t Task) Query {
+	qs := w.pool[train][t]
+	return qs[rng.IntN(len(qs))]
 }

@@ -440,7 +440,17 @@ func TestGAttEval(t *testing.T) {
 	}
 	checkers := []gatt.Checker{NewChecker()}
 	sentences := instructionTexts()
+	trainQs, err := w.Questions(SplitTrain)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i, d := range ds {
+		for k, turn := range d.Turns {
+			// Only training phrasings: the evaluation measures persistence, not generalisation.
+			if !slices.Contains(trainQs, turn.Question) {
+				t.Fatalf("dialogue %d turn %d: %q is not a training question", i, k, turn.Question)
+			}
+		}
 		if len(d.Turns) != cfg.EvalTurns {
 			t.Fatalf("dialogue %d has %d turns", i, len(d.Turns))
 		}
