@@ -10,7 +10,8 @@
 #
 # Knobs (environment): BIN (default bin/alignkit), SHARED (../shared), PY (/usr/bin/python3), REPS,
 # THREADS (the most PyTorch and llama.cpp threads tried; default nproc), SKIP_SMOLLM=1, PEAK_GFLOPS=G
-# (skip the peak measurement). OPENBLAS_NUM_THREADS and OPENBLAS_CORETYPE are passed through as set
+# (skip the peak measurement), OUT (the report file; default bench/latest.md, or bench/settings.md in
+# settings mode). OPENBLAS_NUM_THREADS and OPENBLAS_CORETYPE are passed through as set
 # (the Makefile exports OPENBLAS_NUM_THREADS).
 #
 # PyTorch and llama.cpp each run with 1 thread and with THREADS, and the table compares against the
@@ -102,6 +103,7 @@ else
     [ -n "$AVX512" ] && run "fp32 peak (sgemm 2048³, OPENBLAS_CORETYPE=SKYLAKEX)" \
         env OPENBLAS_NUM_THREADS="$THREADS" OPENBLAS_CORETYPE=SKYLAKEX "$BIN" bench peak --reps 10 --json
     PEAK=$(sed -n 's/.*"peak_gflops":\([0-9.eE+-]*\).*/\1/p' "$RESULTS" | sort -g | tail -n 1)
+    NOTES+=("the fp32 peak is measured here, in the same session: on a loaded machine it comes out low and every peak share high; PEAK_GFLOPS=G divides by a known peak instead")
 fi
 PEAK=${PEAK:-0}
 BLASNAME=$(sed -n 's/.*"kind":"peak".*"blas":"\([^"]*\)".*/\1/p' "$RESULTS" | head -n 1)
@@ -160,7 +162,7 @@ if [ "$MODE" = settings ]; then
     NOTES+=("load average (1, 5, 15 min) before: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)")
     args=()
     for n in "${NOTES[@]}"; do args+=(--note "$n"); done
-    "$BIN" bench report --settings --in "$RESULTS" --out bench/settings.md --date "$DATE" --machine "$MACHINE" --blas "$BLAS" "${args[@]}"
+    "$BIN" bench report --settings --in "$RESULTS" --out "${OUT:-bench/settings.md}" --date "$DATE" --machine "$MACHINE" --blas "$BLAS" "${args[@]}"
     exit $?
 fi
 
@@ -211,4 +213,4 @@ NOTES+=("load average (1, 5, 15 min) before: $LOAD_BEFORE; after: $(cut -d' ' -f
 ENV="OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-unset}, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, GOMAXPROCS=${GOMAXPROCS:-unset (all cores)}; PyTorch set_num_threads: $TORCH_THREADS; llama.cpp threads: $LLAMA_THREADS (each baseline at its best)"
 args=()
 for n in "${NOTES[@]}"; do args+=(--note "$n"); done
-"$BIN" bench report --in "$RESULTS" --out bench/latest.md --date "$DATE" --machine "$MACHINE" --blas "$BLAS" --env "$ENV" "${args[@]}"
+"$BIN" bench report --in "$RESULTS" --out "${OUT:-bench/latest.md}" --date "$DATE" --machine "$MACHINE" --blas "$BLAS" --env "$ENV" "${args[@]}"
