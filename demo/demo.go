@@ -105,7 +105,9 @@ type runner struct {
 }
 
 // paths of the stage outputs inside the output directory.
-func (r *runner) path(parts ...string) string { return filepath.Join(append([]string{r.out}, parts...)...) }
+func (r *runner) path(parts ...string) string {
+	return filepath.Join(append([]string{r.out}, parts...)...)
+}
 
 // Run runs the whole pipeline and writes RESULTS.md, results.json and timings.json into the output
 // directory. The results table is also printed to Log.

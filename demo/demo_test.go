@@ -116,7 +116,7 @@ func checkMicroResults(t *testing.T, out string, res *Results) {
 	if got := strings.Join(stages, ","); got != "SFT,rejection sampling,DPO,GAtt" {
 		t.Errorf("correctness stages %s", got)
 	}
-	if res.Model.Layers != 1 || res.Model.Hidden != 32 || res.Model.Vocab < 1000 {
+	if res.Model.Layers != 1 || res.Model.Hidden != 32 || res.Model.Vocab != len(world.Pieces()) {
 		t.Errorf("model %+v", res.Model)
 	}
 	if res.RewardModel == nil || len(res.RewardModel.ByRating) == 0 {

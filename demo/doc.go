@@ -12,11 +12,14 @@
 //	reward       reward model from the SFT model on graded pairs with Llama 2 margins (reward/)
 //	rlhf-sample  K = 16 samples per prompt scored by the reward model: Llama 2 Fig. 7 (rlhf-sample/)
 //	rs-sft       one round of rejection-sampling fine-tuning on the best samples (rs-sft/)
-//	dpo          DPO of that model on the preference pairs (dpo/)
+//	dpo          DPO of the SFT model on the preference pairs (dpo/)
 //	gatt-synth   GAtt dialogues sampled by the DPO model (gatt-synth/)
 //	gatt-sft     fine-tuning on them (gatt-sft/)
 //	gatt-eval    adherence per turn before and after GAtt with the world's checker (gatt-eval/)
 //	export       GGUF of the final model and a chat from it, in alignkit and, when installed, llama.cpp
+//
+// Rejection sampling and DPO both start from the SFT model, so that each is measured against SFT
+// alone; GAtt then fine-tunes the DPO model, as Llama 2 applies it to its latest RLHF model.
 //
 // Answer correctness is measured on held-out prompts after SFT, rejection sampling, DPO and GAtt,
 // greedily and by sampling, split as the world suggests (facts SFT mostly got right, misconceived

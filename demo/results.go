@@ -60,6 +60,11 @@ type RewardVsK struct {
 	N           []int     `json:"n"`
 	ExpectedMax []float64 `json:"expected_max"`
 	Median      []float64 `json:"median"`
+	// By the world's grader: every sample, the reward model's best of K per prompt, and whether any
+	// of a prompt's K samples is right (the best a perfect reward model could pick).
+	SampleCorrect Score `json:"sample_correct"`
+	BestCorrect   Score `json:"best_correct"`
+	OracleCorrect Score `json:"oracle_correct"`
 }
 
 // DPOResult is DPO's implicit-reward preference accuracy and margin on the held-out pairs.
@@ -332,6 +337,9 @@ func (r *Results) Table() string {
 		row("rlhf sample", fmt.Sprintf("expected max reward of N samples (%d prompts, T=%g)", k.Prompts, k.Temperature), pts(k.ExpectedMax),
 			mark(r.check("expected max reward vs K"))+" (Llama 2 Fig. 7)")
 		row("rlhf sample", "expected median reward of N samples", pts(k.Median), mark(r.check("median reward vs K")))
+		row("rlhf sample", fmt.Sprintf("right answers (world's grader): all samples / reward model's best of %d / some sample right", len(k.N)),
+			fmt.Sprintf("%.3f / **%.3f** / %.3f", k.SampleCorrect.Rate(), k.BestCorrect.Rate(), k.OracleCorrect.Rate()),
+			"best of K above the average sample: the reward model picks right answers")
 	}
 	corrRows("rejection sampling")
 	if d := r.DPO; d != nil {

@@ -2,7 +2,9 @@ package demo
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"github.com/alignkit/alignkit/data/chat"
 	"sort"
 	"strings"
 
@@ -31,6 +33,7 @@ const (
 	dirGAttEval  = "gatt-eval"
 	dirExport    = "export"
 	dirRefCache  = "cache/ref_logps"
+	gattMixFile  = "gatt_sft.jsonl"
 	exportFile   = "demo.gguf"
 )
 
@@ -47,7 +50,7 @@ func (r *runner) stages() []stage {
 		{StageReward, "reward model on graded preference pairs (Llama 2 margins)", (*runner).stageReward},
 		{StageSample, "best of K = 16 by the reward model (Llama 2 Fig. 7)", (*runner).stageSample},
 		{StageRS, "one round of rejection-sampling fine-tuning on the best samples", (*runner).stageRS},
-		{StageDPO, "DPO on the preference pairs", (*runner).stageDPO},
+		{StageDPO, "DPO of the SFT model on the preference pairs", (*runner).stageDPO},
 		{StageGAttSynth, "Ghost Attention dialogues sampled with the instruction on every turn", (*runner).stageGAttSynth},
 		{StageGAttSFT, "fine-tuning on the GAtt dialogues", (*runner).stageGAttSFT},
 		{StageGAttEval, "instruction adherence over 20 turns, before and after GAtt (Llama 2 Table 30)", (*runner).stageGAttEval},
@@ -162,8 +165,41 @@ func (r *runner) stageSample(ctx context.Context) error {
 		return fmt.Errorf("rlhf sample: want one temperature's curve, got %d", len(curves))
 	}
 	c := curves[0]
-	r.res.RewardVsK = &RewardVsK{Temperature: c.Temperature, Prompts: len(res.Prompts), N: c.N, ExpectedMax: c.ExpectedMax, Median: c.Median}
+	k := &RewardVsK{Temperature: c.Temperature, Prompts: len(res.Prompts), N: c.N, ExpectedMax: c.ExpectedMax, Median: c.Median}
+	// How good the reward model's pick is, by the world's grader: the share of all samples that are
+	// right, of the reward model's best of K, and of prompts with at least one right sample (what a
+	// perfect reward model would pick).
+	for i, p := range res.Prompts {
+		wm := worldMessages(p.Messages)
+		best := rlhf.Best(res.Rewards[0][i])
+		any := false
+		for j, text := range res.Completions[0][i] {
+			g, err := world.GradePrompt(wm, text)
+			if err != nil {
+				return fmt.Errorf("grading sample %d of prompt %d: %w", j, i, err)
+			}
+			ok := g.Level == world.LevelCorrect
+			k.SampleCorrect.add(ok)
+			any = any || ok
+			if j == best {
+				k.BestCorrect.add(ok)
+			}
+		}
+		k.OracleCorrect.add(any)
+	}
+	r.res.RewardVsK = k
+	fmt.Fprintf(r.log, "samples right: %s; the reward model's best of %d: %s; some sample right: %s\n",
+		k.SampleCorrect, res.K, k.BestCorrect, k.OracleCorrect)
 	return nil
+}
+
+// worldMessages converts the data layer's messages to the world's.
+func worldMessages(ms []chat.Message) []world.Message {
+	out := make([]world.Message, len(ms))
+	for i, m := range ms {
+		out[i] = world.Message{Role: m.Role, Content: m.Content}
+	}
+	return out
 }
 
 func (r *runner) stageRS(ctx context.Context) error {
@@ -183,7 +219,7 @@ func (r *runner) stageRS(ctx context.Context) error {
 func (r *runner) stageDPO(ctx context.Context) error {
 	var cfg dpo.Config
 	if err := r.load(StageDPO, "dpo.yaml", "dpo", []string{
-		set("model_name_or_path", r.path(dirRS)), set("dataset_name", r.path(dirData, world.FilePrefs)),
+		set("model_name_or_path", r.path(dirSFT)), set("dataset_name", r.path(dirData, world.FilePrefs)),
 		set("eval_dataset_name", r.path(dirData, world.FileHeldOutPrefs)), set("output_dir", r.path(dirDPO)),
 		set("ref_cache_dir", r.path(dirRefCache)), r.seedSet(),
 	}, &cfg); err != nil {
@@ -231,9 +267,13 @@ func (r *runner) stageGAttSynth(ctx context.Context) error {
 }
 
 func (r *runner) stageGAttSFT(ctx context.Context) error {
+	mix := r.path(dirGAttData, gattMixFile)
+	if err := r.writeGAttMix(mix); err != nil {
+		return err
+	}
 	cfg := sft.DefaultConfig()
 	if err := r.load(StageGAttSFT, "gatt-sft.yaml", "sft", []string{
-		set("model_name_or_path", r.path(dirDPO)), set("dataset_name", r.path(dirGAttData, gatt.ParquetFile)),
+		set("model_name_or_path", r.path(dirDPO)), set("dataset_name", mix),
 		set("output_dir", r.path(dirGAtt)), r.seedSet(),
 	}, &cfg); err != nil {
 		return err
@@ -269,4 +309,71 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(ks)
 	return ks
+}
+
+// writeGAttMix writes the GAtt fine-tuning set: every GAtt dialogue of gatt.parquet, and as many of
+// the world's SFT dialogues that carry no instruction at all (multi-turn ones first). GAtt data
+// alone is instructed throughout, and a model trained on it alone starts answering plain questions
+// in a persona and a foreign language; the plain dialogues show that without an instruction the
+// answers stay plain. They are SFT demonstrations the model has already seen, noise included, so
+// they add no knowledge.
+func (r *runner) writeGAttMix(path string) error {
+	rows, err := gatt.ReadRows(r.path(dirGAttData, gatt.ParquetFile))
+	if err != nil {
+		return err
+	}
+	var b strings.Builder
+	line := func(msgs any) error {
+		j, err := json.Marshal(map[string]any{"messages": msgs})
+		if err != nil {
+			return fmt.Errorf("encoding %s: %w", path, err)
+		}
+		b.Write(j)
+		b.WriteByte('\n')
+		return nil
+	}
+	for _, row := range rows {
+		msgs := make([]world.Message, len(row.Messages))
+		for i, m := range row.Messages {
+			msgs[i] = world.Message{Role: m.Role, Content: m.Content}
+		}
+		if err := line(msgs); err != nil {
+			return err
+		}
+	}
+	var multi, single []world.Dialogue
+	for _, d := range r.world.SFT() {
+		if instructed(d) {
+			continue
+		}
+		if len(d) > 2 {
+			multi = append(multi, d)
+		} else {
+			single = append(single, d)
+		}
+	}
+	plain := append(multi, single...)
+	plain = plain[:min(len(plain), len(rows))]
+	for _, d := range plain {
+		if err := line(d); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(r.log, "GAtt fine-tuning set: %d GAtt dialogues and %d plain SFT dialogues (%d multi-turn) -> %s\n",
+		len(rows), len(plain), min(len(multi), len(plain)), path)
+	return checkpoint.WriteFileAtomic(path, []byte(b.String()))
+}
+
+// instructed reports whether a dialogue carries an instruction: a system message, or one appended
+// to a user message.
+func instructed(d world.Dialogue) bool {
+	for _, m := range d {
+		if m.Role == "system" {
+			return true
+		}
+		if _, _, ok := world.ParseInstructed(m.Content); ok && m.Role == "user" {
+			return true
+		}
+	}
+	return false
 }

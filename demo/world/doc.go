@@ -79,7 +79,7 @@
 // # Tokenizer
 //
 // Pieces is a SentencePiece BPE vocabulary laid out like Llama 2's (<unk>, <s>, </s>, 256 byte
-// pieces, merges, characters; about 1070 pieces): every word is the piece "▁"+word, reached through
+// pieces, merges, characters; about 875 pieces): every word is the piece "▁"+word, reached through
 // its prefixes; words that can start a line (LineInitialWords) also have a bare piece; punctuation,
 // "\n" and any other ASCII letter are single characters. The world's text, rendered with the chat
 // template or not, never needs byte fallback, while any other text still encodes. WriteTokenizer writes

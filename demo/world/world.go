@@ -101,9 +101,9 @@ func Default() Config {
 		Seed:   1,
 		NumSFT: 4000, NumPrefs: 2000, NumHeldOutPairs: 400,
 		NumPrompts: 400, NumHeldOutPrompts: 200,
-		NumGAtt: 400, NumGAttEval: 30,
+		NumGAtt: 800, NumGAttEval: 30,
 		EvalTurns: 20, MaxTurns: 6, MaxGAttTurns: 12,
-		WrongRate: 0.35, InstructedRate: 0.25, MultiTurnRate: 0.3,
+		WrongRate: 0.35, InstructedRate: 0.4, MultiTurnRate: 0.3,
 		PromptInstructedRate: 0.3, SystemRate: 0.5, HeldOutFrac: 0.2,
 		MisconceptionFrac: 0.2, MisconceptionRate: 0.75,
 	}
