@@ -88,6 +88,7 @@ func (res *Results) add(obj json.RawMessage) error {
 // ReportInfo is the context printed above the table.
 type ReportInfo struct {
 	Date, Machine, BLAS, Env string
+	Version                  string // the alignkit binary measured (`alignkit version`)
 	Notes                    []string
 }
 
@@ -252,6 +253,9 @@ func WriteReport(w io.Writer, r *Results, info ReportInfo) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# alignkit benchmark\n\n")
 	fmt.Fprintf(&b, "- date: %s\n- machine: %s\n- BLAS: %s\n", info.Date, info.Machine, info.BLAS)
+	if info.Version != "" {
+		fmt.Fprintf(&b, "- binary: %s\n", info.Version)
+	}
 	if info.Env != "" {
 		fmt.Fprintf(&b, "- environment: %s\n", info.Env)
 	}
@@ -394,6 +398,9 @@ func WriteSettingsReport(w io.Writer, r *Results, info ReportInfo) error {
 	})
 	var b strings.Builder
 	fmt.Fprintf(&b, "# alignkit thread and kernel settings\n\n- date: %s\n- machine: %s\n- BLAS: %s\n", info.Date, info.Machine, info.BLAS)
+	if info.Version != "" {
+		fmt.Fprintf(&b, "- binary: %s\n", info.Version)
+	}
 	b.WriteString("- method: settings alternate run by run in the same session on a shared machine; medians over runs.\n\n")
 	b.WriteString("| engine | what | threads (Go / PyTorch) | OPENBLAS_NUM_THREADS | OPENBLAS_CORETYPE | per-run tokens/s | median tokens/s |\n|---|---|---:|---:|---|---|---:|\n")
 	for _, k := range order {

@@ -24,6 +24,9 @@
 # model and data) are skipped with a note saying why.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# The whole script is one compound command, read before any of it runs, so editing this file while a
+# long benchmark is under way cannot derail it.
+{
 
 MODE=${1:-table}
 BIN=${BIN:-bin/alignkit}
@@ -91,6 +94,7 @@ MACHINE="$CPU (family ${FAMILY:-?}), $(nproc) cores$AVX512, $(free -g | awk '/^M
 LIB=$(readlink -f "$(ldconfig -p 2>/dev/null | awk '/libopenblas\.so\.0 /{print $NF; exit}')" 2>/dev/null)
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
+VERSION=$("$BIN" version 2>/dev/null | head -n 1)
 
 # The fp32 peak divides every engine's GFLOP/s: the best of a 2048³ sgemm on every core, with the
 # OpenBLAS kernel in effect and, on an AVX-512 machine, with SKYLAKEX's AVX-512 kernel (OpenBLAS 0.3.21
@@ -106,7 +110,7 @@ else
     NOTES+=("the fp32 peak is measured here, in the same session: on a loaded machine it comes out low and every peak share high; PEAK_GFLOPS=G divides by a known peak instead")
 fi
 PEAK=${PEAK:-0}
-BLASNAME=$(sed -n 's/.*"kind":"peak".*"blas":"\([^"]*\)".*/\1/p' "$RESULTS" | head -n 1)
+BLASNAME=$("$BIN" version 2>/dev/null | sed -n 's/^BLAS: *//p' | head -n 1)
 BLAS="alignkit: ${BLASNAME:-?}${LIB:+ ($(basename "$LIB"))}; PyTorch: its own build's BLAS (see Runs); llama.cpp: ggml"
 
 alignkit_train() { # preset steps [label-suffix]
@@ -120,7 +124,7 @@ torch_train() { # preset steps [label-suffix]
     [ $HAVE_TORCH = 1 ] || return 0
     local t
     for t in $TORCH_THREADS; do
-        run "PyTorch train $1 ($t threads) ${3:-}" "$PY" bench/torch_train.py --preset "$1" --steps "$2" --warmup 1 --threads "$t" --peak-gflops "$PEAK" -q
+        run "PyTorch train $1 (threads=$t) ${3:-}" "$PY" bench/torch_train.py --preset "$1" --steps "$2" --warmup 1 --threads "$t" --peak-gflops "$PEAK" -q
     done
 }
 alignkit_decode() { # dir name [label-suffix]
@@ -128,7 +132,7 @@ alignkit_decode() { # dir name [label-suffix]
 }
 llama_decode() { # gguf name threads [label-suffix]
     [ $HAVE_LLAMA = 1 ] || return 0
-    run "llama.cpp decode $2 ($3 threads) ${4:-}" node bench/llamacpp_decode.mjs --model "$1" --name "$2" --runs "$GEN_RUNS" --threads "$3"
+    run "llama.cpp decode $2 (threads=$3) ${4:-}" node bench/llamacpp_decode.mjs --model "$1" --name "$2" --runs "$GEN_RUNS" --threads "$3"
 }
 # llama.cpp runs with 1 thread and with $THREADS: ggml's workers spin-wait, which on a loaded machine can
 # make more threads slower, so its best count is the baseline.
@@ -154,7 +158,7 @@ if [ "$MODE" = settings ]; then
                 done
             done
             for t in $TORCH_THREADS; do
-                [ $HAVE_TORCH = 1 ] && run "PyTorch train ref ($t threads, OPENBLAS_CORETYPE=$core, run $rep/$REPS)" env OPENBLAS_CORETYPE=$core \
+                [ $HAVE_TORCH = 1 ] && run "PyTorch train ref (threads=$t OPENBLAS_CORETYPE=$core, run $rep/$REPS)" env OPENBLAS_CORETYPE=$core \
                     "$PY" bench/torch_train.py --preset ref --steps "$REF_STEPS" --warmup 1 --threads "$t" --peak-gflops "$PEAK" -q
             done
         done
@@ -162,7 +166,7 @@ if [ "$MODE" = settings ]; then
     NOTES+=("load average (1, 5, 15 min) before: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)")
     args=()
     for n in "${NOTES[@]}"; do args+=(--note "$n"); done
-    "$BIN" bench report --settings --in "$RESULTS" --out "${OUT:-bench/settings.md}" --date "$DATE" --machine "$MACHINE" --blas "$BLAS" "${args[@]}"
+    "$BIN" bench report --settings --in "$RESULTS" --out "${OUT:-bench/settings.md}" --date "$DATE" --machine "$MACHINE" --blas "$BLAS" --version "$VERSION" "${args[@]}"
     exit $?
 fi
 
@@ -210,7 +214,10 @@ fi
 
 NOTES+=("load average (1, 5, 15 min) before: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg) — other work shared the $(nproc) cores, so absolute rates vary from run to run; the ratios come from alternated runs")
 [ "$QUICK" = 1 ] && NOTES+=("QUICK=1: one alternation, $REF_STEPS timed steps for ref, $SMOL_STEPS for smollm135m, $SFT_STEPS for SFT, $GEN_RUNS decode runs")
+[ $HAVE_SHARED = 1 ] && NOTES+=("SFT rows: tokens/s counts every non-padding position, as the training loop does, but only the assistant tokens carry loss (loss_mask assistant_only), and alignkit's log-softmax skips positions without loss, so these rows are not like-for-like with PyTorch's step that trains every position")
 ENV="OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-unset}, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, GOMAXPROCS=${GOMAXPROCS:-unset (all cores)}; PyTorch set_num_threads: $TORCH_THREADS; llama.cpp threads: $LLAMA_THREADS (each baseline at its best)"
 args=()
 for n in "${NOTES[@]}"; do args+=(--note "$n"); done
-"$BIN" bench report --in "$RESULTS" --out "${OUT:-bench/latest.md}" --date "$DATE" --machine "$MACHINE" --blas "$BLAS" --env "$ENV" "${args[@]}"
+"$BIN" bench report --in "$RESULTS" --out "${OUT:-bench/latest.md}" --date "$DATE" --machine "$MACHINE" --blas "$BLAS" --env "$ENV" --version "$VERSION" "${args[@]}"
+exit $?
+}

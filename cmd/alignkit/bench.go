@@ -263,6 +263,7 @@ func newBenchReportCmd() *cobra.Command {
 	cmd.Flags().StringVar(&info.Machine, "machine", "", "machine line (CPU model, cores)")
 	cmd.Flags().StringVar(&info.BLAS, "blas", "", "BLAS line")
 	cmd.Flags().StringVar(&info.Env, "env", "", "environment line (thread settings)")
+	cmd.Flags().StringVar(&info.Version, "version", "", "the alignkit binary measured (the first line of alignkit version)")
 	cmd.Flags().StringArrayVar(&info.Notes, "note", nil, "a note under the table (repeatable)")
 	cmd.Flags().BoolVar(&settings, "settings", false, "compare thread and OpenBLAS kernel settings instead of engines")
 	_ = cmd.MarkFlagRequired("in")
