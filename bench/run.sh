@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh is `make bench`: alignkit against PyTorch (training) and llama.cpp (decoding) on this
-# machine, one table of ratios against the project's targets, printed and written to bench/latest.md.
+# machine, one table of ratios against the project's targets, printed and written to bench/latest.md
+# (the raw JSON lines beside it, bench/latest.jsonl).
 #
 #   bench/run.sh            the full run: every shape, REPS=2 alternations (A B A B)
 #   QUICK=1 bench/run.sh    one alternation, fewer steps, smollm135m with one timed step
@@ -166,7 +167,9 @@ if [ "$MODE" = settings ]; then
     NOTES+=("load average (1, 5, 15 min) before: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)")
     args=()
     for n in "${NOTES[@]}"; do args+=(--note "$n"); done
-    "$BIN" bench report --settings --in "$RESULTS" --out "${OUT:-bench/settings.md}" --date "$DATE" --machine "$MACHINE" --blas "$BLAS" --version "$VERSION" "${args[@]}"
+    OUT=${OUT:-bench/settings.md}
+    cp "$RESULTS" "${OUT%.md}.jsonl"
+    "$BIN" bench report --settings --in "$RESULTS" --out "$OUT" --date "$DATE" --machine "$MACHINE" --blas "$BLAS" --version "$VERSION" "${args[@]}"
     exit $?
 fi
 
@@ -218,6 +221,8 @@ NOTES+=("load average (1, 5, 15 min) before: $LOAD_BEFORE; after: $(cut -d' ' -f
 ENV="OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-unset}, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, GOMAXPROCS=${GOMAXPROCS:-unset (all cores)}; PyTorch set_num_threads: $TORCH_THREADS; llama.cpp threads: $LLAMA_THREADS (each baseline at its best)"
 args=()
 for n in "${NOTES[@]}"; do args+=(--note "$n"); done
-"$BIN" bench report --in "$RESULTS" --out "${OUT:-bench/latest.md}" --date "$DATE" --machine "$MACHINE" --blas "$BLAS" --env "$ENV" --version "$VERSION" "${args[@]}"
+OUT=${OUT:-bench/latest.md}
+cp "$RESULTS" "${OUT%.md}.jsonl" # the raw results, to re-run `alignkit bench report` on
+"$BIN" bench report --in "$RESULTS" --out "$OUT" --date "$DATE" --machine "$MACHINE" --blas "$BLAS" --env "$ENV" --version "$VERSION" "${args[@]}"
 exit $?
 }
