@@ -14,6 +14,7 @@ import (
 	"github.com/alignkit/alignkit/conf"
 	"github.com/alignkit/alignkit/demo/world"
 	"github.com/alignkit/alignkit/model/checkpoint"
+	"github.com/alignkit/alignkit/model/ops"
 )
 
 // DefaultConfigDir is where the stage configs live, relative to the repository root.
@@ -36,13 +37,13 @@ type Options struct {
 	Out string
 	// ConfigDir holds the stage configs (default configs/demo, relative to the working directory).
 	ConfigDir string
-	// Quick runs the small world and the shortened schedules of QuickSets, for CI.
+	// Quick runs QuickWorld and the shortened schedules of QuickSets, for CI.
 	Quick bool
 	// Force replaces a previous demo's output directory.
 	Force bool
 	// Seed drives the world, every training run and every sample (default 1).
 	Seed uint64
-	// World, when set, replaces world.Default() / world.Quick() (tests use a micro world).
+	// World, when set, replaces world.Default() / QuickWorld() (tests use a micro world).
 	World *world.Config
 	// Sets are extra per-stage overrides (stage name -> "key=value"), applied after the quick ones,
 	// as --set flags are applied after the file.
@@ -74,17 +75,20 @@ const (
 	StageExport    = "export"
 )
 
-// QuickSets shorten every schedule for --quick: each stage still runs its real job on the small
-// world (world.Quick), just briefly. They are applied over the stage's config file.
+// QuickSets shorten the schedules for --quick, applied over each stage's config file; with
+// QuickWorld every stage still runs its real job and the model still learns a little.
 var QuickSets = map[string][]string{
-	StageSFT:       {"num_train_epochs=4"},
-	StageReward:    {"num_train_epochs=1"},
-	StageSample:    {"max_train_samples=48"},
-	StageRS:        {"num_train_epochs=1"},
-	StageDPO:       {"num_train_epochs=1"},
-	StageGAttSynth: {"max_dialogues=40"},
-	StageGAttSFT:   {"num_train_epochs=2"},
-	StageGAttEval:  {"num_dialogues=6"},
+	StageSFT:    {"num_train_epochs=6"},
+	StageReward: {"num_train_epochs=4"},
+}
+
+// QuickWorld is --quick's world: world.Quick's evaluation sizes, with half the SFT dialogues of the
+// full demo (a model that learns nothing would make every later stage meaningless) and fewer
+// pairs and GAtt dialogues.
+func QuickWorld() world.Config {
+	c := world.Quick()
+	c.NumSFT, c.NumPrefs, c.NumGAtt = 2000, 800, 200
+	return c
 }
 
 // Timing is one stage's wall-clock and CPU time.
@@ -112,6 +116,10 @@ func (r *runner) path(parts ...string) string {
 // Run runs the whole pipeline and writes RESULTS.md, results.json and timings.json into the output
 // directory. The results table is also printed to Log.
 func Run(ctx context.Context, opts Options) (*Results, error) {
+	// One OpenBLAS thread per caller for the whole run: the trainers, the inference engine and gatt's
+	// concurrent samplers spread their work over the cores themselves, and OpenBLAS's own pool would
+	// spin against them (GAtt synthesis burnt more than twice the CPU time with OPENBLAS_NUM_THREADS=2).
+	defer ops.SerialBLAS()()
 	opts = opts.withDefaults()
 	if err := checkConfigDir(opts.ConfigDir); err != nil {
 		return nil, err
@@ -121,7 +129,7 @@ func Run(ctx context.Context, opts Options) (*Results, error) {
 	}
 	wc := world.Default()
 	if opts.Quick {
-		wc = world.Quick()
+		wc = QuickWorld()
 	}
 	if opts.World != nil {
 		wc = *opts.World

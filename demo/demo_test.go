@@ -64,11 +64,8 @@ func microOptions(t *testing.T, out string) Options {
 
 // TestMicroDemo runs every stage on the micro configuration twice and checks the plumbing: each
 // stage's output is where the next one reads it, every measurement of the table is filled in from
-// the run, and the two runs give the same RESULTS table.
+// the run, and the two runs give the same RESULTS table. A few seconds.
 func TestMicroDemo(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the whole pipeline twice (about a minute); skipped with -short")
-	}
 	dir := t.TempDir()
 	var tables []string
 	for i, out := range []string{filepath.Join(dir, "a"), filepath.Join(dir, "b")} {

@@ -180,12 +180,23 @@ func (r *runner) stageSample(ctx context.Context) error {
 			}
 			ok := g.Level == world.LevelCorrect
 			k.SampleCorrect.add(ok)
+			if ok {
+				k.RightMean += res.Rewards[0][i][j]
+			} else {
+				k.WrongMean += res.Rewards[0][i][j]
+			}
 			any = any || ok
 			if j == best {
 				k.BestCorrect.add(ok)
 			}
 		}
 		k.OracleCorrect.add(any)
+	}
+	if n := k.SampleCorrect.Correct; n > 0 {
+		k.RightMean /= float64(n)
+	}
+	if n := k.SampleCorrect.Total - k.SampleCorrect.Correct; n > 0 {
+		k.WrongMean /= float64(n)
 	}
 	r.res.RewardVsK = k
 	fmt.Fprintf(r.log, "samples right: %s; the reward model's best of %d: %s; some sample right: %s\n",
