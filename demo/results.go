@@ -492,6 +492,7 @@ func plotCorrectness(path string, cs []Correctness) error {
 	}
 	p.Legend.Top = true
 	p.NominalX(names...)
+	p.X.Min, p.X.Max = -0.6, float64(len(cs))-0.4 // room for the outer bars
 	wt, err := p.WriterTo(7*vg.Inch, 4*vg.Inch, "png")
 	if err != nil {
 		return fmt.Errorf("drawing %s: %w", path, err)
