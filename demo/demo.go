@@ -41,7 +41,7 @@ type Options struct {
 	Quick bool
 	// Force replaces a previous demo's output directory.
 	Force bool
-	// Seed drives the world, every training run and every sample (default 1).
+	// Seed drives the world, every training run and every sample (the command's default is 1).
 	Seed uint64
 	// World, when set, replaces world.Default() / QuickWorld() (tests use a micro world).
 	World *world.Config
@@ -54,8 +54,10 @@ type Options struct {
 	// LlamaCppDir holds node-llama-cpp (default conformance/llamacpp); the llama.cpp chat sample is
 	// skipped, and the table says so, when node or the package is missing.
 	LlamaCppDir string
-	// Log receives the stage headers, the trainers' progress and the final table (default os.Stderr).
+	// Log receives the stage headers and the trainers' progress (default os.Stderr).
 	Log io.Writer
+	// Table receives the final results table (default Log).
+	Table io.Writer
 	// Progress forces progress bars on or off; nil shows them when Log is a terminal.
 	Progress *bool
 }
@@ -165,7 +167,7 @@ func Run(ctx context.Context, opts Options) (*Results, error) {
 	if err := r.writeResults(); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(r.log, "\n%s\n", r.res.Table())
+	fmt.Fprintf(r.opts.Table, "\n%s\n", r.res.Table())
 	fmt.Fprintf(r.log, "results: %s; %s wall, %.0f s CPU (%s)\n", r.path(ResultsFile),
 		time.Duration(total.Seconds*float64(time.Second)).Round(time.Second), total.CPU, timingLine(r.timings))
 	return r.res, nil
@@ -178,14 +180,14 @@ func (o Options) withDefaults() Options {
 	if o.ConfigDir == "" {
 		o.ConfigDir = DefaultConfigDir
 	}
-	if o.Seed == 0 {
-		o.Seed = 1
-	}
 	if o.LlamaCppDir == "" {
 		o.LlamaCppDir = filepath.Join("conformance", "llamacpp")
 	}
 	if o.Log == nil {
 		o.Log = os.Stderr
+	}
+	if o.Table == nil {
+		o.Table = o.Log
 	}
 	if o.Eval == (EvalSize{}) {
 		o.Eval = DefaultEvalSize

@@ -15,7 +15,7 @@ func newDemoCmd() *cobra.Command {
 			"(also written to OUT/RESULTS.md with plots). About ten minutes on two cores; --quick takes a few.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			opts.Log = cmd.ErrOrStderr()
+			opts.Log, opts.Table = cmd.ErrOrStderr(), cmd.OutOrStdout()
 			_, err := demo.Run(cmd.Context(), opts)
 			return err
 		},

@@ -1,0 +1,89 @@
+package demo
+
+import (
+	"math"
+	"strings"
+	"testing"
+)
+
+// TestEvaluateChecks holds hand-made measurements to each target: the GAtt gain is the mean over
+// turns >= 6 that were checked, the median is flat when it moves at most a quarter of the max's rise,
+// DPO needs 0.8, and correctness compares the better of RS and DPO with SFT.
+func TestEvaluateChecks(t *testing.T) {
+	nan := math.NaN()
+	turns := func(before, after []float64) []GAttTurn {
+		var ts []GAttTurn
+		for i := range before {
+			ts = append(ts, GAttTurn{Turn: i + 1, Before: before[i], After: after[i]})
+		}
+		return ts
+	}
+	corr := func(stage string, greedy, sampled int) Correctness {
+		return Correctness{Stage: stage, Greedy: Split{All: Score{greedy, 100}}, Sampled: Split{All: Score{sampled, 100}}}
+	}
+	for _, tc := range []struct {
+		name string
+		res  Results
+		want map[string]string // check name -> "pass" / "miss", and the Got text
+	}{
+		{"gatt gain", Results{GAtt: &GAttResult{Turns: turns(
+			// turns 6..8: before 0, 10, n/a; after 50, 60, 99 -> means 5 and 55 over the two checked
+			[]float64{100, 0, 0, 0, 0, 0, 10, nan}, []float64{100, 90, 80, 70, 60, 50, 60, 99})}},
+			map[string]string{"GAtt adherence, turns >= 6": "pass 5.0% -> 55.0% (+50.0 points)"}},
+		{"gatt gain short", Results{GAtt: &GAttResult{Turns: turns(
+			[]float64{0, 0, 0, 0, 0, 0}, []float64{0, 0, 0, 0, 0, 39})}},
+			map[string]string{"GAtt adherence, turns >= 6": "miss 0.0% -> 39.0% (+39.0 points)"}},
+		{"gatt too few turns", Results{GAtt: &GAttResult{Turns: turns([]float64{0, 0}, []float64{100, 100})}},
+			map[string]string{"GAtt adherence, turns >= 6": "miss no turn >= 6 was checked"}},
+		{"flat median", Results{RewardVsK: &RewardVsK{N: []int{1, 2, 3}, ExpectedMax: []float64{1, 2, 3}, Median: []float64{1, 1, 1.5}}},
+			map[string]string{
+				"expected max reward vs K": "pass 1.000 at N=1 -> 3.000 at N=3",
+				"median reward vs K":       "pass 1.000 at N=1 -> 1.500 at N=3 (+0.500 vs rise 2.000)",
+			}},
+		{"rising median", Results{RewardVsK: &RewardVsK{N: []int{1, 2, 3}, ExpectedMax: []float64{1, 2, 3}, Median: []float64{1, 1, 1.6},
+			SampleCorrect: Score{60, 100}, RightMean: 2, WrongMean: -1}},
+			map[string]string{"median reward vs K": "miss 1.000 at N=1 -> 1.600 at N=3 (+0.600 vs rise 2.000)"}},
+		{"dpo", Results{DPO: &DPOResult{Accuracy: 0.799}}, map[string]string{"DPO held-out preference accuracy": "miss 0.799"}},
+		{"dpo at target", Results{DPO: &DPOResult{Accuracy: 0.8}}, map[string]string{"DPO held-out preference accuracy": "pass 0.800"}},
+		{"correctness", Results{Correctness: []Correctness{corr("SFT", 50, 40), corr("rejection sampling", 60, 40), corr("DPO", 55, 39)}},
+			map[string]string{
+				"answer correctness, greedy":  "pass SFT 0.500, best rejection sampling 0.600",
+				"answer correctness, sampled": "miss SFT 0.400, best rejection sampling 0.400",
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.res.Evaluate()
+			if len(tc.res.Checks) < len(tc.want) {
+				t.Fatalf("checks %+v", tc.res.Checks)
+			}
+			for name, want := range tc.want {
+				c := tc.res.check(name)
+				if c == nil {
+					t.Fatalf("no check %q in %+v", name, tc.res.Checks)
+				}
+				got := "miss " + c.Got
+				if c.Pass {
+					got = "pass " + c.Got
+				}
+				if got != want {
+					t.Errorf("%s: %q, want %q", name, got, want)
+				}
+			}
+		})
+	}
+	// The rising median's miss says why, from the run's numbers; a miss without them does not guess.
+	r := Results{RewardVsK: &RewardVsK{N: []int{1, 2, 3}, ExpectedMax: []float64{1, 2, 3}, Median: []float64{1, 1, 1.6},
+		SampleCorrect: Score{60, 100}, RightMean: 2, WrongMean: -1}}
+	r.Evaluate()
+	if why := r.check("median reward vs K").Why; !strings.Contains(why, "right answers (mean reward 2.00) above wrong ones (-1.00), and 60% of the samples are right") {
+		t.Errorf("why: %q", why)
+	}
+	r.RewardVsK.SampleCorrect = Score{40, 100}
+	r.Evaluate()
+	if why := r.check("median reward vs K").Why; why != "" {
+		t.Errorf("why without a majority of right samples: %q", why)
+	}
+	if md := r.markdown(); !strings.Contains(md, "1 of 2 targets missed") || !strings.Contains(md, "- median reward vs K: wanted flat") {
+		t.Errorf("markdown:\n%s", md)
+	}
+}
