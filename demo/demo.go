@@ -116,7 +116,8 @@ func (r *runner) path(parts ...string) string {
 }
 
 // Run runs the whole pipeline and writes RESULTS.md, results.json and timings.json into the output
-// directory. The results table is also printed to Log.
+// directory, and prints the results table to Options.Table. Nothing in the output directory says
+// the run finished until RESULTS.md appears, last.
 func Run(ctx context.Context, opts Options) (*Results, error) {
 	// One OpenBLAS thread per caller for the whole run: the trainers, the inference engine and gatt's
 	// concurrent samplers spread their work over the cores themselves, and OpenBLAS's own pool would
@@ -146,7 +147,7 @@ func Run(ctx context.Context, opts Options) (*Results, error) {
 	if err := writeJSONFile(r.path(MarkerFile), map[string]any{"seed": opts.Seed, "quick": opts.Quick, "world": wc}); err != nil {
 		return nil, err
 	}
-	start := time.Now()
+	start, cpuStart := time.Now(), cpuSeconds()
 	stages := r.stages()
 	for i, s := range stages {
 		if err := ctx.Err(); err != nil {
@@ -161,10 +162,10 @@ func Run(ctx context.Context, opts Options) (*Results, error) {
 		r.timings = append(r.timings, t)
 		fmt.Fprintf(r.log, "== %s done in %s (%.0f s CPU)\n", s.name, time.Duration(t.Seconds*float64(time.Second)).Round(time.Second), t.CPU)
 	}
-	total := Timing{Stage: "total", Seconds: time.Since(start).Seconds(), CPU: cpuSeconds()}
+	total := Timing{Stage: "total", Seconds: time.Since(start).Seconds(), CPU: cpuSeconds() - cpuStart}
 	r.timings = append(r.timings, total)
 	r.res.Evaluate()
-	if err := r.writeResults(); err != nil {
+	if err := r.writeResults(); err != nil { // RESULTS.md last
 		return nil, err
 	}
 	fmt.Fprintf(r.opts.Table, "\n%s\n", r.res.Table())

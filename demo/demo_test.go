@@ -149,3 +149,32 @@ func checkMicroResults(t *testing.T, out string, res *Results) {
 		}
 	}
 }
+
+// TestPrepareOutForce: --force empties a previous demo's directory (one holding demo.json), and
+// leaves a missing directory created and an empty one as it is.
+func TestPrepareOutForce(t *testing.T) {
+	dir := t.TempDir()
+	prev := filepath.Join(dir, "prev")
+	if err := os.MkdirAll(filepath.Join(prev, "sft"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{MarkerFile, ResultsFile, "sft/config.json"} {
+		if err := os.WriteFile(filepath.Join(prev, f), []byte("{}"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := prepareOut(prev, true); err != nil {
+		t.Fatal(err)
+	}
+	if es, err := os.ReadDir(prev); err != nil || len(es) != 0 {
+		t.Errorf("after --force: %v, %v", es, err)
+	}
+	for _, d := range []string{filepath.Join(dir, "new", "deeper"), prev} {
+		if err := prepareOut(d, false); err != nil {
+			t.Errorf("%s: %v", d, err)
+		}
+		if st, err := os.Stat(d); err != nil || !st.IsDir() {
+			t.Errorf("%s: %v", d, err)
+		}
+	}
+}

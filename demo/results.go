@@ -448,13 +448,13 @@ func (r *runner) writeResults() error {
 	if err := plotCorrectness(r.path("correctness.png"), r.res.Correctness); err != nil {
 		return err
 	}
-	if err := checkpoint.WriteFileAtomic(r.path(ResultsFile), []byte(r.res.markdown())); err != nil {
-		return err
-	}
 	if err := writeJSONFile(r.path(ResultsJSONFile), r.res); err != nil {
 		return err
 	}
-	return writeJSONFile(r.path(TimingsFile), r.timings)
+	if err := writeJSONFile(r.path(TimingsFile), r.timings); err != nil {
+		return err
+	}
+	return checkpoint.WriteFileAtomic(r.path(ResultsFile), []byte(r.res.markdown()))
 }
 
 var barColors = []color.Color{color.RGBA{R: 31, G: 119, B: 180, A: 255}, color.RGBA{R: 255, G: 127, B: 14, A: 255}}

@@ -4,10 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/alignkit/alignkit/data/chat"
 	"sort"
 	"strings"
 
+	"github.com/alignkit/alignkit/data/chat"
 	"github.com/alignkit/alignkit/demo/world"
 	"github.com/alignkit/alignkit/dpo"
 	"github.com/alignkit/alignkit/gatt"
@@ -53,12 +53,12 @@ func (r *runner) stages() []stage {
 		{StageDPO, "DPO of the SFT model on the preference pairs", (*runner).stageDPO},
 		{StageGAttSynth, "Ghost Attention dialogues sampled with the instruction on every turn", (*runner).stageGAttSynth},
 		{StageGAttSFT, "fine-tuning on the GAtt dialogues", (*runner).stageGAttSFT},
-		{StageGAttEval, "instruction adherence over 20 turns, before and after GAtt (Llama 2 Table 30)", (*runner).stageGAttEval},
+		{StageGAttEval, "instruction adherence turn by turn, before and after GAtt (Llama 2 Table 30)", (*runner).stageGAttEval},
 		{StageExport, "GGUF export and a chat sample from the exported model", (*runner).stageExport},
 	}
 }
 
-// common are the keys every training stage gets: the run's seed.
+// seedSet is the seed key every stage's config gets: the run's --seed.
 func (r *runner) seedSet() string { return fmt.Sprintf("seed=%d", r.opts.Seed) }
 
 func (r *runner) trainOpts() []train.Option {
