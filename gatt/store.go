@@ -1,18 +1,17 @@
 package gatt
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sort"
 
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/data/chat"
+	"github.com/alignkit/alignkit/internal/atomicfile"
 	"github.com/parquet-go/parquet-go"
 )
 
@@ -177,36 +176,13 @@ func WriteParquet(path string, rows []Row) error {
 		out[i] = parquetRow{Messages: ms, Instruction: r.Instruction, Constraints: cs, Terse: r.Terse,
 			TrainedTurn: int64(r.TrainedTurn), SourceRow: int64(r.SourceRow)}
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name()) // after the rename this fails harmlessly
-	bw := bufio.NewWriter(tmp)
-	w := parquet.NewGenericWriter[parquetRow](bw)
-	if _, err := w.Write(out); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := w.Close(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := bw.Flush(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.Write(path, func(f io.Writer) error {
+		w := parquet.NewGenericWriter[parquetRow](f)
+		if _, err := w.Write(out); err != nil {
+			return err
+		}
+		return w.Close()
+	})
 }
 
 // ReadRows reads a gatt.parquet (or a JSON Lines file of the same columns) back through the data

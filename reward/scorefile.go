@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/alignkit/alignkit/data"
+	"github.com/alignkit/alignkit/internal/atomicfile"
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 )
@@ -86,7 +87,7 @@ func ScoreFile(ctx context.Context, s *Scorer, cfg FileConfig) (FileResult, erro
 		}
 		return writeJSONLWithColumn(rows, w, cfg.Column, rewards)
 	}
-	if err := writeAtomic(cfg.Output, write); err != nil {
+	if err := atomicfile.Write(cfg.Output, write); err != nil {
 		return FileResult{}, err
 	}
 	return FileResult{Rows: len(rows), Rewards: rewards}, nil
@@ -218,38 +219,6 @@ func sortedFields(m map[string]any) []string {
 	}
 	sort.Strings(ks)
 	return ks
-}
-
-// writeAtomic writes path through a temporary file in its directory, synced and renamed into place;
-// on any failure the temporary file is removed and path is untouched.
-func writeAtomic(path string, write func(io.Writer) error) (err error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err := write(tmp); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
 }
 
 // writeJSONLWithColumn writes each row's fields plus column as one JSON object per line.

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/alignkit/alignkit/internal/atomicfile"
 )
 
 // reservedNames are files the loop writes next to the task's model files; SaveModel must not use them.
@@ -248,7 +250,7 @@ func (r *runner) restore(dir string) error {
 		r.last = lineFloats(r.lines[len(r.lines)-1])
 	}
 	r.lastCkpt, r.ckptStep = dir, ts.GlobalStep
-	return writeFileAtomic(filepath.Join(r.out, metricsFile), bytes.Join(r.lines, nil))
+	return atomicfile.WriteFile(filepath.Join(r.out, metricsFile), bytes.Join(r.lines, nil))
 }
 
 // lineFloats decodes a metrics line into numbers (nulls become NaN).
@@ -359,7 +361,7 @@ func (r *runner) finish() error {
 	if err != nil {
 		return fmt.Errorf("encoding %s: %w", trainerStateFile, err)
 	}
-	if err := writeFileAtomic(filepath.Join(r.out, trainerStateFile), hs); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(r.out, trainerStateFile), hs); err != nil {
 		return err
 	}
 	if *r.args.ReportPlots {
@@ -372,7 +374,7 @@ func (r *runner) finish() error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(r.out, completeFile), cb); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(r.out, completeFile), cb); err != nil {
 		return err
 	}
 	r.rep.note("training complete: %d steps, train_loss %.4f, model saved to %s", r.step, res.TrainLoss, r.out)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/alignkit/alignkit/internal/atomicfile"
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 	"gonum.org/v1/plot"
@@ -198,7 +199,7 @@ func writeLossPlot(path string, history []map[string]any) error {
 	if _, err := w.WriteTo(&buf); err != nil {
 		return fmt.Errorf("drawing %s: %w", path, err)
 	}
-	return writeFileAtomic(path, []byte(buf.String()))
+	return atomicfile.WriteFile(path, []byte(buf.String()))
 }
 
 func asFloat(v any) (float64, bool) {

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/alignkit/alignkit/internal/atomicfile"
 )
 
 // Option adjusts Run.
@@ -243,7 +245,7 @@ func (r *runner) prepareOutput() error {
 			return fmt.Errorf("output_dir: %s already holds %s from an earlier run; set resume_from_checkpoint: latest to continue it, or choose another output_dir",
 				r.out, filepath.Base(cs[len(cs)-1].path))
 		}
-		return writeFileAtomic(filepath.Join(r.out, metricsFile), nil)
+		return atomicfile.WriteFile(filepath.Join(r.out, metricsFile), nil)
 	}
 	path := resume
 	if l := strings.ToLower(resume); l == "true" || l == "latest" {

@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/alignkit/alignkit/data/chat"
+	"github.com/alignkit/alignkit/internal/atomicfile"
 	"github.com/alignkit/alignkit/model/tokenizer"
 )
 
@@ -230,5 +231,5 @@ func WriteTokenizer(dir string) error {
 	if err != nil {
 		return fmt.Errorf("writing world tokenizer: %w", err)
 	}
-	return writeAtomic(filepath.Join(dir, "tokenizer_config.json"), append(data, '\n'))
+	return atomicfile.WriteFile(filepath.Join(dir, "tokenizer_config.json"), append(data, '\n'))
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/alignkit/alignkit/gatt"
+	"github.com/alignkit/alignkit/internal/atomicfile"
 )
 
 // Dataset file names written by WriteDatasets.
@@ -151,7 +152,7 @@ func (w *World) WriteDatasets(dir string) error {
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", filepath.Join(dir, FileWorld), err)
 	}
-	return writeAtomic(filepath.Join(dir, FileWorld), append(meta, '\n'))
+	return atomicfile.WriteFile(filepath.Join(dir, FileWorld), append(meta, '\n'))
 }
 
 func writeJSONL(path string, rows []any) error {
@@ -163,33 +164,5 @@ func writeJSONL(path string, rows []any) error {
 			return fmt.Errorf("writing %s: row %d: %w", path, i, err)
 		}
 	}
-	return writeAtomic(path, buf.Bytes())
-}
-
-// writeAtomic writes data to a temporary file in path's directory and renames it into place, so
-// readers never see a partial file.
-func writeAtomic(path string, data []byte) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err = f.Chmod(0o644); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.WriteFile(path, buf.Bytes())
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/alignkit/alignkit/internal/atomicfile"
 	"github.com/alignkit/alignkit/model"
 	"github.com/alignkit/alignkit/model/gguf"
 	"github.com/alignkit/alignkit/model/hf"
@@ -200,30 +201,9 @@ func writeJSON(path string, v any) error {
 	return WriteFileAtomic(path, append(b, '\n'))
 }
 
-// WriteFileAtomic writes data to a temporary file beside path and renames it into place, so a
-// crash leaves either the old file or the new one, never half of one.
-func WriteFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	tmp := f.Name()
-	_, werr := f.Write(data)
-	if serr := f.Sync(); werr == nil {
-		werr = serr
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp, path)
-	}
-	if werr != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", path, werr)
-	}
-	return nil
-}
+// WriteFileAtomic writes data to path so that a crash leaves the old file or the whole new one
+// (internal/atomicfile, the one atomic writer every package uses).
+func WriteFileAtomic(path string, data []byte) error { return atomicfile.WriteFile(path, data) }
 
 // IsGGUF reports whether path names a GGUF file by its extension.
 func IsGGUF(path string) bool { return strings.EqualFold(filepath.Ext(path), ".gguf") }

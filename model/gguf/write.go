@@ -1,13 +1,12 @@
 package gguf
 
 import (
-	"bufio"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"math"
-	"os"
-	"path/filepath"
+
+	"github.com/alignkit/alignkit/internal/atomicfile"
 )
 
 // kv is one metadata entry; the Go type of val picks the GGUF value type (uint32 -> UINT32, []string ->
@@ -36,41 +35,8 @@ func (t outTensor) numel() uint64 {
 
 // writeFile writes a GGUF v3 file atomically: everything goes to a temporary file in path's directory,
 // which is synced and renamed over path only when complete.
-func writeFile(path string, kvs []kv, tensors []outTensor, align uint64) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	bw := bufio.NewWriterSize(tmp, 1<<20)
-	if err := encodeGGUF(bw, kvs, tensors, align); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
+func writeFile(path string, kvs []kv, tensors []outTensor, align uint64) error {
+	return atomicfile.Write(path, func(w io.Writer) error { return encodeGGUF(w, kvs, tensors, align) })
 }
 
 // encodeGGUF streams the header, metadata, tensor infos and aligned tensor data to w.

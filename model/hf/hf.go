@@ -1,7 +1,6 @@
 package hf
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/alignkit/alignkit/internal/atomicfile"
 	"github.com/alignkit/alignkit/model"
 )
 
@@ -364,15 +364,15 @@ func Save(dir string, w *model.Weights, opts SaveOptions) error {
 		if err != nil {
 			return fail(err)
 		}
-		if err := writeFileAtomic(filepath.Join(dir, IndexFile), append(b, '\n')); err != nil {
+		if err := atomicfile.WriteFile(filepath.Join(dir, IndexFile), append(b, '\n')); err != nil {
 			return err
 		}
 		keep[IndexFile] = true
 	}
-	if err := writeFileAtomic(filepath.Join(dir, GenerationConfigFile), genJSON); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, GenerationConfigFile), genJSON); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, ConfigFile), cfgJSON); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, ConfigFile), cfgJSON); err != nil {
 		return err
 	}
 	return removeStale(dir, keep)
@@ -509,7 +509,7 @@ func CopyTokenizerFiles(srcDir, dstDir string) error {
 		if err != nil {
 			return fmt.Errorf("copying tokenizer files: %w", err)
 		}
-		err = writeAtomic(filepath.Join(dstDir, name), func(w *bufio.Writer) error {
+		err = atomicfile.Write(filepath.Join(dstDir, name), func(w io.Writer) error {
 			if _, err := io.Copy(w, in); err != nil {
 				return fmt.Errorf("reading %s: %w", src, err)
 			}

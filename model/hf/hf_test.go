@@ -1,7 +1,6 @@
 package hf
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
@@ -467,33 +466,4 @@ func TestSaveRejectsBeforeWriting(t *testing.T) {
 			}
 		})
 	}
-}
-
-func TestWriteAtomicFailureLeavesTargetAlone(t *testing.T) {
-	dir := t.TempDir()
-	target := filepath.Join(dir, "config.json")
-	if err := os.WriteFile(target, []byte("old"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	err := writeAtomic(target, func(w *bufio.Writer) error {
-		w.WriteString("half of the new content")
-		return os.ErrInvalid
-	})
-	if err == nil || err.Error() != "writing "+target+": invalid argument" {
-		t.Fatalf("error %v", err)
-	}
-	if got, _ := os.ReadFile(target); string(got) != "old" {
-		t.Errorf("target now holds %q", got)
-	}
-	if got := listDir(t, dir); !reflect.DeepEqual(got, []string{"config.json"}) {
-		t.Errorf("dir holds %v", got)
-	}
-	if err := writeFileAtomic(target, []byte("new")); err != nil {
-		t.Fatal(err)
-	}
-	st, _ := os.Stat(target)
-	if got, _ := os.ReadFile(target); string(got) != "new" || st.Mode().Perm() != 0o644 {
-		t.Errorf("after a good write: %q, mode %v", got, st.Mode())
-	}
-	assertNoTemp(t, dir)
 }

@@ -1,7 +1,6 @@
 package hf
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
@@ -13,6 +12,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/alignkit/alignkit/internal/atomicfile"
 	"github.com/alignkit/alignkit/model"
 )
 
@@ -453,7 +453,7 @@ func writeSafetensors(path string, tensors map[string]*model.Tensor, names []str
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
-	return writeAtomic(path, func(w *bufio.Writer) error {
+	return atomicfile.Write(path, func(w io.Writer) error {
 		var lenBuf [8]byte
 		binary.LittleEndian.PutUint64(lenBuf[:], uint64(len(hdr)))
 		w.Write(lenBuf[:])
@@ -466,7 +466,7 @@ func writeSafetensors(path string, tensors map[string]*model.Tensor, names []str
 				data = data[n:]
 			}
 		}
-		return nil // a bufio.Writer remembers its first error; writeAtomic's Flush reports it
+		return nil // atomicfile buffers w, remembers its first error and reports it at Flush
 	})
 }
 

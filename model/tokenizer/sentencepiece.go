@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/alignkit/alignkit/internal/atomicfile"
 	"github.com/ollama/ollama/convert/sentencepiece"
 	ollama "github.com/ollama/ollama/tokenizer"
 	"google.golang.org/protobuf/proto"
@@ -217,7 +218,7 @@ func WriteSentencePieceModel(path string, pieces []Piece, opts SPOptions) error 
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
-	return writeFileAtomic(path, data)
+	return atomicfile.WriteFile(path, data)
 }
 
 // newSPBase is the vocabulary and defaults of a SentencePiece model before configs apply.
