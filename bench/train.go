@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"time"
@@ -41,6 +42,9 @@ type TrainOptions struct {
 	Log io.Writer
 	// AfterStep, when non-nil, is called after every step (1-based) with the memory at that point.
 	AfterStep func(step int, mem Memory) error
+	// Profile, when non-nil, gets a pprof CPU profile of the timed steps (not the warm-up, whose graph
+	// building would otherwise dominate it).
+	Profile io.Writer
 }
 
 // TrainResult is what `alignkit bench train --json` prints; bench/torch_train.py prints the same
@@ -106,6 +110,12 @@ func Train(ctx context.Context, opts TrainOptions) (TrainResult, error) {
 		if err := ctx.Err(); err != nil {
 			return TrainResult{}, err
 		}
+		if step == opts.Warmup+1 && opts.Profile != nil {
+			if err := pprof.StartCPUProfile(opts.Profile); err != nil {
+				return TrainResult{}, fmt.Errorf("bench train: cpu profile: %w", err)
+			}
+			defer pprof.StopCPUProfile()
+		}
 		start := time.Now()
 		zero(grads)
 		loss, _, err := m.Run(batch, model.LMHead, MeanTokenLoss, grads, 1)
@@ -137,6 +147,9 @@ func Train(ctx context.Context, opts TrainOptions) (TrainResult, error) {
 				return TrainResult{}, err
 			}
 		}
+	}
+	if opts.Profile != nil {
+		pprof.StopCPUProfile()
 	}
 	mem, err := ReadMemory()
 	if err != nil {

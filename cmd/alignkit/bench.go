@@ -33,6 +33,7 @@ func newBenchTrainCmd() *cobra.Command {
 	var preset string
 	var opts bench.TrainOptions
 	var asJSON, quiet bool
+	var profile string
 	cmd := &cobra.Command{
 		Use:   "train --preset " + strings.Join(bench.PresetNames(), "|") + " [--steps N] [--warmup W] [--peak-gflops G] [--json]",
 		Short: "Time full optimizer steps (forward, backward, clipping, AdamW) on a random model; report tokens/s, peak RSS, GFLOP/s",
@@ -45,6 +46,14 @@ func newBenchTrainCmd() *cobra.Command {
 			opts.Preset = p
 			if !quiet {
 				opts.Log = cmd.ErrOrStderr()
+			}
+			if profile != "" {
+				f, err := os.Create(profile)
+				if err != nil {
+					return fmt.Errorf("--cpuprofile: %w", err)
+				}
+				defer f.Close()
+				opts.Profile = f
 			}
 			res, err := bench.Train(cmd.Context(), opts)
 			if err != nil {
@@ -65,6 +74,7 @@ func newBenchTrainCmd() *cobra.Command {
 	cmd.Flags().Uint64Var(&opts.Seed, "seed", 1, "seed for the weights and the tokens")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no per-step lines on stderr")
+	cmd.Flags().StringVar(&profile, "cpuprofile", "", "write a pprof CPU profile of the timed steps to this file (go tool pprof bin/alignkit FILE)")
 	return cmd
 }
 
