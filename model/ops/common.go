@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/alignkit/alignkit/model/ops/internal/vecmath"
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -422,9 +423,23 @@ func expTo[T Float](dst, src []T, m T) float64 {
 	return 0
 }
 
-// expTo32 is expf over a slice with the body inlined (the softmaxes spend most of their time
-// here); rounding to the nearest integer uses the 1.5·2^23 trick instead of a conversion.
+// expTo32 is expf over a slice (the softmaxes spend most of their time here): eight lanes at a time
+// in assembly where the CPU has AVX2 and FMA, and the scalar loop, with the body inlined, for the
+// rest; rounding to the nearest integer uses the 1.5·2^23 trick instead of a conversion.
 func expTo32(dst, src []float32, m float32) float64 {
+	if dst != nil {
+		dst = dst[:len(src)]
+	}
+	s, done := vecmath.Exp(dst, src, m)
+	if dst != nil {
+		dst = dst[done:]
+	}
+	return s + expScalar32(dst, src[done:], m)
+}
+
+// expScalar32 is expTo32's scalar loop: all of it off amd64 or without AVX2, and on amd64 the tail
+// and any block whose x - m is too large for the vector body.
+func expScalar32(dst, src []float32, m float32) float64 {
 	const (
 		lo    = -87.33654
 		hi    = 88.72283
@@ -434,9 +449,6 @@ func expTo32(dst, src []float32, m float32) float64 {
 		magic = 12582912 // 1.5·2^23: adding it rounds a float32 below 2^22 to an integer
 	)
 	store := dst != nil
-	if store {
-		dst = dst[:len(src)]
-	}
 	var s float64
 	for j, v := range src {
 		x := v - m
