@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"github.com/alignkit/alignkit/model/ops/internal/vecmath"
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -64,6 +65,11 @@ func swigluFwd[T Float](y, g, u, sig []T) {
 		if y32, ok := any(y).([]float32); ok {
 			g32, u32 := any(g).([]float32), any(u).([]float32)
 			s32, _ := any(sig).([]float32)
+			var sv []float32
+			if s32 != nil {
+				sv = s32[lo:hi]
+			}
+			lo += vecmath.SwiGLU(y32[lo:hi], g32[lo:hi], u32[lo:hi], sv)
 			for i := lo; i < hi; i++ {
 				s := 1 / (1 + expf(-g32[i])) // expf overflows to +Inf: σ = 0
 				y32[i] = g32[i] * s * u32[i]

@@ -31,3 +31,24 @@ func Exp(dst, src []float32, m float32) (sum float64, done int) {
 	}
 	return expSumAVX2(d, &src[0], n, m)
 }
+
+//go:noescape
+func swigluAVX2(y, gate, u, sig *float32, n int)
+
+// SwiGLU writes y[i] = g[i]·σ(g[i])·u[i] and, when sig is not nil, sig[i] = σ(g[i]) for i < done,
+// the longest multiple of 8 it can do with AVX2 (0 without it); σ(g) for g below -88.3 comes out
+// under 1e-38 rather than 0. y, u and a non-nil sig must be at least as long as g.
+func SwiGLU(y, g, u, sig []float32) (done int) {
+	n := len(g) &^ 7
+	if !HasExp || n == 0 {
+		return 0
+	}
+	_, _ = y[n-1], u[n-1] // bounds: the assembly reads and writes [:n]
+	var s *float32
+	if sig != nil {
+		_ = sig[n-1]
+		s = &sig[0]
+	}
+	swigluAVX2(&y[0], &g[0], &u[0], s, n)
+	return n
+}

@@ -16,6 +16,39 @@ DATA expc<>+44(SB)/4, $0x3f800000 // 1.0
 DATA expc<>+48(SB)/4, $0x0000007f // exponent bias 127 (int32)
 GLOBL expc<>(SB), RODATA|NOPTR, $52
 
+// EXPPS sets Y1 = exp(Y0) for x = Y0 no larger than 88.3 (the caller checks), lanes below lo giving
+// exactly 0 and NaN staying NaN, with Y10..Y14 holding c2, c1, log2e, bail and lo. It uses Y2..Y6 and
+// leaves Y0 reduced. Cephes' range reduction x = fn·ln2 + r (ln2 split in c1 + c2 for accuracy) and
+// degree-5 polynomial for exp(r), then y·2^fn built in the exponent bits.
+#define EXPPS \
+	VCMPPS $0x11, Y14, Y0, Y4; \
+	VMAXPS Y0, Y14, Y0; \
+	VMULPS Y12, Y0, Y2; \
+	VROUNDPS $0, Y2, Y2; \
+	VCVTPS2DQ Y2, Y3; \
+	VFNMADD231PS Y11, Y2, Y0; \
+	VFNMADD231PS Y10, Y2, Y0; \
+	VMULPS Y0, Y0, Y6; \
+	VBROADCASTSS expc<>+20(SB), Y5; \
+	VBROADCASTSS expc<>+24(SB), Y1; \
+	VFMADD213PS Y1, Y0, Y5; \
+	VBROADCASTSS expc<>+28(SB), Y1; \
+	VFMADD213PS Y1, Y0, Y5; \
+	VBROADCASTSS expc<>+32(SB), Y1; \
+	VFMADD213PS Y1, Y0, Y5; \
+	VBROADCASTSS expc<>+36(SB), Y1; \
+	VFMADD213PS Y1, Y0, Y5; \
+	VBROADCASTSS expc<>+40(SB), Y1; \
+	VFMADD213PS Y1, Y0, Y5; \
+	VFMADD213PS Y0, Y6, Y5; \
+	VBROADCASTSS expc<>+44(SB), Y1; \
+	VADDPS Y1, Y5, Y5; \
+	VPBROADCASTD expc<>+48(SB), Y1; \
+	VPADDD Y1, Y3, Y3; \
+	VPSLLD $23, Y3, Y3; \
+	VMULPS Y3, Y5, Y1; \
+	VANDNPS Y1, Y4, Y1
+
 // func expSumAVX2(dst, src *float32, n int, m float32) (sum float64, done int)
 //
 // Registers: Y0 x, Y1 scratch/result, Y2 fn, Y3 n as int32, Y4 the x<lo mask, Y5 y, Y6 z;
@@ -43,33 +76,8 @@ loop:
 	VMOVMSKPS Y1, DX
 	TESTL   DX, DX
 	JNZ     done                        // the scalar code takes it from here
-	VCMPPS  $0x11, Y14, Y0, Y4          // mask: x < lo, whose exp is 0
-	VMAXPS  Y0, Y14, Y0                 // x = max(lo, x); a NaN x stays NaN
-	VMULPS  Y12, Y0, Y2
-	VROUNDPS $0, Y2, Y2                 // fn = round(x·log2e), to nearest even
-	VCVTPS2DQ Y2, Y3                    // n
-	VFNMADD231PS Y11, Y2, Y0            // x -= fn·c1
-	VFNMADD231PS Y10, Y2, Y0            // x -= fn·c2
-	VMULPS  Y0, Y0, Y6                  // z = x²
-	VBROADCASTSS expc<>+20(SB), Y5      // y = p0
-	VBROADCASTSS expc<>+24(SB), Y1
-	VFMADD213PS Y1, Y0, Y5              // y = y·x + p1
-	VBROADCASTSS expc<>+28(SB), Y1
-	VFMADD213PS Y1, Y0, Y5
-	VBROADCASTSS expc<>+32(SB), Y1
-	VFMADD213PS Y1, Y0, Y5
-	VBROADCASTSS expc<>+36(SB), Y1
-	VFMADD213PS Y1, Y0, Y5
-	VBROADCASTSS expc<>+40(SB), Y1
-	VFMADD213PS Y1, Y0, Y5              // y = ((((p0·x+p1)·x+p2)·x+p3)·x+p4)·x+p5
-	VFMADD213PS Y0, Y6, Y5              // y = y·z + x
-	VBROADCASTSS expc<>+44(SB), Y1
-	VADDPS  Y1, Y5, Y5                  // y += 1
-	VPBROADCASTD expc<>+48(SB), Y1
-	VPADDD  Y1, Y3, Y3
-	VPSLLD  $23, Y3, Y3                 // 2^n as float32 bits: (n+127) << 23
-	VMULPS  Y3, Y5, Y1                  // e = y · 2^n
-	VANDNPS Y1, Y4, Y1                  // e = 0 where x < lo
+	EXPPS
+
 	TESTQ   DI, DI
 	JZ      nostore
 	VMOVUPS Y1, (DI)(AX*4)
@@ -91,4 +99,49 @@ done:
 	VZEROUPPER
 	MOVSD   X8, sum+32(FP)
 	MOVQ    AX, done+40(FP)
+	RET
+
+// func swigluAVX2(y, gate, u, sig *float32, n int)
+//
+// y = g·σ(g)·u and, when sig is not nil, sig = σ(g), with σ(g) = 1/(1+exp(-g)) and -g clamped to
+// 88.3 so that exp stays finite (σ is then below 1e-38 where the scalar code gives 0). Registers as in
+// EXPPS, plus Y7 g, Y8 one, Y9 zero.
+TEXT ·swigluAVX2(SB), NOSPLIT, $0-40
+	MOVQ y+0(FP), DI
+	MOVQ gate+8(FP), SI
+	MOVQ u+16(FP), DX
+	MOVQ sig+24(FP), R8
+	MOVQ n+32(FP), CX
+	XORQ AX, AX
+	VBROADCASTSS expc<>+0(SB), Y14
+	VBROADCASTSS expc<>+4(SB), Y13
+	VBROADCASTSS expc<>+8(SB), Y12
+	VBROADCASTSS expc<>+12(SB), Y11
+	VBROADCASTSS expc<>+16(SB), Y10
+	VBROADCASTSS expc<>+44(SB), Y8      // 1
+	VXORPS  Y9, Y9, Y9                  // 0
+
+sloop:
+	CMPQ AX, CX
+	JGE  sdone
+	VMOVUPS (SI)(AX*4), Y7
+	VSUBPS  Y7, Y9, Y0                  // x = -g
+	VMINPS  Y0, Y13, Y0                 // x = min(x, 88.3); a NaN x stays NaN
+	EXPPS
+	VADDPS  Y8, Y1, Y1                  // 1 + exp(-g)
+	VDIVPS  Y1, Y8, Y1                  // s = 1 / (1 + exp(-g))
+	TESTQ   R8, R8
+	JZ      snosig
+	VMOVUPS Y1, (R8)(AX*4)
+
+snosig:
+	VMULPS  Y7, Y1, Y1                  // g·s
+	VMOVUPS (DX)(AX*4), Y2
+	VMULPS  Y2, Y1, Y1                  // g·s·u
+	VMOVUPS Y1, (DI)(AX*4)
+	ADDQ    $8, AX
+	JMP     sloop
+
+sdone:
+	VZEROUPPER
 	RET

@@ -113,3 +113,51 @@ func BenchmarkExpTo32(b *testing.B) {
 		}
 	})
 }
+
+// swigluFwd's vector body agrees with the scalar formula g·σ(g)·u (and keeps σ when asked) on
+// lengths around the 8-lane blocks and on gates that saturate σ, -Inf, +Inf and NaN.
+func TestSwiGLUVectorMatchesScalar(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	inf := float32(math.Inf(1))
+	for _, n := range []int{1, 7, 8, 9, 31, 1000} {
+		for _, extreme := range []float32{0, 95, -95, inf, -inf, float32(math.NaN())} {
+			g, u := make([]float32, n), make([]float32, n)
+			for i := range g {
+				g[i] = float32(6 * rng.NormFloat64())
+				u[i] = float32(rng.NormFloat64())
+			}
+			if extreme != 0 {
+				g[n/2] = extreme
+			}
+			y, sig := make([]float32, n), make([]float32, n)
+			if done := vecmath.SwiGLU(y, g, u, sig); vecmath.HasExp && done != n&^7 {
+				t.Fatalf("n=%d: vector body took %d, want %d", n, done, n&^7)
+			}
+			swigluFwd(y, g, u, sig) // the op's own path: vector body, then the scalar tail
+			yNoSig := make([]float32, n)
+			swigluFwd(yNoSig, g, u, nil)
+			for i := range g {
+				gi := float64(g[i])
+				s := 1 / (1 + math.Exp(-gi))
+				want := gi * s * float64(u[i])
+				if math.IsNaN(gi) || math.IsInf(gi, 0) {
+					// A non-finite gate must not turn into a finite output that hides it (the
+					// scalar code gives NaN for -Inf, the vector body ±Inf: both reach the loss).
+					if yi := float64(y[i]); !math.IsNaN(yi) && !math.IsInf(yi, 0) {
+						t.Fatalf("n=%d g=%g: y %g, want NaN or ±Inf", n, gi, yi)
+					}
+					continue
+				}
+				if d := math.Abs(float64(y[i]) - want); d > 1e-6*math.Max(1, math.Abs(want)) {
+					t.Fatalf("n=%d g=%g u=%g: y %g, want %g", n, gi, u[i], y[i], want)
+				}
+				if d := math.Abs(float64(sig[i]) - s); d > 1e-6*s && d > 1e-37 {
+					t.Fatalf("n=%d g=%g: σ %g, want %g", n, gi, sig[i], s)
+				}
+				if yNoSig[i] != y[i] {
+					t.Fatalf("n=%d: y without σ %g, with %g", n, yNoSig[i], y[i])
+				}
+			}
+		}
+	}
+}
