@@ -1,11 +1,15 @@
 package bench
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"fmt"
+	"io"
 	"math"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"testing"
 )
 
@@ -98,4 +102,26 @@ func TestTrainAfterStepError(t *testing.T) {
 	if err == nil || err.Error() != "stop at 2" {
 		t.Fatalf("err = %v, want stop at 2", err)
 	}
+}
+
+// TestTrainProfile checks that --cpuprofile's writer gets a pprof profile (gzipped protobuf) that
+// covers the timed steps, and that the profiler is stopped again when Train returns.
+func TestTrainProfile(t *testing.T) {
+	var buf bytes.Buffer
+	if _, err := Train(context.Background(), TrainOptions{Preset: preset(t, "tiny"), Steps: 2, Warmup: 1, PeakGFLOPS: 100, Profile: &buf}); err != nil {
+		t.Fatal(err)
+	}
+	zr, err := gzip.NewReader(&buf)
+	if err != nil {
+		t.Fatalf("profile is not gzipped pprof: %v", err)
+	}
+	body, err := io.ReadAll(zr)
+	if err != nil || len(body) == 0 {
+		t.Fatalf("profile body: %d bytes, %v", len(body), err)
+	}
+	// A second profile can start only if Train stopped the first.
+	if err := pprof.StartCPUProfile(io.Discard); err != nil {
+		t.Fatalf("profiler still running after Train: %v", err)
+	}
+	pprof.StopCPUProfile()
 }
