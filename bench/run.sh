@@ -12,8 +12,9 @@
 # Knobs (environment): BIN (default bin/alignkit), SHARED (../shared), PY (/usr/bin/python3), REPS,
 # THREADS (the most PyTorch and llama.cpp threads tried; default nproc), SKIP_SMOLLM=1, PEAK_GFLOPS=G
 # (skip the peak measurement), OUT (the report file; default bench/latest.md, or bench/settings.md in
-# settings mode). OPENBLAS_NUM_THREADS and OPENBLAS_CORETYPE are passed through as set
-# (the Makefile exports OPENBLAS_NUM_THREADS).
+# settings mode). OPENBLAS_NUM_THREADS and OPENBLAS_CORETYPE are passed through as set, to alignkit
+# and PyTorch alike (the Makefile exports OPENBLAS_NUM_THREADS=2 and, on an AVX-512 CPU,
+# OPENBLAS_CORETYPE=SKYLAKEX; run directly, the script keeps the environment's).
 #
 # PyTorch and llama.cpp each run with 1 thread and with THREADS, and the table compares against the
 # faster of the two: on a loaded machine their spin-waiting workers can make 2 threads several times
