@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+
+	"github.com/alignkit/alignkit/train"
 )
 
 // Loss type names, as TRL spells them in DPOConfig.loss_type.
@@ -182,12 +184,12 @@ func pairLoss(c LossConfig, h float64) (loss, dldh float64) {
 	switch c.LossType {
 	case Sigmoid:
 		// d/dh[−log σ(βh)] = −β·σ(−βh); d/dh[−log σ(−βh)] = β·σ(βh).
-		loss = -(1-eps)*logSigmoid(z) - eps*logSigmoid(-z)
-		dldh = -beta*(1-eps)*sigmoid(-z) + beta*eps*sigmoid(z)
+		loss = -(1-eps)*train.LogSigmoid(z) - eps*train.LogSigmoid(-z)
+		dldh = -beta*(1-eps)*train.Sigmoid(-z) + beta*eps*train.Sigmoid(z)
 	case Robust:
 		d := 1 - 2*eps
-		loss = (-(1-eps)*logSigmoid(z) + eps*logSigmoid(-z)) / d
-		dldh = (-beta*(1-eps)*sigmoid(-z) - beta*eps*sigmoid(z)) / d
+		loss = (-(1-eps)*train.LogSigmoid(z) + eps*train.LogSigmoid(-z)) / d
+		dldh = (-beta*(1-eps)*train.Sigmoid(-z) - beta*eps*train.Sigmoid(z)) / d
 	case IPO:
 		t := h - 1/(2*beta)
 		loss = t * t
@@ -259,23 +261,6 @@ func whyRequired(c LossConfig, name string) string {
 		}
 		return "rpo_alpha > 0 needs the chosen completion lengths"
 	}
-}
-
-// logSigmoid is log σ(x) = −softplus(−x), computed without overflow for any finite x.
-func logSigmoid(x float64) float64 {
-	if x >= 0 {
-		return -math.Log1p(math.Exp(-x))
-	}
-	return x - math.Log1p(math.Exp(x))
-}
-
-// sigmoid is σ(x), computed without overflow for any finite x.
-func sigmoid(x float64) float64 {
-	if x >= 0 {
-		return 1 / (1 + math.Exp(-x))
-	}
-	e := math.Exp(x)
-	return e / (1 + e)
 }
 
 func mean(v []float64) float64 {

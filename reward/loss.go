@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/alignkit/alignkit/train"
 )
 
 // Output is the loss, its gradient and the diagnostics of one batch of N pairs.
@@ -68,8 +70,8 @@ func Loss(chosen, rejected, margin []float64, centerCoef float64) (Output, error
 		z := rc - rr - m
 		s := rc + rr
 		// d/dz[−log σ(z)] = −σ(−z); d/d r_c[λ s²] = d/d r_r[λ s²] = 2λs.
-		l := -logSigmoid(z) + centerCoef*s*s
-		g := -sigmoid(-z)
+		l := -train.LogSigmoid(z) + centerCoef*s*s
+		g := -train.Sigmoid(-z)
 		out.Losses[i] = l
 		out.DChosen[i] = (g + 2*centerCoef*s) * inv
 		out.DRejected[i] = (-g + 2*centerCoef*s) * inv
@@ -315,21 +317,4 @@ func BucketAccuracy(chosen, rejected []float64, bucket []string) (buckets []Buck
 	sort.Slice(out, func(i, j int) bool { return out[i].Bucket < out[j].Bucket })
 	all.Accuracy = float64(all.Correct) / float64(all.Pairs)
 	return out, all, nil
-}
-
-// logSigmoid is log σ(x), computed without overflow for any finite x.
-func logSigmoid(x float64) float64 {
-	if x >= 0 {
-		return -math.Log1p(math.Exp(-x))
-	}
-	return x - math.Log1p(math.Exp(x))
-}
-
-// sigmoid is σ(x), computed without overflow for any finite x.
-func sigmoid(x float64) float64 {
-	if x >= 0 {
-		return 1 / (1 + math.Exp(-x))
-	}
-	e := math.Exp(x)
-	return e / (1 + e)
 }
