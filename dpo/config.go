@@ -41,10 +41,7 @@ type Config struct {
 // Defaults returns a copy with every zero key replaced by its default (DPO's learning rate, β,
 // loss type and prompt length first, then the loop's and the data keys' own defaults).
 func (c Config) Defaults() Config {
-	if c.LearningRate == 0 {
-		c.LearningRate = DefaultLearningRate
-	}
-	c.Args = c.Args.Defaults()
+	c.Args = c.Args.TrainerDefaults(DefaultLearningRate)
 	c.Data = c.Data.Defaults()
 	if c.Beta == 0 {
 		c.Beta = DefaultBeta
@@ -67,10 +64,7 @@ func (c Config) Loss() LossConfig {
 // files: loading reports those problems with file and row.
 func (c Config) Validate() error {
 	c = c.Defaults()
-	if c.ModelNameOrPath == "" {
-		return fmt.Errorf("model_name_or_path: must be set (an HF model directory or a .gguf file)")
-	}
-	if err := c.Args.Validate(); err != nil {
+	if err := c.Args.ValidateTrainer(c.ModelNameOrPath); err != nil {
 		return err
 	}
 	if err := c.Data.Validate(); err != nil {

@@ -39,20 +39,15 @@ const PresetNone = "none"
 
 // DefaultConfig is what a YAML file that sets nothing means. Load a config over it.
 func DefaultConfig() Config {
-	var c Config
-	c.LearningRate = DefaultLearningRate
-	return c.Defaults()
+	return Config{}.Defaults()
 }
 
 // Defaults fills every unset key with its default.
 func (c Config) Defaults() Config {
-	if c.LearningRate == 0 {
-		c.LearningRate = DefaultLearningRate
-	}
 	if c.MarginPreset == "" {
 		c.MarginPreset = PresetNone
 	}
-	c.Args = c.Args.Defaults()
+	c.Args = c.Args.TrainerDefaults(DefaultLearningRate)
 	c.Data = c.Data.Defaults()
 	return c
 }
@@ -61,10 +56,7 @@ func (c Config) Defaults() Config {
 // naming the first bad key.
 func (c Config) Validate() error {
 	c = c.Defaults()
-	if c.ModelNameOrPath == "" {
-		return fmt.Errorf("model_name_or_path: must be set (an HF model directory or a .gguf file)")
-	}
-	if err := c.Args.Validate(); err != nil {
+	if err := c.Args.ValidateTrainer(c.ModelNameOrPath); err != nil {
 		return err
 	}
 	if err := c.Data.Validate(); err != nil {

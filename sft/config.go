@@ -1,8 +1,6 @@
 package sft
 
 import (
-	"fmt"
-
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/train"
 )
@@ -22,17 +20,12 @@ const DefaultLearningRate = 2e-5
 // differ from transformers' TrainingArguments (learning_rate 2e-5, max_length 1024), the train
 // package's defaults otherwise. Load a config over it.
 func DefaultConfig() Config {
-	var c Config
-	c.LearningRate = DefaultLearningRate
-	return c.Defaults()
+	return Config{}.Defaults()
 }
 
 // Defaults fills every unset key with its default.
 func (c Config) Defaults() Config {
-	if c.LearningRate == 0 {
-		c.LearningRate = DefaultLearningRate
-	}
-	c.Args = c.Args.Defaults()
+	c.Args = c.Args.TrainerDefaults(DefaultLearningRate)
 	c.Data = c.Data.Defaults()
 	return c
 }
@@ -41,10 +34,7 @@ func (c Config) Defaults() Config {
 // naming the first bad key.
 func (c Config) Validate() error {
 	c = c.Defaults()
-	if c.ModelNameOrPath == "" {
-		return fmt.Errorf("model_name_or_path: must be set (an HF model directory or a .gguf file)")
-	}
-	if err := c.Args.Validate(); err != nil {
+	if err := c.Args.ValidateTrainer(c.ModelNameOrPath); err != nil {
 		return err
 	}
 	return c.Data.Validate()
