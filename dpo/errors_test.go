@@ -15,6 +15,7 @@ import (
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/lm"
 	"github.com/alignkit/alignkit/model/checkpoint"
+	"github.com/alignkit/alignkit/train"
 )
 
 func msgs(roleContent ...string) []map[string]any {
@@ -240,5 +241,46 @@ func TestBadReference(t *testing.T) {
 	want := fmt.Sprintf("ref_model_name_or_path %s: a vocabulary of 32000 tokens, the policy %s has 512: the reference must score the same token ids", other, c.ModelNameOrPath)
 	if err := runErr(t, c); err.Error() != want {
 		t.Errorf("error\n%v\nwant\n%s", err, want)
+	}
+}
+
+// TestRefCacheDirUnset: without ref_cache_dir the user's cache directory holds the cache; with no
+// user cache directory either, the error names the key to set.
+func TestRefCacheDirUnset(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", "")
+	t.Setenv("HOME", "")
+	_, err := Config{}.refCacheDir()
+	want := "ref_cache_dir: not set and no user cache directory (neither $XDG_CACHE_HOME nor $HOME are defined); set ref_cache_dir"
+	if err == nil || err.Error() != want {
+		t.Errorf("error %v, want %q", err, want)
+	}
+	t.Setenv("XDG_CACHE_HOME", "/cache")
+	if dir, err := (Config{}).refCacheDir(); err != nil || dir != "/cache/alignkit/ref_logps" {
+		t.Errorf("refCacheDir() = %q, %v; want /cache/alignkit/ref_logps", dir, err)
+	}
+}
+
+// TestRefCacheFileErrors: a key that is not a SHA-256 is refused before anything is written, and
+// a cache path that cannot be read is an error, not a miss.
+func TestRefCacheFileErrors(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "sub", "x.bin")
+	err := writeCache(path, "abc", nil, nil)
+	if want := `reference cache key "abc": want 64 hex digits`; err == nil || err.Error() != want {
+		t.Errorf("writeCache: error %v, want %q", err, want)
+	}
+	if _, err := os.Stat(filepath.Dir(path)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("writeCache with a bad key created %s", filepath.Dir(path))
+	}
+	_, _, err = readCache(dir, strings.Repeat("0", 64), 1, 0)
+	if want := "reading reference cache " + dir + ": read " + dir + ": is a directory"; err == nil || err.Error() != want {
+		t.Errorf("readCache: error %v, want %q", err, want)
+	}
+}
+
+func TestEvalWithoutData(t *testing.T) {
+	_, err := (&Task{}).Eval(context.Background(), train.Batch{Examples: []int{0}})
+	if want := "dpo: no evaluation data"; err == nil || err.Error() != want {
+		t.Errorf("error %v, want %q", err, want)
 	}
 }

@@ -363,6 +363,7 @@ func TestTrainBadInput(t *testing.T) {
 		{"packing", func(c *Config) { c.Data.Packing = true }, "packing: the reward model reads one score per row, so rows cannot be packed; remove packing"},
 		{"loss mask", func(c *Config) { c.Data.LossMask = "all" }, "loss_mask: the reward model has no token loss; remove loss_mask"},
 		{"centering", func(c *Config) { c.CenterRewardsCoefficient = -1 }, "center_rewards_coefficient: must be a finite number >= 0, got -1"},
+		{"prompt length", func(c *Config) { c.MaxPromptLength = -1 }, "max_prompt_length: must be >= 0, got -1"},
 		{"model", func(c *Config) { c.ModelNameOrPath = "/nonexistent" }, "model_name_or_path: opening model: stat /nonexistent: no such file or directory"},
 	}
 	for _, tc := range cases {

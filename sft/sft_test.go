@@ -2,6 +2,7 @@ package sft
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"math"
 	"os"
@@ -553,5 +554,12 @@ func TestFormats(t *testing.T) {
 				t.Errorf("%s: %d of %d tokens trained; the prompt should carry none", tc.name, sum.Train.TrainedTokens, sum.Train.Tokens)
 			}
 		})
+	}
+}
+
+func TestEvalWithoutData(t *testing.T) {
+	_, err := (&Task{}).Eval(context.Background(), train.Batch{Examples: []int{0}})
+	if want := "sft: no evaluation data"; err == nil || err.Error() != want {
+		t.Errorf("error %v, want %q", err, want)
 	}
 }
