@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"sort"
+	"slices"
 )
 
 // Tensor is a dense float32 array in row-major order with torch's shape convention: a linear layer's
@@ -102,7 +102,7 @@ func (w *Weights) Check(source string) error {
 		if !ok || t == nil {
 			return fmt.Errorf("%s: tensor %q is missing", source, name)
 		}
-		if !equalShape(t.Shape, want[name]) {
+		if !slices.Equal(t.Shape, want[name]) {
 			return fmt.Errorf("%s: tensor %q has shape %v, config.json implies %v", source, name, t.Shape, want[name])
 		}
 		if len(t.Data) != numel(t.Shape) {
@@ -147,9 +147,7 @@ func InitRandom(c Config, seed uint64, initializerRange float64) *Weights {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	shapes := ExpectedShapes(c)
 	w := &Weights{Config: c, Tensors: make(map[string]*Tensor, len(shapes))}
-	names := sortedKeys(shapes)
-	sort.Strings(names)
-	for _, name := range names {
+	for _, name := range sortedKeys(shapes) {
 		t := NewTensor(shapes[name]...)
 		if len(t.Shape) == 1 {
 			for i := range t.Data {
@@ -167,18 +165,6 @@ func InitRandom(c Config, seed uint64, initializerRange float64) *Weights {
 		w.Tensors[name] = t
 	}
 	return w
-}
-
-func equalShape(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // OutputHead is the (V, D) matrix that maps hidden states to logits: lm_head, or the token embedding

@@ -2,6 +2,7 @@ package infer
 
 import (
 	"context"
+	"slices"
 	"testing"
 
 	"github.com/alignkit/alignkit/model"
@@ -160,7 +161,7 @@ func TestCachedGenerationMatchesForward(t *testing.T) {
 		}
 		seq = append(seq, int32(argmax(logits[len(logits)-1])))
 	}
-	if !equalIDs(gen[0], seq[len(prompt):]) {
+	if !slices.Equal(gen[0], seq[len(prompt):]) {
 		t.Errorf("cached greedy %v\n  Forward greedy %v", gen[0], seq[len(prompt):])
 	}
 }

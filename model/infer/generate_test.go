@@ -3,6 +3,7 @@ package infer
 import (
 	"context"
 	"math"
+	"slices"
 	"testing"
 )
 
@@ -40,7 +41,7 @@ func TestSamplingModes(t *testing.T) {
 	same := func(name string, got [][]int32, want [][]int32) {
 		t.Helper()
 		for i := range want {
-			if !equalIDs(got[i], want[i]) {
+			if !slices.Equal(got[i], want[i]) {
 				t.Errorf("%s: sequence %d\n got %v\nwant %v", name, i, got[i], want[i])
 			}
 		}
@@ -58,7 +59,7 @@ func TestSamplingModes(t *testing.T) {
 	b := mustGenerate(t, e, prompts, other)
 	differs := func(x, y [][]int32) bool {
 		for i := range x {
-			if !equalIDs(x[i], y[i]) {
+			if !slices.Equal(x[i], y[i]) {
 				return true
 			}
 		}
@@ -72,7 +73,7 @@ func TestSamplingModes(t *testing.T) {
 		one := hot
 		one.Seed = hot.Seed + uint64(i)
 		alone := mustGenerate(t, e, [][]int32{p}, one)
-		if !equalIDs(alone[0], a[i]) {
+		if !slices.Equal(alone[0], a[i]) {
 			t.Errorf("sequence %d: batched %v, alone %v", i, a[i], alone[0])
 		}
 	}
@@ -93,7 +94,7 @@ func TestGenerateStops(t *testing.T) {
 	}
 	got := mustGenerate(t, e, [][]int32{prompt, prompt}, Sampling{MaxNewTokens: 10, StopIDs: []int32{stop}})
 	for i := range got {
-		if !equalIDs(got[i], greedy[:end+1]) {
+		if !slices.Equal(got[i], greedy[:end+1]) {
 			t.Errorf("sequence %d: %v, want %v (stop at %d, included)", i, got[i], greedy[:end+1], stop)
 		}
 	}

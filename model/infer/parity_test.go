@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/alignkit/alignkit/internal/sharedtest"
@@ -84,21 +85,9 @@ func TestParityStories260K(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !equalIDs(gen[0], c.Greedy) {
+			if !slices.Equal(gen[0], c.Greedy) {
 				t.Errorf("greedy continuation\n got %v\nwant %v", gen[0], c.Greedy)
 			}
 		})
 	}
-}
-
-func equalIDs(a, b []int32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
