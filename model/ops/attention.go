@@ -125,13 +125,9 @@ func (op *attentionOp) checkShapes(q, k, v, seg tensor.Shape) error {
 }
 
 func (op *attentionOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
-	var sh [4]tensor.Shape
-	for i := range sh {
-		s, err := shapeOf(ds[i])
-		if err != nil {
-			return nil, op.errorf("%v", err)
-		}
-		sh[i] = s
+	sh, err := op.shapes(ds)
+	if err != nil {
+		return nil, err
 	}
 	if err := op.checkShapes(sh[0], sh[1], sh[2], sh[3]); err != nil {
 		return nil, err

@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"math"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -58,6 +59,20 @@ func shapeOf(d G.DimSizer) (tensor.Shape, error) {
 		return nil, fmt.Errorf("input shape is a %T, not a tensor.Shape", d)
 	}
 	return s, nil
+}
+
+// shapes reads all of an op's input shapes at graph-building time (InferShape's argument); an error
+// names the op.
+func (b *base) shapes(ds []G.DimSizer) ([]tensor.Shape, error) {
+	sh := make([]tensor.Shape, len(ds))
+	for i, d := range ds {
+		s, err := shapeOf(d)
+		if err != nil {
+			return nil, b.errorf("%v", err)
+		}
+		sh[i] = s
+	}
+	return sh, nil
 }
 
 // denseOf returns the dense tensor behind a value.
@@ -139,23 +154,11 @@ func checkFloat(vs ...G.Value) (tensor.Dtype, error) {
 type buf struct{ t *tensor.Dense }
 
 func (b *buf) get(dt tensor.Dtype, shape ...int) *tensor.Dense {
-	if b.t != nil && b.t.Dtype() == dt && sameShape(b.t.Shape(), shape) {
+	if b.t != nil && b.t.Dtype() == dt && slices.Equal([]int(b.t.Shape()), shape) {
 		return b.t
 	}
 	b.t = tensor.New(tensor.Of(dt), tensor.WithShape(shape...))
 	return b.t
-}
-
-func sameShape(a tensor.Shape, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // scratch is per-worker working memory of element type T, kept between runs.

@@ -4,6 +4,9 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
 )
 
 func TestExpfAccuracy(t *testing.T) {
@@ -24,6 +27,25 @@ func TestExpfAccuracy(t *testing.T) {
 	}
 	if !math.IsInf(float64(expf(100)), 1) {
 		t.Fatal("expf(100) is not +Inf")
+	}
+}
+
+// notShape is a DimSizer that is not a tensor.Shape.
+type notShape struct{}
+
+func (notShape) DimSize(int) (int, error) { return 1, nil }
+
+// shapes returns every input shape, and an error that names the op for an input that is not a
+// tensor.Shape.
+func TestShapesNamesTheOp(t *testing.T) {
+	b := &base{name: "ops.Test"}
+	sh, err := b.shapes([]G.DimSizer{tensor.Shape{2, 3}, tensor.Shape{4}})
+	if err != nil || len(sh) != 2 || !sh[0].Eq(tensor.Shape{2, 3}) || !sh[1].Eq(tensor.Shape{4}) {
+		t.Fatalf("shapes = %v, %v", sh, err)
+	}
+	_, err = b.shapes([]G.DimSizer{tensor.Shape{2, 3}, notShape{}})
+	if err == nil || err.Error() != "ops.Test: input shape is a ops.notShape, not a tensor.Shape" {
+		t.Fatalf("error %v", err)
 	}
 }
 

@@ -23,14 +23,11 @@ func (op *embeddingOp) Arity() int    { return 2 }
 func (op *embeddingOp) Type() hm.Type { return fnType(floatT(2), intT(1), floatT(2)) }
 
 func (op *embeddingOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
-	w, err := shapeOf(ds[0])
+	sh, err := op.shapes(ds)
 	if err != nil {
-		return nil, op.errorf("%v", err)
+		return nil, err
 	}
-	ids, err := shapeOf(ds[1])
-	if err != nil {
-		return nil, op.errorf("%v", err)
-	}
+	w, ids := sh[0], sh[1]
 	if len(w) != 2 || len(ids) != 1 {
 		return nil, op.errorf("weight %v and ids %v: want (V, D) and (N)", w, ids)
 	}

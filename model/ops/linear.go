@@ -22,14 +22,11 @@ func (op *linearOp) Arity() int    { return 2 }
 func (op *linearOp) Type() hm.Type { return fnType(floatT(2), floatT(2), floatT(2)) }
 
 func (op *linearOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
-	x, err := shapeOf(ds[0])
+	sh, err := op.shapes(ds)
 	if err != nil {
-		return nil, op.errorf("%v", err)
+		return nil, err
 	}
-	w, err := shapeOf(ds[1])
-	if err != nil {
-		return nil, op.errorf("%v", err)
-	}
+	x, w := sh[0], sh[1]
 	if len(x) != 2 || len(w) != 2 || x[1] != w[1] {
 		return nil, op.errorf("x %v and weight %v do not match (want (N, in) and (out, in))", x, w)
 	}
@@ -141,14 +138,11 @@ type addOp struct {
 func (op *addOp) Arity() int    { return 2 }
 func (op *addOp) Type() hm.Type { return fnType(tvA, tvA, tvA) }
 func (op *addOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
-	a, err := shapeOf(ds[0])
+	sh, err := op.shapes(ds)
 	if err != nil {
-		return nil, op.errorf("%v", err)
+		return nil, err
 	}
-	b, err := shapeOf(ds[1])
-	if err != nil {
-		return nil, op.errorf("%v", err)
-	}
+	a, b := sh[0], sh[1]
 	if !a.Eq(b) {
 		return nil, op.errorf("shapes %v and %v differ", a, b)
 	}

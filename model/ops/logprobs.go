@@ -57,13 +57,9 @@ func (op *logProbsOp) Arity() int    { return 3 }
 func (op *logProbsOp) Type() hm.Type { return fnType(floatT(2), intT(1), floatT(1), floatT(1)) }
 
 func (op *logProbsOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
-	var sh [3]tensor.Shape
-	for i := range sh {
-		s, err := shapeOf(ds[i])
-		if err != nil {
-			return nil, op.errorf("%v", err)
-		}
-		sh[i] = s
+	sh, err := op.shapes(ds)
+	if err != nil {
+		return nil, err
 	}
 	if len(sh[0]) != 2 || !sh[1].Eq(tensor.Shape{sh[0][0]}) || !sh[2].Eq(tensor.Shape{sh[0][0]}) {
 		return nil, op.errorf("logits %v, targets %v, weights %v: want (N, V), (N), (N)", sh[0], sh[1], sh[2])

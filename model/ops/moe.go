@@ -58,11 +58,11 @@ type routeOp struct {
 func (op *routeOp) Arity() int    { return 1 }
 func (op *routeOp) Type() hm.Type { return fnType(floatT(2), floatT(2)) }
 func (op *routeOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
-	s, err := shapeOf(ds[0])
+	sh, err := op.shapes(ds)
 	if err != nil {
-		return nil, op.errorf("%v", err)
+		return nil, err
 	}
-	return s.Clone(), nil
+	return sh[0].Clone(), nil
 }
 
 func (op *routeOp) Do(vs ...G.Value) (G.Value, error) {
@@ -172,14 +172,11 @@ type routerStatsOp struct {
 func (op *routerStatsOp) Arity() int    { return 2 }
 func (op *routerStatsOp) Type() hm.Type { return fnType(floatT(2), intT(1), floatT(2)) }
 func (op *routerStatsOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
-	z, err := shapeOf(ds[0])
+	sh, err := op.shapes(ds)
 	if err != nil {
-		return nil, op.errorf("%v", err)
+		return nil, err
 	}
-	s, err := shapeOf(ds[1])
-	if err != nil {
-		return nil, op.errorf("%v", err)
-	}
+	z, s := sh[0], sh[1]
 	if len(z) != 2 || !s.Eq(tensor.Shape{z[0]}) {
 		return nil, op.errorf("logits %v and segments %v: want (N, E) and (N)", z, s)
 	}
@@ -403,13 +400,9 @@ func (op *expertsOp) checkShapes(sh []tensor.Shape) error {
 }
 
 func (op *expertsOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
-	sh := make([]tensor.Shape, len(ds))
-	for i, d := range ds {
-		s, err := shapeOf(d)
-		if err != nil {
-			return nil, op.errorf("%v", err)
-		}
-		sh[i] = s
+	sh, err := op.shapes(ds)
+	if err != nil {
+		return nil, err
 	}
 	if err := op.checkShapes(sh); err != nil {
 		return nil, err

@@ -26,14 +26,11 @@ func (op *rmsNormOp) Arity() int    { return 2 }
 func (op *rmsNormOp) Type() hm.Type { return fnType(floatT(2), floatT(1), floatT(2)) }
 
 func (op *rmsNormOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
-	x, err := shapeOf(ds[0])
+	sh, err := op.shapes(ds)
 	if err != nil {
-		return nil, op.errorf("%v", err)
+		return nil, err
 	}
-	w, err := shapeOf(ds[1])
-	if err != nil {
-		return nil, op.errorf("%v", err)
-	}
+	x, w := sh[0], sh[1]
 	if len(x) != 2 || len(w) != 1 || x[1] != w[0] {
 		return nil, op.errorf("x %v and weight %v: want (N, D) and (D)", x, w)
 	}

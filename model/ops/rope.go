@@ -69,14 +69,11 @@ func (op *ropeOp) Arity() int    { return 2 }
 func (op *ropeOp) Type() hm.Type { return fnType(floatT(2), intT(1), floatT(2)) }
 
 func (op *ropeOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
-	x, err := shapeOf(ds[0])
+	sh, err := op.shapes(ds)
 	if err != nil {
-		return nil, op.errorf("%v", err)
+		return nil, err
 	}
-	p, err := shapeOf(ds[1])
-	if err != nil {
-		return nil, op.errorf("%v", err)
-	}
+	x, p := sh[0], sh[1]
 	if len(x) != 2 || len(p) != 1 || x[0] != p[0] || x[1]%op.r.HeadDim != 0 {
 		return nil, op.errorf("x %v and positions %v: want (N, heads·%d) and (N)", x, p, op.r.HeadDim)
 	}

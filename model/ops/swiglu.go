@@ -27,14 +27,11 @@ func (op *swigluOp) Arity() int    { return 2 }
 func (op *swigluOp) Type() hm.Type { return fnType(floatT(2), floatT(2), floatT(2)) }
 
 func (op *swigluOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
-	a, err := shapeOf(ds[0])
+	sh, err := op.shapes(ds)
 	if err != nil {
-		return nil, op.errorf("%v", err)
+		return nil, err
 	}
-	b, err := shapeOf(ds[1])
-	if err != nil {
-		return nil, op.errorf("%v", err)
-	}
+	a, b := sh[0], sh[1]
 	if len(a) != 2 || !a.Eq(b) {
 		return nil, op.errorf("gate %v and up %v: want one (N, F) shape", a, b)
 	}
