@@ -28,6 +28,10 @@ type work struct {
 	router     []float32 // (N, E)
 	expRows    [][]int   // per expert: rows routed to it, ascending
 	expW       [][]float32
+	probs      []float64 // (E): one token's router softmax
+	chosen     []int     // (K): its experts
+	chosenW    []float32 // (K): their weights
+	logits     []float32 // (B, V): a decode step's logits (stepBatch)
 }
 
 // grow returns b resized to n, reallocating with 25% headroom so that buffers sized by a growing
@@ -59,6 +63,9 @@ func (ws *work) reserve(e *Engine, N, R int) {
 		if len(ws.expRows) != e.E {
 			ws.expRows = make([][]int, e.E)
 			ws.expW = make([][]float32, e.E)
+			ws.probs = make([]float64, e.E)
+			ws.chosen = make([]int, e.K)
+			ws.chosenW = make([]float32, e.K)
 		}
 	}
 	if len(ws.scores) < e.workers {
@@ -186,15 +193,13 @@ func (e *Engine) swiglu(x []float32, n int, wg, wu, wd, g, u, out []float32) {
 // all experts, the top-k renormalised to sum 1, and the weighted sum of the chosen experts' SwiGLUs,
 // accumulated in expert order as transformers' index_add_ does.
 func (e *Engine) moe(ws *work, L *layerWeights, N int) {
-	D, E, K := e.D, e.E, e.K
+	D, E := e.D, e.E
 	e.matmulT(ws.h, N, D, L.router, E, ws.router) // (N, E)
 	for x := range ws.expRows {
 		ws.expRows[x] = ws.expRows[x][:0]
 		ws.expW[x] = ws.expW[x][:0]
 	}
-	probs := make([]float64, E)
-	chosen := make([]int, K)
-	weights := make([]float32, K)
+	probs, chosen, weights := ws.probs, ws.chosen, ws.chosenW
 	for r := 0; r < N; r++ {
 		route(ws.router[r*E:(r+1)*E], probs, chosen, weights)
 		for j, x := range chosen {

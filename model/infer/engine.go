@@ -263,7 +263,11 @@ func (e *Engine) positions(T int, given []int32) ([]int32, error) {
 // logits applies the output head to R final-normed rows h (R, D) and returns (R, V) as row slices of
 // one fresh backing array.
 func (e *Engine) logits(h []float32, R int) [][]float32 {
-	buf := make([]float32, R*e.V)
+	return e.logitsInto(make([]float32, R*e.V), h, R)
+}
+
+// logitsInto is logits with buf (at least R·V) as the backing array.
+func (e *Engine) logitsInto(buf, h []float32, R int) [][]float32 {
 	e.matmulT(h, R, e.D, e.head, e.V, buf)
 	out := make([][]float32, R)
 	for i := range out {

@@ -108,10 +108,11 @@ func (e *Engine) generate(ctx context.Context, prompts [][]int32, p Sampling, sh
 		live = append(live, i)
 	}
 	ws := &work{}
+	toks := make([]int32, 0, B)
+	steps := make([]*Session, 0, B)
 	for len(live) > 0 {
 		next := live[:0]
-		var toks []int32
-		var steps []*Session
+		toks, steps = toks[:0], steps[:0]
 		for _, i := range live {
 			t := samplers[i].sample(logits[i])
 			out[i] = append(out[i], t)

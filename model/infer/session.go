@@ -179,7 +179,8 @@ func (s *Session) advance(tokens []int32, outRows []int) []float32 {
 }
 
 // stepBatch appends one validated token to each session in a single batched pass (one row each) and
-// returns each session's next-token logits. ws is the caller's scratch.
+// returns each session's next-token logits. ws is the caller's scratch, and holds the logits: the
+// next stepBatch with ws overwrites them.
 func (e *Engine) stepBatch(ws *work, sessions []*Session, tokens []int32) [][]float32 {
 	B := len(sessions)
 	pos := make([]int32, B)
@@ -195,5 +196,6 @@ func (e *Engine) stepBatch(ws *work, sessions []*Session, tokens []int32) [][]fl
 	for _, s := range sessions {
 		s.n++
 	}
-	return e.logits(h, B)
+	ws.logits = grow(ws.logits, B*e.V)
+	return e.logitsInto(ws.logits, h, B)
 }
