@@ -263,6 +263,47 @@ func TestGraphRejectsBadInputs(t *testing.T) {
 	}
 }
 
+// NewGraph and Forward reject what they cannot build, and a score-head graph checks LastIndex.
+func TestGraphRejectsBadSpecs(t *testing.T) {
+	w := InitRandom(tinyConfig(tinyOpts{}), 1, 0.1)
+	for _, tc := range []struct {
+		w    *Weights
+		spec GraphSpec
+		want string
+	}{
+		{nil, GraphSpec{Batch: 1, SeqLen: 3}, "model: NewGraph: weights are nil"},
+		{w, GraphSpec{Batch: 0, SeqLen: 3}, "model: NewGraph: batch 0 and seq_len 3 must be positive"},
+		{w, GraphSpec{Batch: 1, SeqLen: 3, Head: Head(7)}, "model: NewGraph: unknown head Head(7)"},
+	} {
+		if _, err := NewGraph(tc.w, tc.spec); err == nil || err.Error() != tc.want {
+			t.Errorf("NewGraph(%+v): error %v, want %q", tc.spec, err, tc.want)
+		}
+	}
+	if _, err := Forward(w, nil); err == nil || err.Error() != "model: Forward: no tokens" {
+		t.Errorf("Forward without tokens: %v", err)
+	}
+	rw := InitRandom(tinyConfig(tinyOpts{reward: true}), 1, 0.1)
+	gr, err := NewGraph(rw, GraphSpec{Batch: 2, SeqLen: 3, Head: ScoreHead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	toks := []int32{1, 2, 3, 4, 5, 6}
+	for _, tc := range []struct {
+		last []int32
+		want string
+	}{
+		{[]int32{2}, "model: Inputs.LastIndex has 1 values, want one per row (2)"},
+		{[]int32{2, 3}, "model: Inputs.LastIndex[1] = 3 is outside the row (0..2)"},
+	} {
+		if _, _, err := gr.Run(Inputs{Tokens: toks, LastIndex: tc.last}, nil); err == nil || err.Error() != tc.want {
+			t.Errorf("LastIndex %v: error %v, want %q", tc.last, err, tc.want)
+		}
+	}
+	if _, _, err := gr.Run(Inputs{Tokens: toks, LastIndex: []int32{2, 0}}, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Three examples packed into one row (with restarting positions, their own segments and a padding
 // token) give the same logits and per-example log-probabilities as each example run alone.
 func TestGraphPackedMatchesOneByOne(t *testing.T) {
