@@ -78,10 +78,6 @@ func (ws *work) reserve(e *Engine, N, R int) {
 // largest that it computes serially.
 const tileM, tileN = 64, 192
 
-// gemvRows is the most rows a product takes through sgemv, row by row, instead of sgemm (OpenBLAS
-// only; see matmulT).
-const gemvRows = 1
-
 // matmulT computes c = a · wᵀ for a (m, k) and a torch-layout weight w (n, k): c is (m, n).
 //
 // OpenBLAS threads itself and gets the whole product. gonum's parallel path starts a goroutine per
@@ -90,13 +86,11 @@ const gemvRows = 1
 // full-length dot product whatever m is, so a row's result does not depend on the batch it is in.
 func (e *Engine) matmulT(a []float32, m, k int, w []float32, n int, c []float32) {
 	if !e.pureGo {
-		if m <= gemvRows {
+		if m == 1 {
 			// OpenBLAS 0.3.21's sgemm packs all of w for every call, which for the one-row products
 			// of decoding reads the weights twice; its sgemv streams them once (measured: decode
-			// d512 1.5x faster with it).
-			for i := range m {
-				e.bl.Sgemv(gblas.NoTrans, n, k, 1, w[:n*k], k, a[i*k:(i+1)*k], 1, 0, c[i*n:(i+1)*n], 1)
-			}
+			// d512 about 2x faster with it).
+			e.bl.Sgemv(gblas.NoTrans, n, k, 1, w[:n*k], k, a[:k], 1, 0, c[:n], 1)
 			return
 		}
 		e.bl.Sgemm(gblas.NoTrans, gblas.Trans, m, n, k, 1, a[:m*k], k, w[:n*k], k, 0, c[:m*n], n)

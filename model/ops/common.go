@@ -427,8 +427,7 @@ func expTo[T Float](dst, src []T, m T) float64 {
 }
 
 // expTo32 is expf over a slice (the softmaxes spend most of their time here): eight lanes at a time
-// in assembly where the CPU has AVX2 and FMA, and the scalar loop, with the body inlined, for the
-// rest; rounding to the nearest integer uses the 1.5·2^23 trick instead of a conversion.
+// in assembly where the CPU has AVX2 and FMA, and the scalar loop for the rest.
 func expTo32(dst, src []float32, m float32) float64 {
 	if dst != nil {
 		dst = dst[:len(src)]
@@ -441,7 +440,8 @@ func expTo32(dst, src []float32, m float32) float64 {
 }
 
 // expScalar32 is expTo32's scalar loop: all of it off amd64 or without AVX2, and on amd64 the tail
-// and any block whose x - m is too large for the vector body.
+// and any block whose x - m is too large for the vector body. expf's body is inlined, and rounding
+// to the nearest integer uses the 1.5·2^23 trick instead of a conversion.
 func expScalar32(dst, src []float32, m float32) float64 {
 	const (
 		lo    = -87.33654
