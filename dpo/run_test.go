@@ -2,6 +2,8 @@ package dpo
 
 import (
 	"context"
+	"github.com/alignkit/alignkit/data/chat"
+	"github.com/alignkit/alignkit/model/tokenizer"
 	"io"
 	"math"
 	"os"
@@ -100,6 +102,15 @@ func TestLearnsRealPairs(t *testing.T) {
 			}
 			if err := Run(context.Background(), c, WithLogWriter(io.Discard)); err != nil {
 				t.Fatal(err)
+			}
+			// stories260K has no chat template: the saved policy carries the llama-2 one the pairs
+			// were rendered with, so that generation and export render chats the same way.
+			saved, err := tokenizer.Load(c.OutputDir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want, _ := chat.BuiltinSource("llama-2"); saved.ChatTemplate() != want {
+				t.Errorf("saved chat template %q, want the llama-2 source the data was rendered with", saved.ChatTemplate())
 			}
 			ms := readMetrics(t, c.OutputDir)
 			if len(ms) != 16 {

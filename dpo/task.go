@@ -57,6 +57,9 @@ type Task struct {
 	ref         *lm.Model
 	train, eval *pairSet
 	moe         bool
+	// chatTemplate is the Jinja source the data was rendered with when it is not the policy's own
+	// (a built-in name or a file given as chat_template), saved with the model; "" otherwise.
+	chatTemplate string
 }
 
 // NewTask loads the policy, the reference and the data, and, with precompute_ref_log_probs,
@@ -115,6 +118,9 @@ func NewTask(cfg Config, opts ...Option) (*Task, error) {
 	tok, err := lm.DataTokenizer(ck.Tok, cfg.Data.ChatTemplate)
 	if err != nil {
 		return nil, fmt.Errorf("chat_template: %w", err)
+	}
+	if tmpl := tok.Template(); tmpl != nil && tmpl.Source() != ck.Tok.ChatTemplate() {
+		t.chatTemplate = tmpl.Source()
 	}
 	seed := uint64(*cfg.Seed)
 	trainDS, evalDS, err := cfg.Data.Load(seed)
@@ -313,8 +319,17 @@ func (t *Task) Eval(ctx context.Context, b train.Batch) (train.Metrics, error) {
 	return t.run(ctx, t.eval, b.Examples, nil, 0)
 }
 
-// SaveModel writes the policy as an HF directory.
-func (t *Task) SaveModel(dir string) error { return t.policy.Save(dir) }
+// SaveModel writes the policy as an HF directory, with the chat template the data was rendered
+// with when that is not the policy's own.
+func (t *Task) SaveModel(dir string) error {
+	if err := t.policy.Save(dir); err != nil {
+		return err
+	}
+	if t.chatTemplate == "" {
+		return nil
+	}
+	return tokenizer.WriteChatTemplate(dir, t.chatTemplate)
+}
 
 // Stats are the train and eval batchers' truncation counts (eval is zero without evaluation data).
 func (t *Task) Stats() (trainStats, evalStats data.PairStats) {

@@ -1,9 +1,7 @@
 package reward
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -182,38 +180,4 @@ func pairBatcher(tok *data.Tokenizer, set *PairSet, bc data.PairBatchConfig, eos
 		return nil, err
 	}
 	return data.NewPairBatcher(exs, eos, bc)
-}
-
-// storeChatTemplate sets chat_template in dir's tokenizer_config.json (created if absent), written
-// atomically, and removes a chat_template.jinja that would otherwise be read instead.
-func storeChatTemplate(dir, template string) error {
-	path := filepath.Join(dir, "tokenizer_config.json")
-	cfg := map[string]any{}
-	b, err := os.ReadFile(path)
-	switch {
-	case err == nil:
-		// UseNumber keeps integers such as model_max_length's 1e30 written as integers.
-		dec := json.NewDecoder(bytes.NewReader(b))
-		dec.UseNumber()
-		if err := dec.Decode(&cfg); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-	case !os.IsNotExist(err):
-		return err
-	}
-	cfg["chat_template"] = template
-	var out bytes.Buffer
-	enc := json.NewEncoder(&out)
-	enc.SetEscapeHTML(false) // "<s>" stays "<s>"
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(cfg); err != nil {
-		return err
-	}
-	if err := checkpoint.WriteFileAtomic(path, out.Bytes()); err != nil {
-		return err
-	}
-	if err := os.Remove(filepath.Join(dir, "chat_template.jinja")); err != nil && !os.IsNotExist(err) {
-		return err
-	}
-	return nil
 }

@@ -3,6 +3,7 @@ package reward
 import (
 	"context"
 	"errors"
+	"github.com/alignkit/alignkit/model/tokenizer"
 	"math"
 
 	"github.com/alignkit/alignkit/data"
@@ -97,7 +98,7 @@ func (t *Task) SaveModel(dir string) error {
 		return err
 	}
 	if t.ChatTemplate != "" && t.ChatTemplate != t.Model.Tok().ChatTemplate() {
-		return storeChatTemplate(dir, t.ChatTemplate)
+		return tokenizer.WriteChatTemplate(dir, t.ChatTemplate)
 	}
 	return nil
 }

@@ -2,17 +2,13 @@ package sft
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
+	"github.com/alignkit/alignkit/model/tokenizer"
 	"math"
-	"os"
-	"path/filepath"
 
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/lm"
 	"github.com/alignkit/alignkit/model"
-	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/alignkit/alignkit/train"
 )
 
@@ -88,35 +84,7 @@ func (t *Task) SaveModel(dir string) error {
 	if t.ChatTemplate == "" {
 		return nil
 	}
-	return saveChatTemplate(dir, t.ChatTemplate)
-}
-
-// saveChatTemplate stores src as the model's chat template: in tokenizer_config.json when that file
-// already names one (it would take precedence over a separate file), else as chat_template.jinja, as
-// recent transformers versions save it.
-func saveChatTemplate(dir, src string) error {
-	path := filepath.Join(dir, "tokenizer_config.json")
-	raw, err := os.ReadFile(path)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("saving the chat template: %w", err)
-	}
-	var cfg map[string]json.RawMessage
-	if err == nil {
-		if err := json.Unmarshal(raw, &cfg); err != nil {
-			return fmt.Errorf("saving the chat template: %s: %w", path, err)
-		}
-	}
-	if _, ok := cfg["chat_template"]; ok {
-		if cfg["chat_template"], err = json.Marshal(src); err != nil {
-			return err
-		}
-		out, err := json.MarshalIndent(cfg, "", "  ")
-		if err != nil {
-			return err
-		}
-		return checkpoint.WriteFileAtomic(path, append(out, '\n'))
-	}
-	return checkpoint.WriteFileAtomic(filepath.Join(dir, "chat_template.jinja"), []byte(src))
+	return tokenizer.WriteChatTemplate(dir, t.ChatTemplate)
 }
 
 // run is one forward (and, with grads, backward) pass of the SFT loss over batch.
