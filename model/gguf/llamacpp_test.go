@@ -14,6 +14,7 @@ import (
 
 	"github.com/alignkit/alignkit/internal/sharedtest"
 	"github.com/alignkit/alignkit/model"
+	"github.com/alignkit/alignkit/model/hf"
 	"github.com/alignkit/alignkit/model/infer"
 )
 
@@ -241,7 +242,7 @@ func TestCodecMatchesGGML(t *testing.T) {
 	}
 	for h := 0; h < 1<<16; h += 7 {
 		// Exactly halfway between f16 h and h+1, and a hair either side.
-		lo, hi := f16ToF32(uint16(h)), f16ToF32(uint16(h+1))
+		lo, hi := hf.F16ToF32(uint16(h)), hf.F16ToF32(uint16(h+1))
 		mid := float32((float64(lo) + float64(hi)) / 2)
 		f16In = append(f16In, mid, math.Nextafter32(mid, float32(math.Inf(1))), math.Nextafter32(mid, float32(math.Inf(-1))))
 	}

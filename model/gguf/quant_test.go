@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/alignkit/alignkit/model"
+	"github.com/alignkit/alignkit/model/hf"
 )
 
 // TestF16Rounding checks f32 -> f16 on hand-derived cases. binary16 has 10 mantissa bits: near 1 the
@@ -49,10 +50,10 @@ func TestF16Rounding(t *testing.T) {
 	}
 	// Every finite or infinite half value survives f16 -> f32 -> f16, and NaNs stay NaN.
 	for h := 0; h < 1<<16; h++ {
-		f := f16ToF32(uint16(h))
+		f := hf.F16ToF32(uint16(h))
 		if h&0x7c00 == 0x7c00 && h&0x3ff != 0 {
 			if !math.IsNaN(float64(f)) {
-				t.Fatalf("f16ToF32(%#04x) = %g, want NaN", h, f)
+				t.Fatalf("hf.F16ToF32(%#04x) = %g, want NaN", h, f)
 			}
 			continue
 		}

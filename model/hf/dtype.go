@@ -57,8 +57,9 @@ func parseDtype(s string) (dtype, error) {
 	return "", fmt.Errorf("unknown dtype %q (want f32, bf16 or f16)", s)
 }
 
-// bf16ToF32 widens bfloat16 bits: bfloat16 is the top half of a float32, so this is exact.
-func bf16ToF32(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
+// BF16ToF32 widens bfloat16 bits: bfloat16 is the top half of a float32, so this is exact. It and
+// F16ToF32/F32ToF16 are exported for model/gguf, which stores the same formats.
+func BF16ToF32(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
 
 // f32ToBF16 rounds to nearest, ties to even, as torch does. NaNs stay NaN (a quiet NaN with the sign
 // kept); finite values beyond bfloat16's range become ±Inf, which the caller treats as an error.
@@ -71,8 +72,8 @@ func f32ToBF16(f float32) uint16 {
 	return uint16((u + 0x7fff + (u>>16)&1) >> 16)
 }
 
-// f16ToF32 widens IEEE binary16 bits exactly.
-func f16ToF32(h uint16) float32 {
+// F16ToF32 widens IEEE binary16 bits exactly.
+func F16ToF32(h uint16) float32 {
 	sign := uint32(h&0x8000) << 16
 	exp := uint32(h>>10) & 0x1f
 	mant := uint32(h) & 0x3ff
@@ -92,10 +93,10 @@ func f16ToF32(h uint16) float32 {
 	return v
 }
 
-// f32ToF16 rounds to the nearest binary16, ties to even, including into the subnormal range, as
-// torch's .half() does. NaNs stay NaN; finite values of magnitude >= 65520 become ±Inf, which the
-// caller treats as an error.
-func f32ToF16(f float32) uint16 {
+// F32ToF16 rounds to the nearest binary16, ties to even, including into the subnormal range, as
+// torch's .half() does. NaNs stay NaN (payload's top bits kept); finite values of magnitude >= 65520
+// become ±Inf, which WriteSafetensors treats as an error.
+func F32ToF16(f float32) uint16 {
 	u := math.Float32bits(f)
 	sign := uint16(u>>16) & 0x8000
 	exp := int(u>>23) & 0xff

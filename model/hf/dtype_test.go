@@ -21,24 +21,24 @@ func sameFloat(a, b float32) bool {
 
 func TestF16AllBitPatterns(t *testing.T) {
 	for h := 0; h < 1<<16; h++ {
-		got := f16ToF32(uint16(h))
+		got := F16ToF32(uint16(h))
 		want := float16.Frombits(uint16(h)).Float32()
 		if !sameFloat(got, want) {
-			t.Fatalf("f16ToF32(%#04x) = %v, want %v", h, got, want)
+			t.Fatalf("F16ToF32(%#04x) = %v, want %v", h, got, want)
 		}
 		if got != got {
 			continue
 		}
 		// Every binary16 value widens exactly, so narrowing it again must give the same bits.
-		if back := f32ToF16(got); back != uint16(h) {
-			t.Fatalf("f32ToF16(f16ToF32(%#04x)) = %#04x", h, back)
+		if back := F32ToF16(got); back != uint16(h) {
+			t.Fatalf("F32ToF16(F16ToF32(%#04x)) = %#04x", h, back)
 		}
 		// The midpoint to the next value up (exactly representable as float32) is a tie: it must go
 		// to whichever of the two has an even last bit, as x448 and IEEE say.
 		if h&0x7fff < 0x7bff {
-			next := f16ToF32(uint16(h + 1))
+			next := F16ToF32(uint16(h + 1))
 			mid := float32((float64(got) + float64(next)) / 2)
-			if g, w := f32ToF16(mid), float16.Fromfloat32(mid).Bits(); g != w {
+			if g, w := F32ToF16(mid), float16.Fromfloat32(mid).Bits(); g != w {
 				t.Fatalf("tie %v between %#04x and %#04x: got %#04x, want %#04x", mid, h, h+1, g, w)
 			}
 		}
@@ -51,14 +51,14 @@ func TestF32ToF16MatchesReference(t *testing.T) {
 		2.9802322387695312e-08, 2.98023259e-08, 6.103515625e-05, float32(math.Inf(1)), float32(math.Inf(-1)),
 		float32(math.NaN()), math.MaxFloat32, math.SmallestNonzeroFloat32}
 	for _, x := range special {
-		if g, w := f32ToF16(x), float16.Fromfloat32(x).Bits(); g != w {
-			t.Errorf("f32ToF16(%v) = %#04x, want %#04x", x, g, w)
+		if g, w := F32ToF16(x), float16.Fromfloat32(x).Bits(); g != w {
+			t.Errorf("F32ToF16(%v) = %#04x, want %#04x", x, g, w)
 		}
 	}
 	for i := 0; i < 2_000_000; i++ {
 		x := math.Float32frombits(rng.Uint32())
-		if g, w := f32ToF16(x), float16.Fromfloat32(x).Bits(); g != w {
-			t.Fatalf("f32ToF16(%v [%#08x]) = %#04x, want %#04x", x, math.Float32bits(x), g, w)
+		if g, w := F32ToF16(x), float16.Fromfloat32(x).Bits(); g != w {
+			t.Fatalf("F32ToF16(%v [%#08x]) = %#04x, want %#04x", x, math.Float32bits(x), g, w)
 		}
 	}
 }
@@ -91,12 +91,12 @@ func TestBF16(t *testing.T) {
 		if x != x || math.IsInf(float64(x), 0) || math.Abs(float64(x)) > 3.38e38 {
 			continue
 		}
-		if got, want := bf16ToF32(f32ToBF16(x)), bf16Nearest(x); !sameFloat(got, want) {
+		if got, want := BF16ToF32(f32ToBF16(x)), bf16Nearest(x); !sameFloat(got, want) {
 			t.Fatalf("bf16(%v) = %v, want %v", x, got, want)
 		}
 	}
 	for h := 0; h < 1<<16; h++ {
-		if v := bf16ToF32(uint16(h)); v == v && f32ToBF16(v) != uint16(h) {
+		if v := BF16ToF32(uint16(h)); v == v && f32ToBF16(v) != uint16(h) {
 			t.Fatalf("bf16 %#04x does not round-trip", h)
 		}
 	}

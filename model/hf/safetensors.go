@@ -302,11 +302,11 @@ func (sf *safetensorsFile) read(info tensorInfo, buf []byte) (*model.Tensor, err
 			}
 		case dtBF16:
 			for i := range dst {
-				dst[i] = bf16ToF32(binary.LittleEndian.Uint16(b[2*i:]))
+				dst[i] = BF16ToF32(binary.LittleEndian.Uint16(b[2*i:]))
 			}
 		case dtF16:
 			for i := range dst {
-				dst[i] = f16ToF32(binary.LittleEndian.Uint16(b[2*i:]))
+				dst[i] = F16ToF32(binary.LittleEndian.Uint16(b[2*i:]))
 			}
 		}
 		done += chunk
@@ -376,9 +376,9 @@ func checkWritable(tensors map[string]*model.Tensor, names []string, dt dtype) e
 			}
 			var wide float32
 			if dt == dtF16 {
-				wide = f16ToF32(f32ToF16(v))
+				wide = F16ToF32(F32ToF16(v))
 			} else {
-				wide = bf16ToF32(f32ToBF16(v))
+				wide = BF16ToF32(f32ToBF16(v))
 			}
 			if math.IsInf(float64(wide), 0) {
 				return fmt.Errorf("tensor %q: value %g at index %d overflows %s", name, v, i, dt)
@@ -480,7 +480,7 @@ func encode(buf []byte, src []float32, dt dtype) []byte {
 		}
 	case dtF16:
 		for i, v := range src {
-			binary.LittleEndian.PutUint16(buf[2*i:], f32ToF16(v))
+			binary.LittleEndian.PutUint16(buf[2*i:], F32ToF16(v))
 		}
 	default:
 		for i, v := range src {
