@@ -3,11 +3,13 @@ package checkpoint
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/alignkit/alignkit/internal/sharedtest"
 	"github.com/alignkit/alignkit/model"
+	"github.com/alignkit/alignkit/model/gguf"
 )
 
 // sharedDir is ../shared; tests skip unless it holds stories260K.
@@ -44,7 +46,7 @@ func TestOpenHFAndGGUFAgree(t *testing.T) {
 	}
 	for _, text := range []string{"Once upon a time", "  Lily   saw a </s> cat!\n", "ünïcödé 🤖"} {
 		a, b := hfm.Tok.Encode(text, true), gm.Tok.Encode(text, true)
-		if !equalIDs(a, b) {
+		if !slices.Equal(a, b) {
 			t.Errorf("%q: HF %v, GGUF %v", text, a, b)
 		}
 	}
@@ -67,7 +69,7 @@ func TestSaveFromGGUF(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, text := range []string{"Once upon a time", "The dog ran to the park."} {
-		if a, b := gm.Tok.Encode(text, true), back.Tok.Encode(text, true); !equalIDs(a, b) {
+		if a, b := gm.Tok.Encode(text, true), back.Tok.Encode(text, true); !slices.Equal(a, b) {
 			t.Errorf("%q: GGUF %v, rebuilt %v", text, a, b)
 		}
 	}
@@ -143,14 +145,20 @@ func TestOpenErrors(t *testing.T) {
 	}
 }
 
-func equalIDs(a, b []int32) bool {
-	if len(a) != len(b) {
-		return false
+// TestTokenizerChecks: a byte-level GGUF tokenizer cannot be rebuilt, and a tokenizer with more tokens
+// than the embedding has rows is refused (stories260K's tokenizer has 512 tokens).
+func TestTokenizerChecks(t *testing.T) {
+	_, err := TokenizerFromGGUF(&gguf.TokenizerInfo{Model: "gpt2", Tokens: []string{"a"}})
+	if want := `embedded tokenizer "gpt2": only SentencePiece ("llama") GGUF tokenizers can be loaded; use the HF directory for byte-level BPE models`; err == nil || err.Error() != want {
+		t.Errorf("gpt2 tokenizer: error %v, want %s", err, want)
 	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
+	dir := filepath.Join(sharedDir(t), "models", "stories260K")
+	m, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return true
+	m.Weights.Config.VocabSize = 500
+	if err := checkVocab(m.Weights, m.Tok, dir); err == nil || err.Error() != dir+": the tokenizer has 512 tokens but the model's vocab_size is 500" {
+		t.Errorf("tokenizer larger than the vocabulary: error %v", err)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/alignkit/alignkit/model"
@@ -429,7 +430,7 @@ func (f *File) llamaWeights(r io.ReaderAt, c model.Config) (*model.Weights, erro
 		if !ok {
 			return nil, fmt.Errorf("%s: tensor %s is missing", f.Path, p.gg)
 		}
-		if got := ti.Shape(); !equalInts(got, p.shape) {
+		if got := ti.Shape(); !slices.Equal(got, p.shape) {
 			return nil, fmt.Errorf("%s: tensor %s has shape %v, the metadata implies %v", f.Path, p.gg, got, p.shape)
 		}
 	}
@@ -449,16 +450,4 @@ func (f *File) llamaWeights(r io.ReaderAt, c model.Config) (*model.Weights, erro
 		return nil, err
 	}
 	return w, nil
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
