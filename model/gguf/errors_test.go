@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/alignkit/alignkit/model"
+	"github.com/alignkit/alignkit/model/hf"
 )
 
 // tinyGGUF is a small valid file: two metadata entries (a string, a string array) and two tensors, "a"
@@ -109,7 +110,30 @@ func TestOpenRejectsBadInput(t *testing.T) {
 		{"duplicate key", bytes.Replace(good, []byte("t.arr"), []byte("t.arx"), 1), ""}, // control: a renamed key is fine
 		{"bad alignment", tinyGGUF(t, kv{"general.alignment", uint32(48)}), "general.alignment = 48 must be a power-of-two uint32"},
 		{"bool out of range", tinyGGUF(t, kv{"flag", true}), ""}, // control for the next case
+		{"empty key", putU64(good, 24, 0), `corrupt GGUF: metadata key 1 of 2 (""): key is empty or not UTF-8`},
+		{"key not UTF-8", bytes.Replace(good, []byte("t.arr"), []byte("t.\xffrr"), 1), `corrupt GGUF: metadata key 2 of 2 ("t.\xffrr"): key is empty or not UTF-8`},
+		{"empty tensor name", putU64(good, bInfo-9, 0), `corrupt GGUF: tensor info 2 of 2 (""): a tensor name must be 1 to 63 bytes of UTF-8`},
+		{"duplicate tensor", bytes.Replace(good, []byte("\x01\x00\x00\x00\x00\x00\x00\x00b"), []byte("\x01\x00\x00\x00\x00\x00\x00\x00a"), 1),
+			`corrupt GGUF: tensor "a" appears twice`},
+		// 2^61 * 2 = 2^62 elements fit in an int64, but 2^62 float32s are 2^64 bytes.
+		{"byte size overflows", putU64(good, aInfo+4, 1<<61), `corrupt GGUF: tensor info 1 of 2 ("a"): byte size overflows`},
+		{"arrays nested too deep", tinyGGUF(t, kv{"deep", nestArrays(maxArrayDepth + 1)}),
+			fmt.Sprintf(`corrupt GGUF: metadata key 3 of 3 ("deep"): arrays nested more than %d deep`, maxArrayDepth)},
+		{"arrays nested to the limit", tinyGGUF(t, kv{"deep", nestArrays(maxArrayDepth)}), ""}, // control
+		// The header ends at bOffset+8; the data section starts at the next multiple of 32.
+		{"truncated at the end of the header", good[:bOffset+8],
+			fmt.Sprintf("truncated GGUF: the tensor data should start at byte %d but the file is %d bytes", dataStart, bOffset+8)},
 	}
+	flags := tinyGGUF(t, kv{"flags", []bool{true, false}})
+	cases = append(cases, struct {
+		name string
+		data []byte
+		want string
+	}{"bool array element 2", func() []byte {
+		d := bytes.Clone(flags)
+		d[at(t, d, "flags")+4+4+8+1] = 2 // after the value type, element type and count: element 1
+		return d
+	}(), `corrupt GGUF: metadata key 3 of 3 ("flags"): bool element 1 is 2, neither 0 nor 1`})
 	flagged := tinyGGUF(t, kv{"flag", true})
 	cases = append(cases, struct {
 		name string
@@ -151,6 +175,15 @@ func TestOpenRejectsBadInput(t *testing.T) {
 	}
 }
 
+// nestArrays returns an array of arrays depth levels deep (counting the outermost) around a []int32.
+func nestArrays(depth int) any {
+	var v any = []int32{1}
+	for i := 1; i < depth; i++ {
+		v = []any{v}
+	}
+	return v
+}
+
 // TestReadTensorTypes decodes the tiny file's F32 and Q8_0 tensors and refuses types it cannot decode.
 func TestReadTensorTypes(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tiny.gguf")
@@ -173,7 +206,7 @@ func TestReadTensorTypes(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Block 0 of b is -j/8 for j < 32: amax 31/8, d = 31/8/127; -1/8 quantises to round(-127/31) = -4.
-	if want := -4 * f16ToF32(f32ToF16(31.0/8/127)); b.Data[1] != want {
+	if want := -4 * hf.F16ToF32(f32ToF16(31.0/8/127)); b.Data[1] != want {
 		t.Errorf("b[1] = %v, want %v", b.Data[1], want)
 	}
 	if _, err := f.ReadTensor("c"); err == nil || err.Error() != path+`: no tensor "c"` {
@@ -193,6 +226,29 @@ func TestReadTensorTypes(t *testing.T) {
 	}
 	if _, err := f.ReadTensor("b"); err == nil || err.Error() != path+`: tensor "b": type I8 cannot be read (alignkit reads F32, F16, BF16 and Q8_0)` {
 		t.Errorf("I8 tensor: %v", err)
+	}
+}
+
+// TestReadTensorAfterTruncation: Open checks every tensor against the file's size, but the file can shrink
+// before ReadTensor; the short read is then reported as a truncated GGUF, not a bare EOF.
+func TestReadTensorAfterTruncation(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tiny.gguf")
+	good := tinyGGUF(t)
+	if err := os.WriteFile(path, good, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, int64(len(good)-40)); err != nil { // inside "b", the last tensor
+		t.Fatal(err)
+	}
+	if _, err := f.ReadTensor("a"); err != nil {
+		t.Errorf("tensor a is still whole: %v", err)
+	}
+	if _, err := f.ReadTensor("b"); err == nil || err.Error() != path+`: truncated GGUF: tensor "b" runs past the end of the file` {
+		t.Errorf("error %v, want the truncation of tensor b", err)
 	}
 }
 
@@ -305,6 +361,17 @@ func TestLoadWeightsRejects(t *testing.T) {
 			"tensor rope_freqs.weight is not part of a llama model alignkit can load"},
 		{"wrong shape", func(m map[string]any) { m["llama.feed_forward_length"] = uint32(171) }, "", nil,
 			"tensor blk.0.ffn_gate.weight has shape [172 64], the metadata implies [171 64]"},
+		{"zero heads", func(m map[string]any) { m["llama.attention.head_count"] = uint32(0) }, "", nil,
+			"llama.attention.head_count is 0"},
+		{"context length out of range", func(m map[string]any) { m["llama.context_length"] = uint64(1) << 32 }, "", nil,
+			"llama.context_length = 4294967296 is out of range"},
+		{"value length differs", func(m map[string]any) { m["llama.attention.value_length"] = uint32(4) }, "", nil,
+			"value_length 4 differs from key_length 8, which alignkit's attention does not support"},
+		{"missing rms epsilon", func(m map[string]any) { delete(m, "llama.attention.layer_norm_rms_epsilon") }, "", nil,
+			"metadata key llama.attention.layer_norm_rms_epsilon is missing"},
+		{"rms epsilon of the wrong type", func(m map[string]any) { m["llama.attention.layer_norm_rms_epsilon"] = "small" }, "", nil,
+			"llama.attention.layer_norm_rms_epsilon is a string, want a float"},
+		{"missing token embedding", none, "token_embd.weight", nil, "tensor token_embd.weight is missing"},
 		{"token id outside the vocabulary", func(m map[string]any) { m["tokenizer.ggml.eos_token_id"] = uint32(512) }, "", nil,
 			"tokenizer.ggml.eos_token_id 512 is outside the vocabulary (512 tokens)"},
 	}
