@@ -149,6 +149,22 @@ func assertBitIdentical(t *testing.T, a, b *model.Weights) {
 	}
 }
 
+// saveLoadIdentical saves w into dir, loads it back, checks that the round trip is bit-identical and
+// left no temporary file, and returns what it loaded.
+func saveLoadIdentical(t *testing.T, dir string, w *model.Weights, opts SaveOptions) *model.Weights {
+	t.Helper()
+	if err := Save(dir, w, opts); err != nil {
+		t.Fatal(err)
+	}
+	w2, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertBitIdentical(t, w, w2)
+	assertNoTemp(t, dir)
+	return w2
+}
+
 func assertNoTemp(t *testing.T, dir string) {
 	t.Helper()
 	entries, err := os.ReadDir(dir)
@@ -178,15 +194,7 @@ func listDir(t *testing.T, dir string) []string {
 func TestSaveRoundTripF32(t *testing.T) {
 	w := loadStories(t)
 	dir := t.TempDir()
-	if err := Save(dir, w, SaveOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	w2, err := Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	assertBitIdentical(t, w, w2)
-	assertNoTemp(t, dir)
+	w2 := saveLoadIdentical(t, dir, w, SaveOptions{})
 	if got, want := listDir(t, dir), []string{ConfigFile, GenerationConfigFile, WeightsFile}; !reflect.DeepEqual(got, want) {
 		t.Errorf("files %v, want %v", got, want)
 	}

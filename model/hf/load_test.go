@@ -228,15 +228,7 @@ func TestSaveLoadOtherArchitectures(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			w := model.InitRandom(c.cfg, 7, 0.02)
 			dir := t.TempDir()
-			if err := Save(dir, w, c.opts); err != nil {
-				t.Fatal(err)
-			}
-			w2, err := Load(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			assertBitIdentical(t, w, w2)
-			assertNoTemp(t, dir)
+			saveLoadIdentical(t, dir, w, c.opts)
 			if c.cfg.IsRewardModel() {
 				var raw map[string]any
 				b, _ := os.ReadFile(filepath.Join(dir, ConfigFile))

@@ -117,6 +117,23 @@ func TestReadSafetensorsTruncated(t *testing.T) {
 			t.Errorf("truncated to %d: error %v\nwant %s", c.size, err, want)
 		}
 	}
+
+	// The header is checked against the file's size when it is opened; a file that shrinks before the
+	// data is read fails on the short read, naming the tensor.
+	if err := os.WriteFile(path, full, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sf, err := openSafetensors(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sf.f.Close()
+	if err := os.Truncate(path, 8+64+20); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sf.readAll(); err == nil || err.Error() != path+`: reading tensor "a": unexpected EOF` {
+		t.Errorf("file shrunk after opening: error %v", err)
+	}
 }
 
 func TestHeaderLimit(t *testing.T) {
