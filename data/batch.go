@@ -2,10 +2,8 @@ package data
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"sort"
-	"sync"
 )
 
 // Batch is one training step's input, every array row-major with shape
@@ -64,12 +62,6 @@ type BatchConfig struct {
 	// smallest that fits, so that few graph shapes occur. Empty means
 	// powers of two from 16 below MaxLength, then MaxLength.
 	Buckets []int
-	// Shuffle reorders rows each epoch, deterministically from Seed and
-	// the epoch number. Off, rows keep dataset order (for evaluation).
-	Shuffle bool
-	Seed    uint64
-	// DropLast drops a final batch smaller than BatchSize.
-	DropLast bool
 	// DropUntrained drops (and counts) examples that truncation leaves
 	// with no target carrying loss. Off, such an example is an error.
 	DropUntrained bool
@@ -85,18 +77,12 @@ type Stats struct {
 	TrainedTokens   int // targets carrying loss kept
 	RowsPerEpoch    int // rows (packed rows, or examples)
 	BatchesPerEpoch int
-	PadTokens       int // padding tokens in one epoch (epoch 0's order)
+	PadTokens       int // padding tokens in one epoch, batches taken in dataset order
 }
 
 func (s Stats) String() string {
 	return fmt.Sprintf("%d examples (%d dropped, %d truncated losing %d tokens), %d tokens, %d trained, %d rows in %d batches per epoch, %d pad tokens per epoch",
 		s.Examples, s.Dropped, s.Truncated, s.TruncatedTokens, s.Tokens, s.TrainedTokens, s.RowsPerEpoch, s.BatchesPerEpoch, s.PadTokens)
-}
-
-// Position is where an iteration stands: the batch index within an epoch.
-// A checkpoint stores it to resume exactly.
-type Position struct {
-	Epoch, Index int
 }
 
 // unit is one example placed in a row: its ids and target mask.
@@ -107,23 +93,15 @@ type unit struct {
 	src  string
 }
 
-// shaper holds what padded and packed batchers share: rows of units, their
-// epoch order and the bucketed shapes.
+// shaper holds what padded and packed batchers share: rows of units and
+// the bucketed shapes. The epoch order is the training loop's (train.Run
+// shuffles example indices), so a shaper only collates rows by index.
 type shaper struct {
 	batchSize int
 	maxLength int
 	pad       int32
 	buckets   []int
-	shuffle   bool
-	seed      uint64
-	dropLast  bool
 	rows      [][]unit
-
-	// The last epoch's permutation, cached: every batch of an epoch needs
-	// it, and recomputing it per batch would cost O(rows) each time.
-	mu        sync.Mutex
-	permEpoch int
-	perm      []int
 }
 
 func checkShape(batchSize, maxLength int, pad, eos int32, buckets []int) ([]int, error) {
@@ -163,30 +141,7 @@ func makeBuckets(b []int, maxLength int) ([]int, error) {
 }
 
 func (s *shaper) numBatches() int {
-	n := len(s.rows) / s.batchSize
-	if !s.dropLast && len(s.rows)%s.batchSize != 0 {
-		n++
-	}
-	return n
-}
-
-// order is the epoch's permutation of rows (shared; do not modify).
-func (s *shaper) order(epoch int) []int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.perm != nil && s.permEpoch == epoch {
-		return s.perm
-	}
-	perm := make([]int, len(s.rows))
-	for i := range perm {
-		perm[i] = i
-	}
-	if s.shuffle {
-		r := rand.New(rand.NewPCG(s.seed, uint64(epoch)))
-		r.Shuffle(len(perm), func(i, j int) { perm[i], perm[j] = perm[j], perm[i] })
-	}
-	s.perm, s.permEpoch = perm, epoch
-	return perm
+	return (len(s.rows) + s.batchSize - 1) / s.batchSize
 }
 
 func rowLen(row []unit) int {
@@ -202,7 +157,6 @@ func (s *shaper) bucket(n int) int {
 	return s.buckets[i] // n <= maxLength <= the last bucket
 }
 
-// batchRows returns the rows of batch index in epoch.
 // pick returns the rows at idx, refusing an out-of-range index.
 func (s *shaper) pick(idx []int) ([][]unit, error) {
 	if len(idx) == 0 {
@@ -214,19 +168,6 @@ func (s *shaper) pick(idx []int) ([][]unit, error) {
 			return nil, fmt.Errorf("row %d: want 0 <= row < %d", r, len(s.rows))
 		}
 		rows[i] = s.rows[r]
-	}
-	return rows, nil
-}
-
-func (s *shaper) batchRows(epoch, index int) ([][]unit, error) {
-	if epoch < 0 || index < 0 || index >= s.numBatches() {
-		return nil, fmt.Errorf("batch %d of epoch %d: want 0 <= index < %d", index, epoch, s.numBatches())
-	}
-	perm := s.order(epoch)
-	lo, hi := index*s.batchSize, min((index+1)*s.batchSize, len(perm))
-	rows := make([][]unit, 0, hi-lo)
-	for _, r := range perm[lo:hi] {
-		rows = append(rows, s.rows[r])
 	}
 	return rows, nil
 }
@@ -279,22 +220,30 @@ func (s *shaper) fill(rows [][]unit) (*Batch, error) {
 	return b, nil
 }
 
-func (s *shaper) padTokens() int {
+// padTokens is the padding of one epoch whose batches take the rows in
+// dataset order. split says that each unit of a row is a batch row of its
+// own (a pair's chosen and rejected rows).
+func (s *shaper) padTokens(split bool) int {
 	pad := 0
-	for i := 0; i < s.numBatches(); i++ {
-		rows, _ := s.batchRows(0, i)
-		longest, used := 0, 0
-		for _, r := range rows {
-			l := rowLen(r)
-			longest, used = max(longest, l), used+l
+	for lo := 0; lo < len(s.rows); lo += s.batchSize {
+		longest, used, n := 0, 0, 0
+		add := func(l int) { longest, used, n = max(longest, l), used+l, n+1 }
+		for _, row := range s.rows[lo:min(lo+s.batchSize, len(s.rows))] {
+			if !split {
+				add(rowLen(row))
+				continue
+			}
+			for _, u := range row {
+				add(len(u.ids))
+			}
 		}
-		pad += len(rows)*s.bucket(longest) - used
+		pad += n*s.bucket(longest) - used
 	}
 	return pad
 }
 
 // Batcher cuts examples into padded or packed batches. It is deterministic:
-// batch (epoch, index) is the same on every call and every run.
+// the same row indices give the same batch on every call and every run.
 type Batcher struct {
 	shaper
 	stats Stats
@@ -308,10 +257,7 @@ func NewBatcher(examples []Example, eos int32, cfg BatchConfig) (*Batcher, error
 	if err != nil {
 		return nil, err
 	}
-	b := &Batcher{shaper: shaper{
-		batchSize: cfg.BatchSize, maxLength: cfg.MaxLength, pad: cfg.PadID, buckets: buckets,
-		shuffle: cfg.Shuffle, seed: cfg.Seed, dropLast: cfg.DropLast,
-	}}
+	b := &Batcher{shaper: shaper{batchSize: cfg.BatchSize, maxLength: cfg.MaxLength, pad: cfg.PadID, buckets: buckets}}
 	units := make([]unit, 0, len(examples))
 	for i := range examples {
 		ex := &examples[i]
@@ -356,12 +302,9 @@ func NewBatcher(examples []Example, eos int32, cfg BatchConfig) (*Batcher, error
 			b.rows[i] = units[i : i+1 : i+1]
 		}
 	}
-	if b.numBatches() == 0 {
-		return nil, fmt.Errorf("%d rows make no full batch of %d", len(b.rows), cfg.BatchSize)
-	}
 	b.stats.RowsPerEpoch = len(b.rows)
 	b.stats.BatchesPerEpoch = b.numBatches()
-	b.stats.PadTokens = b.padTokens()
+	b.stats.PadTokens = b.padTokens(false)
 	return b, nil
 }
 
@@ -412,7 +355,6 @@ func (b *Batcher) Stats() Stats { return b.stats }
 // NumBatches is the number of batches per epoch.
 func (b *Batcher) NumBatches() int { return b.numBatches() }
 
-// Batch builds batch index of epoch.
 // NumRows is the number of rows an epoch holds: one per example, or one per packed bin.
 func (b *Batcher) NumRows() int { return len(b.rows) }
 
@@ -424,47 +366,4 @@ func (b *Batcher) Rows(idx []int) (*Batch, error) {
 		return nil, err
 	}
 	return b.fill(rows)
-}
-
-func (b *Batcher) Batch(epoch, index int) (*Batch, error) {
-	rows, err := b.batchRows(epoch, index)
-	if err != nil {
-		return nil, err
-	}
-	return b.fill(rows)
-}
-
-// Iterator walks batches epoch after epoch from a position.
-type Iterator struct {
-	b   *Batcher
-	pos Position
-}
-
-// Iterator starts at from (Position{} for the beginning, or a checkpoint's
-// saved position to resume).
-func (b *Batcher) Iterator(from Position) *Iterator {
-	return &Iterator{b: b, pos: from}
-}
-
-// Next returns the batch at the current position, that position, and
-// advances.
-func (it *Iterator) Next() (*Batch, Position, error) {
-	at := it.pos
-	batch, err := it.b.Batch(at.Epoch, at.Index)
-	if err != nil {
-		return nil, at, err
-	}
-	it.pos = advance(at, it.b.NumBatches())
-	return batch, at, nil
-}
-
-// Position is the position of the next batch: what a checkpoint saves.
-func (it *Iterator) Position() Position { return it.pos }
-
-// advance moves past batch at, into the next epoch after the last batch.
-func advance(at Position, perEpoch int) Position {
-	if at.Index+1 >= perEpoch {
-		return Position{Epoch: at.Epoch + 1}
-	}
-	return Position{Epoch: at.Epoch, Index: at.Index + 1}
 }

@@ -1,7 +1,6 @@
 package data
 
 import (
-	"fmt"
 	"reflect"
 	"slices"
 	"testing"
@@ -34,7 +33,7 @@ func TestBatchPadded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := b.Batch(0, 0)
+	got, err := b.Rows([]int{0, 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +74,7 @@ func TestBatchPacked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := b.Batch(0, 0)
+	got, err := b.Rows([]int{0, 1, 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,8 +128,8 @@ func TestBatchBucketsAndTruncation(t *testing.T) {
 		t.Fatal(err)
 	}
 	var ts []int
-	for i := 0; i < b.NumBatches(); i++ {
-		bt, err := b.Batch(0, i)
+	for i := 0; i < b.NumRows(); i++ {
+		bt, err := b.Rows([]int{i})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -171,7 +170,7 @@ func TestBatchConfigErrors(t *testing.T) {
 		{BatchConfig{BatchSize: 0, MaxLength: 8}, "batch size 0: want at least 1"},
 		{BatchConfig{BatchSize: 1, MaxLength: 1}, "max length 1: want at least 2"},
 		{BatchConfig{BatchSize: 1, MaxLength: 8, Buckets: []int{8, 4}}, "buckets [8 4]: want ascending positive lengths"},
-		{BatchConfig{BatchSize: 2, MaxLength: 8, DropLast: true}, "1 rows make no full batch of 2"},
+		{BatchConfig{BatchSize: 1, MaxLength: 8, PadID: -1}, "pad id -1: want a token id >= 0"},
 	}
 	for _, tc := range tests {
 		if _, err := NewBatcher(exs, 2, tc.cfg); err == nil || err.Error() != tc.want {
@@ -181,80 +180,61 @@ func TestBatchConfigErrors(t *testing.T) {
 	if _, err := NewBatcher([]Example{ex(4, seqIDs(1, 3))}, 2, BatchConfig{BatchSize: 1, MaxLength: 8}); err == nil || err.Error() != "f: row 4: no token carries loss" {
 		t.Errorf("got %v", err)
 	}
+	short := Example{IDs: seqIDs(1, 3), Mask: []bool{false, true}, Row: 5, Source: "f"}
+	if _, err := NewBatcher([]Example{short}, 2, BatchConfig{BatchSize: 1, MaxLength: 8}); err == nil || err.Error() != "f: row 5: example has 3 ids but 2 mask entries" {
+		t.Errorf("got %v", err)
+	}
+	// Every example dropped leaves nothing to batch.
+	untrained := BatchConfig{BatchSize: 1, MaxLength: 8, DropUntrained: true}
+	if _, err := NewBatcher([]Example{ex(4, seqIDs(1, 3))}, 2, untrained); err == nil || err.Error() != "no examples to batch" {
+		t.Errorf("got %v", err)
+	}
 }
 
-// TestShuffleAndResume: epochs are permutations fixed by the seed, and an
-// iterator restarted from a saved position continues identically.
-func TestShuffleAndResume(t *testing.T) {
+// TestEpochStats: a partial last batch counts, and padding is that of
+// batches taken in dataset order.
+func TestEpochStats(t *testing.T) {
 	var exs []Example
 	for i := 0; i < 23; i++ {
 		exs = append(exs, ex(i, seqIDs(int32(100*i+100), 2+i%5), 1))
 	}
-	cfg := BatchConfig{BatchSize: 4, MaxLength: 16, PadID: 0, Shuffle: true, Seed: 42}
-	b, err := NewBatcher(exs, 2, cfg)
+	b, err := NewBatcher(exs, 2, BatchConfig{BatchSize: 4, MaxLength: 16, PadID: 0, Buckets: []int{4, 8, 16}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b.NumBatches() != 6 {
-		t.Fatalf("%d batches", b.NumBatches())
+	// 23 rows of 4: five full batches and one of 3.
+	if b.NumBatches() != 6 || b.NumRows() != 23 || b.Stats().BatchesPerEpoch != 6 {
+		t.Fatalf("%d batches, %d rows, stats %+v", b.NumBatches(), b.NumRows(), b.Stats())
 	}
-	it := b.Iterator(Position{})
-	var seq [][]int
-	var positions []Position
-	epochRows := map[int][]int{}
-	for i := 0; i < 15; i++ {
-		bt, at, err := it.Next()
+	// Lengths cycle 2,3,4,5,6 (89 tokens). Batches in order hold lengths
+	// {2,3,4,5} {6,2,3,4} {5,6,2,3} {4,5,6,2} {3,4,5,6} {2,3,4}: buckets
+	// 8 (5 of them) and 4, so padding is 5*4*8 + 3*4 - 89 = 83.
+	pad := 0
+	for lo := 0; lo < b.NumRows(); lo += 4 {
+		var idx []int
+		for i := lo; i < min(lo+4, b.NumRows()); i++ {
+			idx = append(idx, i)
+		}
+		bt, err := b.Rows(idx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		seq = append(seq, bt.Rows)
-		positions = append(positions, at)
-		epochRows[at.Epoch] = append(epochRows[at.Epoch], bt.Rows...)
+		pad += bt.B*bt.T - countNonPad(bt)
 	}
-	if positions[6] != (Position{Epoch: 1, Index: 0}) || it.Position() != (Position{Epoch: 2, Index: 3}) {
-		t.Fatalf("positions %v, next %v", positions, it.Position())
+	if st := b.Stats(); st.Tokens != 89 || st.PadTokens != 83 || pad != 83 {
+		t.Fatalf("stats %+v, collated padding %d", st, pad)
 	}
-	for e := 0; e < 2; e++ {
-		rows := slices.Clone(epochRows[e])
-		slices.Sort(rows)
-		for i, r := range rows {
-			if r != i {
-				t.Fatalf("epoch %d does not hold each row once: %v", e, epochRows[e])
-			}
+}
+
+// countNonPad counts the tokens of a batch that belong to an example.
+func countNonPad(b *Batch) int {
+	n := 0
+	for _, s := range b.Segments {
+		if s != 0 {
+			n++
 		}
 	}
-	if slices.Equal(epochRows[0], epochRows[1]) {
-		t.Fatal("epochs 0 and 1 have the same order")
-	}
-	// A fresh batcher, resumed at (1, 2), replays the rest exactly.
-	b2, _ := NewBatcher(exs, 2, cfg)
-	it2 := b2.Iterator(Position{Epoch: 1, Index: 2})
-	for i := 8; i < 15; i++ {
-		bt, at, err := it2.Next()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if at != positions[i] || !slices.Equal(bt.Rows, seq[i]) {
-			t.Fatalf("resumed batch %d at %v: rows %v, want %v at %v", i, at, bt.Rows, seq[i], positions[i])
-		}
-	}
-	// Another seed, another order.
-	cfg.Seed = 43
-	b3, _ := NewBatcher(exs, 2, cfg)
-	bt, _ := b3.Batch(0, 0)
-	if slices.Equal(bt.Rows, seq[0]) {
-		t.Fatal("seed does not change the order")
-	}
-	if _, err := b.Batch(0, 6); err == nil || err.Error() != "batch 6 of epoch 0: want 0 <= index < 6" {
-		t.Fatalf("got %v", err)
-	}
-	// Without shuffling, dataset order.
-	cfg.Shuffle = false
-	b4, _ := NewBatcher(exs, 2, cfg)
-	bt, _ = b4.Batch(3, 1)
-	if !slices.Equal(bt.Rows, []int{4, 5, 6, 7}) {
-		t.Fatalf("unshuffled rows %v", bt.Rows)
-	}
+	return n
 }
 
 func TestPairBatch(t *testing.T) {
@@ -266,7 +246,7 @@ func TestPairBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := b.Batch(0, 0)
+	got, err := b.Pairs([]int{0, 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,6 +294,10 @@ func TestPairBatch(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got  %+v\nwant %+v", got, want)
 	}
+	// Rows of 5, 6, 6 and 4 tokens in one batch of T 8: 32 - 21 pad tokens.
+	if st := b.Stats(); st.Pairs != 2 || st.Tokens != 21 || st.PadTokens != 11 || st.BatchesPerEpoch != 1 {
+		t.Fatalf("stats %+v", st)
+	}
 }
 
 func TestPairTruncation(t *testing.T) {
@@ -329,7 +313,7 @@ func TestPairTruncation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, _ := b.Batch(0, 0)
+	got, _ := b.Pairs([]int{0})
 	if got.T != 7 || !slices.Equal(got.Tokens[:7], []int32{106, 107, 108, 109, 20, 21, 22}) ||
 		!slices.Equal(got.Tokens[7:], []int32{106, 107, 108, 109, 30, 2, 0}) {
 		t.Fatalf("tokens %v (T %d)", got.Tokens, got.T)
@@ -343,41 +327,82 @@ func TestPairTruncation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, _ = b.Batch(0, 0)
+	got, _ = b.Pairs([]int{0})
 	if !slices.Equal(got.Tokens, []int32{107, 108, 109, 20, 107, 108, 109, 30}) || got.TrainedTokens() != 2 {
 		t.Fatalf("tokens %v", got.Tokens)
 	}
 }
 
-// TestRowsMatchesBatch checks that collating the rows of an epoch's batch by index gives the same
-// batch as the batcher's own iteration, so the training loop's shuffle and the batcher's agree on layout.
-func TestRowsMatchesBatch(t *testing.T) {
+// TestRowsByIndex: the training loop hands row indices in its shuffled
+// order; the batch holds those rows in that order, padded to the bucket of
+// the longest, and bad indices are refused.
+func TestRowsByIndex(t *testing.T) {
 	var exs []Example
 	for i := 0; i < 7; i++ {
-		ids := make([]int32, 3+i)
-		mask := make([]bool, len(ids))
-		for j := range ids {
-			ids[j] = int32(10 + j)
-			mask[j] = j > 0
+		exs = append(exs, ex(i, seqIDs(10, 3+i), 1))
+	}
+	b, err := NewBatcher(exs, 2, BatchConfig{BatchSize: 3, MaxLength: 16, PadID: 0, Buckets: []int{4, 8, 16}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Rows 5 and 2 have 8 and 5 tokens: bucket 8.
+	got, err := b.Rows([]int{5, 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.B != 2 || got.T != 8 || !slices.Equal(got.Rows, []int{5, 2}) || !slices.Equal(got.LastIndex, []int32{7, 4}) ||
+		!slices.Equal(got.Tokens[8:], []int32{10, 11, 12, 13, 14, 0, 0, 0}) {
+		t.Fatalf("batch %+v", got)
+	}
+	for _, tc := range []struct {
+		idx  []int
+		want string
+	}{
+		{[]int{7}, "row 7: want 0 <= row < 7"},
+		{[]int{0, -1}, "row -1: want 0 <= row < 7"},
+		{nil, "no rows to collate"},
+	} {
+		if _, err := b.Rows(tc.idx); err == nil || err.Error() != tc.want {
+			t.Errorf("Rows(%v): got %v, want %s", tc.idx, err, tc.want)
 		}
-		exs = append(exs, Example{IDs: ids, Mask: mask, Row: i})
 	}
-	b, err := NewBatcher(exs, 2, BatchConfig{BatchSize: 3, MaxLength: 16, PadID: 0})
+}
+
+func TestPairErrors(t *testing.T) {
+	ok := PairExample{Prompt: []int32{1, 10}, Chosen: []int32{20, 2}, Rejected: []int32{30, 2}, Row: 3, Source: "f"}
+	cfg := PairBatchConfig{BatchSize: 1, MaxLength: 8, PadID: 0}
+	tests := []struct {
+		pairs []PairExample
+		want  string
+	}{
+		{nil, "no pairs to batch"},
+		{[]PairExample{ok, {Prompt: []int32{1}, Chosen: []int32{20, 2}, Row: 4, Source: "f"}}, "f: row 4: empty chosen or rejected answer"},
+		{[]PairExample{{Chosen: []int32{2}, Rejected: []int32{30, 2}, Row: 5, Source: "f"}},
+			"f: row 5: no token carries loss: empty prompt and one-token answer"},
+	}
+	for _, tc := range tests {
+		if _, err := NewPairBatcher(tc.pairs, 2, cfg); err == nil || err.Error() != tc.want {
+			t.Errorf("got %v, want %s", err, tc.want)
+		}
+	}
+	if _, err := NewPairBatcher([]PairExample{ok}, 2, PairBatchConfig{BatchSize: 1, MaxLength: 8, PadID: 2}); err == nil ||
+		err.Error() != "pad id 2 is the EOS id: padding must not be EOS; choose another pad id (e.g. unk)" {
+		t.Errorf("got %v", err)
+	}
+	b, err := NewPairBatcher([]PairExample{ok, ok}, 2, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := b.Batch(0, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := b.Rows([]int{3, 4, 5})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("Rows gave\n%v\nBatch gave\n%v", got, want)
-	}
-	if _, err := b.Rows([]int{7}); err == nil || err.Error() != "row 7: want 0 <= row < 7" {
-		t.Fatalf("got %v", err)
+	for _, tc := range []struct {
+		sel  []int
+		want string
+	}{
+		{[]int{2}, "pair 2: want 0 <= pair < 2"},
+		{[]int{-1}, "pair -1: want 0 <= pair < 2"},
+		{nil, "no pairs to collate"},
+	} {
+		if _, err := b.Pairs(tc.sel); err == nil || err.Error() != tc.want {
+			t.Errorf("Pairs(%v): got %v, want %s", tc.sel, err, tc.want)
+		}
 	}
 }

@@ -21,8 +21,8 @@
 //   - A Batcher (SFT) or PairBatcher (DPO, reward model) makes Batches:
 //     bucketed shapes, right padding with a pad id that is never EOS,
 //     optional best-fit-decreasing packing with per-example positions and
-//     segment ids, deterministic per-epoch shuffling, and resumable
-//     iteration by (epoch, index).
+//     segment ids. They collate rows by index: the training loop (train.Run)
+//     owns the epoch order and resume position.
 //
 // Mask convention: Example.Mask[i] says that token IDs[i] is a target that
 // carries loss, i.e. the logit at position i-1 is trained to predict IDs[i].

@@ -15,10 +15,6 @@ type PairBatchConfig struct {
 	// PadID fills padding; it must not be the EOS id.
 	PadID   int32
 	Buckets []int // as in BatchConfig
-	Shuffle bool
-	Seed    uint64
-	// DropLast drops a final batch with fewer than BatchSize pairs.
-	DropLast bool
 }
 
 // PairStats counts what a PairBatcher did.
@@ -30,7 +26,7 @@ type PairStats struct {
 	AnswerTruncatedTokens int
 	Tokens                int // tokens in all rows, without padding
 	BatchesPerEpoch       int
-	PadTokens             int // padding in one epoch (epoch 0's order)
+	PadTokens             int // padding in one epoch, batches taken in dataset order
 }
 
 func (s PairStats) String() string {
@@ -69,10 +65,7 @@ func NewPairBatcher(pairs []PairExample, eos int32, cfg PairBatchConfig) (*PairB
 	if len(pairs) == 0 {
 		return nil, fmt.Errorf("no pairs to batch")
 	}
-	b := &PairBatcher{shaper: shaper{
-		batchSize: cfg.BatchSize, maxLength: cfg.MaxLength, pad: cfg.PadID, buckets: buckets,
-		shuffle: cfg.Shuffle, seed: cfg.Seed, dropLast: cfg.DropLast,
-	}}
+	b := &PairBatcher{shaper: shaper{batchSize: cfg.BatchSize, maxLength: cfg.MaxLength, pad: cfg.PadID, buckets: buckets}}
 	// A shaper row here is one pair: [chosen row, rejected row]; batches
 	// regroup them as all chosen rows then all rejected rows.
 	for i := range pairs {
@@ -104,29 +97,10 @@ func NewPairBatcher(pairs []PairExample, eos int32, cfg PairBatchConfig) (*PairB
 		b.rows = append(b.rows, []unit{c, r})
 		b.pairs = append(b.pairs, p)
 	}
-	if b.numBatches() == 0 {
-		return nil, fmt.Errorf("%d pairs make no full batch of %d", len(pairs), cfg.BatchSize)
-	}
 	b.stats.Pairs = len(pairs)
 	b.stats.BatchesPerEpoch = b.numBatches()
-	for i := 0; i < b.numBatches(); i++ {
-		pb, err := b.Batch(0, i)
-		if err != nil {
-			return nil, err
-		}
-		b.stats.PadTokens += pb.B*pb.T - tokensIn(&pb.Batch)
-	}
+	b.stats.PadTokens = b.padTokens(true)
 	return b, nil
-}
-
-func tokensIn(b *Batch) int {
-	n := 0
-	for _, s := range b.Segments {
-		if s != 0 {
-			n++
-		}
-	}
-	return n
 }
 
 // answerRow is prompt+answer with loss on the answer, cut to maxLength.
@@ -150,16 +124,6 @@ func (b *PairBatcher) Stats() PairStats { return b.stats }
 
 // NumBatches is the number of batches per epoch.
 func (b *PairBatcher) NumBatches() int { return b.numBatches() }
-
-// Batch builds batch index of epoch.
-func (b *PairBatcher) Batch(epoch, index int) (*PairBatch, error) {
-	if epoch < 0 || index < 0 || index >= b.numBatches() {
-		return nil, fmt.Errorf("batch %d of epoch %d: want 0 <= index < %d", index, epoch, b.numBatches())
-	}
-	perm := b.order(epoch)
-	lo, hi := index*b.batchSize, min((index+1)*b.batchSize, len(perm))
-	return b.Pairs(perm[lo:hi])
-}
 
 // NumPairs is the number of pairs the batcher holds.
 func (b *PairBatcher) NumPairs() int { return len(b.rows) }
@@ -196,30 +160,3 @@ func (b *PairBatcher) Pairs(sel []int) (*PairBatch, error) {
 	pb.Batch = *batch
 	return pb, nil
 }
-
-// PairIterator walks pair batches epoch after epoch from a position.
-type PairIterator struct {
-	b   *PairBatcher
-	pos Position
-}
-
-// Iterator starts at from (Position{} for the beginning, or a checkpoint's
-// saved position).
-func (b *PairBatcher) Iterator(from Position) *PairIterator {
-	return &PairIterator{b: b, pos: from}
-}
-
-// Next returns the batch at the current position, that position, and
-// advances.
-func (it *PairIterator) Next() (*PairBatch, Position, error) {
-	at := it.pos
-	batch, err := it.b.Batch(at.Epoch, at.Index)
-	if err != nil {
-		return nil, at, err
-	}
-	it.pos = advance(at, it.b.NumBatches())
-	return batch, at, nil
-}
-
-// Position is the position of the next batch.
-func (it *PairIterator) Position() Position { return it.pos }

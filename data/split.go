@@ -91,6 +91,6 @@ func kind(f Format) string {
 	return "sft"
 }
 
-// splitStream separates the split's random stream from the batchers', which
-// use the epoch number as their second PCG word.
+// splitStream separates the split's random stream from the training loop's
+// epoch shuffles, which use the epoch number as their second PCG word.
 const splitStream = 0x73706c6974 // "split"
