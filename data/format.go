@@ -479,12 +479,6 @@ func (r rowCtx) pair() (Pair, error) {
 				return p, err
 			}
 		}
-		if err := r.checkCompletion("chosen", p.ChosenMessages); err != nil {
-			return p, err
-		}
-		if err := r.checkCompletion("rejected", p.RejectedMessages); err != nil {
-			return p, err
-		}
 	default:
 		c, ok := cv.(string)
 		if !ok {
@@ -510,16 +504,20 @@ func (r rowCtx) pair() (Pair, error) {
 			if err := r.splitShared(&p); err != nil {
 				return p, err
 			}
-			if err := r.checkCompletion("chosen", p.ChosenMessages); err != nil {
-				return p, err
-			}
-			if err := r.checkCompletion("rejected", p.RejectedMessages); err != nil {
-				return p, err
-			}
 		default:
 			if err := r.splitSharedText(&p, c, rj); err != nil {
 				return p, err
 			}
+		}
+	}
+	// Message-list answers (given, or parsed from hh-rlhf transcripts) must
+	// each keep an assistant completion after the shared prompt.
+	if p.Conversational {
+		if err := r.checkCompletion("chosen", p.ChosenMessages); err != nil {
+			return p, err
+		}
+		if err := r.checkCompletion("rejected", p.RejectedMessages); err != nil {
+			return p, err
 		}
 	}
 	if p.Margin, p.HasMargin, err = r.optNumber("margin"); err != nil {
