@@ -19,18 +19,11 @@ func syncTree(dir string) error {
 		if !d.IsDir() && !d.Type().IsRegular() {
 			return nil
 		}
-		f, err := os.Open(path)
-		if err != nil {
-			return err
-		}
-		err = f.Sync()
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		return err
+		return syncDir(path)
 	})
 }
 
+// syncDir fsyncs one directory (or regular file).
 func syncDir(dir string) error {
 	f, err := os.Open(dir)
 	if err != nil {

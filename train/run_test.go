@@ -739,3 +739,78 @@ func TestTaskErrors(t *testing.T) {
 		t.Errorf("error %v", err)
 	}
 }
+
+// faultyTask overrides one Task method of softmaxTask to fail.
+type faultyTask struct {
+	*softmaxTask
+	params  []Param // returned by Params when set (noParam returns nil)
+	noParam bool
+	stepErr error
+	evalErr error
+	saveAs  string // SaveModel also writes this file name
+}
+
+func (f faultyTask) Params() []Param {
+	if f.noParam {
+		return nil
+	}
+	if f.params != nil {
+		return f.params
+	}
+	return f.softmaxTask.Params()
+}
+
+func (f faultyTask) Step(ctx context.Context, b Batch, g [][]float32, s float32) (Metrics, error) {
+	if f.stepErr != nil {
+		return Metrics{}, f.stepErr
+	}
+	return f.softmaxTask.Step(ctx, b, g, s)
+}
+
+func (f faultyTask) Eval(ctx context.Context, b Batch) (Metrics, error) {
+	if f.evalErr != nil {
+		return Metrics{}, f.evalErr
+	}
+	return f.softmaxTask.Eval(ctx, b)
+}
+
+func (f faultyTask) SaveModel(dir string) error {
+	if f.saveAs != "" {
+		if err := os.WriteFile(filepath.Join(dir, f.saveAs), nil, 0o644); err != nil {
+			return err
+		}
+	}
+	return f.softmaxTask.SaveModel(dir)
+}
+
+// TestTaskFaults: each way a task can fail surfaces as one error naming the step and the part that
+// failed (baseArgs evaluates at step 5 and saves at step 10).
+func TestTaskFaults(t *testing.T) {
+	boom := errors.New("boom")
+	st := newSoftmaxTask(16, 6, 1)
+	tests := []struct {
+		name string
+		task faultyTask
+		want string
+	}{
+		{"no params", faultyTask{softmaxTask: st, noParam: true}, "task has no trainable params"},
+		{"duplicate param", faultyTask{softmaxTask: st, params: []Param{{Name: "w", Value: st.W}, {Name: "w", Value: st.B}}},
+			`task params: empty or duplicate name "w"`},
+		{"unnamed param", faultyTask{softmaxTask: st, params: []Param{{Value: st.W}}}, `task params: empty or duplicate name ""`},
+		{"step", faultyTask{softmaxTask: newSoftmaxTask(16, 6, 1), stepErr: boom}, "step 1: micro-batch 0: boom"},
+		{"eval", faultyTask{softmaxTask: newSoftmaxTask(16, 6, 1), evalErr: boom}, "step 5: evaluation batch 0: boom"},
+		{"reserved name", faultyTask{softmaxTask: newSoftmaxTask(16, 6, 1), saveAs: paramsFile},
+			"step 10: saving checkpoint-10: the task's SaveModel wrote params.bin, a name the training loop reserves"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := run(t, context.Background(), baseArgs(t.TempDir()), tc.task)
+			if err == nil || err.Error() != tc.want {
+				t.Fatalf("got %v\nwant %s", err, tc.want)
+			}
+			if tc.task.stepErr != nil && !errors.Is(err, boom) {
+				t.Fatalf("%v does not wrap the task's error", err)
+			}
+		})
+	}
+}
