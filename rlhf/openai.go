@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -277,7 +279,7 @@ func (o *OpenAI) request(ctx context.Context, sem chan struct{}, p Prompt, n int
 	if s.TopK > 0 {
 		extra = append(extra, option.WithJSONSet("top_k", s.TopK))
 	}
-	for _, key := range sortedKeys(o.cfg.ExtraBody) {
+	for _, key := range slices.Sorted(maps.Keys(o.cfg.ExtraBody)) {
 		extra = append(extra, option.WithJSONSet(key, o.cfg.ExtraBody[key]))
 	}
 	type choice struct {

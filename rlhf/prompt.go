@@ -3,7 +3,8 @@ package rlhf
 import (
 	"encoding/json"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/alignkit/alignkit/data"
@@ -73,8 +74,8 @@ var promptColumns = []string{"prompt", "messages", "instruction", "input", "outp
 // A file with none of these is an error naming the columns it has. All prompts of a file are of one
 // kind, text or conversational.
 func LoadPrompts(path string, columns map[string]string) ([]Prompt, error) {
-	for _, k := range sortedKeys(columns) {
-		if !contains(promptColumns, k) {
+	for _, k := range slices.Sorted(maps.Keys(columns)) {
+		if !slices.Contains(promptColumns, k) {
 			return nil, fmt.Errorf("%s: columns: %q is not a prompt column (want one of %s)", path, k, strings.Join(promptColumns, ", "))
 		}
 		if columns[k] == "" {
@@ -115,7 +116,7 @@ func LoadPrompts(path string, columns map[string]string) ([]Prompt, error) {
 			source = "instruction"
 		default:
 			return nil, fmt.Errorf("%s: no prompt column: want prompt, messages, instruction or chosen+rejected, the file has [%s] (map yours with columns:)",
-				path, strings.Join(sortedKeys(rows[0].Fields), " "))
+				path, strings.Join(slices.Sorted(maps.Keys(rows[0].Fields)), " "))
 		}
 	}
 	var out []Prompt
@@ -238,22 +239,4 @@ func fromDataset(rows []data.Row, path string, columns map[string]string, format
 		out = append(out, p)
 	}
 	return out, nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -6,11 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
 	"reflect"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/alignkit/alignkit/data"
@@ -140,16 +141,7 @@ func next(round int, stage string) (int, string) {
 	case stage == StageEval:
 		return round + 1, StageSample
 	}
-	return round, stages[indexOf(stages, stage)+1]
-}
-
-func indexOf(list []string, s string) int {
-	for i, x := range list {
-		if x == s {
-			return i
-		}
-	}
-	return -1
+	return round, stages[slices.Index(stages, stage)+1]
 }
 
 // RunOption adjusts Run.
@@ -229,7 +221,7 @@ func Run(ctx context.Context, cfg RunConfig, log io.Writer, opts ...RunOption) (
 	}
 	if st.Round > cfg.NumRounds || st.Round == cfg.NumRounds && st.Stage == StageEval {
 		fmt.Fprintf(log, "rlhf run: %s already holds all %d rounds\n", cfg.OutputDir, cfg.NumRounds)
-		return readSummary(cfg)
+		return cfg.writeSummary()
 	}
 	if st.Stage != "" {
 		fmt.Fprintf(log, "rlhf run: resuming %s after round %d stage %s (policy %s)\n", cfg.OutputDir, st.Round, st.Stage, st.Policy)
@@ -269,7 +261,7 @@ func Run(ctx context.Context, cfg RunConfig, log io.Writer, opts ...RunOption) (
 			o.afterStage(r, stage)
 		}
 	}
-	return readSummary(cfg)
+	return cfg.writeSummary()
 }
 
 // openState reads state.json, or starts one; a resumed run must have the same config.
@@ -294,10 +286,10 @@ func openState(cfg RunConfig) (*runState, error) {
 	if err := json.Unmarshal(raw, &st); err != nil {
 		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
-	if st.Stage != "" && indexOf(stages, st.Stage) < 0 || st.Round < 0 {
+	if st.Stage != "" && slices.Index(stages, st.Stage) < 0 || st.Round < 0 {
 		return nil, fmt.Errorf("%s: round %d stage %q: not a stage of this loop", path, st.Round, st.Stage)
 	}
-	for _, k := range sortedKeys(conf) {
+	for _, k := range slices.Sorted(maps.Keys(conf)) {
 		if k == "num_rounds" {
 			continue
 		}
@@ -546,7 +538,6 @@ func (c RunConfig) writeSummary() ([]RoundSummary, error) {
 		}
 		rows = append(rows, row)
 	}
-	sort.Slice(rows, func(i, j int) bool { return rows[i].Round < rows[j].Round })
 	if err := writeJSON(filepath.Join(c.OutputDir, "summary.json"), map[string]any{"rounds": rows}); err != nil {
 		return nil, err
 	}
@@ -555,8 +546,6 @@ func (c RunConfig) writeSummary() ([]RoundSummary, error) {
 	}
 	return rows, nil
 }
-
-func readSummary(cfg RunConfig) ([]RoundSummary, error) { return cfg.writeSummary() }
 
 // SummaryMarkdown is the per-round table of summary.md.
 func SummaryMarkdown(rows []RoundSummary) string {
