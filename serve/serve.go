@@ -225,14 +225,20 @@ func newID(prefix string) string {
 	return prefix + hex.EncodeToString(b[:])
 }
 
-// cutStop ends text at the first stop string; ok reports a cut.
-func cutStop(text string, stops []string) (string, bool) {
+// stopIndex is where the earliest stop string in text starts, -1 when none occurs.
+func stopIndex(text string, stops []string) int {
 	cut := -1
 	for _, st := range stops {
 		if i := strings.Index(text, st); i >= 0 && (cut < 0 || i < cut) {
 			cut = i
 		}
 	}
+	return cut
+}
+
+// cutStop ends text at the first stop string; ok reports a cut.
+func cutStop(text string, stops []string) (string, bool) {
+	cut := stopIndex(text, stops)
 	if cut < 0 {
 		return text, false
 	}

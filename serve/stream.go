@@ -76,12 +76,7 @@ func (st *streamer) token(i int, id int32) error {
 	}
 	c.gen = append(c.gen, id)
 	text := st.s.gen.DecodeCompletion(c.prompt, c.ids, c.gen)
-	cut := -1
-	for _, s := range st.stops {
-		if j := strings.Index(text, s); j >= 0 && (cut < 0 || j < cut) {
-			cut = j
-		}
-	}
+	cut := stopIndex(text, st.stops)
 	// open is where the earliest trailing partial stop string starts.
 	open := len(text)
 	for _, s := range st.stops {
