@@ -3,6 +3,7 @@ package gatt
 import (
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -190,7 +191,7 @@ func TestQuestions(t *testing.T) {
 		}
 		counts[kind]++
 		bank := map[string][]string{"hobby": hobbyQuestions, "figure": figureQuestions, "general": generalQuestions}[kind]
-		if !contains(bank, q.Text) {
+		if !slices.Contains(bank, q.Text) {
 			t.Errorf("question %d %q is not a %s question", i, q.Text, kind)
 		}
 	}
@@ -199,7 +200,7 @@ func TestQuestions(t *testing.T) {
 		t.Errorf("counts %v", counts)
 	}
 	// "What is your name?" and "What is your favorite hobby?" are in the banks referred to.
-	if !contains(figureQuestions, "What is your name?") || !contains(hobbyQuestions, "What is your favorite hobby?") {
+	if !slices.Contains(figureQuestions, "What is your name?") || !slices.Contains(hobbyQuestions, "What is your favorite hobby?") {
 		t.Error("banks lack Llama 2's questions")
 	}
 
@@ -214,7 +215,7 @@ func TestQuestions(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, q := range qs {
-		if !contains(generalQuestions, q.Text) || len(q.Checks) != 1 {
+		if !slices.Contains(generalQuestions, q.Text) || len(q.Checks) != 1 {
 			t.Errorf("%+v", q)
 		}
 	}
@@ -235,13 +236,4 @@ func TestQuestions(t *testing.T) {
 			t.Errorf("error %v, want %q", err, tc.want)
 		}
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -1,12 +1,12 @@
 package gatt
 
 import (
-	"bytes"
 	"fmt"
 	"image/color"
+	"io"
 	"math"
 
-	"github.com/alignkit/alignkit/model/checkpoint"
+	"github.com/alignkit/alignkit/internal/atomicfile"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
@@ -50,13 +50,12 @@ func writeEvalPlot(path string, r EvalResult) error {
 		p.Add(l, pts)
 		p.Legend.Add(m.Label, l, pts)
 	}
-	w, err := p.WriterTo(7*vg.Inch, 4*vg.Inch, "png")
+	png, err := p.WriterTo(7*vg.Inch, 4*vg.Inch, "png")
 	if err != nil {
 		return fmt.Errorf("drawing %s: %w", path, err)
 	}
-	var buf bytes.Buffer
-	if _, err := w.WriteTo(&buf); err != nil {
-		return fmt.Errorf("drawing %s: %w", path, err)
-	}
-	return checkpoint.WriteFileAtomic(path, buf.Bytes())
+	return atomicfile.Write(path, func(w io.Writer) error {
+		_, err := png.WriteTo(w)
+		return err
+	})
 }

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"image/color"
+	"io"
 	"os"
 	"path/filepath"
 
 	"github.com/alignkit/alignkit/data/chat"
+	"github.com/alignkit/alignkit/internal/atomicfile"
 	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/parquet-go/parquet-go"
 	"gonum.org/v1/plot"
@@ -357,13 +359,12 @@ func plotCurves(path string, curves []Curve) error {
 			p.Legend.Add(fmt.Sprintf("T=%g %s", c.Temperature, s.name), l)
 		}
 	}
-	w, err := p.WriterTo(7*vg.Inch, 4.5*vg.Inch, "png")
+	png, err := p.WriterTo(7*vg.Inch, 4.5*vg.Inch, "png")
 	if err != nil {
 		return fmt.Errorf("drawing %s: %w", path, err)
 	}
-	var buf bytes.Buffer
-	if _, err := w.WriteTo(&buf); err != nil {
-		return fmt.Errorf("drawing %s: %w", path, err)
-	}
-	return checkpoint.WriteFileAtomic(path, buf.Bytes())
+	return atomicfile.Write(path, func(w io.Writer) error {
+		_, err := png.WriteTo(w)
+		return err
+	})
 }
