@@ -217,6 +217,17 @@ func TestEvalConfigErrors(t *testing.T) {
 		{"same labels", "models: [a/m, b/m]\noutput_dir: o\n", `%s: labels: "m" appears twice: give each model its own label`},
 		{"no models", "output_dir: o\n", "%s: models: must list at least one model"},
 		{"placement", "models: [m]\noutput_dir: o\ninstruction_placement: middle\n", `%s: instruction_placement "middle": want auto, system or first_user`},
+		{"no output_dir", "models: [m]\n", "%s: output_dir: must be set"},
+		{"max_length", "models: [m]\noutput_dir: o\nmax_length: -1\n", "%s: max_length: must be >= 0 (0: the model's context), got -1"},
+		{"num_dialogues", "models: [m]\noutput_dir: o\nnum_dialogues: 0\n", "%s: num_dialogues: must be >= 1, got 0"},
+		{"turns", "models: [m]\noutput_dir: o\nturns: 0\n", "%s: turns: must be >= 1, got 0"},
+		{"max_new_tokens", "models: [m]\noutput_dir: o\nmax_new_tokens: 0\n", "%s: max_new_tokens: must be >= 1, got 0"},
+		{"temperature", "models: [m]\noutput_dir: o\ntemperature: -1\n", "%s: temperature: must be >= 0, got -1"},
+		{"top_p", "models: [m]\noutput_dir: o\ntop_p: 0\n", "%s: top_p: must be in (0, 1], got 0"},
+		{"blank label", "models: [m]\nlabels: [' ']\noutput_dir: o\n", "%s: labels[0]: empty label"},
+		{"concurrency", "models: [m]\noutput_dir: o\nconcurrency: -1\n", "%s: concurrency: must be >= 1, got -1"},
+		{"max_retries", "models: [m]\noutput_dir: o\nmax_retries: -1\n", "%s: max_retries: must be >= 0, got -1"},
+		{"request_timeout", "models: [m]\noutput_dir: o\nrequest_timeout: -1s\n", "%s: request_timeout: must be >= 0, got -1s"},
 	}
 	for _, tc := range cases {
 		path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "_")+".yaml")
@@ -259,6 +270,15 @@ func TestSynthConfigErrors(t *testing.T) {
 		{"openai without url", base + "backend: openai\n", "%s: base_url: must be set for backend openai (the server's OpenAI root, e.g. http://127.0.0.1:8080/v1)"},
 		{"local without model", "dataset_name: d.jsonl\noutput_dir: o\n", "%s: model_name_or_path: must be set for backend local (an HF model directory or a .gguf file)"},
 		{"no data", "output_dir: o\nmodel_name_or_path: m\n", "%s: dataset_name: must be set (a .parquet or .jsonl file with a messages column)"},
+		{"eval split", base + "eval_split: 0.1\n", "%s: eval_dataset_name, eval_split: not used by gatt synth: remove them"},
+		{"sample caps", base + "max_train_samples: 5\n", "%s: max_train_samples, max_eval_samples: not used by gatt synth: use max_dialogues"},
+		{"max_length", base + "max_length: 1\n", "%s: max_length: must be >= 2, got 1"},
+		{"no output_dir", "dataset_name: d.jsonl\nmodel_name_or_path: m\n", "%s: output_dir: must be set"},
+		{"max_dialogues", base + "max_dialogues: -1\n", "%s: max_dialogues: must be >= 0 (0: all), got -1"},
+		{"max_new_tokens", base + "max_new_tokens: 0\n", "%s: max_new_tokens: must be >= 1, got 0"},
+		{"temperature", base + "temperature: -1\n", "%s: temperature: must be >= 0, got -1"},
+		{"top_p", base + "top_p: 1.5\n", "%s: top_p: must be in (0, 1], got 1.5"},
+		{"K", base + "num_samples_per_prompt: 0\n", "%s: num_samples_per_prompt: must be >= 1, got 0"},
 	}
 	for _, tc := range cases {
 		path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "_")+".yaml")

@@ -3,6 +3,7 @@ package rlhf_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -103,5 +104,37 @@ func TestLongPromptsSkipped(t *testing.T) {
 	if len(res.Prompts) != 2 || res.Prompts[1].Text != "Tom was happy" ||
 		!strings.Contains(log.String(), "skipped 1 of 3 prompts longer than 500 tokens (max_position_embeddings 512 - max_new_tokens 12)") {
 		t.Errorf("prompts %d, log:\n%s", len(res.Prompts), log.String())
+	}
+}
+
+// Bad prompt files fail on the first bad row with one line naming the file, the row and the column.
+func TestLoadPromptsErrors(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct {
+		name    string
+		jsonl   string
+		columns map[string]string
+		want    string // %s is the file
+	}{
+		{"empty mapping", `{"prompt": "x"}`, map[string]string{"prompt": ""}, `%s: columns: "prompt" maps to an empty column name`},
+		{"blank prompt", `{"prompt": "  "}`, nil, `%s: row 0: column "prompt": empty prompt`},
+		{"number prompt", `{"prompt": 3}`, nil, `%s: row 0: column "prompt": want a string or a list of messages, got int64`},
+		{"null prompt", `{"prompt": "x"}` + "\n" + `{"prompt": null}`, nil, `%s: row 1: column "prompt" is null`},
+		{"empty conversation", `{"prompt": []}`, nil, `%s: row 0: column "prompt": empty conversation`},
+		{"message not a struct", `{"prompt": [1]}`, nil, `%s: row 0: column "prompt": message 0: want a {role, content} struct, got int64`},
+		{"bad role", `{"prompt": [{"role": "bot", "content": "x"}]}`, nil, `%s: row 0: column "prompt": message 0: role bot: want system, user or assistant`},
+		{"bad content", `{"prompt": [{"role": "user", "content": 1}]}`, nil, `%s: row 0: column "prompt": message 0: content: want a string, got int64`},
+		{"mixed kinds", `{"prompt": "x"}` + "\n" + `{"prompt": [{"role": "user", "content": "y"}]}`, nil,
+			`%s: row 1: a conversational prompt, but row 0's is text: a file's prompts are all text or all conversations`},
+	}
+	for i, tc := range cases {
+		path := filepath.Join(dir, fmt.Sprintf("p%d.jsonl", i))
+		if err := os.WriteFile(path, []byte(tc.jsonl+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err := rlhf.LoadPrompts(path, tc.columns)
+		if want := strings.Replace(tc.want, "%s", path, 1); err == nil || err.Error() != want {
+			t.Errorf("%s: error %v\nwant %s", tc.name, err, want)
+		}
 	}
 }

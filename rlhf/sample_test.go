@@ -257,6 +257,7 @@ func TestRunSampleConversational(t *testing.T) {
 
 // Bad input gets one clear error and nothing is written.
 func TestRunSampleErrors(t *testing.T) {
+	t.Setenv("OPENAI_BASE_URL", "") // base_url's fallback, which the openai case needs unset
 	dir := t.TempDir()
 	noColumn := filepath.Join(dir, "prompts.jsonl")
 	if err := os.WriteFile(noColumn, []byte(`{"question": "why?", "id": 1}`+"\n"), 0o644); err != nil {
@@ -283,6 +284,19 @@ func TestRunSampleErrors(t *testing.T) {
 		}, filepath.Join(sharedDir(t), "data", "alpaca_en_demo.parquet") + ": row 0: a conversational prompt needs a chat template: chat template: the tokenizer has no chat_template; set chat_template to one of chatml, llama-2, llama-3, mistral, zephyr or to a Jinja template"},
 		{"bad backend", func(c *rlhf.SampleConfig) { c.Backend = "vllm" }, `backend "vllm": want local or openai`},
 		{"negative temperature", func(c *rlhf.SampleConfig) { c.Temperatures = []float64{1, -0.5} }, "temperature -0.5: want >= 0"},
+		{"no reward model", func(c *rlhf.SampleConfig) { c.RewardModelNameOrPath = "" },
+			"reward_model_name_or_path: must be set (the reward model that scores the samples)"},
+		{"no output_dir", func(c *rlhf.SampleConfig) { c.OutputDir = "" }, "output_dir: must be set"},
+		{"local without policy", func(c *rlhf.SampleConfig) { c.ModelNameOrPath = "" },
+			"model_name_or_path: must be set for the local backend (the policy to sample from)"},
+		{"openai without url", func(c *rlhf.SampleConfig) { c.Backend = rlhf.BackendOpenAI },
+			"base_url: must be set for the openai backend (or OPENAI_BASE_URL), e.g. http://127.0.0.1:8080/v1"},
+		{"concurrency", func(c *rlhf.SampleConfig) { c.Concurrency = 0 }, "concurrency 0: want at least 1"},
+		{"max_retries", func(c *rlhf.SampleConfig) { n := -1; c.MaxRetries = &n }, "max_retries -1: want >= 0"},
+		{"request_timeout", func(c *rlhf.SampleConfig) { c.RequestTimeout = 0 }, "request_timeout 0s: want a positive duration such as 60s"},
+		{"top_p", func(c *rlhf.SampleConfig) { c.TopP = 1.5 }, "top_p 1.5: want a value in [0, 1]"},
+		{"top_k", func(c *rlhf.SampleConfig) { c.TopK = -1 }, "top_k -1: want >= 0 (0 disables it)"},
+		{"max_new_tokens", func(c *rlhf.SampleConfig) { c.MaxNewTokens = 0 }, "max_new_tokens 0: want at least 1"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -295,6 +295,24 @@ func TestScore(t *testing.T) {
 	if ra != rb || ra != direct[0] || ra == got.Reward {
 		t.Errorf("conversation rewards: messages %v, prompt+response %v, scorer %v (text %v)", ra, rb, direct[0], got.Reward)
 	}
+
+	// Malformed score requests are 400s naming what is wrong.
+	for _, tc := range []struct{ body, param, msg string }{
+		{`{"messages": [{"role": "user", "content": "Hi"}], "response": "x"}`, "messages", "give either messages, or prompt and response, not both"},
+		{`{"messages": [{"role": "user", "content": "Hi"}]}`, "messages",
+			"messages: want a conversation ending with the assistant response to score, after at least one message"},
+		{`{"prompt": "Hi"}`, "", `want {"prompt": ..., "response": "..."} or {"messages": [...]}`},
+	} {
+		status, body := post(t, base+"/v1/score", tc.body)
+		e := decodeJSON[errorResponse](t, body)
+		param := ""
+		if e.Error.Param != nil {
+			param = *e.Error.Param
+		}
+		if status != http.StatusBadRequest || e.Error.Message != tc.msg || param != tc.param {
+			t.Errorf("%s: %d %s\nwant 400 param %q %q", tc.body, status, body, tc.param, tc.msg)
+		}
+	}
 }
 
 // Bad requests get one clear error in OpenAI's shape, with the right status and param.
@@ -325,6 +343,21 @@ func TestBadRequests(t *testing.T) {
 		{"/v1/chat/completions", `{"messages": [{"role": "robot", "content": "x"}]}`, 400, "messages", `messages[0]: role "robot": want system, user or assistant`},
 		{"/v1/chat/completions", `{"messages": [{"role": "user", "content": "x"}]}`, 400, "messages",
 			"request: row 0: a conversational prompt needs a chat template: chat template: the tokenizer has no chat_template; set chat_template to one of chatml, llama-2, llama-3, mistral, zephyr or to a Jinja template"},
+		{"/v1/completions", `{"prompt": "x"} {}`, 400, "", "invalid JSON body: more than one JSON value"},
+		{"/v1/completions", `{"prompt": "x", "top_logprobs": 2}`, 400, "top_logprobs", "top_logprobs is not supported by alignkit serve"},
+		{"/v1/completions", `{"prompt": "x", "echo": true}`, 400, "echo", "echo is not supported by alignkit serve"},
+		{"/v1/completions", `{"prompt": "x", "suffix": "y"}`, 400, "suffix", "suffix is not supported by alignkit serve"},
+		{"/v1/completions", `{"prompt": "x", "tools": [{}]}`, 400, "tools", "tools are not supported by alignkit serve"},
+		{"/v1/completions", `{"prompt": "x", "best_of": 3}`, 400, "best_of", "best_of 3 is not supported by alignkit serve (only best_of = n)"},
+		{"/v1/completions", `{"prompt": "x", "top_k": -1}`, 400, "top_k", "top_k -1: want >= 0 (0 disables it)"},
+		{"/v1/completions", `{"prompt": "x", "stop": 3}`, 400, "stop", "stop: want a string or a list of strings"},
+		{"/v1/completions", `{"prompt": [[1], []]}`, 400, "prompt", "prompt 1: empty token list"},
+		// stories260K's context is 512 tokens: a 512-token prompt leaves no room for a reply.
+		{"/v1/completions", `{"prompt": [` + strings.Repeat("1,", 511) + `1]}`, 400, "prompt", "prompt 0 has 512 tokens: no room to generate within the context length 512"},
+		{"/v1/chat/completions", `{"messages": {"role": "user"}}`, 400, "messages", "messages: want a list of {role, content} messages"},
+		{"/v1/chat/completions", `{"messages": [{"role": "user", "content": 3}]}`, 400, "messages", "messages[0]: content: want a string or a list of text parts"},
+		{"/v1/chat/completions", `{"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}`, 400, "messages",
+			`messages[0]: content part 0: type "image_url": only text parts are supported`},
 		{"/v1/score", `{"prompt": "x", "response": "y"}`, 404, "", "no reward model: start alignkit serve with --reward-model DIR to score"},
 		{"/v1/nothing", `{}`, 404, "", "no endpoint POST /v1/nothing"},
 	}
