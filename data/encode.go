@@ -240,11 +240,18 @@ func (t *Tokenizer) render(source string, row int, label string, msgs []Message,
 	if err != nil {
 		return nil, rowError(source, row, "%s%v", label, err)
 	}
+	return EncodeRendered(t.enc, segs), nil
+}
+
+// EncodeRendered encodes a chat template's rendering (chat.Template.RenderSegments): the template's
+// own text may name special tokens ("<s>", "<|im_end|>"), the messages' contents never do, so a
+// literal "</s>" a user typed stays text. The template supplies any BOS.
+func EncodeRendered(enc Encoder, segs []chat.Segment) []int32 {
 	spans := make([]Span, len(segs))
 	for i, sg := range segs {
 		spans[i] = Span{Text: sg.Text, Special: sg.Message < 0}
 	}
-	return t.enc.EncodeChat(spans, false), nil
+	return enc.EncodeChat(spans, false)
 }
 
 // prefixError reports that the tokens of a longer rendering do not start with

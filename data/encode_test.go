@@ -2,6 +2,7 @@ package data
 
 import (
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -292,5 +293,29 @@ func TestOpeningAssistantTurn(t *testing.T) {
 	}
 	if got, want := show(ex.IDs, ex.Mask), "<|im_start|>assistant\n[[Hi!<|im_end|>]]\n<|im_start|>user\nYo<|im_end|>\n"; got != want {
 		t.Fatalf("got  %q\nwant %q", got, want)
+	}
+}
+
+// EncodeRendered turns special-token strings into ids only in the template's own text: the same
+// "</s>" inside a message's content stays bytes.
+func TestEncodeRendered(t *testing.T) {
+	enc := newFake()
+	cases := []struct {
+		name string
+		segs []chat.Segment
+		want []int32
+	}{
+		{"template text", []chat.Segment{{Text: "</s>", Message: -1}}, []int32{fakeEOS}},
+		{"message content", []chat.Segment{{Text: "</s>", Message: 0}},
+			[]int32{'<' + byteOffset, '/' + byteOffset, 's' + byteOffset, '>' + byteOffset}},
+		{"both, no BOS added", []chat.Segment{{Text: "<s>", Message: -1}, {Text: "<s>", Message: 0}},
+			[]int32{fakeBOS, '<' + byteOffset, 's' + byteOffset, '>' + byteOffset}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := EncodeRendered(enc, tc.segs); !slices.Equal(got, tc.want) {
+				t.Fatalf("EncodeRendered = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

@@ -111,11 +111,7 @@ func newSampler(ctx context.Context, b Backend, modelPath, chatTemplate string) 
 				if err != nil {
 					return 0, err
 				}
-				spans := make([]data.Span, len(segs))
-				for i, sg := range segs {
-					spans[i] = data.Span{Text: sg.Text, Special: sg.Message < 0}
-				}
-				return len(enc.EncodeChat(spans, false)), nil
+				return len(data.EncodeRendered(enc, segs)), nil
 			}
 		} else if chatTemplate != "" {
 			return nil, fmt.Errorf("chat_template: %w", err)

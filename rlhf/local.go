@@ -87,11 +87,7 @@ func (l *Local) Encode(p Prompt) ([]int32, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", p.where(), err)
 		}
-		spans := make([]data.Span, len(segs))
-		for i, sg := range segs {
-			spans[i] = data.Span{Text: sg.Text, Special: sg.Message < 0}
-		}
-		return l.enc.EncodeChat(spans, false), nil
+		return data.EncodeRendered(l.enc, segs), nil
 	}
 	return l.tok.Encode(p.Text, l.tok.AddBOS()), nil
 }
