@@ -106,50 +106,51 @@ func Train(ctx context.Context, opts TrainOptions) (TrainResult, error) {
 		BLAS: blas.Name(), Threads: runtime.GOMAXPROCS(0), OpenBLASThreads: os.Getenv("OPENBLAS_NUM_THREADS"), OpenBLASCore: os.Getenv("OPENBLAS_CORETYPE"),
 	}
 	total := opts.Warmup + opts.Steps
-	for step := 1; step <= total; step++ {
-		if err := ctx.Err(); err != nil {
-			return TrainResult{}, err
-		}
-		if step == opts.Warmup+1 && opts.Profile != nil {
-			if err := pprof.StartCPUProfile(opts.Profile); err != nil {
-				return TrainResult{}, fmt.Errorf("bench train: cpu profile: %w", err)
+	// steps runs optimizer steps from through to (1-based, inclusive).
+	steps := func(from, to int) error {
+		for step := from; step <= to; step++ {
+			if err := ctx.Err(); err != nil {
+				return err
 			}
-			defer pprof.StopCPUProfile()
-		}
-		start := time.Now()
-		zero(grads)
-		loss, _, err := m.Run(batch, model.LMHead, MeanTokenLoss, grads, 1)
-		if err != nil {
-			return TrainResult{}, fmt.Errorf("bench train: step %d: %w", step, err)
-		}
-		norm := train.ClipGradNorm(grads, benchMaxGradNorm, 0)
-		if math.IsNaN(loss) || math.IsInf(loss, 0) || math.IsNaN(norm) || math.IsInf(norm, 0) {
-			return TrainResult{}, fmt.Errorf("bench train: step %d: loss %v, grad norm %v", step, loss, norm)
-		}
-		if err := opt.Step(params, grads, benchLR); err != nil {
-			return TrainResult{}, fmt.Errorf("bench train: step %d: %w", step, err)
-		}
-		sec := time.Since(start).Seconds()
-		res.StepSeconds = append(res.StepSeconds, sec)
-		if step == 1 {
-			res.LossFirst = loss
-		}
-		res.LossLast = loss
-		if opts.Log != nil {
-			fmt.Fprintf(opts.Log, "step %d/%d: %.3f s, %.0f tokens/s, loss %.4f\n", step, total, sec, float64(p.Batch*p.SeqLen)/sec, loss)
-		}
-		if opts.AfterStep != nil {
-			mem, err := ReadMemory()
+			start := time.Now()
+			zero(grads)
+			loss, _, err := m.Run(batch, model.LMHead, MeanTokenLoss, grads, 1)
 			if err != nil {
-				return TrainResult{}, err
+				return fmt.Errorf("bench train: step %d: %w", step, err)
 			}
-			if err := opts.AfterStep(step, mem); err != nil {
-				return TrainResult{}, err
+			norm := train.ClipGradNorm(grads, benchMaxGradNorm, 0)
+			if math.IsNaN(loss) || math.IsInf(loss, 0) || math.IsNaN(norm) || math.IsInf(norm, 0) {
+				return fmt.Errorf("bench train: step %d: loss %v, grad norm %v", step, loss, norm)
+			}
+			if err := opt.Step(params, grads, benchLR); err != nil {
+				return fmt.Errorf("bench train: step %d: %w", step, err)
+			}
+			sec := time.Since(start).Seconds()
+			res.StepSeconds = append(res.StepSeconds, sec)
+			if step == 1 {
+				res.LossFirst = loss
+			}
+			res.LossLast = loss
+			if opts.Log != nil {
+				fmt.Fprintf(opts.Log, "step %d/%d: %.3f s, %.0f tokens/s, loss %.4f\n", step, total, sec, float64(p.Batch*p.SeqLen)/sec, loss)
+			}
+			if opts.AfterStep != nil {
+				mem, err := ReadMemory()
+				if err != nil {
+					return err
+				}
+				if err := opts.AfterStep(step, mem); err != nil {
+					return err
+				}
 			}
 		}
+		return nil
 	}
-	if opts.Profile != nil {
-		pprof.StopCPUProfile()
+	if err := steps(1, opts.Warmup); err != nil {
+		return TrainResult{}, err
+	}
+	if err := profiled(opts.Profile, func() error { return steps(opts.Warmup+1, total) }); err != nil {
+		return TrainResult{}, err
 	}
 	mem, err := ReadMemory()
 	if err != nil {
@@ -168,6 +169,18 @@ func Train(ctx context.Context, opts TrainOptions) (TrainResult, error) {
 	}
 	res.PeakShare = res.AchievedGFLOPS / res.PeakGFLOPS
 	return res, nil
+}
+
+// profiled runs f under a pprof CPU profile written to w, stopped when f returns; just f when w is nil.
+func profiled(w io.Writer, f func() error) error {
+	if w == nil {
+		return f()
+	}
+	if err := pprof.StartCPUProfile(w); err != nil {
+		return fmt.Errorf("bench train: cpu profile: %w", err)
+	}
+	defer pprof.StopCPUProfile()
+	return f()
 }
 
 // MeanTokenLoss is SFT's objective: the mean negative log-likelihood over every counted target of

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"strings"
 	"testing"
 )
 
@@ -49,6 +50,19 @@ func TestTrainBadOptions(t *testing.T) {
 	want := "bench train: steps 0 must be >= 1 and warmup 0 >= 0"
 	if err == nil || err.Error() != want {
 		t.Fatalf("err = %v, want %q", err, want)
+	}
+	p := preset(t, "tiny")
+	p.SeqLen = 1
+	_, err = Train(context.Background(), TrainOptions{Preset: p, Steps: 1})
+	want = "bench train: preset tiny has batch 4 and seq_len 1"
+	if err == nil || err.Error() != want {
+		t.Fatalf("err = %v, want %q", err, want)
+	}
+	p = preset(t, "tiny")
+	p.Config.HiddenSize = 0
+	_, err = Train(context.Background(), TrainOptions{Preset: p, Steps: 1})
+	if err == nil || !strings.HasPrefix(err.Error(), "bench train: preset tiny: ") {
+		t.Fatalf("err = %v, want the preset's invalid config", err)
 	}
 }
 
@@ -124,4 +138,29 @@ func TestTrainProfile(t *testing.T) {
 		t.Fatalf("profiler still running after Train: %v", err)
 	}
 	pprof.StopCPUProfile()
+}
+
+// TestTrainProfileStoppedOnError: a run that fails during the profiled steps still stops the profiler,
+// and a profiler already running (the test's own here) is an error before any step.
+func TestTrainProfileStoppedOnError(t *testing.T) {
+	_, err := Train(context.Background(), TrainOptions{Preset: preset(t, "tiny"), Steps: 3, Warmup: 1, PeakGFLOPS: 1, Profile: io.Discard,
+		AfterStep: func(step int, _ Memory) error {
+			if step == 3 {
+				return fmt.Errorf("stop at %d", step)
+			}
+			return nil
+		}})
+	if err == nil || err.Error() != "stop at 3" {
+		t.Fatalf("err = %v, want stop at 3", err)
+	}
+	if err := pprof.StartCPUProfile(io.Discard); err != nil {
+		t.Fatalf("profiler still running after a failed Train: %v", err)
+	}
+	defer pprof.StopCPUProfile()
+	var steps int
+	_, err = Train(context.Background(), TrainOptions{Preset: preset(t, "tiny"), Steps: 1, PeakGFLOPS: 1, Profile: io.Discard,
+		AfterStep: func(int, Memory) error { steps++; return nil }})
+	if err == nil || !strings.HasPrefix(err.Error(), "bench train: cpu profile: ") || steps != 0 {
+		t.Fatalf("err = %v after %d steps, want a cpu profile error before any step", err, steps)
+	}
 }
