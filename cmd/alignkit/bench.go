@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/alignkit/alignkit/bench"
+	"github.com/alignkit/alignkit/internal/atomicfile"
 	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/alignkit/alignkit/model/tokenizer"
 	"github.com/spf13/cobra"
@@ -47,15 +49,7 @@ func newBenchTrainCmd() *cobra.Command {
 			if !quiet {
 				opts.Log = cmd.ErrOrStderr()
 			}
-			if profile != "" {
-				f, err := os.Create(profile)
-				if err != nil {
-					return fmt.Errorf("--cpuprofile: %w", err)
-				}
-				defer f.Close()
-				opts.Profile = f
-			}
-			res, err := bench.Train(cmd.Context(), opts)
+			res, err := benchTrain(cmd.Context(), opts, profile)
 			if err != nil {
 				return err
 			}
@@ -76,6 +70,29 @@ func newBenchTrainCmd() *cobra.Command {
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no per-step lines on stderr")
 	cmd.Flags().StringVar(&profile, "cpuprofile", "", "write a pprof CPU profile of the timed steps to this file (go tool pprof bin/alignkit FILE)")
 	return cmd
+}
+
+// benchTrain is bench.Train with its CPU profile written atomically to path when one is given: a
+// path that cannot be written fails before the first step, and the file appears only when the run
+// succeeds.
+func benchTrain(ctx context.Context, opts bench.TrainOptions, path string) (bench.TrainResult, error) {
+	if path == "" {
+		return bench.Train(ctx, opts)
+	}
+	var res bench.TrainResult
+	var trainErr error
+	err := atomicfile.Write(path, func(w io.Writer) error {
+		opts.Profile = w
+		res, trainErr = bench.Train(ctx, opts)
+		return trainErr
+	})
+	if trainErr != nil {
+		return res, trainErr
+	}
+	if err != nil {
+		return res, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return res, nil
 }
 
 func newBenchGenerateCmd() *cobra.Command {
