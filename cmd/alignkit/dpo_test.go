@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -13,24 +12,6 @@ import (
 	"github.com/alignkit/alignkit/dpo"
 	"github.com/alignkit/alignkit/internal/sharedtest"
 )
-
-// dpoMetrics reads output_dir/metrics.jsonl.
-func dpoMetrics(t *testing.T, dir string) []map[string]float64 {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, "metrics.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []map[string]float64
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		var m map[string]float64
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatalf("metrics.jsonl: %v", err)
-		}
-		out = append(out, m)
-	}
-	return out
-}
 
 // TestDPOShippedConfig runs configs/dpo/stories260k.yaml from the repository root as a user would,
 // on its first 32 training pairs and 8 eval pairs for 4 steps: the truncation counts come first, the reference pass
@@ -66,7 +47,7 @@ func TestDPOShippedConfig(t *testing.T) {
 	if !strings.HasPrefix(r.Stdout, "dpo: 4 steps, train loss ") || !strings.HasSuffix(strings.TrimSpace(r.Stdout), "model in "+out) {
 		t.Errorf("stdout %q", r.Stdout)
 	}
-	ms := dpoMetrics(t, out)
+	ms := readMetrics(t, out)
 	if len(ms) != 4 {
 		t.Fatalf("%d metrics lines, want 4", len(ms))
 	}
@@ -104,7 +85,7 @@ func TestDPOShippedConfig(t *testing.T) {
 	if !strings.Contains(r.Stderr, "dpo: reference log-probs of 40 pairs read from "+cache) || strings.Contains(r.Stderr, "computed in") {
 		t.Errorf("second run did not reuse the cache:\n%s", r.Stderr)
 	}
-	if got := dpoMetrics(t, out2); got[3]["loss"] != last["loss"] || got[3]["eval_loss"] != last["eval_loss"] {
+	if got := readMetrics(t, out2); got[3]["loss"] != last["loss"] || got[3]["eval_loss"] != last["eval_loss"] {
 		t.Errorf("second run: step 4 loss %v eval_loss %v, first run %v %v", got[3]["loss"], got[3]["eval_loss"], last["loss"], last["eval_loss"])
 	}
 }

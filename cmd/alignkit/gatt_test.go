@@ -143,11 +143,7 @@ func TestGattEndToEnd(t *testing.T) {
 	}
 	// The three examples make one batch, seen three times: its loss falls.
 	var losses []float64
-	for _, line := range readLines(t, filepath.Join(sftOut, "metrics.jsonl")) {
-		var m map[string]float64
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatal(err)
-		}
+	for _, m := range readMetrics(t, sftOut) {
 		if v, ok := m["loss"]; ok {
 			losses = append(losses, v)
 		}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,23 +14,6 @@ import (
 	"github.com/alignkit/alignkit/model/hf"
 	"github.com/alignkit/alignkit/reward"
 )
-
-func rewardMetrics(t *testing.T, dir string) []map[string]float64 {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, "metrics.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []map[string]float64
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		m := map[string]float64{}
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, m)
-	}
-	return out
-}
 
 // TestRewardShippedConfig runs configs/reward/stories260k.yaml as a user would from the repository
 // root, cut to 12 steps over 16 pairs: the summary line comes first, the training accuracy logged
@@ -57,7 +39,7 @@ func TestRewardShippedConfig(t *testing.T) {
 			t.Errorf("output_dir lacks %s", f)
 		}
 	}
-	lines := rewardMetrics(t, out)
+	lines := readMetrics(t, out)
 	first, last := lines[0], lines[len(lines)-1]
 	if !(last["accuracy"] > 0.5 && last["accuracy"] > first["accuracy"] && last["loss"] < first["loss"]) {
 		t.Errorf("training accuracy does not climb: first %v\nlast %v", first, last)

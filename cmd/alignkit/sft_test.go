@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,11 +34,7 @@ func TestSFTShippedConfig(t *testing.T) {
 		}
 	}
 	var evals []float64
-	for _, line := range readLines(t, filepath.Join(out, "metrics.jsonl")) {
-		var m map[string]float64
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatal(err)
-		}
+	for _, m := range readMetrics(t, out) {
 		if v, ok := m["eval_loss"]; ok {
 			evals = append(evals, v)
 		}
@@ -150,21 +144,6 @@ func writeFile(t *testing.T, path, s string) {
 	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func readLines(t *testing.T, path string) []string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		out = append(out, sc.Text())
-	}
-	return out
 }
 
 // legacyList is a LIST-annotated group whose repeated group holds an element named "item", as
