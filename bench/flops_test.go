@@ -5,6 +5,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/alignkit/alignkit/internal/sharedtest"
 )
 
 // TestCounts checks the parameter and FLOP counts against values derived by hand and, for
@@ -55,7 +57,7 @@ func TestTorchScriptAgrees(t *testing.T) {
 	if err := exec.Command(py, "-c", "import torch").Run(); err != nil {
 		t.Skipf("%s cannot import torch (apt-get install -y python3-torch): %v", py, err)
 	}
-	out, err := exec.Command(py, filepath.Join(repoRoot(t), "bench", "torch_train.py"), "--describe").Output()
+	out, err := exec.Command(py, filepath.Join(sharedtest.RepoRoot(t), "bench", "torch_train.py"), "--describe").Output()
 	if err != nil {
 		t.Fatalf("torch_train.py --describe: %v", err)
 	}

@@ -10,26 +10,8 @@ import (
 	"testing"
 
 	"github.com/alignkit/alignkit/demo/world"
+	"github.com/alignkit/alignkit/internal/sharedtest"
 )
-
-// repoRoot walks up from the package directory to the directory holding go.mod.
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-}
 
 // microOptions is the whole pipeline at the smallest size that still runs every stage's real job:
 // a world of a few dozen rows, a one-layer model, a couple of optimizer steps per stage.
@@ -41,7 +23,7 @@ func microOptions(t *testing.T, out string) Options {
 	off := false
 	return Options{
 		Out:       out,
-		ConfigDir: filepath.Join(repoRoot(t), DefaultConfigDir),
+		ConfigDir: filepath.Join(sharedtest.RepoRoot(t), DefaultConfigDir),
 		Seed:      7,
 		World:     &wc,
 		Eval:      EvalSize{Samples: 1, Temperature: 1, MaxNewTokens: 8},
@@ -56,7 +38,7 @@ func microOptions(t *testing.T, out string) Options {
 			StageGAttSFT:   {"max_steps=1"},
 			StageGAttEval:  {"max_new_tokens=8"},
 		},
-		LlamaCppDir: filepath.Join(repoRoot(t), "conformance", "llamacpp"),
+		LlamaCppDir: filepath.Join(sharedtest.RepoRoot(t), "conformance", "llamacpp"),
 		Log:         &bytes.Buffer{},
 		Progress:    &off,
 	}

@@ -1,6 +1,7 @@
 package world
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -170,7 +171,7 @@ func match(tmpl, ts []string, l lang, task Task, variant int) (spec, bool) {
 			found := false
 			for k, th := range things {
 				p := tok(th.phrase)
-				if i+len(p) <= len(ts) && equalTokens(ts[i:i+len(p)], p) {
+				if i+len(p) <= len(ts) && slices.Equal(ts[i:i+len(p)], p) {
 					s.thing, i, found = k, i+len(p), true
 					break
 				}
@@ -209,18 +210,6 @@ func match(tmpl, ts []string, l lang, task Task, variant int) (spec, bool) {
 		}
 	}
 	return s, i == len(ts)
-}
-
-func equalTokens(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // parseAnswer reads an answer back into a spec: an optional persona prefix, then any task's
