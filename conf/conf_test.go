@@ -2,6 +2,7 @@ package conf
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -85,6 +86,18 @@ func TestLoadErrors(t *testing.T) {
 				t.Fatalf("error\n got: %s\nwant: %s", err, want)
 			}
 		})
+	}
+}
+
+// TestLoadNeedsStructPointer: a value, or a pointer to something other than a struct, is refused.
+func TestLoadNeedsStructPointer(t *testing.T) {
+	var j job
+	n := 0
+	for _, out := range []any{j, &n} {
+		err := Load("", nil, out)
+		if want := fmt.Sprintf("conf.Load needs a pointer to a struct, got %T", out); err == nil || err.Error() != want {
+			t.Errorf("Load(%T): err = %v, want %q", out, err, want)
+		}
 	}
 }
 

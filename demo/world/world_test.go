@@ -71,6 +71,18 @@ func TestDeterminism(t *testing.T) {
 }
 
 // TestDatasetsLoadAsTRL: package data reads the files in the formats they claim.
+// TestWriteDatasetsBadDir: a directory that cannot be created is an error naming the step.
+func TestWriteDatasetsBadDir(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := newWorld(t, Quick()).WriteDatasets(filepath.Join(file, "data"))
+	if err == nil || !strings.HasPrefix(err.Error(), "writing world datasets: ") {
+		t.Fatalf("err = %v, want a writing world datasets error", err)
+	}
+}
+
 func TestDatasetsLoadAsTRL(t *testing.T) {
 	dir := t.TempDir()
 	w := newWorld(t, Quick())
