@@ -63,11 +63,7 @@ func Generate(ctx context.Context, opts GenerateOptions) (GenerateResult, error)
 	if err != nil {
 		return GenerateResult{}, fmt.Errorf("bench generate: %s: %w", opts.Model, err)
 	}
-	var params int64
-	for _, t := range opts.Weights.Tensors {
-		params += int64(t.Numel())
-	}
-	res := GenerateResult{Kind: "generate", Engine: "alignkit", Model: opts.Model, Params: params, PromptLen: opts.PromptLen,
+	res := GenerateResult{Kind: "generate", Engine: "alignkit", Model: opts.Model, Params: opts.Weights.NumParams(), PromptLen: opts.PromptLen,
 		NewTokens: opts.NewTokens, Runs: opts.Runs, BLAS: blas.Name(), Threads: runtime.GOMAXPROCS(0),
 		OpenBLASThreads: os.Getenv("OPENBLAS_NUM_THREADS"), OpenBLASCore: os.Getenv("OPENBLAS_CORETYPE")}
 	rng := rand.New(rand.NewPCG(opts.Seed, 0xdec0de))

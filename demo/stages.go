@@ -95,12 +95,8 @@ func (r *runner) stageInit(_ context.Context) error {
 		return err
 	}
 	c := m.Weights.Config
-	var params int
-	for _, t := range m.Weights.Tensors {
-		params += t.Numel()
-	}
 	r.res.Model = ModelInfo{Architecture: c.Architectures[0], Layers: c.NumHiddenLayers, Hidden: c.HiddenSize,
-		Heads: c.NumAttentionHeads, KVHeads: c.NumKeyValueHeads, Vocab: c.VocabSize, Params: params}
+		Heads: c.NumAttentionHeads, KVHeads: c.NumKeyValueHeads, Vocab: c.VocabSize, Params: int(m.Weights.NumParams())}
 	fmt.Fprintf(r.log, "wrote %s: %s\n", out, r.res.Model)
 	return nil
 }

@@ -129,6 +129,16 @@ func (w *Weights) Get(name string) (*Tensor, error) {
 // Names returns the tensor names in sorted order, for deterministic iteration.
 func (w *Weights) Names() []string { return sortedKeys(w.Tensors) }
 
+// NumParams is the number of stored parameters: every tensor's elements, a tied head counted once
+// (it is not stored apart from the embedding).
+func (w *Weights) NumParams() int64 {
+	var n int64
+	for _, t := range w.Tensors {
+		n += int64(t.Numel())
+	}
+	return n
+}
+
 // Clone deep-copies the weights (a DPO reference model, a checkpoint snapshot).
 func (w *Weights) Clone() *Weights {
 	out := &Weights{Config: w.Config, Tensors: make(map[string]*Tensor, len(w.Tensors))}

@@ -24,12 +24,8 @@ func newInitCmd() *cobra.Command {
 				return err
 			}
 			c := m.Weights.Config
-			var params int
-			for _, t := range m.Weights.Tensors {
-				params += t.Numel()
-			}
 			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %s, %d layers, d=%d, vocab %d, %.2fM parameters\n",
-				out, c.Architectures[0], c.NumHiddenLayers, c.HiddenSize, c.VocabSize, float64(params)/1e6)
+				out, c.Architectures[0], c.NumHiddenLayers, c.HiddenSize, c.VocabSize, float64(m.Weights.NumParams())/1e6)
 			return nil
 		},
 	}
