@@ -10,7 +10,8 @@
 // # Buffers and state
 //
 // An op keeps its output tensor and returns the same one on every run when the shape and dtype are
-// unchanged, so a graph built once and re-run allocates nothing in these ops. Values that a backward
+// unchanged, so a graph built once and re-run allocates no tensors in these ops (what is left per run
+// is small: goroutine closures, and the routing ops' slices of length E or k). Values that a backward
 // op needs from its forward op (softmax statistics, routing decisions, expert activations) live in
 // the forward op's struct; the backward op holds a pointer to it and, through its graph inputs, runs
 // after it. Ops therefore belong to one graph and one goroutine at a time, like the graph itself.
