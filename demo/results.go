@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/alignkit/alignkit/internal/atomicfile"
 	"image/color"
 	"math"
 	"os"
@@ -12,7 +13,6 @@ import (
 
 	"github.com/alignkit/alignkit/demo/world"
 	"github.com/alignkit/alignkit/model/blas"
-	"github.com/alignkit/alignkit/model/checkpoint"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
@@ -454,7 +454,7 @@ func (r *runner) writeResults() error {
 	if err := writeJSONFile(r.path(TimingsFile), r.timings); err != nil {
 		return err
 	}
-	return checkpoint.WriteFileAtomic(r.path(ResultsFile), []byte(r.res.markdown()))
+	return atomicfile.WriteFile(r.path(ResultsFile), []byte(r.res.markdown()))
 }
 
 var barColors = []color.Color{color.RGBA{R: 31, G: 119, B: 180, A: 255}, color.RGBA{R: 255, G: 127, B: 14, A: 255}}
@@ -501,7 +501,7 @@ func plotCorrectness(path string, cs []Correctness) error {
 	if _, err := wt.WriteTo(&buf); err != nil {
 		return fmt.Errorf("drawing %s: %w", path, err)
 	}
-	return checkpoint.WriteFileAtomic(path, buf.Bytes())
+	return atomicfile.WriteFile(path, buf.Bytes())
 }
 
 // readResultsTable returns the table part of a RESULTS.md, for comparing runs.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/alignkit/alignkit/internal/atomicfile"
 	"sort"
 	"strings"
 
@@ -368,7 +369,7 @@ func (r *runner) writeGAttMix(path string) error {
 	}
 	fmt.Fprintf(r.log, "GAtt fine-tuning set: %d GAtt dialogues and %d plain SFT dialogues (%d multi-turn) -> %s\n",
 		len(rows), len(plain), min(len(multi), len(plain)), path)
-	return checkpoint.WriteFileAtomic(path, []byte(b.String()))
+	return atomicfile.WriteFile(path, []byte(b.String()))
 }
 
 // instructed reports whether a dialogue carries an instruction: a system message, or one appended

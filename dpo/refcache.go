@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/alignkit/alignkit/internal/atomicfile"
 	"io"
 	"io/fs"
 	"math"
@@ -16,7 +17,6 @@ import (
 	"sort"
 
 	"github.com/alignkit/alignkit/model"
-	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/alignkit/alignkit/model/tokenizer"
 )
 
@@ -234,7 +234,7 @@ func writeCache(path, key string, train, eval []pairLogps) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("reference cache: %w", err)
 	}
-	if err := checkpoint.WriteFileAtomic(path, b); err != nil {
+	if err := atomicfile.WriteFile(path, b); err != nil {
 		return fmt.Errorf("writing reference cache %s: %w", path, err)
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/alignkit/alignkit/internal/atomicfile"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -14,7 +15,6 @@ import (
 
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/data/chat"
-	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/alignkit/alignkit/reward"
 	"github.com/alignkit/alignkit/rlhf"
 )
@@ -557,12 +557,12 @@ func WriteEval(dir string, r EvalResult, transcripts []Transcript) error {
 	if err != nil {
 		return fmt.Errorf("encoding %s: %w", EvalJSONFile, err)
 	}
-	if err := checkpoint.WriteFileAtomic(filepath.Join(dir, EvalJSONFile), append(j, '\n')); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, EvalJSONFile), append(j, '\n')); err != nil {
 		return err
 	}
 	md := fmt.Sprintf("# GAtt consistency: %% of replies that respect the instruction, by turn\n\n%d dialogues per model, checkers: %s, instruction placement: %s.\n\n%s",
 		r.NumDialogues, strings.Join(r.Checkers, ", "), r.Placement, r.Markdown())
-	if err := checkpoint.WriteFileAtomic(filepath.Join(dir, EvalMarkdownFile), []byte(md)); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, EvalMarkdownFile), []byte(md)); err != nil {
 		return err
 	}
 	if err := writeEvalPlot(filepath.Join(dir, EvalPlotFile), r); err != nil {
@@ -577,5 +577,5 @@ func WriteEval(dir string, r EvalResult, transcripts []Transcript) error {
 		tb.Write(line)
 		tb.WriteByte('\n')
 	}
-	return checkpoint.WriteFileAtomic(filepath.Join(dir, EvalTranscriptsFile), []byte(tb.String()))
+	return atomicfile.WriteFile(filepath.Join(dir, EvalTranscriptsFile), []byte(tb.String()))
 }

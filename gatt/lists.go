@@ -3,12 +3,12 @@ package gatt
 import (
 	"context"
 	"fmt"
+	"github.com/alignkit/alignkit/internal/atomicfile"
 	"regexp"
 	"strings"
 	"unicode"
 
 	"github.com/alignkit/alignkit/data/chat"
-	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/alignkit/alignkit/rlhf"
 	"gopkg.in/yaml.v3"
 )
@@ -125,7 +125,7 @@ func WriteListsYAML(path string, l Lists) error {
 	if err != nil {
 		return fmt.Errorf("encoding %s: %w", path, err)
 	}
-	return checkpoint.WriteFileAtomic(path, b)
+	return atomicfile.WriteFile(path, b)
 }
 
 // UncheckableLanguages lists the languages of l that the language checker cannot identify.

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/alignkit/alignkit/internal/atomicfile"
 	"io"
 	"maps"
 	"math"
@@ -18,7 +19,6 @@ import (
 
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/data/chat"
-	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/alignkit/alignkit/reward"
 	"github.com/alignkit/alignkit/rlhf"
 )
@@ -352,7 +352,7 @@ func synthesize(ctx context.Context, cfg SynthConfig, s *sampler, scorer convSco
 		return sum, err
 	}
 	b, _ := json.MarshalIndent(sum, "", "  ")
-	if err := checkpoint.WriteFileAtomic(filepath.Join(cfg.OutputDir, SummaryFile), append(b, '\n')); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(cfg.OutputDir, SummaryFile), append(b, '\n')); err != nil {
 		return sum, err
 	}
 	return sum, nil

@@ -4,11 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/alignkit/alignkit/internal/atomicfile"
 	"io/fs"
 	"os"
 	"path/filepath"
-
-	"github.com/alignkit/alignkit/model/checkpoint"
 )
 
 // TruncationFile sits in a trained reward model's directory and records how its training pairs
@@ -29,7 +28,7 @@ func (t Truncation) save(dir string) error {
 	if err != nil {
 		return err
 	}
-	return checkpoint.WriteFileAtomic(filepath.Join(dir, TruncationFile), append(b, '\n'))
+	return atomicfile.WriteFile(filepath.Join(dir, TruncationFile), append(b, '\n'))
 }
 
 // loadTruncation reads dir's TruncationFile; a directory without one (a reward model trained

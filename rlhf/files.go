@@ -12,7 +12,6 @@ import (
 
 	"github.com/alignkit/alignkit/data/chat"
 	"github.com/alignkit/alignkit/internal/atomicfile"
-	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/parquet-go/parquet-go"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -306,7 +305,7 @@ func writeParquet[T any](path string, rows []T) error {
 	if err := w.Close(); err != nil {
 		return fmt.Errorf("encoding %s: %w", path, err)
 	}
-	return checkpoint.WriteFileAtomic(path, buf.Bytes())
+	return atomicfile.WriteFile(path, buf.Bytes())
 }
 
 func writeJSON(path string, v any) error {
@@ -314,7 +313,7 @@ func writeJSON(path string, v any) error {
 	if err != nil {
 		return fmt.Errorf("encoding %s: %w", path, err)
 	}
-	return checkpoint.WriteFileAtomic(path, append(b, '\n'))
+	return atomicfile.WriteFile(path, append(b, '\n'))
 }
 
 var curveColors = []color.Color{

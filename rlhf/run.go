@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/alignkit/alignkit/internal/atomicfile"
 	"io"
 	"maps"
 	"math"
@@ -15,7 +16,6 @@ import (
 	"strings"
 
 	"github.com/alignkit/alignkit/data"
-	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/alignkit/alignkit/sft"
 	"github.com/alignkit/alignkit/train"
 )
@@ -570,7 +570,7 @@ func SummaryMarkdown(rows []RoundSummary) string {
 }
 
 func writeText(path, s string) error {
-	return checkpoint.WriteFileAtomic(path, []byte(s))
+	return atomicfile.WriteFile(path, []byte(s))
 }
 
 // ReadSamples reads a finished sample set written by WriteSamples (its samples.parquet), refusing a

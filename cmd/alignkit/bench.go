@@ -11,7 +11,6 @@ import (
 
 	"github.com/alignkit/alignkit/bench"
 	"github.com/alignkit/alignkit/internal/atomicfile"
-	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/alignkit/alignkit/model/tokenizer"
 	"github.com/spf13/cobra"
 )
@@ -276,7 +275,7 @@ func newBenchReportCmd() *cobra.Command {
 				return err
 			}
 			if out != "" {
-				if err := checkpoint.WriteFileAtomic(out, buf.Bytes()); err != nil {
+				if err := atomicfile.WriteFile(out, buf.Bytes()); err != nil {
 					return err
 				}
 			}

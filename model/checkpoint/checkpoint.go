@@ -198,12 +198,8 @@ func writeJSON(path string, v any) error {
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
-	return WriteFileAtomic(path, append(b, '\n'))
+	return atomicfile.WriteFile(path, append(b, '\n'))
 }
-
-// WriteFileAtomic writes data to path so that a crash leaves the old file or the whole new one
-// (internal/atomicfile, the one atomic writer every package uses).
-func WriteFileAtomic(path string, data []byte) error { return atomicfile.WriteFile(path, data) }
 
 // IsGGUF reports whether path names a GGUF file by its extension.
 func IsGGUF(path string) bool { return strings.EqualFold(filepath.Ext(path), ".gguf") }

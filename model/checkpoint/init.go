@@ -3,6 +3,7 @@ package checkpoint
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/alignkit/alignkit/internal/atomicfile"
 	"os"
 	"path/filepath"
 
@@ -101,7 +102,7 @@ func copyTokenizer(file, srcDir, out string) error {
 	if err != nil {
 		return fmt.Errorf("reading tokenizer: %w", err)
 	}
-	if err := WriteFileAtomic(filepath.Join(out, filepath.Base(file)), data); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(out, filepath.Base(file)), data); err != nil {
 		return err
 	}
 	for _, name := range []string{"tokenizer_config.json", "special_tokens_map.json"} {
@@ -112,7 +113,7 @@ func copyTokenizer(file, srcDir, out string) error {
 		if err != nil {
 			return fmt.Errorf("reading tokenizer: %w", err)
 		}
-		if err := WriteFileAtomic(filepath.Join(out, name), b); err != nil {
+		if err := atomicfile.WriteFile(filepath.Join(out, name), b); err != nil {
 			return err
 		}
 	}
