@@ -82,7 +82,7 @@ func SFT(ctx context.Context, o SFTOptions) (SFTResult, error) {
 	if log == nil {
 		log = io.Discard
 	}
-	if _, err := sft.Run(ctx, cfg, log, train.WithProgressBar(false)); err != nil {
+	if _, err := sft.Run(ctx, cfg, train.WithLogWriter(log), train.WithProgressBar(false)); err != nil {
 		return SFTResult{}, fmt.Errorf("bench sft %s: %w", o.Name, err)
 	}
 	mem, err := ReadMemory()

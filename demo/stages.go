@@ -4,9 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/alignkit/alignkit/internal/atomicfile"
 	"sort"
 	"strings"
+
+	"github.com/alignkit/alignkit/internal/atomicfile"
 
 	"github.com/alignkit/alignkit/data/chat"
 	"github.com/alignkit/alignkit/demo/world"
@@ -63,10 +64,11 @@ func (r *runner) stages() []stage {
 func (r *runner) seedSet() string { return fmt.Sprintf("seed=%d", r.opts.Seed) }
 
 func (r *runner) trainOpts() []train.Option {
-	if r.opts.Progress == nil {
-		return nil
+	opts := []train.Option{train.WithLogWriter(r.log)}
+	if r.opts.Progress != nil {
+		opts = append(opts, train.WithProgressBar(*r.opts.Progress))
 	}
-	return []train.Option{train.WithProgressBar(*r.opts.Progress)}
+	return opts
 }
 
 func (r *runner) stageWorld(_ context.Context) error {
@@ -110,7 +112,7 @@ func (r *runner) stageSFT(ctx context.Context) error {
 	}, &cfg); err != nil {
 		return err
 	}
-	if _, err := sft.Run(ctx, cfg, r.log, r.trainOpts()...); err != nil {
+	if _, err := sft.Run(ctx, cfg, r.trainOpts()...); err != nil {
 		return err
 	}
 	return r.evalCorrectness(ctx, "SFT", r.path(dirSFT))
@@ -124,7 +126,7 @@ func (r *runner) stageReward(ctx context.Context) error {
 	}, &cfg); err != nil {
 		return err
 	}
-	res, err := reward.Run(ctx, cfg, r.log, r.trainOpts()...)
+	res, err := reward.Run(ctx, cfg, r.trainOpts()...)
 	if err != nil {
 		return err
 	}
@@ -218,7 +220,7 @@ func (r *runner) stageRS(ctx context.Context) error {
 	}, &cfg); err != nil {
 		return err
 	}
-	if _, err := sft.Run(ctx, cfg, r.log, r.trainOpts()...); err != nil {
+	if _, err := sft.Run(ctx, cfg, r.trainOpts()...); err != nil {
 		return err
 	}
 	return r.evalCorrectness(ctx, "rejection sampling", r.path(dirRS))
@@ -233,7 +235,7 @@ func (r *runner) stageDPO(ctx context.Context) error {
 	}, &cfg); err != nil {
 		return err
 	}
-	res, err := dpo.RunResult(ctx, cfg, dpo.WithLogWriter(r.log), dpo.WithTrainOptions(r.trainOpts()...))
+	res, err := dpo.Run(ctx, cfg, r.trainOpts()...)
 	if err != nil {
 		return err
 	}
@@ -286,7 +288,7 @@ func (r *runner) stageGAttSFT(ctx context.Context) error {
 	}, &cfg); err != nil {
 		return err
 	}
-	if _, err := sft.Run(ctx, cfg, r.log, r.trainOpts()...); err != nil {
+	if _, err := sft.Run(ctx, cfg, r.trainOpts()...); err != nil {
 		return err
 	}
 	return r.evalCorrectness(ctx, "GAtt", r.path(dirGAtt))

@@ -2,7 +2,6 @@ package dpo
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"os"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"weak"
+
+	"github.com/alignkit/alignkit/internal/testutil"
 
 	"github.com/alignkit/alignkit/lm"
 	"github.com/alignkit/alignkit/model/checkpoint"
@@ -49,7 +50,7 @@ func cacheFiles(t *testing.T, dir string) []string {
 func TestRefCacheReuse(t *testing.T) {
 	c := cacheConfig(t)
 	var first counter
-	if err := Run(context.Background(), c, WithLogWriter(io.Discard), first.option()); err != nil {
+	if err := runHooked(c, io.Discard, first.option()); err != nil {
 		t.Fatal(err)
 	}
 	if first.passes != 3 || first.pairs != 12 {
@@ -59,13 +60,13 @@ func TestRefCacheReuse(t *testing.T) {
 	if len(files) != 1 || !strings.HasSuffix(files[0], ".bin") || len(files[0]) != 64+4 {
 		t.Fatalf("cache dir holds %v, want one <sha256>.bin (no temporary files)", files)
 	}
-	want := readMetrics(t, c.OutputDir)
+	want := testutil.ReadMetrics(t, c.OutputDir)
 
 	c2 := c
 	c2.OutputDir = filepath.Join(t.TempDir(), "again")
 	var second counter
 	var log bytes.Buffer
-	if err := Run(context.Background(), c2, WithLogWriter(&log), second.option()); err != nil {
+	if err := runHooked(c2, &log, second.option()); err != nil {
 		t.Fatal(err)
 	}
 	if second.passes != 0 {
@@ -74,7 +75,7 @@ func TestRefCacheReuse(t *testing.T) {
 	if !strings.Contains(log.String(), "reference log-probs of 12 pairs read from "+filepath.Join(c.RefCacheDir, files[0])) {
 		t.Errorf("second run's log does not report the cache hit:\n%s", log.String())
 	}
-	got := readMetrics(t, c2.OutputDir)
+	got := testutil.ReadMetrics(t, c2.OutputDir)
 	for i := range want {
 		for _, k := range []string{"loss", "rewards/chosen", "rewards/margins", "eval_loss", "eval_rewards/margins"} {
 			if got[i][k] != want[i][k] {
@@ -87,7 +88,7 @@ func TestRefCacheReuse(t *testing.T) {
 	c3.Beta = 0.5
 	c3.OutputDir = filepath.Join(t.TempDir(), "beta")
 	var third counter
-	if err := Run(context.Background(), c3, WithLogWriter(io.Discard), third.option()); err != nil {
+	if err := runHooked(c3, io.Discard, third.option()); err != nil {
 		t.Fatal(err)
 	}
 	if third.passes != 0 {
@@ -146,7 +147,7 @@ func smallPairs() []map[string]any {
 func TestRefCacheInvalidation(t *testing.T) {
 	base := cacheConfig(t)
 	base.Data.EvalSplit, base.Data.MaxEvalSamples = 0, 0
-	base.Data.DatasetName = writeJSONL(t, "pairs.jsonl", smallPairs())
+	base.Data.DatasetName = testutil.WriteJSONL(t, "pairs.jsonl", smallPairs()...)
 
 	editedData := smallPairs()
 	editedData[3]["rejected"] = " It was very sad."
@@ -187,7 +188,7 @@ func TestRefCacheInvalidation(t *testing.T) {
 		{"loss type", func(c *Config) { c.LossType = IPO }, false},
 		{"learning rate", func(c *Config) { c.LearningRate = 1 }, false},
 		{"ref path to the same weights", func(c *Config) { c.RefModelNameOrPath = c.ModelNameOrPath }, false},
-		{"dataset bytes", func(c *Config) { c.Data.DatasetName = writeJSONL(t, "pairs.jsonl", editedData) }, true},
+		{"dataset bytes", func(c *Config) { c.Data.DatasetName = testutil.WriteJSONL(t, "pairs.jsonl", editedData...) }, true},
 		{"column mapping", func(c *Config) { c.Data.Columns = map[string]string{"chosen": "other"} }, true},
 		{"chat template", func(c *Config) {
 			// A conversational dataset renders through the template; the text pairs above do not, but
@@ -200,7 +201,7 @@ func TestRefCacheInvalidation(t *testing.T) {
 		{"reference weights", func(c *Config) { c.RefModelNameOrPath = perturbed }, true},
 	}
 	var n counter
-	if _, err := NewTask(base, WithLogWriter(io.Discard), n.option()); err != nil {
+	if _, err := newTestTask(base, io.Discard, n.option()); err != nil {
 		t.Fatal(err)
 	}
 	if n.passes != 1 {
@@ -211,7 +212,7 @@ func TestRefCacheInvalidation(t *testing.T) {
 		c := base
 		tc.mod(&c)
 		var k counter
-		if _, err := NewTask(c, WithLogWriter(io.Discard), k.option()); err != nil {
+		if _, err := newTestTask(c, io.Discard, k.option()); err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
 		if tc.fresh {
@@ -231,7 +232,7 @@ func TestRefCacheInvalidation(t *testing.T) {
 func TestRefCacheCorrupt(t *testing.T) {
 	c := cacheConfig(t)
 	c.Data.EvalSplit, c.Data.MaxEvalSamples = 0, 0
-	if _, err := NewTask(c, WithLogWriter(io.Discard)); err != nil {
+	if _, err := newTestTask(c, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(c.RefCacheDir, cacheFiles(t, c.RefCacheDir)[0])
@@ -246,7 +247,7 @@ func TestRefCacheCorrupt(t *testing.T) {
 	}
 	var log bytes.Buffer
 	var k counter
-	if _, err := NewTask(c, WithLogWriter(&log), k.option()); err != nil {
+	if _, err := newTestTask(c, &log, k.option()); err != nil {
 		t.Fatal(err)
 	}
 	if want := "dpo: invalid reference cache file " + path + ": checksum mismatch; recomputing"; !strings.Contains(log.String(), want) {
@@ -268,10 +269,10 @@ func TestRefFreedAfterPrecompute(t *testing.T) {
 		c.Data.EvalSplit, c.Data.MaxEvalSamples = 0, 0
 		c.PrecomputeRefLogProbs = pre
 		var wp weak.Pointer[float32]
-		grab := func(o *options) {
-			o.refLoaded = func(m *lm.Model) { wp = weak.Make(&m.Weights().Tensors["model.embed_tokens.weight"].Data[0]) }
+		grab := func(h *hooks) {
+			h.refLoaded = func(m *lm.Model) { wp = weak.Make(&m.Weights().Tensors["model.embed_tokens.weight"].Data[0]) }
 		}
-		task, err := NewTask(c, WithLogWriter(io.Discard), grab)
+		task, err := newTestTask(c, io.Discard, grab)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -289,9 +290,9 @@ func TestRefFreedAfterPrecompute(t *testing.T) {
 	c := cacheConfig(t)
 	c.Data.EvalSplit, c.Data.MaxEvalSamples = 0, 0
 	built := 0
-	count := func(o *options) { o.refLoaded = func(*lm.Model) { built++ } }
+	count := func(h *hooks) { h.refLoaded = func(*lm.Model) { built++ } }
 	for i := 0; i < 2; i++ {
-		if _, err := NewTask(c, WithLogWriter(io.Discard), count); err != nil {
+		if _, err := newTestTask(c, io.Discard, count); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/alignkit/alignkit/internal/testutil"
+
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/lm"
 	"github.com/alignkit/alignkit/model/checkpoint"
@@ -29,7 +31,7 @@ func msgs(roleContent ...string) []map[string]any {
 // runErr runs DPO on rows and returns the error; a failed run must leave no output_dir behind.
 func runErr(t *testing.T, c Config) error {
 	t.Helper()
-	err := Run(context.Background(), c, WithLogWriter(io.Discard))
+	err := runHooked(c, io.Discard)
 	if err == nil {
 		t.Fatal("run succeeded, want an error")
 	}
@@ -87,7 +89,7 @@ func TestBadRows(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := storiesConfig(t, "orca_dpo_pairs_validation_chat.parquet")
-			c.Data.DatasetName = writeJSONL(t, "bad.jsonl", tc.rows)
+			c.Data.DatasetName = testutil.WriteJSONL(t, "bad.jsonl", tc.rows...)
 			c.Data.Columns = tc.columns
 			want := fmt.Sprintf(tc.want, c.Data.DatasetName)
 			if tc.want == "" {
@@ -137,7 +139,7 @@ func TestPromptTooLongRealData(t *testing.T) {
 	c.MaxPromptLength = 0
 	c.Data.MaxTrainSamples = 4
 	c.MaxSteps = 1
-	if err := Run(context.Background(), c, WithLogWriter(io.Discard)); err != nil {
+	if err := runHooked(c, io.Discard); err != nil {
 		t.Errorf("max_prompt_length left at its default: %v", err)
 	}
 }
@@ -153,12 +155,12 @@ func TestTruncationReport(t *testing.T) {
 		{"prompt": long, "chosen": " Yes.", "rejected": " No."},
 		{"prompt": "Once upon a time there was a big dog.", "chosen": " It ran.", "rejected": " It slept."},
 	}
-	c.Data.DatasetName = writeJSONL(t, "mixed.jsonl", rows)
+	c.Data.DatasetName = testutil.WriteJSONL(t, "mixed.jsonl", rows...)
 	c.Data.MaxLength, c.MaxPromptLength = 20, 100
 	c.MaxSteps = 1
 	var log bytes.Buffer
 	var n counter
-	task, err := NewTask(c, WithLogWriter(&log), n.option())
+	task, err := newTestTask(c, &log, n.option())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +178,7 @@ func TestTruncationReport(t *testing.T) {
 	// With max_prompt_length 8 the long prompt is cut from the left instead and kept.
 	c.MaxPromptLength = 8
 	log.Reset()
-	if task, err = NewTask(c, WithLogWriter(&log)); err != nil {
+	if task, err = newTestTask(c, &log); err != nil {
 		t.Fatal(err)
 	}
 	st, _ = task.Stats()

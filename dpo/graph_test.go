@@ -8,6 +8,8 @@ import (
 	"sort"
 	"testing"
 
+	"github.com/alignkit/alignkit/internal/testutil"
+
 	"github.com/alignkit/alignkit/conf"
 	"github.com/alignkit/alignkit/internal/sharedtest"
 	"github.com/alignkit/alignkit/model/checkpoint"
@@ -17,7 +19,7 @@ import (
 // textPairsConfig is a config on four short explicit-prompt text pairs (no chat template needed).
 func textPairsConfig(t *testing.T) Config {
 	c := storiesConfig(t, "orca_dpo_pairs_validation_chat.parquet")
-	c.Data.DatasetName = writeJSONL(t, "pairs.jsonl", smallPairs())
+	c.Data.DatasetName = testutil.WriteJSONL(t, "pairs.jsonl", smallPairs()...)
 	c.Data.ChatTemplate = ""
 	return c
 }
@@ -31,7 +33,7 @@ func TestGradientThroughGraph(t *testing.T) {
 		c := textPairsConfig(t)
 		c.LossType = lt
 		c.Beta = 0.5
-		task, err := NewTask(c, WithLogWriter(io.Discard))
+		task, err := newTestTask(c, io.Discard)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -109,10 +111,10 @@ func TestMixtralAuxLoss(t *testing.T) {
 	c := textPairsConfig(t)
 	c.ModelNameOrPath = dir
 	c.MaxSteps = 1
-	if err := Run(context.Background(), c, WithLogWriter(io.Discard)); err != nil {
+	if err := runHooked(c, io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	m := readMetrics(t, c.OutputDir)[0]
+	m := testutil.ReadMetrics(t, c.OutputDir)[0]
 	aux, ok := m["aux_loss"]
 	if !ok || !(aux > 0) {
 		t.Fatalf("aux_loss = %v (present %v), want the router loss", aux, ok)

@@ -1,14 +1,14 @@
 package dpo
 
 import (
-	"bufio"
-	"encoding/json"
-	"os"
+	"context"
+	"io"
 	"path/filepath"
 	"testing"
 
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/internal/sharedtest"
+	"github.com/alignkit/alignkit/recipe"
 	"github.com/alignkit/alignkit/train"
 )
 
@@ -40,51 +40,31 @@ func storiesConfig(t *testing.T, dataset string) Config {
 	return c
 }
 
-// readMetrics reads output_dir/metrics.jsonl.
-func readMetrics(t *testing.T, dir string) []map[string]float64 {
-	t.Helper()
-	f, err := os.Open(filepath.Join(dir, "metrics.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var out []map[string]float64
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var m map[string]float64
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			t.Fatalf("metrics.jsonl: %v", err)
-		}
-		out = append(out, m)
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-// writeJSONL writes rows as a JSON Lines file in a fresh temporary directory.
-func writeJSONL(t *testing.T, name string, rows []map[string]any) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), name)
-	var b []byte
-	for _, r := range rows {
-		line, err := json.Marshal(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b = append(append(b, line...), '\n')
-	}
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 // counter counts reference forward passes and the pairs they scored.
 type counter struct{ passes, pairs int }
 
-func (c *counter) option() Option {
-	return WithRefForward(func(n int) { c.passes++; c.pairs += n })
+func (c *counter) option() func(*hooks) {
+	return func(h *hooks) { h.refForward = func(n int) { c.passes++; c.pairs += n } }
+}
+
+// newTestTask is Prepare's task with hooks set and notes written to log.
+func newTestTask(c Config, log io.Writer, set ...func(*hooks)) (*Task, error) {
+	var h hooks
+	for _, f := range set {
+		f(&h)
+	}
+	return newTask(c, h, log)
+}
+
+// runHooked is Run with hooks set and notes and progress written to log.
+func runHooked(c Config, log io.Writer, set ...func(*hooks)) error {
+	var h hooks
+	for _, f := range set {
+		f(&h)
+	}
+	prep := func(_ context.Context, c Config, opts ...train.Option) (*recipe.Job, error) {
+		return prepare(c, h, opts...)
+	}
+	_, err := recipe.Run(context.Background(), prep, c, train.WithLogWriter(log))
+	return err
 }

@@ -8,13 +8,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/alignkit/alignkit/internal/atomicfile"
 	"io"
 	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
 	"sort"
+
+	"github.com/alignkit/alignkit/internal/atomicfile"
 
 	"github.com/alignkit/alignkit/model"
 	"github.com/alignkit/alignkit/model/tokenizer"

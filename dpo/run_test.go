@@ -1,14 +1,16 @@
 package dpo
 
 import (
-	"context"
-	"github.com/alignkit/alignkit/data/chat"
-	"github.com/alignkit/alignkit/model/tokenizer"
 	"io"
 	"math"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/alignkit/alignkit/internal/testutil"
+
+	"github.com/alignkit/alignkit/data/chat"
+	"github.com/alignkit/alignkit/model/tokenizer"
 )
 
 // At step 0 the policy is the reference, so every implicit reward β·(log πθ − log πref) is 0, h = 0
@@ -36,10 +38,10 @@ func TestTrainerStepZero(t *testing.T) {
 			c.MaxSteps = 1
 			c.Data.MaxTrainSamples = 8
 			tc.mod(&c)
-			if err := Run(context.Background(), c, WithLogWriter(io.Discard)); err != nil {
+			if err := runHooked(c, io.Discard); err != nil {
 				t.Fatal(err)
 			}
-			ms := readMetrics(t, c.OutputDir)
+			ms := testutil.ReadMetrics(t, c.OutputDir)
 			if len(ms) != 1 {
 				t.Fatalf("%d metrics lines, want 1", len(ms))
 			}
@@ -100,7 +102,7 @@ func TestLearnsRealPairs(t *testing.T) {
 				c.Data.EvalSplit = 0.1
 				c.Data.MaxEvalSamples = 8
 			}
-			if err := Run(context.Background(), c, WithLogWriter(io.Discard)); err != nil {
+			if err := runHooked(c, io.Discard); err != nil {
 				t.Fatal(err)
 			}
 			// stories260K has no chat template: the saved policy carries the llama-2 one the pairs
@@ -112,7 +114,7 @@ func TestLearnsRealPairs(t *testing.T) {
 			if want, _ := chat.BuiltinSource("llama-2"); saved.ChatTemplate() != want {
 				t.Errorf("saved chat template %q, want the llama-2 source the data was rendered with", saved.ChatTemplate())
 			}
-			ms := readMetrics(t, c.OutputDir)
+			ms := testutil.ReadMetrics(t, c.OutputDir)
 			if len(ms) != 16 {
 				t.Fatalf("%d metrics lines, want 16", len(ms))
 			}
@@ -164,10 +166,10 @@ func TestResumeKeepsReference(t *testing.T) {
 		c.Data.MaxTrainSamples = 16
 		c.MaxSteps, c.SaveSteps = 4, 2
 		c.PrecomputeRefLogProbs = pre
-		if err := Run(context.Background(), c, WithLogWriter(io.Discard)); err != nil {
+		if err := runHooked(c, io.Discard); err != nil {
 			t.Fatal(err)
 		}
-		want := readMetrics(t, c.OutputDir)
+		want := testutil.ReadMetrics(t, c.OutputDir)
 
 		r := c
 		r.OutputDir = filepath.Join(t.TempDir(), "resumed")
@@ -178,10 +180,10 @@ func TestResumeKeepsReference(t *testing.T) {
 			t.Fatal(err)
 		}
 		r.ResumeFromCheckpoint = "latest"
-		if err := Run(context.Background(), r, WithLogWriter(io.Discard)); err != nil {
+		if err := runHooked(r, io.Discard); err != nil {
 			t.Fatal(err)
 		}
-		got := readMetrics(t, r.OutputDir)
+		got := testutil.ReadMetrics(t, r.OutputDir)
 		// The resumed run's metrics.jsonl starts with the checkpoint's history (steps 1 and 2).
 		if len(got) != 4 {
 			t.Fatalf("precompute %v: resumed run has %d metrics lines, want 4", pre, len(got))

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
@@ -15,31 +14,17 @@ import (
 	"github.com/alignkit/alignkit/model"
 	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/alignkit/alignkit/model/tokenizer"
+	"github.com/alignkit/alignkit/recipe"
 	"github.com/alignkit/alignkit/train"
 )
 
-// Option adjusts NewTask and Run.
-type Option func(*options)
-
-type options struct {
-	log        io.Writer
+// hooks let tests observe the reference model; production code sets none.
+type hooks struct {
+	// refForward is called after every forward pass of the reference model with the number of
+	// pairs it scored (tests count reference passes).
 	refForward func(pairs int)
-	train      []train.Option
 	// refLoaded sees the reference model as soon as it exists (tests check that it is freed).
 	refLoaded func(*lm.Model)
-}
-
-// WithLogWriter sends the task's notes (truncation counts, the reference cache) and the training
-// loop's progress to w (default os.Stderr).
-func WithLogWriter(w io.Writer) Option { return func(o *options) { o.log = w } }
-
-// WithRefForward calls f after every forward pass of the reference model with the number of pairs
-// it scored; tests count reference passes with it.
-func WithRefForward(f func(pairs int)) Option { return func(o *options) { o.refForward = f } }
-
-// WithTrainOptions passes options to train.Run.
-func WithTrainOptions(opts ...train.Option) Option {
-	return func(o *options) { o.train = append(o.train, opts...) }
 }
 
 // Task is DPO as a train.Task: each micro-batch of pair indices is collated into one batch of 2N
@@ -49,7 +34,8 @@ func WithTrainOptions(opts ...train.Option) Option {
 type Task struct {
 	cfg    Config
 	loss   LossConfig
-	o      options
+	log    io.Writer // notes: truncation counts, the reference cache
+	hooks  hooks
 	policy *lm.Model
 	tok    *tokenizer.Tokenizer // the policy's, which tokenizes the data
 	// ref is the reference model scored per batch; nil when the log-probs were precomputed or the
@@ -62,27 +48,45 @@ type Task struct {
 	chatTemplate string
 }
 
-// NewTask loads the policy, the reference and the data, and, with precompute_ref_log_probs,
+var _ recipe.Prepare[Config] = Prepare
+
+// Prepare loads the policy, the reference and the data, and, with precompute_ref_log_probs,
 // scores every pair with the reference (or reads that from the cache) and lets the reference go.
-func NewTask(cfg Config, opts ...Option) (*Task, error) {
+// Its notes (truncation counts, the reference cache) go to the log writer among opts as they
+// happen; the cache is the one file it may write.
+func Prepare(_ context.Context, cfg Config, opts ...train.Option) (*recipe.Job, error) {
+	return prepare(cfg, hooks{}, opts...)
+}
+
+// Run is `alignkit dpo`: Prepare, then the shared training loop, which writes output_dir
+// (metrics.jsonl with TRL's rewards/*, logps/*, logits/* names, checkpoints, the final model).
+func Run(ctx context.Context, cfg Config, opts ...train.Option) (train.Result, error) {
+	return recipe.Run(ctx, Prepare, cfg, opts...)
+}
+
+func prepare(cfg Config, h hooks, opts ...train.Option) (*recipe.Job, error) {
+	t, err := newTask(cfg, h, train.LogWriter(opts...))
+	if err != nil {
+		return nil, err
+	}
+	return &recipe.Job{Args: t.cfg.Args, Task: t}, nil
+}
+
+func newTask(cfg Config, h hooks, log io.Writer) (*Task, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	cfg = cfg.Defaults()
-	o := options{log: os.Stderr}
-	for _, opt := range opts {
-		opt(&o)
-	}
-	if o.log == nil {
-		o.log = io.Discard
-	}
-	t := &Task{cfg: cfg, loss: cfg.Loss(), o: o}
+	t := &Task{cfg: cfg, loss: cfg.Loss(), log: log, hooks: h}
 
-	ck, err := checkpoint.Open(cfg.ModelNameOrPath)
+	// Text pairs need no template: without one (none set, none in the tokenizer) conversational rows
+	// fail in data with their row named.
+	base, err := recipe.Open("model_name_or_path", cfg.ModelNameOrPath, cfg.Data.ChatTemplate)
 	if err != nil {
-		return nil, fmt.Errorf("model_name_or_path: %w", err)
+		return nil, err
 	}
-	t.tok = ck.Tok
+	ck, tok, pad := base.Ckpt, base.Tok, base.Pad
+	t.tok, t.chatTemplate = ck.Tok, base.ChatTemplate
 	rows := 2 * cfg.PerDeviceTrainBatchSize
 	// The reference: its own checkpoint (opened now, to fail before the data work), or the policy's
 	// initial weights, copied before training moves them (and only when a model is needed: a cache
@@ -107,36 +111,26 @@ func NewTask(cfg Config, opts ...Option) (*Task, error) {
 			rc = &checkpoint.Model{Weights: ck.Weights.Clone(), Tok: ck.Tok, Dir: ck.Dir, Source: ck.Source}
 		}
 		ref := lm.New(rc, rows)
-		if o.refLoaded != nil {
-			o.refLoaded(ref)
+		if h.refLoaded != nil {
+			h.refLoaded(ref)
 		}
 		return ref
 	}
-	t.moe = ck.Weights.Config.NumLocalExperts > 0
-	// Text pairs need no template: without one (none set, none in the tokenizer) conversational rows
-	// fail in data with their row named.
-	tok, err := lm.DataTokenizer(ck.Tok, cfg.Data.ChatTemplate)
-	if err != nil {
-		return nil, fmt.Errorf("chat_template: %w", err)
-	}
-	if tmpl := tok.Template(); tmpl != nil && tmpl.Source() != ck.Tok.ChatTemplate() {
-		t.chatTemplate = tmpl.Source()
-	}
+	t.moe = ck.Weights.Config.IsMoE()
 	seed := uint64(*cfg.Seed)
 	trainDS, evalDS, err := cfg.Data.Load(seed)
 	if err != nil {
 		return nil, err
 	}
-	pad := lm.PadID(ck.Tok, ck.Weights.Config)
 	if t.train, err = newPairSet("train", trainDS, tok, cfg, cfg.PerDeviceTrainBatchSize, pad, ck.Tok.EOS()); err != nil {
 		return nil, err
 	}
-	fmt.Fprintln(o.log, t.train.report())
+	fmt.Fprintln(log, t.train.report())
 	if evalDS != nil {
 		if t.eval, err = newPairSet("eval", evalDS, tok, cfg, cfg.PerDeviceEvalBatchSize, pad, ck.Tok.EOS()); err != nil {
 			return nil, err
 		}
-		fmt.Fprintln(o.log, t.eval.report())
+		fmt.Fprintln(log, t.eval.report())
 	}
 
 	switch {
@@ -181,12 +175,12 @@ func (t *Task) precompute(refWeights *model.Weights, newRef func() *lm.Model, to
 		if t.eval != nil {
 			t.eval.ref = ev
 		}
-		fmt.Fprintf(t.o.log, "dpo: reference log-probs of %d pairs read from %s\n", len(tr)+len(ev), path)
+		fmt.Fprintf(t.log, "dpo: reference log-probs of %d pairs read from %s\n", len(tr)+len(ev), path)
 		return nil
 	case err != nil && !isInvalid(err):
 		return err
 	case err != nil:
-		fmt.Fprintf(t.o.log, "dpo: %v; recomputing\n", err)
+		fmt.Fprintf(t.log, "dpo: %v; recomputing\n", err)
 	}
 	start := time.Now()
 	ref := newRef()
@@ -209,7 +203,7 @@ func (t *Task) precompute(refWeights *model.Weights, newRef func() *lm.Model, to
 	if err := writeCache(path, key, t.train.ref, evalRef); err != nil {
 		return err
 	}
-	fmt.Fprintf(t.o.log, "dpo: reference log-probs of %d pairs computed in %s, cached in %s\n",
+	fmt.Fprintf(t.log, "dpo: reference log-probs of %d pairs computed in %s, cached in %s\n",
 		len(t.train.ref)+len(evalRef), time.Since(start).Round(time.Millisecond), path)
 	return nil
 }
@@ -248,8 +242,8 @@ func (t *Task) refLogProbs(ref *lm.Model, pb *data.PairBatch) (model.Stats, erro
 	if err != nil {
 		return st, err
 	}
-	if t.o.refForward != nil {
-		t.o.refForward(pb.N)
+	if t.hooks.refForward != nil {
+		t.hooks.refForward(pb.N)
 	}
 	return st, nil
 }
@@ -291,6 +285,9 @@ func (t *Task) cacheKey(refWeights *model.Weights, tok *data.Tokenizer) (string,
 	}
 	return k.hex()
 }
+
+// BarMetrics puts TRL's preference accuracy and margin on the training progress bar.
+func (t *Task) BarMetrics() []string { return []string{"rewards/accuracies", "rewards/margins"} }
 
 // Params are the policy's tensors.
 func (t *Task) Params() []train.Param { return t.policy.Params() }

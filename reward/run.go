@@ -3,13 +3,12 @@ package reward
 import (
 	"context"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/lm"
-	"github.com/alignkit/alignkit/model/checkpoint"
+	"github.com/alignkit/alignkit/recipe"
 	"github.com/alignkit/alignkit/train"
 )
 
@@ -41,22 +40,39 @@ func (s Summary) String() string {
 	return line
 }
 
+var _ recipe.Prepare[Config] = Prepare
+
 // Prepare loads the model and data cfg names, tokenizes and batches the pairs, and returns the
-// task. It checks everything that can be checked before training and writes nothing.
-func Prepare(cfg Config) (*Task, Summary, error) {
+// job, whose report is the warnings and the data summary. It checks everything that can be checked
+// before training and writes nothing.
+func Prepare(_ context.Context, cfg Config, _ ...train.Option) (*recipe.Job, error) {
 	cfg = cfg.Defaults()
+	t, err := prepare(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &recipe.Job{Args: cfg.Args, Task: t, Report: append(slices.Clone(t.Summary.Warnings), t.Summary.String())}, nil
+}
+
+// Run is `alignkit reward train`: Prepare (nothing is written if it fails), its warnings and data
+// summary printed to the log writer among opts, and the shared training loop.
+func Run(ctx context.Context, cfg Config, opts ...train.Option) (train.Result, error) {
+	return recipe.Run(ctx, Prepare, cfg, opts...)
+}
+
+func prepare(cfg Config) (*Task, error) {
 	var sum Summary
 	if err := cfg.Validate(); err != nil {
-		return nil, sum, err
+		return nil, err
 	}
 	table, err := cfg.marginTable()
 	if err != nil {
-		return nil, sum, fmt.Errorf("margin_map: %w", err)
+		return nil, fmt.Errorf("margin_map: %w", err)
 	}
 	seed := uint64(*cfg.Seed)
 	trainSet, evalSet, err := loadSplit(cfg, table, seed)
 	if err != nil {
-		return nil, sum, err
+		return nil, err
 	}
 	sum.Source, sum.Pairs = trainSet.Source, trainSet.Len()
 	sum.Identical = len(trainSet.Identical)
@@ -80,34 +96,30 @@ func Prepare(cfg Config) (*Task, Summary, error) {
 		sum.Margins = "none"
 	}
 
-	ck, err := checkpoint.Open(cfg.ModelNameOrPath)
+	base, err := recipe.Open("model_name_or_path", cfg.ModelNameOrPath, cfg.Data.ChatTemplate)
 	if err != nil {
-		return nil, sum, fmt.Errorf("model_name_or_path: %w", err)
+		return nil, err
 	}
+	ck, tok, pad := base.Ckpt, base.Tok, base.Pad
 	if !ck.Weights.Config.IsRewardModel() {
 		if ck, err = FromCausalLM(ck, seed); err != nil {
-			return nil, sum, fmt.Errorf("model_name_or_path: %w", err)
+			return nil, fmt.Errorf("model_name_or_path: %w", err)
 		}
 		sum.FromCausalLM = true
 	}
-	pad := lm.PadID(ck.Tok, ck.Weights.Config)
 	sum.PadID = pad
-	tok, err := lm.DataTokenizer(ck.Tok, cfg.Data.ChatTemplate)
-	if err != nil {
-		return nil, sum, fmt.Errorf("chat_template: %w", err)
-	}
 	bc := data.PairBatchConfig{BatchSize: cfg.PerDeviceTrainBatchSize, MaxLength: cfg.Data.MaxLength,
 		MaxPromptLength: cfg.MaxPromptLength, PadID: pad}
 	trainB, err := pairBatcher(tok, trainSet, bc, ck.Tok.EOS())
 	if err != nil {
-		return nil, sum, err
+		return nil, err
 	}
 	sum.Train = trainB.Stats()
 	var evalB *data.PairBatcher
 	if evalSet != nil {
 		bc.BatchSize = cfg.PerDeviceEvalBatchSize
 		if evalB, err = pairBatcher(tok, evalSet, bc, ck.Tok.EOS()); err != nil {
-			return nil, sum, err
+			return nil, err
 		}
 		st := evalB.Stats()
 		sum.Eval = &st
@@ -118,29 +130,8 @@ func Prepare(cfg Config) (*Task, Summary, error) {
 	if evalB != nil && cfg.PerDeviceEvalBatchSize != cfg.PerDeviceTrainBatchSize {
 		t.EvalModel = lm.New(ck, 2*cfg.PerDeviceEvalBatchSize)
 	}
-	if tm := tok.Template(); tm != nil {
-		t.ChatTemplate = tm.Source()
-	}
-	return t, sum, nil
-}
-
-// Run is `alignkit reward train`: it prepares the task (nothing is written if that fails), prints
-// the warnings and the data summary to log (os.Stderr when nil), and trains with the shared loop.
-// opts go to train.Run after the log writer.
-func Run(ctx context.Context, cfg Config, log io.Writer, opts ...train.Option) (train.Result, error) {
-	if log == nil {
-		log = os.Stderr
-	}
-	cfg = cfg.Defaults()
-	task, sum, err := Prepare(cfg)
-	if err != nil {
-		return train.Result{}, err
-	}
-	for _, w := range sum.Warnings {
-		fmt.Fprintln(log, w)
-	}
-	fmt.Fprintln(log, sum)
-	return train.Run(ctx, cfg.Args, task, append([]train.Option{train.WithLogWriter(log)}, opts...)...)
+	t.ChatTemplate, t.Summary = base.ChatTemplate, sum
+	return t, nil
 }
 
 // loadSplit loads the training pairs and the evaluation pairs (nil when there are none): an eval

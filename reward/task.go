@@ -3,8 +3,9 @@ package reward
 import (
 	"context"
 	"errors"
-	"github.com/alignkit/alignkit/model/tokenizer"
 	"math"
+
+	"github.com/alignkit/alignkit/model/tokenizer"
 
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/lm"
@@ -30,6 +31,8 @@ type Task struct {
 	// Truncation is the max_length / max_prompt_length the pairs were cut to, saved beside the
 	// model so that scoring cuts conversations the same way by default.
 	Truncation Truncation
+	// Summary describes the data, as Prepare found it.
+	Summary Summary
 }
 
 var _ train.Task = (*Task)(nil)

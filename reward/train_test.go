@@ -1,14 +1,14 @@
 package reward
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/alignkit/alignkit/internal/testutil"
 
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/lm"
@@ -34,25 +34,6 @@ func smallConfig(t *testing.T, dataset string) Config {
 	return cfg
 }
 
-func readMetrics(t *testing.T, dir string) []map[string]float64 {
-	t.Helper()
-	f, err := os.Open(filepath.Join(dir, "metrics.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var out []map[string]float64
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		m := map[string]float64{}
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, m)
-	}
-	return out
-}
-
 // TestTrainRealData trains stories260K's fresh score head (and backbone) on 16 real pairs of each
 // shape: hh-rlhf transcripts (implicit prompt, strings) and orca (explicit prompt, message lists).
 // The logged training accuracy starts near chance and rises above 0.5 while the loss falls, and
@@ -66,14 +47,14 @@ func TestTrainRealData(t *testing.T) {
 			cfg.MaxPromptLength = 64 // orca's prompts would otherwise leave its answers a token or two
 			cfg.MaxSteps = 12
 			var log strings.Builder
-			res, err := Run(context.Background(), cfg, &log)
+			res, err := Run(context.Background(), cfg, train.WithLogWriter(&log))
 			if err != nil {
 				t.Fatal(err)
 			}
 			if res.Steps != 12 {
 				t.Fatalf("%d steps", res.Steps)
 			}
-			lines := readMetrics(t, cfg.OutputDir)
+			lines := testutil.ReadMetrics(t, cfg.OutputDir)
 			if len(lines) != 6 {
 				t.Fatalf("%d metrics lines, want 6 (logging every 2 of 12 steps)", len(lines))
 			}
@@ -153,25 +134,25 @@ func ratedRows(t *testing.T, from, n int) []map[string]any {
 // the eval accuracy per rating (Table 28) against the saved model scored afresh: each bucket's
 // eval_accuracy/<rating> is the share of its pairs that the scorer ranks right.
 func TestTrainRatingBuckets(t *testing.T) {
-	train := writeJSONL(t, "train.jsonl", ratedRows(t, 0, 16)...)
-	eval := writeJSONL(t, "eval.jsonl", ratedRows(t, 100, 16)...)
-	cfg := smallConfig(t, train)
-	cfg.Data.EvalDatasetName = eval
+	trainFile := testutil.WriteJSONL(t, "train.jsonl", ratedRows(t, 0, 16)...)
+	evalFile := testutil.WriteJSONL(t, "eval.jsonl", ratedRows(t, 100, 16)...)
+	cfg := smallConfig(t, trainFile)
+	cfg.Data.EvalDatasetName = evalFile
 	cfg.RatingColumn = "rating"
 	cfg.MarginPreset = "large"
 	cfg.CenterRewardsCoefficient = 0.01
 	cfg.MaxSteps = 4
 	var log strings.Builder
-	if _, err := Run(context.Background(), cfg, &log); err != nil {
+	if _, err := Run(context.Background(), cfg, train.WithLogWriter(&log)); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(log.String(), `margins: from rating column "rating" (preset large, 0 custom)`) {
 		t.Errorf("log:\n%s", log.String())
 	}
-	lines := readMetrics(t, cfg.OutputDir)
+	lines := testutil.ReadMetrics(t, cfg.OutputDir)
 	last := lines[len(lines)-1]
 
-	set, err := LoadPairs(eval, nil, "rating", nil)
+	set, err := LoadPairs(evalFile, nil, "rating", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,14 +207,15 @@ func TestTrainRatingBuckets(t *testing.T) {
 // Table 27 margins of each pair's rating, and its gradient with respect to score.weight and a
 // backbone tensor against central finite differences of that loss.
 func TestTaskLossAndGradient(t *testing.T) {
-	cfg := smallConfig(t, writeJSONL(t, "rated.jsonl", ratedRows(t, 0, 4)...))
+	cfg := smallConfig(t, testutil.WriteJSONL(t, "rated.jsonl", ratedRows(t, 0, 4)...))
 	cfg.RatingColumn = "rating"
 	cfg.MarginPreset = "small"
 	cfg.CenterRewardsCoefficient = 0.05
-	task, _, err := Prepare(cfg)
+	job, err := Prepare(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	task := job.Task.(*Task)
 	sel := []int{0, 1, 2, 3}
 	// Ratings cycle significantly better, better, slightly better, negligibly: margins 1, 2/3, 1/3, 0.
 	wantM := []float64{1, 2.0 / 3, 1.0 / 3, 0}
@@ -304,8 +286,8 @@ func TestTrainIdenticalPairs(t *testing.T) {
 	rows := ratedRows(t, 0, 6)
 	rows[1]["rejected"] = rows[1]["chosen"]
 	rows = append(rows, map[string]any{"chosen": "\n\nHuman: hi\n\nAssistant: hello", "rejected": "\n\nHuman: hi\n\nAssistant: hello", "rating": "Better"})
-	path := writeJSONL(t, "dups.jsonl", rows...)
-	explicit := writeJSONL(t, "explicit.jsonl",
+	path := testutil.WriteJSONL(t, "dups.jsonl", rows...)
+	explicit := testutil.WriteJSONL(t, "explicit.jsonl",
 		map[string]any{"prompt": "The cat", "chosen": " sat on the mat.", "rejected": " sat on the mat."},
 		map[string]any{"prompt": "The dog", "chosen": " ran home.", "rejected": " flew."},
 	)
@@ -322,16 +304,17 @@ func TestTrainIdenticalPairs(t *testing.T) {
 		cfg.PerDeviceTrainBatchSize = 2
 		cfg.MaxSteps = 1
 		var log strings.Builder
-		if _, err := Run(context.Background(), cfg, &log); err != nil {
+		if _, err := Run(context.Background(), cfg, train.WithLogWriter(&log)); err != nil {
 			t.Fatal(err)
 		}
 		if !strings.HasPrefix(log.String(), tc.warning+"\n") {
 			t.Errorf("log starts:\n%s\nwant %s", log.String(), tc.warning)
 		}
-		_, sum, err := Prepare(cfg)
+		job, err := Prepare(t.Context(), cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
+		sum := job.Task.(*Task).Summary
 		if sum.Pairs != tc.pairs || sum.Identical != len(tc.skipped) {
 			t.Errorf("%s: %d pairs, %d identical; want %d, %d", tc.path, sum.Pairs, sum.Identical, tc.pairs, len(tc.skipped))
 		}
@@ -341,9 +324,9 @@ func TestTrainIdenticalPairs(t *testing.T) {
 // TestTrainBadInput: each bad config or file is one error line naming the key, file, row or
 // column, and nothing is written to output_dir.
 func TestTrainBadInput(t *testing.T) {
-	noRejected := writeJSONL(t, "norej.jsonl", map[string]any{"prompt": "The cat", "chosen": " sat."})
-	rated := writeJSONL(t, "rated.jsonl", map[string]any{"prompt": "The cat", "chosen": " sat.", "rejected": " flew.", "rating": "meh"})
-	allSame := writeJSONL(t, "same.jsonl", map[string]any{"prompt": "The cat", "chosen": " sat.", "rejected": " sat."})
+	noRejected := testutil.WriteJSONL(t, "norej.jsonl", map[string]any{"prompt": "The cat", "chosen": " sat."})
+	rated := testutil.WriteJSONL(t, "rated.jsonl", map[string]any{"prompt": "The cat", "chosen": " sat.", "rejected": " flew.", "rating": "meh"})
+	allSame := testutil.WriteJSONL(t, "same.jsonl", map[string]any{"prompt": "The cat", "chosen": " sat.", "rejected": " sat."})
 	sft := sharedData(t, "alpaca_en_demo.parquet")
 	cases := []struct {
 		name string
@@ -370,7 +353,7 @@ func TestTrainBadInput(t *testing.T) {
 		cfg := smallConfig(t, rated)
 		cfg.MaxSteps = 1
 		tc.set(&cfg)
-		_, err := Run(context.Background(), cfg, &strings.Builder{})
+		_, err := Run(context.Background(), cfg, train.WithLogWriter(&strings.Builder{}))
 		if errText(err) != tc.want {
 			t.Errorf("%s:\n got %s\nwant %s", tc.name, errText(err), tc.want)
 		}

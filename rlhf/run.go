@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/alignkit/alignkit/internal/atomicfile"
 	"io"
 	"maps"
 	"math"
@@ -14,6 +13,8 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+
+	"github.com/alignkit/alignkit/internal/atomicfile"
 
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/sft"
@@ -144,25 +145,6 @@ func next(round int, stage string) (int, string) {
 	return round, stages[slices.Index(stages, stage)+1]
 }
 
-// RunOption adjusts Run.
-type RunOption func(*runOptions)
-
-type runOptions struct {
-	afterStage func(round int, stage string)
-	trainOpts  []train.Option
-}
-
-// AfterStage calls f after each stage is complete and recorded in state.json (tests use it to stop
-// a run at a chosen point).
-func AfterStage(f func(round int, stage string)) RunOption {
-	return func(o *runOptions) { o.afterStage = f }
-}
-
-// WithTrainOptions passes options to each round's training loop.
-func WithTrainOptions(opts ...train.Option) RunOption {
-	return func(o *runOptions) { o.trainOpts = opts }
-}
-
 // RoundSummary is one line of summary.json: the policy after round r (round 0: the starting one),
 // scored on the held-out prompts, with what the round sampled and trained.
 type RoundSummary struct {
@@ -189,14 +171,17 @@ type RoundSummary struct {
 // state.json is rewritten atomically after each stage, so a killed run started again with the same
 // config resumes at the stage where it stopped (a stopped fine-tuning from its last checkpoint).
 // summary.json and summary.md (the per-round table, also printed) are rewritten after each eval.
-func Run(ctx context.Context, cfg RunConfig, log io.Writer, opts ...RunOption) ([]RoundSummary, error) {
-	if log == nil {
-		log = os.Stderr
-	}
-	var o runOptions
-	for _, f := range opts {
-		f(&o)
-	}
+//
+// Its notes and each round's training progress go to the log writer among opts, which also go to
+// each round's training loop.
+func Run(ctx context.Context, cfg RunConfig, opts ...train.Option) ([]RoundSummary, error) {
+	return run(ctx, cfg, nil, opts...)
+}
+
+// run is Run calling afterStage (when non-nil) after each stage is complete and recorded in
+// state.json; tests use it to stop a run at a chosen point.
+func run(ctx context.Context, cfg RunConfig, afterStage func(round int, stage string), opts ...train.Option) ([]RoundSummary, error) {
+	log := train.LogWriter(opts...)
 	cfg.Data = cfg.Data.Defaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -243,7 +228,7 @@ func Run(ctx context.Context, cfg RunConfig, log io.Writer, opts ...RunOption) (
 		case StageSelect:
 			err = cfg.selectStage(r, prompts, log)
 		case StageTrain:
-			policy, err = cfg.trainStage(ctx, r, policy, log, o.trainOpts)
+			policy, err = cfg.trainStage(ctx, r, policy, opts)
 		case StageEval:
 			err = cfg.evalStage(ctx, r, policy, evalPrompts, sc, log)
 		}
@@ -257,8 +242,8 @@ func Run(ctx context.Context, cfg RunConfig, log io.Writer, opts ...RunOption) (
 		if err := writeJSON(filepath.Join(cfg.OutputDir, StateFile), st); err != nil {
 			return nil, err
 		}
-		if o.afterStage != nil {
-			o.afterStage(r, stage)
+		if afterStage != nil {
+			afterStage(r, stage)
 		}
 	}
 	return cfg.writeSummary()
@@ -423,7 +408,8 @@ func (c RunConfig) selectStage(r int, prompts []Prompt, log io.Writer) error {
 }
 
 // trainStage fine-tunes policy on round r's SFT set; the checkpoint directory becomes the policy.
-func (c RunConfig) trainStage(ctx context.Context, r int, policy string, log io.Writer, opts []train.Option) (string, error) {
+func (c RunConfig) trainStage(ctx context.Context, r int, policy string, opts []train.Option) (string, error) {
+	log := train.LogWriter(opts...)
 	scfg := c.sftConfig(r, policy, filepath.Join(c.roundDir(r), "data", "sft.parquet"))
 	if _, err := os.Stat(filepath.Join(scfg.OutputDir, "training_complete.json")); err == nil {
 		return scfg.OutputDir, nil // trained before the run stopped, not yet recorded
@@ -436,7 +422,7 @@ func (c RunConfig) trainStage(ctx context.Context, r int, policy string, log io.
 		scfg.ResumeFromCheckpoint = "latest"
 		fmt.Fprintf(log, "rlhf run: round %d: resuming fine-tuning from %s\n", r, latest)
 	}
-	if _, err := sft.Run(ctx, scfg, log, opts...); err != nil {
+	if _, err := sft.Run(ctx, scfg, opts...); err != nil {
 		return "", err
 	}
 	return scfg.OutputDir, nil

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/alignkit/alignkit/internal/testutil"
+
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/alignkit/alignkit/rlhf"
@@ -58,13 +60,12 @@ func runUntil(t *testing.T, cfg rlhf.RunConfig, stop stageAt) ([]stageAt, []rlhf
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var ran []stageAt
-	rows, err := rlhf.Run(ctx, cfg, io.Discard, rlhf.WithTrainOptions(train.WithProgressBar(false)),
-		rlhf.AfterStage(func(r int, s string) {
-			ran = append(ran, stageAt{r, s})
-			if (stageAt{r, s}) == stop {
-				cancel()
-			}
-		}))
+	rows, err := rlhf.RunAfterStage(ctx, cfg, func(r int, s string) {
+		ran = append(ran, stageAt{r, s})
+		if (stageAt{r, s}) == stop {
+			cancel()
+		}
+	}, train.WithLogWriter(io.Discard), train.WithProgressBar(false))
 	return ran, rows, err
 }
 
@@ -121,7 +122,7 @@ func TestRunResumes(t *testing.T) {
 	// A resume with another config is refused (num_rounds alone may change).
 	other := cfg
 	other.NumSamplesPerPrompt = 2
-	_, err = rlhf.Run(context.Background(), other, io.Discard)
+	_, err = rlhf.Run(context.Background(), other, train.WithLogWriter(io.Discard))
 	if err == nil || err.Error() != "output_dir "+cfg.OutputDir+" holds a run with num_samples_per_prompt = 3, this config has 2: resume with the same config (only num_rounds may change) or choose another output_dir" {
 		t.Errorf("changed config: %v", err)
 	}
@@ -133,8 +134,8 @@ func TestRunResumes(t *testing.T) {
 	}
 	// Third run: fine-tunes and evaluates round 2.
 	var log bytes.Buffer
-	rows, err := rlhf.Run(context.Background(), cfg, &log, rlhf.WithTrainOptions(train.WithProgressBar(false)),
-		rlhf.AfterStage(func(r int, s string) { ran = append(ran, stageAt{r, s}) }))
+	rows, err := rlhf.RunAfterStage(context.Background(), cfg, func(r int, s string) { ran = append(ran, stageAt{r, s}) },
+		train.WithLogWriter(&log), train.WithProgressBar(false))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +208,7 @@ func TestRunResumes(t *testing.T) {
 
 	// Round 2 sampled with round 1's fine-tuned policy: it differs from the base model, and the
 	// round-2 samples are what that checkpoint generates with the run's seeds.
-	base := stories(t)
+	base := testutil.Stories(t)
 	ck1, err := checkpoint.Open(round(1, "checkpoint"))
 	if err != nil {
 		t.Fatal(err)
@@ -254,7 +255,7 @@ func TestRunResumes(t *testing.T) {
 
 	// A finished run started again does nothing; one more round extends it.
 	ran = nil
-	if _, err := rlhf.Run(context.Background(), cfg, io.Discard, rlhf.AfterStage(func(r int, s string) { ran = append(ran, stageAt{r, s}) })); err != nil || ran != nil {
+	if _, err := rlhf.RunAfterStage(context.Background(), cfg, func(r int, s string) { ran = append(ran, stageAt{r, s}) }, train.WithLogWriter(io.Discard)); err != nil || ran != nil {
 		t.Errorf("rerun of a finished run: %v, stages %v", err, ran)
 	}
 }
@@ -275,7 +276,7 @@ func TestRunConfigErrors(t *testing.T) {
 	for _, tc := range cases {
 		cfg := runConfig(t)
 		tc.edit(&cfg)
-		_, err := rlhf.Run(context.Background(), cfg, io.Discard)
+		_, err := rlhf.Run(context.Background(), cfg, train.WithLogWriter(io.Discard))
 		if err == nil || err.Error() != tc.want {
 			t.Errorf("error %v\nwant  %s", err, tc.want)
 		}

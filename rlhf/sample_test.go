@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/alignkit/alignkit/internal/testutil"
+
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/data/chat"
 	"github.com/alignkit/alignkit/reward"
@@ -58,7 +60,7 @@ func trainedReward(t *testing.T) string {
 		cfg.LoggingSteps = 3
 		no := false
 		cfg.ReportPlots = &no
-		if _, rewardErr = reward.Run(context.Background(), cfg, io.Discard, train.WithProgressBar(false)); rewardErr == nil {
+		if _, rewardErr = reward.Run(context.Background(), cfg, train.WithLogWriter(io.Discard), train.WithProgressBar(false)); rewardErr == nil {
 			rewardDir = cfg.OutputDir
 		}
 	})
@@ -105,7 +107,7 @@ func TestRunSampleSweep(t *testing.T) {
 	}
 	// The samples are the local engine's with seeds Seed + i·K + j (the same at each temperature);
 	// the rewards are the reward model's for each (prompt, completion).
-	gen, err := rlhf.NewLocal(stories(t), "")
+	gen, err := rlhf.NewLocal(testutil.Stories(t), "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -57,7 +57,7 @@ func BenchmarkSFTStep(b *testing.B) {
 			b.Fatal(err)
 		}
 		ck := &checkpoint.Model{Weights: model.InitRandom(cfg, 1, 0.02)}
-		benchSteps(b, NewTask(lm.New(ck, rows), batches, nil, rows), rows)
+		benchSteps(b, newTask(lm.New(ck, rows), batches, nil, rows), rows)
 	})
 }
 

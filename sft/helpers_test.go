@@ -42,11 +42,12 @@ func storiesConfig(t testing.TB, file string) Config {
 // prepare builds the task of c, failing the test on error.
 func prepare(t testing.TB, c Config) (*Task, Summary) {
 	t.Helper()
-	task, sum, err := Prepare(c)
+	job, err := Prepare(t.Context(), c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return task, sum
+	task := job.Task.(*Task)
+	return task, task.Summary
 }
 
 // newGrads allocates zeroed gradient buffers for the task's params.

@@ -3,13 +3,11 @@ package sft
 import (
 	"context"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/lm"
-	"github.com/alignkit/alignkit/model/checkpoint"
+	"github.com/alignkit/alignkit/recipe"
 	"github.com/alignkit/alignkit/train"
 )
 
@@ -54,68 +52,54 @@ func (s Summary) String() string {
 	return line
 }
 
+var _ recipe.Prepare[Config] = Prepare
+
 // Prepare loads the model and data that cfg names, tokenizes and batches the data, and returns the
-// task. It checks everything that can be checked before training and writes nothing.
-func Prepare(cfg Config) (*Task, Summary, error) {
+// job, whose report is the data summary. It checks everything that can be checked before training
+// and writes nothing.
+func Prepare(_ context.Context, cfg Config, _ ...train.Option) (*recipe.Job, error) {
 	cfg = cfg.Defaults()
-	var sum Summary
 	if err := cfg.Validate(); err != nil {
-		return nil, sum, err
+		return nil, err
 	}
 	trainSet, evalSet, err := cfg.Data.Load(uint64(*cfg.Seed))
 	if err != nil {
-		return nil, sum, err
+		return nil, err
 	}
 	if trainSet.Format == data.FormatPreference {
-		return nil, sum, fmt.Errorf("dataset_name: %s holds preference pairs (chosen/rejected); sft trains on text, messages, prompt/completion or alpaca rows", trainSet.Source)
+		return nil, fmt.Errorf("dataset_name: %s holds preference pairs (chosen/rejected); sft trains on text, messages, prompt/completion or alpaca rows", trainSet.Source)
 	}
-	ck, err := checkpoint.Open(cfg.ModelNameOrPath)
+	base, err := recipe.Open("model_name_or_path", cfg.ModelNameOrPath, cfg.Data.ChatTemplate)
 	if err != nil {
-		return nil, sum, fmt.Errorf("model_name_or_path: %w", err)
+		return nil, err
 	}
-	pad := lm.PadID(ck.Tok, ck.Weights.Config)
-	tok, err := lm.DataTokenizer(ck.Tok, cfg.Data.ChatTemplate)
+	eos := base.Ckpt.Tok.EOS()
+	bc := cfg.Data.BatchConfig(cfg.PerDeviceTrainBatchSize, base.Pad)
+	trainB, err := batcher(base.Tok, trainSet, cfg.Data.Mask(), bc, eos)
 	if err != nil {
-		return nil, sum, err // "chat template ...: ...", naming the key already
+		return nil, err
 	}
-	bc := cfg.Data.BatchConfig(cfg.PerDeviceTrainBatchSize, pad)
-	trainB, err := batcher(tok, trainSet, cfg.Data.Mask(), bc, ck.Tok.EOS())
-	if err != nil {
-		return nil, sum, err
-	}
-	sum = Summary{Source: trainSet.Source, Format: trainSet.Format, Mask: maskName(cfg.Data.Mask(), trainSet),
+	sum := Summary{Source: trainSet.Source, Format: trainSet.Format, Mask: maskName(cfg.Data.Mask(), trainSet),
 		MaxLength: cfg.Data.MaxLength, Packing: cfg.Data.Packing, BatchSize: cfg.PerDeviceTrainBatchSize,
-		PadID: pad, Train: trainB.Stats()}
+		PadID: base.Pad, Train: trainB.Stats()}
 	var evalB *data.Batcher
 	if evalSet != nil {
 		bc.BatchSize = cfg.PerDeviceEvalBatchSize
-		if evalB, err = batcher(tok, evalSet, cfg.Data.Mask(), bc, ck.Tok.EOS()); err != nil {
-			return nil, sum, err
+		if evalB, err = batcher(base.Tok, evalSet, cfg.Data.Mask(), bc, eos); err != nil {
+			return nil, err
 		}
 		st := evalB.Stats()
 		sum.Eval = &st
 	}
-	task := NewTask(lm.New(ck, cfg.PerDeviceTrainBatchSize), trainB, evalB, cfg.PerDeviceEvalBatchSize)
-	if tmpl := tok.Template(); tmpl != nil && tmpl.Source() != ck.Tok.ChatTemplate() {
-		task.ChatTemplate = tmpl.Source()
-	}
-	return task, sum, nil
+	task := newTask(lm.New(base.Ckpt, cfg.PerDeviceTrainBatchSize), trainB, evalB, cfg.PerDeviceEvalBatchSize)
+	task.ChatTemplate, task.Summary = base.ChatTemplate, sum
+	return &recipe.Job{Args: cfg.Args, Task: task, Report: []string{sum.String()}}, nil
 }
 
-// Run is `alignkit sft`: it prepares the task (nothing is written if that fails), prints the data
-// summary to log (os.Stderr when nil), and trains with the shared loop. opts go to train.Run after
-// the log writer.
-func Run(ctx context.Context, cfg Config, log io.Writer, opts ...train.Option) (train.Result, error) {
-	if log == nil {
-		log = os.Stderr
-	}
-	cfg = cfg.Defaults()
-	task, sum, err := Prepare(cfg)
-	if err != nil {
-		return train.Result{}, err
-	}
-	fmt.Fprintln(log, sum)
-	return train.Run(ctx, cfg.Args, task, append([]train.Option{train.WithLogWriter(log)}, opts...)...)
+// Run is `alignkit sft`: Prepare (nothing is written if it fails), the data summary printed to the
+// log writer among opts, and the shared training loop.
+func Run(ctx context.Context, cfg Config, opts ...train.Option) (train.Result, error) {
+	return recipe.Run(ctx, Prepare, cfg, opts...)
 }
 
 // batcher tokenizes a dataset's records and collates them.

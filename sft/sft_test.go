@@ -394,7 +394,7 @@ func TestResumeBitIdentical(t *testing.T) {
 	c.WarmupSteps = 4
 	c.LRSchedulerType = "cosine"
 	var log bytes.Buffer
-	if _, err := Run(t.Context(), c, &log); err != nil {
+	if _, err := Run(t.Context(), c, train.WithLogWriter(&log)); err != nil {
 		t.Fatal(err)
 	}
 	if first, _, _ := strings.Cut(log.String(), "\n"); !strings.HasPrefix(first, "sft data: no_robots_test_sft.parquet (conversation, loss on assistant_only): ") {
@@ -403,7 +403,7 @@ func TestResumeBitIdentical(t *testing.T) {
 	r := c
 	r.OutputDir = t.TempDir()
 	r.ResumeFromCheckpoint = filepath.Join(c.OutputDir, "checkpoint-10")
-	if _, err := Run(t.Context(), r, &bytes.Buffer{}); err != nil {
+	if _, err := Run(t.Context(), r, train.WithLogWriter(&bytes.Buffer{})); err != nil {
 		t.Fatal(err)
 	}
 	want, got := metricLines(t, c.OutputDir), metricLines(t, r.OutputDir)
@@ -442,7 +442,7 @@ func TestNonFiniteLossStops(t *testing.T) {
 	c := storiesConfig(t, "no_robots_test_sft.parquet")
 	c.LearningRate = 1e30
 	c.MaxSteps = 5
-	_, err := Run(t.Context(), c, &bytes.Buffer{})
+	_, err := Run(t.Context(), c, train.WithLogWriter(&bytes.Buffer{}))
 	var nf *train.NonFiniteError
 	if !errors.As(err, &nf) || nf.Step != 2 || nf.What != "loss" {
 		t.Fatalf("got %v, want a non-finite loss at step 2", err)
@@ -477,7 +477,7 @@ func TestPrepareErrors(t *testing.T) {
 		{"no template", func(c *Config) { c.Data.DatasetName, c.Data.ChatTemplate = conv, "" },
 			conv + ": row 0: conversational data needs a chat template, and none is set (the tokenizer has none; set chat_template)"},
 		{"unknown template", func(c *Config) { c.Data.ChatTemplate = "llama-9" },
-			`chat template: "llama-9" is neither a built-in (chatml, llama-2, llama-3, mistral, zephyr), a file, nor a Jinja template`},
+			`chat_template: chat template: "llama-9" is neither a built-in (chatml, llama-2, llama-3, mistral, zephyr), a file, nor a Jinja template`},
 		{"no model", func(c *Config) { c.ModelNameOrPath = filepath.Join(dir, "nothing") },
 			"model_name_or_path: opening model: stat " + filepath.Join(dir, "nothing") + ": no such file or directory"},
 		{"everything truncated", func(c *Config) { c.Data.DatasetName, c.Data.MaxLength = conv, 4 },
@@ -487,7 +487,7 @@ func TestPrepareErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := storiesConfig(t, "no_robots_test_sft.parquet")
 			tc.edit(&c)
-			_, _, err := Prepare(c)
+			_, err := Prepare(t.Context(), c)
 			if err == nil || err.Error() != tc.want {
 				t.Errorf("got  %v\nwant %s", err, tc.want)
 			}

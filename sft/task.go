@@ -3,8 +3,9 @@ package sft
 import (
 	"context"
 	"errors"
-	"github.com/alignkit/alignkit/model/tokenizer"
 	"math"
+
+	"github.com/alignkit/alignkit/model/tokenizer"
 
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/lm"
@@ -23,12 +24,14 @@ type Task struct {
 	// with every model written (chat_template.jinja, or tokenizer_config.json's chat_template when
 	// the tokenizer had its own), so that the fine-tuned model is prompted the way it was trained.
 	ChatTemplate string
+	// Summary describes the data, as Prepare found it.
+	Summary Summary
 }
 
-// NewTask trains m on trainData and evaluates on evalData (nil for none). evalRows is the
+// newTask trains m on trainData and evaluates on evalData (nil for none). evalRows is the
 // evaluation batch height (per_device_eval_batch_size), for which a second lm.Model sharing m's
 // weights keeps its own graphs.
-func NewTask(m *lm.Model, trainData, evalData *data.Batcher, evalRows int) *Task {
+func newTask(m *lm.Model, trainData, evalData *data.Batcher, evalRows int) *Task {
 	t := &Task{Model: m, EvalModel: m, TrainData: trainData, EvalData: evalData}
 	if evalData != nil && evalRows != m.Rows {
 		t.EvalModel = lm.New(m.Ckpt, evalRows)
@@ -122,7 +125,7 @@ func run(m *lm.Model, batch *data.Batch, grads [][]float32, scale float32) (trai
 		Values:  map[string]float64{train.MeanTokenAccuracy: acc},
 		Weights: map[string]float64{train.MeanTokenAccuracy: n},
 	}
-	if m.Weights().Config.NumLocalExperts > 0 {
+	if m.Weights().Config.IsMoE() {
 		met.Values["aux_loss"] = s.AuxLoss
 	}
 	return met, nil

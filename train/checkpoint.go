@@ -15,7 +15,7 @@ import (
 
 // reservedNames are files the loop writes next to the task's model files; SaveModel must not use them.
 var reservedNames = map[string]bool{
-	paramsFile: true, optimizerFile: true, taskStateFile: true, trainingStateFile: true,
+	paramsFile: true, optimizerFile: true, trainingStateFile: true,
 	trainerStateFile: true, metricsFile: true, completeFile: true, plotFile: true,
 }
 
@@ -56,15 +56,6 @@ func (r *runner) saveCheckpoint() (string, error) {
 	}
 	if err := writeTensorFile(filepath.Join(tmp, optimizerFile), kindAdamW, r.opt.StepCount(), moments); err != nil {
 		return fail(fmt.Errorf("%s: %w", optimizerFile, err))
-	}
-	if st, ok := r.task.(Stateful); ok {
-		b, err := st.MarshalState()
-		if err != nil {
-			return fail(fmt.Errorf("task state: %w", err))
-		}
-		if err := os.WriteFile(filepath.Join(tmp, taskStateFile), b, 0o644); err != nil {
-			return fail(err)
-		}
 	}
 	ts := trainingState{
 		Version: trainingStateVersion, GlobalStep: r.step, Epoch: r.epoch, MicroBatch: r.pos,
@@ -201,18 +192,6 @@ func (r *runner) restore(dir string) error {
 	}
 	if err := r.opt.SetState(optStep, m, v); err != nil {
 		return bad("%v", err)
-	}
-	stateBytes, stateErr := os.ReadFile(filepath.Join(dir, taskStateFile))
-	st, stateful := r.task.(Stateful)
-	switch {
-	case stateful && stateErr != nil:
-		return bad("the task keeps state but %s is missing", taskStateFile)
-	case !stateful && stateErr == nil:
-		return bad("holds %s but the task keeps no state", taskStateFile)
-	case stateful:
-		if err := st.UnmarshalState(stateBytes); err != nil {
-			return bad("%s: %v", taskStateFile, err)
-		}
 	}
 	lines, err := os.ReadFile(filepath.Join(dir, metricsFile))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {

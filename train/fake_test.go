@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -36,8 +35,6 @@ type softmaxTask struct {
 	cancel      context.CancelFunc
 	saveFailAt  int // the saveFailAt-th SaveModel call (1-based) fails after writing config.json
 	saveCalls   int
-	seen        int // examples seen: task state for the Stateful variant
-	reportSeen  bool
 	stepBatches []Batch
 }
 
@@ -176,15 +173,10 @@ func (t *softmaxTask) Step(ctx context.Context, b Batch, grads [][]float32, scal
 	if b.Step == t.infGradAt {
 		grads[1][0] = float32(math.Inf(1))
 	}
-	t.seen += len(b.Examples)
 	tokens := len(b.Examples) * t.T
 	m := Metrics{Loss: loss / float64(len(b.Examples)), Tokens: tokens,
 		Values:  map[string]float64{MeanTokenAccuracy: float64(correct) / float64(tokens)},
 		Weights: map[string]float64{MeanTokenAccuracy: float64(tokens)}}
-	if t.reportSeen {
-		m.Values["seen"] = float64(t.seen)
-		m.Weights["seen"] = 1
-	}
 	if b.Step == t.nanAt {
 		m.Loss = math.NaN()
 	}
@@ -220,15 +212,4 @@ func (t *softmaxTask) SaveModel(dir string) error {
 		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(x))
 	}
 	return os.WriteFile(filepath.Join(dir, "model.bin"), b, 0o644)
-}
-
-// statefulTask adds Stateful to softmaxTask: its "seen" counter must survive a resume.
-type statefulTask struct{ *softmaxTask }
-
-func (s statefulTask) MarshalState() ([]byte, error) { return json.Marshal(s.seen) }
-func (s statefulTask) UnmarshalState(b []byte) error {
-	if err := json.Unmarshal(b, &s.seen); err != nil {
-		return fmt.Errorf("task state: %w", err)
-	}
-	return nil
 }

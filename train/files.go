@@ -45,7 +45,6 @@ var checkpointFiles = []string{paramsFile, optimizerFile, trainingStateFile, tra
 const (
 	paramsFile        = "params.bin"
 	optimizerFile     = "optimizer.bin"
-	taskStateFile     = "task_state.bin"
 	trainingStateFile = "training_state.json"
 	trainerStateFile  = "trainer_state.json"
 	metricsFile       = "metrics.jsonl"

@@ -20,10 +20,9 @@ import (
 type Option func(*options)
 
 type options struct {
-	log     io.Writer
-	bar     *bool
-	workers int
-	now     func() time.Time
+	log io.Writer
+	bar *bool
+	now func() time.Time
 	// barMetrics are the logged values the progress bar shows after loss and tokens/s.
 	barMetrics []string
 }
@@ -35,21 +34,26 @@ func WithLogWriter(w io.Writer) Option { return func(o *options) { o.log = w } }
 // terminal and plain log lines are written otherwise.
 func WithProgressBar(on bool) Option { return func(o *options) { o.bar = &on } }
 
-// WithBarMetrics adds logged values (task metrics such as "rewards/accuracies") to the progress bar,
-// after loss and tokens/s, each shown when the last logged line has it, and its "eval_" twin when
-// that is there too. Plain log lines already carry every metric.
-func WithBarMetrics(names ...string) Option {
-	return func(o *options) { o.barMetrics = append(o.barMetrics, names...) }
+// LogWriter is the log writer opts name (the last WithLogWriter), os.Stderr when none does, and
+// io.Discard when one names nil. Trainers print their notes there before Run starts.
+func LogWriter(opts ...Option) io.Writer {
+	o := options{log: os.Stderr}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.log == nil {
+		return io.Discard
+	}
+	return o.log
 }
 
-// BarMetricsTask is implemented by a task whose metrics belong on the progress bar (as
-// WithBarMetrics puts them there), so every caller of Run gets them without an option.
+// BarMetricsTask is implemented by a task whose metrics (such as "rewards/accuracies") belong on the
+// progress bar, after loss and tokens/s, each shown when the last logged line has it, and its
+// "eval_" twin when that is there too. Plain log lines already carry every metric. It is the one way
+// to put a metric on the bar, so every caller of Run shows the same bar.
 type BarMetricsTask interface {
 	BarMetrics() []string
 }
-
-// WithWorkers sets the number of goroutines for the optimizer and clipping (default GOMAXPROCS).
-func WithWorkers(n int) Option { return func(o *options) { o.workers = n } }
 
 // Result describes a run that finished, stopped or was interrupted.
 type Result struct {
@@ -163,10 +167,13 @@ func Run(ctx context.Context, args Args, task Task, opts ...Option) (Result, err
 	}
 	o := options{log: os.Stderr, now: time.Now}
 	if bt, ok := task.(BarMetricsTask); ok {
-		o.barMetrics = append(o.barMetrics, bt.BarMetrics()...)
+		o.barMetrics = bt.BarMetrics()
 	}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if o.log == nil {
+		o.log = io.Discard
 	}
 	r, err := newRunner(args, task, o)
 	if err != nil {
@@ -201,7 +208,7 @@ func newRunner(args Args, task Task, o options) (*runner, error) {
 	r.stepsPerEpoch = ceilDiv(r.microPerEpoch, args.GradientAccumulationSteps)
 	r.total = TotalSteps(args, r.n)
 	r.opt = NewAdamW(r.params, AdamWConfig{Beta1: args.AdamBeta1, Beta2: args.AdamBeta2, Eps: args.AdamEpsilon,
-		WeightDecay: args.WeightDecay, Workers: o.workers})
+		WeightDecay: args.WeightDecay})
 	r.sched = Schedule(args, r.total)
 	r.win.reset()
 	return r, nil
@@ -330,7 +337,7 @@ func (r *runner) loop(ctx context.Context) (Result, error) {
 		}
 		k := min(ga, r.microPerEpoch-r.pos)
 		stepNum := r.step + 1
-		zeroGrads(r.grads, r.o.workers)
+		zeroGrads(r.grads, 0)
 		var loss float64
 		var tokens int64
 		sums, weights := map[string]float64{}, map[string]float64{}
@@ -358,7 +365,7 @@ func (r *runner) loop(ctx context.Context) (Result, error) {
 			}
 		}
 		loss /= float64(k)
-		norm := ClipGradNorm(r.grads, r.clip, r.o.workers)
+		norm := ClipGradNorm(r.grads, r.clip, 0)
 		if !finite(norm) {
 			return r.result(), &NonFiniteError{Step: stepNum, What: "grad_norm", Value: norm, LastCheckpoint: r.lastCkpt}
 		}

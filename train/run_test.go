@@ -203,21 +203,16 @@ func TestAccumulationEquivalence(t *testing.T) {
 // TestResumeBitIdentical: an uninterrupted 20-step run versus one resumed from its checkpoint-10 into
 // a task whose weights were initialised differently: every metrics line (tokens_per_second aside), the
 // log history and the final weights agree. logging_steps 3 leaves a logging window open across the
-// checkpoint; the stateful case needs task_state.bin.
+// checkpoint.
 func TestResumeBitIdentical(t *testing.T) {
 	tests := []struct {
-		name     string
-		logging  int
-		stateful bool
-	}{{"log every step", 1, false}, {"window across checkpoint", 3, false}, {"stateful task", 2, true}}
+		name    string
+		logging int
+	}{{"log every step", 1}, {"window across checkpoint", 3}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			newTask := func(init uint64) (Task, *softmaxTask) {
 				s := newSoftmaxTask(16, 6, init)
-				s.reportSeen = tc.stateful
-				if tc.stateful {
-					return statefulTask{s}, s
-				}
 				return s, s
 			}
 			a := baseArgs(t.TempDir())
@@ -629,8 +624,6 @@ func TestResumeErrors(t *testing.T) {
 			"resume_from_checkpoint: " + ck + ": written with seed 42, args have 7"},
 		{"dataset", func(b *Args) { b.ResumeFromCheckpoint = ck }, newSoftmaxTask(12, 6, 1),
 			"resume_from_checkpoint: " + ck + ": written for 16 training examples, the task has 12"},
-		{"stateful task, stateless checkpoint", func(b *Args) { b.ResumeFromCheckpoint = ck }, statefulTask{newSoftmaxTask(16, 6, 1)},
-			"resume_from_checkpoint: " + ck + ": the task keeps state but task_state.bin is missing"},
 		{"incomplete", func(b *Args) { b.ResumeFromCheckpoint = incomplete }, newSoftmaxTask(16, 6, 1),
 			"resume_from_checkpoint: " + incomplete + ": not a complete checkpoint (no optimizer.bin)"},
 		{"damaged", func(b *Args) { b.ResumeFromCheckpoint = damaged }, newSoftmaxTask(16, 6, 1),

@@ -3,9 +3,8 @@ package train
 import "context"
 
 // Param is one trainable tensor. Value aliases the model's weights: the optimizer updates it in place.
-//
-// The brief's Param also carried a Grad slice; it is gone because the loop owns the gradient
-// accumulation buffers and hands them to Task.Step, so there is one place gradients live.
+// It carries no gradient: the loop owns the accumulation buffers and hands them to Task.Step, so
+// there is one place gradients live.
 type Param struct {
 	Name  string
 	Value []float32
@@ -54,7 +53,7 @@ const MeanTokenAccuracy = "mean_token_accuracy"
 
 // Task is what a trainer (sft, dpo, reward, ...) supplies.
 //
-// Differences from the brief's sketch, and why:
+// Two choices shape it:
 //   - Step and Eval take a Batch of example indices rather than a batch number: the loop computes the
 //     shuffle from (seed, epoch) and forms the micro-batches, so batch size, accumulation and resume are
 //     decided in one place and "2 micro-batches of 1 equals 1 of 2" holds by construction.
@@ -76,11 +75,4 @@ type Task interface {
 	// SaveModel writes the HF model directory (weights, config and tokenizer files) into dir, which exists
 	// and is empty.
 	SaveModel(dir string) error
-}
-
-// Stateful is implemented by a task that keeps state of its own which must survive a resume (for
-// example a running statistic). The loop stores it in checkpoint-N/task_state.bin.
-type Stateful interface {
-	MarshalState() ([]byte, error)
-	UnmarshalState(data []byte) error
 }

@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"reflect"
 
-	"github.com/alignkit/alignkit/dpo"
 	"github.com/spf13/cobra"
+
+	"github.com/alignkit/alignkit/dpo"
+	"github.com/alignkit/alignkit/train"
 )
 
 func newDPOCmd() *cobra.Command {
@@ -25,7 +27,7 @@ func newDPOCmd() *cobra.Command {
 			if err := flags.load(&cfg); err != nil {
 				return err
 			}
-			res, err := dpo.RunResult(cmd.Context(), cfg, dpo.WithLogWriter(cmd.ErrOrStderr()))
+			res, err := dpo.Run(cmd.Context(), cfg, train.WithLogWriter(cmd.ErrOrStderr()))
 			if err != nil {
 				return err
 			}

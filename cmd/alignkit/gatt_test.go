@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/alignkit/alignkit/internal/testutil"
+
 	"github.com/alignkit/alignkit/conf"
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/gatt"
@@ -16,6 +18,7 @@ import (
 	"github.com/alignkit/alignkit/lm"
 	"github.com/alignkit/alignkit/model/tokenizer"
 	"github.com/alignkit/alignkit/sft"
+	"github.com/alignkit/alignkit/train"
 )
 
 // TestGattEndToEnd runs the shipped GAtt configs at a small scale, as a user would from the
@@ -134,7 +137,7 @@ func TestGattEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	var log strings.Builder
-	res, err := sft.Run(context.Background(), cfg, &log)
+	res, err := sft.Run(context.Background(), cfg, train.WithLogWriter(&log))
 	if err != nil {
 		t.Fatalf("sft: %v\n%s", err, log.String())
 	}
@@ -143,7 +146,7 @@ func TestGattEndToEnd(t *testing.T) {
 	}
 	// The three examples make one batch, seen three times: its loss falls.
 	var losses []float64
-	for _, m := range readMetrics(t, sftOut) {
+	for _, m := range testutil.ReadMetrics(t, sftOut) {
 		if v, ok := m["loss"]; ok {
 			losses = append(losses, v)
 		}

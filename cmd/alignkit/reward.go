@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"reflect"
 
-	"github.com/alignkit/alignkit/reward"
 	"github.com/spf13/cobra"
+
+	"github.com/alignkit/alignkit/reward"
+	"github.com/alignkit/alignkit/train"
 )
 
 func newRewardCmd() *cobra.Command {
@@ -32,7 +34,7 @@ func newRewardTrainCmd() *cobra.Command {
 			if err := flags.load(&cfg); err != nil {
 				return err
 			}
-			_, err := reward.Run(cmd.Context(), cfg, cmd.ErrOrStderr())
+			_, err := reward.Run(cmd.Context(), cfg, train.WithLogWriter(cmd.ErrOrStderr()))
 			return err
 		},
 	}

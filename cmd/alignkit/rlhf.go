@@ -5,8 +5,10 @@ import (
 	"reflect"
 	"strings"
 
-	"github.com/alignkit/alignkit/rlhf"
 	"github.com/spf13/cobra"
+
+	"github.com/alignkit/alignkit/rlhf"
+	"github.com/alignkit/alignkit/train"
 )
 
 func newRLHFCmd() *cobra.Command {
@@ -78,7 +80,7 @@ func newRLHFRunCmd() *cobra.Command {
 			if err := flags.load(&cfg); err != nil {
 				return err
 			}
-			rows, err := rlhf.Run(cmd.Context(), cfg, cmd.ErrOrStderr())
+			rows, err := rlhf.Run(cmd.Context(), cfg, train.WithLogWriter(cmd.ErrOrStderr()))
 			if err != nil {
 				return err
 			}

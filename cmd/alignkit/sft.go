@@ -5,9 +5,11 @@ import (
 	"reflect"
 	"strings"
 
+	"github.com/spf13/cobra"
+
 	"github.com/alignkit/alignkit/conf"
 	"github.com/alignkit/alignkit/sft"
-	"github.com/spf13/cobra"
+	"github.com/alignkit/alignkit/train"
 )
 
 func newSFTCmd() *cobra.Command {
@@ -23,7 +25,7 @@ func newSFTCmd() *cobra.Command {
 			if err := flags.load(&cfg); err != nil {
 				return err
 			}
-			_, err := sft.Run(cmd.Context(), cfg, cmd.ErrOrStderr())
+			_, err := sft.Run(cmd.Context(), cfg, train.WithLogWriter(cmd.ErrOrStderr()))
 			return err
 		},
 	}
