@@ -4,22 +4,13 @@ import (
 	"math"
 	"testing"
 
+	"github.com/alignkit/alignkit/internal/testutil"
+
 	"github.com/alignkit/alignkit/data"
-	"github.com/alignkit/alignkit/internal/sharedtest"
 	"github.com/alignkit/alignkit/model"
 	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/alignkit/alignkit/model/infer"
 )
-
-func stories(t *testing.T) *checkpoint.Model {
-	t.Helper()
-	path := sharedtest.Path(t, "models", "stories260K")
-	ck, err := checkpoint.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ck
-}
 
 // batchOf collates texts as full-loss examples.
 func batchOf(t *testing.T, ck *checkpoint.Model, texts ...string) *data.Batch {
@@ -51,7 +42,7 @@ func batchOf(t *testing.T, ck *checkpoint.Model, texts ...string) *data.Batch {
 // TestLogProbsMatchEngine checks the training graph's summed log-probs against the inference
 // engine's, which is itself checked against llama.cpp; padding rows must not change them.
 func TestLogProbsMatchEngine(t *testing.T) {
-	ck := stories(t)
+	ck := testutil.Stories(t)
 	texts := []string{"Once upon a time, there was a cat.", "Lily liked to play in the park with her dog."}
 	eng, err := infer.New(ck.Weights)
 	if err != nil {
@@ -86,7 +77,7 @@ func TestLogProbsMatchEngine(t *testing.T) {
 // TestRunAccumulates checks that Run adds scale·grad into the buffers: two runs at scale 0.5 equal
 // one run's gradient, and padding rows contribute nothing.
 func TestRunAccumulates(t *testing.T) {
-	ck := stories(t)
+	ck := testutil.Stories(t)
 	b := batchOf(t, ck, "The sun was warm.", "A dog ran.")
 	nll := func(s model.Stats) (float64, []float64, []float64, error) {
 		var loss, n float64

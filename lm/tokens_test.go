@@ -3,13 +3,15 @@ package lm
 import (
 	"testing"
 
+	"github.com/alignkit/alignkit/internal/testutil"
+
 	"github.com/alignkit/alignkit/model"
 )
 
 // TestPadID walks the padding rule on stories260K's tokenizer, which has no pad token, unk 0, BOS 1
 // and EOS 2 (tokenizer_config.json), with configs that name other pad and EOS ids.
 func TestPadID(t *testing.T) {
-	ck := stories(t)
+	ck := testutil.Stories(t)
 	ptr := func(i int) *int { return &i }
 	tests := []struct {
 		name string
@@ -40,7 +42,7 @@ func TestPadID(t *testing.T) {
 // TestDataTokenizer: stories260K has no chat template, so without one asked for the tokenizer has
 // none (plain rows only); naming a built-in template gives one.
 func TestDataTokenizer(t *testing.T) {
-	ck := stories(t)
+	ck := testutil.Stories(t)
 	plain, err := DataTokenizer(ck.Tok, "")
 	if err != nil {
 		t.Fatal(err)

@@ -7,13 +7,15 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/alignkit/alignkit/internal/testutil"
+
 	"github.com/alignkit/alignkit/train"
 )
 
 // TestLoadPairsErrors: a file without rows and a null rating are refused with the file and row.
 func TestLoadPairsErrors(t *testing.T) {
-	empty := writeJSONL(t, "empty.jsonl")
-	null := writeJSONL(t, "null.jsonl",
+	empty := testutil.WriteJSONL(t, "empty.jsonl")
+	null := testutil.WriteJSONL(t, "null.jsonl",
 		map[string]any{"prompt": "The cat", "chosen": " sat.", "rejected": " flew.", "rating": "better"},
 		map[string]any{"prompt": "The dog", "chosen": " ran.", "rejected": " sang.", "rating": nil})
 	for _, tc := range []struct {

@@ -1,11 +1,10 @@
 package reward
 
 import (
-	"encoding/json"
-	"os"
 	"path/filepath"
-	"strings"
 	"testing"
+
+	"github.com/alignkit/alignkit/internal/testutil"
 
 	"github.com/alignkit/alignkit/internal/sharedtest"
 	"github.com/alignkit/alignkit/model/checkpoint"
@@ -21,19 +20,10 @@ func sharedData(t *testing.T, name string) string {
 	return sharedtest.Path(t, "data", name)
 }
 
-func stories(t *testing.T) *checkpoint.Model {
-	t.Helper()
-	ck, err := checkpoint.Open(storiesPath(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ck
-}
-
 // storiesRM is stories260K with a fresh score head, saved as an HF directory.
 func storiesRM(t *testing.T, seed uint64) (*checkpoint.Model, string) {
 	t.Helper()
-	rm, err := FromCausalLM(stories(t), seed)
+	rm, err := FromCausalLM(testutil.Stories(t), seed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,25 +32,6 @@ func storiesRM(t *testing.T, seed uint64) (*checkpoint.Model, string) {
 		t.Fatal(err)
 	}
 	return rm, dir
-}
-
-// writeJSONL writes rows as a JSON Lines file in a temp dir.
-func writeJSONL(t *testing.T, name string, rows ...map[string]any) string {
-	t.Helper()
-	var b strings.Builder
-	for _, r := range rows {
-		line, err := json.Marshal(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b.Write(line)
-		b.WriteByte('\n')
-	}
-	p := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
 
 func errText(err error) string {

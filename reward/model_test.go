@@ -8,6 +8,8 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/alignkit/alignkit/internal/testutil"
+
 	_ "go4.org/unsafe/assume-no-moving-gc"
 
 	"github.com/alignkit/alignkit/data"
@@ -24,7 +26,7 @@ var hfOpts = hf.SaveOptions{}
 // that is not EOS, no lm_head, score.weight (1, D) drawn with std 1/√(D+1) from the seed, and a
 // saved directory that transformers' config reader and our loader both take as a reward model.
 func TestFromCausalLM(t *testing.T) {
-	ck := stories(t)
+	ck := testutil.Stories(t)
 	rm, err := FromCausalLM(ck, 7)
 	if err != nil {
 		t.Fatal(err)
@@ -53,8 +55,8 @@ func TestFromCausalLM(t *testing.T) {
 	if std, want := math.Sqrt(ss/64), 1/math.Sqrt(65); math.Abs(std-want) > 0.3*want {
 		t.Errorf("score.weight std %v, want about %v", std, want)
 	}
-	again, _ := FromCausalLM(stories(t), 7)
-	other, _ := FromCausalLM(stories(t), 8)
+	again, _ := FromCausalLM(testutil.Stories(t), 7)
+	other, _ := FromCausalLM(testutil.Stories(t), 8)
 	if !slices.Equal(again.Weights.Tensors[model.ScoreKey].Data, score.Data) {
 		t.Error("same seed, different score.weight")
 	}
@@ -135,7 +137,7 @@ var storyTriples = [][3]string{
 // a row further (a longer length bucket, extra empty rows from lm.Model.Rows) leaves its reward
 // unchanged; and the training graph agrees with the inference engine on the unpadded sequences.
 func TestPoolingIgnoresPadding(t *testing.T) {
-	rm, err := FromCausalLM(stories(t), 3)
+	rm, err := FromCausalLM(testutil.Stories(t), 3)
 	if err != nil {
 		t.Fatal(err)
 	}

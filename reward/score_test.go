@@ -12,12 +12,15 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/alignkit/alignkit/internal/testutil"
+
+	"github.com/parquet-go/parquet-go"
+
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/lm"
 	"github.com/alignkit/alignkit/model"
 	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/alignkit/alignkit/model/hf"
-	"github.com/parquet-go/parquet-go"
 )
 
 // TestScorerMatchesTrainingGraph: the scorer (inference engine, packed sequences) gives the reward
@@ -252,7 +255,7 @@ func TestScoreFileJSONLAndReplace(t *testing.T) {
 		rows = append(rows, map[string]any{"prompt": tr[0], "response": tr[1], "id": i})
 		prompts, responses = append(prompts, tr[0]), append(responses, tr[1])
 	}
-	in := writeJSONL(t, "in.jsonl", rows...)
+	in := testutil.WriteJSONL(t, "in.jsonl", rows...)
 	out := filepath.Join(filepath.Dir(in), "out.jsonl")
 	res, err := ScoreFile(context.Background(), s, FileConfig{Input: in, Output: out})
 	if err != nil {
@@ -286,11 +289,11 @@ func TestScoreBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	tmp := t.TempDir()
-	good := writeJSONL(t, "good.jsonl", map[string]any{"prompt": "The cat", "response": " sat."}, map[string]any{"prompt": "A dog", "response": " ran."})
-	noResp := writeJSONL(t, "noresp.jsonl", map[string]any{"prompt": "The cat", "answer": " sat."})
-	userLast := writeJSONL(t, "userlast.jsonl", map[string]any{"messages": []map[string]string{{"role": "user", "content": "hi"}}})
-	mixed := writeJSONL(t, "mixed.jsonl", map[string]any{"prompt": "The cat", "response": " sat."}, map[string]any{"prompt": "x", "response": 3})
-	needsTemplate := writeJSONL(t, "conv.jsonl", map[string]any{"messages": []map[string]string{{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}}})
+	good := testutil.WriteJSONL(t, "good.jsonl", map[string]any{"prompt": "The cat", "response": " sat."}, map[string]any{"prompt": "A dog", "response": " ran."})
+	noResp := testutil.WriteJSONL(t, "noresp.jsonl", map[string]any{"prompt": "The cat", "answer": " sat."})
+	userLast := testutil.WriteJSONL(t, "userlast.jsonl", map[string]any{"messages": []map[string]string{{"role": "user", "content": "hi"}}})
+	mixed := testutil.WriteJSONL(t, "mixed.jsonl", map[string]any{"prompt": "The cat", "response": " sat."}, map[string]any{"prompt": "x", "response": 3})
+	needsTemplate := testutil.WriteJSONL(t, "conv.jsonl", map[string]any{"messages": []map[string]string{{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}}})
 	cancelled, cancel := context.WithCancel(context.Background())
 	cancel()
 	cases := []struct {
@@ -339,7 +342,7 @@ func TestScoreBadInput(t *testing.T) {
 		t.Errorf("causal LM: %s", errText(err))
 	}
 	broken := filepath.Join(t.TempDir(), "broken")
-	rm, err := FromCausalLM(stories(t), 1)
+	rm, err := FromCausalLM(testutil.Stories(t), 1)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,8 +5,9 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-	"sync"
 	"testing"
+
+	"github.com/alignkit/alignkit/internal/testutil"
 
 	"github.com/alignkit/alignkit/internal/sharedtest"
 	"github.com/alignkit/alignkit/model/checkpoint"
@@ -22,23 +23,6 @@ func sharedDir(t *testing.T) string {
 
 func storiesDir(t *testing.T) string { return filepath.Join(sharedDir(t), "models", "stories260K") }
 
-var (
-	storiesOnce sync.Once
-	storiesCk   *checkpoint.Model
-	storiesErr  error
-)
-
-// stories opens stories260K once per test binary; tests never mutate it.
-func stories(t *testing.T) *checkpoint.Model {
-	t.Helper()
-	dir := storiesDir(t)
-	storiesOnce.Do(func() { storiesCk, storiesErr = checkpoint.Open(dir) })
-	if storiesErr != nil {
-		t.Fatal(storiesErr)
-	}
-	return storiesCk
-}
-
 // rewardFrom turns a causal LM into a reward model with a seeded fresh score head, as the reward
 // trainer starts from an SFT model.
 func rewardFrom(t *testing.T, ck *checkpoint.Model, seed uint64) *checkpoint.Model {
@@ -53,7 +37,7 @@ func rewardFrom(t *testing.T, ck *checkpoint.Model, seed uint64) *checkpoint.Mod
 // saveReward writes rewardFrom's model as an HF directory.
 func saveReward(t *testing.T, dir string, seed uint64) string {
 	t.Helper()
-	if err := checkpoint.Save(dir, rewardFrom(t, stories(t), seed), hf.SaveOptions{}); err != nil {
+	if err := checkpoint.Save(dir, rewardFrom(t, testutil.Stories(t), seed), hf.SaveOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return dir

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alignkit/alignkit/internal/testutil"
+
 	"github.com/alignkit/alignkit/data/chat"
 	"github.com/alignkit/alignkit/rlhf"
 	"github.com/alignkit/alignkit/serve"
@@ -104,7 +106,7 @@ var sampling = rlhf.Sampling{Temperature: 1.0, TopP: 0.95, TopK: 40, MaxNewToken
 // newServe starts a real alignkit server on loopback behind a recorder.
 func newServe(t *testing.T, chatTemplate string, misbehave func(http.ResponseWriter, *http.Request, call, int) bool) (string, *recorder, *rlhf.Local) {
 	t.Helper()
-	gen, err := rlhf.NewLocal(stories(t), chatTemplate)
+	gen, err := rlhf.NewLocal(testutil.Stories(t), chatTemplate)
 	if err != nil {
 		t.Fatal(err)
 	}

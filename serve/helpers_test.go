@@ -7,10 +7,10 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/alignkit/alignkit/internal/testutil"
 
 	"github.com/alignkit/alignkit/internal/sharedtest"
 	"github.com/alignkit/alignkit/model/checkpoint"
@@ -22,23 +22,6 @@ import (
 func sharedDir(t *testing.T) string {
 	t.Helper()
 	return sharedtest.Dir(t, "models/stories260K/config.json")
-}
-
-var (
-	storiesOnce sync.Once
-	storiesCk   *checkpoint.Model
-	storiesErr  error
-)
-
-// stories opens stories260K once per test binary; tests never mutate it.
-func stories(t *testing.T) *checkpoint.Model {
-	t.Helper()
-	dir := filepath.Join(sharedDir(t), "models", "stories260K")
-	storiesOnce.Do(func() { storiesCk, storiesErr = checkpoint.Open(dir) })
-	if storiesErr != nil {
-		t.Fatal(storiesErr)
-	}
-	return storiesCk
 }
 
 // rewardFrom turns a causal LM into a reward model with a seeded fresh score head, as the reward
@@ -73,7 +56,7 @@ func startServer(t *testing.T, s *Server) string {
 
 func newTestServer(t *testing.T, chatTemplate string, withReward bool) (*Server, *rlhf.Local) {
 	t.Helper()
-	ck := stories(t)
+	ck := testutil.Stories(t)
 	gen, err := rlhf.NewLocal(ck, chatTemplate)
 	if err != nil {
 		t.Fatal(err)

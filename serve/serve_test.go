@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alignkit/alignkit/internal/testutil"
+
 	"github.com/alignkit/alignkit/data/chat"
 	"github.com/alignkit/alignkit/model/infer"
 	"github.com/alignkit/alignkit/rlhf"
@@ -177,16 +179,16 @@ func TestChatCompletions(t *testing.T) {
 	if res.Usage.PromptTokens != len(ids) || res.Object != "chat.completion" {
 		t.Errorf("usage %+v for %d prompt tokens, object %q", res.Usage, len(ids), res.Object)
 	}
-	eng, err := infer.New(stories(t).Weights)
+	eng, err := infer.New(testutil.Stories(t).Weights)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := eng.Generate(context.Background(), [][]int32{ids, ids}, infer.Sampling{Temperature: 0.9, MaxNewTokens: 24, Seed: 5, StopIDs: stories(t).Tok.EOSIDs()})
+	out, err := eng.Generate(context.Background(), [][]int32{ids, ids}, infer.Sampling{Temperature: 0.9, MaxNewTokens: 24, Seed: 5, StopIDs: testutil.Stories(t).Tok.EOSIDs()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for j := range 2 {
-		if want := stories(t).Tok.Decode(out[j]); res.Choices[j].Message.Content != want || res.Choices[j].Message.Role != "assistant" {
+		if want := testutil.Stories(t).Tok.Decode(out[j]); res.Choices[j].Message.Content != want || res.Choices[j].Message.Role != "assistant" {
 			t.Errorf("choice %d: %+v, engine %q", j, res.Choices[j].Message, want)
 		}
 	}
@@ -252,7 +254,7 @@ func TestChatCompletions(t *testing.T) {
 func TestScore(t *testing.T) {
 	s, _ := newTestServer(t, "chatml", true)
 	base := startServer(t, s)
-	ck := stories(t)
+	ck := testutil.Stories(t)
 	reward := rewardFrom(t, ck, 3)
 	eng, err := infer.New(reward.Weights)
 	if err != nil {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/alignkit/alignkit/internal/testutil"
+
 	"github.com/alignkit/alignkit/conf"
 	"github.com/alignkit/alignkit/dpo"
 	"github.com/alignkit/alignkit/internal/sharedtest"
@@ -47,7 +49,7 @@ func TestDPOShippedConfig(t *testing.T) {
 	if !strings.HasPrefix(r.Stdout, "dpo: 4 steps, train loss ") || !strings.HasSuffix(strings.TrimSpace(r.Stdout), "model in "+out) {
 		t.Errorf("stdout %q", r.Stdout)
 	}
-	ms := readMetrics(t, out)
+	ms := testutil.ReadMetrics(t, out)
 	if len(ms) != 4 {
 		t.Fatalf("%d metrics lines, want 4", len(ms))
 	}
@@ -85,7 +87,7 @@ func TestDPOShippedConfig(t *testing.T) {
 	if !strings.Contains(r.Stderr, "dpo: reference log-probs of 40 pairs read from "+cache) || strings.Contains(r.Stderr, "computed in") {
 		t.Errorf("second run did not reuse the cache:\n%s", r.Stderr)
 	}
-	if got := readMetrics(t, out2); got[3]["loss"] != last["loss"] || got[3]["eval_loss"] != last["eval_loss"] {
+	if got := testutil.ReadMetrics(t, out2); got[3]["loss"] != last["loss"] || got[3]["eval_loss"] != last["eval_loss"] {
 		t.Errorf("second run: step 4 loss %v eval_loss %v, first run %v %v", got[3]["loss"], got[3]["eval_loss"], last["loss"], last["eval_loss"])
 	}
 }

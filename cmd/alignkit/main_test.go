@@ -6,10 +6,8 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -71,22 +69,4 @@ func runCLI(t *testing.T, args ...string) cliResult {
 	errDone := capture(&os.Stderr)
 	code := run(args)
 	return cliResult{Stdout: outDone(), Stderr: errDone(), Code: code}
-}
-
-// readMetrics reads dir/metrics.jsonl, one object of numbers per line, as every trainer writes it.
-func readMetrics(t *testing.T, dir string) []map[string]float64 {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, "metrics.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []map[string]float64
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		var m map[string]float64
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatalf("metrics.jsonl: %v", err)
-		}
-		out = append(out, m)
-	}
-	return out
 }

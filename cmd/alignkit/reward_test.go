@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/alignkit/alignkit/internal/testutil"
+
 	"github.com/alignkit/alignkit/conf"
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/internal/sharedtest"
@@ -39,7 +41,7 @@ func TestRewardShippedConfig(t *testing.T) {
 			t.Errorf("output_dir lacks %s", f)
 		}
 	}
-	lines := readMetrics(t, out)
+	lines := testutil.ReadMetrics(t, out)
 	first, last := lines[0], lines[len(lines)-1]
 	if !(last["accuracy"] > 0.5 && last["accuracy"] > first["accuracy"] && last["loss"] < first["loss"]) {
 		t.Errorf("training accuracy does not climb: first %v\nlast %v", first, last)

@@ -6,10 +6,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/alignkit/alignkit/internal/testutil"
+
+	"github.com/parquet-go/parquet-go"
+
 	"github.com/alignkit/alignkit/conf"
 	"github.com/alignkit/alignkit/internal/sharedtest"
 	"github.com/alignkit/alignkit/sft"
-	"github.com/parquet-go/parquet-go"
 )
 
 // TestSFTShippedConfig runs configs/sft/stories260k.yaml as a user would from the repository root,
@@ -34,7 +37,7 @@ func TestSFTShippedConfig(t *testing.T) {
 		}
 	}
 	var evals []float64
-	for _, m := range readMetrics(t, out) {
+	for _, m := range testutil.ReadMetrics(t, out) {
 		if v, ok := m["eval_loss"]; ok {
 			evals = append(evals, v)
 		}
