@@ -5,13 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/alignkit/alignkit/internal/atomicfile"
 	"io"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/alignkit/alignkit/internal/atomicfile"
 
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/data/chat"
@@ -312,7 +313,10 @@ func Evaluate(ctx context.Context, cfg EvalConfig, opts ...EvalOption) (EvalResu
 		if err != nil {
 			return res, fmt.Errorf("models[%d]: %w", mi, err)
 		}
-		place, _ := ParsePlacement(cfg.InstructionPlacement)
+		place, err := ParsePlacement(cfg.InstructionPlacement)
+		if err != nil {
+			return res, err
+		}
 		if place == PlaceAuto {
 			if place, err = DetectPlacement(s.tmpl); err != nil {
 				return res, fmt.Errorf("models[%d]: %w", mi, err)

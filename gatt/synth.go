@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/alignkit/alignkit/internal/atomicfile"
 	"io"
 	"maps"
 	"math"
@@ -16,6 +15,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/alignkit/alignkit/internal/atomicfile"
 
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/data/chat"
@@ -105,7 +106,7 @@ func (c SynthConfig) Validate() error {
 	if _, err := ResolveLists(c.Constraints, c.ExtendConstraints); err != nil {
 		return err
 	}
-	if err := d.Validate(); err != nil && !strings.HasPrefix(err.Error(), "dataset_name") {
+	if err := d.Validate(); err != nil {
 		return err
 	}
 	return validateBackend(c.Backend, c.ModelNameOrPath)
@@ -170,7 +171,10 @@ func Synthesize(ctx context.Context, cfg SynthConfig) (SynthSummary, error) {
 	if err := cfg.Validate(); err != nil {
 		return sum, err
 	}
-	place, _ := ParsePlacement(cfg.InstructionPlacement)
+	place, err := ParsePlacement(cfg.InstructionPlacement)
+	if err != nil {
+		return sum, err
+	}
 	s, err := newSampler(ctx, cfg.Backend, cfg.ModelNameOrPath, cfg.Data.ChatTemplate)
 	if err != nil {
 		return sum, err
@@ -199,8 +203,14 @@ func synthesize(ctx context.Context, cfg SynthConfig, s *sampler, scorer convSco
 	var sum SynthSummary
 	cfg.Backend = withDefaults(cfg.Backend)
 	cfg.Data = cfg.Data.Defaults()
-	lists, _ := ResolveLists(cfg.Constraints, cfg.ExtendConstraints)
-	mode, _ := ParseSampleMode(cfg.Samples)
+	lists, err := ResolveLists(cfg.Constraints, cfg.ExtendConstraints)
+	if err != nil {
+		return sum, err
+	}
+	mode, err := ParseSampleMode(cfg.Samples)
+	if err != nil {
+		return sum, err
+	}
 	ds, err := data.Load(data.Source{Path: cfg.Data.DatasetName, Columns: cfg.Data.Columns, Format: data.FormatConversation})
 	if err != nil {
 		return sum, err
