@@ -14,7 +14,7 @@ func MatmulParams(c model.Config) int64 {
 	kv := int64(kvHeads(c)) * hd
 	attn := d*q + 2*d*kv + q*d
 	mlp := 3 * d * f
-	if c.NumLocalExperts > 0 {
+	if c.IsMoE() {
 		mlp = int64(c.NumExpertsPerTok)*3*d*f + d*int64(c.NumLocalExperts)
 	}
 	return int64(c.NumHiddenLayers)*(attn+mlp) + int64(c.VocabSize)*d

@@ -203,7 +203,7 @@ func (c Config) Validate() error {
 			return fmt.Errorf("architecture %q is not supported (want one of %s)", a, strings.Join(sortedKeys(supportedArchitectures), ", "))
 		}
 	}
-	if c.NumLocalExperts > 0 {
+	if c.IsMoE() {
 		if c.NumExpertsPerTok <= 0 || c.NumExpertsPerTok > c.NumLocalExperts {
 			return fmt.Errorf("num_experts_per_tok %d must be in 1..num_local_experts (%d)", c.NumExpertsPerTok, c.NumLocalExperts)
 		}

@@ -332,7 +332,7 @@ func (f *File) llamaConfig(tok *TokenizerInfo) (model.Config, error) {
 	_, hasOutput := f.Tensor("output.weight")
 	c.TieWordEmbeddings = !hasOutput
 	switch {
-	case c.NumLocalExperts > 0:
+	case c.IsMoE():
 		c.Architectures, c.ModelType = []string{"MixtralForCausalLM"}, "mixtral"
 		// The load-balancing loss weight is a training setting that GGUF does not carry; use
 		// transformers' MixtralConfig default.
