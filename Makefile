@@ -26,7 +26,7 @@ endif
 LDFLAGS := -X main.version=$(VERSION)
 TEST_TIMEOUT ?= 25m
 
-.PHONY: docs all build test test-short vet fmt demo demo-quick bench conformance clean
+.PHONY: docs all build test test-short vet lint fmt demo demo-quick bench conformance clean
 
 all: build
 
@@ -34,15 +34,22 @@ build:
 	$(GO) build $(TAGS) -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/alignkit
 
 # All tests. Tests that need ../shared or node-llama-cpp skip with a message when those are absent.
-test: build
-	$(GO) vet $(TAGS) ./...
+test: build lint
 	$(GO) test $(TAGS) -timeout $(TEST_TIMEOUT) -count=1 ./...
+
+# Style kept by tools pinned in go.mod's tool directives (a fresh clone has them): go vet,
+# staticcheck, and goimports with this module's imports grouped last.
+lint:
+	$(GO) vet $(TAGS) ./...
+	$(GO) tool staticcheck $(TAGS) ./...
+	@out=$$($(GO) tool goimports -local github.com/alignkit/alignkit -l $$(git ls-files '*.go')); \
+	if [ -n "$$out" ]; then echo "goimports: these files need 'make fmt':"; echo "$$out"; exit 1; fi
 
 test-short:
 	$(GO) test $(TAGS) -short -count=1 ./...
 
 fmt:
-	gofmt -l -w $$(git ls-files '*.go')
+	$(GO) tool goimports -local github.com/alignkit/alignkit -w $$(git ls-files '*.go')
 
 # The whole pipeline on the embedded synthetic world.
 demo: build
