@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/alignkit/alignkit/data/chat"
 	"github.com/alignkit/alignkit/demo/world"
 	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/alignkit/alignkit/rlhf"
@@ -166,13 +165,4 @@ func (s *Split) grade(prompt []world.Message, kind string, answers []rlhf.Comple
 		}
 	}
 	return nil
-}
-
-// chatMessages converts world messages to the data layer's.
-func chatMessages(ms []world.Message) []chat.Message {
-	out := make([]chat.Message, len(ms))
-	for i, m := range ms {
-		out[i] = chat.Message{Role: m.Role, Content: m.Content}
-	}
-	return out
 }

@@ -13,7 +13,6 @@ import (
 	"weak"
 
 	"github.com/alignkit/alignkit/internal/testutil"
-
 	"github.com/alignkit/alignkit/lm"
 	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/alignkit/alignkit/model/hf"

@@ -8,10 +8,9 @@ import (
 	"sort"
 	"testing"
 
-	"github.com/alignkit/alignkit/internal/testutil"
-
 	"github.com/alignkit/alignkit/conf"
 	"github.com/alignkit/alignkit/internal/sharedtest"
+	"github.com/alignkit/alignkit/internal/testutil"
 	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/alignkit/alignkit/train"
 )

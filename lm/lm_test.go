@@ -4,9 +4,8 @@ import (
 	"math"
 	"testing"
 
-	"github.com/alignkit/alignkit/internal/testutil"
-
 	"github.com/alignkit/alignkit/data"
+	"github.com/alignkit/alignkit/internal/testutil"
 	"github.com/alignkit/alignkit/model"
 	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/alignkit/alignkit/model/infer"

@@ -4,7 +4,6 @@ import (
 	"testing"
 
 	"github.com/alignkit/alignkit/internal/testutil"
-
 	"github.com/alignkit/alignkit/model"
 )
 

@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/alignkit/alignkit/internal/testutil"
-
 	"github.com/alignkit/alignkit/train"
 )
 

@@ -4,9 +4,8 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/alignkit/alignkit/internal/testutil"
-
 	"github.com/alignkit/alignkit/internal/sharedtest"
+	"github.com/alignkit/alignkit/internal/testutil"
 	"github.com/alignkit/alignkit/model/checkpoint"
 )
 

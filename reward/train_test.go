@@ -8,9 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/alignkit/alignkit/internal/testutil"
-
 	"github.com/alignkit/alignkit/data"
+	"github.com/alignkit/alignkit/internal/testutil"
 	"github.com/alignkit/alignkit/lm"
 	"github.com/alignkit/alignkit/model"
 	"github.com/alignkit/alignkit/train"

@@ -7,12 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/alignkit/alignkit/internal/testutil"
-
 	"github.com/alignkit/alignkit/internal/sharedtest"
-	"github.com/alignkit/alignkit/model/checkpoint"
-	"github.com/alignkit/alignkit/model/hf"
-	"github.com/alignkit/alignkit/reward"
 )
 
 // sharedDir is ../shared; tests skip unless it holds stories260K.
@@ -22,26 +17,6 @@ func sharedDir(t *testing.T) string {
 }
 
 func storiesDir(t *testing.T) string { return filepath.Join(sharedDir(t), "models", "stories260K") }
-
-// rewardFrom turns a causal LM into a reward model with a seeded fresh score head, as the reward
-// trainer starts from an SFT model.
-func rewardFrom(t *testing.T, ck *checkpoint.Model, seed uint64) *checkpoint.Model {
-	t.Helper()
-	r, err := reward.FromCausalLM(ck, seed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
-
-// saveReward writes rewardFrom's model as an HF directory.
-func saveReward(t *testing.T, dir string, seed uint64) string {
-	t.Helper()
-	if err := checkpoint.Save(dir, rewardFrom(t, testutil.Stories(t), seed), hf.SaveOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
 
 // serveHTTP serves h on a loopback port until the test ends and returns its base URL.
 func serveHTTP(t *testing.T, h http.Handler) string {

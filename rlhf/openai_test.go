@@ -13,9 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alignkit/alignkit/internal/testutil"
-
 	"github.com/alignkit/alignkit/data/chat"
+	"github.com/alignkit/alignkit/internal/testutil"
 	"github.com/alignkit/alignkit/rlhf"
 	"github.com/alignkit/alignkit/serve"
 )

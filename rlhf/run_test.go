@@ -12,9 +12,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/alignkit/alignkit/internal/testutil"
-
 	"github.com/alignkit/alignkit/data"
+	"github.com/alignkit/alignkit/internal/testutil"
 	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/alignkit/alignkit/rlhf"
 	"github.com/alignkit/alignkit/train"

@@ -12,10 +12,9 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/alignkit/alignkit/internal/testutil"
-
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/data/chat"
+	"github.com/alignkit/alignkit/internal/testutil"
 	"github.com/alignkit/alignkit/reward"
 	"github.com/alignkit/alignkit/rlhf"
 	"github.com/alignkit/alignkit/train"

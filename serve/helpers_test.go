@@ -10,9 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/alignkit/alignkit/internal/testutil"
-
 	"github.com/alignkit/alignkit/internal/sharedtest"
+	"github.com/alignkit/alignkit/internal/testutil"
 	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/alignkit/alignkit/reward"
 	"github.com/alignkit/alignkit/rlhf"

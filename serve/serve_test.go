@@ -12,9 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alignkit/alignkit/internal/testutil"
-
 	"github.com/alignkit/alignkit/data/chat"
+	"github.com/alignkit/alignkit/internal/testutil"
 	"github.com/alignkit/alignkit/model/infer"
 	"github.com/alignkit/alignkit/rlhf"
 )

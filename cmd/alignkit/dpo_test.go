@@ -8,11 +8,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/alignkit/alignkit/internal/testutil"
-
 	"github.com/alignkit/alignkit/conf"
 	"github.com/alignkit/alignkit/dpo"
 	"github.com/alignkit/alignkit/internal/sharedtest"
+	"github.com/alignkit/alignkit/internal/testutil"
 )
 
 // TestDPOShippedConfig runs configs/dpo/stories260k.yaml from the repository root as a user would,

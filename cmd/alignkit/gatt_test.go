@@ -9,12 +9,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/alignkit/alignkit/internal/testutil"
-
 	"github.com/alignkit/alignkit/conf"
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/gatt"
 	"github.com/alignkit/alignkit/internal/sharedtest"
+	"github.com/alignkit/alignkit/internal/testutil"
 	"github.com/alignkit/alignkit/lm"
 	"github.com/alignkit/alignkit/model/tokenizer"
 	"github.com/alignkit/alignkit/sft"

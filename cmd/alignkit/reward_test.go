@@ -7,11 +7,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/alignkit/alignkit/internal/testutil"
-
 	"github.com/alignkit/alignkit/conf"
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/internal/sharedtest"
+	"github.com/alignkit/alignkit/internal/testutil"
 	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/alignkit/alignkit/model/hf"
 	"github.com/alignkit/alignkit/reward"

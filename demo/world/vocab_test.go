@@ -176,10 +176,7 @@ func TestRenderedChatTokenizes(t *testing.T) {
 	inst, _ := tok.TokenID("▁[INST]")
 	endInst, _ := tok.TokenID("▁[/INST]")
 	w := newWorld(t, Default())
-	var dialogues []Dialogue
-	for _, d := range w.SFT()[:300] {
-		dialogues = append(dialogues, d)
-	}
+	dialogues := append([]Dialogue(nil), w.SFT()[:300]...)
 	longest := 0
 	for _, d := range w.GAttEval() {
 		var msgs Dialogue

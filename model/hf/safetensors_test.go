@@ -162,9 +162,9 @@ func TestHeaderLimit(t *testing.T) {
 func TestWriteReadSafetensors(t *testing.T) {
 	ts := map[string]*model.Tensor{
 		"b":         {Shape: []int{2, 2}, Data: []float32{1, -2, 0.5, 65504}},
-		"a<&>\"x\"": {Shape: []int{}, Data: []float32{3}},              // a scalar, and a name JSON must escape
-		"empty":     {Shape: []int{0, 4}, Data: []float32{}},           // zero-size: [off, off]
-		"z":         {Shape: []int{3}, Data: []float32{-0.0, 1e-7, 7}}, // 1e-7 is an F16 subnormal
+		"a<&>\"x\"": {Shape: []int{}, Data: []float32{3}},                                       // a scalar, and a name JSON must escape
+		"empty":     {Shape: []int{0, 4}, Data: []float32{}},                                    // zero-size: [off, off]
+		"z":         {Shape: []int{3}, Data: []float32{float32(math.Copysign(0, -1)), 1e-7, 7}}, // -0, and 1e-7 is an F16 subnormal
 	}
 	for _, dt := range []string{"f32", "bf16", "f16"} {
 		path := filepath.Join(t.TempDir(), "x.safetensors")

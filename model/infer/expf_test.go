@@ -25,7 +25,7 @@ func TestExpf(t *testing.T) {
 	for x := float32(-90); x < 88; x += 0.00731 {
 		check(x)
 	}
-	for _, x := range []float32{0, -0.0, 1e-8, -1e-8, 0.5, -0.5, 1, -1, 10, -10, -87.3, -88.7, 88.7} {
+	for _, x := range []float32{0, float32(math.Copysign(0, -1)), 1e-8, -1e-8, 0.5, -0.5, 1, -1, 10, -10, -87.3, -88.7, 88.7} {
 		check(x)
 	}
 	if worst > 1 {

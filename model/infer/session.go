@@ -34,15 +34,6 @@ func (c *kvCache) slot(pos int) int {
 	return pos
 }
 
-// slotPos is the position held in slot s once start tokens have been written: the latest p < start
-// with p ≡ s (mod W).
-func (c *kvCache) slotPos(s, start int) int {
-	if c.ring == 0 {
-		return s
-	}
-	return s + c.ring*((start-1-s)/c.ring)
-}
-
 // ensure grows the cache to hold need slots (at most limit), keeping what it holds.
 func (c *kvCache) ensure(need int, e *Engine) {
 	need = min(need, c.limit)

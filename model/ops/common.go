@@ -11,10 +11,11 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/alignkit/alignkit/model/ops/internal/vecmath"
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
+
+	"github.com/alignkit/alignkit/model/ops/internal/vecmath"
 
 	gblas "gonum.org/v1/gonum/blas"
 
@@ -83,8 +84,6 @@ func denseOf(v G.Value) (*tensor.Dense, error) {
 	}
 	return d, nil
 }
-
-func dtypeOf(v G.Value) tensor.Dtype { return v.Dtype() }
 
 // floats returns the backing slice of a float tensor.
 func floats[T Float](v G.Value) []T { return v.(*tensor.Dense).Data().([]T) }
