@@ -1,9 +1,6 @@
 package sft
 
 import (
-	"bufio"
-	"encoding/json"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -57,26 +54,6 @@ func newGrads(task *Task) [][]float32 {
 		g[i] = make([]float32, len(p.Value))
 	}
 	return g
-}
-
-// metricLines reads output_dir/metrics.jsonl, one map per line.
-func metricLines(t *testing.T, dir string) []map[string]any {
-	t.Helper()
-	f, err := os.Open(filepath.Join(dir, "metrics.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var out []map[string]any
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var m map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			t.Fatalf("metrics.jsonl: %v", err)
-		}
-		out = append(out, m)
-	}
-	return out
 }
 
 // evalLoss evaluates the task's whole evaluation set the way the loop does (each batch's mean loss

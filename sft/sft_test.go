@@ -14,6 +14,7 @@ import (
 
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/data/chat"
+	"github.com/alignkit/alignkit/internal/testutil"
 	"github.com/alignkit/alignkit/lm"
 	"github.com/alignkit/alignkit/model"
 	"github.com/alignkit/alignkit/model/checkpoint"
@@ -336,9 +337,9 @@ func TestEvalLossFalls(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			lines := metricLines(t, c.OutputDir)
+			lines := testutil.ReadMetrics(t, c.OutputDir)
 			last := lines[len(lines)-1]
-			after, accAfter := last["eval_loss"].(float64), last["eval_mean_token_accuracy"].(float64)
+			after, accAfter := last["eval_loss"], last["eval_mean_token_accuracy"]
 			t.Logf("%s: eval_loss %.4f -> %.4f, eval_mean_token_accuracy %.4f -> %.4f, train loss %.4f (%s)", file, before, after, accBefore, accAfter, res.TrainLoss, sum)
 			if !(after < before-0.3) || !(accAfter > accBefore) {
 				t.Errorf("eval_loss %v -> %v, accuracy %v -> %v: want a drop of at least 0.3 and a rise", before, after, accBefore, accAfter)
@@ -348,8 +349,8 @@ func TestEvalLossFalls(t *testing.T) {
 				if _, ok := l["eval_loss"]; ok {
 					evals++
 				}
-				if l["loss"] != nil {
-					if a, ok := l["mean_token_accuracy"].(float64); !ok || a <= 0 || a >= 1 {
+				if _, ok := l["loss"]; ok {
+					if a, ok := l["mean_token_accuracy"]; !ok || a <= 0 || a >= 1 {
 						t.Errorf("step %v: mean_token_accuracy %v", l["step"], l["mean_token_accuracy"])
 					}
 				}
@@ -406,7 +407,7 @@ func TestResumeBitIdentical(t *testing.T) {
 	if _, err := Run(t.Context(), r, train.WithLogWriter(&bytes.Buffer{})); err != nil {
 		t.Fatal(err)
 	}
-	want, got := metricLines(t, c.OutputDir), metricLines(t, r.OutputDir)
+	want, got := testutil.ReadMetrics(t, c.OutputDir), testutil.ReadMetrics(t, r.OutputDir)
 	if len(got) != len(want) {
 		t.Fatalf("%d metrics lines, want %d", len(got), len(want))
 	}
@@ -417,7 +418,7 @@ func TestResumeBitIdentical(t *testing.T) {
 		if !reflect.DeepEqual(got[i], want[i]) {
 			t.Errorf("line %d:\n got %v\nwant %v", i, got[i], want[i])
 		}
-		if want[i]["step"].(float64) > 10 {
+		if want[i]["step"] > 10 {
 			after++
 		}
 	}
