@@ -281,3 +281,54 @@ func Reference(t reflect.Type) string {
 	}
 	return sb.String()
 }
+
+// Values is a config struct's keys with their values, as Keys names them (dotted, squashed structs
+// flattened); nil pointers and fields tagged "-" are left out. Runs record it (run_config.json) so
+// that what a run used can be read back without its YAML file.
+func Values(v any) map[string]any {
+	out := map[string]any{}
+	values(reflect.ValueOf(v), "", out)
+	return out
+}
+
+func values(v reflect.Value, prefix string, out map[string]any) {
+	for v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			return
+		}
+		v = v.Elem()
+	}
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if !f.IsExported() && !f.Anonymous {
+			continue
+		}
+		name, opts, _ := strings.Cut(f.Tag.Get("mapstructure"), ",")
+		if name == "-" {
+			continue
+		}
+		fv := v.Field(i)
+		if strings.Contains(opts, "squash") || (f.Anonymous && name == "") {
+			values(fv, prefix, out)
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		full := prefix + strings.ToLower(name)
+		for fv.Kind() == reflect.Pointer {
+			if fv.IsNil() {
+				break
+			}
+			fv = fv.Elem()
+		}
+		switch {
+		case fv.Kind() == reflect.Pointer || (fv.Kind() == reflect.Interface && fv.IsNil()):
+		case fv.Kind() == reflect.Struct:
+			values(fv, full+".", out)
+		default:
+			out[full] = fv.Interface()
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 )
 
@@ -117,5 +118,36 @@ func TestKeys(t *testing.T) {
 	}
 	if EnvName("columns.prompt") != "ALIGNKIT_COLUMNS_PROMPT" {
 		t.Fatal(EnvName("columns.prompt"))
+	}
+}
+
+// TestValues: squashed structs flatten, nested ones get dotted names, pointers are followed, nil
+// pointers and "-" fields are left out, and the names are the ones Keys lists.
+func TestValues(t *testing.T) {
+	type inner struct {
+		Depth int `mapstructure:"depth"`
+	}
+	type shared struct {
+		Rate float64 `mapstructure:"learning_rate"`
+	}
+	type cfg struct {
+		shared `mapstructure:",squash"`
+		Name   string         `mapstructure:"name"`
+		Seed   *int64         `mapstructure:"seed"`
+		Unset  *int64         `mapstructure:"unset"`
+		Inner  inner          `mapstructure:"inner"`
+		Cols   map[string]int `mapstructure:"columns"`
+		Skip   string         `mapstructure:"-"`
+	}
+	seed := int64(7)
+	got := Values(cfg{shared: shared{Rate: 0.5}, Name: "x", Seed: &seed, Inner: inner{Depth: 3}, Cols: map[string]int{"a": 1}, Skip: "no"})
+	want := map[string]any{"learning_rate": 0.5, "name": "x", "seed": int64(7), "inner.depth": 3, "columns": map[string]int{"a": 1}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Values = %#v\nwant %#v", got, want)
+	}
+	for _, k := range Keys(reflect.TypeOf(cfg{})) {
+		if _, ok := got[k.Name]; !ok && k.Name != "unset" {
+			t.Errorf("key %s listed by Keys is missing from Values", k.Name)
+		}
 	}
 }

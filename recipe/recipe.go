@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/alignkit/alignkit/conf"
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/lm"
 	"github.com/alignkit/alignkit/model/checkpoint"
@@ -34,9 +35,10 @@ func Run[C any](ctx context.Context, prepare Prepare[C], cfg C, opts ...train.Op
 	for _, line := range job.Report {
 		fmt.Fprintln(log, line)
 	}
+	// The config goes first so that a caller's own WithConfig replaces it.
+	opts = append([]train.Option{train.WithConfig(conf.Values(cfg))}, opts...)
 	return train.Run(ctx, job.Args, job.Task, opts...)
 }
-
 // Base is what every trainer opens first: the model, and how data rows become its tokens.
 type Base struct {
 	Ckpt *checkpoint.Model

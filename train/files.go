@@ -48,6 +48,7 @@ const (
 	trainingStateFile = "training_state.json"
 	trainerStateFile  = "trainer_state.json"
 	metricsFile       = "metrics.jsonl"
+	configFile        = "run_config.json"
 	completeFile      = "training_complete.json"
 	plotFile          = "loss.png"
 	finalTmpDir       = ".final.tmp"

@@ -2,6 +2,7 @@ package train
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +24,8 @@ type options struct {
 	log io.Writer
 	bar *bool
 	now func() time.Time
+	// config is written to output_dir/run_config.json once the output directory is ready.
+	config map[string]any
 	// barMetrics are the logged values the progress bar shows after loss and tokens/s.
 	barMetrics []string
 }
@@ -33,6 +36,11 @@ func WithLogWriter(w io.Writer) Option { return func(o *options) { o.log = w } }
 // WithProgressBar forces the progress bar on or off; by default it is on when the log writer is a
 // terminal and plain log lines are written otherwise.
 func WithProgressBar(on bool) Option { return func(o *options) { o.bar = &on } }
+
+// WithConfig records the run's config (a config key -> value map, as conf.Values gives) in
+// output_dir/run_config.json, written once output_dir is checked and before the first step, so a
+// finished run's directory is never touched.
+func WithConfig(values map[string]any) Option { return func(o *options) { o.config = values } }
 
 // LogWriter is the log writer opts name (the last WithLogWriter), os.Stderr when none does, and
 // io.Discard when one names nil. Trainers print their notes there before Run starts.
@@ -181,6 +189,15 @@ func Run(ctx context.Context, args Args, task Task, opts ...Option) (Result, err
 	}
 	if err := r.prepareOutput(); err != nil {
 		return r.result(), err
+	}
+	if o.config != nil {
+		b, err := json.MarshalIndent(o.config, "", "  ")
+		if err != nil {
+			return r.result(), fmt.Errorf("%s: %w", configFile, err)
+		}
+		if err := atomicfile.WriteFile(filepath.Join(r.out, configFile), append(b, '\n')); err != nil {
+			return r.result(), err
+		}
 	}
 	return r.loop(ctx)
 }
