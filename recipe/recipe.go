@@ -39,6 +39,7 @@ func Run[C any](ctx context.Context, prepare Prepare[C], cfg C, opts ...train.Op
 	opts = append([]train.Option{train.WithConfig(conf.Values(cfg))}, opts...)
 	return train.Run(ctx, job.Args, job.Task, opts...)
 }
+
 // Base is what every trainer opens first: the model, and how data rows become its tokens.
 type Base struct {
 	Ckpt *checkpoint.Model
