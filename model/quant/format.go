@@ -87,3 +87,17 @@ func ParseFormat(s string) (Format, error) {
 	}
 	return 0, fmt.Errorf("unknown storage format %q (supported: %s)", s, strings.Join(names, ", "))
 }
+
+// Decode converts whole blocks of format f to float32: len(dst) must be a multiple of the block size and
+// src must hold exactly len(dst)/BlockSize blocks.
+func (f Format) Decode(dst []float32, src []byte) error {
+	if !f.valid() {
+		return fmt.Errorf("unknown storage format %d", int(f))
+	}
+	tr := formats[f]
+	if len(dst)%tr.block != 0 || len(src) != len(dst)/tr.block*tr.bytes {
+		return fmt.Errorf("%s: %d bytes do not encode %d values", f, len(src), len(dst))
+	}
+	tr.decode(dst, src)
+	return nil
+}
