@@ -198,6 +198,14 @@ func (m *Matrix) MulT(y, x []float32, n int) {
 			rowsPer = out
 		}
 		tasks := (out + rowsPer - 1) / rowsPer
+		if fd := fusedDot[m.format]; n == 1 && fd != nil && in%m.format.BlockSize() == 0 {
+			fanOut(tasks, 0, func(t int, _ []float32) {
+				for r := t * rowsPer; r < min(out, (t+1)*rowsPer); r++ {
+					y[r] = fd(m.data[r*m.rowBytes:(r+1)*m.rowBytes], x)
+				}
+			})
+			return
+		}
 		fanOut(tasks, in, func(t int, row []float32) {
 			for r := t * rowsPer; r < min(out, (t+1)*rowsPer); r++ {
 				m.decodeRow(row, r, 0, in)
