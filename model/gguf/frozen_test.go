@@ -305,3 +305,28 @@ func TestFrozenUnsupportedType(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteFrozen: a frozen base has no float32 values to export; Write refuses it in one line naming a
+// frozen tensor, and after quant.Dense the same weights write and read back as their dequantised values.
+func TestWriteFrozen(t *testing.T) {
+	w := randomWeights(t, gqaConfig(), 3, 0.05)
+	if err := quant.Quantize(w, quant.Q8_0, nil); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "frozen.gguf")
+	want := "writing " + path + `: tensor "model.layers.0.mlp.down_proj.weight" is a frozen base weight with no float32 values; convert the weights with quant.Dense first`
+	if err := Write(path, w, syntheticTokenizer(w.Config.VocabSize), WriteOptions{}); err == nil || err.Error() != want {
+		t.Fatalf("error %v, want %s", err, want)
+	}
+	if err := quant.Dense(w); err != nil {
+		t.Fatal(err)
+	}
+	if err := Write(path, w, syntheticTokenizer(w.Config.VocabSize), WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	back, _, err := LoadWeights(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireSameWeights(t, back, w)
+}

@@ -47,6 +47,11 @@ func Write(path string, w *model.Weights, tok *TokenizerInfo, opts WriteOptions)
 	if err := w.Check("weights to export"); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
+	for _, n := range w.Names() {
+		if w.Tensors[n].Frozen != nil {
+			return fmt.Errorf("writing %s: tensor %q is a frozen base weight with no float32 values; convert the weights with quant.Dense first", path, n)
+		}
+	}
 	name := opts.Name
 	if name == "" {
 		name = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))

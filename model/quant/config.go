@@ -133,3 +133,22 @@ func FrozenBytes(w *model.Weights) int64 {
 	}
 	return n
 }
+
+// Dense turns every frozen tensor of w back into float32 data (to export, or to merge adapters into the
+// base). Only this package's Matrix can be decoded; another Frozen implementation is an error.
+func Dense(w *model.Weights) error {
+	for _, name := range w.Names() {
+		t := w.Tensors[name]
+		if t.Frozen == nil {
+			continue
+		}
+		m, ok := t.Frozen.(*Matrix)
+		if !ok {
+			return fmt.Errorf("tensor %q is frozen as a %T, which cannot be decoded", name, t.Frozen)
+		}
+		data := make([]float32, m.out*m.in)
+		m.Dequantize(data, 0, m.out)
+		w.Tensors[name] = &model.Tensor{Shape: t.Shape, Data: data}
+	}
+	return nil
+}
