@@ -80,3 +80,24 @@ func TestStoriesQuantizedLogProbs(t *testing.T) {
 		}
 	}
 }
+
+// TestEngineRefusesFrozenEmbedding: the engine reads the embedding by row, so only linear weights may be
+// frozen; a frozen embedding is one error naming it, not a nil-slice panic.
+func TestEngineRefusesFrozenEmbedding(t *testing.T) {
+	c := model.Config{
+		Architectures: []string{"LlamaForCausalLM"}, ModelType: "llama", BOSTokenID: 1, EOSTokenIDs: []int{2},
+		VocabSize: 64, HiddenSize: 32, IntermediateSize: 48, NumHiddenLayers: 1, NumAttentionHeads: 4,
+		NumKeyValueHeads: 2, HeadDim: 8, MaxPositionEmbeddings: 16, RMSNormEps: 1e-5, RopeTheta: 10000,
+	}
+	w := model.InitRandom(c, 1, 0.02)
+	emb := w.Tensors[model.EmbedKey]
+	m, err := quant.New(quant.Q8_0, 64, 32, emb.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Tensors[model.EmbedKey] = &model.Tensor{Shape: emb.Shape, Frozen: m}
+	want := `infer: tensor "model.embed_tokens.weight" is frozen, but only linear weights can be (it is not multiplied)`
+	if _, err := infer.New(w); err == nil || err.Error() != want {
+		t.Errorf("error %v, want %s", err, want)
+	}
+}
