@@ -221,7 +221,7 @@ func (m *Matrix) MulT(y, x []float32, n int) {
 		r0 := t * tileRows
 		rows := min(tileRows, out-r0)
 		m.Dequantize(tile, r0, r0+rows)
-		bl.Sgemm(gblas.NoTrans, gblas.Trans, n, rows, in, 1, x, in, tile[:rows*in], in, 0, y[r0:(n-1)*out+r0+rows], out)
+		gemm(bl, gblas.Trans, n, rows, in, x, in, tile[:rows*in], in, 0, y[r0:], out)
 	})
 }
 
@@ -236,7 +236,7 @@ func (m *Matrix) denseMulT(bl blas.Implementation, y, x []float32, n int) {
 	fanOut(tasks, 0, func(t int, _ []float32) {
 		c0 := t * cols
 		c := min(cols, out-c0)
-		bl.Sgemm(gblas.NoTrans, gblas.Trans, n, c, in, 1, x, in, m.dense[c0*in:(c0+c)*in], in, 0, y[c0:(n-1)*out+c0+c], out)
+		gemm(bl, gblas.Trans, n, c, in, x, in, m.dense[c0*in:(c0+c)*in], in, 0, y[c0:], out)
 	})
 }
 
@@ -263,15 +263,38 @@ func (m *Matrix) MulAdd(dx, dy []float32, n int) {
 		for r0 := 0; r0 < out; r0 += tileRows {
 			rows := min(tileRows, out-r0)
 			if m.format == F32 {
-				bl.Sgemm(gblas.NoTrans, gblas.NoTrans, n, w, rows, 1, dy[r0:], out, m.dense[r0*in+c0:], in, 1, dx[c0:(n-1)*in+c1], in)
+				gemm(bl, gblas.NoTrans, n, w, rows, dy[r0:], out, m.dense[r0*in+c0:], in, 1, dx[c0:], in)
 				continue
 			}
 			for r := 0; r < rows; r++ {
 				m.decodeRow(tile[r*w:(r+1)*w], r0+r, c0, c1)
 			}
-			bl.Sgemm(gblas.NoTrans, gblas.NoTrans, n, w, rows, 1, dy[r0:(n-1)*out+r0+rows], out, tile[:rows*w], w, 1, dx[c0:(n-1)*in+c1], in)
+			gemm(bl, gblas.NoTrans, n, w, rows, dy[r0:], out, tile[:rows*w], w, 1, dx[c0:], in)
 		}
 	})
+}
+
+// gemm sets C (m, n) = A (m, k) · op(B) + beta·C, op(B) being B (n, k) transposed (tB = Trans) or B (k, n).
+// gonum's Sgemm starts a goroutine per 64×64 block once a product has four of them; the workers here are
+// already the parallelism, so with gonum the product is cut into serial tiles of at most 64×192, as
+// model/ops does. OpenBLAS (serial under SerialBLAS) gets the whole product.
+func gemm(bl blas.Implementation, tB gblas.Transpose, m, n, k int, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	if _, pureGo := bl.(gonum.Implementation); !pureGo {
+		bl.Sgemm(gblas.NoTrans, tB, m, n, k, 1, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
+	const tm, tn = 64, 192
+	for i0 := 0; i0 < m; i0 += tm {
+		bm := min(tm, m-i0)
+		for j0 := 0; j0 < n; j0 += tn {
+			bn := min(tn, n-j0)
+			bj := b[j0:]
+			if tB == gblas.Trans {
+				bj = b[j0*ldb:]
+			}
+			bl.Sgemm(gblas.NoTrans, tB, bm, bn, k, 1, a[i0*lda:], lda, bj, ldb, beta, c[i0*ldc+j0:], ldc)
+		}
+	}
 }
 
 // dot is gonum's assembly float32 dot product (no cgo call per row, unlike OpenBLAS's sdot).

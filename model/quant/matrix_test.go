@@ -39,9 +39,10 @@ func randVec(rng *rand.Rand, n int) []float32 {
 }
 
 // TestProductsMatchDense checks MulT and MulAdd of every format against float64 products of the
-// matrix's own dequantised values (Dequantize), for batch sizes on the fused dot path (n <= 4) and the
-// tiled sgemm path, small enough to run inline and large enough to fan out, with row lengths that are
-// and are not whole blocks. The bound is float32 accumulation: |err| <= 1e-5 · Σ|x·w| + 1e-6.
+// matrix's own dequantised values (Dequantize), for batch sizes on the one-row fused kernels (n = 1),
+// the decode-a-row path (n <= 4) and the tiled sgemm path (n = 70 also cuts gonum's products into
+// 64-row tiles), small enough to run inline and large enough to fan out, with row lengths that are and
+// are not whole blocks. The bound is float32 accumulation: |err| <= 1e-5 · Σ|x·w| + 1e-6.
 func TestProductsMatchDense(t *testing.T) {
 	rng := rand.New(rand.NewPCG(11, 12))
 	type shape struct{ out, in int }
@@ -54,7 +55,7 @@ func TestProductsMatchDense(t *testing.T) {
 			m := testMatrix(t, rng, f, s.out, s.in)
 			w := make([]float32, s.out*s.in)
 			m.Dequantize(w, 0, s.out)
-			for _, n := range []int{1, 3, 5, 37} {
+			for _, n := range []int{1, 3, 5, 37, 70} {
 				x := randVec(rng, n*s.in)
 				y := randVec(rng, n*s.out) // overwritten
 				m.MulT(y, x, n)
