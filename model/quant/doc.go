@@ -40,8 +40,10 @@
 // MulT and MulAdd never build the float32 matrix. For batches of more than 4 rows, MulT decodes 64 rows
 // of W at a time into a per-worker scratch buffer and multiplies with sgemm (OpenBLAS under the
 // `openblas` tag, single-threaded per call while the workers run, as model/ops does), the workers taking
-// tiles in turn; for 1 to 4 rows (decoding) each row of W is decoded into an in-length buffer and dotted
-// with the inputs right away. MulAdd splits the columns of dx (whole blocks) over the workers, each
+// tiles in turn; for one row (a decoding step) fused kernels read each row's blocks once and accumulate
+// the dot product without storing decoded values, applying a block's scales once per block as ggml's
+// vec_dot does; for 2 to 4 rows each row of W is decoded into an in-length buffer and dotted with the
+// inputs. MulAdd splits the columns of dx (whole blocks) over the workers, each
 // decoding its columns of 64 rows at a time and adding dy·tile with sgemm, so no element is written by
 // two workers and every block is decoded once. Scratch buffers come from a pool: steady-state products
 // allocate nothing of the matrix's size.
