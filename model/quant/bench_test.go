@@ -40,3 +40,28 @@ func BenchmarkMulT(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkMulAdd is the backward product dx += dy·W on the same matrix, against the dense sgemm.
+func BenchmarkMulAdd(b *testing.B) {
+	const out, in, n = 2048, 2048, 64
+	rng := rand.New(rand.NewPCG(3, 4))
+	w := randVec(rng, out*in)
+	dy, dx := randVec(rng, n*out), make([]float32, n*in)
+	b.Run("dense", func(b *testing.B) {
+		bl := blas.Impl()
+		for b.Loop() {
+			bl.Sgemm(gblas.NoTrans, gblas.NoTrans, n, in, out, 1, dy, out, w, in, 1, dx, in)
+		}
+	})
+	for _, f := range []Format{F32, BF16, Q8_0, NF4} {
+		m, err := New(f, out, in, w)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(f.String(), func(b *testing.B) {
+			for b.Loop() {
+				m.MulAdd(dx, dy, n)
+			}
+		})
+	}
+}

@@ -236,6 +236,11 @@ func (m *Matrix) denseMulT(bl blas.Implementation, y, x []float32, n int) {
 	fanOut(tasks, 0, func(t int, _ []float32) {
 		c0 := t * cols
 		c := min(cols, out-c0)
+		if n == 1 {
+			// sgemv streams the rows once; OpenBLAS's sgemm would pack them first (as in model/infer).
+			bl.Sgemv(gblas.NoTrans, c, in, 1, m.dense[c0*in:(c0+c)*in], in, x, 1, 0, y[c0:c0+c], 1)
+			return
+		}
 		gemm(bl, gblas.Trans, n, c, in, x, in, m.dense[c0*in:(c0+c)*in], in, 0, y[c0:], out)
 	})
 }
