@@ -132,8 +132,8 @@ func (m *Matrix) decodeRow(dst []float32, r, c0, c1 int) {
 // 4096-wide matrix are 1 MiB, which stays in L2 between the decode and the sgemm that reads it.
 const tileRows = 64
 
-// dotRows is the batch size up to which MulT decodes one row at a time and takes dot products with
-// each input row (the fused path of decoding): sgemm's packing costs more than it saves there.
+// dotRows is the batch size up to which MulT works one row of W at a time (fused kernels for n = 1,
+// decode-then-dot otherwise): sgemm's packing costs more than it saves there.
 const dotRows = 4
 
 // scratchPool holds per-worker decode buffers between calls, so that decoding steps do not allocate.
@@ -192,7 +192,8 @@ func (m *Matrix) MulT(y, x []float32, n int) {
 		return
 	}
 	if n <= dotRows {
-		// Fused path: one row decoded into an in-length buffer (L1/L2 resident), then n dot products.
+		// Small batches go row by row: the fused kernels for one input row, otherwise a row decoded into
+		// an in-length buffer (L1/L2 resident) and n dot products with it.
 		rowsPer := max(1, (out+4*runtime.GOMAXPROCS(0)-1)/(4*runtime.GOMAXPROCS(0)))
 		if out*in*n < minParallel {
 			rowsPer = out
