@@ -77,7 +77,7 @@ func testTokens(n, v int) []int32 {
 }
 
 // requireFrozenMatches checks that frozen holds every linear weight as a quant.Matrix in the file's own
-// type, with no float32 data, whose dequantised values are bit-identical to the float32 load dense, and
+// type and size (no float32 data, no expansion), whose dequantised values are bit-identical to the float32 load dense, and
 // that every other tensor is float32 and identical. It returns the frozen weights' bytes.
 func requireFrozenMatches(t *testing.T, f *File, frozen, dense *model.Weights, ggName func(hf string) string) int64 {
 	t.Helper()
@@ -100,6 +100,10 @@ func requireFrozenMatches(t *testing.T, f *File, frozen, dense *model.Weights, g
 		ti, _ := f.Tensor(ggName(name))
 		if want := quantFormats[ti.Type]; m.Format() != want {
 			t.Fatalf("%s: held as %s, the file has %s", name, m.Format(), ti.Type)
+		}
+		// The file's blocks as they are: a stacked expert tensor holds E matrices of its size / E.
+		if perFile := int64(ti.Bytes()) * int64(d.Numel()) / int64(ti.Numel()); m.Bytes() != perFile {
+			t.Fatalf("%s: holds %d bytes, its blocks in the file take %d", name, m.Bytes(), perFile)
 		}
 		back := &model.Tensor{Shape: d.Shape, Data: make([]float32, len(d.Data))}
 		m.Dequantize(back.Data, 0, d.Shape[0])
