@@ -1,6 +1,7 @@
 package quant
 
 import (
+	"math"
 	"testing"
 
 	"github.com/alignkit/alignkit/model"
@@ -78,5 +79,33 @@ func TestApply(t *testing.T) {
 	}
 	if err := (Config{LoadIn4bit: true, LoadIn8bit: true}).Apply(w, nil); err == nil {
 		t.Error("conflicting flags were applied")
+	}
+}
+
+// TestBadInput: every refusal is one line naming what is wrong.
+func TestBadInput(t *testing.T) {
+	w := &model.Weights{Tensors: map[string]*model.Tensor{
+		"model.layers.0.self_attn.q_proj.weight": {Shape: []int{2, 3}, Data: []float32{1, 2, 3, 4, float32(math.NaN()), 6}},
+	}}
+	cases := []struct {
+		err  error
+		want string
+	}{
+		{Quantize(w, Q8_0, nil), `quantizing model.layers.0.self_attn.q_proj.weight to Q8_0: value at (1, 1) is NaN: only finite weights can be stored`},
+		{Quantize(w, Q4_K, nil), `cannot quantize to Q4_K (supported: F32, BF16, F16, Q8_0, NF4)`},
+		{func() error { _, err := New(Q6_K, 1, 256, make([]float32, 256)); return err }(), `cannot encode Q6_K (encodable: F32, BF16, F16, Q8_0, NF4)`},
+		{func() error { _, err := New(NF4, 2, 64, make([]float32, 64)); return err }(), `64 values for a matrix of shape (2, 64)`},
+		{func() error { _, err := FromBlocks(Q4_K, 2, 256, make([]byte, 144)); return err }(), `Q4_K matrix of shape (2, 256) needs 288 bytes, got 144`},
+		{func() error { _, err := FromBlocks(Q8_0, 2, 48, make([]byte, 136)); return err }(), `Q8_0 matrix of shape (2, 48): rows of 48 values are not whole blocks of 32`},
+		{func() error { _, err := ParseFormat("q5_k"); return err }(), `unknown storage format "q5_k" (supported: f32, bf16, f16, q8_0, q4_0, q4_k, q6_k, nf4)`},
+		{Q8_0.Decode(make([]float32, 32), make([]byte, 33)), `Q8_0: 33 bytes do not encode 32 values`},
+	}
+	for _, c := range cases {
+		if c.err == nil || c.err.Error() != c.want {
+			t.Errorf("error %v, want %s", c.err, c.want)
+		}
+	}
+	if w.Tensors["model.layers.0.self_attn.q_proj.weight"].Frozen != nil {
+		t.Error("a refused weight was replaced")
 	}
 }
