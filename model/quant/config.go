@@ -102,12 +102,15 @@ func IsLinear(name string, shape []int) bool {
 }
 
 // Quantize converts every linear weight of w (see [IsLinear]) that keep does not protect into Frozen
-// storage of format f, dropping its float32 data; keep may be nil. With f = F32 the float32 slice itself
-// becomes the frozen storage. A weight that is already frozen is left as it is. On error (a non-finite
-// weight) the weights converted so far stay converted.
+// storage of format f, dropping its float32 data; keep may be nil. F32 changes nothing: float32 weights
+// already are float32, and code that reads Data keeps working. A weight that is already frozen is left as
+// it is. On error (a non-finite weight) the weights converted so far stay converted.
 func Quantize(w *model.Weights, f Format, keep func(name string) bool) error {
 	if !f.CanEncode() {
 		return fmt.Errorf("cannot quantize to %s (supported: F32, BF16, F16, Q8_0, NF4)", f)
+	}
+	if f == F32 {
+		return nil
 	}
 	for _, name := range w.Names() {
 		t := w.Tensors[name]

@@ -105,6 +105,9 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("error %v, want %s", c.err, c.want)
 		}
 	}
+	if err := Quantize(w, F32, nil); err != nil || w.Tensors["model.layers.0.self_attn.q_proj.weight"].Frozen != nil {
+		t.Errorf("F32 quantisation: %v; it must leave float32 weights as they are", err)
+	}
 	if w.Tensors["model.layers.0.self_attn.q_proj.weight"].Frozen != nil {
 		t.Error("a refused weight was replaced")
 	}
