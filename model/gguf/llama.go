@@ -421,7 +421,9 @@ func (f *File) llamaWeights(r io.ReaderAt, c model.Config, frozen bool) (*model.
 		if quant.IsLinear(hf, shape) {
 			load.frozen = func(qf quant.Format, raw []byte, _ int) error {
 				t, err := frozenTensor(qf, shape, raw)
-				w.Tensors[hf] = t
+				if err == nil {
+					w.Tensors[hf] = t
+				}
 				return err
 			}
 		}
@@ -441,7 +443,9 @@ func (f *File) llamaWeights(r io.ReaderAt, c model.Config, frozen bool) (*model.
 				w.Tensors[hf] = t
 			}, func(qf quant.Format, raw []byte, rowBytes int) error {
 				t, err := frozenTensor(qf, shape, permuteRows(raw, shape[0], rowBytes, heads, false))
-				w.Tensors[hf] = t
+				if err == nil {
+					w.Tensors[hf] = t
+				}
 				return err
 			}})
 		}
