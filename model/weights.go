@@ -5,13 +5,20 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+
+	"github.com/alignkit/alignkit/model/ops"
 )
 
 // Tensor is a dense float32 array in row-major order with torch's shape convention: a linear layer's
 // weight is [out, in].
+//
+// A frozen linear weight (a LoRA or QLoRA base, see package model/quant) lives in Frozen instead, in
+// whatever storage it was loaded or quantised to, and Data is nil: the weight is only ever multiplied,
+// never read element by element or trained.
 type Tensor struct {
-	Shape []int
-	Data  []float32
+	Shape  []int
+	Data   []float32
+	Frozen ops.Frozen // non-nil: the weight lives here, Shape is its (out, in) and Data is nil
 }
 
 // NewTensor allocates a zeroed tensor.
@@ -105,6 +112,12 @@ func (w *Weights) Check(source string) error {
 		if !slices.Equal(t.Shape, want[name]) {
 			return fmt.Errorf("%s: tensor %q has shape %v, config.json implies %v", source, name, t.Shape, want[name])
 		}
+		if t.Frozen != nil {
+			if o, i := t.Frozen.Shape(); len(t.Shape) != 2 || o != t.Shape[0] || i != t.Shape[1] || t.Data != nil {
+				return fmt.Errorf("%s: frozen tensor %q is (%d, %d) with %d float32 values, its shape says %v", source, name, o, i, len(t.Data), t.Shape)
+			}
+			continue
+		}
 		if len(t.Data) != numel(t.Shape) {
 			return fmt.Errorf("%s: tensor %q holds %d values for shape %v", source, name, len(t.Data), t.Shape)
 		}
@@ -139,11 +152,12 @@ func (w *Weights) NumParams() int64 {
 	return n
 }
 
-// Clone deep-copies the weights (a DPO reference model, a checkpoint snapshot).
+// Clone deep-copies the weights (a DPO reference model, a checkpoint snapshot). Frozen storage is
+// shared, not copied: nothing ever writes to it.
 func (w *Weights) Clone() *Weights {
 	out := &Weights{Config: w.Config, Tensors: make(map[string]*Tensor, len(w.Tensors))}
 	for k, t := range w.Tensors {
-		out.Tensors[k] = &Tensor{Shape: append([]int(nil), t.Shape...), Data: append([]float32(nil), t.Data...)}
+		out.Tensors[k] = &Tensor{Shape: append([]int(nil), t.Shape...), Data: append([]float32(nil), t.Data...), Frozen: t.Frozen}
 	}
 	return out
 }

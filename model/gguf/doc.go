@@ -35,9 +35,14 @@
 //
 // [Open] parses and validates any GGUF v2 or v3 file (all metadata types, nested arrays included; counts,
 // lengths, offsets and tensor sizes are checked against the file length before anything is allocated), and
-// [File.ReadTensor] dequantises F32, F16, BF16 and Q8_0 tensors to float32 in torch's dimension order.
+// [File.ReadTensor] dequantises F32, F16, BF16, Q8_0, Q4_0, Q4_K and Q6_K tensors to float32 in torch's
+// dimension order, bit-exactly as ggml's dequantize_row_* (model/quant's decoders).
 // [LoadWeights] turns a `llama`-architecture GGUF back into alignkit's HF-named [model.Weights] and the
 // embedded tokenizer, undoing the Q/K permutation, so a GGUF can be used wherever an HF directory can.
+// [LoadWeightsWith] with Frozen keeps every linear weight in the file's own blocks as a frozen
+// quant.Matrix (no float32 copy; Q/K rows un-permuted as whole rows of blocks, stacked experts split by
+// rows), the base for LoRA/QLoRA on the very file llama.cpp and ollama run. Any other tensor type is
+// refused in one line naming the tensor, its type and the readable types.
 //
 // Files are written atomically: a temporary file in the destination directory is renamed over the target.
 package gguf

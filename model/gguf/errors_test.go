@@ -224,7 +224,7 @@ func TestReadTensorTypes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.ReadTensor("b"); err == nil || err.Error() != path+`: tensor "b": type I8 cannot be read (alignkit reads F32, F16, BF16 and Q8_0)` {
+	if _, err := f.ReadTensor("b"); err == nil || err.Error() != path+`: tensor "b": type I8 cannot be read (alignkit reads F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K)` {
 		t.Errorf("I8 tensor: %v", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/alignkit/alignkit/model"
+	"github.com/alignkit/alignkit/model/quant"
 )
 
 // WriteOptions control Write.
@@ -45,6 +46,11 @@ func Write(path string, w *model.Weights, tok *TokenizerInfo, opts WriteOptions)
 	}
 	if err := w.Check("weights to export"); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	for _, n := range w.Names() {
+		if w.Tensors[n].Frozen != nil {
+			return fmt.Errorf("writing %s: tensor %q is a frozen base weight with no float32 values; convert the weights with quant.Dense first", path, n)
+		}
 	}
 	name := opts.Name
 	if name == "" {
@@ -203,9 +209,14 @@ func llamaTensors(w *model.Weights) []outTensor {
 // 2i and 2i+1. HF row h*hd + half*hd/2 + i is llama.cpp row h*hd + 2i + half. This undoes the permute()
 // in transformers' convert_llama_weights_to_hf.py (toGGUF) or redoes it (!toGGUF).
 func permuteRoPE(src []float32, shape []int, heads int, toGGUF bool) []float32 {
-	rows, cols := shape[0], shape[1]
+	return permuteRows(src, shape[0], shape[1], heads, toGGUF)
+}
+
+// permuteRows is permuteRoPE over rows of rowLen elements of any type: float32 values, or the bytes of a
+// row of quantised blocks (the permutation is over output rows, so a row's blocks move together).
+func permuteRows[T any](src []T, rows, rowLen, heads int, toGGUF bool) []T {
 	hd := rows / heads
-	dst := make([]float32, len(src))
+	dst := make([]T, len(src))
 	for h := 0; h < heads; h++ {
 		for half := 0; half < 2; half++ {
 			for i := 0; i < hd/2; i++ {
@@ -215,17 +226,31 @@ func permuteRoPE(src []float32, shape []int, heads int, toGGUF bool) []float32 {
 				if !toGGUF {
 					from, to = gg, hf
 				}
-				copy(dst[to*cols:(to+1)*cols], src[from*cols:(from+1)*cols])
+				copy(dst[to*rowLen:(to+1)*rowLen], src[from*rowLen:(from+1)*rowLen])
 			}
 		}
 	}
 	return dst
 }
 
-// LoadWeights reads a `llama`-architecture GGUF (F32, F16, BF16 or Q8_0 tensors) as alignkit weights with
-// HF names and Q/K back in rotate-half layout, plus its embedded tokenizer (nil when it has none). Mixtral
-// files with stacked or per-expert tensors both load. The configuration comes from the llama.* keys.
+// LoadWeights reads a `llama`-architecture GGUF (F32, F16, BF16, Q8_0, Q4_0, Q4_K or Q6_K tensors) as
+// float32 alignkit weights with HF names and Q/K back in rotate-half layout, plus its embedded tokenizer
+// (nil when it has none). Mixtral files with stacked or per-expert tensors both load. The configuration
+// comes from the llama.* keys.
 func LoadWeights(path string) (*model.Weights, *TokenizerInfo, error) {
+	return LoadWeightsWith(path, LoadOptions{})
+}
+
+// LoadOptions control LoadWeightsWith.
+type LoadOptions struct {
+	// Frozen keeps every linear weight (quant.IsLinear: all matrices but the token embedding) in the
+	// file's own encoding as a frozen quant.Matrix, with no float32 copy: the base of LoRA / QLoRA, or
+	// inference at the file's size. The embedding and the norms are decoded to float32 as usual.
+	Frozen bool
+}
+
+// LoadWeightsWith is LoadWeights with options.
+func LoadWeightsWith(path string, opts LoadOptions) (*model.Weights, *TokenizerInfo, error) {
 	f, err := Open(path)
 	if err != nil {
 		return nil, nil, err
@@ -243,7 +268,7 @@ func LoadWeights(path string) (*model.Weights, *TokenizerInfo, error) {
 		return nil, nil, fmt.Errorf("loading GGUF: %w", err)
 	}
 	defer fh.Close()
-	w, err := f.llamaWeights(fh, cfg)
+	w, err := f.llamaWeights(fh, cfg, opts.Frozen)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -368,17 +393,41 @@ type tensorLoad struct {
 	gg    string
 	shape []int
 	store func(t *model.Tensor)
+	// frozen, when set and a frozen base is asked for, stores the tensor's encoded rows instead: rowBytes
+	// is the size of one row of its innermost dimension.
+	frozen func(f quant.Format, raw []byte, rowBytes int) error
+}
+
+// frozenTensor wraps the encoded rows of an (out, in) weight without copying them.
+func frozenTensor(f quant.Format, shape []int, raw []byte) (*model.Tensor, error) {
+	m, err := quant.FromBlocks(f, shape[0], shape[1], raw)
+	if err != nil {
+		return nil, err
+	}
+	return &model.Tensor{Shape: append([]int(nil), shape...), Frozen: m}, nil
 }
 
 // llamaWeights reads every tensor the configuration implies, renames it to HF, undoes the Q/K
-// permutation and splits stacked experts. Names and shapes are all checked before any data is read, and
-// a tensor the plan does not use is an error rather than something silently dropped.
-func (f *File) llamaWeights(r io.ReaderAt, c model.Config) (*model.Weights, error) {
+// permutation and splits stacked experts. Names, shapes and types are all checked before any data is
+// read, and a tensor the plan does not use is an error rather than something silently dropped. With
+// frozen, linear weights keep their encoding (permuted and split as whole rows of blocks).
+func (f *File) llamaWeights(r io.ReaderAt, c model.Config, frozen bool) (*model.Weights, error) {
 	shapes := model.ExpectedShapes(c)
 	w := &model.Weights{Config: c, Tensors: make(map[string]*model.Tensor, len(shapes))}
 	var plan []tensorLoad
 	direct := func(hf, gg string) {
-		plan = append(plan, tensorLoad{gg, shapes[hf], func(t *model.Tensor) { w.Tensors[hf] = t }})
+		shape := shapes[hf]
+		load := tensorLoad{gg: gg, shape: shape, store: func(t *model.Tensor) { w.Tensors[hf] = t }}
+		if quant.IsLinear(hf, shape) {
+			load.frozen = func(qf quant.Format, raw []byte, _ int) error {
+				t, err := frozenTensor(qf, shape, raw)
+				if err == nil {
+					w.Tensors[hf] = t
+				}
+				return err
+			}
+		}
+		plan = append(plan, load)
 	}
 	direct(model.EmbedKey, "token_embd.weight")
 	for l := 0; l < c.NumHiddenLayers; l++ {
@@ -388,10 +437,16 @@ func (f *File) llamaWeights(r io.ReaderAt, c model.Config) (*model.Weights, erro
 				direct(hf, blk(l, n.gg))
 				continue
 			}
-			heads := n.heads(c)
-			plan = append(plan, tensorLoad{blk(l, n.gg), shapes[hf], func(t *model.Tensor) {
+			heads, shape := n.heads(c), shapes[hf]
+			plan = append(plan, tensorLoad{blk(l, n.gg), shape, func(t *model.Tensor) {
 				t.Data = permuteRoPE(t.Data, t.Shape, heads, false)
 				w.Tensors[hf] = t
+			}, func(qf quant.Format, raw []byte, rowBytes int) error {
+				t, err := frozenTensor(qf, shape, permuteRows(raw, shape[0], rowBytes, heads, false))
+				if err == nil {
+					w.Tensors[hf] = t
+				}
+				return err
 			}})
 		}
 		if !c.IsMoE() {
@@ -415,6 +470,16 @@ func (f *File) llamaWeights(r io.ReaderAt, c model.Config) (*model.Weights, erro
 				for e := 0; e < c.NumLocalExperts; e++ {
 					w.Tensors[model.ExpertKey(layer, e, w1)] = &model.Tensor{Shape: append([]int(nil), per...), Data: t.Data[e*size : (e+1)*size : (e+1)*size]}
 				}
+			}, func(qf quant.Format, raw []byte, rowBytes int) error {
+				size := per[0] * rowBytes
+				for e := 0; e < c.NumLocalExperts; e++ {
+					t, err := frozenTensor(qf, per, raw[e*size:(e+1)*size:(e+1)*size])
+					if err != nil {
+						return err
+					}
+					w.Tensors[model.ExpertKey(layer, e, w1)] = t
+				}
+				return nil
 			}})
 		}
 	}
@@ -433,6 +498,9 @@ func (f *File) llamaWeights(r io.ReaderAt, c model.Config) (*model.Weights, erro
 		if got := ti.Shape(); !slices.Equal(got, p.shape) {
 			return nil, fmt.Errorf("%s: tensor %s has shape %v, the metadata implies %v", f.Path, p.gg, got, p.shape)
 		}
+		if _, err := quantFormat(ti.Type); err != nil {
+			return nil, fmt.Errorf("%s: tensor %q: %w", f.Path, p.gg, err)
+		}
 	}
 	for _, ti := range f.Tensors {
 		if !planned[ti.Name] {
@@ -440,6 +508,17 @@ func (f *File) llamaWeights(r io.ReaderAt, c model.Config) (*model.Weights, erro
 		}
 	}
 	for _, p := range plan {
+		if frozen && p.frozen != nil {
+			ti, raw, err := f.readRaw(r, p.gg)
+			if err != nil {
+				return nil, err
+			}
+			qf, _ := quantFormat(ti.Type) // checked above
+			if err := p.frozen(qf, raw, qf.RowBytes(int(ti.Dims[0]))); err != nil {
+				return nil, fmt.Errorf("%s: tensor %q: %w", f.Path, p.gg, err)
+			}
+			continue
+		}
 		t, err := f.readTensor(r, p.gg)
 		if err != nil {
 			return nil, err

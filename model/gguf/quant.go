@@ -6,6 +6,7 @@ import (
 	"math"
 
 	"github.com/alignkit/alignkit/model/hf"
+	"github.com/alignkit/alignkit/model/quant"
 )
 
 // f32ToF16 converts to IEEE binary16 with round-to-nearest-even, as numpy's astype(float16) (what
@@ -45,17 +46,6 @@ func quantizeQ8_0(dst []byte, x []float32) {
 	}
 }
 
-// dequantizeQ8_0 decodes Q8_0 blocks: x = fp16(d) * q.
-func dequantizeQ8_0(dst []float32, src []byte) {
-	for b := 0; b < len(dst)/q8Block; b++ {
-		in := src[b*34 : (b+1)*34]
-		d := hf.F16ToF32(binary.LittleEndian.Uint16(in[0:2]))
-		for j := 0; j < q8Block; j++ {
-			dst[b*q8Block+j] = d * float32(int8(in[2+j]))
-		}
-	}
-}
-
 // encode converts float32 values into the bytes of a tensor of type t.
 func encode(t GGMLType, x []float32) ([]byte, error) {
 	switch t {
@@ -82,26 +72,32 @@ func encode(t GGMLType, x []float32) ([]byte, error) {
 	return nil, fmt.Errorf("cannot encode ggml type %s", t)
 }
 
-// decode converts the bytes of a tensor of type t into float32 values; len(dst) is the element count and
-// src must hold exactly its encoded size.
-func decode(t GGMLType, dst []float32, src []byte) error {
-	switch t {
-	case TypeF32:
-		for i := range dst {
-			dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(src[4*i:]))
-		}
-	case TypeF16:
-		for i := range dst {
-			dst[i] = hf.F16ToF32(binary.LittleEndian.Uint16(src[2*i:]))
-		}
-	case TypeBF16:
-		for i := range dst {
-			dst[i] = hf.BF16ToF32(binary.LittleEndian.Uint16(src[2*i:]))
-		}
-	case TypeQ8_0:
-		dequantizeQ8_0(dst, src)
-	default:
-		return fmt.Errorf("type %s cannot be read (alignkit reads F32, F16, BF16 and Q8_0)", t)
+// quantFormats are the ggml types alignkit reads, as model/quant storage formats: ReadTensor decodes them
+// to float32 and LoadWeightsWith keeps them as they are for a frozen base.
+var quantFormats = map[GGMLType]quant.Format{
+	TypeF32: quant.F32, TypeF16: quant.F16, TypeBF16: quant.BF16, TypeQ8_0: quant.Q8_0,
+	TypeQ4_0: quant.Q4_0, TypeQ4_K: quant.Q4_K, TypeQ6_K: quant.Q6_K,
+}
+
+// readableTypes lists quantFormats' types for error messages.
+const readableTypes = "F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K"
+
+// quantFormat maps a tensor's type to its storage format, or says which types can be read.
+func quantFormat(t GGMLType) (quant.Format, error) {
+	f, ok := quantFormats[t]
+	if !ok {
+		return 0, fmt.Errorf("type %s cannot be read (alignkit reads %s)", t, readableTypes)
 	}
-	return nil
+	return f, nil
+}
+
+// decode converts the bytes of a tensor of type t into float32 values with model/quant's decoders, which
+// are bit-exact with ggml's dequantize_row_*; len(dst) is the element count and src must hold exactly
+// its encoded size.
+func decode(t GGMLType, dst []float32, src []byte) error {
+	f, err := quantFormat(t)
+	if err != nil {
+		return err
+	}
+	return f.Decode(dst, src)
 }

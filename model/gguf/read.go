@@ -530,6 +530,23 @@ func (f *File) Tensor(name string) (TensorInfo, bool) {
 	return f.Tensors[i], true
 }
 
+// readRaw reads the named tensor's encoded bytes as they are in the file (checkExtents proved that they
+// lie inside it, so the allocation is bounded by the file size).
+func (f *File) readRaw(r io.ReaderAt, name string) (TensorInfo, []byte, error) {
+	ti, ok := f.Tensor(name)
+	if !ok {
+		return ti, nil, fmt.Errorf("%s: no tensor %q", f.Path, name)
+	}
+	raw := make([]byte, ti.Bytes())
+	if _, err := r.ReadAt(raw, int64(f.DataOffset+ti.Offset)); err != nil {
+		if err == io.EOF {
+			return ti, nil, fmt.Errorf("%s: truncated GGUF: tensor %q runs past the end of the file", f.Path, name)
+		}
+		return ti, nil, fmt.Errorf("%s: reading tensor %q: %w", f.Path, name, err)
+	}
+	return ti, raw, nil
+}
+
 // ReadTensor reads and dequantises the named tensor to float32, with its shape in torch order.
 func (f *File) ReadTensor(name string) (*model.Tensor, error) {
 	fh, err := os.Open(f.Path)
@@ -548,12 +565,9 @@ func (f *File) readTensor(r io.ReaderAt, name string) (*model.Tensor, error) {
 	if ti.Numel() > maxLoadElems {
 		return nil, fmt.Errorf("%s: tensor %q has %d elements, too many to load as float32", f.Path, name, ti.Numel())
 	}
-	raw := make([]byte, ti.Bytes())
-	if _, err := r.ReadAt(raw, int64(f.DataOffset+ti.Offset)); err != nil {
-		if err == io.EOF {
-			return nil, fmt.Errorf("%s: truncated GGUF: tensor %q runs past the end of the file", f.Path, name)
-		}
-		return nil, fmt.Errorf("%s: reading tensor %q: %w", f.Path, name, err)
+	ti, raw, err := f.readRaw(r, name)
+	if err != nil {
+		return nil, err
 	}
 	t := &model.Tensor{Shape: ti.Shape(), Data: make([]float32, ti.Numel())}
 	if err := decode(ti.Type, t.Data, raw); err != nil {

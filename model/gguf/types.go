@@ -10,7 +10,10 @@ type GGMLType uint32
 const (
 	TypeF32  GGMLType = 0
 	TypeF16  GGMLType = 1
+	TypeQ4_0 GGMLType = 2
 	TypeQ8_0 GGMLType = 8
+	TypeQ4_K GGMLType = 12
+	TypeQ6_K GGMLType = 14
 	TypeBF16 GGMLType = 30
 )
 

@@ -23,6 +23,7 @@ type outTensor struct {
 	dims []uint64 // ggml order
 	typ  GGMLType
 	data []float32
+	raw  []byte // already encoded as typ (data is then unused): a frozen tensor written as it is
 }
 
 func (t outTensor) numel() uint64 {
@@ -58,7 +59,11 @@ func encodeGGUF(w io.Writer, kvs []kv, tensors []outTensor, align uint64) error 
 		if !ok || len(t.dims) == 0 || len(t.dims) > maxDims || len(t.name) > maxNameLen {
 			return fmt.Errorf("tensor %q: cannot describe type %s with dims %v", t.name, t.typ, t.dims)
 		}
-		if t.dims[0]%tr.blockSize != 0 || uint64(len(t.data)) != t.numel() {
+		if t.raw != nil {
+			if t.dims[0]%tr.blockSize != 0 || uint64(len(t.raw)) != t.numel()/tr.blockSize*tr.blockBytes {
+				return fmt.Errorf("tensor %q: %d bytes for dims %v of type %s", t.name, len(t.raw), t.dims, t.typ)
+			}
+		} else if t.dims[0]%tr.blockSize != 0 || uint64(len(t.data)) != t.numel() {
 			return fmt.Errorf("tensor %q: %d values for dims %v of type %s", t.name, len(t.data), t.dims, t.typ)
 		}
 		e.str(t.name)
@@ -72,9 +77,12 @@ func encodeGGUF(w io.Writer, kvs []kv, tensors []outTensor, align uint64) error 
 	}
 	e.zeros(pad(e.n, align) - e.n)
 	for _, t := range tensors {
-		b, err := encode(t.typ, t.data)
-		if err != nil {
-			return fmt.Errorf("tensor %q: %w", t.name, err)
+		b := t.raw
+		if b == nil {
+			var err error
+			if b, err = encode(t.typ, t.data); err != nil {
+				return fmt.Errorf("tensor %q: %w", t.name, err)
+			}
 		}
 		e.raw(b)
 		e.zeros(pad(uint64(len(b)), align) - uint64(len(b)))

@@ -78,13 +78,19 @@ func (ws *work) reserve(e *Engine, N, R int) {
 // largest that it computes serially.
 const tileM, tileN = 64, 192
 
-// matmulT computes c = a · wᵀ for a (m, k) and a torch-layout weight w (n, k): c is (m, n).
+// matmulT computes c = a · wᵀ for a (m, k) and a torch-layout weight w (n, k): c is (m, n). A frozen
+// weight computes the product itself (it dequantises tiles on the fly, see model/quant).
 //
 // OpenBLAS threads itself and gets the whole product. gonum's parallel path starts a goroutine per
 // 64×64 block and splits k, so with gonum the product is instead cut into serial tiles spread over
 // e.workers goroutines (or run inline when small): fewer goroutines, and each element is the same
 // full-length dot product whatever m is, so a row's result does not depend on the batch it is in.
-func (e *Engine) matmulT(a []float32, m, k int, w []float32, n int, c []float32) {
+func (e *Engine) matmulT(a []float32, m, k int, wt weight, n int, c []float32) {
+	if wt.f != nil {
+		wt.f.MulT(c[:m*n], a[:m*k], m)
+		return
+	}
+	w := wt.d
 	if !e.pureGo {
 		if m == 1 {
 			// OpenBLAS 0.3.21's sgemm packs all of w for every call, which for the one-row products
@@ -170,7 +176,7 @@ func (e *Engine) layer(ws *work, l int, segs []seg, N int) {
 
 // swiglu computes out = down(silu(gate·x) * up·x) for x (n, D) into out (n, D); g and u are (n, F)
 // scratch. out may alias x.
-func (e *Engine) swiglu(x []float32, n int, wg, wu, wd, g, u, out []float32) {
+func (e *Engine) swiglu(x []float32, n int, wg, wu, wd weight, g, u, out []float32) {
 	D, F := e.D, e.F
 	e.matmulT(x, n, D, wg, F, g)
 	e.matmulT(x, n, D, wu, F, u)

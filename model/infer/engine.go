@@ -8,6 +8,7 @@ import (
 
 	"github.com/alignkit/alignkit/model"
 	"github.com/alignkit/alignkit/model/blas"
+	"github.com/alignkit/alignkit/model/ops"
 	"gonum.org/v1/gonum/blas/gonum"
 )
 
@@ -22,7 +23,7 @@ type Engine struct {
 	window                   int // Mistral sliding window W; 0 is full causal attention
 
 	embed     []float32 // (V, D)
-	head      []float32 // (V, D): lm_head or the tied embedding; nil for a reward model
+	head      weight    // (V, D): lm_head or the tied embedding; none for a reward model
 	score     []float32 // (D): score.weight of a reward model; nil otherwise
 	finalNorm []float32 // (D)
 	layers    []layerWeights
@@ -31,22 +32,29 @@ type Engine struct {
 	workers int
 }
 
+// weight is a linear layer's (out, in) matrix: dense float32, or frozen storage (model/quant) that
+// the products go through when the tensor's Data is nil.
+type weight struct {
+	d []float32
+	f ops.Frozen
+}
+
 type layerWeights struct {
 	attnNorm, mlpNorm []float32 // (D)
-	wq                []float32 // (H*HD, D)
-	wk, wv            []float32 // (KV*HD, D)
-	wo                []float32 // (D, H*HD)
+	wq                weight    // (H*HD, D)
+	wk, wv            weight    // (KV*HD, D)
+	wo                weight    // (D, H*HD)
 
-	gate, up []float32 // (F, D), dense SwiGLU
-	down     []float32 // (D, F)
+	gate, up weight // (F, D), dense SwiGLU
+	down     weight // (D, F)
 
-	router  []float32 // (E, D), Mixtral
+	router  weight // (E, D), Mixtral
 	experts []expertWeights
 }
 
 type expertWeights struct {
-	w1, w3 []float32 // (F, D): gate and up
-	w2     []float32 // (D, F): down
+	w1, w3 weight // (F, D): gate and up
+	w2     weight // (D, F): down
 }
 
 // New builds an engine over w after checking that every tensor the configuration implies is present
@@ -69,21 +77,31 @@ func New(w *model.Weights) (*Engine, error) {
 		window:  c.SlidingWindow,
 		workers: max(1, runtime.GOMAXPROCS(0)),
 	}
-	get := func(name string) []float32 { return w.Tensors[name].Data } // Check proved presence and shape
+	// Check proved presence and shape. Only linear weights may be frozen: the embedding is read by
+	// row and the norms and score head element by element.
+	var frozen string
+	get := func(name string) []float32 {
+		if w.Tensors[name].Frozen != nil && frozen == "" {
+			frozen = name
+		}
+		return w.Tensors[name].Data
+	}
+	lin := func(name string) weight { t := w.Tensors[name]; return weight{t.Data, t.Frozen} }
 	_, e.pureGo = e.bl.(gonum.Implementation)
 	e.embed = get(model.EmbedKey)
 	e.finalNorm = get(model.FinalNormKey)
 	if c.IsRewardModel() {
 		e.score = get(model.ScoreKey)
 	} else {
-		e.head = w.OutputHead().Data
+		t := w.OutputHead()
+		e.head = weight{t.Data, t.Frozen}
 	}
 	e.layers = make([]layerWeights, c.NumHiddenLayers)
 	for l := range e.layers {
 		L := &e.layers[l]
-		lk := func(s string) []float32 { return get(model.LayerKey(l, s)) }
-		L.attnNorm = lk("input_layernorm.weight")
-		L.mlpNorm = lk("post_attention_layernorm.weight")
+		lk := func(s string) weight { return lin(model.LayerKey(l, s)) }
+		L.attnNorm = get(model.LayerKey(l, "input_layernorm.weight"))
+		L.mlpNorm = get(model.LayerKey(l, "post_attention_layernorm.weight"))
 		L.wq = lk("self_attn.q_proj.weight")
 		L.wk = lk("self_attn.k_proj.weight")
 		L.wv = lk("self_attn.v_proj.weight")
@@ -93,9 +111,9 @@ func New(w *model.Weights) (*Engine, error) {
 			L.experts = make([]expertWeights, e.E)
 			for x := range L.experts {
 				L.experts[x] = expertWeights{
-					w1: get(model.ExpertKey(l, x, "w1")),
-					w2: get(model.ExpertKey(l, x, "w2")),
-					w3: get(model.ExpertKey(l, x, "w3")),
+					w1: lin(model.ExpertKey(l, x, "w1")),
+					w2: lin(model.ExpertKey(l, x, "w2")),
+					w3: lin(model.ExpertKey(l, x, "w3")),
 				}
 			}
 		} else {
@@ -103,6 +121,9 @@ func New(w *model.Weights) (*Engine, error) {
 			L.up = lk("mlp.up_proj.weight")
 			L.down = lk("mlp.down_proj.weight")
 		}
+	}
+	if frozen != "" {
+		return nil, fmt.Errorf("infer: tensor %q is frozen, but only linear weights can be (it is not multiplied)", frozen)
 	}
 	// transformers: inv_freq = 1 / theta^(arange(0, hd, 2) / hd); computed in float64 here, which is
 	// what the float64 reference does and what float32 rounds to at small positions.
@@ -139,7 +160,7 @@ func (e *Engine) checkSequence(tokens []int32) error {
 }
 
 func (e *Engine) needLMHead() error {
-	if e.head == nil {
+	if e.head.d == nil && e.head.f == nil {
 		return errors.New("a reward model (score head) has no language-model head: use Score")
 	}
 	return nil
