@@ -5,6 +5,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+
+	"github.com/alignkit/alignkit/model/ops"
 )
 
 // Tensor is a dense float32 array in row-major order with torch's shape convention: a linear layer's
@@ -12,6 +14,9 @@ import (
 type Tensor struct {
 	Shape []int
 	Data  []float32
+	// Frozen, when non-nil, holds the weight instead (a frozen base: float32 or quantized) and Data
+	// may be nil. Such a tensor is read by the graph through ops.FrozenLinear and never trained.
+	Frozen ops.Frozen
 }
 
 // NewTensor allocates a zeroed tensor.
@@ -105,7 +110,7 @@ func (w *Weights) Check(source string) error {
 		if !slices.Equal(t.Shape, want[name]) {
 			return fmt.Errorf("%s: tensor %q has shape %v, config.json implies %v", source, name, t.Shape, want[name])
 		}
-		if len(t.Data) != numel(t.Shape) {
+		if t.Frozen == nil && len(t.Data) != numel(t.Shape) {
 			return fmt.Errorf("%s: tensor %q holds %d values for shape %v", source, name, len(t.Data), t.Shape)
 		}
 	}
