@@ -134,3 +134,37 @@ func TestLoRAErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestMixExperts(t *testing.T) {
+	const n, d, e = 7, 5, 3
+	rng := rand.New(rand.NewPCG(5, 5))
+	ins := []input{floatIn(rng, n, e)}
+	for i := 0; i < e; i++ {
+		ins = append(ins, floatIn(rng, n, d))
+	}
+	ins[0].vals[4] = 0 // an unselected expert: its output is weighted by exactly 0
+	build := func(g *G.ExprGraph, in []*G.Node) (*G.Node, error) { return MixExperts(in[0], in[1:]) }
+	h := newHarness(t, rng, ins, build)
+	h.check(rng, 40)
+	want := make([]float64, n*d)
+	for i := 0; i < n; i++ {
+		for k := 0; k < e; k++ {
+			for j := 0; j < d; j++ {
+				want[i*d+j] += ins[0].vals[i*e+k] * ins[1+k].vals[i*d+j]
+			}
+		}
+	}
+	got, _, err := h.run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	near(t, "float64 mix", got, want, 1e-12)
+	near(t, "float32 mix", runF32(t, ins, build), want, 1e-5)
+
+	g := G.NewGraph()
+	c := G.NewMatrix(g, G.Float64, G.WithShape(n, 2), G.WithName("c"))
+	y := G.NewMatrix(g, G.Float64, G.WithShape(n, d), G.WithName("y"))
+	if _, err := MixExperts(c, []*G.Node{y}); err == nil || err.Error() != "ops.MixExperts: combination weights (7, 2) for 1 expert outputs (want (N, E) with E = 1)" {
+		t.Fatalf("got %v", err)
+	}
+}
