@@ -85,6 +85,19 @@ const tileM, tileN = 64, 192
 // e.workers goroutines (or run inline when small): fewer goroutines, and each element is the same
 // full-length dot product whatever m is, so a row's result does not depend on the batch it is in.
 func (e *Engine) matmulT(a []float32, m, k int, w []float32, n int, c []float32) {
+	e.matmulBase(a, m, k, w, n, c)
+	if e.lora != nil {
+		if p := e.lora[&w[0]]; p != nil {
+			// c (m, n) += scale · (a (m, k) · Aᵀ (k, r)) · Bᵀ (r, n)
+			t := make([]float32, m*p.r)
+			e.bl.Sgemm(gblas.NoTrans, gblas.Trans, m, p.r, k, 1, a[:m*k], k, p.a, k, 0, t, p.r)
+			e.bl.Sgemm(gblas.NoTrans, gblas.Trans, m, n, p.r, p.scale, t, p.r, p.b, p.r, 1, c[:m*n], n)
+		}
+	}
+}
+
+// matmulBase is matmulT without adapters.
+func (e *Engine) matmulBase(a []float32, m, k int, w []float32, n int, c []float32) {
 	if !e.pureGo {
 		if m == 1 {
 			// OpenBLAS 0.3.21's sgemm packs all of w for every call, which for the one-row products

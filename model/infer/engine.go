@@ -29,6 +29,16 @@ type Engine struct {
 	invFreq   []float64 // (HD/2): theta^(-2i/HD)
 
 	workers int
+
+	// lora holds the adapter's pairs by the first element of the weight they adapt (see NewAdapted).
+	lora map[*float32]*loraPair
+}
+
+// loraPair is one adapted weight's A (r, in) and B (out, r) with the adapter's scale.
+type loraPair struct {
+	a, b  []float32
+	r     int
+	scale float32
 }
 
 type layerWeights struct {
@@ -51,9 +61,28 @@ type expertWeights struct {
 
 // New builds an engine over w after checking that every tensor the configuration implies is present
 // with the right shape.
-func New(w *model.Weights) (*Engine, error) {
+func New(w *model.Weights) (*Engine, error) { return NewAdapted(w, nil) }
+
+// NewAdapted builds an engine that runs w with a LoRA adapter unmerged, as PEFT's forward does:
+// every adapted projection adds scale·(x·Aᵀ)·Bᵀ to x·Wᵀ, and modules_to_save tensors replace the
+// base's. ad nil is New. The adapter is checked against w.
+func NewAdapted(w *model.Weights, ad *model.Adapter) (*Engine, error) {
 	if w == nil {
 		return nil, errors.New("infer: weights are nil")
+	}
+	if ad != nil {
+		if err := ad.Check(w, "infer: adapter"); err != nil {
+			return nil, err
+		}
+		// modules_to_save: the trained copies stand in for the base's tensors.
+		merged := &model.Weights{Config: w.Config, Tensors: make(map[string]*model.Tensor, len(w.Tensors))}
+		for name, t := range w.Tensors {
+			merged.Tensors[name] = t
+		}
+		for name, t := range ad.Saved {
+			merged.Tensors[name] = t
+		}
+		w = merged
 	}
 	c := w.Config
 	if err := c.Validate(); err != nil {
@@ -102,6 +131,14 @@ func New(w *model.Weights) (*Engine, error) {
 			L.gate = lk("mlp.gate_proj.weight")
 			L.up = lk("mlp.up_proj.weight")
 			L.down = lk("mlp.down_proj.weight")
+		}
+	}
+	if ad != nil && len(ad.Layers) > 0 {
+		// An adapted weight is recognised by its backing array: every weight has its own (a tied
+		// head shares the embedding's, and neither of those is ever adapted).
+		e.lora = make(map[*float32]*loraPair, len(ad.Layers))
+		for name, l := range ad.Layers {
+			e.lora[&get(name)[0]] = &loraPair{a: l.A.Data, b: l.B.Data, r: ad.R, scale: float32(ad.Scale())}
 		}
 	}
 	// transformers: inv_freq = 1 / theta^(arange(0, hd, 2) / hd); computed in float64 here, which is
