@@ -43,7 +43,8 @@ func TestLoRACLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	rng := rand.New(rand.NewPCG(8, 8))
-	for _, l := range ad.Layers {
+	for _, name := range ad.LayerNames() { // sorted: the same draws every run
+		l := ad.Layers[name]
 		for i := range l.B.Data {
 			l.B.Data[i] = float32(rng.NormFloat64() * 0.05)
 		}

@@ -138,7 +138,11 @@ func NewAdapted(w *model.Weights, ad *model.Adapter) (*Engine, error) {
 		// head shares the embedding's, and neither of those is ever adapted).
 		e.lora = make(map[*float32]*loraPair, len(ad.Layers))
 		for name, l := range ad.Layers {
-			e.lora[&get(name)[0]] = &loraPair{a: l.A.Data, b: l.B.Data, r: ad.R, scale: float32(ad.Scale())}
+			base := get(name)
+			if len(base) == 0 {
+				return nil, fmt.Errorf("infer: adapter: %s has no float32 values for the engine to adapt", name)
+			}
+			e.lora[&base[0]] = &loraPair{a: l.A.Data, b: l.B.Data, r: ad.R, scale: float32(ad.Scale())}
 		}
 	}
 	// transformers: inv_freq = 1 / theta^(arange(0, hd, 2) / hd); computed in float64 here, which is

@@ -1,9 +1,11 @@
 package infer
 
 import (
+	"maps"
 	"math"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/alignkit/alignkit/internal/sharedtest"
@@ -70,12 +72,14 @@ func TestEngineAdapter(t *testing.T) {
 				}
 			}
 			rng := rand.New(rand.NewPCG(2, 2))
-			for _, l := range ad.Layers {
+			for _, name := range ad.LayerNames() { // sorted: the same draws every run
+				l := ad.Layers[name]
 				for i := range l.B.Data {
 					l.B.Data[i] = float32(rng.NormFloat64() * 0.1)
 				}
 			}
-			for _, s := range ad.Saved {
+			for _, name := range slices.Sorted(maps.Keys(ad.Saved)) {
+				s := ad.Saved[name]
 				for i := range s.Data {
 					s.Data[i] += float32(rng.NormFloat64() * 0.05)
 				}

@@ -180,7 +180,8 @@ func TestNewInit(t *testing.T) {
 }
 
 func randomize(ad *model.Adapter, rng *rand.Rand) {
-	for _, l := range ad.Layers {
+	for _, name := range ad.LayerNames() { // sorted: the same draws every run
+		l := ad.Layers[name]
 		for i := range l.B.Data {
 			l.B.Data[i] = float32(rng.NormFloat64() * 0.2)
 		}
