@@ -29,12 +29,14 @@ const (
 	TaskSeqCls   = "SEQ_CLS"
 )
 
-// peftConfig is adapter_config.json as PEFT's LoraConfig.to_dict writes it (the keys PEFT, vLLM and
-// llama.cpp's convert_lora_to_gguf.py read; the rest of LoraConfig's fields keep their defaults).
+// peftConfig is adapter_config.json as PEFT's LoraConfig.to_dict writes it. Only keys PEFT has had
+// since 0.9 are written (older PEFT refuses keys it does not know; newer PEFT, vLLM and llama.cpp's
+// convert_lora_to_gguf.py fill in defaults for absent ones); lora_bias is read to refuse it.
 type peftConfig struct {
 	PeftType            string         `json:"peft_type"`
 	TaskType            string         `json:"task_type"`
 	BaseModelNameOrPath string         `json:"base_model_name_or_path"`
+	Revision            any            `json:"revision"`
 	R                   int            `json:"r"`
 	LoraAlpha           float64        `json:"lora_alpha"`
 	LoraDropout         float64        `json:"lora_dropout"`
@@ -50,22 +52,11 @@ type peftConfig struct {
 	AlphaPattern        map[string]any `json:"alpha_pattern"`
 	LayersToTransform   any            `json:"layers_to_transform"`
 	LayersPattern       any            `json:"layers_pattern"`
-	Revision            any            `json:"revision"`
 	AutoMapping         any            `json:"auto_mapping"`
 	MegatronConfig      any            `json:"megatron_config"`
 	MegatronCore        string         `json:"megatron_core"`
 	LoftqConfig         map[string]any `json:"loftq_config"`
-	LayerReplication    any            `json:"layer_replication"`
-	TrainableTokenIdx   any            `json:"trainable_token_indices"`
-	ExcludeModules      any            `json:"exclude_modules"`
-	EVAConfig           any            `json:"eva_config"`
-	CordaConfig         any            `json:"corda_config"`
-	RuntimeConfig       map[string]any `json:"runtime_config"`
-	LoraBias            bool           `json:"lora_bias"`
-	TargetParameters    any            `json:"target_parameters"`
-	UseQALoRA           bool           `json:"use_qalora"`
-	QALoRAGroupSize     int            `json:"qalora_group_size"`
-	PeftVersion         string         `json:"peft_version,omitempty"`
+	LoraBias            bool           `json:"lora_bias,omitempty"`
 }
 
 // Meta is what an adapter directory records beside the tensors.
@@ -118,7 +109,7 @@ func Save(dir string, ad *model.Adapter, w *model.Weights, meta Meta) error {
 		R: ad.R, LoraAlpha: ad.Alpha, LoraDropout: ad.Dropout, TargetModules: targets, ModulesToSave: saved,
 		UseRSLoRA: ad.RSLoRA, Bias: "none", InitLoraWeights: true, InferenceMode: true,
 		RankPattern: map[string]any{}, AlphaPattern: map[string]any{}, MegatronCore: "megatron.core",
-		RuntimeConfig: map[string]any{"ephemeral_gpu_offload": false}, QALoRAGroupSize: 16,
+		LoftqConfig: map[string]any{},
 	}
 	if targets == nil {
 		cfg.TargetModules = []string{}
