@@ -154,6 +154,15 @@ func TestAdapterGradientCheck(t *testing.T) {
 			if other == loss {
 				t.Fatal("the dropout seed does not change the loss")
 			}
+			// The same seed again draws the same masks: a resumed run is bit-identical.
+			in.Seed--
+			again, _, err := gr.Run(in, obj)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if again != loss {
+				t.Fatalf("the same dropout seed gave loss %.17g, then %.17g", loss, again)
+			}
 		})
 	}
 }
