@@ -2,7 +2,9 @@ package lm
 
 import (
 	"fmt"
+	"maps"
 	"runtime"
+	"slices"
 	"sync"
 
 	"github.com/alignkit/alignkit/data"
@@ -23,26 +25,60 @@ type Model struct {
 	graphs map[graphKey]*model.Graph
 	params []train.Param
 	index  map[string]int // param name → position in params
+	seed   uint64         // LoRA dropout seed of the next runs (SetDropoutSeed)
 }
 
 type graphKey struct {
 	rows, length int
 	head         model.Head
 	grad         bool
+	adaptersOff  bool
 }
 
 // New wraps a loaded checkpoint. rows is the usual batch height (see Model.Rows).
+//
+// With ck.Adapter set (a PEFT run: lora.New, or checkpoint.OpenAdapter) the base is frozen and the
+// Params are the adapter's tensors alone, named as PEFT's state dict without its base_model.model.
+// prefix (model.layers.0.self_attn.q_proj.lora_A.weight, lm_head.weight for a modules_to_save
+// copy); Save then writes the adapter directory, and a checkpoint holds the adapter and its
+// optimizer state only.
 func New(ck *checkpoint.Model, rows int) *Model {
 	m := &Model{Ckpt: ck, Rows: rows, graphs: map[graphKey]*model.Graph{}, index: map[string]int{}}
-	w := ck.Weights
-	for _, name := range w.Names() {
-		t := w.Tensors[name]
+	add := func(name string, t *model.Tensor) {
 		m.index[name] = len(m.params)
 		// RMSNorm gains (the only 1-D tensors) are not decayed, as HF's get_decay_parameter_names.
 		m.params = append(m.params, train.Param{Name: name, Value: t.Data, NoDecay: len(t.Shape) == 1})
 	}
+	if ad := ck.Adapter; ad != nil {
+		ts := map[string]*model.Tensor{}
+		for name, l := range ad.Layers {
+			a, b := model.LoRAKeys(name)
+			ts[a], ts[b] = l.A, l.B
+		}
+		for name, t := range ad.Saved {
+			ts[name] = t
+		}
+		for _, name := range slices.Sorted(maps.Keys(ts)) {
+			add(name, ts[name])
+		}
+		return m
+	}
+	w := ck.Weights
+	for _, name := range w.Names() {
+		if t := w.Tensors[name]; t.Frozen == nil {
+			add(name, t)
+		}
+	}
 	return m
 }
+
+// SetDropoutSeed sets the LoRA dropout seed of the following training runs. A trainer calls it
+// before each micro-batch with model.DropoutSeed(b.Seed, b.Step, b.Micro) (train.Batch's fields), so
+// a resumed run draws the same masks.
+func (m *Model) SetDropoutSeed(seed uint64) { m.seed = seed }
+
+// Adapter is the LoRA adapter being trained or run, nil for a full model.
+func (m *Model) Adapter() *model.Adapter { return m.Ckpt.Adapter }
 
 // Weights are the model's live weights (updated in place by the optimizer).
 func (m *Model) Weights() *model.Weights { return m.Ckpt.Weights }
@@ -53,16 +89,24 @@ func (m *Model) Tok() *tokenizer.Tokenizer { return m.Ckpt.Tok }
 // Params lists the trainable tensors in name order; Value aliases the weights.
 func (m *Model) Params() []train.Param { return m.params }
 
-// Save writes the model as an HF directory with its tokenizer files.
-func (m *Model) Save(dir string) error { return checkpoint.Save(dir, m.Ckpt, hf.SaveOptions{}) }
+// Save writes the model as an HF directory with its tokenizer files; with an adapter, the PEFT
+// adapter directory (adapter_config.json, adapter_model.safetensors) and the tokenizer files, as
+// TRL's trainers save a PEFT model to output_dir.
+func (m *Model) Save(dir string) error {
+	if m.Ckpt.Adapter != nil {
+		return checkpoint.SaveAdapter(dir, m.Ckpt)
+	}
+	return checkpoint.Save(dir, m.Ckpt, hf.SaveOptions{})
+}
 
 // graph returns the graph for a batch shape, building it on first use.
-func (m *Model) graph(rows, length int, head model.Head, grad bool) (*model.Graph, error) {
-	k := graphKey{rows, length, head, grad}
+func (m *Model) graph(rows, length int, head model.Head, grad, off bool) (*model.Graph, error) {
+	k := graphKey{rows, length, head, grad, off}
 	if g, ok := m.graphs[k]; ok {
 		return g, nil
 	}
-	g, err := model.NewGraph(m.Ckpt.Weights, model.GraphSpec{Batch: rows, SeqLen: length, Head: head, Grad: grad})
+	g, err := model.NewGraph(m.Ckpt.Weights, model.GraphSpec{Batch: rows, SeqLen: length, Head: head, Grad: grad,
+		Adapter: m.Ckpt.Adapter, AdaptersOff: off})
 	if err != nil {
 		return nil, err
 	}
@@ -76,12 +120,17 @@ type Objective = model.Objective
 // Run runs b through the model. With grads non-nil it also runs the backward pass and adds
 // scale·dLoss/dParam into grads (one slice per Params entry). The returned Stats cover b's rows only.
 func (m *Model) Run(b *data.Batch, head model.Head, obj Objective, grads [][]float32, scale float32) (float64, model.Stats, error) {
+	return m.run(b, head, obj, grads, scale, false)
+}
+
+func (m *Model) run(b *data.Batch, head model.Head, obj Objective, grads [][]float32, scale float32, off bool) (float64, model.Stats, error) {
 	rows := max(b.B, m.Rows)
-	g, err := m.graph(rows, b.T, head, grads != nil)
+	g, err := m.graph(rows, b.T, head, grads != nil, off)
 	if err != nil {
 		return 0, model.Stats{}, err
 	}
 	in := inputs(b, rows)
+	in.Seed = m.seed
 	wrapped := obj
 	if obj != nil && rows != b.B {
 		wrapped = func(s model.Stats) (float64, []float64, []float64, error) {
@@ -105,6 +154,16 @@ func (m *Model) Run(b *data.Batch, head model.Head, obj Objective, grads [][]flo
 // log-probability of its weighted targets, their count, and the other LM statistics.
 func (m *Model) LogProbs(b *data.Batch) (model.Stats, error) {
 	_, s, err := m.Run(b, model.LMHead, nil, nil, 0)
+	return s, err
+}
+
+// BaseLogProbs is LogProbs with the adapter disabled: the frozen base's log-probs, TRL's reference
+// model for a PEFT policy (the same weights, no second copy). It needs an adapter.
+func (m *Model) BaseLogProbs(b *data.Batch) (model.Stats, error) {
+	if m.Ckpt.Adapter == nil {
+		return model.Stats{}, fmt.Errorf("lm: BaseLogProbs: %s has no adapter to disable", m.Ckpt.Source)
+	}
+	_, s, err := m.run(b, model.LMHead, nil, nil, 0, true)
 	return s, err
 }
 

@@ -40,6 +40,13 @@ type GraphSpec struct {
 	Grad bool
 	// KeepLogits copies each run's logits (B·T, V) aside for Logits (LM head only); it costs one copy.
 	KeepLogits bool
+	// Adapter, when non-nil, freezes the base: its linear weights are read through
+	// ops.FrozenLinear and nothing of it is a Param; the adapter's A/B pairs and modules_to_save
+	// copies are the Params. Its dropout applies in Grad graphs only.
+	Adapter *Adapter
+	// AdaptersOff runs the base alone (TRL's reference model for a PEFT policy: the same weights
+	// with adapters disabled, no second copy). Such a graph has no Params.
+	AdaptersOff bool
 }
 
 // Inputs is one micro-batch. Per-token slices are row-major (B·T): row b's tokens are
@@ -60,6 +67,9 @@ type Inputs struct {
 	Segments []int32
 	// LastIndex (B) is, per row, the index within the row whose hidden state the score head reads.
 	LastIndex []int32
+	// Seed draws the LoRA dropout masks of this run (adapter graphs with Grad); derive it from
+	// (seed, step, micro-batch) with DropoutSeed so a resumed run draws the same masks.
+	Seed uint64
 }
 
 // Stats are a run's per-row (b) results, in float64.
@@ -95,6 +105,8 @@ type Graph struct {
 	spec GraphSpec
 	dt   tensor.Dtype
 	n    int // B·T
+	w    *Weights
+	seed uint64 // the running Inputs.Seed, read by the LoRA ops
 
 	g *G.ExprGraph
 	m G.VM
@@ -122,6 +134,7 @@ type graphParam struct {
 	grad  *G.Node
 	value *tensor.Dense
 	f64   []float64 // the float64 copy behind value, for float64 test graphs
+	data  []float32 // the float32 values the Param aliases
 }
 
 var useBLAS sync.Once
@@ -149,7 +162,12 @@ func newGraph(w *Weights, spec GraphSpec, dt tensor.Dtype) (*Graph, error) {
 	if err := w.Check("model: NewGraph"); err != nil {
 		return nil, err
 	}
-	gr := &Graph{cfg: w.Config, spec: spec, dt: dt, n: spec.Batch * spec.SeqLen, g: G.NewGraph()}
+	if spec.Adapter != nil {
+		if err := spec.Adapter.Check(w, "model: NewGraph: adapter"); err != nil {
+			return nil, err
+		}
+	}
+	gr := &Graph{cfg: w.Config, spec: spec, dt: dt, n: spec.Batch * spec.SeqLen, w: w, g: G.NewGraph()}
 	if err := gr.build(w); err != nil {
 		return nil, fmt.Errorf("model: NewGraph: %w", err)
 	}
@@ -181,6 +199,7 @@ func (gr *Graph) Run(in Inputs, obj Objective) (float64, Stats, error) {
 	if err := gr.bind(in); err != nil {
 		return 0, Stats{}, err
 	}
+	gr.seed = in.Seed
 	gr.obj = obj
 	gr.stats = Stats{}
 	defer func() { gr.obj = nil }()
@@ -402,6 +421,16 @@ func (gr *Graph) lossFn(in [][]float64) (float64, [][]float64, error) {
 	}
 	gr.stats, gr.loss = s, total
 	return total, grads, nil
+}
+
+// DropoutSeed is the LoRA dropout seed of one micro-batch, from the run's seed, the optimizer step
+// and the micro-batch's index within it (train.Batch's Seed, Step and Micro): a pure function, so a
+// resumed run draws the masks the uninterrupted run drew.
+func DropoutSeed(seed int64, step, micro int) uint64 {
+	z := uint64(seed)*0x9e3779b97f4a7c15 ^ uint64(step)*0xd1b54a32d192ed03 ^ uint64(micro)*0x8cb92ba72f3d8dd7
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	return z ^ (z >> 31)
 }
 
 // Forward runs the model (LM head) on one sequence and returns each position's logits: len(tokens)

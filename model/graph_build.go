@@ -40,16 +40,26 @@ func (gr *Graph) build(w *Weights) error {
 	if !lm && w.Tensors[ScoreKey] == nil {
 		return fmt.Errorf("the score head needs %s, which this model lacks", ScoreKey)
 	}
+	ad := gr.spec.Adapter
+	adOn := ad != nil && !gr.spec.AdaptersOff
+	// trainable: without an adapter every tensor held as float32 values is; with one, only the
+	// adapter's own tensors (its A/B pairs and modules_to_save copies) are, and only while it is on.
+	trainable := func(name string) bool {
+		if ad == nil {
+			t := w.Tensors[name]
+			return t != nil && t.Frozen == nil
+		}
+		return adOn && ad.Saved[name] != nil
+	}
 	byName := map[string]*G.Node{}
-	param := func(name string) (*G.Node, error) {
+	node := func(name string, t *Tensor, train bool) (*G.Node, error) {
 		if n, ok := byName[name]; ok {
 			return n, nil
 		}
-		t, err := w.Get(name)
-		if err != nil {
-			return nil, err
+		if t.Data == nil {
+			return nil, fmt.Errorf("tensor %q is held as a frozen %T, and this use needs its values", name, t.Frozen)
 		}
-		p := graphParam{name: name}
+		p := graphParam{name: name, data: t.Data}
 		if gr.dt == tensor.Float32 {
 			p.value = tensor.New(tensor.WithShape(t.Shape...), tensor.WithBacking(t.Data))
 		} else {
@@ -61,8 +71,76 @@ func (gr *Graph) build(w *Weights) error {
 		}
 		p.node = G.NewTensor(g, gr.dt, len(t.Shape), G.WithShape(t.Shape...), G.WithName(name), G.WithValue(p.value))
 		byName[name] = p.node
-		gr.params = append(gr.params, p)
+		if train {
+			gr.params = append(gr.params, p)
+		}
 		return p.node, nil
+	}
+	param := func(name string) (*G.Node, error) {
+		t, err := w.Get(name)
+		if err != nil {
+			return nil, err
+		}
+		if adOn && ad.Saved[name] != nil {
+			t = ad.Saved[name]
+		}
+		return node(name, t, trainable(name))
+	}
+	frozen := map[string]ops.Frozen{}
+	frozenOf := func(name string) (ops.Frozen, error) {
+		if f, ok := frozen[name]; ok {
+			return f, nil
+		}
+		t, err := w.Get(name)
+		if err != nil {
+			return nil, err
+		}
+		f := t.Frozen
+		if f == nil {
+			if f, err = ops.NewDenseFrozen(t.Data, t.Shape[0], t.Shape[1]); err != nil {
+				return nil, fmt.Errorf("tensor %q: %w", name, err)
+			}
+		}
+		frozen[name] = f
+		return f, nil
+	}
+	var dropout float64
+	if ad != nil && gr.spec.Grad {
+		dropout = ad.Dropout // as PEFT's nn.Dropout: active in training only
+	}
+	// linear is x·Wᵀ for the named weight: a trainable Linear, or a FrozenLinear plus, when the
+	// weight is adapted and adapters are on, its LoRA term.
+	linear := func(x *G.Node, name string) (*G.Node, error) {
+		if trainable(name) {
+			wn, err := param(name)
+			if err != nil {
+				return nil, err
+			}
+			return ops.Linear(x, wn)
+		}
+		f, err := frozenOf(name)
+		if err != nil {
+			return nil, err
+		}
+		y, err := ops.FrozenLinear(x, f)
+		if err != nil || !adOn || ad.Layers[name] == nil {
+			return y, err
+		}
+		l := ad.Layers[name]
+		ka, kb := LoRAKeys(name)
+		a, err := node(ka, l.A, true)
+		if err != nil {
+			return nil, err
+		}
+		b, err := node(kb, l.B, true)
+		if err != nil {
+			return nil, err
+		}
+		d, err := ops.LoRA(x, a, b, ops.LoRASpec{Scale: ad.Scale(), Dropout: dropout, Seed: &gr.seed, Key: dropoutKey(name)})
+		if err != nil {
+			return nil, err
+		}
+		return ops.Add(y, d)
 	}
 	var err error
 	must := func(n *G.Node, e error) *G.Node {
@@ -71,6 +149,7 @@ func (gr *Graph) build(w *Weights) error {
 		}
 		return n
 	}
+	lin := func(x *G.Node, name string) *G.Node { return must(linear(x, name)) }
 
 	rope, e := ops.NewRoPE(c.RopeTheta, c.HeadDim)
 	if e != nil {
@@ -81,29 +160,23 @@ func (gr *Graph) build(w *Weights) error {
 	var routerStats G.Nodes
 	for l := 0; l < c.NumHiddenLayers && err == nil; l++ {
 		p := func(suffix string) *G.Node { return must(param(LayerKey(l, suffix))) }
-		n1 := must(ops.RMSNorm(h, p("input_layernorm.weight"), c.RMSNormEps))                // (N, D)
-		q := must(rope.Apply(must(ops.Linear(n1, p("self_attn.q_proj.weight"))), positions)) // (N, H·hd)
-		k := must(rope.Apply(must(ops.Linear(n1, p("self_attn.k_proj.weight"))), positions)) // (N, KV·hd)
-		v := must(ops.Linear(n1, p("self_attn.v_proj.weight")))                              // (N, KV·hd)
-		a := must(ops.Attention(attn, q, k, v, segments))                                    // (N, H·hd)
-		h = must(ops.Add(h, must(ops.Linear(a, p("self_attn.o_proj.weight")))))
+		n1 := must(ops.RMSNorm(h, p("input_layernorm.weight"), c.RMSNormEps))             // (N, D)
+		q := must(rope.Apply(lin(n1, LayerKey(l, "self_attn.q_proj.weight")), positions)) // (N, H·hd)
+		k := must(rope.Apply(lin(n1, LayerKey(l, "self_attn.k_proj.weight")), positions)) // (N, KV·hd)
+		v := lin(n1, LayerKey(l, "self_attn.v_proj.weight"))                              // (N, KV·hd)
+		a := must(ops.Attention(attn, q, k, v, segments))                                 // (N, H·hd)
+		h = must(ops.Add(h, lin(a, LayerKey(l, "self_attn.o_proj.weight"))))
 		n2 := must(ops.RMSNorm(h, p("post_attention_layernorm.weight"), c.RMSNormEps))
 		var mlp *G.Node
 		if c.IsMoE() {
-			z := must(ops.Linear(n2, p("block_sparse_moe.gate.weight"))) // (N, E)
+			z := lin(n2, LayerKey(l, "block_sparse_moe.gate.weight")) // (N, E)
 			comb := must(ops.Route(z, c.NumExpertsPerTok))
 			routerStats = append(routerStats, must(ops.RouterStats(z, segments, c.NumExpertsPerTok)))
-			var w1, w3, w2 []*G.Node
-			for e := 0; e < c.NumLocalExperts; e++ {
-				w1 = append(w1, must(param(ExpertKey(l, e, "w1"))))
-				w3 = append(w3, must(param(ExpertKey(l, e, "w3"))))
-				w2 = append(w2, must(param(ExpertKey(l, e, "w2"))))
-			}
-			mlp = must(ops.Experts(n2, comb, w1, w3, w2))
+			mlp = gr.expertMLP(l, n2, comb, lin, param, must)
 		} else {
-			gate := must(ops.Linear(n2, p("mlp.gate_proj.weight"))) // (N, F)
-			up := must(ops.Linear(n2, p("mlp.up_proj.weight")))     // (N, F)
-			mlp = must(ops.Linear(must(ops.SwiGLU(gate, up)), p("mlp.down_proj.weight")))
+			gate := lin(n2, LayerKey(l, "mlp.gate_proj.weight")) // (N, F)
+			up := lin(n2, LayerKey(l, "mlp.up_proj.weight"))     // (N, F)
+			mlp = lin(must(ops.SwiGLU(gate, up)), LayerKey(l, "mlp.down_proj.weight"))
 		}
 		h = must(ops.Add(h, mlp))
 	}
@@ -121,7 +194,7 @@ func (gr *Graph) build(w *Weights) error {
 		if w.Tensors[LMHeadKey] == nil {
 			headName = EmbedKey // tied: the embedding node itself, so its gradient sums both uses
 		}
-		logits := must(ops.Linear(hn, must(param(headName)))) // (N, V)
+		logits := lin(hn, headName) // (N, V)
 		var lp *ops.LogProbs
 		headOut, lp, e = ops.TokenLogProbs(logits, targets, weights)
 		if e != nil {
@@ -134,7 +207,7 @@ func (gr *Graph) build(w *Weights) error {
 		gr.lastRows = lt
 		hl := must(ops.Embedding(h, last)) // (B, D)
 		hn := must(ops.RMSNorm(hl, must(param(FinalNormKey)), c.RMSNormEps))
-		headOut = must(ops.Linear(hn, must(param(ScoreKey)))) // (B, 1)
+		headOut = lin(hn, ScoreKey) // (B, 1)
 	}
 	if err != nil {
 		return err
@@ -147,7 +220,10 @@ func (gr *Graph) build(w *Weights) error {
 	sortParams(gr.params)
 	gr.out = make([]Param, len(gr.params))
 	for i, p := range gr.params {
-		gr.out[i] = Param{Name: p.name, Value: w.Tensors[p.name].Data}
+		gr.out[i] = Param{Name: p.name, Value: p.data}
+	}
+	if gr.spec.Grad && len(gr.params) == 0 {
+		return fmt.Errorf("the graph has nothing to train (every weight is frozen and no adapter is on)")
 	}
 	if gr.spec.Grad {
 		wrt := make(G.Nodes, len(gr.params))
@@ -170,6 +246,46 @@ func (gr *Graph) build(w *Weights) error {
 	// live forever (a dropped reference model, say). Clearing the finalizer makes it collectable.
 	runtime.SetFinalizer(gr.m, nil)
 	return nil
+}
+
+// expertMLP is a Mixtral layer's expert MLPs. Trainable experts (no adapter) and experts that an
+// adapter leaves as dense frozen matrices run sparsely in one Experts op; experts that are adapted
+// or held as non-dense Frozen run densely, each through linear, weighted by MixExperts.
+func (gr *Graph) expertMLP(l int, x, comb *G.Node, lin func(*G.Node, string) *G.Node,
+	param func(string) (*G.Node, error), must func(*G.Node, error) *G.Node) *G.Node {
+	c, ad := gr.cfg, gr.spec.Adapter
+	adOn := ad != nil && !gr.spec.AdaptersOff
+	dense := false
+	for e := 0; e < c.NumLocalExperts; e++ {
+		for _, m := range []string{"w1", "w3", "w2"} {
+			name := ExpertKey(l, e, m)
+			if t := gr.w.Tensors[name]; t != nil && t.Frozen != nil && t.Data == nil {
+				dense = true
+			}
+			if adOn && (ad.Layers[name] != nil || ad.Saved[name] != nil) {
+				dense = true
+			}
+		}
+	}
+	if !dense {
+		var w1, w3, w2 []*G.Node
+		for e := 0; e < c.NumLocalExperts; e++ {
+			w1 = append(w1, must(param(ExpertKey(l, e, "w1"))))
+			w3 = append(w3, must(param(ExpertKey(l, e, "w3"))))
+			w2 = append(w2, must(param(ExpertKey(l, e, "w2"))))
+		}
+		if ad != nil {
+			return must(ops.FrozenExperts(x, comb, w1, w3, w2))
+		}
+		return must(ops.Experts(x, comb, w1, w3, w2))
+	}
+	ys := make([]*G.Node, c.NumLocalExperts)
+	for e := range ys {
+		gate := lin(x, ExpertKey(l, e, "w1")) // (N, F)
+		up := lin(x, ExpertKey(l, e, "w3"))   // (N, F)
+		ys[e] = lin(must(ops.SwiGLU(gate, up)), ExpertKey(l, e, "w2"))
+	}
+	return must(ops.MixExperts(comb, ys))
 }
 
 func sortParams(ps []graphParam) {

@@ -157,6 +157,7 @@ func (w *Weights) NumParams() int64 {
 func (w *Weights) Clone() *Weights {
 	out := &Weights{Config: w.Config, Tensors: make(map[string]*Tensor, len(w.Tensors))}
 	for k, t := range w.Tensors {
+		// A Frozen weight is never written, so the copy shares it.
 		out.Tensors[k] = &Tensor{Shape: append([]int(nil), t.Shape...), Data: append([]float32(nil), t.Data...), Frozen: t.Frozen}
 	}
 	return out

@@ -33,6 +33,10 @@ const (
 type Config struct {
 	// Model is the policy: an HF directory or a .gguf file. Required.
 	Model string
+	// Adapter is a PEFT LoRA adapter directory over Model ("" for none). It is folded into a float32
+	// copy of the adapted weights at load (rlhf.Local builds its engine with infer.New); a quantized
+	// base cannot take it that way.
+	Adapter string
 	// RewardModel enables /v1/score: an HF directory or .gguf with a score head ("" disables it).
 	RewardModel string
 	// Addr is the listen address (default 127.0.0.1:8080, loopback).
@@ -70,8 +74,17 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Model == "" {
 		return nil, errors.New("serve: no model: want --model DIR (an HF directory or a .gguf file)")
 	}
-	ck, err := checkpoint.Open(cfg.Model)
+	var ck *checkpoint.Model
+	var err error
+	if cfg.Adapter == "" {
+		ck, err = checkpoint.Open(cfg.Model)
+	} else {
+		ck, err = checkpoint.OpenAdapter(cfg.Model, cfg.Adapter)
+	}
 	if err != nil {
+		return nil, err
+	}
+	if ck, err = checkpoint.Merged(ck); err != nil {
 		return nil, err
 	}
 	gen, err := rlhf.NewLocal(ck, cfg.ChatTemplate)

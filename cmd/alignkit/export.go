@@ -13,12 +13,20 @@ import (
 )
 
 func newExportCmd() *cobra.Command {
-	var modelPath, format, out, dtype, shard, name string
+	var modelPath, adapter, format, out, dtype, shard, name string
+	var merge bool
 	cmd := &cobra.Command{
-		Use:   "export --model DIR --format gguf|hf --out PATH [--dtype f32|f16|q8_0|bf16] [--max-shard-size 2GB]",
+		Use:   "export --model DIR [--adapter DIR [--merge]] --format gguf|hf --out PATH [--dtype f32|f16|q8_0|bf16] [--max-shard-size 2GB]",
 		Short: "Write the model for an inference engine: GGUF for llama.cpp/ollama, HF safetensors for transformers/vLLM",
-		Args:  cobra.NoArgs,
+		Long: "Write the model for an inference engine: GGUF for llama.cpp/ollama, HF safetensors for\n" +
+			"transformers/vLLM. With --adapter (a PEFT LoRA directory over --model), --format gguf writes a\n" +
+			"GGUF LoRA adapter for llama.cpp's --lora and --format hf the PEFT adapter directory; with --merge\n" +
+			"too, the model with the adapter folded in (W + scale·B·A), in either format.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if merge && adapter == "" {
+				return fmt.Errorf("--merge needs --adapter DIR (the LoRA adapter to fold into --model)")
+			}
 			valid := map[string][]string{"gguf": {"f32", "f16", "q8_0"}, "hf": {"f32", "bf16", "f16"}}
 			dtypes, ok := valid[format]
 			if !ok {
@@ -35,8 +43,14 @@ func newExportCmd() *cobra.Command {
 					return fmt.Errorf("--out %s: directory %s does not exist", out, parent)
 				}
 			}
-			m, err := checkpoint.Open(modelPath)
+			m, err := openWithAdapter(modelPath, adapter)
 			if err != nil {
+				return err
+			}
+			if adapter != "" && !merge {
+				return exportAdapter(cmd, m, format, dtype, out, name)
+			}
+			if m, err = checkpoint.Merged(m); err != nil {
 				return err
 			}
 			switch format {
@@ -65,6 +79,8 @@ func newExportCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&modelPath, "model", "", "model directory or .gguf file")
+	cmd.Flags().StringVar(&adapter, "adapter", "", "PEFT LoRA adapter directory over --model: exported as an adapter, or merged with --merge")
+	cmd.Flags().BoolVar(&merge, "merge", false, "with --adapter: write the merged model instead of the adapter")
 	cmd.Flags().StringVar(&format, "format", "gguf", "gguf or hf")
 	cmd.Flags().StringVar(&out, "out", "", "output file (gguf) or directory (hf)")
 	cmd.Flags().StringVar(&dtype, "dtype", "", "gguf: f32, f16 or q8_0; hf: f32, bf16 or f16 (default f32)")
@@ -73,6 +89,33 @@ func newExportCmd() *cobra.Command {
 	_ = cmd.MarkFlagRequired("model")
 	_ = cmd.MarkFlagRequired("out")
 	return cmd
+}
+
+// exportAdapter writes m's adapter alone: a GGUF LoRA adapter, or the PEFT adapter directory.
+func exportAdapter(cmd *cobra.Command, m *checkpoint.Model, format, dtype, out, name string) error {
+	if dtype != "f32" {
+		return fmt.Errorf("--dtype %s: a LoRA adapter is exported in f32 (add --merge to export the merged model in %s)", dtype, dtype)
+	}
+	switch format {
+	case "gguf":
+		if err := gguf.WriteLoRA(out, m.Weights.Config, m.Adapter, name); err != nil {
+			return err
+		}
+	case "hf":
+		if err := checkpoint.SaveAdapter(out, m); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "wrote %s (%s LoRA adapter, r %d, %d weights)\n", out, format, m.Adapter.R, len(m.Adapter.Layers))
+	return nil
+}
+
+// openWithAdapter opens --model, with the PEFT LoRA adapter directory --adapter over it when given.
+func openWithAdapter(modelPath, adapter string) (*checkpoint.Model, error) {
+	if adapter == "" {
+		return checkpoint.Open(modelPath)
+	}
+	return checkpoint.OpenAdapter(modelPath, adapter)
 }
 
 func contains(list []string, s string) bool {

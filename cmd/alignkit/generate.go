@@ -3,24 +3,23 @@ package main
 import (
 	"fmt"
 
-	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/alignkit/alignkit/model/infer"
 	"github.com/spf13/cobra"
 )
 
 func newGenerateCmd() *cobra.Command {
-	var modelPath, prompt string
+	var modelPath, adapter, prompt string
 	var p infer.Sampling
 	cmd := &cobra.Command{
-		Use:   "generate --model DIR --prompt \"...\" [--max-new-tokens N] [--temperature T] [--top-p P] [--top-k K] [--seed S]",
+		Use:   "generate --model DIR [--adapter DIR] --prompt \"...\" [--max-new-tokens N] [--temperature T] [--top-p P] [--top-k K] [--seed S]",
 		Short: "Continue a prompt with the model (greedy at temperature 0)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			m, err := checkpoint.Open(modelPath)
+			m, err := openWithAdapter(modelPath, adapter)
 			if err != nil {
 				return err
 			}
-			eng, err := infer.New(m.Weights)
+			eng, err := infer.NewAdapted(m.Weights, m.Adapter)
 			if err != nil {
 				return err
 			}
@@ -37,6 +36,7 @@ func newGenerateCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&modelPath, "model", "", "model directory or .gguf file")
+	cmd.Flags().StringVar(&adapter, "adapter", "", "PEFT LoRA adapter directory to run over --model, unmerged")
 	cmd.Flags().StringVar(&prompt, "prompt", "", "text to continue")
 	cmd.Flags().IntVar(&p.MaxNewTokens, "max-new-tokens", 64, "how many tokens to generate at most")
 	cmd.Flags().Float64Var(&p.Temperature, "temperature", 0, "sampling temperature; 0 is greedy")

@@ -7,24 +7,23 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/alignkit/alignkit/model/infer"
 	"github.com/spf13/cobra"
 )
 
 func newLogitsCmd() *cobra.Command {
-	var modelPath, tokens, text string
+	var modelPath, adapter, tokens, text string
 	var top int
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "logits --model DIR (--tokens 1,403,407 | --text \"...\") [--top K] [--json]",
+		Use:   "logits --model DIR [--adapter DIR] (--tokens 1,403,407 | --text \"...\") [--top K] [--json]",
 		Short: "Print next-token log-probs after every input position (the probe parity checks use)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if (tokens == "") == (text == "") {
 				return fmt.Errorf("give exactly one of --tokens and --text")
 			}
-			m, err := checkpoint.Open(modelPath)
+			m, err := openWithAdapter(modelPath, adapter)
 			if err != nil {
 				return err
 			}
@@ -34,7 +33,7 @@ func newLogitsCmd() *cobra.Command {
 					return err
 				}
 			}
-			eng, err := infer.New(m.Weights)
+			eng, err := infer.NewAdapted(m.Weights, m.Adapter)
 			if err != nil {
 				return err
 			}
@@ -66,6 +65,7 @@ func newLogitsCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&modelPath, "model", "", "model directory or .gguf file")
+	cmd.Flags().StringVar(&adapter, "adapter", "", "PEFT LoRA adapter directory to run over --model, unmerged")
 	cmd.Flags().StringVar(&tokens, "tokens", "", "comma-separated token ids")
 	cmd.Flags().StringVar(&text, "text", "", "text to tokenize (BOS added as the tokenizer says)")
 	cmd.Flags().IntVar(&top, "top", 5, "how many of the most likely tokens to print per position")

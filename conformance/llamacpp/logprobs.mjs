@@ -1,7 +1,7 @@
 // logprobs.mjs runs llama.cpp (node-llama-cpp 3.21.1, prebuilt CPU build) on a GGUF and prints, as JSON,
 // the full next-token log-softmax after every input position, and optionally a greedy continuation.
 //
-//   node logprobs.mjs --model FILE.gguf --tokens 1,403,407 [--tokens 1,5,6 ...] [--greedy N]
+//   node logprobs.mjs --model FILE.gguf [--lora ADAPTER.gguf] --tokens 1,403,407 [--tokens 1,5,6 ...] [--greedy N]
 //
 // Output: one JSON line per --tokens list, in order:
 //   {"logprobs": [[V floats after token 0], [V floats after tokens 0..1], ...], "greedy": [ids...]}
@@ -12,15 +12,19 @@
 // The context uses an F32 KV cache and no flash attention: llama.cpp's defaults (an F16 cache with flash
 // attention) move log-probs by about 1e-2, which would hide real exporter bugs in a 1e-4 comparison.
 // Token ids are fed as they are (no tokenizer, no BOS added), so the caller controls the exact sequence.
+// --lora applies a GGUF LoRA adapter (general.type "adapter") at scale 1, unmerged, as llama.cpp's --lora.
 import {getLlama} from "node-llama-cpp";
 
 function parseArgs(argv) {
-    const args = {model: "", sequences: [], greedy: 0};
+    const args = {model: "", lora: "", sequences: [], greedy: 0};
     for (let i = 0; i < argv.length; i++) {
         const flag = argv[i];
         const value = argv[i + 1];
         if (flag === "--model" && value !== undefined) {
             args.model = value;
+            i++;
+        } else if (flag === "--lora" && value !== undefined) {
+            args.lora = value;
             i++;
         } else if (flag === "--tokens" && value !== undefined) {
             const tokens = value.split(",").filter((s) => s.trim() !== "").map((s) => {
@@ -38,7 +42,7 @@ function parseArgs(argv) {
                 throw new Error(`--greedy: ${JSON.stringify(value)} is not a non-negative integer`);
             i++;
         } else {
-            throw new Error(`unknown or incomplete argument ${JSON.stringify(flag)} (usage: --model FILE.gguf --tokens 1,2,3 [--tokens 4,5 ...] [--greedy N])`);
+            throw new Error(`unknown or incomplete argument ${JSON.stringify(flag)} (usage: --model FILE.gguf [--lora ADAPTER.gguf] --tokens 1,2,3 [--tokens 4,5 ...] [--greedy N])`);
         }
     }
     if (args.model === "") throw new Error("--model is required");
@@ -101,6 +105,7 @@ async function main() {
         flashAttention: false,
         experimentalKvCacheKeyType: "F32",
         experimentalKvCacheValueType: "F32",
+        ...(args.lora === "" ? {} : {lora: {adapters: [{filePath: args.lora, scale: 1}]}}),
     });
     const sequence = context.getSequence();
     for (const tokens of args.sequences) {

@@ -22,6 +22,9 @@ type Model struct {
 	Dir string
 	// Source is the path given to Open, for messages.
 	Source string
+	// Adapter, when non-nil, is a LoRA adapter over Weights (OpenAdapter, or lora.New for a PEFT
+	// run): graphs and the inference engine run it unmerged, and trainers train it alone.
+	Adapter *model.Adapter
 }
 
 // Open reads an HF model directory or a .gguf file.

@@ -88,9 +88,19 @@ const tileM, tileN = 64, 192
 func (e *Engine) matmulT(a []float32, m, k int, wt weight, n int, c []float32) {
 	if wt.f != nil {
 		wt.f.MulT(c[:m*n], a[:m*k], m)
-		return
+	} else {
+		e.matmulBase(a, m, k, wt.d, n, c)
 	}
-	w := wt.d
+	if p := wt.lora; p != nil {
+		// c (m, n) += scale · (a (m, k) · Aᵀ (k, r)) · Bᵀ (r, n)
+		t := make([]float32, m*p.r)
+		e.bl.Sgemm(gblas.NoTrans, gblas.Trans, m, p.r, k, 1, a[:m*k], k, p.a, k, 0, t, p.r)
+		e.bl.Sgemm(gblas.NoTrans, gblas.Trans, m, n, p.r, p.scale, t, p.r, p.b, p.r, 1, c[:m*n], n)
+	}
+}
+
+// matmulBase is matmulT's dense float32 product, without adapters.
+func (e *Engine) matmulBase(a []float32, m, k int, w []float32, n int, c []float32) {
 	if !e.pureGo {
 		if m == 1 {
 			// OpenBLAS 0.3.21's sgemm packs all of w for every call, which for the one-row products

@@ -6,10 +6,11 @@ import (
 	"math"
 	"runtime"
 
+	"gonum.org/v1/gonum/blas/gonum"
+
 	"github.com/alignkit/alignkit/model"
 	"github.com/alignkit/alignkit/model/blas"
 	"github.com/alignkit/alignkit/model/ops"
-	"gonum.org/v1/gonum/blas/gonum"
 )
 
 // Engine runs a model's forward pass. It only reads the weights it was built from, so it is safe for
@@ -32,11 +33,20 @@ type Engine struct {
 	workers int
 }
 
+// loraPair is one adapted weight's A (r, in) and B (out, r) with the adapter's scale.
+type loraPair struct {
+	a, b  []float32
+	r     int
+	scale float32
+}
+
 // weight is a linear layer's (out, in) matrix: dense float32, or frozen storage (model/quant) that
-// the products go through when the tensor's Data is nil.
+// the products go through when the tensor's Data is nil; lora, when set, is the adapter pair added
+// to its products (NewAdapted).
 type weight struct {
-	d []float32
-	f ops.Frozen
+	d    []float32
+	f    ops.Frozen
+	lora *loraPair
 }
 
 type layerWeights struct {
@@ -59,9 +69,28 @@ type expertWeights struct {
 
 // New builds an engine over w after checking that every tensor the configuration implies is present
 // with the right shape.
-func New(w *model.Weights) (*Engine, error) {
+func New(w *model.Weights) (*Engine, error) { return NewAdapted(w, nil) }
+
+// NewAdapted builds an engine that runs w with a LoRA adapter unmerged, as PEFT's forward does:
+// every adapted projection adds scale·(x·Aᵀ)·Bᵀ to x·Wᵀ, and modules_to_save tensors replace the
+// base's. ad nil is New. The adapter is checked against w.
+func NewAdapted(w *model.Weights, ad *model.Adapter) (*Engine, error) {
 	if w == nil {
 		return nil, errors.New("infer: weights are nil")
+	}
+	if ad != nil {
+		if err := ad.Check(w, "infer: adapter"); err != nil {
+			return nil, err
+		}
+		// modules_to_save: the trained copies stand in for the base's tensors.
+		merged := &model.Weights{Config: w.Config, Tensors: make(map[string]*model.Tensor, len(w.Tensors))}
+		for name, t := range w.Tensors {
+			merged.Tensors[name] = t
+		}
+		for name, t := range ad.Saved {
+			merged.Tensors[name] = t
+		}
+		w = merged
 	}
 	c := w.Config
 	if err := c.Validate(); err != nil {
@@ -86,7 +115,19 @@ func New(w *model.Weights) (*Engine, error) {
 		}
 		return w.Tensors[name].Data
 	}
-	lin := func(name string) weight { t := w.Tensors[name]; return weight{t.Data, t.Frozen} }
+	// The adapter's pairs by the name of the weight they adapt.
+	pairs := map[string]*loraPair{}
+	if ad != nil {
+		for name, l := range ad.Layers {
+			pairs[name] = &loraPair{a: l.A.Data, b: l.B.Data, r: ad.R, scale: float32(ad.Scale())}
+		}
+	}
+	lin := func(name string) weight {
+		t := w.Tensors[name]
+		p := pairs[name]
+		delete(pairs, name)
+		return weight{t.Data, t.Frozen, p}
+	}
 	_, e.pureGo = e.bl.(gonum.Implementation)
 	e.embed = get(model.EmbedKey)
 	e.finalNorm = get(model.FinalNormKey)
@@ -94,7 +135,10 @@ func New(w *model.Weights) (*Engine, error) {
 		e.score = get(model.ScoreKey)
 	} else {
 		t := w.OutputHead()
-		e.head = weight{t.Data, t.Frozen}
+		e.head = weight{d: t.Data, f: t.Frozen}
+		if _, ok := w.Tensors[model.LMHeadKey]; ok {
+			e.head = lin(model.LMHeadKey)
+		}
 	}
 	e.layers = make([]layerWeights, c.NumHiddenLayers)
 	for l := range e.layers {
@@ -124,6 +168,9 @@ func New(w *model.Weights) (*Engine, error) {
 	}
 	if frozen != "" {
 		return nil, fmt.Errorf("infer: tensor %q is frozen, but only linear weights can be (it is not multiplied)", frozen)
+	}
+	for name := range pairs {
+		return nil, fmt.Errorf("infer: adapter: %s is not a linear weight the engine multiplies", name)
 	}
 	// transformers: inv_freq = 1 / theta^(arange(0, hd, 2) / hd); computed in float64 here, which is
 	// what the float64 reference does and what float32 rounds to at small positions.

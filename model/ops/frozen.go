@@ -1,9 +1,208 @@
 package ops
 
-// Frozen is a (out, in) linear weight the graph reads but never trains.
+import (
+	"fmt"
+
+	"github.com/chewxy/hm"
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// Frozen is a (out, in) linear weight the graph reads but never trains: a float32 base, or one
+// held as bf16/f16/int8/4-bit (package model/quant implements those).
 type Frozen interface {
 	Shape() (out, in int)
 	MulT(y, x []float32, n int)     // y (n, out) = x (n, in) · Wᵀ   (overwrites y)
 	MulAdd(dx, dy []float32, n int) // dx (n, in) += dy (n, out) · W
 	Bytes() int64                   // memory held
+}
+
+// DenseFrozen is a float32 Frozen over a weight in torch's (out, in) layout. It aliases W: updating
+// W in place (a merge, a test) changes what the graph reads.
+type DenseFrozen struct {
+	W       []float32 // (Out, In)
+	Out, In int
+}
+
+// NewDenseFrozen wraps w (out·in values, torch layout) or returns an error naming the mismatch.
+func NewDenseFrozen(w []float32, out, in int) (*DenseFrozen, error) {
+	if out <= 0 || in <= 0 || len(w) != out*in {
+		return nil, fmt.Errorf("ops.NewDenseFrozen: %d values for shape (%d, %d)", len(w), out, in)
+	}
+	return &DenseFrozen{W: w, Out: out, In: in}, nil
+}
+
+func (d *DenseFrozen) Shape() (out, in int) { return d.Out, d.In }
+func (d *DenseFrozen) Bytes() int64         { return int64(len(d.W)) * 4 }
+
+// MulT is y = x·Wᵀ: the BLAS reads W transposed in place.
+func (d *DenseFrozen) MulT(y, x []float32, n int) {
+	matmul(false, true, n, d.Out, d.In, 1, x, d.In, d.W, d.In, 0, y, d.Out)
+}
+
+// MulAdd is dx += dy·W.
+func (d *DenseFrozen) MulAdd(dx, dy []float32, n int) {
+	matmul(false, false, n, d.In, d.Out, 1, dy, d.Out, d.W, d.In, 1, dx, d.In)
+}
+
+// FrozenLinear is y = x·Wᵀ for x (N, in) and a frozen W (out, in): (N, out). Its backward computes
+// dx = dy·W only; W has no node in the graph, so no gradient buffer for it ever exists.
+//
+// In a float64 graph (finite-difference tests) a DenseFrozen is widened to float64 once and used
+// exactly; any other Frozen runs in float32 on a narrowed copy of x (its own precision is lower
+// than float32 anyway).
+func FrozenLinear(x *G.Node, w Frozen) (*G.Node, error) {
+	if w == nil {
+		return nil, fmt.Errorf("ops.FrozenLinear: nil weight")
+	}
+	return G.ApplyOp(&frozenLinearOp{base: base{name: "ops.FrozenLinear"}, w: w, st: frozenState{w: w}}, x)
+}
+
+// frozenState is what the forward and backward ops share: the weight and its float64 widening.
+type frozenState struct {
+	w   Frozen
+	w64 []float64 // DenseFrozen.W widened, built on first float64 use
+	x32 []float32 // float64 inputs narrowed for a non-dense Frozen
+	y32 []float32
+}
+
+// The widened copy is taken once: float64 graphs are test graphs whose weights do not change.
+
+func (s *frozenState) dense64() []float64 {
+	d, ok := s.w.(*DenseFrozen)
+	if !ok {
+		return nil
+	}
+	if s.w64 == nil {
+		s.w64 = make([]float64, len(d.W))
+		for i, v := range d.W {
+			s.w64[i] = float64(v)
+		}
+	}
+	return s.w64
+}
+
+// narrow runs f on float32 copies of a float64 input and output.
+func (s *frozenState) narrow(dst, src []float64, add bool, f func(dst32, src32 []float32)) {
+	if cap(s.x32) < len(src) {
+		s.x32 = make([]float32, len(src))
+	}
+	if cap(s.y32) < len(dst) {
+		s.y32 = make([]float32, len(dst))
+	}
+	x32, y32 := s.x32[:len(src)], s.y32[:len(dst)]
+	for i, v := range src {
+		x32[i] = float32(v)
+	}
+	clear(y32)
+	f(y32, x32)
+	for i, v := range y32 {
+		if add {
+			dst[i] += float64(v)
+		} else {
+			dst[i] = float64(v)
+		}
+	}
+}
+
+type frozenLinearOp struct {
+	base
+	w   Frozen
+	st  frozenState // st.w is w
+	out buf
+}
+
+func (op *frozenLinearOp) Arity() int    { return 1 }
+func (op *frozenLinearOp) Type() hm.Type { return fnType(floatT(2), floatT(2)) }
+
+func (op *frozenLinearOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
+	sh, err := op.shapes(ds)
+	if err != nil {
+		return nil, err
+	}
+	out, in := op.w.Shape()
+	if x := sh[0]; len(x) != 2 || x[1] != in {
+		return nil, op.errorf("x %v does not match the frozen weight (%d, %d) (want (N, %d))", x, out, in, in)
+	}
+	return tensor.Shape{sh[0][0], out}, nil
+}
+
+func (op *frozenLinearOp) Do(vs ...G.Value) (G.Value, error) {
+	dt, err := checkFloat(vs...)
+	if err != nil {
+		return nil, op.errorf("%v", err)
+	}
+	out, in := op.w.Shape()
+	xs := vs[0].Shape()
+	if len(xs) != 2 || xs[1] != in {
+		return nil, op.errorf("x %v does not match the frozen weight (%d, %d)", xs, out, in)
+	}
+	n := xs[0]
+	y := op.out.get(dt, n, out)
+	if dt == tensor.Float32 {
+		op.w.MulT(floats[float32](y), floats[float32](vs[0]), n)
+		return y, nil
+	}
+	x64, y64 := floats[float64](vs[0]), floats[float64](y)
+	if w64 := op.st.dense64(); w64 != nil {
+		matmul(false, true, n, out, in, 1, x64, in, w64, in, 0, y64, out)
+	} else {
+		op.st.narrow(y64, x64, false, func(y32, x32 []float32) { op.w.MulT(y32, x32, n) })
+	}
+	return y, nil
+}
+
+func (op *frozenLinearOp) DiffWRT(int) []bool { return []bool{true} }
+
+func (op *frozenLinearOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
+	dx, err := G.ApplyOp(&frozenLinearDXOp{base: base{name: "ops.FrozenLinearDX"}, fwd: op}, grad)
+	if err != nil {
+		return nil, err
+	}
+	return G.Nodes{dx}, nil
+}
+
+// frozenLinearDXOp is dy (N, out) · W (out, in) = dx (N, in).
+type frozenLinearDXOp struct {
+	base
+	fwd *frozenLinearOp
+	out buf
+}
+
+func (op *frozenLinearDXOp) Arity() int    { return 1 }
+func (op *frozenLinearDXOp) Type() hm.Type { return fnType(floatT(2), floatT(2)) }
+func (op *frozenLinearDXOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
+	dy, err := shapeOf(ds[0])
+	if err != nil {
+		return nil, err
+	}
+	_, in := op.fwd.w.Shape()
+	return tensor.Shape{dy[0], in}, nil
+}
+
+func (op *frozenLinearDXOp) Do(vs ...G.Value) (G.Value, error) {
+	dt, err := checkFloat(vs...)
+	if err != nil {
+		return nil, op.errorf("%v", err)
+	}
+	out, in := op.fwd.w.Shape()
+	n := vs[0].Shape()[0]
+	if vs[0].Shape()[1] != out {
+		return nil, op.errorf("dy %v does not match the frozen weight (%d, %d)", vs[0].Shape(), out, in)
+	}
+	dx := op.out.get(dt, n, in)
+	if dt == tensor.Float32 {
+		d := floats[float32](dx)
+		clear(d)
+		op.fwd.w.MulAdd(d, floats[float32](vs[0]), n)
+		return dx, nil
+	}
+	dy64, dx64 := floats[float64](vs[0]), floats[float64](dx)
+	if w64 := op.fwd.st.dense64(); w64 != nil {
+		matmul(false, false, n, in, out, 1, dy64, out, w64, in, 0, dx64, in)
+	} else {
+		clear(dx64)
+		op.fwd.st.narrow(dx64, dy64, true, func(dx32, dy32 []float32) { op.fwd.w.MulAdd(dx32, dy32, n) })
+	}
+	return dx, nil
 }

@@ -351,6 +351,16 @@ func SwitchAuxLoss(stats [][]float64, numExperts, tokens int) (loss float64, gra
 // keeps the gathered rows and activations for the backward op, which returns dx and keeps the
 // weights' gradients and dc.
 func Experts(x, combine *G.Node, w1, w3, w2 []*G.Node) (*G.Node, error) {
+	return experts(x, combine, w1, w3, w2, false)
+}
+
+// FrozenExperts is Experts over expert matrices that are not trained (a LoRA run whose adapters
+// leave the experts alone): its backward gives dx and dc only and keeps no weight gradients.
+func FrozenExperts(x, combine *G.Node, w1, w3, w2 []*G.Node) (*G.Node, error) {
+	return experts(x, combine, w1, w3, w2, true)
+}
+
+func experts(x, combine *G.Node, w1, w3, w2 []*G.Node, frozen bool) (*G.Node, error) {
 	e := len(w1)
 	if e == 0 || len(w3) != e || len(w2) != e {
 		return nil, fmt.Errorf("ops.Experts: %d gate, %d up and %d down matrices (want one of each per expert)", len(w1), len(w3), len(w2))
@@ -358,13 +368,14 @@ func Experts(x, combine *G.Node, w1, w3, w2 []*G.Node) (*G.Node, error) {
 	in := append(G.Nodes{x, combine}, w1...)
 	in = append(in, w3...)
 	in = append(in, w2...)
-	return G.ApplyOp(&expertsOp{base: base{name: "ops.Experts"}, e: e}, in...)
+	return G.ApplyOp(&expertsOp{base: base{name: "ops.Experts"}, e: e, frozen: frozen}, in...)
 }
 
 type expertsOp struct {
 	base
-	e   int
-	out buf
+	e      int
+	frozen bool // no gradients for the expert matrices
+	out    buf
 	// From the last forward run, with rows grouped by expert: rows[off[e]:off[e+1]] are expert e's
 	// tokens. Slots of s32/s64: 0 gathered x (R, D), 1 gate (R, F), 2 up (R, F), 3 h (R, F),
 	// 4 expert output (R, D), 5 σ(gate) (R, F).
@@ -487,7 +498,7 @@ func expertsFwd[T Float](op *expertsOp, y []T, vs []G.Value, sc *scratch[T]) {
 func (op *expertsOp) DiffWRT(n int) []bool {
 	d := make([]bool, n)
 	for i := range d {
-		d[i] = true
+		d[i] = i < 2 || !op.frozen
 	}
 	return d
 }
@@ -505,6 +516,9 @@ func (op *expertsOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, err
 		return nil, err
 	}
 	out = append(out, dc)
+	if op.frozen {
+		return append(out, make(G.Nodes, 3*op.e)...), nil
+	}
 	for i := 0; i < 3*op.e; i++ {
 		slot := &bw.dw[i]
 		p, err := newPart(fmt.Sprintf("ops.ExpertsGradW%d", i), dx, inputs[2+i].Shape(), func() *tensor.Dense { return slot.t })
@@ -552,7 +566,9 @@ func (op *expertsGradOp) Do(vs ...G.Value) (G.Value, error) {
 	dx := op.dx.get(dt, vs[0].Shape()...)
 	op.dc.get(dt, vs[1].Shape()...)
 	for i := range op.dw {
-		op.dw[i].get(dt, vs[2+i].Shape()...)
+		if !op.fwd.frozen {
+			op.dw[i].get(dt, vs[2+i].Shape()...)
+		}
 	}
 	if dt == tensor.Float32 {
 		expertsBwd(op, floats[float32](dx), vs, &op.fwd.s32, &op.s32)
@@ -594,15 +610,19 @@ func expertsBwd[T Float](op *expertsGradOp, dx []T, vs []G.Value, fs, sc *scratc
 	for e := 0; e < E; e++ {
 		r0, ne := fwd.off[e], fwd.off[e+1]-fwd.off[e]
 		w2 := floats[T](vs[2+2*E+e])
-		matmul(true, false, d, f, ne, 1, dyc[r0*d:], d, h[r0*f:], f, 0, floats[T](op.dw[2*E+e].t), f)
+		if !fwd.frozen {
+			matmul(true, false, d, f, ne, 1, dyc[r0*d:], d, h[r0*f:], f, 0, floats[T](op.dw[2*E+e].t), f)
+		}
 		matmul(false, false, ne, f, d, 1, dyc[r0*d:], d, w2, f, 0, dh[r0*f:], f)
 	}
 	swigluBwd(dg, du, gate, up, dh, fs.get(5, r*f))
 	for e := 0; e < E; e++ {
 		r0, ne := fwd.off[e], fwd.off[e+1]-fwd.off[e]
 		w1, w3 := floats[T](vs[2+e]), floats[T](vs[2+E+e])
-		matmul(true, false, f, d, ne, 1, dg[r0*f:], f, xs[r0*d:], d, 0, floats[T](op.dw[e].t), d)
-		matmul(true, false, f, d, ne, 1, du[r0*f:], f, xs[r0*d:], d, 0, floats[T](op.dw[E+e].t), d)
+		if !fwd.frozen {
+			matmul(true, false, f, d, ne, 1, dg[r0*f:], f, xs[r0*d:], d, 0, floats[T](op.dw[e].t), d)
+			matmul(true, false, f, d, ne, 1, du[r0*f:], f, xs[r0*d:], d, 0, floats[T](op.dw[E+e].t), d)
+		}
 		matmul(false, false, ne, d, f, 1, dg[r0*f:], f, w1, d, 0, dxs[r0*d:], d)
 		matmul(false, false, ne, d, f, 1, du[r0*f:], f, w3, d, 1, dxs[r0*d:], d)
 	}

@@ -102,6 +102,30 @@ func TestMoERouteAndExperts(t *testing.T) {
 		near(t, "float64 experts", got, want, 1e-12)
 		near(t, "float32 experts", runF32(t, ins, build), want, 1e-5)
 
+		// Frozen experts: the same values, and gradients for x and the router logits only.
+		fins := append([]input(nil), ins...)
+		for i := 2; i < len(fins); i++ {
+			fins[i].diff = false
+		}
+		fb := func(g *G.ExprGraph, in []*G.Node) (*G.Node, error) {
+			c, err := Route(in[1], tc.k)
+			if err != nil {
+				return nil, err
+			}
+			E := tc.e
+			return FrozenExperts(in[0], c, in[2:2+E], in[2+E:2+2*E], in[2+2*E:])
+		}
+		fh := newHarness(t, rng, fins, fb)
+		fh.check(rng, 25)
+		fgot, fgrads, err := fh.run()
+		if err != nil {
+			t.Fatal(err)
+		}
+		near(t, "float64 frozen experts", fgot, want, 1e-12)
+		if len(fgrads) != 2 {
+			t.Fatalf("frozen experts: %d gradients, want x and the router's", len(fgrads))
+		}
+
 		// Route alone against transformers' formulation.
 		rb := func(g *G.ExprGraph, in []*G.Node) (*G.Node, error) { return Route(in[1], tc.k) }
 		near(t, "float32 route", runF32(t, ins, rb), c, 1e-6)
