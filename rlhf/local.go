@@ -34,13 +34,14 @@ type Local struct {
 	Batch int
 }
 
-// NewLocal prepares a policy checkpoint for generation. chatTemplate is the config's chat_template:
+// NewLocal prepares a policy checkpoint (with its LoRA adapter, if any, unmerged) for generation. chatTemplate is the config's chat_template:
 // a built-in name, a file, Jinja source, or "" for the model's own.
 func NewLocal(ck *checkpoint.Model, chatTemplate string) (*Local, error) {
 	if ck.Weights.Config.IsRewardModel() {
 		return nil, fmt.Errorf("%s is a reward model (it has a score head, no language-model head): it cannot generate", ck.Source)
 	}
-	eng, err := infer.New(ck.Weights)
+	eng, err := infer.NewAdapted(ck.Weights, ck.Adapter) // a LoRA adapter runs unmerged
+
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", ck.Source, err)
 	}

@@ -33,9 +33,7 @@ const (
 type Config struct {
 	// Model is the policy: an HF directory or a .gguf file. Required.
 	Model string
-	// Adapter is a PEFT LoRA adapter directory over Model ("" for none). It is folded into a float32
-	// copy of the adapted weights at load (rlhf.Local builds its engine with infer.New); a quantized
-	// base cannot take it that way.
+	// Adapter is a PEFT LoRA adapter directory over Model ("" for none), run unmerged.
 	Adapter string
 	// RewardModel enables /v1/score: an HF directory or .gguf with a score head ("" disables it).
 	RewardModel string
@@ -82,9 +80,6 @@ func New(cfg Config) (*Server, error) {
 		ck, err = checkpoint.OpenAdapter(cfg.Model, cfg.Adapter)
 	}
 	if err != nil {
-		return nil, err
-	}
-	if ck, err = checkpoint.Merged(ck); err != nil {
 		return nil, err
 	}
 	gen, err := rlhf.NewLocal(ck, cfg.ChatTemplate)
