@@ -18,7 +18,7 @@ type Engine struct {
 	bl     blas.Implementation
 	pureGo bool // bl is gonum's: matmulT tiles and parallelises products itself
 
-	D, H, KV, HD, F, V, E, K int // hidden, query heads, KV heads, head_dim, SwiGLU width, vocab, experts, top-k
+	D, H, KV, HD, F, V, E, K int  // hidden, query heads, KV heads, head_dim, SwiGLU width, vocab, experts, top-k
 	FE                       int  // each expert's SwiGLU width (Qwen3-MoE's moe_intermediate_size; F for Mixtral)
 	normTopK                 bool // renormalise the top-k routing weights (Mixtral; Qwen3-MoE's norm_topk_prob)
 	window                   int  // Mistral sliding window W; 0 is full causal attention
