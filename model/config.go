@@ -530,6 +530,9 @@ func (c *Config) parseArchKeys(raw map[string]any, mt string) error {
 			return err
 		}
 	}
+	if len(c.MLPOnlyLayers) == 0 {
+		c.MLPOnlyLayers = nil // [] and absent mean the same; one spelling keeps configs comparable
+	}
 	for _, k := range []string{"num_experts", "num_experts_per_tok", "moe_intermediate_size"} {
 		if v, ok := raw[k]; !ok || v == nil {
 			return fmt.Errorf("field %q is missing for a Qwen3-MoE model", k)
@@ -664,6 +667,9 @@ func (c Config) validateFamily() error {
 		if c.SlidingWindow != 0 {
 			return fmt.Errorf("sliding_window %d: alignkit runs %s with full attention only (use_sliding_window false)", c.SlidingWindow, mt)
 		}
+	}
+	if c.NumLocalExperts > 0 && mt != "mixtral" && mt != "qwen3_moe" {
+		return fmt.Errorf("%d experts set for %s, a dense family (experts: mixtral, qwen3_moe)", c.NumLocalExperts, mt)
 	}
 	if mt != "qwen3_moe" {
 		if c.NormTopKProb || c.DecoderSparseStep != 0 || len(c.MLPOnlyLayers) != 0 || c.MoEIntermediateSize != 0 {
