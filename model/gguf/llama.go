@@ -540,8 +540,9 @@ func (f *File) modelWeights(r io.ReaderAt, c model.Config) (*model.Weights, erro
 					}
 					continue
 				}
-				per := lt.Shape // (out, in)
-				plan = append(plan, tensorLoad{lt.GGUF, append([]int{c.NumLocalExperts}, per...), func(t *model.Tensor) { // (E, out, in)
+				per := lt.Shape                                     // (out, in)
+				stacked := append([]int{c.NumLocalExperts}, per...) // (E, out, in)
+				plan = append(plan, tensorLoad{lt.GGUF, stacked, func(t *model.Tensor) {
 					size := per[0] * per[1]
 					for e, x := range experts {
 						w.Tensors[x.HF] = &model.Tensor{Shape: append([]int(nil), per...), Data: t.Data[e*size : (e+1)*size : (e+1)*size]}
