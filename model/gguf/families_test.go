@@ -236,3 +236,43 @@ func graphVsEngine(t *testing.T, w *model.Weights, tokens []int32) {
 	}
 	t.Logf("training graph vs engine: max |Δ logit| %.3g", worst)
 }
+
+// TestFamiliesNarrowRoundTrip: an F16 or Q8_0 export read back and exported again at the same dtype
+// reads back bit for bit (the values are already representable), with biases, q/k norms and
+// rope_freqs kept F32 as convert_hf_to_gguf.py keeps 1-D tensors.
+func TestFamiliesNarrowRoundTrip(t *testing.T) {
+	for name, cfg := range familyModels() {
+		for _, dtype := range []string{"f16", "q8_0"} {
+			t.Run(name+"/"+dtype, func(t *testing.T) {
+				dir := t.TempDir()
+				tok := syntheticTokenizer(cfg.VocabSize)
+				first := filepath.Join(dir, "1.gguf")
+				if err := Write(first, familyWeights(t, cfg, 6), tok, WriteOptions{Dtype: dtype}); err != nil {
+					t.Fatal(err)
+				}
+				w1, _, err := LoadWeights(first)
+				if err != nil {
+					t.Fatal(err)
+				}
+				second := filepath.Join(dir, "2.gguf")
+				if err := Write(second, w1, tok, WriteOptions{Dtype: dtype}); err != nil {
+					t.Fatal(err)
+				}
+				w2, _, err := LoadWeights(second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				requireSameWeights(t, w2, w1)
+				f, err := Open(second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, ti := range f.Tensors {
+					if len(ti.Dims) == 1 && ti.Type != TypeF32 {
+						t.Errorf("%s is %s, want F32", ti.Name, ti.Type)
+					}
+				}
+			})
+		}
+	}
+}
