@@ -276,3 +276,62 @@ func TestFamiliesNarrowRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadLlama3WithoutAlignkitKeys reads a Llama 3 GGUF as llama.cpp's own converter writes it:
+// rope_freqs.weight and no alignkit.rope_scaling.* keys. The parameters come back from the converter's
+// defaults (low 1, high 4, original 8192) and the lowest frequency's factor; a file whose factors follow
+// other parameters is refused, naming the first factor that differs.
+func TestLoadLlama3WithoutAlignkitKeys(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		rs   model.RopeScaling
+		want string // error after "PATH: ", or "" to load
+	}{
+		{"llama 3.1 defaults", model.RopeScaling{RopeType: "llama3", Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 8192}, ""},
+		{"llama 3.2 factor 32", model.RopeScaling{RopeType: "llama3", Factor: 32, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 8192}, ""},
+		{"other original context", model.RopeScaling{RopeType: "llama3", Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 2048},
+			// pair 6: wavelength 2π·5e5^(12/32) = 861.5, blended for original 2048 (smooth 0.459, factor
+			// 1/((1-0.459)/8+0.459) = 1.899) but in the high band (< 2048) for the default 8192.
+			"rope_freqs.weight[6] = 1.8988432884216309, but llama3 rope scaling with factor 8, low_freq_factor 1, high_freq_factor 4, original_max_position_embeddings 8192 gives 1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := familyModels()["llama3"]
+			cfg.HeadDim, cfg.MaxPositionEmbeddings = 32, 131072
+			rs := tc.rs
+			cfg.RopeScaling = &rs
+			want := familyWeights(t, cfg, 8)
+			var kvs []kv
+			for _, e := range modelKV(cfg, "converted", fileTypeAllF32) {
+				if !strings.HasPrefix(e.key, "alignkit.") {
+					kvs = append(kvs, e)
+				}
+			}
+			tkv, err := tokenizerKV(syntheticTokenizer(cfg.VocabSize), cfg.VocabSize)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tensors := modelTensors(want)
+			for i := range tensors {
+				tensors[i].typ = TypeF32
+			}
+			path := filepath.Join(t.TempDir(), "converted.gguf")
+			if err := writeFile(path, append(kvs, tkv...), tensors, defaultAlign); err != nil {
+				t.Fatal(err)
+			}
+			got, _, err := LoadWeights(path)
+			if tc.want != "" {
+				if err == nil || err.Error() != path+": "+tc.want {
+					t.Fatalf("got %v\nwant %s: %s", err, path, tc.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got.Config.RopeScaling, cfg.RopeScaling) {
+				t.Errorf("rope_scaling %+v, want %+v", got.Config.RopeScaling, cfg.RopeScaling)
+			}
+			requireSameWeights(t, got, want)
+		})
+	}
+}
