@@ -288,7 +288,7 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// IsMoE reports whether the MLP is Mixtral's sparse mixture of experts.
+// IsMoE reports whether the model has experts (Mixtral, Qwen3-MoE); MoELayer says which layers use them.
 func (c Config) IsMoE() bool { return c.NumLocalExperts > 0 }
 
 // IsRewardModel reports whether this is a *ForSequenceClassification model with a scalar head.
