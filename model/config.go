@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -40,16 +41,60 @@ type Config struct {
 
 	// NumLabels is 1 for a reward model (LlamaForSequenceClassification with score.weight [1, D]).
 	NumLabels int `json:"num_labels,omitempty"`
+
+	// The fields below are read and written per architecture (ParseConfig, MarshalHF), not by the
+	// generic JSON codec, so that a key only exists for the families that have it.
+
+	// RopeScaling is Llama 3's rope_scaling (rope_type "llama3"); nil is no scaling.
+	RopeScaling *RopeScaling `json:"-"`
+	// AttentionBias adds biases to q/k/v/o_proj (Llama, Qwen3). Qwen2 always has q/k/v biases and no
+	// o_proj bias whatever this says (see QKVBias, OBias).
+	AttentionBias bool `json:"-"`
+	// Qwen3-MoE: num_experts is stored in NumLocalExperts; these are its other keys.
+	NormTopKProb        bool  `json:"-"` // renormalise the top-k routing weights
+	DecoderSparseStep   int   `json:"-"` // every step-th layer is sparse
+	MLPOnlyLayers       []int `json:"-"` // layers forced dense
+	MoEIntermediateSize int   `json:"-"` // each expert's SwiGLU width
+}
+
+// RopeScaling is transformers' rope_scaling for rope_type "llama3" (_compute_llama3_parameters).
+type RopeScaling struct {
+	RopeType                      string  `json:"rope_type"`
+	Factor                        float64 `json:"factor"`
+	LowFreqFactor                 float64 `json:"low_freq_factor"`
+	HighFreqFactor                float64 `json:"high_freq_factor"`
+	OriginalMaxPositionEmbeddings int     `json:"original_max_position_embeddings"`
 }
 
 // supportedArchitectures are the transformers classes whose math this package implements.
 var supportedArchitectures = map[string]string{
-	"LlamaForCausalLM":                 "llama",
-	"MistralForCausalLM":               "mistral",
-	"MixtralForCausalLM":               "mixtral",
-	"LlamaForSequenceClassification":   "llama",
-	"MistralForSequenceClassification": "mistral",
-	"MixtralForSequenceClassification": "mixtral",
+	"LlamaForCausalLM":                  "llama",
+	"MistralForCausalLM":                "mistral",
+	"MixtralForCausalLM":                "mixtral",
+	"LlamaForSequenceClassification":    "llama",
+	"MistralForSequenceClassification":  "mistral",
+	"MixtralForSequenceClassification":  "mixtral",
+	"Qwen2ForCausalLM":                  "qwen2",
+	"Qwen3ForCausalLM":                  "qwen3",
+	"Qwen3MoeForCausalLM":               "qwen3_moe",
+	"Qwen2ForSequenceClassification":    "qwen2",
+	"Qwen3ForSequenceClassification":    "qwen3",
+	"Qwen3MoeForSequenceClassification": "qwen3_moe",
+}
+
+// archKeys are the config.json keys that only some families have, with those families; ParseConfig
+// decodes them itself. A key given for another family is an error naming the family it belongs to.
+var archKeys = map[string][]string{
+	"rope_scaling":          {"llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe"},
+	"attention_bias":        {"llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe"},
+	"use_sliding_window":    {"qwen2", "qwen3", "qwen3_moe"},
+	"max_window_layers":     {"qwen2", "qwen3", "qwen3_moe"},
+	"num_experts":           {"qwen3_moe"},
+	"norm_topk_prob":        {"qwen3_moe"},
+	"decoder_sparse_step":   {"qwen3_moe"},
+	"mlp_only_layers":       {"qwen3_moe"},
+	"moe_intermediate_size": {"qwen3_moe"},
+	"num_local_experts":     {"mixtral"},
 }
 
 // ignoredKeys change nothing in the forward pass (bookkeeping, or training-only switches that are
@@ -58,7 +103,6 @@ var ignoredKeys = map[string]bool{
 	"_name_or_path": true, "transformers_version": true, "torch_dtype": true, "dtype": true,
 	"use_cache": true, "initializer_range": true, "output_router_logits": true,
 	"id2label": true, "label2id": true, "problem_type": true, "_attn_implementation_autoset": true,
-	"max_window_layers": true, "use_sliding_window": true,
 	"bos_token": true, "eos_token": true, "unk_token": true, "pad_token": true,
 	"tokenizer_class": true,
 }
@@ -67,8 +111,6 @@ var ignoredKeys = map[string]bool{
 // would be silently wrong, so it is an error naming the key.
 var neutral = map[string]func(v any) bool{
 	"hidden_act":          func(v any) bool { return v == "silu" },
-	"rope_scaling":        func(v any) bool { return v == nil },
-	"attention_bias":      func(v any) bool { return v == false },
 	"mlp_bias":            func(v any) bool { return v == false },
 	"pretraining_tp":      func(v any) bool { n, ok := v.(float64); return ok && n == 1 },
 	"attention_dropout":   func(v any) bool { n, ok := v.(float64); return ok && n == 0 },
@@ -99,6 +141,10 @@ func ParseConfig(data []byte, source string) (Config, error) {
 	if !ok {
 		return Config{}, fmt.Errorf("%s: want a JSON object, got %s", source, jsonKind(top))
 	}
+	if err := checkArchitecture(raw); err != nil {
+		return Config{}, fmt.Errorf("%s: %w", source, err)
+	}
+	modelType := modelTypeOf(raw)
 	var c Config
 	known := map[string]bool{}
 	for _, k := range jsonKeys() {
@@ -113,6 +159,10 @@ func ParseConfig(data []byte, source string) (Config, error) {
 		v := raw[k]
 		switch {
 		case known[k] || k == "eos_token_id":
+		case archKeys[k] != nil:
+			if !slices.Contains(archKeys[k], modelType) {
+				return Config{}, fmt.Errorf("%s: field %q is not part of a %s config (it belongs to %s)", source, k, modelType, strings.Join(archKeys[k], ", "))
+			}
 		case ignoredKeys[k]:
 		case neutral[k] != nil:
 			if !neutral[k](v) {
@@ -124,6 +174,9 @@ func ParseConfig(data []byte, source string) (Config, error) {
 	}
 	if err := json.Unmarshal(data, &c); err != nil {
 		return Config{}, fmt.Errorf("%s: %s", source, describeJSONError(err))
+	}
+	if err := c.parseArchKeys(raw, modelType); err != nil {
+		return Config{}, fmt.Errorf("%s: %w", source, err)
 	}
 	if v, ok := raw["eos_token_id"]; ok && v != nil {
 		ids, err := intOrList(v)
@@ -140,7 +193,7 @@ func ParseConfig(data []byte, source string) (Config, error) {
 			c.RopeTheta = 1e6
 		}
 	}
-	if v, ok := raw["router_aux_loss_coef"]; (!ok || v == nil) && c.ModelType == "mixtral" {
+	if v, ok := raw["router_aux_loss_coef"]; (!ok || v == nil) && (modelType == "mixtral" || modelType == "qwen3_moe") {
 		c.RouterAuxLossCoef = 0.001
 	}
 	if v, ok := raw["bos_token_id"]; !ok || v == nil {
@@ -151,6 +204,9 @@ func ParseConfig(data []byte, source string) (Config, error) {
 		if m, ok := raw["id2label"].(map[string]any); ok {
 			c.NumLabels = len(m)
 		}
+	}
+	if c.ModelType == "" {
+		c.ModelType = modelType
 	}
 	if c.HeadDim == 0 && c.NumAttentionHeads > 0 {
 		c.HeadDim = c.HiddenSize / c.NumAttentionHeads
@@ -210,6 +266,9 @@ func (c Config) Validate() error {
 	} else if c.NumExpertsPerTok > 0 && c.ModelType == "mixtral" {
 		return fmt.Errorf("field \"num_local_experts\" is missing for a Mixtral model")
 	}
+	if err := c.validateFamily(); err != nil {
+		return err
+	}
 	if c.IsRewardModel() && c.NumLabels != 1 {
 		return fmt.Errorf("num_labels %d: a reward model has exactly one label", c.NumLabels)
 	}
@@ -229,7 +288,7 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// IsMoE reports whether the MLP is Mixtral's sparse mixture of experts.
+// IsMoE reports whether the model has experts (Mixtral, Qwen3-MoE); MoELayer says which layers use them.
 func (c Config) IsMoE() bool { return c.NumLocalExperts > 0 }
 
 // IsRewardModel reports whether this is a *ForSequenceClassification model with a scalar head.
@@ -273,8 +332,27 @@ func (c Config) MarshalHF() ([]byte, error) {
 	}
 	m["hidden_act"] = "silu"
 	m["rope_scaling"] = nil
-	m["attention_bias"] = false
-	m["mlp_bias"] = false
+	if c.RopeScaling != nil {
+		m["rope_scaling"] = c.RopeScaling
+	}
+	switch mt := c.Family(); mt {
+	case "qwen2", "qwen3", "qwen3_moe":
+		if mt != "qwen2" {
+			m["attention_bias"] = c.AttentionBias
+		}
+		m["use_sliding_window"] = false
+		if mt == "qwen3_moe" {
+			delete(m, "num_local_experts")
+			m["num_experts"] = c.NumLocalExperts
+			m["norm_topk_prob"] = c.NormTopKProb
+			m["decoder_sparse_step"] = c.DecoderSparseStep
+			m["mlp_only_layers"] = append([]int{}, c.MLPOnlyLayers...)
+			m["moe_intermediate_size"] = c.MoEIntermediateSize
+		}
+	default:
+		m["attention_bias"] = c.AttentionBias
+		m["mlp_bias"] = false
+	}
 	if _, ok := m["torch_dtype"]; !ok {
 		m["torch_dtype"] = "float32"
 	}
@@ -355,4 +433,265 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// checkArchitecture rejects an unsupported architecture or model_type before any other key, so that a
+// Gemma config is one error about what it is rather than about its first unfamiliar field.
+func checkArchitecture(raw map[string]any) error {
+	supported := strings.Join(sortedKeys(supportedArchitectures), ", ")
+	if list, ok := raw["architectures"].([]any); ok {
+		for _, a := range list {
+			name, isStr := a.(string)
+			if _, ok := supportedArchitectures[name]; !isStr || !ok {
+				return fmt.Errorf("field \"architectures\": %s is not supported (supported: %s)", jsonText(a), supported)
+			}
+		}
+	}
+	if mt, ok := raw["model_type"].(string); ok && mt != "" {
+		if _, ok := archs[mt]; !ok {
+			return fmt.Errorf("field \"model_type\": %q is not supported (supported: %s)", mt, strings.Join(sortedKeys(archs), ", "))
+		}
+	}
+	return nil
+}
+
+// modelTypeOf is model_type, or the family of the first architecture when model_type is absent.
+func modelTypeOf(raw map[string]any) string {
+	if mt, ok := raw["model_type"].(string); ok && mt != "" {
+		return mt
+	}
+	if list, ok := raw["architectures"].([]any); ok && len(list) > 0 {
+		if name, ok := list[0].(string); ok {
+			return supportedArchitectures[name]
+		}
+	}
+	return ""
+}
+
+// parseArchKeys decodes the keys in archKeys for model type mt, with transformers' defaults for the
+// absent ones.
+func (c *Config) parseArchKeys(raw map[string]any, mt string) error {
+	field := func(k string, dst any) error {
+		v, ok := raw[k]
+		if !ok || v == nil {
+			return nil
+		}
+		b, _ := json.Marshal(v)
+		if err := json.Unmarshal(b, dst); err != nil {
+			return fmt.Errorf("field %q = %s has the wrong type: %v", k, jsonText(v), err)
+		}
+		return nil
+	}
+	if v, ok := raw["rope_scaling"]; ok && v != nil {
+		rs, err := parseRopeScaling(v, mt)
+		if err != nil {
+			return err
+		}
+		c.RopeScaling = rs
+	}
+	if err := field("attention_bias", &c.AttentionBias); err != nil {
+		return err
+	}
+	switch mt {
+	case "mistral", "mixtral":
+		if c.AttentionBias {
+			return fmt.Errorf("attention_bias = true is not supported by alignkit's model (%s has no attention biases; supported: false)", mt)
+		}
+	case "qwen2":
+		if v, ok := raw["attention_bias"]; ok && v != true {
+			return fmt.Errorf("attention_bias = %s is not supported for qwen2: its q/k/v projections always have biases (supported: true or absent)", jsonText(v))
+		}
+		c.AttentionBias = false // Qwen2's biases come from QKVBias, whatever the key says
+	}
+	if mt == "qwen2" || mt == "qwen3" || mt == "qwen3_moe" {
+		var use bool
+		if err := field("use_sliding_window", &use); err != nil {
+			return err
+		}
+		if use {
+			return fmt.Errorf("use_sliding_window = true is not supported by alignkit's model (%s with sliding-window layers; supported: false)", mt)
+		}
+		// transformers ignores sliding_window (and max_window_layers) when use_sliding_window is false.
+		c.SlidingWindow = 0
+	}
+	if mt != "qwen3_moe" {
+		return nil
+	}
+	c.DecoderSparseStep = 1
+	for _, f := range []struct {
+		key string
+		dst any
+	}{
+		{"num_experts", &c.NumLocalExperts}, {"norm_topk_prob", &c.NormTopKProb},
+		{"decoder_sparse_step", &c.DecoderSparseStep}, {"mlp_only_layers", &c.MLPOnlyLayers},
+		{"moe_intermediate_size", &c.MoEIntermediateSize},
+	} {
+		if err := field(f.key, f.dst); err != nil {
+			return err
+		}
+	}
+	if len(c.MLPOnlyLayers) == 0 {
+		c.MLPOnlyLayers = nil // [] and absent mean the same; one spelling keeps configs comparable
+	}
+	for _, k := range []string{"num_experts", "num_experts_per_tok", "moe_intermediate_size"} {
+		if v, ok := raw[k]; !ok || v == nil {
+			return fmt.Errorf("field %q is missing for a Qwen3-MoE model", k)
+		}
+	}
+	return nil
+}
+
+// ropeScalingTypes are the rope_scaling types alignkit implements.
+const ropeScalingSupported = `"llama3" (LlamaForCausalLM), or rope_scaling null`
+
+// parseRopeScaling reads rope_scaling as transformers' rope_config_validation does for "llama3": every
+// key required, no others.
+func parseRopeScaling(v any, mt string) (*RopeScaling, error) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("rope_scaling = %s is not supported by alignkit's model (want an object; supported: %s)", jsonText(v), ropeScalingSupported)
+	}
+	typ, _ := m["rope_type"].(string)
+	if typ == "" {
+		typ, _ = m["type"].(string) // transformers' legacy key
+	}
+	if typ != "llama3" || mt != "llama" {
+		return nil, fmt.Errorf("rope_scaling = %s is not supported by alignkit's model (rope_type %q for %s; supported: %s)", jsonText(v), typ, mt, ropeScalingSupported)
+	}
+	rs := &RopeScaling{RopeType: "llama3"}
+	for _, k := range sortedKeys(m) {
+		x := m[k]
+		var dst *float64
+		switch k {
+		case "rope_type", "type":
+			continue
+		case "factor":
+			dst = &rs.Factor
+		case "low_freq_factor":
+			dst = &rs.LowFreqFactor
+		case "high_freq_factor":
+			dst = &rs.HighFreqFactor
+		case "original_max_position_embeddings":
+			n, ok := x.(float64)
+			if !ok || n != math.Trunc(n) || n <= 0 {
+				return nil, fmt.Errorf("rope_scaling.original_max_position_embeddings = %s: want a positive integer", jsonText(x))
+			}
+			rs.OriginalMaxPositionEmbeddings = int(n)
+			continue
+		default:
+			return nil, fmt.Errorf("rope_scaling.%s is not a llama3 rope_scaling key (supported: factor, low_freq_factor, high_freq_factor, original_max_position_embeddings)", k)
+		}
+		n, ok := x.(float64)
+		if !ok {
+			return nil, fmt.Errorf("rope_scaling.%s = %s: want a number", k, jsonText(x))
+		}
+		*dst = n
+	}
+	for _, k := range []string{"factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"} {
+		if _, ok := m[k]; !ok {
+			return nil, fmt.Errorf("rope_scaling.%s is missing (rope_type llama3 needs factor, low_freq_factor, high_freq_factor and original_max_position_embeddings)", k)
+		}
+	}
+	return rs, rs.validate()
+}
+
+func (rs *RopeScaling) validate() error {
+	if !(rs.Factor >= 1) || math.IsInf(rs.Factor, 0) {
+		return fmt.Errorf("rope_scaling.factor = %g: want a finite number >= 1", rs.Factor)
+	}
+	if !(rs.LowFreqFactor > 0) || !(rs.HighFreqFactor > rs.LowFreqFactor) || math.IsInf(rs.HighFreqFactor, 0) {
+		return fmt.Errorf("rope_scaling: low_freq_factor %g and high_freq_factor %g must satisfy 0 < low < high", rs.LowFreqFactor, rs.HighFreqFactor)
+	}
+	if rs.OriginalMaxPositionEmbeddings <= 0 {
+		return fmt.Errorf("rope_scaling.original_max_position_embeddings = %d: want a positive integer", rs.OriginalMaxPositionEmbeddings)
+	}
+	return nil
+}
+
+// RopeFactors is what divides each RoPE frequency theta^(-2i/hd), i < hd/2: all 1 without scaling,
+// and for llama3 exactly what convert_hf_to_gguf.py stores as rope_freqs.weight (1 for high
+// frequencies, factor for low ones, a smooth blend between). transformers'
+// _compute_llama3_parameters computes the same inv_freq / factors.
+func (c Config) RopeFactors() []float64 {
+	half := c.HeadDim / 2
+	out := make([]float64, half)
+	for i := range out {
+		out[i] = 1
+	}
+	rs := c.RopeScaling
+	if rs == nil {
+		return out
+	}
+	old := float64(rs.OriginalMaxPositionEmbeddings)
+	lowWavelen, highWavelen := old/rs.LowFreqFactor, old/rs.HighFreqFactor
+	for i := range out {
+		wavelen := 2 * math.Pi / math.Pow(c.RopeTheta, -float64(2*i)/float64(c.HeadDim))
+		switch {
+		case wavelen < highWavelen:
+		case wavelen > lowWavelen:
+			out[i] = rs.Factor
+		default:
+			smooth := (old/wavelen - rs.LowFreqFactor) / (rs.HighFreqFactor - rs.LowFreqFactor)
+			out[i] = 1 / ((1-smooth)/rs.Factor + smooth)
+		}
+	}
+	return out
+}
+
+// InvFreq is RoPE's inverse frequency per rotated pair, (hd/2): theta^(-2i/hd) / RopeFactors()[i], in
+// float64. The training graph and the inference engine both rotate by position · InvFreq.
+func (c Config) InvFreq() []float64 {
+	f := c.RopeFactors()
+	out := make([]float64, len(f))
+	for i := range out {
+		out[i] = math.Pow(c.RopeTheta, -float64(2*i)/float64(c.HeadDim)) / f[i]
+	}
+	return out
+}
+
+// validateFamily checks the keys that only some families have.
+func (c Config) validateFamily() error {
+	mt := c.Family()
+	if c.RopeScaling != nil {
+		if mt != "llama" || c.RopeScaling.RopeType != "llama3" {
+			return fmt.Errorf("rope_scaling rope_type %q for %s is not supported (supported: %s)", c.RopeScaling.RopeType, mt, ropeScalingSupported)
+		}
+		if err := c.RopeScaling.validate(); err != nil {
+			return err
+		}
+	}
+	if c.AttentionBias && (mt == "mistral" || mt == "mixtral") {
+		return fmt.Errorf("attention_bias = true is not supported for %s (supported: false)", mt)
+	}
+	if mt == "qwen2" || mt == "qwen3" || mt == "qwen3_moe" {
+		if c.SlidingWindow != 0 {
+			return fmt.Errorf("sliding_window %d: alignkit runs %s with full attention only (use_sliding_window false)", c.SlidingWindow, mt)
+		}
+	}
+	if c.NumLocalExperts > 0 && mt != "mixtral" && mt != "qwen3_moe" {
+		return fmt.Errorf("%d experts set for %s, a dense family (experts: mixtral, qwen3_moe)", c.NumLocalExperts, mt)
+	}
+	if mt != "qwen3_moe" {
+		if c.NormTopKProb || c.DecoderSparseStep != 0 || len(c.MLPOnlyLayers) != 0 || c.MoEIntermediateSize != 0 {
+			return fmt.Errorf("norm_topk_prob, decoder_sparse_step, mlp_only_layers and moe_intermediate_size are Qwen3-MoE keys, set for %s", mt)
+		}
+		return nil
+	}
+	if c.NumLocalExperts <= 0 {
+		return fmt.Errorf("field \"num_experts\" is missing or not a positive integer")
+	}
+	if c.MoEIntermediateSize <= 0 {
+		return fmt.Errorf("field \"moe_intermediate_size\" is missing or not a positive integer")
+	}
+	if c.DecoderSparseStep <= 0 {
+		return fmt.Errorf("field \"decoder_sparse_step\" must be a positive integer, got %d", c.DecoderSparseStep)
+	}
+	seen := map[int]bool{}
+	for _, l := range c.MLPOnlyLayers {
+		if l < 0 || l >= c.NumHiddenLayers || seen[l] {
+			return fmt.Errorf("mlp_only_layers %v: each entry must be a distinct layer index in 0..%d", c.MLPOnlyLayers, c.NumHiddenLayers-1)
+		}
+		seen[l] = true
+	}
+	return nil
 }

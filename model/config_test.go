@@ -120,10 +120,28 @@ func TestParseConfigErrors(t *testing.T) {
 		{"tie as a string", map[string]any{"tie_word_embeddings": "true"}, "", `config.json: field "tie_word_embeddings" has the wrong type: got a JSON string, want bool`},
 		{"architectures as a string", map[string]any{"architectures": "LlamaForCausalLM"}, "", `config.json: field "architectures" has the wrong type: got a JSON string, want []string`},
 		{"linear rope scaling", map[string]any{"rope_scaling": map[string]any{"type": "linear", "factor": 2.0}}, "",
-			`config.json: rope_scaling = {"factor":2,"type":"linear"} is not supported by alignkit's model`},
-		{"llama3 rope scaling", map[string]any{"rope_scaling": map[string]any{"rope_type": "llama3", "factor": 8.0}}, "",
-			`config.json: rope_scaling = {"factor":8,"rope_type":"llama3"} is not supported by alignkit's model`},
-		{"attention bias", map[string]any{"attention_bias": true}, "", `config.json: attention_bias = true is not supported by alignkit's model`},
+			`config.json: rope_scaling = {"factor":2,"type":"linear"} is not supported by alignkit's model (rope_type "linear" for llama; supported: "llama3" (LlamaForCausalLM), or rope_scaling null)`},
+		{"yarn rope scaling", map[string]any{"rope_scaling": map[string]any{"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}}, "",
+			`config.json: rope_scaling = {"factor":4,"original_max_position_embeddings":32768,"rope_type":"yarn"} is not supported by alignkit's model (rope_type "yarn" for llama; supported: "llama3" (LlamaForCausalLM), or rope_scaling null)`},
+		{"llama3 rope scaling on qwen2", map[string]any{"architectures": []string{"Qwen2ForCausalLM"}, "model_type": "qwen2", "attention_bias": "DELETE", "mlp_bias": "DELETE", "pretraining_tp": "DELETE",
+			"rope_scaling": map[string]any{"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}}, "",
+			`config.json: rope_scaling = {"factor":8,"high_freq_factor":4,"low_freq_factor":1,"original_max_position_embeddings":8192,"rope_type":"llama3"} is not supported by alignkit's model (rope_type "llama3" for qwen2; supported: "llama3" (LlamaForCausalLM), or rope_scaling null)`},
+		{"llama3 rope scaling incomplete", map[string]any{"rope_scaling": map[string]any{"rope_type": "llama3", "factor": 8.0}}, "",
+			`config.json: rope_scaling.low_freq_factor is missing (rope_type llama3 needs factor, low_freq_factor, high_freq_factor and original_max_position_embeddings)`},
+		{"llama3 rope scaling unknown key", map[string]any{"rope_scaling": map[string]any{"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192, "beta_fast": 32}}, "",
+			`config.json: rope_scaling.beta_fast is not a llama3 rope_scaling key (supported: factor, low_freq_factor, high_freq_factor, original_max_position_embeddings)`},
+		{"llama3 rope scaling low >= high", map[string]any{"rope_scaling": map[string]any{"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 4.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}}, "",
+			`config.json: rope_scaling: low_freq_factor 4 and high_freq_factor 4 must satisfy 0 < low < high`},
+		{"mistral attention bias", map[string]any{"architectures": []string{"MistralForCausalLM"}, "model_type": "mistral", "attention_bias": true}, "",
+			`config.json: attention_bias = true is not supported by alignkit's model (mistral has no attention biases; supported: false)`},
+		{"qwen2 use_sliding_window", map[string]any{"architectures": []string{"Qwen2ForCausalLM"}, "model_type": "qwen2", "attention_bias": "DELETE", "mlp_bias": "DELETE", "use_sliding_window": true, "sliding_window": 4096}, "",
+			`config.json: use_sliding_window = true is not supported by alignkit's model (qwen2 with sliding-window layers; supported: false)`},
+		{"qwen3 moe key on llama", map[string]any{"num_experts": 8}, "",
+			`config.json: field "num_experts" is not part of a llama config (it belongs to qwen3_moe)`},
+		{"qwen3_moe without num_experts", map[string]any{"architectures": []string{"Qwen3MoeForCausalLM"}, "model_type": "qwen3_moe", "mlp_bias": "DELETE", "num_experts_per_tok": 2, "moe_intermediate_size": 32}, "",
+			`config.json: field "num_experts" is missing for a Qwen3-MoE model`},
+		{"qwen3_moe mlp_only_layers out of range", map[string]any{"architectures": []string{"Qwen3MoeForCausalLM"}, "model_type": "qwen3_moe", "mlp_bias": "DELETE", "num_experts": 8, "num_experts_per_tok": 2, "moe_intermediate_size": 32, "mlp_only_layers": []int{5}}, "",
+			`config.json: mlp_only_layers [5]: each entry must be a distinct layer index in 0..4`},
 		{"mlp bias", map[string]any{"mlp_bias": true}, "", `config.json: mlp_bias = true is not supported by alignkit's model`},
 		{"gelu", map[string]any{"hidden_act": "gelu"}, "", `config.json: hidden_act = "gelu" is not supported by alignkit's model`},
 		{"pretraining_tp 2", map[string]any{"pretraining_tp": 2}, "", `config.json: pretraining_tp = 2 is not supported by alignkit's model`},
@@ -131,7 +149,16 @@ func TestParseConfigErrors(t *testing.T) {
 		{"partial rotary", map[string]any{"partial_rotary_factor": 0.5}, "", `config.json: partial_rotary_factor = 0.5 is not supported by alignkit's model`},
 		{"unknown field", map[string]any{"qk_layernorm": true}, "", `config.json: unsupported field "qk_layernorm" (alignkit does not implement it)`},
 		{"unknown architecture", map[string]any{"architectures": []string{"GPT2LMHeadModel"}}, "",
-			`config.json: architecture "GPT2LMHeadModel" is not supported (want one of LlamaForCausalLM, LlamaForSequenceClassification, MistralForCausalLM, MistralForSequenceClassification, MixtralForCausalLM, MixtralForSequenceClassification)`},
+			`config.json: field "architectures": "GPT2LMHeadModel" is not supported (supported: ` + supportedList + `)`},
+		// google/gemma-2b's config.json: the architecture is named before any of its unfamiliar keys.
+		{"gemma", nil, `{"architectures": ["GemmaForCausalLM"], "attention_bias": false, "attention_dropout": 0.0, "bos_token_id": 2,
+			"eos_token_id": 1, "head_dim": 256, "hidden_act": "gelu", "hidden_size": 2048, "initializer_range": 0.02,
+			"intermediate_size": 16384, "max_position_embeddings": 8192, "model_type": "gemma", "num_attention_heads": 8,
+			"num_hidden_layers": 18, "num_key_value_heads": 1, "pad_token_id": 0, "rms_norm_eps": 1e-06, "rope_scaling": null,
+			"rope_theta": 10000.0, "torch_dtype": "bfloat16", "transformers_version": "4.38.0.dev0", "use_cache": true, "vocab_size": 256000}`,
+			`config.json: field "architectures": "GemmaForCausalLM" is not supported (supported: ` + supportedList + `)`},
+		{"unknown model_type", map[string]any{"architectures": "DELETE", "model_type": "gemma2"}, "",
+			`config.json: field "model_type": "gemma2" is not supported (supported: llama, mistral, mixtral, qwen2, qwen3, qwen3_moe)`},
 		{"heads not a multiple of KV heads", map[string]any{"num_key_value_heads": 3}, "", "config.json: num_attention_heads 8 is not a multiple of num_key_value_heads 3"},
 		{"odd head_dim", map[string]any{"head_dim": 7}, "", "config.json: head_dim 7 must be even for RoPE"},
 		{"negative sliding window", map[string]any{"sliding_window": -1}, "", `config.json: field "sliding_window" must be positive or null, got -1`},
@@ -159,6 +186,8 @@ func TestParseConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+const supportedList = "LlamaForCausalLM, LlamaForSequenceClassification, MistralForCausalLM, MistralForSequenceClassification, MixtralForCausalLM, MixtralForSequenceClassification, Qwen2ForCausalLM, Qwen2ForSequenceClassification, Qwen3ForCausalLM, Qwen3ForSequenceClassification, Qwen3MoeForCausalLM, Qwen3MoeForSequenceClassification"
 
 func TestLoadConfigMissingFile(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "config.json")
@@ -241,6 +270,7 @@ func TestExpectedShapesAndKeys(t *testing.T) {
 	reward := untied
 	reward.Architectures, reward.NumLabels = []string{"LlamaForSequenceClassification"}, 1
 	moe := untied
+	moe.Architectures, moe.ModelType = []string{"MixtralForCausalLM"}, "mixtral"
 	moe.NumLocalExperts, moe.NumExpertsPerTok = 4, 2
 	cases := []struct {
 		name   string

@@ -9,11 +9,55 @@ import (
 )
 
 type tinyOpts struct {
-	window int  // Mistral sliding window
-	moe    bool // Mixtral: 4 experts, top 2
-	untied bool // a separate lm_head
-	reward bool // *ForSequenceClassification with score.weight
-	layers int  // default 2
+	window int    // Mistral sliding window
+	moe    bool   // Mixtral: 4 experts, top 2
+	untied bool   // a separate lm_head
+	reward bool   // *ForSequenceClassification with score.weight
+	layers int    // default 2
+	family string // "llama3", "qwen2", "qwen3", "qwen3moe", "qwen3moe-norm": see familyTiny
+}
+
+// familyTiny turns c into a model of a family beyond Llama 2/Mistral/Mixtral with its features on:
+// Llama 3's rope_scaling (hd 8 and original 256 put the pairs in the high, blended and low bands) with
+// attention biases; Qwen2's q/k/v biases; Qwen3's q/k norms (head_dim 8 ≠ D/H = 4) with
+// attention_bias; Qwen3-MoE top-3 of 5 experts of width 12, unnormalised with layer 1 dense
+// (mlp_only_layers), or renormalised.
+func familyTiny(c Config, family string) Config {
+	switch family {
+	case "":
+	case "llama3":
+		c.AttentionBias = true
+		c.RopeScaling = &RopeScaling{RopeType: "llama3", Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 256}
+	case "qwen2":
+		c.ModelType, c.HeadDim = "qwen2", 4
+	case "qwen3":
+		c.ModelType, c.AttentionBias = "qwen3", true
+	case "qwen3moe", "qwen3moe-norm":
+		c.ModelType, c.NumLocalExperts, c.NumExpertsPerTok, c.MoEIntermediateSize = "qwen3_moe", 5, 3, 12
+		c.RouterAuxLossCoef, c.DecoderSparseStep, c.MLPOnlyLayers = 0.3, 1, []int{1}
+		c.NormTopKProb = family == "qwen3moe-norm"
+		if c.NormTopKProb {
+			c.MLPOnlyLayers = nil
+		}
+	default:
+		panic("unknown family " + family)
+	}
+	if qwen := map[string]string{"qwen2": "Qwen2", "qwen3": "Qwen3", "qwen3_moe": "Qwen3Moe"}[c.ModelType]; qwen != "" {
+		c.Architectures = []string{qwen + c.Architectures[0][len("Llama"):]}
+	}
+	return c
+}
+
+// perturbVectors makes every 1-D tensor (norm gains, biases) non-trivial, so that a gain or bias
+// that the graph ignored, or applied in the wrong place, would change the loss.
+func perturbVectors(w *Weights, rng *rand.Rand) {
+	for _, name := range w.Names() {
+		if t := w.Tensors[name]; len(t.Shape) == 1 {
+			for i := range t.Data {
+				t.Data[i] += float32(0.3 * rng.NormFloat64())
+			}
+		}
+	}
 }
 
 // tinyConfig is a small model with every feature the graph supports: GQA (4 query heads over 2 KV
@@ -43,7 +87,7 @@ func tinyConfig(o tinyOpts) Config {
 		c.NumLabels = 1
 	}
 	c.Architectures = []string{arch}
-	return c
+	return familyTiny(c, o.family)
 }
 
 // packedInputs is a batch of two rows of seven: row 0 packs two examples (4 + 2 tokens) and one
@@ -119,11 +163,20 @@ func TestGraphGradientCheck(t *testing.T) {
 		{"mixtral moe window untied", tinyOpts{moe: true, window: 2, untied: true}, LMHead},
 		{"llama reward score head", tinyOpts{reward: true}, ScoreHead},
 		{"mixtral reward score head", tinyOpts{moe: true, reward: true}, ScoreHead},
+		{"llama3 rope scaling attention bias", tinyOpts{family: "llama3"}, LMHead},
+		{"qwen2 biases untied", tinyOpts{family: "qwen2", untied: true}, LMHead},
+		{"qwen3 qk norm attention bias", tinyOpts{family: "qwen3"}, LMHead},
+		{"qwen3moe top-3 unnormalised dense layer", tinyOpts{family: "qwen3moe", untied: true}, LMHead},
+		{"qwen3moe top-3 renormalised", tinyOpts{family: "qwen3moe-norm"}, LMHead},
+		{"qwen3 reward score head", tinyOpts{family: "qwen3", reward: true}, ScoreHead},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(21, uint64(len(tc.name))))
 			cfg := tinyConfig(tc.o)
 			w := InitRandom(cfg, 7, 0.3) // large enough weights for attention and routing to matter
+			if tc.o.family != "" {
+				perturbVectors(w, rng)
+			}
 			spec := GraphSpec{Batch: 2, SeqLen: 7, Head: tc.head, Grad: true}
 			gr, err := newGraph(w, spec, tensor.Float64)
 			if err != nil {

@@ -11,10 +11,13 @@ import (
 	"github.com/alignkit/alignkit/model/ops"
 )
 
-// build lays out the transformer exactly as transformers' Llama/Mistral/Mixtral forward pass:
+// build lays out the transformer exactly as transformers' Llama/Mistral/Mixtral/Qwen2/Qwen3/Qwen3-MoE
+// forward pass (tensor names from Config.TensorKey, the architecture table):
 //
 //	h = embed(tokens)                                         (N, D)
-//	per layer: h += o_proj(attn(rope(q_proj(n1)), rope(k_proj(n1)), v_proj(n1))), n1 = rmsnorm(h)
+//	per layer: h += o_proj(attn(rope(qn(q_proj(n1))), rope(kn(k_proj(n1))), v_proj(n1))), n1 = rmsnorm(h)
+//	           (projections plus their biases where the architecture has them; qn/kn are Qwen3's
+//	           per-head q_norm/k_norm, identity elsewhere; rope with Llama 3's scaled frequencies)
 //	           h += mlp(n2) or moe(n2),                        n2 = rmsnorm(h)
 //	LM head:    logits = head(rmsnorm(h)) (N, V) → weighted target log-probs (N)
 //	score head: reward = score(rmsnorm(h[b·T + LastIndex[b]])) (B, 1)
@@ -151,7 +154,7 @@ func (gr *Graph) build(w *Weights) error {
 	}
 	lin := func(x *G.Node, name string) *G.Node { return must(linear(x, name)) }
 
-	rope, e := ops.NewRoPE(c.RopeTheta, c.HeadDim)
+	rope, e := ops.NewRoPEFreqs(c.InvFreq()) // theta^(-2i/hd), divided by Llama 3's rope_scaling factors
 	if e != nil {
 		return e
 	}
@@ -159,24 +162,40 @@ func (gr *Graph) build(w *Weights) error {
 	h := must(ops.Embedding(must(param(EmbedKey)), tokens)) // (N, D)
 	var routerStats G.Nodes
 	for l := 0; l < c.NumHiddenLayers && err == nil; l++ {
-		p := func(suffix string) *G.Node { return must(param(LayerKey(l, suffix))) }
-		n1 := must(ops.RMSNorm(h, p("input_layernorm.weight"), c.RMSNormEps))             // (N, D)
-		q := must(rope.Apply(lin(n1, LayerKey(l, "self_attn.q_proj.weight")), positions)) // (N, H·hd)
-		k := must(rope.Apply(lin(n1, LayerKey(l, "self_attn.k_proj.weight")), positions)) // (N, KV·hd)
-		v := lin(n1, LayerKey(l, "self_attn.v_proj.weight"))                              // (N, KV·hd)
-		a := must(ops.Attention(attn, q, k, v, segments))                                 // (N, H·hd)
-		h = must(ops.Add(h, lin(a, LayerKey(l, "self_attn.o_proj.weight"))))
-		n2 := must(ops.RMSNorm(h, p("post_attention_layernorm.weight"), c.RMSNormEps))
+		p := func(r Role) *G.Node { return must(param(c.TensorKey(l, r, 0))) }
+		// proj is x·Wᵀ (trainable, or frozen plus its LoRA term) plus the role's bias when the
+		// architecture has one (Qwen2's q/k/v, attention_bias).
+		proj := func(x *G.Node, w, b Role, biased bool) *G.Node {
+			y := lin(x, c.TensorKey(l, w, 0))
+			if biased {
+				y = must(ops.AddBias(y, p(b)))
+			}
+			return y
+		}
+		// qkNorm is Qwen3's per-head RMSNorm on q or k, applied after the projection, before RoPE.
+		qkNorm := func(x *G.Node, r Role) *G.Node {
+			if !c.QKNorm() {
+				return x
+			}
+			return must(ops.RMSNorm(x, p(r), c.RMSNormEps))
+		}
+		n1 := must(ops.RMSNorm(h, p(RoleAttnNorm), c.RMSNormEps))                                    // (N, D)
+		q := must(rope.Apply(qkNorm(proj(n1, RoleQ, RoleQBias, c.QKVBias()), RoleQNorm), positions)) // (N, H·hd)
+		k := must(rope.Apply(qkNorm(proj(n1, RoleK, RoleKBias, c.QKVBias()), RoleKNorm), positions)) // (N, KV·hd)
+		v := proj(n1, RoleV, RoleVBias, c.QKVBias())                                                 // (N, KV·hd)
+		a := must(ops.Attention(attn, q, k, v, segments))                                            // (N, H·hd)
+		h = must(ops.Add(h, proj(a, RoleO, RoleOBias, c.OBias())))
+		n2 := must(ops.RMSNorm(h, p(RoleMLPNorm), c.RMSNormEps))
 		var mlp *G.Node
-		if c.IsMoE() {
-			z := lin(n2, LayerKey(l, "block_sparse_moe.gate.weight")) // (N, E)
-			comb := must(ops.Route(z, c.NumExpertsPerTok))
+		if c.MoELayer(l) {
+			z := lin(n2, c.TensorKey(l, RoleRouter, 0)) // (N, E)
+			comb := must(ops.RouteTopK(z, c.NumExpertsPerTok, c.NormTopK()))
 			routerStats = append(routerStats, must(ops.RouterStats(z, segments, c.NumExpertsPerTok)))
 			mlp = gr.expertMLP(l, n2, comb, lin, param, must)
 		} else {
-			gate := lin(n2, LayerKey(l, "mlp.gate_proj.weight")) // (N, F)
-			up := lin(n2, LayerKey(l, "mlp.up_proj.weight"))     // (N, F)
-			mlp = lin(must(ops.SwiGLU(gate, up)), LayerKey(l, "mlp.down_proj.weight"))
+			gate := lin(n2, c.TensorKey(l, RoleGate, 0)) // (N, F)
+			up := lin(n2, c.TensorKey(l, RoleUp, 0))     // (N, F)
+			mlp = lin(must(ops.SwiGLU(gate, up)), c.TensorKey(l, RoleDown, 0))
 		}
 		h = must(ops.Add(h, mlp))
 	}
@@ -257,8 +276,8 @@ func (gr *Graph) expertMLP(l int, x, comb *G.Node, lin func(*G.Node, string) *G.
 	adOn := ad != nil && !gr.spec.AdaptersOff
 	dense := false
 	for e := 0; e < c.NumLocalExperts; e++ {
-		for _, m := range []string{"w1", "w3", "w2"} {
-			name := ExpertKey(l, e, m)
+		for _, r := range []Role{RoleExpertGate, RoleExpertUp, RoleExpertDown} {
+			name := c.TensorKey(l, r, e)
 			if t := gr.w.Tensors[name]; t != nil && t.Frozen != nil && t.Data == nil {
 				dense = true
 			}
@@ -270,9 +289,9 @@ func (gr *Graph) expertMLP(l int, x, comb *G.Node, lin func(*G.Node, string) *G.
 	if !dense {
 		var w1, w3, w2 []*G.Node
 		for e := 0; e < c.NumLocalExperts; e++ {
-			w1 = append(w1, must(param(ExpertKey(l, e, "w1"))))
-			w3 = append(w3, must(param(ExpertKey(l, e, "w3"))))
-			w2 = append(w2, must(param(ExpertKey(l, e, "w2"))))
+			w1 = append(w1, must(param(c.TensorKey(l, RoleExpertGate, e))))
+			w3 = append(w3, must(param(c.TensorKey(l, RoleExpertUp, e))))
+			w2 = append(w2, must(param(c.TensorKey(l, RoleExpertDown, e))))
 		}
 		if ad != nil {
 			return must(ops.FrozenExperts(x, comb, w1, w3, w2))
@@ -281,9 +300,9 @@ func (gr *Graph) expertMLP(l int, x, comb *G.Node, lin func(*G.Node, string) *G.
 	}
 	ys := make([]*G.Node, c.NumLocalExperts)
 	for e := range ys {
-		gate := lin(x, ExpertKey(l, e, "w1")) // (N, F)
-		up := lin(x, ExpertKey(l, e, "w3"))   // (N, F)
-		ys[e] = lin(must(ops.SwiGLU(gate, up)), ExpertKey(l, e, "w2"))
+		gate := lin(x, c.TensorKey(l, RoleExpertGate, e)) // (N, F)
+		up := lin(x, c.TensorKey(l, RoleExpertUp, e))     // (N, F)
+		ys[e] = lin(must(ops.SwiGLU(gate, up)), c.TensorKey(l, RoleExpertDown, e))
 	}
 	return must(ops.MixExperts(comb, ys))
 }

@@ -27,12 +27,35 @@ func TestGraphMatchesInferenceEngine(t *testing.T) {
 	mixtral.NumLocalExperts, mixtral.NumExpertsPerTok, mixtral.RouterAuxLossCoef, mixtral.SlidingWindow = 4, 2, 0.02, 7
 	reward := base
 	reward.Architectures, reward.NumLabels = []string{"LlamaForSequenceClassification"}, 1
+	llama3 := base
+	llama3.AttentionBias = true
+	llama3.RopeScaling = &model.RopeScaling{RopeType: "llama3", Factor: 32, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 256}
+	qwen2 := base
+	qwen2.Architectures, qwen2.ModelType, qwen2.HeadDim, qwen2.TieWordEmbeddings = []string{"Qwen2ForCausalLM"}, "qwen2", 4, false
+	qwen3 := base
+	qwen3.Architectures, qwen3.ModelType = []string{"Qwen3ForCausalLM"}, "qwen3"
+	qwen3moe := qwen3
+	qwen3moe.Architectures, qwen3moe.ModelType = []string{"Qwen3MoeForCausalLM"}, "qwen3_moe"
+	qwen3moe.NumLocalExperts, qwen3moe.NumExpertsPerTok, qwen3moe.MoEIntermediateSize, qwen3moe.RouterAuxLossCoef = 8, 3, 12, 0.001
+	qwen3moe.DecoderSparseStep, qwen3moe.MLPOnlyLayers = 1, []int{2}
+	qwen3reward := qwen3
+	qwen3reward.Architectures, qwen3reward.NumLabels = []string{"Qwen3ForSequenceClassification"}, 1
 	for _, tc := range []struct {
 		name string
 		cfg  model.Config
-	}{{"llama gqa", base}, {"mistral window untied", mistral}, {"mixtral window", mixtral}, {"llama reward", reward}} {
+	}{{"llama gqa", base}, {"mistral window untied", mistral}, {"mixtral window", mixtral}, {"llama reward", reward},
+		{"llama3 rope scaling biases", llama3}, {"qwen2 biases untied", qwen2}, {"qwen3 qk norm", qwen3},
+		{"qwen3moe top-3 of 8", qwen3moe}, {"qwen3 reward", qwen3reward}} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := model.InitRandom(tc.cfg, 11, 0.2)
+			// Non-trivial norm gains and biases (InitRandom makes them 1 and 0).
+			for i, name := range w.Names() {
+				if tt := w.Tensors[name]; len(tt.Shape) == 1 {
+					for j := range tt.Data {
+						tt.Data[j] += float32(0.2 * math.Sin(float64(7*j+i)))
+					}
+				}
+			}
 			eng, err := infer.New(w)
 			if err != nil {
 				t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 
 	"github.com/alignkit/alignkit/model/ops"
 )
@@ -66,8 +67,7 @@ const (
 
 // ExpectedShapes lists every tensor a model with this configuration has, with its shape.
 func ExpectedShapes(c Config) map[string][]int {
-	D, F, V := c.HiddenSize, c.IntermediateSize, c.VocabSize
-	H, KV, hd := c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim
+	D, V := c.HiddenSize, c.VocabSize
 	s := map[string][]int{
 		EmbedKey:     {V, D},
 		FinalNormKey: {D},
@@ -78,23 +78,8 @@ func ExpectedShapes(c Config) map[string][]int {
 		s[LMHeadKey] = []int{V, D}
 	}
 	for l := 0; l < c.NumHiddenLayers; l++ {
-		s[LayerKey(l, "input_layernorm.weight")] = []int{D}
-		s[LayerKey(l, "post_attention_layernorm.weight")] = []int{D}
-		s[LayerKey(l, "self_attn.q_proj.weight")] = []int{H * hd, D}
-		s[LayerKey(l, "self_attn.k_proj.weight")] = []int{KV * hd, D}
-		s[LayerKey(l, "self_attn.v_proj.weight")] = []int{KV * hd, D}
-		s[LayerKey(l, "self_attn.o_proj.weight")] = []int{D, H * hd}
-		if c.IsMoE() {
-			s[LayerKey(l, "block_sparse_moe.gate.weight")] = []int{c.NumLocalExperts, D}
-			for e := 0; e < c.NumLocalExperts; e++ {
-				s[ExpertKey(l, e, "w1")] = []int{F, D} // gate
-				s[ExpertKey(l, e, "w3")] = []int{F, D} // up
-				s[ExpertKey(l, e, "w2")] = []int{D, F} // down
-			}
-		} else {
-			s[LayerKey(l, "mlp.gate_proj.weight")] = []int{F, D}
-			s[LayerKey(l, "mlp.up_proj.weight")] = []int{F, D}
-			s[LayerKey(l, "mlp.down_proj.weight")] = []int{D, F}
+		for _, t := range c.LayerTensors(l) {
+			s[t.HF] = t.Shape
 		}
 	}
 	return s
@@ -164,7 +149,7 @@ func (w *Weights) Clone() *Weights {
 }
 
 // InitRandom returns weights initialised as transformers does: normal(0, initializerRange) for
-// matrices, ones for RMSNorm gains. The same seed gives the same weights.
+// matrices, ones for RMSNorm gains, zeros for biases. The same seed gives the same weights.
 func InitRandom(c Config, seed uint64, initializerRange float64) *Weights {
 	if initializerRange <= 0 {
 		initializerRange = 0.02
@@ -174,11 +159,14 @@ func InitRandom(c Config, seed uint64, initializerRange float64) *Weights {
 	w := &Weights{Config: c, Tensors: make(map[string]*Tensor, len(shapes))}
 	for _, name := range sortedKeys(shapes) {
 		t := NewTensor(shapes[name]...)
-		if len(t.Shape) == 1 {
+		switch {
+		case strings.HasSuffix(name, ".bias"):
+			// zeros, as transformers' _init_weights leaves a Linear's bias
+		case len(t.Shape) == 1:
 			for i := range t.Data {
 				t.Data[i] = 1
 			}
-		} else {
+		default:
 			std := initializerRange
 			if name == ScoreKey {
 				std = 1 / math.Sqrt(float64(c.HiddenSize)+1)

@@ -184,6 +184,26 @@ func TestInitExamples(t *testing.T) {
 			}
 		})
 	}
+	// The newer families, around ../shared's byte-level BPE tokenizer directories.
+	sharedtest.Dir(t, "tokenizers/llama3/tokenizer.json", "tokenizers/qwen3/tokenizer.json")
+	for _, family := range []string{"llama3.2", "qwen2.5", "qwen3", "qwen3-moe"} {
+		t.Run(family, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), family)
+			res := runCLI(t, "init", "--config", "configs/init/tiny-"+family+".yaml", "--out", out, "--set", "num_hidden_layers=1")
+			if res.Code != 0 {
+				t.Fatalf("init: %s", res.Stderr)
+			}
+			for _, f := range []string{"tokenizer.json", "tokenizer_config.json"} {
+				if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+					t.Errorf("%s was not copied in: %v", f, err)
+				}
+			}
+			res = runCLI(t, "generate", "--model", out, "--prompt", "Once upon a time", "--max-new-tokens", "4", "--seed", "1", "--temperature", "1")
+			if res.Code != 0 || !strings.HasPrefix(res.Stdout, "Once upon a time") {
+				t.Fatalf("generate: exit %d, %q %s", res.Code, res.Stdout, res.Stderr)
+			}
+		})
+	}
 	res := runCLI(t, "init", "--config", "configs/init/tiny-llama.yaml", "--out", t.TempDir(), "--set", "num_attention_heads=5")
 	if res.Code != 1 || !strings.Contains(res.ErrorLine(), "num_attention_heads 5 is not a multiple of num_key_value_heads 4") {
 		t.Fatalf("got exit %d: %s", res.Code, res.Stderr)

@@ -1,6 +1,7 @@
 package checkpoint
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"slices"
@@ -160,5 +161,55 @@ func TestTokenizerChecks(t *testing.T) {
 	m.Weights.Config.VocabSize = 500
 	if err := checkVocab(m.Weights, m.Tok, dir); err == nil || err.Error() != dir+": the tokenizer has 512 tokens but the model's vocab_size is 500" {
 		t.Errorf("tokenizer larger than the vocabulary: error %v", err)
+	}
+}
+
+// TestInitTokenizerDirectory builds Qwen3-MoE and Llama 3 models around ../shared's tokenizer
+// directories (tokenizer.json and tokenizer_config.json only): both files are copied in, vocab_size is
+// the tokenizer's, EOS comes from tokenizer_config.json, and Qwen's missing BOS becomes the EOS id.
+func TestInitTokenizerDirectory(t *testing.T) {
+	shared := sharedDir(t)
+	for _, tc := range []struct {
+		name     string
+		spec     InitSpec
+		vocab    int
+		bos, eos int
+	}{
+		{"qwen3moe", InitSpec{Architectures: []string{"Qwen3MoeForCausalLM"}, ModelType: "qwen3_moe", HiddenSize: 16, IntermediateSize: 32,
+			NumHiddenLayers: 1, NumAttentionHeads: 2, NumKeyValueHeads: 1, HeadDim: 16, RMSNormEps: 1e-6, MaxPositionEmbeddings: 64,
+			NumExperts: 4, NumExpertsPerTok: 3, MoEIntermediateSize: 8, NormTopKProb: true, Seed: 1,
+			Tokenizer: filepath.Join(shared, "tokenizers", "qwen3")}, 151669, 151645, 151645},
+		{"llama3", InitSpec{Architectures: []string{"LlamaForCausalLM"}, ModelType: "llama", HiddenSize: 16, IntermediateSize: 32,
+			NumHiddenLayers: 1, NumAttentionHeads: 2, RMSNormEps: 1e-5, MaxPositionEmbeddings: 64, TieWordEmbeddings: true, AttentionBias: true,
+			RopeScaling: map[string]any{"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
+			Seed:        2, Tokenizer: filepath.Join(shared, "tokenizers", "llama3")}, 128256, 128000, 128009},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := os.Stat(tc.spec.Tokenizer); err != nil {
+				t.Skipf("tokenizer directory absent: %v", err)
+			}
+			out := filepath.Join(t.TempDir(), "m")
+			m, err := Init(tc.spec, out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := m.Weights.Config
+			if c.VocabSize != tc.vocab || c.BOSTokenID != tc.bos || c.EOS() != tc.eos {
+				t.Errorf("vocab %d bos %d eos %d, want %d %d %d", c.VocabSize, c.BOSTokenID, c.EOS(), tc.vocab, tc.bos, tc.eos)
+			}
+			if c.ModelType == "qwen3_moe" && (c.NumLocalExperts != 4 || c.NumExpertsPerTok != 3 || c.MoEIntermediateSize != 8 || !c.NormTopKProb) {
+				t.Errorf("Qwen3-MoE keys lost: %+v", c)
+			}
+			if c.ModelType == "llama" && (c.RopeScaling == nil || c.RopeScaling.Factor != 32 || !c.AttentionBias) {
+				t.Errorf("Llama 3 keys lost: %+v", c)
+			}
+			for _, f := range []string{"tokenizer.json", "tokenizer_config.json"} {
+				a, _ := os.ReadFile(filepath.Join(tc.spec.Tokenizer, f))
+				b, err := os.ReadFile(filepath.Join(out, f))
+				if err != nil || !bytes.Equal(a, b) {
+					t.Errorf("%s not copied verbatim: %v", f, err)
+				}
+			}
+		})
 	}
 }

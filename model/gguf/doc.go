@@ -13,10 +13,18 @@
 //
 // # Writing
 //
-// [Write] exports a Llama, Mistral or Mixtral checkpoint under llama.cpp's `llama` architecture, as
-// llama.cpp's convert_hf_to_gguf.py does: its metadata keys, its tensor names (token_embd, blk.N.attn_q, ...,
-// Mixtral's router blk.N.ffn_gate_inp and experts stacked into 3-D blk.N.ffn_{gate,up,down}_exps), and Q/K
-// rows permuted from HF's rotate-half RoPE layout back to the interleaved pairs that llama.cpp's RoPE rotates.
+// [Write] exports a checkpoint under llama.cpp's architecture for its family, as llama.cpp's
+// convert_hf_to_gguf.py does: Llama 2/3, Mistral and Mixtral as `llama`, Qwen2/2.5 as `qwen2`, Qwen3 as
+// `qwen3`, Qwen3-MoE as `qwen3moe`. It writes the architecture's metadata keys ({arch}.block_count, ...),
+// its tensor names from model.Config.LayerTensors (token_embd, blk.N.attn_q, blk.N.attn_q.bias,
+// blk.N.attn_q_norm, ..., the router blk.N.ffn_gate_inp and experts stacked into 3-D
+// blk.N.ffn_{gate,up,down}_exps), and, for the `llama` architecture only, Q/K rows (and biases) permuted
+// from HF's rotate-half RoPE layout back to the interleaved pairs that its RoPE rotates (the Qwen
+// architectures use NEOX RoPE, which is rotate-half). Llama 3's rope_scaling becomes rope_freqs.weight,
+// the per-pair frequency divisors that convert_hf_to_gguf.py's LlamaModel.generate_extra_tensors writes,
+// with the parameters kept in alignkit.rope_scaling.* keys that llama.cpp ignores. Settings that
+// llama.cpp's graph would compute differently are refused: Qwen3 attention biases, Qwen3-MoE without
+// norm_topk_prob or with dense layers, Qwen2 with head_dim × heads ≠ hidden_size.
 // Tensor types follow convert_hf_to_gguf.py for each --outtype:
 //
 //   - f32: every tensor F32.
@@ -37,8 +45,11 @@
 // lengths, offsets and tensor sizes are checked against the file length before anything is allocated), and
 // [File.ReadTensor] dequantises F32, F16, BF16, Q8_0, Q4_0, Q4_K and Q6_K tensors to float32 in torch's
 // dimension order, bit-exactly as ggml's dequantize_row_* (model/quant's decoders).
-// [LoadWeights] turns a `llama`-architecture GGUF back into alignkit's HF-named [model.Weights] and the
-// embedded tokenizer, undoing the Q/K permutation, so a GGUF can be used wherever an HF directory can.
+// [LoadWeights] turns a llama, qwen2, qwen3 or qwen3moe GGUF back into alignkit's HF-named
+// [model.Weights] and the embedded tokenizer, undoing the Q/K permutation, so a GGUF can be used wherever
+// an HF directory can. A rope_freqs.weight becomes rope_scaling llama3, from alignkit's keys or, in
+// llama.cpp's own conversions, from the converter's defaults (low 1, high 4, original 8192) and the
+// largest factor; the tensor must then hold exactly what those parameters give.
 // [LoadWeightsWith] with Frozen keeps every linear weight in the file's own blocks as a frozen
 // quant.Matrix (no float32 copy; Q/K rows un-permuted as whole rows of blocks, stacked experts split by
 // rows), the base for LoRA/QLoRA on the very file llama.cpp and ollama run. Any other tensor type is

@@ -115,18 +115,12 @@ func requireFrozenMatches(t *testing.T, f *File, frozen, dense *model.Weights, g
 	return held
 }
 
-// storiesGGName maps stories260K's HF names to the GGUF's (the inverse of the loader's plan).
+// ggNameOf maps a model's HF names to its GGUF's (the architecture table, as the loader's plan reads it).
 func ggNameOf(c model.Config) func(string) string {
 	names := map[string]string{model.LMHeadKey: "output.weight"}
 	for l := 0; l < c.NumHiddenLayers; l++ {
-		for _, n := range append(append([]layerName(nil), attnNames...), denseNames...) {
-			names[model.LayerKey(l, n.hf)] = blk(l, n.gg)
-		}
-		names[model.LayerKey(l, routerHF)] = blk(l, routerGG)
-		for _, n := range expertNames {
-			for e := 0; e < c.NumLocalExperts; e++ {
-				names[model.ExpertKey(l, e, n.w)] = blk(l, n.stacked)
-			}
+		for _, lt := range c.LayerTensors(l) {
+			names[lt.HF] = lt.GGUF
 		}
 	}
 	return func(hf string) string { return names[hf] }
@@ -233,7 +227,7 @@ func TestFrozenGGMLQuants(t *testing.T) {
 	}{{"llama", llama}, {"mixtral", mixtral}} {
 		t.Run(c.name, func(t *testing.T) {
 			w := randomWeights(t, c.cfg, 5, 0.05)
-			tensors := llamaTensors(w)
+			tensors := modelTensors(w)
 			// One ggml_codec.py call per (type, row length): rows quantise independently.
 			type group struct {
 				kind   string

@@ -205,13 +205,13 @@ func TestRoundTripRandom(t *testing.T) {
 func TestLoadPerExpertMixtral(t *testing.T) {
 	want := randomWeights(t, mixtralConfig(), 8, 0.2)
 	tok := syntheticTokenizer(want.Config.VocabSize)
-	kvs := llamaKV(want.Config, "old", fileTypeAllF32)
+	kvs := modelKV(want.Config, "old", fileTypeAllF32)
 	tkv, err := tokenizerKV(tok, want.Config.VocabSize)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var tensors []outTensor
-	for _, ot := range llamaTensors(want) {
+	for _, ot := range modelTensors(want) {
 		base, isExps := strings.CutSuffix(ot.name, "_exps.weight")
 		if !isExps {
 			tensors = append(tensors, ot)

@@ -3,6 +3,7 @@ package gguf
 import (
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,14 +21,16 @@ type WriteOptions struct {
 
 var validDtypes = map[string]uint32{"f32": fileTypeAllF32, "f16": fileTypeMostlyF16, "q8_0": fileTypeMostlyQ80}
 
-// Write exports w as a llama.cpp `llama`-architecture GGUF v3 at path, with tok embedded as its tokenizer.
-// A tokenizer with fewer tokens than the model's vocab_size is padded with "[PADn]" unused tokens.
+// Write exports w as a GGUF v3 at path under llama.cpp's architecture for its family (Config.GGUFArch:
+// llama, qwen2, qwen3, qwen3moe), with tok embedded as its tokenizer. A tokenizer with fewer tokens than
+// the model's vocab_size is padded with "[PADn]" unused tokens. A model llama.cpp's architecture cannot
+// compute the same way (see exportable) is refused with the reason.
 func Write(path string, w *model.Weights, tok *TokenizerInfo, opts WriteOptions) error {
 	if w == nil {
 		return fmt.Errorf("writing %s: no weights", path)
 	}
 	if w.Config.IsRewardModel() {
-		return fmt.Errorf("writing %s: reward models cannot be exported to GGUF: llama.cpp's llama architecture has no score head", path)
+		return fmt.Errorf("writing %s: reward models cannot be exported to GGUF: llama.cpp's %s architecture has no score head", path, w.Config.GGUFArch())
 	}
 	dtype := opts.Dtype
 	if dtype == "" {
@@ -44,6 +47,9 @@ func Write(path string, w *model.Weights, tok *TokenizerInfo, opts WriteOptions)
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
+	if err := exportable(cfg); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
 	if err := w.Check("weights to export"); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
@@ -56,51 +62,98 @@ func Write(path string, w *model.Weights, tok *TokenizerInfo, opts WriteOptions)
 	if name == "" {
 		name = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
 	}
-	kvs := llamaKV(cfg, name, fileType)
+	kvs := modelKV(cfg, name, fileType)
 	tkv, err := tokenizerKV(tok, cfg.VocabSize)
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	kvs = append(kvs, tkv...)
-	tensors := llamaTensors(w)
+	tensors := modelTensors(w)
 	for i := range tensors {
 		tensors[i].typ = tensorType(dtype, tensors[i].name, tensors[i].dims)
 	}
 	return writeFile(path, kvs, tensors, defaultAlign)
 }
 
-// llamaKV is the model metadata, in the order convert_hf_to_gguf.py writes it.
-func llamaKV(c model.Config, name string, fileType uint32) []kv {
+// exportable refuses what llama.cpp's architecture for the family would compute differently from
+// transformers (its graph code in src/models/*.cpp): Qwen2 sizes q by n_embd; Qwen3 has no o_proj bias;
+// Qwen3-MoE always renormalises the top-k weights and makes every layer sparse.
+func exportable(c model.Config) error {
+	switch arch := c.GGUFArch(); arch {
+	case "qwen2":
+		if c.HeadDim*c.NumAttentionHeads != c.HiddenSize {
+			return fmt.Errorf("llama.cpp's qwen2 architecture needs head_dim × num_attention_heads = hidden_size, got %d × %d ≠ %d", c.HeadDim, c.NumAttentionHeads, c.HiddenSize)
+		}
+	case "qwen3", "qwen3moe":
+		if c.AttentionBias {
+			return fmt.Errorf("llama.cpp's %s architecture has no attention biases (attention_bias true)", arch)
+		}
+		if arch == "qwen3moe" && !c.NormTopKProb {
+			return fmt.Errorf("llama.cpp's qwen3moe architecture always renormalises the top-k routing weights (norm_topk_prob false)")
+		}
+		if arch == "qwen3moe" && (c.DecoderSparseStep != 1 || len(c.MLPOnlyLayers) > 0) {
+			return fmt.Errorf("llama.cpp's qwen3moe architecture makes every layer sparse (decoder_sparse_step %d, mlp_only_layers %v)", c.DecoderSparseStep, c.MLPOnlyLayers)
+		}
+	}
+	return nil
+}
+
+// Metadata keys alignkit adds for Llama 3's rope_scaling: llama.cpp reads the scaled frequencies from
+// the rope_freqs.weight tensor and ignores these; LoadWeights reads them back into config.json's
+// rope_scaling. (llama.cpp's own rope.scaling.factor key would make it scale linearly on top.)
+const (
+	keyRopeType     = "alignkit.rope_scaling.rope_type"
+	keyRopeFactor   = "alignkit.rope_scaling.factor"
+	keyRopeLow      = "alignkit.rope_scaling.low_freq_factor"
+	keyRopeHigh     = "alignkit.rope_scaling.high_freq_factor"
+	keyRopeOriginal = "alignkit.rope_scaling.original_max_position_embeddings"
+	ropeFreqsName   = "rope_freqs.weight"
+)
+
+// modelKV is the model metadata, in the order convert_hf_to_gguf.py writes it.
+func modelKV(c model.Config, name string, fileType uint32) []kv {
+	a := c.GGUFArch()
 	kvs := []kv{
-		{"general.architecture", "llama"},
+		{"general.architecture", a},
 		{"general.name", name},
 		{"general.alignment", uint32(defaultAlign)},
-		{"llama.context_length", uint32(c.MaxPositionEmbeddings)},
-		{"llama.embedding_length", uint32(c.HiddenSize)},
-		{"llama.block_count", uint32(c.NumHiddenLayers)},
-		{"llama.feed_forward_length", uint32(c.IntermediateSize)},
-		{"llama.attention.head_count", uint32(c.NumAttentionHeads)},
-		{"llama.attention.head_count_kv", uint32(c.NumKeyValueHeads)},
-		{"llama.rope.dimension_count", uint32(c.HeadDim)},
-		{"llama.rope.freq_base", float32(c.RopeTheta)},
-		{"llama.attention.layer_norm_rms_epsilon", float32(c.RMSNormEps)},
+		{a + ".context_length", uint32(c.MaxPositionEmbeddings)},
+		{a + ".embedding_length", uint32(c.HiddenSize)},
+		{a + ".block_count", uint32(c.NumHiddenLayers)},
+		{a + ".feed_forward_length", uint32(c.IntermediateSize)},
+		{a + ".attention.head_count", uint32(c.NumAttentionHeads)},
+		{a + ".attention.head_count_kv", uint32(c.NumKeyValueHeads)},
+		{a + ".rope.dimension_count", uint32(c.HeadDim)},
+		{a + ".rope.freq_base", float32(c.RopeTheta)},
+		{a + ".attention.layer_norm_rms_epsilon", float32(c.RMSNormEps)},
 	}
 	if c.HeadDim*c.NumAttentionHeads != c.HiddenSize {
 		// llama.cpp assumes head_dim = D/H unless told otherwise.
 		kvs = append(kvs,
-			kv{"llama.attention.key_length", uint32(c.HeadDim)},
-			kv{"llama.attention.value_length", uint32(c.HeadDim)})
+			kv{a + ".attention.key_length", uint32(c.HeadDim)},
+			kv{a + ".attention.value_length", uint32(c.HeadDim)})
 	}
 	if c.IsMoE() {
 		kvs = append(kvs,
-			kv{"llama.expert_count", uint32(c.NumLocalExperts)},
-			kv{"llama.expert_used_count", uint32(c.NumExpertsPerTok)})
+			kv{a + ".expert_count", uint32(c.NumLocalExperts)},
+			kv{a + ".expert_used_count", uint32(c.NumExpertsPerTok)})
+		if a == "qwen3moe" {
+			kvs = append(kvs, kv{a + ".expert_feed_forward_length", uint32(c.MoEIntermediateSize)})
+		}
 	}
 	if c.SlidingWindow > 0 {
-		kvs = append(kvs, kv{"llama.attention.sliding_window", uint32(c.SlidingWindow)})
+		kvs = append(kvs, kv{a + ".attention.sliding_window", uint32(c.SlidingWindow)})
+	}
+	if rs := c.RopeScaling; rs != nil {
+		kvs = append(kvs,
+			kv{keyRopeType, rs.RopeType},
+			kv{keyRopeFactor, float32(rs.Factor)},
+			kv{keyRopeLow, float32(rs.LowFreqFactor)},
+			kv{keyRopeHigh, float32(rs.HighFreqFactor)},
+			kv{keyRopeOriginal, uint32(rs.OriginalMaxPositionEmbeddings)})
 	}
 	kvs = append(kvs,
-		kv{"llama.vocab_size", uint32(c.VocabSize)},
+		kv{a + ".vocab_size", uint32(c.VocabSize)},
 		kv{"general.file_type", fileType})
 	if fileType == fileTypeMostlyQ80 {
 		kvs = append(kvs, kv{"general.quantization_version", uint32(2)}) // GGML_QNT_VERSION
@@ -130,71 +183,52 @@ func ggmlDims(shape []int) []uint64 {
 	return d
 }
 
-// layerNames maps alignkit's per-layer HF suffixes to llama.cpp's, in convert order; heads says which
-// rows get the RoPE permutation (0: none).
-type layerName struct {
-	hf, gg string
-	heads  func(model.Config) int
-}
-
-var attnNames = []layerName{
-	{"input_layernorm.weight", "attn_norm.weight", nil},
-	{"self_attn.q_proj.weight", "attn_q.weight", func(c model.Config) int { return c.NumAttentionHeads }},
-	{"self_attn.k_proj.weight", "attn_k.weight", func(c model.Config) int { return c.NumKeyValueHeads }},
-	{"self_attn.v_proj.weight", "attn_v.weight", nil},
-	{"self_attn.o_proj.weight", "attn_output.weight", nil},
-	{"post_attention_layernorm.weight", "ffn_norm.weight", nil},
-}
-
-var denseNames = []layerName{
-	{"mlp.gate_proj.weight", "ffn_gate.weight", nil},
-	{"mlp.down_proj.weight", "ffn_down.weight", nil},
-	{"mlp.up_proj.weight", "ffn_up.weight", nil},
-}
-
-// expertNames maps Mixtral's per-expert matrices (w1 gate, w2 down, w3 up) to llama.cpp's stacked 3-D
-// tensors and to the older one-tensor-per-expert names.
-var expertNames = []struct{ w, stacked, single string }{
-	{"w1", "ffn_gate_exps.weight", "ffn_gate"},
-	{"w2", "ffn_down_exps.weight", "ffn_down"},
-	{"w3", "ffn_up_exps.weight", "ffn_up"},
-}
-
-const routerHF, routerGG = "block_sparse_moe.gate.weight", "ffn_gate_inp.weight"
-
 func blk(l int, name string) string { return fmt.Sprintf("blk.%d.%s", l, name) }
 
-// llamaTensors lays out w's tensors under llama.cpp's names, Q and K permuted, experts stacked. Types
-// are filled in by the caller.
-func llamaTensors(w *model.Weights) []outTensor {
+// ropeFreqs is what convert_hf_to_gguf.py's LlamaModel.generate_extra_tensors stores for Llama 3's
+// rope_scaling: the factor dividing each frequency, (hd/2), F32.
+func ropeFreqs(c model.Config) []float32 {
+	f := c.RopeFactors()
+	out := make([]float32, len(f))
+	for i, v := range f {
+		out[i] = float32(v)
+	}
+	return out
+}
+
+// modelTensors lays out w's tensors under llama.cpp's names (model.Config.LayerTensors, the
+// architecture table), Q and K permuted where the architecture wants it, experts stacked. Types are
+// filled in by the caller.
+func modelTensors(w *model.Weights) []outTensor {
 	c := w.Config
 	add := func(out []outTensor, gg string, t *model.Tensor) []outTensor {
 		return append(out, outTensor{name: gg, dims: ggmlDims(t.Shape), data: t.Data})
 	}
-	out := add(nil, "token_embd.weight", w.Tensors[model.EmbedKey])
+	var out []outTensor
+	if c.RopeScaling != nil {
+		f := ropeFreqs(c)
+		out = add(out, ropeFreqsName, &model.Tensor{Shape: []int{len(f)}, Data: f})
+	}
+	out = add(out, "token_embd.weight", w.Tensors[model.EmbedKey])
 	for l := 0; l < c.NumHiddenLayers; l++ {
-		for _, n := range attnNames {
-			t := w.Tensors[model.LayerKey(l, n.hf)]
-			if n.heads != nil {
-				t = &model.Tensor{Shape: t.Shape, Data: permuteRoPE(t.Data, t.Shape, n.heads(c), true)}
+		lts := c.LayerTensors(l)
+		for i := 0; i < len(lts); i++ {
+			lt := lts[i]
+			t := w.Tensors[lt.HF]
+			if lt.Expert < 0 {
+				if lt.RoPEHeads > 0 {
+					t = &model.Tensor{Shape: t.Shape, Data: permuteRoPE(t.Data, t.Shape, lt.RoPEHeads, true)}
+				}
+				out = add(out, lt.GGUF, t)
+				continue
 			}
-			out = add(out, blk(l, n.gg), t)
-		}
-		if !c.IsMoE() {
-			for _, n := range denseNames {
-				out = add(out, blk(l, n.gg), w.Tensors[model.LayerKey(l, n.hf)])
-			}
-			continue
-		}
-		out = add(out, blk(l, routerGG), w.Tensors[model.LayerKey(l, routerHF)])
-		for _, n := range expertNames {
-			first := w.Tensors[model.ExpertKey(l, 0, n.w)]
-			per := len(first.Data)
-			stacked := &model.Tensor{Shape: append([]int{c.NumLocalExperts}, first.Shape...), Data: make([]float32, 0, per*c.NumLocalExperts)} // (E, out, in)
+			// The table lists a role's experts consecutively: stack them into (E, out, in).
+			stacked := &model.Tensor{Shape: append([]int{c.NumLocalExperts}, lt.Shape...), Data: make([]float32, 0, len(t.Data)*c.NumLocalExperts)}
 			for e := 0; e < c.NumLocalExperts; e++ {
-				stacked.Data = append(stacked.Data, w.Tensors[model.ExpertKey(l, e, n.w)].Data...)
+				stacked.Data = append(stacked.Data, w.Tensors[lts[i+e].HF].Data...)
 			}
-			out = add(out, blk(l, n.stacked), stacked)
+			out = add(out, lt.GGUF, stacked)
+			i += c.NumLocalExperts - 1
 		}
 	}
 	out = add(out, "output_norm.weight", w.Tensors[model.FinalNormKey])
@@ -204,12 +238,17 @@ func llamaTensors(w *model.Weights) []outTensor {
 	return out
 }
 
-// permuteRoPE moves the rows of a Q or K projection (heads*hd, in) between HF's rotate-half layout, where
-// RoPE pairs row i with row i+hd/2 of each head, and llama.cpp's interleaved layout, where it pairs rows
-// 2i and 2i+1. HF row h*hd + half*hd/2 + i is llama.cpp row h*hd + 2i + half. This undoes the permute()
-// in transformers' convert_llama_weights_to_hf.py (toGGUF) or redoes it (!toGGUF).
+// permuteRoPE moves the rows of a Q or K projection (heads*hd, in), or of its bias (heads*hd), between
+// HF's rotate-half layout, where RoPE pairs row i with row i+hd/2 of each head, and llama.cpp's
+// interleaved layout, where it pairs rows 2i and 2i+1. HF row h*hd + half*hd/2 + i is llama.cpp row
+// h*hd + 2i + half. This undoes the permute() in transformers' convert_llama_weights_to_hf.py (toGGUF)
+// or redoes it (!toGGUF).
 func permuteRoPE(src []float32, shape []int, heads int, toGGUF bool) []float32 {
-	return permuteRows(src, shape[0], shape[1], heads, toGGUF)
+	rows, cols := shape[0], 1
+	if len(shape) == 2 {
+		cols = shape[1]
+	}
+	return permuteRows(src, rows, cols, heads, toGGUF)
 }
 
 // permuteRows is permuteRoPE over rows of rowLen elements of any type: float32 values, or the bytes of a
@@ -233,10 +272,11 @@ func permuteRows[T any](src []T, rows, rowLen, heads int, toGGUF bool) []T {
 	return dst
 }
 
-// LoadWeights reads a `llama`-architecture GGUF (F32, F16, BF16, Q8_0, Q4_0, Q4_K or Q6_K tensors) as
-// float32 alignkit weights with HF names and Q/K back in rotate-half layout, plus its embedded tokenizer
-// (nil when it has none). Mixtral files with stacked or per-expert tensors both load. The configuration
-// comes from the llama.* keys.
+// LoadWeights reads a GGUF of one of llama.cpp's llama, qwen2, qwen3 or qwen3moe architectures (F32, F16,
+// BF16, Q8_0, Q4_0, Q4_K or Q6_K tensors) as float32 alignkit weights with HF names and Q/K back in
+// rotate-half layout, plus its embedded tokenizer (nil when it has none). Mixtral files with stacked or
+// per-expert tensors both load, and Llama 3's rope_freqs.weight becomes config.json's rope_scaling. The
+// configuration comes from the architecture's metadata keys.
 func LoadWeights(path string) (*model.Weights, *TokenizerInfo, error) {
 	return LoadWeightsWith(path, LoadOptions{})
 }
@@ -259,7 +299,7 @@ func LoadWeightsWith(path string, opts LoadOptions) (*model.Weights, *TokenizerI
 	if err != nil {
 		return nil, nil, err
 	}
-	cfg, err := f.llamaConfig(tok)
+	cfg, err := f.modelConfig(tok)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -268,24 +308,33 @@ func LoadWeightsWith(path string, opts LoadOptions) (*model.Weights, *TokenizerI
 		return nil, nil, fmt.Errorf("loading GGUF: %w", err)
 	}
 	defer fh.Close()
-	w, err := f.llamaWeights(fh, cfg, opts.Frozen)
+	if cfg.RopeScaling != nil {
+		if err := f.checkRopeFreqs(fh, cfg); err != nil {
+			return nil, nil, err
+		}
+	}
+	w, err := f.modelWeights(fh, cfg, opts.Frozen)
 	if err != nil {
 		return nil, nil, err
 	}
 	return w, tok, nil
 }
 
-// llamaConfig builds the HF configuration from the llama.* metadata.
-func (f *File) llamaConfig(tok *TokenizerInfo) (model.Config, error) {
+// architectures maps llama.cpp's architecture and model_type to the transformers class.
+var architectures = map[string]string{"llama": "LlamaForCausalLM", "mixtral": "MixtralForCausalLM", "mistral": "MistralForCausalLM",
+	"qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM", "qwen3_moe": "Qwen3MoeForCausalLM"}
+
+// modelConfig builds the HF configuration from the architecture's metadata.
+func (f *File) modelConfig(tok *TokenizerInfo) (model.Config, error) {
 	arch, _, err := f.String("general.architecture")
 	if err != nil {
 		return model.Config{}, err
 	}
-	if arch != "llama" {
-		return model.Config{}, fmt.Errorf("%s: architecture %q is not supported (alignkit loads \"llama\" GGUFs)", f.Path, arch)
+	if !slices.Contains(model.GGUFArchs(), arch) {
+		return model.Config{}, fmt.Errorf("%s: architecture %q is not supported (alignkit loads %s GGUFs)", f.Path, arch, strings.Join(model.GGUFArchs(), ", "))
 	}
-	if st, ok, _ := f.String("llama.rope.scaling.type"); ok && st != "none" {
-		return model.Config{}, fmt.Errorf("%s: llama.rope.scaling.type %q is not supported by alignkit's model", f.Path, st)
+	if st, ok, _ := f.String(arch + ".rope.scaling.type"); ok && st != "none" {
+		return model.Config{}, fmt.Errorf("%s: %s.rope.scaling.type %q is not supported by alignkit's model (supported: none, or Llama 3's rope_freqs.weight)", f.Path, arch, st)
 	}
 	var firstErr error
 	get := func(key string, required bool, def int) int {
@@ -303,26 +352,29 @@ func (f *File) llamaConfig(tok *TokenizerInfo) (model.Config, error) {
 		}
 		return int(n)
 	}
+	a := arch + "."
 	c := model.Config{
-		HiddenSize:            get("llama.embedding_length", true, 0),
-		NumHiddenLayers:       get("llama.block_count", true, 0),
-		IntermediateSize:      get("llama.feed_forward_length", true, 0),
-		NumAttentionHeads:     get("llama.attention.head_count", true, 0),
-		MaxPositionEmbeddings: get("llama.context_length", true, 0),
-		NumLocalExperts:       get("llama.expert_count", false, 0),
-		NumExpertsPerTok:      get("llama.expert_used_count", false, 0),
-		SlidingWindow:         get("llama.attention.sliding_window", false, 0),
+		HiddenSize:            get(a+"embedding_length", true, 0),
+		NumHiddenLayers:       get(a+"block_count", true, 0),
+		IntermediateSize:      get(a+"feed_forward_length", true, 0),
+		NumAttentionHeads:     get(a+"attention.head_count", true, 0),
+		MaxPositionEmbeddings: get(a+"context_length", true, 0),
+		NumLocalExperts:       get(a+"expert_count", false, 0),
+		NumExpertsPerTok:      get(a+"expert_used_count", false, 0),
 	}
-	c.NumKeyValueHeads = get("llama.attention.head_count_kv", false, c.NumAttentionHeads)
+	if arch == "llama" {
+		c.SlidingWindow = get(a+"attention.sliding_window", false, 0)
+	}
+	c.NumKeyValueHeads = get(a+"attention.head_count_kv", false, c.NumAttentionHeads)
 	if firstErr != nil {
 		return model.Config{}, firstErr
 	}
 	if c.NumAttentionHeads == 0 {
-		return model.Config{}, fmt.Errorf("%s: llama.attention.head_count is 0", f.Path)
+		return model.Config{}, fmt.Errorf("%s: %sattention.head_count is 0", f.Path, a)
 	}
-	c.HeadDim = get("llama.attention.key_length", false, c.HiddenSize/c.NumAttentionHeads)
-	valueLen := get("llama.attention.value_length", false, c.HeadDim)
-	ropeDim := get("llama.rope.dimension_count", false, c.HeadDim)
+	c.HeadDim = get(a+"attention.key_length", false, c.HiddenSize/c.NumAttentionHeads)
+	valueLen := get(a+"attention.value_length", false, c.HeadDim)
+	ropeDim := get(a+"rope.dimension_count", false, c.HeadDim)
 	if firstErr != nil {
 		return model.Config{}, firstErr
 	}
@@ -330,15 +382,15 @@ func (f *File) llamaConfig(tok *TokenizerInfo) (model.Config, error) {
 		return model.Config{}, fmt.Errorf("%s: value_length %d differs from key_length %d, which alignkit's attention does not support", f.Path, valueLen, c.HeadDim)
 	}
 	if ropeDim != c.HeadDim {
-		return model.Config{}, fmt.Errorf("%s: llama.rope.dimension_count %d rotates part of the %d-wide heads, which alignkit's RoPE does not support", f.Path, ropeDim, c.HeadDim)
+		return model.Config{}, fmt.Errorf("%s: %srope.dimension_count %d rotates part of the %d-wide heads, which alignkit's RoPE does not support", f.Path, a, ropeDim, c.HeadDim)
 	}
 	var ok bool
-	if c.RMSNormEps, ok, err = f.Float("llama.attention.layer_norm_rms_epsilon"); err != nil {
+	if c.RMSNormEps, ok, err = f.Float(a + "attention.layer_norm_rms_epsilon"); err != nil {
 		return model.Config{}, err
 	} else if !ok {
-		return model.Config{}, fmt.Errorf("%s: metadata key llama.attention.layer_norm_rms_epsilon is missing", f.Path)
+		return model.Config{}, fmt.Errorf("%s: metadata key %sattention.layer_norm_rms_epsilon is missing", f.Path, a)
 	}
-	if c.RopeTheta, ok, err = f.Float("llama.rope.freq_base"); err != nil {
+	if c.RopeTheta, ok, err = f.Float(a + "rope.freq_base"); err != nil {
 		return model.Config{}, err
 	} else if !ok {
 		c.RopeTheta = 10000 // llama.cpp's default
@@ -350,22 +402,36 @@ func (f *File) llamaConfig(tok *TokenizerInfo) (model.Config, error) {
 	if len(embd.Dims) != 2 {
 		return model.Config{}, fmt.Errorf("%s: token_embd.weight has dims %v, want 2", f.Path, embd.Dims)
 	}
-	c.VocabSize = get("llama.vocab_size", false, int(embd.Dims[1]))
+	c.VocabSize = get(a+"vocab_size", false, int(embd.Dims[1]))
 	if firstErr != nil {
 		return model.Config{}, firstErr
 	}
 	_, hasOutput := f.Tensor("output.weight")
 	c.TieWordEmbeddings = !hasOutput
-	switch {
-	case c.IsMoE():
-		c.Architectures, c.ModelType = []string{"MixtralForCausalLM"}, "mixtral"
+	mt, _ := model.ModelTypeForGGUF(arch, c.IsMoE())
+	if mt == "llama" && c.SlidingWindow > 0 {
+		mt = "mistral"
+	}
+	c.ModelType, c.Architectures = mt, []string{architectures[mt]}
+	switch mt {
+	case "mixtral", "qwen3_moe":
 		// The load-balancing loss weight is a training setting that GGUF does not carry; use
-		// transformers' MixtralConfig default.
+		// transformers' default (MixtralConfig, Qwen3MoeConfig).
 		c.RouterAuxLossCoef = 0.001
-	case c.SlidingWindow > 0:
-		c.Architectures, c.ModelType = []string{"MistralForCausalLM"}, "mistral"
-	default:
-		c.Architectures, c.ModelType = []string{"LlamaForCausalLM"}, "llama"
+	case "llama":
+		// Llama's attention_bias: llama.cpp loads q/k/v/o biases when present.
+		_, c.AttentionBias = f.Tensor("blk.0.attn_q.bias")
+		if c.RopeScaling, err = f.ropeScaling(); err != nil {
+			return model.Config{}, err
+		}
+	}
+	if mt == "qwen3_moe" {
+		// llama.cpp's qwen3moe: every layer sparse, the top-k weights renormalised.
+		c.MoEIntermediateSize = get(a+"expert_feed_forward_length", true, 0)
+		c.NormTopKProb, c.DecoderSparseStep = true, 1
+		if firstErr != nil {
+			return model.Config{}, firstErr
+		}
 	}
 	// Special ids come from the tokenizer; without one, llama.cpp's SentencePiece defaults (BOS 1, EOS 2).
 	c.BOSTokenID, c.EOSTokenIDs = 1, []int{2}
@@ -388,6 +454,76 @@ func (f *File) llamaConfig(tok *TokenizerInfo) (model.Config, error) {
 	return c, nil
 }
 
+// ropeScaling reads Llama 3's rope_scaling: nil without a rope_freqs.weight tensor; the parameters from
+// alignkit's keys when present, else convert_hf_to_gguf.py's defaults (low_freq_factor 1,
+// high_freq_factor 4, original_max_position_embeddings 8192) with the factor of the lowest frequency.
+// checkRopeFreqs then requires the tensor to be exactly what these parameters give.
+func (f *File) ropeScaling() (*model.RopeScaling, error) {
+	ti, ok := f.Tensor(ropeFreqsName)
+	if !ok {
+		return nil, nil
+	}
+	rs := &model.RopeScaling{RopeType: "llama3", LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 8192}
+	if typ, ok, err := f.String(keyRopeType); err != nil {
+		return nil, err
+	} else if ok && typ != "llama3" {
+		return nil, fmt.Errorf("%s: %s %q is not supported (supported: llama3)", f.Path, keyRopeType, typ)
+	}
+	floats := []struct {
+		key string
+		dst *float64
+	}{{keyRopeFactor, &rs.Factor}, {keyRopeLow, &rs.LowFreqFactor}, {keyRopeHigh, &rs.HighFreqFactor}}
+	for _, fl := range floats {
+		if v, ok, err := f.Float(fl.key); err != nil {
+			return nil, err
+		} else if ok {
+			*fl.dst = v
+		}
+	}
+	if n, ok, err := f.Uint(keyRopeOriginal); err != nil {
+		return nil, err
+	} else if ok {
+		if n > 1<<31 {
+			return nil, fmt.Errorf("%s: %s = %d is out of range", f.Path, keyRopeOriginal, n)
+		}
+		rs.OriginalMaxPositionEmbeddings = int(n)
+	}
+	if rs.Factor == 0 {
+		// The last pair has the lowest frequency: its factor is rope_scaling.factor itself.
+		data, err := f.ReadTensor(ropeFreqsName)
+		if err != nil {
+			return nil, err
+		}
+		if len(data.Data) == 0 || len(ti.Dims) != 1 {
+			return nil, fmt.Errorf("%s: tensor %s has dims %v, want (head_dim/2)", f.Path, ropeFreqsName, ti.Dims)
+		}
+		rs.Factor = float64(data.Data[len(data.Data)-1])
+	}
+	return rs, nil
+}
+
+// checkRopeFreqs requires rope_freqs.weight to hold the factors that c's rope_scaling gives, within
+// float32 rounding: alignkit computes RoPE from the parameters, so a file whose factors follow another
+// rule is refused rather than run differently from llama.cpp.
+func (f *File) checkRopeFreqs(r io.ReaderAt, c model.Config) error {
+	ti, _ := f.Tensor(ropeFreqsName)
+	if got := ti.Shape(); !slices.Equal(got, []int{c.HeadDim / 2}) {
+		return fmt.Errorf("%s: tensor %s has shape %v, want [%d] (head_dim/2)", f.Path, ropeFreqsName, got, c.HeadDim/2)
+	}
+	t, err := f.readTensor(r, ropeFreqsName)
+	if err != nil {
+		return err
+	}
+	for i, want := range c.RopeFactors() {
+		if got := float64(t.Data[i]); !(math.Abs(got-want) <= 1e-6*want) {
+			rs := c.RopeScaling
+			return fmt.Errorf("%s: %s[%d] = %g, but llama3 rope scaling with factor %g, low_freq_factor %g, high_freq_factor %g, original_max_position_embeddings %d gives %g",
+				f.Path, ropeFreqsName, i, got, rs.Factor, rs.LowFreqFactor, rs.HighFreqFactor, rs.OriginalMaxPositionEmbeddings, want)
+		}
+	}
+	return nil
+}
+
 // tensorLoad is one GGUF tensor to read: its expected torch-order shape, and how it becomes HF tensors.
 type tensorLoad struct {
 	gg    string
@@ -407,11 +543,12 @@ func frozenTensor(f quant.Format, shape []int, raw []byte) (*model.Tensor, error
 	return &model.Tensor{Shape: append([]int(nil), shape...), Frozen: m}, nil
 }
 
-// llamaWeights reads every tensor the configuration implies, renames it to HF, undoes the Q/K
-// permutation and splits stacked experts. Names, shapes and types are all checked before any data is
-// read, and a tensor the plan does not use is an error rather than something silently dropped. With
-// frozen, linear weights keep their encoding (permuted and split as whole rows of blocks).
-func (f *File) llamaWeights(r io.ReaderAt, c model.Config, frozen bool) (*model.Weights, error) {
+// modelWeights reads every tensor the configuration implies (model.Config.LayerTensors, the architecture
+// table), renames it to HF, undoes the Q/K permutation and splits stacked experts. Names, shapes and
+// types are all checked before any data is read, and a tensor the plan does not use is an error rather
+// than something silently dropped. With frozen, linear weights keep their encoding (permuted and split
+// as whole rows of blocks).
+func (f *File) modelWeights(r io.ReaderAt, c model.Config, frozen bool) (*model.Weights, error) {
 	shapes := model.ExpectedShapes(c)
 	w := &model.Weights{Config: c, Tensors: make(map[string]*model.Tensor, len(shapes))}
 	var plan []tensorLoad
@@ -431,56 +568,56 @@ func (f *File) llamaWeights(r io.ReaderAt, c model.Config, frozen bool) (*model.
 	}
 	direct(model.EmbedKey, "token_embd.weight")
 	for l := 0; l < c.NumHiddenLayers; l++ {
-		for _, n := range attnNames {
-			hf := model.LayerKey(l, n.hf)
-			if n.heads == nil {
-				direct(hf, blk(l, n.gg))
-				continue
-			}
-			heads, shape := n.heads(c), shapes[hf]
-			plan = append(plan, tensorLoad{blk(l, n.gg), shape, func(t *model.Tensor) {
-				t.Data = permuteRoPE(t.Data, t.Shape, heads, false)
-				w.Tensors[hf] = t
-			}, func(qf quant.Format, raw []byte, rowBytes int) error {
-				t, err := frozenTensor(qf, shape, permuteRows(raw, shape[0], rowBytes, heads, false))
-				if err == nil {
+		lts := c.LayerTensors(l)
+		for i := 0; i < len(lts); i++ {
+			lt := lts[i]
+			switch {
+			case lt.Expert < 0 && lt.RoPEHeads == 0:
+				direct(lt.HF, lt.GGUF)
+			case lt.Expert < 0:
+				hf, heads, shape := lt.HF, lt.RoPEHeads, lt.Shape
+				load := tensorLoad{gg: lt.GGUF, shape: shape, store: func(t *model.Tensor) {
+					t.Data = permuteRoPE(t.Data, t.Shape, heads, false)
 					w.Tensors[hf] = t
-				}
-				return err
-			}})
-		}
-		if !c.IsMoE() {
-			for _, n := range denseNames {
-				direct(model.LayerKey(l, n.hf), blk(l, n.gg))
-			}
-			continue
-		}
-		direct(model.LayerKey(l, routerHF), blk(l, routerGG))
-		for _, n := range expertNames {
-			if _, stacked := f.Tensor(blk(l, n.stacked)); !stacked {
-				for e := 0; e < c.NumLocalExperts; e++ {
-					direct(model.ExpertKey(l, e, n.w), blk(l, fmt.Sprintf("%s.%d.weight", n.single, e)))
-				}
-				continue
-			}
-			per := shapes[model.ExpertKey(l, 0, n.w)] // (out, in)
-			layer, w1 := l, n.w
-			plan = append(plan, tensorLoad{blk(l, n.stacked), append([]int{c.NumLocalExperts}, per...), func(t *model.Tensor) { // (E, out, in)
-				size := per[0] * per[1]
-				for e := 0; e < c.NumLocalExperts; e++ {
-					w.Tensors[model.ExpertKey(layer, e, w1)] = &model.Tensor{Shape: append([]int(nil), per...), Data: t.Data[e*size : (e+1)*size : (e+1)*size]}
-				}
-			}, func(qf quant.Format, raw []byte, rowBytes int) error {
-				size := per[0] * rowBytes
-				for e := 0; e < c.NumLocalExperts; e++ {
-					t, err := frozenTensor(qf, per, raw[e*size:(e+1)*size:(e+1)*size])
-					if err != nil {
+				}}
+				if quant.IsLinear(hf, shape) {
+					load.frozen = func(qf quant.Format, raw []byte, rowBytes int) error {
+						t, err := frozenTensor(qf, shape, permuteRows(raw, shape[0], rowBytes, heads, false))
+						if err == nil {
+							w.Tensors[hf] = t
+						}
 						return err
 					}
-					w.Tensors[model.ExpertKey(layer, e, w1)] = t
 				}
-				return nil
-			}})
+				plan = append(plan, load)
+			default:
+				experts := lts[i : i+c.NumLocalExperts]
+				i += c.NumLocalExperts - 1
+				if _, stacked := f.Tensor(lt.GGUF); !stacked && lt.Legacy != "" {
+					for _, e := range experts {
+						direct(e.HF, e.Legacy)
+					}
+					continue
+				}
+				per := lt.Shape                                     // (out, in)
+				stacked := append([]int{c.NumLocalExperts}, per...) // (E, out, in)
+				plan = append(plan, tensorLoad{lt.GGUF, stacked, func(t *model.Tensor) {
+					size := per[0] * per[1]
+					for e, x := range experts {
+						w.Tensors[x.HF] = &model.Tensor{Shape: append([]int(nil), per...), Data: t.Data[e*size : (e+1)*size : (e+1)*size]}
+					}
+				}, func(qf quant.Format, raw []byte, rowBytes int) error {
+					size := per[0] * rowBytes
+					for e, x := range experts {
+						t, err := frozenTensor(qf, per, raw[e*size:(e+1)*size:(e+1)*size])
+						if err != nil {
+							return err
+						}
+						w.Tensors[x.HF] = t
+					}
+					return nil
+				}})
+			}
 		}
 	}
 	direct(model.FinalNormKey, "output_norm.weight")
@@ -489,6 +626,9 @@ func (f *File) llamaWeights(r io.ReaderAt, c model.Config, frozen bool) (*model.
 	}
 
 	planned := make(map[string]bool, len(plan))
+	if c.RopeScaling != nil {
+		planned[ropeFreqsName] = true // checked by checkRopeFreqs
+	}
 	for _, p := range plan {
 		planned[p.gg] = true
 		ti, ok := f.Tensor(p.gg)
@@ -504,7 +644,7 @@ func (f *File) llamaWeights(r io.ReaderAt, c model.Config, frozen bool) (*model.
 	}
 	for _, ti := range f.Tensors {
 		if !planned[ti.Name] {
-			return nil, fmt.Errorf("%s: tensor %s is not part of a llama model alignkit can load", f.Path, ti.Name)
+			return nil, fmt.Errorf("%s: tensor %s is not part of a %s model alignkit can load", f.Path, ti.Name, c.GGUFArch())
 		}
 	}
 	for _, p := range plan {

@@ -69,39 +69,33 @@ func WriteLoRA(path string, c model.Config, ad *model.Adapter, name string) erro
 	}
 	used := 0
 	for l := 0; l < c.NumHiddenLayers; l++ {
-		names := append([]layerName(nil), attnNames...)
-		if !c.IsMoE() {
-			names = append(names, denseNames...)
-		} else {
-			names = append(names, layerName{routerHF, routerGG, nil})
-		}
-		for _, n := range names {
-			hfName := model.LayerKey(l, n.hf)
-			p, err := pair(hfName)
-			if err != nil {
-				return err
-			}
-			if p == nil {
-				continue
-			}
-			heads := 0
-			if n.heads != nil {
-				heads = n.heads(c)
-			}
-			add(blk(l, n.gg), p, heads)
-			used++
-		}
-		if !c.IsMoE() {
-			continue
-		}
-		for _, n := range expertNames {
-			var first *model.LoRALayer
-			for e := 0; e < c.NumLocalExperts && first == nil; e++ {
-				p, err := pair(model.ExpertKey(l, e, n.w))
+		lts := c.LayerTensors(l)
+		for i := 0; i < len(lts); i++ {
+			lt := lts[i]
+			if lt.Expert < 0 {
+				p, err := pair(lt.HF)
 				if err != nil {
 					return err
 				}
-				first = p
+				if p != nil {
+					add(lt.GGUF, p, lt.RoPEHeads)
+					used++
+				}
+				continue
+			}
+			// Experts: llama.cpp holds one stacked (E, ...) tensor per role; an expert the adapter
+			// leaves alone contributes zeros.
+			experts := lts[i : i+c.NumLocalExperts]
+			i += c.NumLocalExperts - 1
+			var first *model.LoRALayer
+			for _, x := range experts {
+				p, err := pair(x.HF)
+				if err != nil {
+					return err
+				}
+				if first == nil {
+					first = p
+				}
 			}
 			if first == nil {
 				continue
@@ -109,8 +103,8 @@ func WriteLoRA(path string, c model.Config, ad *model.Adapter, name string) erro
 			E := c.NumLocalExperts
 			a := &model.Tensor{Shape: append([]int{E}, first.A.Shape...), Data: make([]float32, 0, E*len(first.A.Data))} // (E, r, in)
 			b := &model.Tensor{Shape: append([]int{E}, first.B.Shape...), Data: make([]float32, 0, E*len(first.B.Data))} // (E, out, r)
-			for e := 0; e < E; e++ {
-				p, _ := pair(model.ExpertKey(l, e, n.w))
+			for _, x := range experts {
+				p, _ := pair(x.HF)
 				if p == nil {
 					a.Data = append(a.Data, make([]float32, len(first.A.Data))...)
 					b.Data = append(b.Data, make([]float32, len(first.B.Data))...)
@@ -120,7 +114,7 @@ func WriteLoRA(path string, c model.Config, ad *model.Adapter, name string) erro
 				b.Data = append(b.Data, p.B.Data...)
 				used++
 			}
-			add(blk(l, n.stacked), &model.LoRALayer{A: a, B: b}, 0)
+			add(lt.GGUF, &model.LoRALayer{A: a, B: b}, 0)
 		}
 	}
 	if p, err := pair(model.LMHeadKey); err != nil {
@@ -133,7 +127,7 @@ func WriteLoRA(path string, c model.Config, ad *model.Adapter, name string) erro
 		return fmt.Errorf("writing %s: %d of the adapter's %d weights have no llama.cpp tensor", path, len(ad.Layers)-used, len(ad.Layers))
 	}
 	kvs := []kv{
-		{"general.architecture", "llama"},
+		{"general.architecture", c.GGUFArch()},
 		{"general.type", "adapter"},
 		{"general.name", name},
 		{"general.alignment", uint32(defaultAlign)},

@@ -182,7 +182,7 @@ func TestDtypeRoundTrip(t *testing.T) {
 				}
 				// Expected values: the HF tensor pushed through the same permutation and codec.
 				ref := &model.Weights{Config: want.Config, Tensors: map[string]*model.Tensor{}}
-				for _, ot := range llamaTensors(want) {
+				for _, ot := range modelTensors(want) {
 					typ := tensorType(dtype, ot.name, ot.dims)
 					b, err := encode(typ, ot.data)
 					if err != nil {
@@ -194,7 +194,7 @@ func TestDtypeRoundTrip(t *testing.T) {
 					}
 					ref.Tensors[ot.name] = &model.Tensor{Data: dec}
 				}
-				for _, ot := range llamaTensors(got) {
+				for _, ot := range modelTensors(got) {
 					if i := bitsEqual(&model.Tensor{Data: ot.data}, ref.Tensors[ot.name]); i >= 0 {
 						t.Fatalf("%s: element %d is %v, want %v", ot.name, i, ot.data[i], ref.Tensors[ot.name].Data[i])
 					}

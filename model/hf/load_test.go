@@ -84,7 +84,7 @@ func TestLoadErrors(t *testing.T) {
 			`D: tensor "model.embed_tokens.weight" holds -Inf at index 0`},
 		{"no weights", nil, nil, "", "D: no model.safetensors or model.safetensors.index.json"},
 		{"unsupported rope scaling", map[string]any{"rope_scaling": map[string]any{"type": "linear", "factor": 2}}, base, "",
-			`D/config.json: rope_scaling = {"factor":2,"type":"linear"} is not supported by alignkit's model`},
+			`D/config.json: rope_scaling = {"factor":2,"type":"linear"} is not supported by alignkit's model (rope_type "linear" for llama; supported: "llama3" (LlamaForCausalLM), or rope_scaling null)`},
 		{"config wrong type", map[string]any{"hidden_size": "64"}, base, "",
 			`D/config.json: field "hidden_size" has the wrong type: got a JSON string, want int`},
 		{"generation eos wrong type", nil, base, `{"eos_token_id": "x"}`,

@@ -32,6 +32,10 @@ func TestSessionMatchesForward(t *testing.T) {
 		{"mistral W=70 long prefill", longWin, 160, 140, 0},
 		{"mistral head_dim 16 (Sgemm attention)", wide, 240, 150, 37},
 		{"llama head_dim 16 (Sgemm attention)", wideLlama, 240, 200, 0},
+		{"llama3 rope scaling, biases", familyConfig("llama3"), 23, 6, 4},
+		{"qwen2 biases", familyConfig("qwen2"), 23, 6, 4},
+		{"qwen3 q/k norm", familyConfig("qwen3"), 23, 6, 4},
+		{"qwen3moe unnormalised, dense layer", familyConfig("qwen3moe"), 23, 6, 4},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

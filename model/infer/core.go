@@ -50,8 +50,8 @@ func (ws *work) reserve(e *Engine, N, R int) {
 	ws.att = grow(ws.att, N*e.H*e.HD)
 	ws.k = grow(ws.k, N*e.KV*e.HD)
 	ws.v = grow(ws.v, N*e.KV*e.HD)
-	ws.gate = grow(ws.gate, N*e.F)
-	ws.up = grow(ws.up, N*e.F)
+	ws.gate = grow(ws.gate, N*max(e.F, e.FE))
+	ws.up = grow(ws.up, N*max(e.F, e.FE))
 	ws.cos = grow(ws.cos, N*e.HD/2)
 	ws.sin = grow(ws.sin, N*e.HD/2)
 	ws.out = grow(ws.out, R*e.D)
@@ -161,13 +161,32 @@ func (e *Engine) layer(ws *work, l int, segs []seg, N int) {
 	e.matmulT(ws.h, N, D, L.wv, ks, ws.v) // (N, KV*HD)
 	e.fanRows(N, 3*(qs+ks), func(lo, hi int) {
 		for r := lo; r < hi; r++ {
-			e.rope(ws.q[r*qs:(r+1)*qs], ws.cos, ws.sin, r)
-			e.rope(ws.k[r*ks:(r+1)*ks], ws.cos, ws.sin, r)
+			q, k := ws.q[r*qs:(r+1)*qs], ws.k[r*ks:(r+1)*ks]
+			if L.bq != nil {
+				addInto(q, L.bq)
+				addInto(k, L.bk)
+				addInto(ws.v[r*ks:(r+1)*ks], L.bv)
+			}
+			if L.qNorm != nil { // Qwen3: each head RMS-normed before RoPE
+				for h0 := 0; h0 < qs; h0 += e.HD {
+					rmsnorm(q[h0:h0+e.HD], q[h0:h0+e.HD], L.qNorm, eps)
+				}
+				for h0 := 0; h0 < ks; h0 += e.HD {
+					rmsnorm(k[h0:h0+e.HD], k[h0:h0+e.HD], L.kNorm, eps)
+				}
+			}
+			e.rope(q, ws.cos, ws.sin, r)
+			e.rope(k, ws.cos, ws.sin, r)
 		}
 	})
 	e.attention(ws, l, segs)
 	writeCache(ws, e, l, segs)
 	e.matmulT(ws.att, N, qs, L.wo, D, ws.h) // (N, D)
+	if L.bo != nil {
+		for r := 0; r < N; r++ {
+			addInto(ws.h[r*D:(r+1)*D], L.bo)
+		}
+	}
 	addInto(ws.x[:N*D], ws.h[:N*D])
 
 	e.fanRows(N, 3*D, func(lo, hi int) {
@@ -175,19 +194,19 @@ func (e *Engine) layer(ws *work, l int, segs []seg, N int) {
 			rmsnorm(ws.h[r*D:(r+1)*D], ws.x[r*D:(r+1)*D], L.mlpNorm, eps)
 		}
 	})
-	if e.E > 0 {
+	if L.experts != nil {
 		e.moe(ws, L, N)
 		addInto(ws.x[:N*D], ws.mo[:N*D])
 		return
 	}
-	e.swiglu(ws.h, N, L.gate, L.up, L.down, ws.gate, ws.up, ws.h)
+	e.swiglu(ws.h, N, e.F, L.gate, L.up, L.down, ws.gate, ws.up, ws.h)
 	addInto(ws.x[:N*D], ws.h[:N*D])
 }
 
 // swiglu computes out = down(silu(gate·x) * up·x) for x (n, D) into out (n, D); g and u are (n, F)
 // scratch. out may alias x.
-func (e *Engine) swiglu(x []float32, n int, wg, wu, wd weight, g, u, out []float32) {
-	D, F := e.D, e.F
+func (e *Engine) swiglu(x []float32, n, F int, wg, wu, wd weight, g, u, out []float32) {
+	D := e.D
 	e.matmulT(x, n, D, wg, F, g)
 	e.matmulT(x, n, D, wu, F, u)
 	e.fanRows(n, 20*F, func(lo, hi int) {
@@ -211,7 +230,7 @@ func (e *Engine) moe(ws *work, L *layerWeights, N int) {
 	}
 	probs, chosen, weights := ws.probs, ws.chosen, ws.chosenW
 	for r := 0; r < N; r++ {
-		route(ws.router[r*E:(r+1)*E], probs, chosen, weights)
+		route(ws.router[r*E:(r+1)*E], probs, chosen, weights, e.normTopK)
 		for j, x := range chosen {
 			ws.expRows[x] = append(ws.expRows[x], r)
 			ws.expW[x] = append(ws.expW[x], weights[j])
@@ -229,7 +248,7 @@ func (e *Engine) moe(ws *work, L *layerWeights, N int) {
 			copy(ws.xe[i*D:(i+1)*D], ws.h[r*D:(r+1)*D])
 		}
 		ex := &L.experts[x]
-		e.swiglu(ws.xe, n, ex.w1, ex.w3, ex.w2, ws.gate, ws.up, ws.ye)
+		e.swiglu(ws.xe, n, e.FE, ex.w1, ex.w3, ex.w2, ws.gate, ws.up, ws.ye)
 		for i, r := range rows {
 			w := ws.expW[x][i]
 			dst, y := mo[r*D:(r+1)*D], ws.ye[i*D:(i+1)*D]
@@ -241,9 +260,16 @@ func (e *Engine) moe(ws *work, L *layerWeights, N int) {
 }
 
 // route is Mixtral's router for one token: softmax over all experts' logits, the top-k experts
-// (chosen, largest first) and their probabilities renormalised to sum 1 (weights).
-func route(logits []float32, probs []float64, chosen []int, weights []float32) {
+// (chosen, largest first) and their probabilities renormalised to sum 1 (weights); with norm false
+// (Qwen3-MoE's norm_topk_prob false) the probabilities are kept as they are.
+func route(logits []float32, probs []float64, chosen []int, weights []float32, norm bool) {
 	topK(logits, probs, chosen)
+	if !norm {
+		for j, x := range chosen {
+			weights[j] = float32(probs[x])
+		}
+		return
+	}
 	var sum float64
 	for _, x := range chosen {
 		sum += probs[x]

@@ -20,15 +20,17 @@ type Engine struct {
 	bl     blas.Implementation
 	pureGo bool // bl is gonum's: matmulT tiles and parallelises products itself
 
-	D, H, KV, HD, F, V, E, K int // hidden, query heads, KV heads, head_dim, SwiGLU width, vocab, experts, top-k
-	window                   int // Mistral sliding window W; 0 is full causal attention
+	D, H, KV, HD, F, V, E, K int  // hidden, query heads, KV heads, head_dim, SwiGLU width, vocab, experts, top-k
+	FE                       int  // each expert's SwiGLU width (Qwen3-MoE's moe_intermediate_size; F for Mixtral)
+	normTopK                 bool // renormalise the top-k routing weights (Mixtral; Qwen3-MoE's norm_topk_prob)
+	window                   int  // Mistral sliding window W; 0 is full causal attention
 
 	embed     []float32 // (V, D)
 	head      weight    // (V, D): lm_head or the tied embedding; none for a reward model
 	score     []float32 // (D): score.weight of a reward model; nil otherwise
 	finalNorm []float32 // (D)
 	layers    []layerWeights
-	invFreq   []float64 // (HD/2): theta^(-2i/HD)
+	invFreq   []float64 // (HD/2): theta^(-2i/HD) / rope_scaling factor
 
 	workers int
 }
@@ -54,17 +56,19 @@ type layerWeights struct {
 	wq                weight    // (H*HD, D)
 	wk, wv            weight    // (KV*HD, D)
 	wo                weight    // (D, H*HD)
+	bq, bk, bv, bo    []float32 // (H*HD), (KV*HD), (KV*HD), (D): projection biases; nil when absent
+	qNorm, kNorm      []float32 // (HD): Qwen3's per-head q/k RMSNorm gains; nil when absent
 
 	gate, up weight // (F, D), dense SwiGLU
 	down     weight // (D, F)
 
-	router  weight // (E, D), Mixtral
+	router  weight // (E, D); none for a dense layer
 	experts []expertWeights
 }
 
 type expertWeights struct {
-	w1, w3 weight // (F, D): gate and up
-	w2     weight // (D, F): down
+	w1, w3 weight // (FE, D): gate and up
+	w2     weight // (D, FE): down
 }
 
 // New builds an engine over w after checking that every tensor the configuration implies is present
@@ -103,6 +107,7 @@ func NewAdapted(w *model.Weights, ad *model.Adapter) (*Engine, error) {
 		cfg: c, bl: blas.Impl(),
 		D: c.HiddenSize, H: c.NumAttentionHeads, KV: c.NumKeyValueHeads, HD: c.HeadDim,
 		F: c.IntermediateSize, V: c.VocabSize, E: c.NumLocalExperts, K: c.NumExpertsPerTok,
+		FE: c.ExpertIntermediateSize(), normTopK: c.NormTopK(),
 		window:  c.SlidingWindow,
 		workers: max(1, runtime.GOMAXPROCS(0)),
 	}
@@ -143,27 +148,31 @@ func NewAdapted(w *model.Weights, ad *model.Adapter) (*Engine, error) {
 	e.layers = make([]layerWeights, c.NumHiddenLayers)
 	for l := range e.layers {
 		L := &e.layers[l]
-		lk := func(s string) weight { return lin(model.LayerKey(l, s)) }
-		L.attnNorm = get(model.LayerKey(l, "input_layernorm.weight"))
-		L.mlpNorm = get(model.LayerKey(l, "post_attention_layernorm.weight"))
-		L.wq = lk("self_attn.q_proj.weight")
-		L.wk = lk("self_attn.k_proj.weight")
-		L.wv = lk("self_attn.v_proj.weight")
-		L.wo = lk("self_attn.o_proj.weight")
-		if c.IsMoE() {
-			L.router = lk("block_sparse_moe.gate.weight")
+		lk := func(r model.Role) []float32 { return get(c.TensorKey(l, r, 0)) }
+		lw := func(r model.Role) weight { return lin(c.TensorKey(l, r, 0)) }
+		L.attnNorm, L.mlpNorm = lk(model.RoleAttnNorm), lk(model.RoleMLPNorm)
+		L.wq, L.wk, L.wv, L.wo = lw(model.RoleQ), lw(model.RoleK), lw(model.RoleV), lw(model.RoleO)
+		if c.QKVBias() {
+			L.bq, L.bk, L.bv = lk(model.RoleQBias), lk(model.RoleKBias), lk(model.RoleVBias)
+		}
+		if c.OBias() {
+			L.bo = lk(model.RoleOBias)
+		}
+		if c.QKNorm() {
+			L.qNorm, L.kNorm = lk(model.RoleQNorm), lk(model.RoleKNorm)
+		}
+		if c.MoELayer(l) {
+			L.router = lw(model.RoleRouter)
 			L.experts = make([]expertWeights, e.E)
 			for x := range L.experts {
 				L.experts[x] = expertWeights{
-					w1: lin(model.ExpertKey(l, x, "w1")),
-					w2: lin(model.ExpertKey(l, x, "w2")),
-					w3: lin(model.ExpertKey(l, x, "w3")),
+					w1: lin(c.TensorKey(l, model.RoleExpertGate, x)),
+					w2: lin(c.TensorKey(l, model.RoleExpertDown, x)),
+					w3: lin(c.TensorKey(l, model.RoleExpertUp, x)),
 				}
 			}
 		} else {
-			L.gate = lk("mlp.gate_proj.weight")
-			L.up = lk("mlp.up_proj.weight")
-			L.down = lk("mlp.down_proj.weight")
+			L.gate, L.up, L.down = lw(model.RoleGate), lw(model.RoleUp), lw(model.RoleDown)
 		}
 	}
 	if frozen != "" {
@@ -172,12 +181,10 @@ func NewAdapted(w *model.Weights, ad *model.Adapter) (*Engine, error) {
 	for name := range pairs {
 		return nil, fmt.Errorf("infer: adapter: %s is not a linear weight the engine multiplies", name)
 	}
-	// transformers: inv_freq = 1 / theta^(arange(0, hd, 2) / hd); computed in float64 here, which is
-	// what the float64 reference does and what float32 rounds to at small positions.
-	e.invFreq = make([]float64, e.HD/2)
-	for i := range e.invFreq {
-		e.invFreq[i] = math.Pow(c.RopeTheta, -float64(2*i)/float64(e.HD))
-	}
+	// transformers: inv_freq = 1 / theta^(arange(0, hd, 2) / hd), divided by Llama 3's rope_scaling
+	// factors; computed in float64 here, which is what the float64 reference does and what float32
+	// rounds to at small positions.
+	e.invFreq = c.InvFreq()
 	return e, nil
 }
 

@@ -101,3 +101,35 @@ func topIDs(v []float64, k int) []int {
 	sort.SliceStable(idx, func(a, b int) bool { return v[idx[a]] > v[idx[b]] })
 	return idx[:k]
 }
+
+// familyConfig is a small model of one of the families beyond Llama 2/Mistral/Mixtral, with that
+// family's features on: Llama 3's rope_scaling (hd 8 and original_max_position_embeddings 1024 put
+// the four frequencies in the high, high, blended and low bands) with attention biases and tied
+// embeddings; Qwen2's q/k/v biases; Qwen3's q/k norms with head_dim 8 ≠ D/H = 4; Qwen3-MoE top-3 of 6
+// experts, unnormalised or renormalised, with a dense layer (mlp_only_layers or decoder_sparse_step).
+func familyConfig(name string) model.Config {
+	c := testConfig("LlamaForCausalLM")
+	switch name {
+	case "llama3":
+		c.HeadDim, c.RopeTheta, c.TieWordEmbeddings, c.AttentionBias = 8, 10000, true, true
+		c.RopeScaling = &model.RopeScaling{RopeType: "llama3", Factor: 8, LowFreqFactor: 1, HighFreqFactor: 8, OriginalMaxPositionEmbeddings: 1024}
+	case "qwen2":
+		c.Architectures, c.ModelType = []string{"Qwen2ForCausalLM"}, "qwen2"
+		c.HeadDim = 4
+	case "qwen3", "qwen3-bias":
+		c.Architectures, c.ModelType = []string{"Qwen3ForCausalLM"}, "qwen3"
+		c.HeadDim, c.RopeTheta, c.AttentionBias = 8, 1e6, name == "qwen3-bias"
+	case "qwen3moe", "qwen3moe-norm":
+		c.Architectures, c.ModelType = []string{"Qwen3MoeForCausalLM"}, "qwen3_moe"
+		c.HeadDim, c.NumHiddenLayers = 8, 3
+		c.NumLocalExperts, c.NumExpertsPerTok, c.MoEIntermediateSize = 6, 3, 16
+		c.RouterAuxLossCoef = 0.001
+		c.DecoderSparseStep, c.MLPOnlyLayers = 1, []int{1}
+		if name == "qwen3moe-norm" {
+			c.NormTopKProb, c.DecoderSparseStep, c.MLPOnlyLayers = true, 2, nil
+		}
+	default:
+		panic("unknown family " + name)
+	}
+	return c
+}

@@ -30,7 +30,7 @@ func TestRouteByHand(t *testing.T) {
 			probs := make([]float64, len(tc.logits))
 			chosen := make([]int, tc.k)
 			weights := make([]float32, tc.k)
-			route(tc.logits, probs, chosen, weights)
+			route(tc.logits, probs, chosen, weights, true)
 			for j := range chosen {
 				if chosen[j] != tc.chosen[j] {
 					t.Fatalf("chosen %v, want %v", chosen, tc.chosen)

@@ -1,6 +1,7 @@
 package infer
 
 import (
+	"fmt"
 	"math"
 	"testing"
 
@@ -8,12 +9,14 @@ import (
 )
 
 // naiveForward is an independent float64 transcription of transformers' modeling_llama / mistral /
-// mixtral forward, written for clarity, not speed: K/V are repeated per query head (repeat_kv), the mask
-// is built explicitly, and the Mixtral block runs every expert on every token and zeroes the weights
-// of the experts outside the top-k before renormalising. It returns the logits (T, V).
+// mixtral / qwen2 / qwen3 / qwen3_moe forward, written for clarity, not speed: K/V are repeated per
+// query head (repeat_kv), the mask is built explicitly, the MoE block runs every expert on every token
+// and zeroes the weights of the experts outside the top-k before (optionally) renormalising, and
+// Llama 3's rope_scaling is _compute_llama3_parameters transcribed. Tensor names are spelled out here,
+// not taken from model's table. It returns the logits (T, V).
 func naiveForward(w *model.Weights, tokens []int32) [][]float64 {
 	c := w.Config
-	D, H, KV, hd, F := c.HiddenSize, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, c.IntermediateSize
+	D, H, KV, hd := c.HiddenSize, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim
 	T := len(tokens)
 	get := func(name string) []float32 { return w.Tensors[name].Data }
 	lin := func(x []float64, wt []float32, out int) []float64 { // x (in) · wᵀ, w (out, in)
@@ -40,11 +43,37 @@ func naiveForward(w *model.Weights, tokens []int32) [][]float64 {
 	}
 	silu := func(v float64) float64 { return v / (1 + math.Exp(-v)) }
 	swiglu := func(x []float64, g, u, d []float32) []float64 {
+		F := len(g) / D
 		a, b := lin(x, g, F), lin(x, u, F)
 		for i := range a {
 			a[i] = silu(a[i]) * b[i]
 		}
 		return lin(a, d, D)
+	}
+	invFreq := make([]float64, hd/2)
+	for i := range invFreq {
+		invFreq[i] = 1 / math.Pow(c.RopeTheta, float64(2*i)/float64(hd))
+		if rs := c.RopeScaling; rs != nil { // _compute_llama3_parameters
+			old := float64(rs.OriginalMaxPositionEmbeddings)
+			lowWavelen, highWavelen := old/rs.LowFreqFactor, old/rs.HighFreqFactor
+			wavelen := 2 * math.Pi / invFreq[i]
+			llama := invFreq[i]
+			if wavelen > lowWavelen {
+				llama = invFreq[i] / rs.Factor
+			}
+			smooth := (old/wavelen - rs.LowFreqFactor) / (rs.HighFreqFactor - rs.LowFreqFactor)
+			smoothed := (1-smooth)*llama/rs.Factor + smooth*llama
+			if !(wavelen < highWavelen) && !(wavelen > lowWavelen) {
+				llama = smoothed
+			}
+			invFreq[i] = llama
+		}
+	}
+	has := func(name string) bool { _, ok := w.Tensors[name]; return ok }
+	addBias := func(y []float64, b []float32) {
+		for i := range y {
+			y[i] += float64(b[i])
+		}
 	}
 	rope := func(v []float64, pos int) {
 		half := hd / 2
@@ -54,7 +83,7 @@ func naiveForward(w *model.Weights, tokens []int32) [][]float64 {
 				rot[i], rot[i+half] = -v[h0+i+half], v[h0+i]
 			}
 			for i := 0; i < hd; i++ {
-				theta := float64(pos) * math.Pow(c.RopeTheta, -float64(2*(i%half))/float64(hd))
+				theta := float64(pos) * invFreq[i%half]
 				v[h0+i] = v[h0+i]*math.Cos(theta) + rot[i]*math.Sin(theta)
 			}
 		}
@@ -72,6 +101,19 @@ func naiveForward(w *model.Weights, tokens []int32) [][]float64 {
 		for t := range x {
 			h := norm(x[t], lk("input_layernorm.weight"))
 			q[t], k[t], v[t] = lin(h, lk("self_attn.q_proj.weight"), H*hd), lin(h, lk("self_attn.k_proj.weight"), KV*hd), lin(h, lk("self_attn.v_proj.weight"), KV*hd)
+			if has(model.LayerKey(l, "self_attn.q_proj.bias")) {
+				addBias(q[t], lk("self_attn.q_proj.bias"))
+				addBias(k[t], lk("self_attn.k_proj.bias"))
+				addBias(v[t], lk("self_attn.v_proj.bias"))
+			}
+			if has(model.LayerKey(l, "self_attn.q_norm.weight")) { // Qwen3: per head, before RoPE
+				for h0 := 0; h0 < H*hd; h0 += hd {
+					copy(q[t][h0:h0+hd], norm(q[t][h0:h0+hd], lk("self_attn.q_norm.weight")))
+				}
+				for h0 := 0; h0 < KV*hd; h0 += hd {
+					copy(k[t][h0:h0+hd], norm(k[t][h0:h0+hd], lk("self_attn.k_norm.weight")))
+				}
+			}
 			rope(q[t], t)
 			rope(k[t], t)
 		}
@@ -105,6 +147,9 @@ func naiveForward(w *model.Weights, tokens []int32) [][]float64 {
 				}
 			}
 			o := lin(att, lk("self_attn.o_proj.weight"), D)
+			if has(model.LayerKey(l, "self_attn.o_proj.bias")) {
+				addBias(o, lk("self_attn.o_proj.bias"))
+			}
 			for d := range o {
 				x[t][d] += o[d]
 			}
@@ -112,9 +157,19 @@ func naiveForward(w *model.Weights, tokens []int32) [][]float64 {
 		for t := range x {
 			h := norm(x[t], lk("post_attention_layernorm.weight"))
 			var out []float64
-			if c.IsMoE() {
+			router, expert := "block_sparse_moe.gate.weight", func(e int, w string) []float32 {
+				return get(model.LayerKey(l, fmt.Sprintf("block_sparse_moe.experts.%d.%s.weight", e, map[string]string{"gate": "w1", "up": "w3", "down": "w2"}[w])))
+			}
+			renorm := true
+			if c.ModelType == "qwen3_moe" {
+				router, renorm = "mlp.gate.weight", c.NormTopKProb
+				expert = func(e int, w string) []float32 {
+					return get(model.LayerKey(l, fmt.Sprintf("mlp.experts.%d.%s_proj.weight", e, w)))
+				}
+			}
+			if has(model.LayerKey(l, router)) {
 				E := c.NumLocalExperts
-				r := lin(h, lk("block_sparse_moe.gate.weight"), E)
+				r := lin(h, lk(router), E)
 				p := softmax64(r)
 				weights := make([]float64, E) // zero outside the top-k
 				for j := 0; j < c.NumExpertsPerTok; j++ {
@@ -126,13 +181,16 @@ func naiveForward(w *model.Weights, tokens []int32) [][]float64 {
 					}
 					weights[best] = p[best]
 				}
-				var sum float64
-				for _, wv := range weights {
-					sum += wv
+				sum := 1.0
+				if renorm {
+					sum = 0
+					for _, wv := range weights {
+						sum += wv
+					}
 				}
 				out = make([]float64, D)
 				for e := 0; e < E; e++ {
-					y := swiglu(h, get(model.ExpertKey(l, e, "w1")), get(model.ExpertKey(l, e, "w3")), get(model.ExpertKey(l, e, "w2")))
+					y := swiglu(h, expert(e, "gate"), expert(e, "up"), expert(e, "down"))
 					for d := range out {
 						out[d] += weights[e] / sum * y[d]
 					}
@@ -201,6 +259,12 @@ func TestForwardMatchesNaiveReference(t *testing.T) {
 		{"llama 150 tokens", func() model.Config { return long }, 150},
 		{"mistral window 70, 150 tokens", func() model.Config { return longWin }, 150},
 		{"mistral head_dim 16, window 220, 250 tokens", func() model.Config { return wide }, 250},
+		{"llama3 rope scaling, biases, tied", func() model.Config { return familyConfig("llama3") }, 40},
+		{"qwen2 q/k/v biases", func() model.Config { return familyConfig("qwen2") }, 40},
+		{"qwen3 q/k norm, head_dim 8", func() model.Config { return familyConfig("qwen3") }, 40},
+		{"qwen3 attention_bias", func() model.Config { return familyConfig("qwen3-bias") }, 40},
+		{"qwen3moe top-3 of 6 unnormalised, mlp_only_layers", func() model.Config { return familyConfig("qwen3moe") }, 40},
+		{"qwen3moe top-3 of 6 renormalised, decoder_sparse_step 2", func() model.Config { return familyConfig("qwen3moe-norm") }, 40},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

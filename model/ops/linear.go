@@ -179,3 +179,114 @@ func (op *addOp) DiffWRT(int) []bool { return []bool{true, true} }
 func (op *addOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
 	return G.Nodes{grad, grad}, nil
 }
+
+// AddBias adds a Linear layer's bias b (out) to every row of x (N, out): Qwen2's q/k/v biases,
+// attention_bias. Its backward op passes dy through as dx and sums dy's rows into db (in float64, in
+// row order, so the result does not depend on scheduling).
+func AddBias(x, b *G.Node) (*G.Node, error) {
+	return G.ApplyOp(&biasOp{base: base{name: "ops.AddBias"}}, x, b)
+}
+
+type biasOp struct {
+	base
+	out buf
+}
+
+func (op *biasOp) Arity() int    { return 2 }
+func (op *biasOp) Type() hm.Type { return fnType(floatT(2), floatT(1), floatT(2)) }
+
+func (op *biasOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
+	sh, err := op.shapes(ds)
+	if err != nil {
+		return nil, err
+	}
+	x, b := sh[0], sh[1]
+	if len(x) != 2 || len(b) != 1 || x[1] != b[0] {
+		return nil, op.errorf("x %v and bias %v: want (N, out) and (out)", x, b)
+	}
+	return x.Clone(), nil
+}
+
+func (op *biasOp) Do(vs ...G.Value) (G.Value, error) {
+	dt, err := checkFloat(vs...)
+	if err != nil {
+		return nil, op.errorf("%v", err)
+	}
+	y := op.out.get(dt, vs[0].Shape()...)
+	if dt == tensor.Float32 {
+		addBiasRows(floats[float32](y), floats[float32](vs[0]), floats[float32](vs[1]))
+	} else {
+		addBiasRows(floats[float64](y), floats[float64](vs[0]), floats[float64](vs[1]))
+	}
+	return y, nil
+}
+
+func addBiasRows[T Float](y, x, b []T) {
+	w := len(b)
+	parallelRange(len(x)/w, max(1, 8192/w), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			yr, xr := y[i*w:(i+1)*w], x[i*w:(i+1)*w]
+			for j := range yr {
+				yr[j] = xr[j] + b[j]
+			}
+		}
+	})
+}
+
+func (op *biasOp) DiffWRT(int) []bool { return []bool{true, true} }
+
+func (op *biasOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
+	db, err := G.ApplyOp(&biasGradOp{base: base{name: "ops.AddBiasGrad"}}, grad)
+	if err != nil {
+		return nil, err
+	}
+	return G.Nodes{grad, db}, nil
+}
+
+// biasGradOp sums dy (N, out) over its rows: db (out).
+type biasGradOp struct {
+	base
+	out buf
+	acc []float64
+}
+
+func (op *biasGradOp) Arity() int    { return 1 }
+func (op *biasGradOp) Type() hm.Type { return fnType(floatT(2), floatT(1)) }
+func (op *biasGradOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
+	dy, err := shapeOf(ds[0])
+	if err != nil {
+		return nil, op.errorf("%v", err)
+	}
+	return tensor.Shape{dy[1]}, nil
+}
+
+func (op *biasGradOp) Do(vs ...G.Value) (G.Value, error) {
+	dt, err := checkFloat(vs...)
+	if err != nil {
+		return nil, op.errorf("%v", err)
+	}
+	w := vs[0].Shape()[1]
+	db := op.out.get(dt, w)
+	if len(op.acc) != w {
+		op.acc = make([]float64, w)
+	}
+	if dt == tensor.Float32 {
+		sumRows(floats[float32](db), floats[float32](vs[0]), op.acc)
+	} else {
+		sumRows(floats[float64](db), floats[float64](vs[0]), op.acc)
+	}
+	return db, nil
+}
+
+func sumRows[T Float](db, dy []T, acc []float64) {
+	clear(acc)
+	w := len(db)
+	for i := 0; i < len(dy); i += w {
+		for j, v := range dy[i : i+w] {
+			acc[j] += float64(v)
+		}
+	}
+	for j, v := range acc {
+		db[j] = T(v)
+	}
+}

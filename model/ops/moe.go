@@ -12,6 +12,7 @@ import (
 //
 //   - Route turns z into dense combination weights (N, E): as transformers, softmax over all E, keep
 //     the top k, renormalise — which equals a softmax over the k selected logits — and 0 elsewhere.
+//     RouteTopK can skip the renormalisation (Qwen3-MoE's norm_topk_prob false).
 //   - RouterStats sums, over non-padding tokens, the top-k one-hot (row 0) and the full softmax
 //     (row 1): (2, E). SwitchAuxLoss turns every layer's stats into the load-balancing loss.
 //   - Experts gathers each expert's tokens, runs its SwiGLU MLP on just those rows and adds the
@@ -41,18 +42,25 @@ func topK[T Float](row []T, idx []int) {
 	}
 }
 
-// Route is the routing op: logits (N, E) to combination weights (N, E).
-func Route(logits *G.Node, k int) (*G.Node, error) {
+// Route is the routing op: logits (N, E) to combination weights (N, E), the top k renormalised
+// (Mixtral; Qwen3-MoE with norm_topk_prob).
+func Route(logits *G.Node, k int) (*G.Node, error) { return RouteTopK(logits, k, true) }
+
+// RouteTopK is Route with the renormalisation optional: with normalize false the k selected experts
+// keep their full-softmax probabilities (Qwen3-MoE with norm_topk_prob false), which sum to less
+// than 1.
+func RouteTopK(logits *G.Node, k int, normalize bool) (*G.Node, error) {
 	if logits.Dims() != 2 || k < 1 || k > logits.Shape()[1] {
 		return nil, fmt.Errorf("ops.Route: top-k %d for router logits %v (want 1..E)", k, logits.Shape())
 	}
-	return G.ApplyOp(&routeOp{base: base{name: "ops.Route"}, k: k}, logits)
+	return G.ApplyOp(&routeOp{base: base{name: "ops.Route"}, k: k, norm: normalize}, logits)
 }
 
 type routeOp struct {
 	base
-	k   int
-	out buf
+	k    int
+	norm bool
+	out  buf
 }
 
 func (op *routeOp) Arity() int    { return 1 }
@@ -73,20 +81,28 @@ func (op *routeOp) Do(vs ...G.Value) (G.Value, error) {
 	n, e := vs[0].Shape()[0], vs[0].Shape()[1]
 	out := op.out.get(dt, n, e)
 	if dt == tensor.Float32 {
-		routeFwd(floats[float32](out), floats[float32](vs[0]), e, op.k)
+		routeFwd(floats[float32](out), floats[float32](vs[0]), e, op.k, op.norm)
 	} else {
-		routeFwd(floats[float64](out), floats[float64](vs[0]), e, op.k)
+		routeFwd(floats[float64](out), floats[float64](vs[0]), e, op.k, op.norm)
 	}
 	return out, nil
 }
 
-func routeFwd[T Float](out, z []T, e, k int) {
+func routeFwd[T Float](out, z []T, e, k int, norm bool) {
 	parallelRange(len(z)/e, 256, func(lo, hi int) {
 		idx := make([]int, k)
+		p := make([]float64, e)
 		for i := lo; i < hi; i++ {
 			row, o := z[i*e:(i+1)*e], out[i*e:(i+1)*e]
 			topK(row, idx)
 			clear(o)
+			if !norm {
+				softmaxRow(row, p)
+				for _, j := range idx {
+					o[j] = T(p[j])
+				}
+				continue
+			}
 			m := row[idx[0]]
 			var s float64
 			for _, j := range idx {
@@ -102,11 +118,71 @@ func routeFwd[T Float](out, z []T, e, k int) {
 func (op *routeOp) DiffWRT(int) []bool { return []bool{true} }
 
 func (op *routeOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
+	if !op.norm {
+		dz, err := G.ApplyOp(&routeRawGradOp{base: base{name: "ops.RouteGrad"}}, inputs[0], output, grad)
+		if err != nil {
+			return nil, err
+		}
+		return G.Nodes{dz}, nil
+	}
 	dz, err := G.ApplyOp(&routeGradOp{base: base{name: "ops.RouteGrad"}}, output, grad)
 	if err != nil {
 		return nil, err
 	}
 	return G.Nodes{dz}, nil
+}
+
+// routeRawGradOp is the unnormalised route's backward: with p = softmax(z) over all E and w the
+// output (p_j on the selected experts, 0 elsewhere), dz_i = p_i·([w_i ≠ 0]·g_i − Σ_j w_j·g_j). It takes
+// z, w and g.
+type routeRawGradOp struct {
+	base
+	out buf
+}
+
+func (op *routeRawGradOp) Arity() int { return 3 }
+func (op *routeRawGradOp) Type() hm.Type {
+	return fnType(floatT(2), floatT(2), floatT(2), floatT(2))
+}
+func (op *routeRawGradOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
+	s, _ := shapeOf(ds[0])
+	return s.Clone(), nil
+}
+
+func (op *routeRawGradOp) Do(vs ...G.Value) (G.Value, error) {
+	dt, err := checkFloat(vs...)
+	if err != nil {
+		return nil, op.errorf("%v", err)
+	}
+	e := vs[0].Shape()[1]
+	out := op.out.get(dt, vs[0].Shape()...)
+	if dt == tensor.Float32 {
+		routeRawBwd(floats[float32](out), floats[float32](vs[0]), floats[float32](vs[1]), floats[float32](vs[2]), e)
+	} else {
+		routeRawBwd(floats[float64](out), floats[float64](vs[0]), floats[float64](vs[1]), floats[float64](vs[2]), e)
+	}
+	return out, nil
+}
+
+func routeRawBwd[T Float](dz, z, w, g []T, e int) {
+	parallelRange(len(z)/e, 256, func(lo, hi int) {
+		p := make([]float64, e)
+		for i := lo; i < hi; i++ {
+			zr, wr, gr, dr := z[i*e:(i+1)*e], w[i*e:(i+1)*e], g[i*e:(i+1)*e], dz[i*e:(i+1)*e]
+			softmaxRow(zr, p)
+			var dot float64
+			for j := range wr {
+				dot += float64(wr[j]) * float64(gr[j])
+			}
+			for j := range wr {
+				var sel float64
+				if wr[j] != 0 {
+					sel = float64(gr[j])
+				}
+				dr[j] = T(p[j] * (sel - dot))
+			}
+		}
+	})
 }
 
 // routeGradOp: for selected j (weight w_j > 0), dz_j = w_j·(g_j − Σ_k w_k·g_k); 0 elsewhere.

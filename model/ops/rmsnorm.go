@@ -9,7 +9,9 @@ import (
 )
 
 // RMSNorm is Llama's norm over the last axis: y = x · r · w with r = 1/sqrt(mean(x²) + eps), for
-// x (N, D) and w (D). Sums run in float64. The backward op returns dx and keeps dw:
+// x (N, D) and w (D). A w of G values with D a multiple of G normalises each group of G consecutive
+// values on its own: Qwen3's per-head q/k norm, x (N, heads·hd) with w (hd), is x viewed as
+// (N·heads, hd). Sums run in float64. The backward op returns dx and keeps dw:
 //
 //	dx_j = r·(w_j·dy_j − x_j·r²/D · Σ_d w_d·dy_d·x_d),   dw_d = Σ_n dy_nd·x_nd·r_n.
 func RMSNorm(x, w *G.Node, eps float64) (*G.Node, error) {
@@ -31,8 +33,8 @@ func (op *rmsNormOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 		return nil, err
 	}
 	x, w := sh[0], sh[1]
-	if len(x) != 2 || len(w) != 1 || x[1] != w[0] {
-		return nil, op.errorf("x %v and weight %v: want (N, D) and (D)", x, w)
+	if len(x) != 2 || len(w) != 1 || w[0] == 0 || x[1]%w[0] != 0 {
+		return nil, op.errorf("x %v and weight %v: want (N, D) and (D), or (G) with D a multiple of G", x, w)
 	}
 	return x.Clone(), nil
 }
@@ -42,8 +44,8 @@ func (op *rmsNormOp) Do(vs ...G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, op.errorf("%v", err)
 	}
-	n, d := vs[0].Shape()[0], vs[0].Shape()[1]
-	y := op.out.get(dt, n, d)
+	n, d := groups(vs[0].Shape(), vs[1].Shape())
+	y := op.out.get(dt, vs[0].Shape()...)
 	if dt == tensor.Float32 {
 		rmsNormFwd(floats[float32](y), floats[float32](vs[0]), floats[float32](vs[1]), n, d, op.eps)
 	} else {
@@ -107,8 +109,8 @@ func (op *rmsNormGradOp) Do(vs ...G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, op.errorf("%v", err)
 	}
-	n, d := vs[0].Shape()[0], vs[0].Shape()[1]
-	dx := op.out.get(dt, n, d)
+	n, d := groups(vs[0].Shape(), vs[1].Shape())
+	dx := op.out.get(dt, vs[0].Shape()...)
 	dw := op.dw.get(dt, d)
 	if dt == tensor.Float32 {
 		rmsNormBwd(floats[float32](dx), floats[float32](dw), floats[float32](vs[0]), floats[float32](vs[1]), floats[float32](vs[2]), n, d, op.eps, &op.parts)
@@ -150,4 +152,9 @@ func rmsNormBwd[T Float](dx, dw, x, w, dy []T, n, d int, eps float64, parts *scr
 		}
 		dw[j] = T(s)
 	}
+}
+
+// groups views x (N, D) normalised by w (G) as (N·D/G, G) rows.
+func groups(x, w tensor.Shape) (rows, width int) {
+	return x[0] * x[1] / w[0], w[0]
 }

@@ -15,16 +15,16 @@ const MaxRoPEPosition = 1 << 20
 
 // RoPE holds rotary-embedding settings and a cos/sin table shared by every RoPE op of one graph.
 // The layout is HF's rotate-half: in each head of HeadDim values, element i (i < HeadDim/2) pairs
-// with element i+HeadDim/2 and both turn by the angle pos·Theta^(−2i/HeadDim). Angles are computed
+// with element i+HeadDim/2 and both turn by the angle pos·invFreq[i] (Theta^(−2i/HeadDim) unscaled). Angles are computed
 // in float64.
 type RoPE struct {
-	Theta   float64
 	HeadDim int
 
+	invFreq  []float64 // (HeadDim/2): the angle per position of each pair
 	cos, sin []float64 // (positions, HeadDim/2)
 }
 
-// NewRoPE validates the settings.
+// NewRoPE validates the settings: pair i turns by pos·theta^(−2i/headDim).
 func NewRoPE(theta float64, headDim int) (*RoPE, error) {
 	if !(theta > 0) {
 		return nil, fmt.Errorf("ops.RoPE: theta %g must be positive", theta)
@@ -32,7 +32,25 @@ func NewRoPE(theta float64, headDim int) (*RoPE, error) {
 	if headDim <= 0 || headDim%2 != 0 {
 		return nil, fmt.Errorf("ops.RoPE: head_dim %d must be positive and even", headDim)
 	}
-	return &RoPE{Theta: theta, HeadDim: headDim}, nil
+	inv := make([]float64, headDim/2)
+	for i := range inv {
+		inv[i] = math.Pow(theta, -float64(2*i)/float64(headDim))
+	}
+	return &RoPE{HeadDim: headDim, invFreq: inv}, nil
+}
+
+// NewRoPEFreqs is RoPE with given inverse frequencies (HeadDim/2 of them): pair i turns by
+// pos·invFreq[i]. Scaled RoPE (Llama 3's rope_scaling) is this with model.Config.InvFreq.
+func NewRoPEFreqs(invFreq []float64) (*RoPE, error) {
+	if len(invFreq) == 0 {
+		return nil, fmt.Errorf("ops.RoPE: no frequencies")
+	}
+	for i, f := range invFreq {
+		if !(f > 0) || math.IsInf(f, 0) {
+			return nil, fmt.Errorf("ops.RoPE: inverse frequency %d is %g, want a positive finite number", i, f)
+		}
+	}
+	return &RoPE{HeadDim: 2 * len(invFreq), invFreq: append([]float64(nil), invFreq...)}, nil
 }
 
 // grow extends the table to cover position p.
@@ -44,8 +62,7 @@ func (r *RoPE) grow(p int) {
 	}
 	n := max(p+1, 2*have)
 	for pos := have; pos < n; pos++ {
-		for i := 0; i < half; i++ {
-			inv := math.Pow(r.Theta, -float64(2*i)/float64(r.HeadDim))
+		for _, inv := range r.invFreq {
 			s, c := math.Sincos(float64(pos) * inv)
 			r.cos = append(r.cos, c)
 			r.sin = append(r.sin, s)
