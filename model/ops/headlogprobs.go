@@ -49,7 +49,7 @@ type headLogProbsOp struct {
 }
 
 func (op *headLogProbsOp) sides() (correct, logitSum []float64) { return op.correct, op.logitSum }
-func (op *headLogProbsOp) setKeep(on bool)                     { op.keep = on }
+func (op *headLogProbsOp) setKeep(on bool)                      { op.keep = on }
 func (op *headLogProbsOp) keptLogits() *tensor.Dense {
 	if !op.keep {
 		return nil

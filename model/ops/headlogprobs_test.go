@@ -26,7 +26,7 @@ func headCases() []headCase {
 		{n: 7, d: 5, v: 11, chunk: 3, targets: []int32{3, -1, 10, 0, 2, 7, 7}, weights: []float64{1, 1, 0.5, 0, 2, -0.75, 1}, keep: true},
 		{n: 6, d: 4, v: 9, chunk: 100, targets: []int32{-1, -1, 8, 1, -1, 4}, weights: []float64{1, 1, 1.5, 1, 1, 0.25}},
 		{n: 5, d: 4, v: 9, chunk: 2, targets: []int32{-1, 3, 1, 2, 0}, weights: []float64{0, 0, 0, 0, 0}}, // nothing counted
-		{n: 130, d: 6, v: 300, chunk: 17, targets: manyTargets(130, 300), weights: manyWeights(130)},   // splits over workers
+		{n: 130, d: 6, v: 300, chunk: 17, targets: manyTargets(130, 300), weights: manyWeights(130)},      // splits over workers
 	}
 }
 
