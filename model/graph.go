@@ -38,8 +38,13 @@ type GraphSpec struct {
 	Head          Head
 	// Grad adds the backward pass; false builds a forward-only graph (reference log-probs, eval).
 	Grad bool
-	// KeepLogits copies each run's logits (B·T, V) aside for Logits (LM head only); it costs one copy.
+	// KeepLogits keeps each run's logits (B·T, V) for Logits (LM head only); it costs one (B·T, V)
+	// buffer, which the fused head otherwise never holds.
 	KeepLogits bool
+	// Checkpoint recomputes each decoder layer's activations in the backward pass (transformers'
+	// gradient_checkpointing): the graph keeps only each layer's input and output, at the cost of a
+	// second forward pass through every layer. Results are bitwise those of the plain graph.
+	Checkpoint bool
 }
 
 // Inputs is one micro-batch. Per-token slices are row-major (B·T): row b's tokens are

@@ -16,7 +16,7 @@ import (
 //	h = embed(tokens)                                         (N, D)
 //	per layer: h += o_proj(attn(rope(q_proj(n1)), rope(k_proj(n1)), v_proj(n1))), n1 = rmsnorm(h)
 //	           h += mlp(n2) or moe(n2),                        n2 = rmsnorm(h)
-//	LM head:    logits = head(rmsnorm(h)) (N, V) → weighted target log-probs (N)
+//	LM head:    logits = head(rmsnorm(h)) (N, V) → weighted target log-probs (N), fused and chunked
 //	score head: reward = score(rmsnorm(h[b·T + LastIndex[b]])) (B, 1)
 //
 // and feeds the head's output (plus each MoE layer's router statistics) to one ExternalLoss node.
@@ -71,15 +71,18 @@ func (gr *Graph) build(w *Weights) error {
 		}
 		return n
 	}
+	must2 := func(a, b *G.Node, e error) (*G.Node, *G.Node) { return must(a, e), b }
 
 	rope, e := ops.NewRoPE(c.RopeTheta, c.HeadDim)
 	if e != nil {
 		return e
 	}
 	attn := ops.AttentionSpec{Batch: B, SeqLen: gr.spec.SeqLen, Heads: c.NumAttentionHeads, KVHeads: c.NumKeyValueHeads, HeadDim: c.HeadDim, Window: c.SlidingWindow}
-	h := must(ops.Embedding(must(param(EmbedKey)), tokens)) // (N, D)
-	var routerStats G.Nodes
-	for l := 0; l < c.NumHiddenLayers && err == nil; l++ {
+	// layer lays out decoder layer l on the residual stream h (N, D) and returns the new stream and,
+	// for MoE, the layer's router statistics (2, E). Every tensor it reads comes through param, and
+	// positions and segments are its arguments, so that gradient checkpointing can lay the same
+	// layer out on a sub-graph's placeholders (graph_ckpt.go).
+	layer := func(l int, h, positions, segments *G.Node, param func(string) (*G.Node, error)) (out, stats *G.Node) {
 		p := func(suffix string) *G.Node { return must(param(LayerKey(l, suffix))) }
 		n1 := must(ops.RMSNorm(h, p("input_layernorm.weight"), c.RMSNormEps))                // (N, D)
 		q := must(rope.Apply(must(ops.Linear(n1, p("self_attn.q_proj.weight"))), positions)) // (N, H·hd)
@@ -92,7 +95,7 @@ func (gr *Graph) build(w *Weights) error {
 		if c.IsMoE() {
 			z := must(ops.Linear(n2, p("block_sparse_moe.gate.weight"))) // (N, E)
 			comb := must(ops.Route(z, c.NumExpertsPerTok))
-			routerStats = append(routerStats, must(ops.RouterStats(z, segments, c.NumExpertsPerTok)))
+			stats = must(ops.RouterStats(z, segments, c.NumExpertsPerTok))
 			var w1, w3, w2 []*G.Node
 			for e := 0; e < c.NumLocalExperts; e++ {
 				w1 = append(w1, must(param(ExpertKey(l, e, "w1"))))
@@ -105,7 +108,26 @@ func (gr *Graph) build(w *Weights) error {
 			up := must(ops.Linear(n2, p("mlp.up_proj.weight")))     // (N, F)
 			mlp = must(ops.Linear(must(ops.SwiGLU(gate, up)), p("mlp.down_proj.weight")))
 		}
-		h = must(ops.Add(h, mlp))
+		return must(ops.Add(h, mlp)), stats
+	}
+	h := must(ops.Embedding(must(param(EmbedKey)), tokens)) // (N, D)
+	var ckpt *layerCheckpoint
+	if gr.spec.Checkpoint && err == nil {
+		if ckpt, err = gr.newLayerCheckpoint(w, layer, func() error { return err }); err != nil {
+			return err
+		}
+	}
+	var routerStats G.Nodes
+	for l := 0; l < c.NumHiddenLayers && err == nil; l++ {
+		var stats *G.Node
+		if ckpt != nil {
+			h, stats = must2(ckpt.apply(l, h, positions, segments, param))
+		} else {
+			h, stats = layer(l, h, positions, segments, param)
+		}
+		if stats != nil {
+			routerStats = append(routerStats, stats)
+		}
 	}
 	if err != nil {
 		return err
@@ -121,9 +143,9 @@ func (gr *Graph) build(w *Weights) error {
 		if w.Tensors[LMHeadKey] == nil {
 			headName = EmbedKey // tied: the embedding node itself, so its gradient sums both uses
 		}
-		logits := must(ops.Linear(hn, must(param(headName)))) // (N, V)
+		// The fused head never holds the (N, V) logits or their gradient (headChunk rows at a time).
 		var lp *ops.LogProbs
-		headOut, lp, e = ops.TokenLogProbs(logits, targets, weights)
+		headOut, lp, e = ops.HeadLogProbs(hn, must(param(headName)), targets, weights, headChunk(N, c.VocabSize))
 		if e != nil {
 			return e
 		}
