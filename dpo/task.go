@@ -107,6 +107,7 @@ func NewTask(cfg Config, opts ...Option) (*Task, error) {
 			rc = &checkpoint.Model{Weights: ck.Weights.Clone(), Tok: ck.Tok, Dir: ck.Dir, Source: ck.Source}
 		}
 		ref := lm.New(rc, rows)
+		ref.Checkpoint = cfg.GradientCheckpointing
 		if o.refLoaded != nil {
 			o.refLoaded(ref)
 		}
@@ -154,6 +155,7 @@ func NewTask(cfg Config, opts ...Option) (*Task, error) {
 		debug.FreeOSMemory()
 	}
 	t.policy = lm.New(ck, rows)
+	t.policy.Checkpoint = cfg.GradientCheckpointing
 	return t, nil
 }
 

@@ -19,6 +19,9 @@ type Model struct {
 	// Rows is the batch height every graph is built for: shorter batches are padded with empty rows,
 	// so a run's last partial batch reuses the same graphs. 0 builds a graph per distinct height.
 	Rows int
+	// Checkpoint builds every graph with gradient checkpointing (train.Args.GradientCheckpointing,
+	// model.GraphSpec.Checkpoint); forward-only graphs then hold one layer's activations too.
+	Checkpoint bool
 
 	graphs map[graphKey]*model.Graph
 	params []train.Param
@@ -26,9 +29,9 @@ type Model struct {
 }
 
 type graphKey struct {
-	rows, length int
-	head         model.Head
-	grad         bool
+	rows, length     int
+	head             model.Head
+	grad, checkpoint bool
 }
 
 // New wraps a loaded checkpoint. rows is the usual batch height (see Model.Rows).
@@ -58,11 +61,11 @@ func (m *Model) Save(dir string) error { return checkpoint.Save(dir, m.Ckpt, hf.
 
 // graph returns the graph for a batch shape, building it on first use.
 func (m *Model) graph(rows, length int, head model.Head, grad bool) (*model.Graph, error) {
-	k := graphKey{rows, length, head, grad}
+	k := graphKey{rows, length, head, grad, m.Checkpoint}
 	if g, ok := m.graphs[k]; ok {
 		return g, nil
 	}
-	g, err := model.NewGraph(m.Ckpt.Weights, model.GraphSpec{Batch: rows, SeqLen: length, Head: head, Grad: grad})
+	g, err := model.NewGraph(m.Ckpt.Weights, model.GraphSpec{Batch: rows, SeqLen: length, Head: head, Grad: grad, Checkpoint: m.Checkpoint})
 	if err != nil {
 		return nil, err
 	}

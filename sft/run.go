@@ -95,7 +95,9 @@ func Prepare(cfg Config) (*Task, Summary, error) {
 		st := evalB.Stats()
 		sum.Eval = &st
 	}
-	task := NewTask(lm.New(ck, cfg.PerDeviceTrainBatchSize), trainB, evalB, cfg.PerDeviceEvalBatchSize)
+	m := lm.New(ck, cfg.PerDeviceTrainBatchSize)
+	m.Checkpoint = cfg.GradientCheckpointing
+	task := NewTask(m, trainB, evalB, cfg.PerDeviceEvalBatchSize)
 	if tmpl := tok.Template(); tmpl != nil && tmpl.Source() != ck.Tok.ChatTemplate() {
 		task.ChatTemplate = tmpl.Source()
 	}

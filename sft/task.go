@@ -27,11 +27,12 @@ type Task struct {
 
 // NewTask trains m on trainData and evaluates on evalData (nil for none). evalRows is the
 // evaluation batch height (per_device_eval_batch_size), for which a second lm.Model sharing m's
-// weights keeps its own graphs.
+// weights (and m.Checkpoint) keeps its own graphs.
 func NewTask(m *lm.Model, trainData, evalData *data.Batcher, evalRows int) *Task {
 	t := &Task{Model: m, EvalModel: m, TrainData: trainData, EvalData: evalData}
 	if evalData != nil && evalRows != m.Rows {
 		t.EvalModel = lm.New(m.Ckpt, evalRows)
+		t.EvalModel.Checkpoint = m.Checkpoint
 	}
 	return t
 }
