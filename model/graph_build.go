@@ -113,7 +113,8 @@ func (gr *Graph) build(w *Weights) error {
 	h := must(ops.Embedding(must(param(EmbedKey)), tokens)) // (N, D)
 	var ckpt *layerCheckpoint
 	if gr.spec.Checkpoint && err == nil {
-		if ckpt, err = gr.newLayerCheckpoint(w, layer, func() error { return err }); err != nil {
+		trainable := func(string) bool { return true } // every layer tensor is a graph param
+		if ckpt, err = gr.newLayerCheckpoint(w, layer, trainable, func() error { return err }); err != nil {
 			return err
 		}
 	}

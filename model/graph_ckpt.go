@@ -23,8 +23,9 @@ type layerCheckpoint struct {
 }
 
 // newLayerCheckpoint lays the template layer out. failed reports an error that layer's ops hit
-// (graph_build's must records errors rather than returning them).
-func (gr *Graph) newLayerCheckpoint(w *Weights, layer layerFunc, failed func() error) (*layerCheckpoint, error) {
+// (graph_build's must records errors rather than returning them). trainable says, by layer-0 name,
+// which tensors get gradients: a frozen one (a LoRA base weight) must not be differentiated.
+func (gr *Graph) newLayerCheckpoint(w *Weights, layer layerFunc, trainable func(name string) bool, failed func() error) (*layerCheckpoint, error) {
 	N, D := gr.n, gr.cfg.HiddenSize
 	prefix := LayerKey(0, "")
 	lc := &layerCheckpoint{}
@@ -50,7 +51,7 @@ func (gr *Graph) newLayerCheckpoint(w *Weights, layer layerFunc, failed func() e
 			n := G.NewTensor(g, gr.dt, len(t.Shape), G.WithShape(t.Shape...), G.WithName(name))
 			byName[name] = n
 			seg.Inputs = append(seg.Inputs, n)
-			seg.Diff = append(seg.Diff, true) // every layer tensor is trained
+			seg.Diff = append(seg.Diff, trainable(name))
 			suffixes = append(suffixes, suffix)
 			return n, nil
 		}
