@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 
 	G "gorgonia.org/gorgonia"
@@ -208,5 +209,69 @@ func TestHeadLogProbsRejectsBadInput(t *testing.T) {
 	// Row 0's target 9 is ignored (weight 0); row 1's target 4 is counted and outside 0..3.
 	if want := "ops.HeadLogProbs: target 4 at row 1 is outside 0..3"; err == nil || Cause(err).Error() != want {
 		t.Fatalf("error %v, want %q", err, want)
+	}
+}
+
+// TestHeadLogProbsHoldsNoLogits measures the Go heap that a differentiated graph holds after a run,
+// fused (chunks of 64 rows) against Linear + TokenLogProbs, for 1024 rows over a vocabulary of 8192:
+// the unfused pair keeps the (N, V) logits and their gradient (2·32 MiB), the fused op one chunk.
+func TestHeadLogProbsHoldsNoLogits(t *testing.T) {
+	const n, d, v, chunk = 1024, 8, 8192, 64
+	rng := rand.New(rand.NewPCG(23, 1))
+	fill := func(k int) []float32 {
+		x := make([]float32, k)
+		for i := range x {
+			x[i] = float32(rng.NormFloat64())
+		}
+		return x
+	}
+	hv, wv := fill(n*d), fill(v*d)
+	targets, weights := make([]int32, n), make([]float32, n)
+	for i := range targets {
+		targets[i], weights[i] = int32(i*31%v), 1
+	}
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	held := func(fused bool) uint64 {
+		before := heap()
+		g := G.NewGraph()
+		h := G.NewMatrix(g, G.Float32, G.WithShape(n, d), G.WithName("h"), G.WithValue(tensor.New(tensor.WithShape(n, d), tensor.WithBacking(hv))))
+		w := G.NewMatrix(g, G.Float32, G.WithShape(v, d), G.WithName("w"), G.WithValue(tensor.New(tensor.WithShape(v, d), tensor.WithBacking(wv))))
+		tg := G.NewVector(g, G.Int32, G.WithShape(n), G.WithName("t"), G.WithValue(tensor.New(tensor.WithShape(n), tensor.WithBacking(targets))))
+		wt := G.NewVector(g, G.Float32, G.WithShape(n), G.WithName("wt"), G.WithValue(tensor.New(tensor.WithShape(n), tensor.WithBacking(weights))))
+		var out *G.Node
+		var err error
+		if fused {
+			out, _, err = HeadLogProbs(h, w, tg, wt, chunk)
+		} else {
+			var logits *G.Node
+			if logits, err = Linear(h, w); err == nil {
+				out, _, err = TokenLogProbs(logits, tg, wt)
+			}
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := G.Grad(G.Must(G.Sum(out)), h, w); err != nil {
+			t.Fatal(err)
+		}
+		m := G.NewTapeMachine(g)
+		if err := m.RunAll(); err != nil {
+			t.Fatal(err)
+		}
+		after := heap()
+		runtime.KeepAlive(m)
+		return after - before
+	}
+	fused, unfused := held(true), held(false)
+	t.Logf("graph heap: fused %.1f MiB, Linear+TokenLogProbs %.1f MiB", float64(fused)/(1<<20), float64(unfused)/(1<<20))
+	// The unfused pair's heap shows at least one whole logits matrix (it holds two), the fused op's
+	// less than an eighth of one (a 64-row chunk is 1/16).
+	if logits := uint64(n * v * 4); unfused < logits || fused > logits/8 {
+		t.Fatalf("fused graph holds %d bytes, unfused %d; one (N, V) logits matrix is %d", fused, unfused, logits)
 	}
 }
