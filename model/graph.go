@@ -88,7 +88,10 @@ type Objective func(s Stats) (loss float64, dLogProb, dReward []float64, err err
 type Param struct {
 	Name  string
 	Value []float32 // aliases Weights.Tensors[Name].Data: the graph reads it on every run
-	Grad  []float32 // dLoss/dValue from the last Run with Grad; overwritten (not accumulated) by each Run
+	// Grad is dLoss/dValue from the last Run with Grad; overwritten (not accumulated) by each Run. In
+	// a float32 graph it is the gradient op's own buffer (no second copy of a model's worth of
+	// gradients), nil before the first Run: read it through Params after each Run.
+	Grad []float32
 }
 
 // Graph is the Gorgonia float32 training graph of one model and one GraphSpec: built once, re-run
@@ -127,6 +130,9 @@ type graphParam struct {
 	grad  *G.Node
 	value *tensor.Dense
 	f64   []float64 // the float64 copy behind value, for float64 test graphs
+	// own is the graph's copy of the gradient, used when the gradient node's value cannot be
+	// aliased: a float64 graph, or a node whose buffer changed between runs.
+	own []float32
 }
 
 var useBLAS sync.Once
@@ -212,10 +218,24 @@ func (gr *Graph) copyGrad(i int) error {
 	}
 	switch d := v.Data().(type) {
 	case []float32:
-		copy(gr.out[i].Grad, d)
+		// The fused ops return the same buffer on every run: alias it. Should a node ever hand back
+		// another buffer, keep a copy of our own from then on.
+		if p.own == nil && (gr.out[i].Grad == nil || &gr.out[i].Grad[0] == &d[0]) {
+			gr.out[i].Grad = d
+			return nil
+		}
+		if p.own == nil {
+			p.own = make([]float32, len(d))
+			gr.out[i].Grad = p.own
+		}
+		copy(p.own, d)
 	case []float64:
+		if p.own == nil {
+			p.own = make([]float32, len(d))
+			gr.out[i].Grad = p.own
+		}
 		for j, x := range d {
-			gr.out[i].Grad[j] = float32(x)
+			p.own[j] = float32(x)
 		}
 	default:
 		return fmt.Errorf("model: gradient of %s has dtype %v", p.name, v.Dtype())

@@ -182,8 +182,7 @@ func (gr *Graph) build(w *Weights) error {
 			return fmt.Errorf("symbolic gradient: %w", e)
 		}
 		for i := range gr.params {
-			gr.params[i].grad = grads[i]
-			gr.out[i].Grad = make([]float32, len(gr.out[i].Value))
+			gr.params[i].grad = grads[i] // Run aliases or copies its value into gr.out[i].Grad
 		}
 	}
 	gr.m = G.NewTapeMachine(g)

@@ -156,3 +156,48 @@ func TestCheckpointCutsGraphMemory(t *testing.T) {
 		t.Fatalf("checkpointed graph holds %d bytes, plain %d: want at most 40%%", ckpt, plain)
 	}
 }
+
+// TestGradAliasesOpBuffers: a float32 graph's Param.Grad is the gradient op's own buffer, the same
+// slice run after run (no second model-sized copy, and no fallback copy), for plain and
+// checkpointed, dense and MoE, tied and untied graphs; the values are those of a fresh graph.
+func TestGradAliasesOpBuffers(t *testing.T) {
+	for _, o := range []tinyOpts{{}, {moe: true, untied: true}} {
+		for _, ckpt := range []bool{false, true} {
+			cfg := tinyConfig(o)
+			w := InitRandom(cfg, 4, 0.3)
+			spec := GraphSpec{Batch: 2, SeqLen: 7, Head: LMHead, Grad: true, Checkpoint: ckpt}
+			gr, err := NewGraph(w, spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if gr.Params()[0].Grad != nil {
+				t.Fatal("a gradient before the first run")
+			}
+			rng := rand.New(rand.NewPCG(8, 8))
+			obj := smoothObjective(LMHead)
+			if _, _, err := gr.Run(packedInputs(rng, cfg.VocabSize), obj); err != nil {
+				t.Fatal(err)
+			}
+			first := slices.Clone(gr.Params())
+			in := packedInputs(rng, cfg.VocabSize)
+			if _, _, err := gr.Run(in, obj); err != nil {
+				t.Fatal(err)
+			}
+			fresh, err := NewGraph(w, spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := fresh.Run(in, obj); err != nil {
+				t.Fatal(err)
+			}
+			for i, p := range gr.Params() {
+				if &p.Grad[0] != &first[i].Grad[0] || gr.params[i].own != nil {
+					t.Fatalf("%+v checkpoint %v: %s's gradient moved to another buffer", o, ckpt, p.Name)
+				}
+				if !slices.Equal(p.Grad, fresh.Params()[i].Grad) {
+					t.Fatalf("%+v checkpoint %v: %s's second-run gradient differs from a fresh graph's", o, ckpt, p.Name)
+				}
+			}
+		}
+	}
+}
