@@ -64,18 +64,19 @@ type TrainResult struct {
 	StepSeconds     []float64 `json:"step_s"`
 	TokensPerSecond float64   `json:"tokens_per_s"`
 	PeakRSSMB       float64   `json:"peak_rss_mb"`
+	FLOPPerToken    float64   `json:"flop_per_token"`
+	AchievedGFLOPS  float64   `json:"achieved_gflops"`
+	PeakGFLOPS      float64   `json:"peak_gflops"`
+	PeakShare       float64   `json:"peak_share"`
+	LossFirst       float64   `json:"loss_first"`
+	LossLast        float64   `json:"loss_last"`
+	BLAS            string    `json:"blas"`
+	Threads         int       `json:"threads"`
+	OpenBLASThreads string    `json:"openblas_threads"`
+	OpenBLASCore    string    `json:"openblas_coretype"`
+
 	// GradientCheckpointing is whether the run recomputed each layer's activations (alignkit only).
-	GradientCheckpointing bool    `json:"gradient_checkpointing,omitempty"`
-	FLOPPerToken          float64 `json:"flop_per_token"`
-	AchievedGFLOPS        float64 `json:"achieved_gflops"`
-	PeakGFLOPS            float64 `json:"peak_gflops"`
-	PeakShare             float64 `json:"peak_share"`
-	LossFirst             float64 `json:"loss_first"`
-	LossLast              float64 `json:"loss_last"`
-	BLAS                  string  `json:"blas"`
-	Threads               int     `json:"threads"`
-	OpenBLASThreads       string  `json:"openblas_threads"`
-	OpenBLASCore          string  `json:"openblas_coretype"`
+	GradientCheckpointing bool `json:"gradient_checkpointing,omitempty"`
 }
 
 // Train runs full optimizer steps of the real training path on a randomly initialised model of
