@@ -91,7 +91,7 @@ func TestTorchScriptAgrees(t *testing.T) {
 
 func TestLookupPresetUnknown(t *testing.T) {
 	_, err := LookupPreset("big")
-	want := `preset "big": want one of ref, smollm135m, decode512, stories260k, tiny`
+	want := `preset "big": want one of ref, smollm135m, decode512, stories260k, tiny, llama3-1b, llama3-8b`
 	if err == nil || err.Error() != want {
 		t.Fatalf("err = %v, want %q", err, want)
 	}

@@ -40,6 +40,13 @@ var presets = []Preset{
 		About: "stories260K's shape (random weights): vocab 512, d 64, 5 layers, 8 q / 4 KV heads, SwiGLU 172, tied; batch 8 × 256"},
 	{Name: "tiny", Config: llama(512, 64, 2, 4, 2, 172, true), Batch: 4, SeqLen: 64,
 		About: "tiny shape for tests and the memory-flat check: vocab 512, d 64, 2 layers; batch 4 × 64"},
+	// Llama 3's shapes (RoPE theta and context do not change the cost): full-weight training of these
+	// needs more memory than most CPUs have even with --gradient-checkpointing (AdamW alone keeps
+	// 16 bytes per parameter); they size the memory that LoRA and checkpointing leave.
+	{Name: "llama3-1b", Config: llama(128256, 2048, 16, 32, 8, 8192, true), Batch: 1, SeqLen: 1024,
+		About: "Llama-3.2-1B shape: vocab 128256, d 2048, 16 layers, 32 q / 8 KV heads, SwiGLU 8192, tied; batch 1 × 1024"},
+	{Name: "llama3-8b", Config: llama(128256, 4096, 32, 32, 8, 14336, false), Batch: 1, SeqLen: 1024,
+		About: "Llama-3-8B shape: vocab 128256, d 4096, 32 layers, 32 q / 8 KV heads, SwiGLU 14336, untied; batch 1 × 1024"},
 }
 
 // PresetNames lists the preset names.

@@ -34,6 +34,8 @@ PRESETS = {
     "decode512": dict(vocab=32000, d=512, layers=8, heads=8, kv=4, ffn=1376, tied=False, batch=1, seq=128),
     "stories260k": dict(vocab=512, d=64, layers=5, heads=8, kv=4, ffn=172, tied=True, batch=8, seq=256),
     "tiny": dict(vocab=512, d=64, layers=2, heads=4, kv=2, ffn=172, tied=True, batch=4, seq=64),
+    "llama3-1b": dict(vocab=128256, d=2048, layers=16, heads=32, kv=8, ffn=8192, tied=True, batch=1, seq=1024),
+    "llama3-8b": dict(vocab=128256, d=4096, layers=32, heads=32, kv=8, ffn=14336, tied=False, batch=1, seq=1024),
 }
 
 

@@ -45,6 +45,8 @@ type TrainOptions struct {
 	// Profile, when non-nil, gets a pprof CPU profile of the timed steps (not the warm-up, whose graph
 	// building would otherwise dominate it).
 	Profile io.Writer
+	// GradientCheckpointing trains with lm.Model.Checkpoint (gradient_checkpointing: true).
+	GradientCheckpointing bool
 }
 
 // TrainResult is what `alignkit bench train --json` prints; bench/torch_train.py prints the same
@@ -72,6 +74,9 @@ type TrainResult struct {
 	Threads         int       `json:"threads"`
 	OpenBLASThreads string    `json:"openblas_threads"`
 	OpenBLASCore    string    `json:"openblas_coretype"`
+
+	// GradientCheckpointing is whether the run recomputed each layer's activations (alignkit only).
+	GradientCheckpointing bool `json:"gradient_checkpointing,omitempty"`
 }
 
 // Train runs full optimizer steps of the real training path on a randomly initialised model of
@@ -91,6 +96,7 @@ func Train(ctx context.Context, opts TrainOptions) (TrainResult, error) {
 	}
 	w := model.InitRandom(p.Config, opts.Seed, 0.02)
 	m := lm.New(&checkpoint.Model{Weights: w, Source: "random " + p.Name}, p.Batch)
+	m.Checkpoint = opts.GradientCheckpointing
 	params := m.Params()
 	grads := make([][]float32, len(params))
 	for i, q := range params {
@@ -100,7 +106,7 @@ func Train(ctx context.Context, opts TrainOptions) (TrainResult, error) {
 	batch := RandomBatch(p.Config.VocabSize, p.Batch, p.SeqLen, opts.Seed)
 
 	res := TrainResult{
-		Kind: "train", Engine: "alignkit", Preset: p.Name, Batch: p.Batch, SeqLen: p.SeqLen,
+		Kind: "train", Engine: "alignkit", Preset: p.Name, Batch: p.Batch, SeqLen: p.SeqLen, GradientCheckpointing: opts.GradientCheckpointing,
 		Params: ParamCount(p.Config), MatmulParams: MatmulParams(p.Config),
 		Steps: opts.Steps, Warmup: opts.Warmup, FLOPPerToken: FLOPsPerToken(p.Config, p.SeqLen),
 		BLAS: blas.Name(), Threads: runtime.GOMAXPROCS(0), OpenBLASThreads: os.Getenv("OPENBLAS_NUM_THREADS"), OpenBLASCore: os.Getenv("OPENBLAS_CORETYPE"),

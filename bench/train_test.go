@@ -45,6 +45,25 @@ func TestTrainTiny(t *testing.T) {
 	}
 }
 
+// TestTrainGradientCheckpointing: the checkpointed run takes bitwise the same optimizer steps (its
+// graph computes the same gradients) and says it was checkpointed.
+func TestTrainGradientCheckpointing(t *testing.T) {
+	run := func(ckpt bool) TrainResult {
+		res, err := Train(context.Background(), TrainOptions{Preset: preset(t, "tiny"), Steps: 3, Seed: 3, PeakGFLOPS: 100, GradientCheckpointing: ckpt})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	plain, ckpt := run(false), run(true)
+	if ckpt.LossFirst != plain.LossFirst || ckpt.LossLast != plain.LossLast || plain.LossLast == plain.LossFirst {
+		t.Errorf("losses %v -> %v checkpointed, %v -> %v plain", ckpt.LossFirst, ckpt.LossLast, plain.LossFirst, plain.LossLast)
+	}
+	if !ckpt.GradientCheckpointing || plain.GradientCheckpointing {
+		t.Errorf("GradientCheckpointing %v checkpointed, %v plain", ckpt.GradientCheckpointing, plain.GradientCheckpointing)
+	}
+}
+
 func TestTrainBadOptions(t *testing.T) {
 	_, err := Train(context.Background(), TrainOptions{Preset: preset(t, "tiny"), Steps: 0})
 	want := "bench train: steps 0 must be >= 1 and warmup 0 >= 0"

@@ -125,3 +125,46 @@ func TestMixtralAuxLoss(t *testing.T) {
 		t.Errorf("rewards/margins = %v at step 0", m["rewards/margins"])
 	}
 }
+
+// TestGradientCheckpointing: gradient_checkpointing reaches the policy and the reference model, and
+// a DPO step's loss and gradients are bitwise those of the plain graphs.
+func TestGradientCheckpointing(t *testing.T) {
+	step := func(ckpt bool) (float64, [][]float32) {
+		c := textPairsConfig(t)
+		c.GradientCheckpointing = ckpt
+		task, err := NewTask(c, WithLogWriter(io.Discard))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if task.policy.Checkpoint != ckpt || task.ref == nil || task.ref.Checkpoint != ckpt {
+			t.Fatalf("gradient_checkpointing %v: policy %v, reference %+v", ckpt, task.policy.Checkpoint, task.ref)
+		}
+		// Move the policy off the reference so that the DPO gradient is not the step-0 one.
+		d := task.policy.Weights().Tensors["model.layers.4.mlp.down_proj.weight"].Data
+		for i := range d {
+			d[i] *= 1.3
+		}
+		params := task.Params()
+		grads := make([][]float32, len(params))
+		for i, p := range params {
+			grads[i] = make([]float32, len(p.Value))
+		}
+		m, err := task.Step(context.Background(), train.Batch{Examples: []int{0, 1, 2, 3}}, grads, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Loss, grads
+	}
+	l0, g0 := step(false)
+	l1, g1 := step(true)
+	if l0 != l1 {
+		t.Fatalf("loss %v plain, %v checkpointed", l0, l1)
+	}
+	for i := range g0 {
+		for j := range g0[i] {
+			if g0[i][j] != g1[i][j] {
+				t.Fatalf("param %d[%d]: gradient %v plain, %v checkpointed", i, j, g0[i][j], g1[i][j])
+			}
+		}
+	}
+}

@@ -111,8 +111,14 @@ func newTask(cfg Config, h hooks, log io.Writer) (*Task, error) {
 			rc = &checkpoint.Model{Weights: ck.Weights.Clone(), Tok: ck.Tok, Dir: ck.Dir, Source: ck.Source}
 		}
 		ref := lm.New(rc, rows)
+<<<<<<< HEAD
 		if h.refLoaded != nil {
 			h.refLoaded(ref)
+=======
+		ref.Checkpoint = cfg.GradientCheckpointing
+		if o.refLoaded != nil {
+			o.refLoaded(ref)
+>>>>>>> mem
 		}
 		return ref
 	}
@@ -148,6 +154,7 @@ func newTask(cfg Config, h hooks, log io.Writer) (*Task, error) {
 		debug.FreeOSMemory()
 	}
 	t.policy = lm.New(ck, rows)
+	t.policy.Checkpoint = cfg.GradientCheckpointing
 	return t, nil
 }
 

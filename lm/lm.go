@@ -21,6 +21,9 @@ type Model struct {
 	// Rows is the batch height every graph is built for: shorter batches are padded with empty rows,
 	// so a run's last partial batch reuses the same graphs. 0 builds a graph per distinct height.
 	Rows int
+	// Checkpoint builds every graph with gradient checkpointing (train.Args.GradientCheckpointing,
+	// model.GraphSpec.Checkpoint); forward-only graphs then hold one layer's activations too.
+	Checkpoint bool
 
 	graphs map[graphKey]*model.Graph
 	params []train.Param
@@ -29,10 +32,16 @@ type Model struct {
 }
 
 type graphKey struct {
+<<<<<<< HEAD
 	rows, length int
 	head         model.Head
 	grad         bool
 	adaptersOff  bool
+=======
+	rows, length     int
+	head             model.Head
+	grad, checkpoint bool
+>>>>>>> mem
 }
 
 // New wraps a loaded checkpoint. rows is the usual batch height (see Model.Rows).
@@ -100,6 +109,7 @@ func (m *Model) Save(dir string) error {
 }
 
 // graph returns the graph for a batch shape, building it on first use.
+<<<<<<< HEAD
 func (m *Model) graph(rows, length int, head model.Head, grad, off bool) (*model.Graph, error) {
 	k := graphKey{rows, length, head, grad, off}
 	if g, ok := m.graphs[k]; ok {
@@ -107,6 +117,14 @@ func (m *Model) graph(rows, length int, head model.Head, grad, off bool) (*model
 	}
 	g, err := model.NewGraph(m.Ckpt.Weights, model.GraphSpec{Batch: rows, SeqLen: length, Head: head, Grad: grad,
 		Adapter: m.Ckpt.Adapter, AdaptersOff: off})
+=======
+func (m *Model) graph(rows, length int, head model.Head, grad bool) (*model.Graph, error) {
+	k := graphKey{rows, length, head, grad, m.Checkpoint}
+	if g, ok := m.graphs[k]; ok {
+		return g, nil
+	}
+	g, err := model.NewGraph(m.Ckpt.Weights, model.GraphSpec{Batch: rows, SeqLen: length, Head: head, Grad: grad, Checkpoint: m.Checkpoint})
+>>>>>>> mem
 	if err != nil {
 		return nil, err
 	}

@@ -116,3 +116,55 @@ func TestRunAccumulates(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckpointFlag: Model.Checkpoint builds checkpointed graphs (forward-only ones too), whose
+// gradients and log-probs are bitwise those of the plain model.
+func TestCheckpointFlag(t *testing.T) {
+	ck := stories(t)
+	b := batchOf(t, ck, "The sun was warm.", "A dog ran.")
+	nll := func(s model.Stats) (float64, []float64, []float64, error) {
+		d := make([]float64, len(s.LogProb))
+		for i := range d {
+			d[i] = -1
+		}
+		return -s.LogProb[0] - s.LogProb[1], d, nil, nil
+	}
+	run := func(ckpt bool) ([][]float32, model.Stats) {
+		m := New(ck, 2)
+		m.Checkpoint = ckpt
+		g := make([][]float32, len(m.Params()))
+		for i, p := range m.Params() {
+			g[i] = make([]float32, len(p.Value))
+		}
+		if _, _, err := m.Run(b, model.LMHead, nll, g, 1); err != nil {
+			t.Fatal(err)
+		}
+		s, err := m.LogProbs(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, gr := range m.graphs {
+			if gr.Spec().Checkpoint != ckpt {
+				t.Fatalf("graph %+v built with Checkpoint %v, the model has %v", k, gr.Spec().Checkpoint, ckpt)
+			}
+		}
+		if len(m.graphs) != 2 {
+			t.Fatalf("%d graphs, want a training and a forward-only one", len(m.graphs))
+		}
+		return g, s
+	}
+	g0, s0 := run(false)
+	g1, s1 := run(true)
+	for i := range g0 {
+		for j := range g0[i] {
+			if g0[i][j] != g1[i][j] {
+				t.Fatalf("param %d[%d]: plain %v, checkpointed %v", i, j, g0[i][j], g1[i][j])
+			}
+		}
+	}
+	for i := range s0.LogProb {
+		if s0.LogProb[i] != s1.LogProb[i] {
+			t.Fatalf("row %d log-prob: plain %v, checkpointed %v", i, s0.LogProb[i], s1.LogProb[i])
+		}
+	}
+}

@@ -3,6 +3,7 @@ package model
 import (
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"gorgonia.org/tensor"
@@ -150,12 +151,13 @@ func (gr *Graph) gradF64(i int) []float64 {
 // Whole-graph gradient check in float64 (the graph is dtype-generic): for every parameter tensor,
 // a few random elements' dLoss/dParam against central differences with eps 1e-6. The loss includes
 // the objective and, for Mixtral, router_aux_loss_coef × the aux loss. The float32 graph on the same
-// weights then agrees with the float64 one.
+// weights then agrees with the float64 one. Every case runs plain and with gradient checkpointing.
 func TestGraphGradientCheck(t *testing.T) {
-	for _, tc := range []struct {
+	type gradCase struct {
 		name string
 		o    tinyOpts
 		head Head
+<<<<<<< HEAD
 	}{
 		{"llama gqa tied", tinyOpts{}, LMHead},
 		{"mistral window untied", tinyOpts{window: 3, untied: true}, LMHead},
@@ -169,15 +171,36 @@ func TestGraphGradientCheck(t *testing.T) {
 		{"qwen3moe top-3 unnormalised dense layer", tinyOpts{family: "qwen3moe", untied: true}, LMHead},
 		{"qwen3moe top-3 renormalised", tinyOpts{family: "qwen3moe-norm"}, LMHead},
 		{"qwen3 reward score head", tinyOpts{family: "qwen3", reward: true}, ScoreHead},
+=======
+		ckpt bool
+	}
+	var cases []gradCase
+	for _, tc := range []gradCase{
+		{name: "llama gqa tied", head: LMHead},
+		{name: "mistral window untied", o: tinyOpts{window: 3, untied: true}, head: LMHead},
+		{name: "mixtral moe aux", o: tinyOpts{moe: true}, head: LMHead},
+		{name: "mixtral moe window untied", o: tinyOpts{moe: true, window: 2, untied: true}, head: LMHead},
+		{name: "llama reward score head", o: tinyOpts{reward: true}, head: ScoreHead},
+		{name: "mixtral reward score head", o: tinyOpts{moe: true, reward: true}, head: ScoreHead},
+>>>>>>> mem
 	} {
+		ck := tc
+		ck.name, ck.ckpt = tc.name+" checkpointed", true
+		cases = append(cases, tc, ck)
+	}
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			rng := rand.New(rand.NewPCG(21, uint64(len(tc.name))))
+			rng := rand.New(rand.NewPCG(21, uint64(len(strings.TrimSuffix(tc.name, " checkpointed")))))
 			cfg := tinyConfig(tc.o)
 			w := InitRandom(cfg, 7, 0.3) // large enough weights for attention and routing to matter
+<<<<<<< HEAD
 			if tc.o.family != "" {
 				perturbVectors(w, rng)
 			}
 			spec := GraphSpec{Batch: 2, SeqLen: 7, Head: tc.head, Grad: true}
+=======
+			spec := GraphSpec{Batch: 2, SeqLen: 7, Head: tc.head, Grad: true, Checkpoint: tc.ckpt}
+>>>>>>> mem
 			gr, err := newGraph(w, spec, tensor.Float64)
 			if err != nil {
 				t.Fatal(err)

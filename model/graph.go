@@ -38,8 +38,10 @@ type GraphSpec struct {
 	Head          Head
 	// Grad adds the backward pass; false builds a forward-only graph (reference log-probs, eval).
 	Grad bool
-	// KeepLogits copies each run's logits (B·T, V) aside for Logits (LM head only); it costs one copy.
+	// KeepLogits keeps each run's logits (B·T, V) for Logits (LM head only); it costs one (B·T, V)
+	// buffer, which the fused head otherwise never holds.
 	KeepLogits bool
+<<<<<<< HEAD
 	// Adapter, when non-nil, freezes the base: its linear weights are read through
 	// ops.FrozenLinear and nothing of it is a Param; the adapter's A/B pairs and modules_to_save
 	// copies are the Params. Its dropout applies in Grad graphs only.
@@ -47,6 +49,12 @@ type GraphSpec struct {
 	// AdaptersOff runs the base alone (TRL's reference model for a PEFT policy: the same weights
 	// with adapters disabled, no second copy). Such a graph has no Params.
 	AdaptersOff bool
+=======
+	// Checkpoint recomputes each decoder layer's activations in the backward pass (transformers'
+	// gradient_checkpointing): the graph keeps only each layer's input and output, at the cost of a
+	// second forward pass through every layer. Results are bitwise those of the plain graph.
+	Checkpoint bool
+>>>>>>> mem
 }
 
 // Inputs is one micro-batch. Per-token slices are row-major (B·T): row b's tokens are
@@ -93,7 +101,10 @@ type Objective func(s Stats) (loss float64, dLogProb, dReward []float64, err err
 type Param struct {
 	Name  string
 	Value []float32 // aliases Weights.Tensors[Name].Data: the graph reads it on every run
-	Grad  []float32 // dLoss/dValue from the last Run with Grad; overwritten (not accumulated) by each Run
+	// Grad is dLoss/dValue from the last Run with Grad; overwritten (not accumulated) by each Run. In
+	// a float32 graph it is the gradient op's own buffer (no second copy of a model's worth of
+	// gradients), nil before the first Run: read it through Params after each Run.
+	Grad []float32
 }
 
 // Graph is the Gorgonia float32 training graph of one model and one GraphSpec: built once, re-run
@@ -134,7 +145,13 @@ type graphParam struct {
 	grad  *G.Node
 	value *tensor.Dense
 	f64   []float64 // the float64 copy behind value, for float64 test graphs
+<<<<<<< HEAD
 	data  []float32 // the float32 values the Param aliases
+=======
+	// own is the graph's copy of the gradient, used when the gradient node's value cannot be
+	// aliased: a float64 graph, or a node whose buffer changed between runs.
+	own []float32
+>>>>>>> mem
 }
 
 var useBLAS sync.Once
@@ -226,10 +243,24 @@ func (gr *Graph) copyGrad(i int) error {
 	}
 	switch d := v.Data().(type) {
 	case []float32:
-		copy(gr.out[i].Grad, d)
+		// The fused ops return the same buffer on every run: alias it. Should a node ever hand back
+		// another buffer, keep a copy of our own from then on.
+		if p.own == nil && (gr.out[i].Grad == nil || &gr.out[i].Grad[0] == &d[0]) {
+			gr.out[i].Grad = d
+			return nil
+		}
+		if p.own == nil {
+			p.own = make([]float32, len(d))
+			gr.out[i].Grad = p.own
+		}
+		copy(p.own, d)
 	case []float64:
+		if p.own == nil {
+			p.own = make([]float32, len(d))
+			gr.out[i].Grad = p.own
+		}
 		for j, x := range d {
-			gr.out[i].Grad[j] = float32(x)
+			p.own[j] = float32(x)
 		}
 	default:
 		return fmt.Errorf("model: gradient of %s has dtype %v", p.name, v.Dtype())

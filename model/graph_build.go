@@ -19,7 +19,7 @@ import (
 //	           (projections plus their biases where the architecture has them; qn/kn are Qwen3's
 //	           per-head q_norm/k_norm, identity elsewhere; rope with Llama 3's scaled frequencies)
 //	           h += mlp(n2) or moe(n2),                        n2 = rmsnorm(h)
-//	LM head:    logits = head(rmsnorm(h)) (N, V) → weighted target log-probs (N)
+//	LM head:    logits = head(rmsnorm(h)) (N, V) → weighted target log-probs (N), fused and chunked
 //	score head: reward = score(rmsnorm(h[b·T + LastIndex[b]])) (B, 1)
 //
 // and feeds the head's output (plus each MoE layer's router statistics) to one ExternalLoss node.
@@ -152,13 +152,18 @@ func (gr *Graph) build(w *Weights) error {
 		}
 		return n
 	}
+<<<<<<< HEAD
 	lin := func(x *G.Node, name string) *G.Node { return must(linear(x, name)) }
+=======
+	must2 := func(a, b *G.Node, e error) (*G.Node, *G.Node) { return must(a, e), b }
+>>>>>>> mem
 
 	rope, e := ops.NewRoPEFreqs(c.InvFreq()) // theta^(-2i/hd), divided by Llama 3's rope_scaling factors
 	if e != nil {
 		return e
 	}
 	attn := ops.AttentionSpec{Batch: B, SeqLen: gr.spec.SeqLen, Heads: c.NumAttentionHeads, KVHeads: c.NumKeyValueHeads, HeadDim: c.HeadDim, Window: c.SlidingWindow}
+<<<<<<< HEAD
 	h := must(ops.Embedding(must(param(EmbedKey)), tokens)) // (N, D)
 	var routerStats G.Nodes
 	for l := 0; l < c.NumHiddenLayers && err == nil; l++ {
@@ -169,6 +174,31 @@ func (gr *Graph) build(w *Weights) error {
 			y := lin(x, c.TensorKey(l, w, 0))
 			if biased {
 				y = must(ops.AddBias(y, p(b)))
+=======
+	// layer lays out decoder layer l on the residual stream h (N, D) and returns the new stream and,
+	// for MoE, the layer's router statistics (2, E). Every tensor it reads comes through param, and
+	// positions and segments are its arguments, so that gradient checkpointing can lay the same
+	// layer out on a sub-graph's placeholders (graph_ckpt.go).
+	layer := func(l int, h, positions, segments *G.Node, param func(string) (*G.Node, error)) (out, stats *G.Node) {
+		p := func(suffix string) *G.Node { return must(param(LayerKey(l, suffix))) }
+		n1 := must(ops.RMSNorm(h, p("input_layernorm.weight"), c.RMSNormEps))                // (N, D)
+		q := must(rope.Apply(must(ops.Linear(n1, p("self_attn.q_proj.weight"))), positions)) // (N, H·hd)
+		k := must(rope.Apply(must(ops.Linear(n1, p("self_attn.k_proj.weight"))), positions)) // (N, KV·hd)
+		v := must(ops.Linear(n1, p("self_attn.v_proj.weight")))                              // (N, KV·hd)
+		a := must(ops.Attention(attn, q, k, v, segments))                                    // (N, H·hd)
+		h = must(ops.Add(h, must(ops.Linear(a, p("self_attn.o_proj.weight")))))
+		n2 := must(ops.RMSNorm(h, p("post_attention_layernorm.weight"), c.RMSNormEps))
+		var mlp *G.Node
+		if c.IsMoE() {
+			z := must(ops.Linear(n2, p("block_sparse_moe.gate.weight"))) // (N, E)
+			comb := must(ops.Route(z, c.NumExpertsPerTok))
+			stats = must(ops.RouterStats(z, segments, c.NumExpertsPerTok))
+			var w1, w3, w2 []*G.Node
+			for e := 0; e < c.NumLocalExperts; e++ {
+				w1 = append(w1, must(param(ExpertKey(l, e, "w1"))))
+				w3 = append(w3, must(param(ExpertKey(l, e, "w3"))))
+				w2 = append(w2, must(param(ExpertKey(l, e, "w2"))))
+>>>>>>> mem
 			}
 			return y
 		}
@@ -197,7 +227,27 @@ func (gr *Graph) build(w *Weights) error {
 			up := lin(n2, c.TensorKey(l, RoleUp, 0))     // (N, F)
 			mlp = lin(must(ops.SwiGLU(gate, up)), c.TensorKey(l, RoleDown, 0))
 		}
-		h = must(ops.Add(h, mlp))
+		return must(ops.Add(h, mlp)), stats
+	}
+	h := must(ops.Embedding(must(param(EmbedKey)), tokens)) // (N, D)
+	var ckpt *layerCheckpoint
+	if gr.spec.Checkpoint && err == nil {
+		trainable := func(string) bool { return true } // every layer tensor is a graph param
+		if ckpt, err = gr.newLayerCheckpoint(w, layer, trainable, func() error { return err }); err != nil {
+			return err
+		}
+	}
+	var routerStats G.Nodes
+	for l := 0; l < c.NumHiddenLayers && err == nil; l++ {
+		var stats *G.Node
+		if ckpt != nil {
+			h, stats = must2(ckpt.apply(l, h, positions, segments, param))
+		} else {
+			h, stats = layer(l, h, positions, segments, param)
+		}
+		if stats != nil {
+			routerStats = append(routerStats, stats)
+		}
 	}
 	if err != nil {
 		return err
@@ -213,9 +263,13 @@ func (gr *Graph) build(w *Weights) error {
 		if w.Tensors[LMHeadKey] == nil {
 			headName = EmbedKey // tied: the embedding node itself, so its gradient sums both uses
 		}
+<<<<<<< HEAD
 		logits := lin(hn, headName) // (N, V)
+=======
+		// The fused head never holds the (N, V) logits or their gradient (headChunk rows at a time).
+>>>>>>> mem
 		var lp *ops.LogProbs
-		headOut, lp, e = ops.TokenLogProbs(logits, targets, weights)
+		headOut, lp, e = ops.HeadLogProbs(hn, must(param(headName)), targets, weights, headChunk(N, c.VocabSize))
 		if e != nil {
 			return e
 		}
@@ -254,8 +308,7 @@ func (gr *Graph) build(w *Weights) error {
 			return fmt.Errorf("symbolic gradient: %w", e)
 		}
 		for i := range gr.params {
-			gr.params[i].grad = grads[i]
-			gr.out[i].Grad = make([]float32, len(gr.out[i].Value))
+			gr.params[i].grad = grads[i] // Run aliases or copies its value into gr.out[i].Grad
 		}
 	}
 	gr.m = G.NewTapeMachine(g)

@@ -8,7 +8,7 @@ import (
 )
 
 // TestGraphCollectable: once a Graph that has run is dropped, the GC frees it and the weights it
-// binds. The tape machine's finalizer in a reference cycle through the loss closure used to pin
+// binds, also with gradient checkpointing (whose sub-graphs have tape machines of their own). The tape machine's finalizer in a reference cycle through the loss closure used to pin
 // them forever.
 func TestGraphCollectable(t *testing.T) {
 	cfg := Config{
@@ -16,11 +16,12 @@ func TestGraphCollectable(t *testing.T) {
 		IntermediateSize: 24, NumHiddenLayers: 1, NumAttentionHeads: 2, NumKeyValueHeads: 2, HeadDim: 8,
 		RMSNormEps: 1e-5, RopeTheta: 10000, MaxPositionEmbeddings: 16, TieWordEmbeddings: true,
 	}
-	for _, grad := range []bool{false, true} {
+	for _, c := range []struct{ grad, ckpt bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+		grad := c.grad
 		wp := func() weak.Pointer[float32] {
 			w := InitRandom(cfg, 1, 0.02)
 			wp := weak.Make(&w.Tensors[EmbedKey].Data[0])
-			g, err := NewGraph(w, GraphSpec{Batch: 1, SeqLen: 4, Head: LMHead, Grad: grad})
+			g, err := NewGraph(w, GraphSpec{Batch: 1, SeqLen: 4, Head: LMHead, Grad: grad, Checkpoint: c.ckpt})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -36,7 +37,7 @@ func TestGraphCollectable(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 		if wp.Value() != nil {
-			t.Errorf("grad %v: the weights of a dropped graph are still reachable", grad)
+			t.Errorf("grad %v checkpoint %v: the weights of a dropped graph are still reachable", grad, c.ckpt)
 		}
 	}
 }

@@ -125,10 +125,12 @@ func prepare(cfg Config) (*Task, error) {
 		sum.Eval = &st
 	}
 	m := lm.New(ck, 2*cfg.PerDeviceTrainBatchSize)
+	m.Checkpoint = cfg.GradientCheckpointing
 	t := &Task{Model: m, EvalModel: m, TrainData: trainB, EvalData: evalB, TrainSet: trainSet, EvalSet: evalSet,
 		CenterCoef: cfg.CenterRewardsCoefficient, Truncation: Truncation{MaxLength: cfg.Data.MaxLength, MaxPromptLength: cfg.MaxPromptLength}}
 	if evalB != nil && cfg.PerDeviceEvalBatchSize != cfg.PerDeviceTrainBatchSize {
 		t.EvalModel = lm.New(ck, 2*cfg.PerDeviceEvalBatchSize)
+		t.EvalModel.Checkpoint = cfg.GradientCheckpointing
 	}
 	t.ChatTemplate, t.Summary = base.ChatTemplate, sum
 	return t, nil

@@ -361,3 +361,24 @@ func TestTrainBadInput(t *testing.T) {
 		}
 	}
 }
+
+// TestGradientCheckpointingReachesModels: gradient_checkpointing sets Checkpoint on the training
+// model and on the separate evaluation model (eval batch 2, train batch 4), and is off by default.
+func TestGradientCheckpointingReachesModels(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		cfg := smallConfig(t, writeJSONL(t, "rated.jsonl", ratedRows(t, 0, 8)...))
+		cfg.Data.EvalDatasetName = writeJSONL(t, "eval.jsonl", ratedRows(t, 8, 4)...)
+		cfg.PerDeviceEvalBatchSize = 2
+		cfg.GradientCheckpointing = on
+		task, _, err := Prepare(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if task.EvalModel == task.Model {
+			t.Fatal("the evaluation model is the training model: the test would not check it")
+		}
+		if task.Model.Checkpoint != on || task.EvalModel.Checkpoint != on {
+			t.Errorf("gradient_checkpointing %v: model %v, eval model %v", on, task.Model.Checkpoint, task.EvalModel.Checkpoint)
+		}
+	}
+}

@@ -564,3 +564,20 @@ func TestEvalWithoutData(t *testing.T) {
 		t.Errorf("error %v, want %q", err, want)
 	}
 }
+
+// TestGradientCheckpointingReachesModels: gradient_checkpointing sets Checkpoint on the training
+// model and on the separate evaluation model (eval batch 8, train batch 4), and is off by default.
+func TestGradientCheckpointingReachesModels(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		c := storiesConfig(t, "capybara_test.parquet")
+		c.Data.EvalSplit = 0.1
+		c.GradientCheckpointing = on
+		task, _ := prepare(t, c)
+		if task.EvalModel == task.Model {
+			t.Fatal("the evaluation model is the training model: the test would not check it")
+		}
+		if task.Model.Checkpoint != on || task.EvalModel.Checkpoint != on {
+			t.Errorf("gradient_checkpointing %v: model %v, eval model %v", on, task.Model.Checkpoint, task.EvalModel.Checkpoint)
+		}
+	}
+}

@@ -63,6 +63,10 @@ type Args struct {
 	Seed *int64 `mapstructure:"seed" doc:"seed for the data shuffle and everything derived from it (default 42)"`
 	// ReportPlots writes output_dir/loss.png at the end. Default (nil) true.
 	ReportPlots *bool `mapstructure:"report_plots" doc:"write loss.png at the end (default true)"`
+	// GradientCheckpointing recomputes each decoder layer's activations in the backward pass instead
+	// of keeping them (model.GraphSpec.Checkpoint): much less memory for one more forward pass
+	// through the layers, with bitwise the same results. Default false.
+	GradientCheckpointing bool `mapstructure:"gradient_checkpointing" doc:"recompute each layer's activations in the backward pass instead of keeping them: less memory, about a third more compute, same results (default false)"`
 }
 
 // SchedulerKwargs are the lr_scheduler_kwargs keys understood (cosine_with_min_lr only).

@@ -120,7 +120,7 @@ func TestArgsMapstructure(t *testing.T) {
 		"warmup_steps":        0, "warmup_ratio": 0.03, "weight_decay": 0.1, "adam_beta1": 0.9, "adam_beta2": 0.95,
 		"adam_epsilon": 1e-5, "max_grad_norm": 0, "logging_steps": 5, "eval_steps": 50, "save_steps": 25,
 		"save_total_limit": 2, "resume_from_checkpoint": "latest", "seed": 0, "report_plots": false,
-		"max_length": 512,
+		"gradient_checkpointing": true, "max_length": 512,
 	}
 	decode := func(in map[string]any) (sftConfig, error) {
 		var c sftConfig
@@ -143,7 +143,7 @@ func TestArgsMapstructure(t *testing.T) {
 		a.LRSchedulerType != "cosine_with_min_lr" || *a.LRSchedulerKwargs.MinLRRate != 0.1 || a.WarmupRatio != 0.03 ||
 		a.WeightDecay != 0.1 || a.AdamBeta2 != 0.95 || a.AdamEpsilon != 1e-5 || *a.MaxGradNorm != 0 ||
 		a.LoggingSteps != 5 || a.EvalSteps != 50 || a.SaveSteps != 25 || a.SaveTotalLimit != 2 ||
-		a.ResumeFromCheckpoint != "latest" || *a.Seed != 0 || *a.ReportPlots || c.MaxLength != 512 {
+		a.ResumeFromCheckpoint != "latest" || *a.Seed != 0 || *a.ReportPlots || !a.GradientCheckpointing || c.MaxLength != 512 {
 		t.Errorf("decoded %+v", a)
 	}
 	in["lr_scheduler_kwargs"] = map[string]any{"min_lr_ratio": 0.1}

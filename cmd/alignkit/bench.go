@@ -36,7 +36,7 @@ func newBenchTrainCmd() *cobra.Command {
 	var asJSON, quiet bool
 	var profile string
 	cmd := &cobra.Command{
-		Use:   "train --preset " + strings.Join(bench.PresetNames(), "|") + " [--steps N] [--warmup W] [--peak-gflops G] [--json]",
+		Use:   "train --preset " + strings.Join(bench.PresetNames(), "|") + " [--steps N] [--warmup W] [--gradient-checkpointing] [--peak-gflops G] [--json]",
 		Short: "Time full optimizer steps (forward, backward, clipping, AdamW) on a random model; report tokens/s, peak RSS, GFLOP/s",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -55,8 +55,12 @@ func newBenchTrainCmd() *cobra.Command {
 			if asJSON {
 				return printJSON(cmd.OutOrStdout(), res)
 			}
+			name := res.Preset
+			if res.GradientCheckpointing {
+				name += " with gradient checkpointing"
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s (%s, %d threads): %.0f tokens/s, peak RSS %.0f MB, %.1f GFLOP/s = %.1f%% of %.0f GFLOP/s peak, loss %.4f -> %.4f\n",
-				res.Preset, res.BLAS, res.Threads, res.TokensPerSecond, res.PeakRSSMB, res.AchievedGFLOPS, 100*res.PeakShare, res.PeakGFLOPS, res.LossFirst, res.LossLast)
+				name, res.BLAS, res.Threads, res.TokensPerSecond, res.PeakRSSMB, res.AchievedGFLOPS, 100*res.PeakShare, res.PeakGFLOPS, res.LossFirst, res.LossLast)
 			return nil
 		},
 	}
@@ -65,6 +69,7 @@ func newBenchTrainCmd() *cobra.Command {
 	cmd.Flags().IntVar(&opts.Warmup, "warmup", 1, "untimed steps first (graph building, first-touch allocations)")
 	cmd.Flags().Float64Var(&opts.PeakGFLOPS, "peak-gflops", 0, "the machine's fp32 peak in GFLOP/s; 0 measures it with a large sgemm after training")
 	cmd.Flags().Uint64Var(&opts.Seed, "seed", 1, "seed for the weights and the tokens")
+	cmd.Flags().BoolVar(&opts.GradientCheckpointing, "gradient-checkpointing", false, "recompute each layer's activations in the backward pass (gradient_checkpointing: true)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no per-step lines on stderr")
 	cmd.Flags().StringVar(&profile, "cpuprofile", "", "write a pprof CPU profile of the timed steps to this file (go tool pprof bin/alignkit FILE)")

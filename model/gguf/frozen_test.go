@@ -264,7 +264,7 @@ func TestFrozenGGMLQuants(t *testing.T) {
 				}
 			}
 			path := filepath.Join(t.TempDir(), c.name+".gguf")
-			kvs := append(llamaKV(c.cfg, c.name, fileTypeAllF32), mustTokenizerKV(t, syntheticTokenizer(c.cfg.VocabSize), c.cfg.VocabSize)...)
+			kvs := append(modelKV(c.cfg, c.name, fileTypeAllF32), mustTokenizerKV(t, syntheticTokenizer(c.cfg.VocabSize), c.cfg.VocabSize)...)
 			if err := writeFile(path, kvs, tensors, defaultAlign); err != nil {
 				t.Fatal(err)
 			}

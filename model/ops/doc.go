@@ -22,6 +22,14 @@
 // gradient as its input (which orders it after the computation) and returns the kept tensor.
 //
 // Each op's node hash includes the op's own address, so Gorgonia never merges two op instances.
+//
+// # Memory
+//
+// Two ops exist to hold less: HeadLogProbs is the LM head and the token log-probs in one op that
+// never holds the (N, V) logits or their gradient (it recomputes them a chunk of rows at a time in
+// its backward pass), and Checkpoint runs a segment (a decoder layer) on private sub-graphs shared
+// by every layer, so that the graph keeps each layer's input and output rather than every
+// activation (gradient checkpointing).
 package ops
 
 // Importing assume-no-moving-gc keeps Gorgonia's unsafe tricks from panicking at start on Go 1.26,

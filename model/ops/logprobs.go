@@ -8,22 +8,35 @@ import (
 	"gorgonia.org/tensor"
 )
 
-// LogProbs is a TokenLogProbs op's handle on its forward-only side outputs, valid after a run.
-type LogProbs struct{ op *logProbsOp }
+// LogProbs is a TokenLogProbs or HeadLogProbs op's handle on its forward-only side outputs, valid
+// after a run.
+type LogProbs struct{ op logProbsSide }
+
+// logProbsSide is what both log-prob ops keep for LogProbs.
+type logProbsSide interface {
+	sides() (correct, logitSum []float64)
+	setKeep(on bool)
+	keptLogits() *tensor.Dense
+}
 
 // Correct is 1 for each row whose argmax over the vocabulary (the first one on ties, as torch)
 // equals its target, else 0; ignored rows are 0. (N)
-func (l *LogProbs) Correct() []float64 { return l.op.correct }
+func (l *LogProbs) Correct() []float64 { c, _ := l.op.sides(); return c }
 
 // LogitSums is Σ_v logits[n, v] for each counted row, 0 for ignored rows. (N)
-func (l *LogProbs) LogitSums() []float64 { return l.op.logitSum }
+func (l *LogProbs) LogitSums() []float64 { _, s := l.op.sides(); return s }
 
-// KeepLogits makes later runs copy the logits (N, V) aside for Logits; it costs one copy per run.
-func (l *LogProbs) KeepLogits(on bool) { l.op.keep = on }
+// KeepLogits makes later runs keep the logits (N, V) for Logits; it costs one (N, V) buffer and,
+// for TokenLogProbs, one copy per run.
+func (l *LogProbs) KeepLogits(on bool) { l.op.setKeep(on) }
 
 // Logits returns the logits of the last run made with KeepLogits on (float32 or float64 data of
 // shape (N, V)), or nil.
-func (l *LogProbs) Logits() *tensor.Dense { return l.op.kept.t }
+func (l *LogProbs) Logits() *tensor.Dense { return l.op.keptLogits() }
+
+func (op *logProbsOp) sides() (correct, logitSum []float64) { return op.correct, op.logitSum }
+func (op *logProbsOp) setKeep(on bool)                      { op.keep = on }
+func (op *logProbsOp) keptLogits() *tensor.Dense            { return op.kept.t }
 
 // TokenLogProbs is weights[n]·log_softmax(logits[n])[targets[n]] for logits (N, V), targets (N)
 // (Int32) and weights (N): (N). A row with weight 0 or a negative target is ignored: its output and

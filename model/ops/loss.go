@@ -104,6 +104,9 @@ func (op *externalLossOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes
 		if err != nil {
 			return nil, err
 		}
+		if s, ok := in.Op().(*checkpointSideOp); ok {
+			s.grad = n // a checkpointed segment's side output: its backward op takes this gradient
+		}
 		out[i] = n
 	}
 	return out, nil

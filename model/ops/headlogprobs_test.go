@@ -1,0 +1,277 @@
+package ops
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"testing"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// headCase is one HeadLogProbs test shape: n rows of width d, vocabulary v, chunk rows per chunk.
+type headCase struct {
+	n, d, v, chunk int
+	targets        []int32
+	weights        []float64
+	keep           bool
+}
+
+func headCases() []headCase {
+	return []headCase{
+		{n: 1, d: 3, v: 1, chunk: 1, targets: []int32{0}, weights: []float64{1}},
+		// Ignored rows between counted ones: chunks gather non-consecutive rows.
+		{n: 7, d: 5, v: 11, chunk: 2, targets: []int32{3, -1, 10, 0, 2, 7, 7}, weights: []float64{1, 1, 0.5, 0, 2, -0.75, 1}},
+		{n: 7, d: 5, v: 11, chunk: 3, targets: []int32{3, -1, 10, 0, 2, 7, 7}, weights: []float64{1, 1, 0.5, 0, 2, -0.75, 1}, keep: true},
+		{n: 6, d: 4, v: 9, chunk: 100, targets: []int32{-1, -1, 8, 1, -1, 4}, weights: []float64{1, 1, 1.5, 1, 1, 0.25}},
+		{n: 5, d: 4, v: 9, chunk: 2, targets: []int32{-1, 3, 1, 2, 0}, weights: []float64{0, 0, 0, 0, 0}}, // nothing counted
+		{n: 130, d: 6, v: 300, chunk: 17, targets: manyTargets(130, 300), weights: manyWeights(130)},      // splits over workers
+	}
+}
+
+func headInputs(rng *rand.Rand, tc headCase) []input {
+	ins := []input{floatIn(rng, tc.n, tc.d), floatIn(rng, tc.v, tc.d), intIn(tc.targets), {shape: []int{tc.n}, vals: tc.weights}}
+	for i := range ins[1].vals {
+		ins[1].vals[i] *= 2
+	}
+	return ins
+}
+
+// TestHeadLogProbsGradient checks dh and dW against float64 central differences, and the outputs
+// and side outputs against TokenLogProbs on the explicit logits h·Wᵀ.
+func TestHeadLogProbsGradient(t *testing.T) {
+	for ci, tc := range headCases() {
+		t.Run(fmt.Sprintf("case%d", ci), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(21, uint64(ci)))
+			ins := headInputs(rng, tc)
+			var lp *LogProbs
+			build := func(g *G.ExprGraph, in []*G.Node) (*G.Node, error) {
+				out, l, err := HeadLogProbs(in[0], in[1], in[2], in[3], tc.chunk)
+				if err == nil && lp == nil {
+					lp = l
+					lp.KeepLogits(tc.keep)
+				}
+				return out, err
+			}
+			h := newHarness(t, rng, ins, build)
+			h.check(rng, 60)
+			got, _, err := h.run()
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Reference: the logits by hand, then w·(x_t − log Σ exp x), argmax and Σ x per row.
+			want := make([]float64, tc.n)
+			logits := make([]float64, tc.n*tc.v)
+			for i := 0; i < tc.n; i++ {
+				for j := 0; j < tc.v; j++ {
+					for k := 0; k < tc.d; k++ {
+						logits[i*tc.v+j] += ins[0].vals[i*tc.d+k] * ins[1].vals[j*tc.d+k]
+					}
+				}
+			}
+			for i, tg := range tc.targets {
+				wantCorrect, wantSum := 0.0, 0.0
+				if tc.weights[i] != 0 && tg >= 0 {
+					row := logits[i*tc.v : (i+1)*tc.v]
+					var z float64
+					arg := 0
+					for j, x := range row {
+						z += math.Exp(x)
+						wantSum += x
+						if x > row[arg] {
+							arg = j
+						}
+					}
+					want[i] = tc.weights[i] * (row[tg] - math.Log(z))
+					if arg == int(tg) {
+						wantCorrect = 1
+					}
+				}
+				if lp.Correct()[i] != wantCorrect || math.Abs(lp.LogitSums()[i]-wantSum) > 1e-9 {
+					t.Fatalf("row %d: correct %g (want %g), logit sum %g (want %g)", i, lp.Correct()[i], wantCorrect, lp.LogitSums()[i], wantSum)
+				}
+			}
+			near(t, "float64 logprobs", got, want, 1e-12)
+			if tc.keep {
+				near(t, "kept logits", lp.Logits().Data().([]float64), logits, 1e-12)
+			} else if lp.Logits() != nil {
+				t.Fatal("logits kept without KeepLogits")
+			}
+			near(t, "float32 logprobs", runF32(t, ins, build), want, 1e-5)
+		})
+	}
+}
+
+// TestHeadLogProbsMatchesLinearTokenLogProbs runs the fused op and the unfused Linear +
+// TokenLogProbs pair on the same float32 inputs, with loss Σ out ⊙ R, and compares the outputs, side
+// outputs, dh and dW: the fused op must agree to 1e-6 of each tensor's scale.
+func TestHeadLogProbsMatchesLinearTokenLogProbs(t *testing.T) {
+	for ci, tc := range headCases() {
+		t.Run(fmt.Sprintf("case%d", ci), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(22, uint64(ci)))
+			ins := headInputs(rng, tc)
+			r := make([]float32, tc.n)
+			for i := range r {
+				r[i] = float32(rng.NormFloat64())
+			}
+			type result struct {
+				out, dh, dw, logits []float32
+				correct, sums       []float64
+			}
+			run := func(fused bool) result {
+				g := G.NewGraph()
+				nodes := make([]*G.Node, len(ins))
+				for i, in := range ins {
+					var v *tensor.Dense
+					if in.ints != nil {
+						v = tensor.New(tensor.WithShape(in.shape...), tensor.WithBacking(append([]int32(nil), in.ints...)))
+					} else {
+						f := make([]float32, len(in.vals))
+						for j, x := range in.vals {
+							f[j] = float32(x)
+						}
+						v = tensor.New(tensor.WithShape(in.shape...), tensor.WithBacking(f))
+					}
+					nodes[i] = G.NewTensor(g, v.Dtype(), len(in.shape), G.WithShape(in.shape...), G.WithName(fmt.Sprintf("in%d", i)), G.WithValue(v))
+				}
+				var out *G.Node
+				var lp *LogProbs
+				var err error
+				if fused {
+					out, lp, err = HeadLogProbs(nodes[0], nodes[1], nodes[2], nodes[3], tc.chunk)
+				} else {
+					var logits *G.Node
+					if logits, err = Linear(nodes[0], nodes[1]); err == nil {
+						out, lp, err = TokenLogProbs(logits, nodes[2], nodes[3])
+					}
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				lp.KeepLogits(true)
+				rn := G.NewTensor(g, tensor.Float32, 1, G.WithShape(tc.n), G.WithName("R"), G.WithValue(tensor.New(tensor.WithShape(tc.n), tensor.WithBacking(r))))
+				loss := G.Must(G.Sum(G.Must(G.HadamardProd(out, rn))))
+				grads, err := G.Grad(loss, nodes[0], nodes[1])
+				if err != nil {
+					t.Fatal(err)
+				}
+				m := G.NewTapeMachine(g)
+				if err := m.RunAll(); err != nil {
+					t.Fatal(err)
+				}
+				f32 := func(n *G.Node) []float32 { return append([]float32(nil), n.Value().Data().([]float32)...) }
+				return result{f32(out), f32(grads[0]), f32(grads[1]), append([]float32(nil), lp.Logits().Data().([]float32)...),
+					append([]float64(nil), lp.Correct()...), append([]float64(nil), lp.LogitSums()...)}
+			}
+			got, want := run(true), run(false)
+			for _, c := range []struct {
+				name      string
+				got, want []float32
+			}{{"logprobs", got.out, want.out}, {"dh", got.dh, want.dh}, {"dW", got.dw, want.dw}, {"logits", got.logits, want.logits}} {
+				scale := 0.0
+				for _, x := range c.want {
+					scale = math.Max(scale, math.Abs(float64(x)))
+				}
+				for i := range c.want {
+					if d := math.Abs(float64(c.got[i] - c.want[i])); d > 1e-6*scale {
+						t.Fatalf("%s[%d]: fused %.9g, unfused %.9g (diff %.3g, scale %.3g)", c.name, i, c.got[i], c.want[i], d, scale)
+					}
+				}
+			}
+			for i := range want.correct {
+				if got.correct[i] != want.correct[i] || math.Abs(got.sums[i]-want.sums[i]) > 1e-6*(1+math.Abs(want.sums[i])) {
+					t.Fatalf("row %d: fused correct %g sum %g, unfused %g %g", i, got.correct[i], got.sums[i], want.correct[i], want.sums[i])
+				}
+			}
+		})
+	}
+}
+
+func TestHeadLogProbsRejectsBadInput(t *testing.T) {
+	g := G.NewGraph()
+	h := G.NewMatrix(g, G.Float32, G.WithShape(2, 3), G.WithName("h"), G.WithInit(G.Zeroes()))
+	w := G.NewMatrix(g, G.Float32, G.WithShape(4, 3), G.WithName("w"), G.WithInit(G.Zeroes()))
+	tg := G.NewVector(g, G.Int32, G.WithShape(2), G.WithName("t"), G.WithValue(tensor.New(tensor.WithBacking([]int32{9, 4}))))
+	wt := G.NewVector(g, G.Float32, G.WithShape(2), G.WithName("w"), G.WithValue(tensor.New(tensor.WithBacking([]float32{0, 1}))))
+	if _, _, err := HeadLogProbs(h, w, tg, wt, 0); err == nil || err.Error() != "ops.HeadLogProbs: chunk of 0 rows, want at least 1" {
+		t.Fatalf("chunk 0: error %v", err)
+	}
+	bad := G.NewMatrix(g, G.Float32, G.WithShape(4, 2), G.WithName("bad"), G.WithInit(G.Zeroes()))
+	if _, _, err := HeadLogProbs(h, bad, tg, wt, 1); err == nil || Cause(err).Error() != "ops.HeadLogProbs: h (2, 3), W (4, 2), targets (2), weights (2): want (N, D), (V, D), (N), (N)" {
+		t.Fatalf("mismatched W: error %v", err)
+	}
+	if _, _, err := HeadLogProbs(h, w, tg, wt, 1); err != nil {
+		t.Fatal(err)
+	}
+	err := G.NewTapeMachine(g).RunAll()
+	// Row 0's target 9 is ignored (weight 0); row 1's target 4 is counted and outside 0..3.
+	if want := "ops.HeadLogProbs: target 4 at row 1 is outside 0..3"; err == nil || Cause(err).Error() != want {
+		t.Fatalf("error %v, want %q", err, want)
+	}
+}
+
+// TestHeadLogProbsHoldsNoLogits measures the Go heap that a differentiated graph holds after a run,
+// fused (chunks of 64 rows) against Linear + TokenLogProbs, for 1024 rows over a vocabulary of 8192:
+// the unfused pair keeps the (N, V) logits and their gradient (2·32 MiB), the fused op one chunk.
+func TestHeadLogProbsHoldsNoLogits(t *testing.T) {
+	const n, d, v, chunk = 1024, 8, 8192, 64
+	rng := rand.New(rand.NewPCG(23, 1))
+	fill := func(k int) []float32 {
+		x := make([]float32, k)
+		for i := range x {
+			x[i] = float32(rng.NormFloat64())
+		}
+		return x
+	}
+	hv, wv := fill(n*d), fill(v*d)
+	targets, weights := make([]int32, n), make([]float32, n)
+	for i := range targets {
+		targets[i], weights[i] = int32(i*31%v), 1
+	}
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	held := func(fused bool) uint64 {
+		before := heap()
+		g := G.NewGraph()
+		h := G.NewMatrix(g, G.Float32, G.WithShape(n, d), G.WithName("h"), G.WithValue(tensor.New(tensor.WithShape(n, d), tensor.WithBacking(hv))))
+		w := G.NewMatrix(g, G.Float32, G.WithShape(v, d), G.WithName("w"), G.WithValue(tensor.New(tensor.WithShape(v, d), tensor.WithBacking(wv))))
+		tg := G.NewVector(g, G.Int32, G.WithShape(n), G.WithName("t"), G.WithValue(tensor.New(tensor.WithShape(n), tensor.WithBacking(targets))))
+		wt := G.NewVector(g, G.Float32, G.WithShape(n), G.WithName("wt"), G.WithValue(tensor.New(tensor.WithShape(n), tensor.WithBacking(weights))))
+		var out *G.Node
+		var err error
+		if fused {
+			out, _, err = HeadLogProbs(h, w, tg, wt, chunk)
+		} else {
+			var logits *G.Node
+			if logits, err = Linear(h, w); err == nil {
+				out, _, err = TokenLogProbs(logits, tg, wt)
+			}
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := G.Grad(G.Must(G.Sum(out)), h, w); err != nil {
+			t.Fatal(err)
+		}
+		m := G.NewTapeMachine(g)
+		if err := m.RunAll(); err != nil {
+			t.Fatal(err)
+		}
+		after := heap()
+		runtime.KeepAlive(m)
+		return after - before
+	}
+	fused, unfused := held(true), held(false)
+	t.Logf("graph heap: fused %.1f MiB, Linear+TokenLogProbs %.1f MiB", float64(fused)/(1<<20), float64(unfused)/(1<<20))
+	// The unfused pair's heap shows at least one whole logits matrix (it holds two), the fused op's
+	// less than an eighth of one (a 64-row chunk is 1/16).
+	if logits := uint64(n * v * 4); unfused < logits || fused > logits/8 {
+		t.Fatalf("fused graph holds %d bytes, unfused %d; one (N, V) logits matrix is %d", fused, unfused, logits)
+	}
+}
