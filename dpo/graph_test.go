@@ -132,7 +132,7 @@ func TestGradientCheckpointing(t *testing.T) {
 	step := func(ckpt bool) (float64, [][]float32) {
 		c := textPairsConfig(t)
 		c.GradientCheckpointing = ckpt
-		task, err := NewTask(c, WithLogWriter(io.Discard))
+		task, err := newTestTask(c, io.Discard)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -111,14 +111,9 @@ func newTask(cfg Config, h hooks, log io.Writer) (*Task, error) {
 			rc = &checkpoint.Model{Weights: ck.Weights.Clone(), Tok: ck.Tok, Dir: ck.Dir, Source: ck.Source}
 		}
 		ref := lm.New(rc, rows)
-<<<<<<< HEAD
+		ref.Checkpoint = cfg.GradientCheckpointing
 		if h.refLoaded != nil {
 			h.refLoaded(ref)
-=======
-		ref.Checkpoint = cfg.GradientCheckpointing
-		if o.refLoaded != nil {
-			o.refLoaded(ref)
->>>>>>> mem
 		}
 		return ref
 	}

@@ -32,16 +32,10 @@ type Model struct {
 }
 
 type graphKey struct {
-<<<<<<< HEAD
-	rows, length int
-	head         model.Head
-	grad         bool
-	adaptersOff  bool
-=======
 	rows, length     int
 	head             model.Head
 	grad, checkpoint bool
->>>>>>> mem
+	adaptersOff      bool
 }
 
 // New wraps a loaded checkpoint. rows is the usual batch height (see Model.Rows).
@@ -109,22 +103,13 @@ func (m *Model) Save(dir string) error {
 }
 
 // graph returns the graph for a batch shape, building it on first use.
-<<<<<<< HEAD
 func (m *Model) graph(rows, length int, head model.Head, grad, off bool) (*model.Graph, error) {
-	k := graphKey{rows, length, head, grad, off}
+	k := graphKey{rows, length, head, grad, m.Checkpoint, off}
 	if g, ok := m.graphs[k]; ok {
 		return g, nil
 	}
 	g, err := model.NewGraph(m.Ckpt.Weights, model.GraphSpec{Batch: rows, SeqLen: length, Head: head, Grad: grad,
-		Adapter: m.Ckpt.Adapter, AdaptersOff: off})
-=======
-func (m *Model) graph(rows, length int, head model.Head, grad bool) (*model.Graph, error) {
-	k := graphKey{rows, length, head, grad, m.Checkpoint}
-	if g, ok := m.graphs[k]; ok {
-		return g, nil
-	}
-	g, err := model.NewGraph(m.Ckpt.Weights, model.GraphSpec{Batch: rows, SeqLen: length, Head: head, Grad: grad, Checkpoint: m.Checkpoint})
->>>>>>> mem
+		Checkpoint: m.Checkpoint, Adapter: m.Ckpt.Adapter, AdaptersOff: off})
 	if err != nil {
 		return nil, err
 	}

@@ -120,7 +120,7 @@ func TestRunAccumulates(t *testing.T) {
 // TestCheckpointFlag: Model.Checkpoint builds checkpointed graphs (forward-only ones too), whose
 // gradients and log-probs are bitwise those of the plain model.
 func TestCheckpointFlag(t *testing.T) {
-	ck := stories(t)
+	ck := testutil.Stories(t)
 	b := batchOf(t, ck, "The sun was warm.", "A dog ran.")
 	nll := func(s model.Stats) (float64, []float64, []float64, error) {
 		d := make([]float64, len(s.LogProb))

@@ -157,21 +157,6 @@ func TestGraphGradientCheck(t *testing.T) {
 		name string
 		o    tinyOpts
 		head Head
-<<<<<<< HEAD
-	}{
-		{"llama gqa tied", tinyOpts{}, LMHead},
-		{"mistral window untied", tinyOpts{window: 3, untied: true}, LMHead},
-		{"mixtral moe aux", tinyOpts{moe: true}, LMHead},
-		{"mixtral moe window untied", tinyOpts{moe: true, window: 2, untied: true}, LMHead},
-		{"llama reward score head", tinyOpts{reward: true}, ScoreHead},
-		{"mixtral reward score head", tinyOpts{moe: true, reward: true}, ScoreHead},
-		{"llama3 rope scaling attention bias", tinyOpts{family: "llama3"}, LMHead},
-		{"qwen2 biases untied", tinyOpts{family: "qwen2", untied: true}, LMHead},
-		{"qwen3 qk norm attention bias", tinyOpts{family: "qwen3"}, LMHead},
-		{"qwen3moe top-3 unnormalised dense layer", tinyOpts{family: "qwen3moe", untied: true}, LMHead},
-		{"qwen3moe top-3 renormalised", tinyOpts{family: "qwen3moe-norm"}, LMHead},
-		{"qwen3 reward score head", tinyOpts{family: "qwen3", reward: true}, ScoreHead},
-=======
 		ckpt bool
 	}
 	var cases []gradCase
@@ -182,25 +167,30 @@ func TestGraphGradientCheck(t *testing.T) {
 		{name: "mixtral moe window untied", o: tinyOpts{moe: true, window: 2, untied: true}, head: LMHead},
 		{name: "llama reward score head", o: tinyOpts{reward: true}, head: ScoreHead},
 		{name: "mixtral reward score head", o: tinyOpts{moe: true, reward: true}, head: ScoreHead},
->>>>>>> mem
+		{name: "llama3 rope scaling attention bias", o: tinyOpts{family: "llama3"}, head: LMHead},
+		{name: "qwen2 biases untied", o: tinyOpts{family: "qwen2", untied: true}, head: LMHead},
+		{name: "qwen3 qk norm attention bias", o: tinyOpts{family: "qwen3"}, head: LMHead},
+		{name: "qwen3moe top-3 unnormalised dense layer", o: tinyOpts{family: "qwen3moe", untied: true}, head: LMHead},
+		{name: "qwen3moe top-3 renormalised", o: tinyOpts{family: "qwen3moe-norm"}, head: LMHead},
+		{name: "qwen3 reward score head", o: tinyOpts{family: "qwen3", reward: true}, head: ScoreHead},
 	} {
+		cases = append(cases, tc)
+		if strings.Contains(tc.name, "dense layer") {
+			continue // checkpointing refuses mixed dense and expert layers (TestCheckpointRefusals)
+		}
 		ck := tc
 		ck.name, ck.ckpt = tc.name+" checkpointed", true
-		cases = append(cases, tc, ck)
+		cases = append(cases, ck)
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(21, uint64(len(strings.TrimSuffix(tc.name, " checkpointed")))))
 			cfg := tinyConfig(tc.o)
 			w := InitRandom(cfg, 7, 0.3) // large enough weights for attention and routing to matter
-<<<<<<< HEAD
 			if tc.o.family != "" {
 				perturbVectors(w, rng)
 			}
-			spec := GraphSpec{Batch: 2, SeqLen: 7, Head: tc.head, Grad: true}
-=======
 			spec := GraphSpec{Batch: 2, SeqLen: 7, Head: tc.head, Grad: true, Checkpoint: tc.ckpt}
->>>>>>> mem
 			gr, err := newGraph(w, spec, tensor.Float64)
 			if err != nil {
 				t.Fatal(err)

@@ -41,7 +41,6 @@ type GraphSpec struct {
 	// KeepLogits keeps each run's logits (B·T, V) for Logits (LM head only); it costs one (B·T, V)
 	// buffer, which the fused head otherwise never holds.
 	KeepLogits bool
-<<<<<<< HEAD
 	// Adapter, when non-nil, freezes the base: its linear weights are read through
 	// ops.FrozenLinear and nothing of it is a Param; the adapter's A/B pairs and modules_to_save
 	// copies are the Params. Its dropout applies in Grad graphs only.
@@ -49,12 +48,10 @@ type GraphSpec struct {
 	// AdaptersOff runs the base alone (TRL's reference model for a PEFT policy: the same weights
 	// with adapters disabled, no second copy). Such a graph has no Params.
 	AdaptersOff bool
-=======
 	// Checkpoint recomputes each decoder layer's activations in the backward pass (transformers'
 	// gradient_checkpointing): the graph keeps only each layer's input and output, at the cost of a
 	// second forward pass through every layer. Results are bitwise those of the plain graph.
 	Checkpoint bool
->>>>>>> mem
 }
 
 // Inputs is one micro-batch. Per-token slices are row-major (B·T): row b's tokens are
@@ -145,13 +142,10 @@ type graphParam struct {
 	grad  *G.Node
 	value *tensor.Dense
 	f64   []float64 // the float64 copy behind value, for float64 test graphs
-<<<<<<< HEAD
 	data  []float32 // the float32 values the Param aliases
-=======
 	// own is the graph's copy of the gradient, used when the gradient node's value cannot be
 	// aliased: a float64 graph, or a node whose buffer changed between runs.
 	own []float32
->>>>>>> mem
 }
 
 var useBLAS sync.Once

@@ -152,53 +152,39 @@ func (gr *Graph) build(w *Weights) error {
 		}
 		return n
 	}
-<<<<<<< HEAD
 	lin := func(x *G.Node, name string) *G.Node { return must(linear(x, name)) }
-=======
 	must2 := func(a, b *G.Node, e error) (*G.Node, *G.Node) { return must(a, e), b }
->>>>>>> mem
 
 	rope, e := ops.NewRoPEFreqs(c.InvFreq()) // theta^(-2i/hd), divided by Llama 3's rope_scaling factors
 	if e != nil {
 		return e
 	}
 	attn := ops.AttentionSpec{Batch: B, SeqLen: gr.spec.SeqLen, Heads: c.NumAttentionHeads, KVHeads: c.NumKeyValueHeads, HeadDim: c.HeadDim, Window: c.SlidingWindow}
-<<<<<<< HEAD
-	h := must(ops.Embedding(must(param(EmbedKey)), tokens)) // (N, D)
-	var routerStats G.Nodes
-	for l := 0; l < c.NumHiddenLayers && err == nil; l++ {
+	frozenBase := false
+	for _, t := range w.Tensors {
+		if t.Frozen != nil {
+			frozenBase = true
+			break
+		}
+	}
+	// layer lays out decoder layer l on the residual stream h (N, D) and returns the new stream and,
+	// for MoE, the layer's router statistics (2, E). Every trainable tensor it reads comes through
+	// param, and positions and segments are its arguments, so that gradient checkpointing can lay the
+	// same layer out on a sub-graph's placeholders (graph_ckpt.go).
+	layer := func(l int, h, positions, segments *G.Node, param func(string) (*G.Node, error)) (out, stats *G.Node) {
 		p := func(r Role) *G.Node { return must(param(c.TensorKey(l, r, 0))) }
+		lin := lin
+		if ad == nil && !frozenBase {
+			// Every weight is a trainable param: through this layer's param (the sub-graph's, when
+			// checkpointed).
+			lin = func(x *G.Node, name string) *G.Node { return must(ops.Linear(x, must(param(name)))) }
+		}
 		// proj is x·Wᵀ (trainable, or frozen plus its LoRA term) plus the role's bias when the
 		// architecture has one (Qwen2's q/k/v, attention_bias).
 		proj := func(x *G.Node, w, b Role, biased bool) *G.Node {
 			y := lin(x, c.TensorKey(l, w, 0))
 			if biased {
 				y = must(ops.AddBias(y, p(b)))
-=======
-	// layer lays out decoder layer l on the residual stream h (N, D) and returns the new stream and,
-	// for MoE, the layer's router statistics (2, E). Every tensor it reads comes through param, and
-	// positions and segments are its arguments, so that gradient checkpointing can lay the same
-	// layer out on a sub-graph's placeholders (graph_ckpt.go).
-	layer := func(l int, h, positions, segments *G.Node, param func(string) (*G.Node, error)) (out, stats *G.Node) {
-		p := func(suffix string) *G.Node { return must(param(LayerKey(l, suffix))) }
-		n1 := must(ops.RMSNorm(h, p("input_layernorm.weight"), c.RMSNormEps))                // (N, D)
-		q := must(rope.Apply(must(ops.Linear(n1, p("self_attn.q_proj.weight"))), positions)) // (N, H·hd)
-		k := must(rope.Apply(must(ops.Linear(n1, p("self_attn.k_proj.weight"))), positions)) // (N, KV·hd)
-		v := must(ops.Linear(n1, p("self_attn.v_proj.weight")))                              // (N, KV·hd)
-		a := must(ops.Attention(attn, q, k, v, segments))                                    // (N, H·hd)
-		h = must(ops.Add(h, must(ops.Linear(a, p("self_attn.o_proj.weight")))))
-		n2 := must(ops.RMSNorm(h, p("post_attention_layernorm.weight"), c.RMSNormEps))
-		var mlp *G.Node
-		if c.IsMoE() {
-			z := must(ops.Linear(n2, p("block_sparse_moe.gate.weight"))) // (N, E)
-			comb := must(ops.Route(z, c.NumExpertsPerTok))
-			stats = must(ops.RouterStats(z, segments, c.NumExpertsPerTok))
-			var w1, w3, w2 []*G.Node
-			for e := 0; e < c.NumLocalExperts; e++ {
-				w1 = append(w1, must(param(ExpertKey(l, e, "w1"))))
-				w3 = append(w3, must(param(ExpertKey(l, e, "w3"))))
-				w2 = append(w2, must(param(ExpertKey(l, e, "w2"))))
->>>>>>> mem
 			}
 			return y
 		}
@@ -220,7 +206,7 @@ func (gr *Graph) build(w *Weights) error {
 		if c.MoELayer(l) {
 			z := lin(n2, c.TensorKey(l, RoleRouter, 0)) // (N, E)
 			comb := must(ops.RouteTopK(z, c.NumExpertsPerTok, c.NormTopK()))
-			routerStats = append(routerStats, must(ops.RouterStats(z, segments, c.NumExpertsPerTok)))
+			stats = must(ops.RouterStats(z, segments, c.NumExpertsPerTok))
 			mlp = gr.expertMLP(l, n2, comb, lin, param, must)
 		} else {
 			gate := lin(n2, c.TensorKey(l, RoleGate, 0)) // (N, F)
@@ -231,6 +217,17 @@ func (gr *Graph) build(w *Weights) error {
 	}
 	h := must(ops.Embedding(must(param(EmbedKey)), tokens)) // (N, D)
 	var ckpt *layerCheckpoint
+	if gr.spec.Checkpoint && (ad != nil || frozenBase) {
+		// The checkpointed layer is one sub-graph rebound to each layer's tensors; a frozen weight or
+		// a LoRA term is baked into its op, so it cannot be rebound yet.
+		return fmt.Errorf("gradient_checkpointing: not supported with a LoRA adapter or a frozen (quantized) base yet; turn it off")
+	}
+	for l := 1; gr.spec.Checkpoint && l < c.NumHiddenLayers; l++ {
+		if c.MoELayer(l) != c.MoELayer(0) {
+			// One template layer serves every layer: Qwen3-MoE's mixed dense/sparse layers differ.
+			return fmt.Errorf("gradient_checkpointing: layers %d and %d differ (dense and mixture-of-experts), which it does not support yet", 0, l)
+		}
+	}
 	if gr.spec.Checkpoint && err == nil {
 		trainable := func(string) bool { return true } // every layer tensor is a graph param
 		if ckpt, err = gr.newLayerCheckpoint(w, layer, trainable, func() error { return err }); err != nil {
@@ -263,13 +260,14 @@ func (gr *Graph) build(w *Weights) error {
 		if w.Tensors[LMHeadKey] == nil {
 			headName = EmbedKey // tied: the embedding node itself, so its gradient sums both uses
 		}
-<<<<<<< HEAD
-		logits := lin(hn, headName) // (N, V)
-=======
-		// The fused head never holds the (N, V) logits or their gradient (headChunk rows at a time).
->>>>>>> mem
 		var lp *ops.LogProbs
-		headOut, lp, e = ops.HeadLogProbs(hn, must(param(headName)), targets, weights, headChunk(N, c.VocabSize))
+		if trainable(headName) || (ad == nil && w.Tensors[headName].Frozen == nil) {
+			// The fused head never holds the (N, V) logits or their gradient (headChunk rows at a time).
+			headOut, lp, e = ops.HeadLogProbs(hn, must(param(headName)), targets, weights, headChunk(N, c.VocabSize))
+		} else {
+			// A frozen (quantized) or LoRA-adapted head: its product, then the log-probs.
+			headOut, lp, e = ops.TokenLogProbs(lin(hn, headName), targets, weights) // (N, V) logits
+		}
 		if e != nil {
 			return e
 		}

@@ -366,14 +366,15 @@ func TestTrainBadInput(t *testing.T) {
 // model and on the separate evaluation model (eval batch 2, train batch 4), and is off by default.
 func TestGradientCheckpointingReachesModels(t *testing.T) {
 	for _, on := range []bool{false, true} {
-		cfg := smallConfig(t, writeJSONL(t, "rated.jsonl", ratedRows(t, 0, 8)...))
-		cfg.Data.EvalDatasetName = writeJSONL(t, "eval.jsonl", ratedRows(t, 8, 4)...)
+		cfg := smallConfig(t, testutil.WriteJSONL(t, "rated.jsonl", ratedRows(t, 0, 8)...))
+		cfg.Data.EvalDatasetName = testutil.WriteJSONL(t, "eval.jsonl", ratedRows(t, 8, 4)...)
 		cfg.PerDeviceEvalBatchSize = 2
 		cfg.GradientCheckpointing = on
-		task, _, err := Prepare(cfg)
+		job, err := Prepare(t.Context(), cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
+		task := job.Task.(*Task)
 		if task.EvalModel == task.Model {
 			t.Fatal("the evaluation model is the training model: the test would not check it")
 		}

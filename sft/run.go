@@ -91,19 +91,11 @@ func Prepare(_ context.Context, cfg Config, _ ...train.Option) (*recipe.Job, err
 		st := evalB.Stats()
 		sum.Eval = &st
 	}
-<<<<<<< HEAD
-	task := newTask(lm.New(base.Ckpt, cfg.PerDeviceTrainBatchSize), trainB, evalB, cfg.PerDeviceEvalBatchSize)
+	m := lm.New(base.Ckpt, cfg.PerDeviceTrainBatchSize)
+	m.Checkpoint = cfg.GradientCheckpointing
+	task := newTask(m, trainB, evalB, cfg.PerDeviceEvalBatchSize)
 	task.ChatTemplate, task.Summary = base.ChatTemplate, sum
 	return &recipe.Job{Args: cfg.Args, Task: task, Report: []string{sum.String()}}, nil
-=======
-	m := lm.New(ck, cfg.PerDeviceTrainBatchSize)
-	m.Checkpoint = cfg.GradientCheckpointing
-	task := NewTask(m, trainB, evalB, cfg.PerDeviceEvalBatchSize)
-	if tmpl := tok.Template(); tmpl != nil && tmpl.Source() != ck.Tok.ChatTemplate() {
-		task.ChatTemplate = tmpl.Source()
-	}
-	return task, sum, nil
->>>>>>> mem
 }
 
 // Run is `alignkit sft`: Prepare (nothing is written if it fails), the data summary printed to the

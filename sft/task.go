@@ -30,13 +30,8 @@ type Task struct {
 
 // newTask trains m on trainData and evaluates on evalData (nil for none). evalRows is the
 // evaluation batch height (per_device_eval_batch_size), for which a second lm.Model sharing m's
-<<<<<<< HEAD
-// weights keeps its own graphs.
-func newTask(m *lm.Model, trainData, evalData *data.Batcher, evalRows int) *Task {
-=======
 // weights (and m.Checkpoint) keeps its own graphs.
-func NewTask(m *lm.Model, trainData, evalData *data.Batcher, evalRows int) *Task {
->>>>>>> mem
+func newTask(m *lm.Model, trainData, evalData *data.Batcher, evalRows int) *Task {
 	t := &Task{Model: m, EvalModel: m, TrainData: trainData, EvalData: evalData}
 	if evalData != nil && evalRows != m.Rows {
 		t.EvalModel = lm.New(m.Ckpt, evalRows)
