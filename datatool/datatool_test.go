@@ -107,15 +107,16 @@ func TestInspectTokensMatchBatchers(t *testing.T) {
 	}
 	dir := sharedtest.Path(t, "data")
 	for _, tc := range []struct {
-		file   string
-		maxLen int
+		file         string
+		rows, maxLen int
 	}{
-		{"alpaca_en_demo.parquet", 64},
-		{"capybara_test.parquet", 512},
-		{"orca_dpo_pairs_validation_chat.parquet", 256},
+		{"alpaca_en_demo.parquet", 999, 64},
+		{"capybara_test.parquet", 40, 512}, // the first 40 rows: long conversations are slow to render turn by turn
+		{"orca_dpo_pairs_validation_chat.parquet", 100, 256},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			tb := read(t, filepath.Join(dir, tc.file))
+			tb.Rows = tb.Rows[:tc.rows]
 			rep, err := datatool.Inspect(tb, datatool.InspectOptions{Tok: m.Tok, ModelName: "stories260K", ChatTemplate: "chatml", MaxLength: tc.maxLen})
 			if err != nil {
 				t.Fatal(err)
