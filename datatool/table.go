@@ -6,6 +6,7 @@
 package datatool
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -23,7 +24,7 @@ import (
 )
 
 // Table is a file's rows with its columns in order (a Parquet file's schema order; a JSON Lines
-// file's columns sorted by name, since its objects carry no shared order).
+// file's keys in the order they first appear; a hub dataset's columns sorted by name).
 type Table struct {
 	Source  string
 	Columns []string
@@ -37,10 +38,13 @@ func Read(path, split string) (*Table, error) {
 		return nil, err
 	}
 	t := &Table{Source: path, Rows: rows}
-	if strings.EqualFold(filepath.Ext(path), ".parquet") {
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".parquet":
 		if t.Columns, err = parquetColumns(path); err != nil {
 			return nil, err
 		}
+	case ".jsonl", ".json", ".ndjson":
+		t.Columns = jsonColumns(path)
 	}
 	seen := map[string]bool{}
 	for _, c := range t.Columns {
@@ -79,6 +83,52 @@ func parquetColumns(path string) ([]string, error) {
 		cols = append(cols, fld.Name())
 	}
 	return cols, nil
+}
+
+// jsonColumns lists the top-level keys of a JSON Lines file's objects (or of a JSON array's
+// objects) in the order they first appear. It reads tokens only; data.ReadRows reports bad JSON.
+func jsonColumns(path string) []string {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	dec := json.NewDecoder(bufio.NewReader(f))
+	type level struct {
+		object, expectKey bool
+	}
+	var stack []level
+	top := 1 // the depth of the row objects: 2 inside a top-level array
+	var cols []string
+	seen := map[string]bool{}
+	for first := true; ; first = false {
+		tok, err := dec.Token()
+		if err != nil {
+			return cols
+		}
+		if d, ok := tok.(json.Delim); ok && first && d == '[' {
+			top = 2
+		}
+		// A value inside an object is followed by a key.
+		isKey := false
+		if n := len(stack); n > 0 && stack[n-1].object {
+			isKey = stack[n-1].expectKey
+			if _, end := tok.(json.Delim); !end || (tok != json.Delim('}') && tok != json.Delim(']')) {
+				stack[n-1].expectKey = !isKey
+			}
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			stack = append(stack, level{object: tok == json.Delim('{'), expectKey: true})
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		default:
+			if s, ok := tok.(string); ok && isKey && len(stack) == top && !seen[s] {
+				seen[s] = true
+				cols = append(cols, s)
+			}
+		}
+	}
 }
 
 // Type is a column's type inferred from its values, merged over every row.
