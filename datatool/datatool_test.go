@@ -502,3 +502,31 @@ func TestDecontaminatePlanted(t *testing.T) {
 		t.Error(datatool.RemovedPath("/x/clean.parquet"))
 	}
 }
+
+// TestReadHubName: a dataset name resolves through the hub cache (HF_HUB_CACHE) to its split's
+// files, with the first file's column order.
+func TestReadHubName(t *testing.T) {
+	src, err := os.ReadFile(sharedtest.Path(t, "data", "no_robots_test_sft.parquet"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := t.TempDir()
+	t.Setenv("HF_HUB_CACHE", cache)
+	repo := filepath.Join(cache, "datasets--HuggingFaceH4--no_robots")
+	const commit = "e6f9a4ac5c08f3a1f7bd3a3f1d5c1b7a3e7c2d10"
+	os.MkdirAll(filepath.Join(repo, "refs"), 0o755)
+	os.WriteFile(filepath.Join(repo, "refs", "main"), []byte(commit), 0o644)
+	os.MkdirAll(filepath.Join(repo, "snapshots", commit, "data"), 0o755)
+	os.WriteFile(filepath.Join(repo, "snapshots", commit, "data", "test-00000-of-00001.parquet"), src, 0o644)
+	tb, err := datatool.Read("HuggingFaceH4/no_robots", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tb.Rows) != 500 || strings.Join(tb.Columns, " ") != "prompt prompt_id messages category" {
+		t.Errorf("%d rows, columns %v", len(tb.Rows), tb.Columns)
+	}
+	want := `HuggingFaceH4/no_robots: no data files for split "train" in ` + filepath.Join(repo, "snapshots", commit) + " (files: data/test-00000-of-00001.parquet)"
+	if _, err := datatool.Read("HuggingFaceH4/no_robots", "train"); err == nil || err.Error() != "reading "+want {
+		t.Errorf("missing split: %v", err)
+	}
+}

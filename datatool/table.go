@@ -24,7 +24,8 @@ import (
 )
 
 // Table is a file's rows with its columns in order (a Parquet file's schema order; a JSON Lines
-// file's keys in the order they first appear; a hub dataset's columns sorted by name).
+// file's keys in the order they first appear; for a hub dataset, its first file's order; columns
+// only later files or rows have come after, sorted by name).
 type Table struct {
 	Source  string
 	Columns []string
@@ -38,13 +39,18 @@ func Read(path, split string) (*Table, error) {
 		return nil, err
 	}
 	t := &Table{Source: path, Rows: rows}
-	switch strings.ToLower(filepath.Ext(path)) {
+	// A hub dataset's rows come from its split's files: take the column order of the first.
+	first := path
+	if len(rows) > 0 {
+		first = rows[0].Source
+	}
+	switch strings.ToLower(filepath.Ext(first)) {
 	case ".parquet":
-		if t.Columns, err = parquetColumns(path); err != nil {
+		if t.Columns, err = parquetColumns(first); err != nil {
 			return nil, err
 		}
 	case ".jsonl", ".json", ".ndjson":
-		t.Columns = jsonColumns(path)
+		t.Columns = jsonColumns(first)
 	}
 	seen := map[string]bool{}
 	for _, c := range t.Columns {
