@@ -201,7 +201,7 @@ func synthesize(ctx context.Context, cfg SynthConfig, s *sampler, scorer convSco
 	cfg.Data = cfg.Data.Defaults()
 	lists, _ := ResolveLists(cfg.Constraints, cfg.ExtendConstraints)
 	mode, _ := ParseSampleMode(cfg.Samples)
-	ds, err := data.Load(data.Source{Path: cfg.Data.DatasetName, Columns: cfg.Data.Columns, Format: data.FormatConversation})
+	ds, err := data.Load(data.Source{Path: cfg.Data.DatasetName, Columns: cfg.Data.Columns, Format: data.FormatConversation, Split: cfg.Data.DatasetTrainSplit})
 	if err != nil {
 		return sum, err
 	}

@@ -103,15 +103,15 @@ func (c SampleConfig) Validate() error {
 // LoadPromptSets reads the prompts: the sampling prompts and the held-out ones (nil without
 // eval_dataset_name or eval_split), each capped by max_train_samples / max_eval_samples.
 func (c SampleConfig) LoadPromptSets() (train, eval []Prompt, err error) {
-	a := c.Data
-	all, err := LoadPrompts(a.DatasetName, a.Columns)
+	a := c.Data.Defaults()
+	all, err := LoadPromptsSplit(a.DatasetName, a.DatasetTrainSplit, a.Columns)
 	if err != nil {
 		return nil, nil, err
 	}
 	train = all
 	switch {
 	case a.EvalDatasetName != "":
-		if eval, err = LoadPrompts(a.EvalDatasetName, a.Columns); err != nil {
+		if eval, err = LoadPromptsSplit(a.EvalDatasetName, a.DatasetTestSplit, a.Columns); err != nil {
 			return nil, nil, err
 		}
 	case a.EvalSplit > 0:

@@ -9,6 +9,8 @@ import (
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/internal/sharedtest"
 	"github.com/alignkit/alignkit/model/hub"
+	"github.com/alignkit/alignkit/reward"
+	"github.com/alignkit/alignkit/rlhf"
 )
 
 // TestDatasetSplits lays out the split conventions of real Hub datasets and checks which files
@@ -131,5 +133,29 @@ func TestDataArgsReadNames(t *testing.T) {
 	mustWrite(t, filepath.Join(wd, "HuggingFaceH4", "no_robots.parquet"), b)
 	if tr, _, err := (data.Args{DatasetName: "HuggingFaceH4/no_robots.parquet"}).Load(1); err != nil || tr.Len() != 200 {
 		t.Errorf("local file: %v, %v", tr, err)
+	}
+}
+
+// TestLoadersReadNames: the rlhf prompt loader and the reward model's pair loader, which read rows
+// themselves, take dataset names and splits too.
+func TestLoadersReadNames(t *testing.T) {
+	cache := t.TempDir()
+	t.Setenv("HF_HUB_CACHE", cache)
+	putRepo(t, cache, "datasets", "HuggingFaceH4/no_robots", "main", commitMain, map[string]string{
+		"data/train-00000-of-00001.parquet": sharedtest.Path(t, "data", "no_robots_test_sft.parquet"),
+		"data/test-00000-of-00001.parquet":  sharedtest.Path(t, "data", "capybara_test.parquet"),
+	})
+	putRepo(t, cache, "datasets", "Intel/orca_dpo_pairs", "main", commitMain, map[string]string{
+		"validation/0000.parquet": sharedtest.Path(t, "data", "orca_dpo_pairs_validation_chat.parquet"),
+	})
+	for split, want := range map[string]int{"train": 500, "test": 200} {
+		ps, err := rlhf.LoadPromptsSplit("HuggingFaceH4/no_robots", split, nil)
+		if err != nil || len(ps) != want {
+			t.Errorf("prompts, split %s: %d, %v; want %d", split, len(ps), err, want)
+		}
+	}
+	pairs, err := reward.LoadPairsSplit("Intel/orca_dpo_pairs", "validation", nil, "", nil)
+	if err != nil || pairs.Len() != 284 {
+		t.Errorf("pairs: %v", err)
 	}
 }
