@@ -23,6 +23,12 @@ type Args struct {
 	// DatasetName is the training file: a local .parquet, .jsonl or .json file in one of TRL's
 	// formats (TRL's dataset_name names a Hub dataset; here it is a path).
 	DatasetName string `mapstructure:"dataset_name" doc:"training data: a local .parquet, .jsonl or .json file in a TRL format (text, messages, prompt/completion, alpaca, or chosen/rejected for preference trainers)"`
+	// DatasetTrainSplit is the split dataset_name is read from when it names a Hugging Face dataset
+	// in the local hub cache rather than a file (TRL's ScriptArguments key). Default "train".
+	DatasetTrainSplit string `mapstructure:"dataset_train_split" doc:"split read when dataset_name is a Hugging Face dataset name (org/name[@revision]) in the local hub cache (default train)"`
+	// DatasetTestSplit is the split eval_dataset_name is read from when it names a Hugging Face
+	// dataset (TRL's ScriptArguments key). Default "test".
+	DatasetTestSplit string `mapstructure:"dataset_test_split" doc:"split read when eval_dataset_name is a Hugging Face dataset name in the local hub cache (default test)"`
 	// EvalDatasetName is an evaluation file of the same kind; exclusive with EvalSplit.
 	EvalDatasetName string `mapstructure:"eval_dataset_name" doc:"evaluation data file of the same kind as dataset_name (exclusive with eval_split)"`
 	// EvalSplit holds out this fraction of dataset_name's rows for evaluation, chosen by a
@@ -61,6 +67,12 @@ func (a Args) Defaults() Args {
 	if a.MaxLength == 0 {
 		a.MaxLength = DefaultMaxLength
 	}
+	if a.DatasetTrainSplit == "" {
+		a.DatasetTrainSplit = "train"
+	}
+	if a.DatasetTestSplit == "" {
+		a.DatasetTestSplit = "test"
+	}
 	return a
 }
 
@@ -95,9 +107,10 @@ func (a Args) Mask() MaskMode { return MaskMode(a.LossMask) }
 
 // Split is where the training and evaluation rows come from; seed drives eval_split.
 func (a Args) Split(seed uint64) SplitConfig {
-	sc := SplitConfig{Train: Source{Path: a.DatasetName, Columns: a.Columns}, EvalSplit: a.EvalSplit, Seed: seed}
+	d := a.Defaults()
+	sc := SplitConfig{Train: Source{Path: a.DatasetName, Columns: a.Columns, Split: d.DatasetTrainSplit}, EvalSplit: a.EvalSplit, Seed: seed}
 	if a.EvalDatasetName != "" {
-		sc.Eval = &Source{Path: a.EvalDatasetName, Columns: a.Columns}
+		sc.Eval = &Source{Path: a.EvalDatasetName, Columns: a.Columns, Split: d.DatasetTestSplit}
 	}
 	return sc
 }

@@ -34,6 +34,9 @@ type Source struct {
 	Columns map[string]string `mapstructure:"columns" yaml:"columns"`
 	// Format forces a format; empty means detect it from the column names.
 	Format Format `mapstructure:"format" yaml:"format"`
+	// Split is the split read when Path is a Hugging Face dataset name rather than a file (see
+	// package hub); empty means "train".
+	Split string `mapstructure:"split" yaml:"split"`
 }
 
 // Record is one validated supervised fine-tuning row.
@@ -98,7 +101,7 @@ func (d *Dataset) Len() int {
 
 // Load reads a source file and validates every row.
 func Load(src Source) (*Dataset, error) {
-	rows, err := ReadRows(src.Path)
+	rows, err := ReadSource(src.Path, src.Split)
 	if err != nil {
 		return nil, err
 	}

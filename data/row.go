@@ -2,8 +2,11 @@ package data
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/alignkit/alignkit/model/hub"
 )
 
 // Row is one record of a source file, before any interpretation: top-level
@@ -26,6 +29,28 @@ func ReadRows(path string) ([]Row, error) {
 	default:
 		return nil, fmt.Errorf("reading %s: unknown file type %q (want .parquet, .jsonl or .json)", path, filepath.Ext(path))
 	}
+}
+
+// ReadSource reads a data file, or, when path does not exist and is a Hugging Face dataset name
+// (org/name[@revision]), the given split's files from the local hub cache (package hub), one after
+// another; rows keep their own file and row number for messages.
+func ReadSource(path, split string) ([]Row, error) {
+	if _, err := os.Stat(path); err == nil || !hub.IsName(path) || strings.HasPrefix(path, hub.OllamaPrefix) {
+		return ReadRows(path)
+	}
+	files, err := hub.Dataset(path, split)
+	if err != nil {
+		return nil, fmt.Errorf("reading %w", err)
+	}
+	var rows []Row
+	for _, f := range files {
+		r, err := ReadRows(f)
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, r...)
+	}
+	return rows, nil
 }
 
 // typeName names the dynamic type of a row value the way error messages

@@ -211,7 +211,7 @@ func synthesize(ctx context.Context, cfg SynthConfig, s *sampler, scorer convSco
 	if err != nil {
 		return sum, err
 	}
-	ds, err := data.Load(data.Source{Path: cfg.Data.DatasetName, Columns: cfg.Data.Columns, Format: data.FormatConversation})
+	ds, err := data.Load(data.Source{Path: cfg.Data.DatasetName, Columns: cfg.Data.Columns, Format: data.FormatConversation, Split: cfg.Data.DatasetTrainSplit})
 	if err != nil {
 		return sum, err
 	}

@@ -59,7 +59,13 @@ func (p *PairSet) first(n int) *PairSet {
 // ratingColumn (optional) names the file column of preference ratings; table (optional) maps them
 // to margins.
 func LoadPairs(path string, columns map[string]string, ratingColumn string, table *MarginTable) (*PairSet, error) {
-	rows, err := data.ReadRows(path)
+	return LoadPairsSplit(path, "", columns, ratingColumn, table)
+}
+
+// LoadPairsSplit is LoadPairs where path may also be a Hugging Face dataset name in the local hub
+// cache, read from split ("" is train; see data.ReadSource).
+func LoadPairsSplit(path, split string, columns map[string]string, ratingColumn string, table *MarginTable) (*PairSet, error) {
+	rows, err := data.ReadSource(path, split)
 	if err != nil {
 		return nil, err
 	}

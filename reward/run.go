@@ -140,15 +140,15 @@ func prepare(cfg Config) (*Task, error) {
 // file, or eval_split of the training file chosen with seed, then max_train_samples and
 // max_eval_samples.
 func loadSplit(cfg Config, table *MarginTable, seed uint64) (trainSet, evalSet *PairSet, err error) {
-	a := cfg.Data
-	all, err := LoadPairs(a.DatasetName, a.Columns, cfg.RatingColumn, table)
+	a := cfg.Data.Defaults()
+	all, err := LoadPairsSplit(a.DatasetName, a.DatasetTrainSplit, a.Columns, cfg.RatingColumn, table)
 	if err != nil {
 		return nil, nil, err
 	}
 	trainSet = all
 	switch {
 	case a.EvalDatasetName != "":
-		if evalSet, err = LoadPairs(a.EvalDatasetName, a.Columns, cfg.RatingColumn, table); err != nil {
+		if evalSet, err = LoadPairsSplit(a.EvalDatasetName, a.DatasetTestSplit, a.Columns, cfg.RatingColumn, table); err != nil {
 			return nil, nil, err
 		}
 	case a.EvalSplit > 0:

@@ -149,22 +149,43 @@ func (o *OpenAI) resolveModel(ctx context.Context) error {
 // Seed + i·K (an alignkit server then draws choice j with Seed + i·K + j, as Local does), or, where n
 // is not supported, as K requests with seeds Seed + i·K + j.
 func (o *OpenAI) Generate(ctx context.Context, prompts []Prompt, k int, s Sampling) ([][]string, error) {
+	out, _, err := o.generate(ctx, prompts, k, s, false)
+	return out, err
+}
+
+// GenerateSkipping is Generate, except that a prompt the server rejects as longer than its context
+// (see isContextRejection) is skipped rather than failing the call, as the local backend skips
+// prompts that leave no room for max_new_tokens: out[i] is nil for it and tooLong[i] holds the
+// server's message.
+func (o *OpenAI) GenerateSkipping(ctx context.Context, prompts []Prompt, k int, s Sampling) (out [][]string, tooLong map[int]string, err error) {
+	return o.generate(ctx, prompts, k, s, true)
+}
+
+func (o *OpenAI) generate(ctx context.Context, prompts []Prompt, k int, s Sampling, skip bool) ([][]string, map[int]string, error) {
 	if err := checkK(k); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := s.Validate(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	sem := make(chan struct{}, o.cfg.Concurrency)
 	out := make([][]string, len(prompts))
+	tooLong := map[int]string{}
+	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for i := range prompts {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			texts, err := o.prompt(ctx, sem, prompts[i], k, s, s.Seed+uint64(i*k))
+			if err != nil && skip && isContextRejection(err) {
+				mu.Lock()
+				tooLong[i] = err.Error()
+				mu.Unlock()
+				return
+			}
 			if err != nil {
 				cancel(err)
 				return
@@ -174,9 +195,27 @@ func (o *OpenAI) Generate(ctx context.Context, prompts []Prompt, k int, s Sampli
 	}
 	wg.Wait()
 	if err := context.Cause(ctx); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return out, nil
+	return out, tooLong, nil
+}
+
+// isContextRejection recognises a server's 400 for a prompt longer than the model's context:
+// vLLM's and OpenAI's "maximum context length is N tokens", vLLM's "longer than the maximum model
+// length", llama-server's "exceeds the available context size", alignkit serve's "no room to
+// generate within the context length".
+func isContextRejection(err error) bool {
+	var se *statusError
+	if !errors.As(err, &se) || se.status != http.StatusBadRequest {
+		return false
+	}
+	m := strings.ToLower(se.message)
+	for _, s := range []string{"context length", "maximum model length", "max_model_len", "context size", "context_length_exceeded", "context window"} {
+		if strings.Contains(m, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // prompt gets k completions of one prompt.

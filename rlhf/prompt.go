@@ -74,6 +74,12 @@ var promptColumns = []string{"prompt", "messages", "instruction", "input", "outp
 // A file with none of these is an error naming the columns it has. All prompts of a file are of one
 // kind, text or conversational.
 func LoadPrompts(path string, columns map[string]string) ([]Prompt, error) {
+	return LoadPromptsSplit(path, "", columns)
+}
+
+// LoadPromptsSplit is LoadPrompts where path may also be a Hugging Face dataset name in the local
+// hub cache, read from split ("" is train; see data.ReadSource).
+func LoadPromptsSplit(path, split string, columns map[string]string) ([]Prompt, error) {
 	for _, k := range slices.Sorted(maps.Keys(columns)) {
 		if !slices.Contains(promptColumns, k) {
 			return nil, fmt.Errorf("%s: columns: %q is not a prompt column (want one of %s)", path, k, strings.Join(promptColumns, ", "))
@@ -82,7 +88,7 @@ func LoadPrompts(path string, columns map[string]string) ([]Prompt, error) {
 			return nil, fmt.Errorf("%s: columns: %q maps to an empty column name", path, k)
 		}
 	}
-	rows, err := data.ReadRows(path)
+	rows, err := data.ReadSource(path, split)
 	if err != nil {
 		return nil, err
 	}

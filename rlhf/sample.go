@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -101,15 +103,15 @@ func (c SampleConfig) Validate() error {
 // LoadPromptSets reads the prompts: the sampling prompts and the held-out ones (nil without
 // eval_dataset_name or eval_split), each capped by max_train_samples / max_eval_samples.
 func (c SampleConfig) LoadPromptSets() (train, eval []Prompt, err error) {
-	a := c.Data
-	all, err := LoadPrompts(a.DatasetName, a.Columns)
+	a := c.Data.Defaults()
+	all, err := LoadPromptsSplit(a.DatasetName, a.DatasetTrainSplit, a.Columns)
 	if err != nil {
 		return nil, nil, err
 	}
 	train = all
 	switch {
 	case a.EvalDatasetName != "":
-		if eval, err = LoadPrompts(a.EvalDatasetName, a.Columns); err != nil {
+		if eval, err = LoadPromptsSplit(a.EvalDatasetName, a.DatasetTestSplit, a.Columns); err != nil {
 			return nil, nil, err
 		}
 	case a.EvalSplit > 0:
@@ -190,6 +192,10 @@ func SampleAll(ctx context.Context, gen Generator, sc Scorer, prompts []Prompt, 
 		chunk = max(chunk, 4*o.cfg.Concurrency) // keep every connection busy
 	}
 	out := &Sampled{Prompts: prompts, K: k, Temperatures: temps}
+	skipper, canSkip := gen.(interface {
+		GenerateSkipping(context.Context, []Prompt, int, Sampling) ([][]string, map[int]string, error)
+	})
+	tooLong := map[int]string{} // prompt index -> the server's rejection
 	for _, t := range temps {
 		s := base
 		s.Temperature = t
@@ -201,11 +207,24 @@ func SampleAll(ctx context.Context, gen Generator, sc Scorer, prompts []Prompt, 
 			// Seeds are Seed + i·K + j with i the prompt's index in the whole set.
 			cs := s
 			cs.Seed = s.Seed + uint64(i0*k)
-			got, err := gen.Generate(ctx, prompts[i0:i1], k, cs)
+			var got [][]string
+			var long map[int]string
+			var err error
+			if canSkip {
+				got, long, err = skipper.GenerateSkipping(ctx, prompts[i0:i1], k, cs)
+			} else {
+				got, err = gen.Generate(ctx, prompts[i0:i1], k, cs)
+			}
 			if err != nil {
 				return nil, err
 			}
 			for i, texts := range got {
+				if msg, ok := long[i]; ok {
+					tooLong[i0+i] = msg
+					comps = append(comps, nil)
+					rewards = append(rewards, nil)
+					continue
+				}
 				if len(texts) != k {
 					return nil, fmt.Errorf("%s: the backend returned %d completions, want %d", prompts[i0+i].where(), len(texts), k)
 				}
@@ -226,6 +245,42 @@ func SampleAll(ctx context.Context, gen Generator, sc Scorer, prompts []Prompt, 
 		out.Completions = append(out.Completions, comps)
 		out.Rewards = append(out.Rewards, rewards)
 	}
+	return dropTooLong(out, tooLong, log)
+}
+
+// dropTooLong removes the prompts a server rejected as longer than its context (at any
+// temperature) from every temperature's results, saying how many, as fitPrompts does for the local
+// backend; when none is left it is an error.
+func dropTooLong(s *Sampled, tooLong map[int]string, log io.Writer) (*Sampled, error) {
+	if len(tooLong) == 0 {
+		return s, nil
+	}
+	first := slices.Min(slices.Collect(maps.Keys(tooLong)))
+	if len(tooLong) == len(s.Prompts) {
+		return nil, fmt.Errorf("%s: the server rejected every prompt as longer than its context: %s", s.Prompts[0].Source, tooLong[first])
+	}
+	keep := make([]int, 0, len(s.Prompts)-len(tooLong))
+	for i := range s.Prompts {
+		if _, ok := tooLong[i]; !ok {
+			keep = append(keep, i)
+		}
+	}
+	out := &Sampled{K: s.K, Temperatures: s.Temperatures}
+	for _, i := range keep {
+		out.Prompts = append(out.Prompts, s.Prompts[i])
+	}
+	for t := range s.Completions {
+		var cs [][]string
+		var rs [][]float64
+		for _, i := range keep {
+			cs = append(cs, s.Completions[t][i])
+			rs = append(rs, s.Rewards[t][i])
+		}
+		out.Completions = append(out.Completions, cs)
+		out.Rewards = append(out.Rewards, rs)
+	}
+	fmt.Fprintf(log, "skipped %d of %d prompts the server rejected as longer than its context (first: %s)\n",
+		len(tooLong), len(s.Prompts), tooLong[first])
 	return out, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/alignkit/alignkit/model"
 	"github.com/alignkit/alignkit/model/gguf"
 	"github.com/alignkit/alignkit/model/hf"
+	"github.com/alignkit/alignkit/model/hub"
 	"github.com/alignkit/alignkit/model/tokenizer"
 )
 
@@ -27,9 +28,13 @@ type Model struct {
 	Adapter *model.Adapter
 }
 
-// Open reads an HF model directory or a .gguf file.
+// Open reads an HF model directory or a .gguf file. A path that does not exist but has the shape
+// of a name (org/name[@revision], ollama:name[:tag]) is resolved offline by package hub.
 func Open(path string) (*Model, error) {
 	st, err := os.Stat(path)
+	if err != nil && hub.IsName(path) {
+		return openName(path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("opening model: %w", err)
 	}
@@ -48,6 +53,20 @@ func Open(path string) (*Model, error) {
 		return nil, err
 	}
 	return &Model{Weights: w, Tok: tok, Dir: path, Source: path}, nil
+}
+
+// openName opens what a hub name resolves to; Source stays the name.
+func openName(name string) (*Model, error) {
+	path, err := hub.Model(name)
+	if err != nil {
+		return nil, fmt.Errorf("opening model: %w", err)
+	}
+	m, err := Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	m.Source = name
+	return m, nil
 }
 
 func openGGUF(path string) (*Model, error) {
@@ -102,6 +121,7 @@ func TokenizerFromGGUF(info *gguf.TokenizerInfo) (*tokenizer.Tokenizer, error) {
 		ByteFallback:   hasBytePieces(pieces),
 		AddDummyPrefix: info.AddSpacePrefix == nil || *info.AddSpacePrefix,
 		UnkPiece:       name(info.UNK), BOSPiece: name(info.BOS), EOSPiece: name(info.EOS), PadPiece: name(info.PAD),
+		ChatTemplate: info.ChatTemplate,
 	}
 	if info.RemoveExtraWhitespaces != nil {
 		opts.RemoveExtraWhitespaces = *info.RemoveExtraWhitespaces

@@ -27,6 +27,9 @@ type SPOptions struct {
 	// The special pieces, by text. Empty means SentencePiece's defaults "<unk>", "<s>", "</s>",
 	// "<pad>". UNK must exist (type TypeUnknown); BOS, EOS and PAD get id -1 when absent.
 	UnkPiece, BOSPiece, EOSPiece, PadPiece string
+	// ChatTemplate is the tokenizer's chat template (a GGUF's tokenizer.chat_template); NewSentencePiece
+	// keeps it, WriteSentencePieceModel ignores it (tokenizer.model has no place for it).
+	ChatTemplate string
 }
 
 // spModel is a parsed, validated SentencePiece BPE model.
@@ -196,7 +199,7 @@ func NewSentencePiece(pieces []Piece, opts SPOptions) (*Tokenizer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sentencepiece pieces: %w", err)
 	}
-	t, err := finish(newSPBase(sp), &hfConfig{})
+	t, err := finish(newSPBase(sp), &hfConfig{chatTemplate: opts.ChatTemplate})
 	if err != nil {
 		return nil, fmt.Errorf("sentencepiece pieces: %w", err)
 	}
