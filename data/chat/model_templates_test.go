@@ -1,0 +1,166 @@
+package chat
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/alignkit/alignkit/internal/sharedtest"
+)
+
+// modelTemplate reads the chat_template and BOS/EOS of a real tokenizer_config.json in ../shared.
+func modelTemplate(t *testing.T, family string) (src, bos, eos string) {
+	t.Helper()
+	path := sharedtest.Path(t, "tokenizers", family, "tokenizer_config.json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		ChatTemplate string          `json:"chat_template"`
+		BOS          json.RawMessage `json:"bos_token"`
+		EOS          json.RawMessage `json:"eos_token"`
+	}
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	tok := func(raw json.RawMessage) string {
+		var s string
+		if json.Unmarshal(raw, &s) == nil {
+			return s
+		}
+		var o struct{ Content string }
+		_ = json.Unmarshal(raw, &o)
+		return o.Content
+	}
+	return cfg.ChatTemplate, tok(cfg.BOS), tok(cfg.EOS)
+}
+
+type jinja2Case struct {
+	Template string         `json:"template"`
+	Vars     map[string]any `json:"vars"`
+}
+
+type jinja2Result struct {
+	Output *string `json:"output"`
+	Error  *string `json:"error"`
+}
+
+// renderJinja2 renders cases with Python's jinja2 configured as transformers configures it
+// (testdata/jinja2_render.py). It skips the test when Debian's python3 or jinja2 is absent.
+func renderJinja2(t *testing.T, cases []jinja2Case) []jinja2Result {
+	t.Helper()
+	py := "/usr/bin/python3"
+	if err := exec.Command(py, "-c", "import jinja2").Run(); err != nil {
+		t.Skipf("Python jinja2 is not available (%s -c 'import jinja2': %v)", py, err)
+	}
+	in, err := json.Marshal(map[string]any{"cases": cases})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(py, filepath.Join("testdata", "jinja2_render.py"))
+	cmd.Stdin = bytes.NewReader(in)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("jinja2_render.py: %v\n%s", err, stderr.String())
+	}
+	var res []jinja2Result
+	if err := json.Unmarshal(out, &res); err != nil || len(res) != len(cases) {
+		t.Fatalf("jinja2_render.py: %d results for %d cases, %v", len(res), len(cases), err)
+	}
+	return res
+}
+
+// modelConversations are multi-turn conversations with a system turn, and the Qwen3 shapes that
+// take its other branches: reasoning in an earlier and in the last assistant turn, a turn that
+// ends with the assistant, no system turn, and contents with whitespace, quotes and non-ASCII.
+var modelConversations = map[string][]Message{
+	"system_multi": {
+		{"system", "You are a helpful assistant."},
+		{"user", "Hello"},
+		{"assistant", "Hi there! How can I help?"},
+		{"user", "What is 2+2?"},
+		{"assistant", "  4, of course.  "},
+		{"user", "Thanks"},
+	},
+	"system_ends_assistant": {
+		{"system", "Be terse."},
+		{"user", "Name a colour."},
+		{"assistant", "Blue."},
+		{"user", "Another?"},
+		{"assistant", "Green."},
+	},
+	"thinking": {
+		{"system", "Think first."},
+		{"user", "Is 7 prime?"},
+		{"assistant", "<think>\nIt has no divisors but 1 and 7.\n</think>\n\nYes."},
+		{"user", "And 9?"},
+		{"assistant", "<think>\n9 = 3*3.\n</think>\n\nNo, 9 = 3×3."},
+	},
+	"no_system": {
+		{"user", "Ünïcödé \"quotes\" 'apostrophes' \\ backslash {{ braces }}"},
+		{"assistant", "\nleading newline, trailing newline\n"},
+		{"user", "<tool_response>not a tool</tool_response>"},
+	},
+}
+
+func messagesAny(msgs []Message) []any {
+	out := make([]any, len(msgs))
+	for i, m := range msgs {
+		out[i] = map[string]any{"role": m.Role, "content": m.Content}
+	}
+	return out
+}
+
+// TestModelTemplatesMatchJinja2 renders Llama 3's and Qwen3's real chat templates over every prefix
+// of each conversation, with and without the generation prompt, and compares byte for byte with
+// Python jinja2.
+func TestModelTemplatesMatchJinja2(t *testing.T) {
+	type run struct {
+		family, conv string
+		k            int
+		gen          bool
+		tmpl         *Template
+	}
+	var runs []run
+	var cases []jinja2Case
+	for _, family := range []string{"llama3", "qwen3"} {
+		src, bos, eos := modelTemplate(t, family)
+		tmpl, err := Compile(family, src, bos, eos)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, conv := range modelConversations {
+			for k := 1; k <= len(conv); k++ {
+				for _, gen := range []bool{false, true} {
+					runs = append(runs, run{family, name, k, gen, tmpl})
+					cases = append(cases, jinja2Case{Template: src, Vars: map[string]any{
+						"messages": messagesAny(conv[:k]), "add_generation_prompt": gen,
+						"bos_token": bos, "eos_token": eos,
+					}})
+				}
+			}
+		}
+	}
+	want := renderJinja2(t, cases)
+	for i, r := range runs {
+		got, err := r.tmpl.Render(modelConversations[r.conv][:r.k], r.gen)
+		id := r.family + "/" + r.conv
+		if want[i].Error != nil {
+			t.Errorf("%s[:%d] gen=%v: jinja2 raised %q", id, r.k, r.gen, *want[i].Error)
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s[:%d] gen=%v: %v", id, r.k, r.gen, err)
+			continue
+		}
+		if got != *want[i].Output {
+			t.Errorf("%s[:%d] gen=%v:\n got %q\nwant %q", id, r.k, r.gen, got, *want[i].Output)
+		}
+	}
+}
