@@ -7,7 +7,7 @@ import (
 	"strings"
 	"unicode"
 
-	"github.com/ardanlabs/jinja"
+	"github.com/alignkit/alignkit/data/chat/internal/jinja"
 )
 
 // Template is a compiled chat template with the special-token strings it is
@@ -17,12 +17,35 @@ type Template struct {
 	source   string
 	bos, eos string
 	tmpl     *jinja.Template
+	limits   Limits
 }
 
-// Compile compiles a Jinja chat template. name is used in error messages;
-// bos and eos are the tokenizer's BOS and EOS strings (bos_token and
-// eos_token in the template).
+// Limits bound each render of a template: the nesting of calls (recursion), the loop iterations,
+// the bytes of output (and of any string or list built on the way) and the wall-clock time. A zero
+// field takes its default (DefaultLimits).
+type Limits = jinja.Limits
+
+// DefaultLimits are the limits Compile sets: far above what any chat template needs for a long
+// conversation, far below what would hang or exhaust the process.
+var DefaultLimits = Limits{
+	MaxDepth:      jinja.DefaultMaxDepth,
+	MaxIterations: jinja.DefaultMaxIterations,
+	MaxOutput:     jinja.DefaultMaxOutput,
+	Timeout:       jinja.DefaultTimeout,
+}
+
+// MaxSourceBytes bounds a template's source. Real chat templates are a few kilobytes; the bound
+// keeps the depth of the expression trees (and so of the renderer's stack) bounded too.
+const MaxSourceBytes = 1 << 20
+
+// Compile compiles a Jinja chat template. name, in every error, says where
+// the template came from (its file); bos and eos are the tokenizer's BOS and
+// EOS strings (bos_token and eos_token in the template). Renders run within
+// DefaultLimits.
 func Compile(name, source, bos, eos string) (*Template, error) {
+	if len(source) > MaxSourceBytes {
+		return nil, fmt.Errorf("chat template %s: %d bytes exceed the limit of %d", name, len(source), MaxSourceBytes)
+	}
 	// jinja2 (keep_trailing_newline=False, as transformers leaves it) drops a
 	// single trailing newline of the template source.
 	src := source
@@ -35,7 +58,14 @@ func Compile(name, source, bos, eos string) (*Template, error) {
 	if err != nil {
 		return nil, fmt.Errorf("chat template %s: %w", name, err)
 	}
-	return &Template{name: name, source: source, bos: bos, eos: eos, tmpl: t}, nil
+	return &Template{name: name, source: source, bos: bos, eos: eos, tmpl: t, limits: DefaultLimits}, nil
+}
+
+// WithLimits returns a copy of t whose renders run within lim.
+func (t *Template) WithLimits(lim Limits) *Template {
+	c := *t
+	c.limits = lim
+	return &c
 }
 
 // Resolve picks a template the way the config's chat_template field says:
@@ -105,7 +135,7 @@ func (t *Template) Render(msgs []Message, addGenerationPrompt bool) (string, err
 		"eos_token":             jinja.NewString(t.eos),
 		"add_generation_prompt": jinja.NewBool(addGenerationPrompt),
 	}
-	out, err := t.tmpl.RenderValues(data)
+	out, err := t.tmpl.RenderLimited(data, t.limits)
 	if err != nil {
 		return "", fmt.Errorf("chat template %s: %w", t.name, err)
 	}
