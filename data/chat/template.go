@@ -75,12 +75,21 @@ func (t *Template) WithLimits(lim Limits) *Template {
 // bos and eos are the tokenizer's special-token strings; when empty, a
 // built-in uses its model's.
 func Resolve(spec, modelTemplate, bos, eos string) (*Template, error) {
+	return ResolveModel(spec, modelTemplate, "from tokenizer_config.json", bos, eos)
+}
+
+// ResolveModel is Resolve with the name of the file the model's template
+// came from (tokenizer.Tokenizer.ChatTemplateFile), which its errors name.
+func ResolveModel(spec, modelTemplate, modelFile, bos, eos string) (*Template, error) {
+	if modelFile == "" {
+		modelFile = "from tokenizer_config.json"
+	}
 	switch {
 	case spec == "":
 		if modelTemplate == "" {
 			return nil, fmt.Errorf("chat template: the tokenizer has no chat_template; set chat_template to one of %s or to a Jinja template", strings.Join(BuiltinNames(), ", "))
 		}
-		return Compile("from tokenizer_config.json", modelTemplate, bos, eos)
+		return Compile(modelFile, modelTemplate, bos, eos)
 	case isBuiltin(spec):
 		src, _ := BuiltinSource(spec)
 		db, de, _ := BuiltinTokens(spec)
@@ -102,6 +111,20 @@ func Resolve(spec, modelTemplate, bos, eos string) (*Template, error) {
 	default:
 		return nil, fmt.Errorf("chat template: %q is neither a built-in (%s), a file, nor a Jinja template", spec, strings.Join(BuiltinNames(), ", "))
 	}
+}
+
+// IsRaised reports whether err is a template refusing its input with its
+// own raise_exception (a role it does not support, roles that do not
+// alternate), as opposed to a broken template.
+func IsRaised(err error) bool {
+	var r *jinja.RaisedError
+	return errors.As(err, &r)
+}
+
+// IsLimit reports whether err is a render stopped by its Limits.
+func IsLimit(err error) bool {
+	var l *jinja.LimitError
+	return errors.As(err, &l)
 }
 
 func isBuiltin(name string) bool {

@@ -157,6 +157,8 @@ func finish(b *base, cfg *hfConfig) (*Tokenizer, error) {
 		addEOS:       b.addEOS,
 		chatTemplate: cfg.chatTemplate,
 		files:        cfg.files,
+
+		chatTemplateFile: cfg.chatTemplateFile,
 	}
 	if t.eos >= 0 {
 		t.eosIDs = append(t.eosIDs, t.eos)
@@ -228,6 +230,9 @@ func finish(b *base, cfg *hfConfig) (*Tokenizer, error) {
 				t.decoded[id] = []byte(p)
 			}
 		}
+	}
+	if err := t.checkChatTemplate(); err != nil {
+		return nil, err
 	}
 	return t, nil
 }

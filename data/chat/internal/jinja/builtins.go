@@ -51,8 +51,16 @@ func builtinRaiseException(args []Value, kwargs map[string]Value) (Value, error)
 	if len(args) == 0 {
 		return Undefined(), fmt.Errorf("raise_exception: missing message")
 	}
-	return Undefined(), fmt.Errorf("%s", printValue(args[0]))
+	return Undefined(), &RaisedError{Message: printValue(args[0])}
 }
+
+// RaisedError is the error a template raises itself with raise_exception(message): the template
+// refusing its input (a role it does not support), not a fault of the template or the engine.
+type RaisedError struct {
+	Message string
+}
+
+func (e *RaisedError) Error() string { return e.Message }
 
 func builtinRange(args []Value, kwargs map[string]Value) (Value, error) {
 	var start, stop, step int64
