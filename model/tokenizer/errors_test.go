@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/ollama/ollama/convert/sentencepiece"
@@ -62,9 +63,13 @@ func TestLoadFileErrors(t *testing.T) {
 		{"null-model.json", []byte(`{"model": null}`), `not a tokenizer.json: no "model" object`},
 		{"truncated.json", []byte(`{"model": {"type": "BPE"`), "invalid JSON: unexpected end of JSON input"},
 		{"wordpiece.json", tokenizerJSONWith(`{"type": "WordPiece", "vocab": {"a": 0}}`, ""), `model type "WordPiece" is not supported (only BPE)`},
-		{"metaspace.json", tokenizerJSONWith("", `{"type": "Metaspace", "replacement": "▁"}`), `pre_tokenizer: type "Metaspace" is not supported`},
+		{"metaspace.json", tokenizerJSONWith("", `{"type": "Metaspace", "replacement": "▁"}`), `pre_tokenizer: type "Metaspace" is not supported (supported: ByteLevel, Split, Digits, Sequence)`},
+		{"seq-metaspace.json", tokenizerJSONWith("", `{"type": "Sequence", "pretokenizers": [{"type": "ByteLevel"}, {"type": "Metaspace"}]}`), `pre_tokenizer: pretokenizers[1]: type "Metaspace" is not supported (supported: ByteLevel, Split, Digits, Sequence)`},
+		{"lowercase.json", []byte(strings.Replace(string(tokenizerJSONWith("", "")), `"normalizer": null`, `"normalizer": {"type": "Sequence", "normalizers": [{"type": "NFC"}, {"type": "Lowercase"}]}`, 1)), `normalizer: normalizers[1]: type "Lowercase" is not supported (supported: NFC, NFD, NFKC, NFKD, Sequence)`},
+		{"bert-post.json", []byte(strings.Replace(string(tokenizerJSONWith("", "")), `"post_processor": null`, `"post_processor": {"type": "Nope"}`, 1)), `post_processor: type "Nope" is not supported (supported: ByteLevel, TemplateProcessing, RobertaProcessing, BertProcessing, Sequence)`},
+		{"lookahead.json", tokenizerJSONWith("", `{"type": "Split", "pattern": {"Regex": "\\p{L}+(?=\\d)"}, "behavior": "Isolated", "invert": false}`), "pre_tokenizer: Split: regex \"\\\\p{L}+(?=\\\\d)\": error parsing regexp: invalid or unsupported Perl syntax: `(?=` (supported: the GPT-2, Llama 3 and Qwen2 pre-tokenizer patterns, or any pattern in RE2 syntax, which has no lookaround)"},
 		{"spm-style.json", tokenizerJSONWith(`{"type": "BPE", "byte_fallback": true, "vocab": {"a": 0}, "merges": []}`, "null"), "model: BPE without a ByteLevel pre-tokenizer (SentencePiece-style) is not supported; load its tokenizer.model"},
-		{"bad-regex.json", tokenizerJSONWith("", `{"type": "Split", "pattern": {"Regex": "(unclosed"}, "behavior": "Isolated", "invert": false}`), "pre_tokenizer: Split: regex \"(unclosed\": error parsing regexp: missing closing ) in `(unclosed`"},
+		{"bad-regex.json", tokenizerJSONWith("", `{"type": "Split", "pattern": {"Regex": "(unclosed"}, "behavior": "Isolated", "invert": false}`), "pre_tokenizer: Split: regex \"(unclosed\": error parsing regexp: missing closing ): `(unclosed` (supported: the GPT-2, Llama 3 and Qwen2 pre-tokenizer patterns, or any pattern in RE2 syntax, which has no lookaround)"},
 		{"removed.json", tokenizerJSONWith("", `{"type": "Split", "pattern": {"String": " "}, "behavior": "Removed", "invert": false}`), `pre_tokenizer: Split behavior "Removed" (invert false) is not supported (only Isolated)`},
 		{"bad-merge.json", tokenizerJSONWith(`{"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": ["a b"]}`, ""), `model: merge 0 "a b": a token or the merged token is not in the vocabulary`},
 		{"dup-id.json", tokenizerJSONWith(`{"type": "BPE", "vocab": {"a": 0, "b": 0}, "merges": []}`, ""), `model: vocab id 0 given to both "a" and "b"`},
