@@ -596,6 +596,9 @@ func (q *mergeQueue) Pop() any {
 	return c
 }
 
+// byteCharTable is byteChars(), computed once; it is never written after.
+var byteCharTable = byteChars()
+
 // byteChars is GPT-2's bytes_to_unicode: printable Latin-1 bytes stand for themselves, the other
 // 68 bytes for U+0100 onwards in byte order.
 func byteChars() [256]rune {
@@ -614,7 +617,7 @@ func byteChars() [256]rune {
 
 // byteLevelString maps a string's bytes to their byte-level characters.
 func byteLevelString(s string) string {
-	chars := byteChars()
+	chars := &byteCharTable
 	var b strings.Builder
 	b.Grow(2 * len(s))
 	for i := 0; i < len(s); i++ {
