@@ -116,8 +116,8 @@ func parseTokenizerJSON(data []byte) (*base, error) {
 	if n == 0 {
 		return nil, errors.New("model: empty vocab")
 	}
-	if n > 1<<24 {
-		return nil, fmt.Errorf("model: vocab id %d is implausibly large", n-1)
+	if n > len(m.Vocab)+maxIDGap {
+		return nil, fmt.Errorf("model: vocab id %d leaves %d ids unassigned (%d tokens); at most %d may be", n-1, n-len(m.Vocab), len(m.Vocab), maxIDGap)
 	}
 	b.pieces = make([]string, n)
 	b.types = make([]int32, n)
