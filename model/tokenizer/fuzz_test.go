@@ -69,7 +69,6 @@ func FuzzLoadTokenizerJSON(f *testing.F) {
 	})
 }
 
-
 // trimTokenizer keeps a real tokenizer.json's sections whole but its model's merges to the first
 // n, and its vocabulary to the byte tokens and those merges' tokens, renumbered densely; the added
 // tokens follow the vocabulary, renumbered the same in tokenizer_config.json's
