@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/alignkit/alignkit/internal/sharedtest"
@@ -147,6 +148,30 @@ func TestModelTemplatesMatchJinja2(t *testing.T) {
 			}
 		}
 	}
+	// The features the two templates rely on, each exercised on its own: slicing with a negative
+	// step, namespace, loop variables, string methods, tojson without ASCII escaping, tests.
+	features := `{%- set ns = namespace(n=0, last='') %}
+{%- for m in messages[::-1] %}{% set ns.n = ns.n + 1 %}{% set ns.last = m.role %}{% endfor %}
+{{- ns.n }} {{ ns.last }}
+{% for m in messages %}
+{{ loop.index }}/{{ loop.length }} {{ loop.index0 }} {{ loop.revindex }} {{ loop.first }} {{ loop.last }} {{ m.role | upper }}
+  {{ m.content.startswith('<think>') }} {{ m.content.endswith('.') }} {{ m.content.split('</think>')[-1].lstrip('\n') | tojson }}
+  {{ m.content.strip() | tojson }} {{ m.content.rstrip('.') }} {{ m.content | length }} {{ m.content[:3] }} {{ m.content[::-1][:2] }}
+  {%- if m.reasoning is defined %}R{% elif m.content is string and m.content is not none %} S{% endif %}
+{% endfor %}
+{{ messages | map(attribute='role') | join(',') }} {{ (messages | selectattr('role', 'equalto', 'user') | list | length) }}`
+	for name, conv := range modelConversations {
+		for _, gen := range []bool{false, true} {
+			tmpl, err := Compile("features", features, "", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			runs = append(runs, run{"features", name, len(conv), gen, tmpl})
+			cases = append(cases, jinja2Case{Template: features, Vars: map[string]any{
+				"messages": messagesAny(conv), "add_generation_prompt": gen, "bos_token": "", "eos_token": "",
+			}})
+		}
+	}
 	want := renderJinja2(t, cases)
 	for i, r := range runs {
 		got, err := r.tmpl.Render(modelConversations[r.conv][:r.k], r.gen)
@@ -162,5 +187,43 @@ func TestModelTemplatesMatchJinja2(t *testing.T) {
 		if got != *want[i].Output {
 			t.Errorf("%s[:%d] gen=%v:\n got %q\nwant %q", id, r.k, r.gen, got, *want[i].Output)
 		}
+	}
+}
+
+// TestQwen3ThinkingSegments: Qwen3's template splits an assistant content at "</think>" and prints
+// the parts apart (dropping the reasoning of turns before the last user message), so template text
+// and message text cannot be told apart by substitution; RenderSegments refuses rather than guess,
+// and Render still matches jinja2 (TestModelTemplatesMatchJinja2's "thinking" conversation).
+func TestQwen3ThinkingSegments(t *testing.T) {
+	src, bos, eos := modelTemplate(t, "qwen3")
+	tmpl, err := Compile("qwen3", src, bos, eos)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := modelConversations["thinking"]
+	_, err = tmpl.RenderSegments(msgs, false)
+	want := "chat template qwen3: the template rewrites message contents beyond stripping whitespace, so template text and message text cannot be told apart"
+	if err == nil || err.Error() != want {
+		t.Fatalf("got %v, want %q", err, want)
+	}
+	// Without reasoning in the contents, the segments tile the rendering.
+	plain := modelConversations["system_multi"]
+	segs, err := tmpl.RenderSegments(plain, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := tmpl.Render(plain, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, s := range segs {
+		b.WriteString(s.Text)
+		if s.Message >= 0 && !strings.Contains(plain[s.Message].Content, s.Text) {
+			t.Errorf("segment %q is not from message %d", s.Text, s.Message)
+		}
+	}
+	if b.String() != out {
+		t.Errorf("segments tile %q, Render gives %q", b.String(), out)
 	}
 }
