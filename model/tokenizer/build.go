@@ -223,6 +223,9 @@ func finish(b *base, cfg *hfConfig) (*Tokenizer, error) {
 	case KindGPT2:
 		enc, err := newBPEText(b)
 		if err != nil {
+			if len(cfg.files) > 0 {
+				err = fmt.Errorf("%s: %w", cfg.files[0], err) // the model file, first in files
+			}
 			return nil, err
 		}
 		t.text = enc

@@ -132,6 +132,22 @@ func TestLoadDirErrors(t *testing.T) {
 		}
 	}
 
+	// Errors found while indexing the model name tokenizer.json too.
+	badMerge := t.TempDir()
+	tj := writeFile(t, filepath.Join(badMerge, "tokenizer.json"), tokenizerJSONWith(`{"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": ["a b"]}`, ""))
+	if _, err := Load(badMerge); err == nil || err.Error() != tj+`: model: merge 0 "a b": a token or the merged token is not in the vocabulary` {
+		t.Errorf("bad merge in a directory: %v", err)
+	}
+	farID := t.TempDir()
+	tj = writeFile(t, filepath.Join(farID, "tokenizer.json"), tokenizerJSONWith(`{"type": "BPE", "vocab": {"a": 0, "b": 2000000000}, "merges": []}`, ""))
+	if _, err := Load(farID); err == nil || err.Error() != tj+": model: vocab id 2000000000 leaves 1999999999 ids unassigned (2 tokens); at most 65536 may be" {
+		t.Errorf("far vocab id: %v", err)
+	}
+	tj = writeFile(t, filepath.Join(farID, "tokenizer.json"), []byte(strings.Replace(string(tokenizerJSONWith("", "")), `"added_tokens": []`, `"added_tokens": [{"id": 2147483647, "content": "<x>", "special": true}]`, 1)))
+	if _, err := Load(farID); err == nil || err.Error() != tj+`: added_tokens[0]: added token "<x>": id 2147483647 lies 2147483644 ids past the end of the vocabulary (3 tokens); at most 65536 may` {
+		t.Errorf("far added id: %v", err)
+	}
+
 	dir := t.TempDir()
 	llama3Fixture(t, dir, true, true)
 	gen := writeFile(t, filepath.Join(dir, "generation_config.json"), []byte(`{"eos_token_id": [297, 100000]}`))
