@@ -72,3 +72,25 @@ func TestByteLevelVectors(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkEncodeLarge encodes prose and one 100,000-byte word (no pre-tokenizer split: merging
+// it must stay O(n log n), not quadratic) with the real Llama 3 and Qwen3 vocabularies.
+func BenchmarkEncodeLarge(b *testing.B) {
+	for _, fam := range []string{"llama3", "qwen3"} {
+		tk, err := Load(filepath.Join(sharedtest.Dir(b), "tokenizers", fam))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, tc := range []struct{ name, text string }{
+			{"prose", strings.Repeat("The quick brown fox jumps over the lazy dog. It's 1234 o'clock! ", 2000)},
+			{"word", strings.Repeat("a", 100000)},
+		} {
+			b.Run(fam+"/"+tc.name, func(b *testing.B) {
+				b.SetBytes(int64(len(tc.text)))
+				for b.Loop() {
+					tk.Encode(tc.text, false)
+				}
+			})
+		}
+	}
+}
