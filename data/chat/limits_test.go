@@ -89,3 +89,30 @@ func TestParseLimits(t *testing.T) {
 		})
 	}
 }
+
+// TestAmplifyingBuiltins: replace, join and list concatenation, which can multiply their input's
+// size, are refused before they allocate past their bounds.
+func TestAmplifyingBuiltins(t *testing.T) {
+	lim := Limits{MaxDepth: 50, MaxIterations: 1000, MaxOutput: 1 << 20, Timeout: 5 * time.Second}
+	for _, tc := range []struct{ name, src, want string }{
+		{"replace_method", `{% set s = 'x' * 1000000 %}{{ s.replace('x', 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx') | length }}`,
+			"chat template replace_method.jinja: replace: a value of 100000000 bytes exceeds the limit of 67108864 bytes"},
+		{"replace_filter", `{% set s = 'x' * 1000000 %}{{ s | replace('x', 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx') | length }}`,
+			"chat template replace_filter.jinja: replace: a value of 100000000 bytes exceeds the limit of 67108864 bytes"},
+		{"join", `{% set ns = namespace(l=[]) %}{% set s = 'x' * 1000000 %}{% for i in range(100) %}{% set ns.l = ns.l + [s] %}{% endfor %}{{ ns.l | join | length }}`,
+			"chat template join.jinja: join: a value exceeds the limit of 67108864 bytes"},
+		{"list", `{% set ns = namespace(l=[1]) %}{% for i in range(20) %}{% set ns.l = ns.l + ns.l %}{% endfor %}`,
+			"chat template list.jinja: a list exceeds the limit of 1000 items"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tmpl, err := Compile(tc.name+".jinja", tc.src, "", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := tmpl.WithLimits(lim).Render(nil, false)
+			if err == nil || err.Error() != tc.want {
+				t.Fatalf("got %q, %v\nwant %q", out, err, tc.want)
+			}
+		})
+	}
+}

@@ -120,7 +120,14 @@ func (b *budget) checkSize(left, right Value, op string) error {
 	var n int64
 	switch op {
 	case "+":
-		if !(left.IsString() && right.IsString()) && !(left.IsList() && right.IsList()) {
+		if left.IsList() && right.IsList() {
+			// A list needs no more items than a render may iterate.
+			if n := size(left) + size(right); n > int64(b.maxIterations) {
+				return &LimitError{fmt.Sprintf("a list exceeds the limit of %d items", b.maxIterations)}
+			}
+			return nil
+		}
+		if !left.IsString() || !right.IsString() {
 			return nil
 		}
 		n = size(left) + size(right)

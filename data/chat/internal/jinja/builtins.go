@@ -580,6 +580,7 @@ func filterJoin(args []Value, kwargs map[string]Value) (Value, error) {
 
 	list := args[0].AsList()
 	parts := make([]string, list.Len())
+	var size int64
 	for i, item := range list.Items {
 		if attr != "" && item.IsDict() {
 			v, ok := item.AsDict().Get(attr)
@@ -588,6 +589,10 @@ func filterJoin(args []Value, kwargs map[string]Value) (Value, error) {
 			}
 		}
 		parts[i] = printValue(item)
+		size += int64(len(parts[i])) + int64(len(sep))
+		if size > maxValueBytes {
+			return Undefined(), &LimitError{fmt.Sprintf("join: a value exceeds the limit of %d bytes", maxValueBytes)}
+		}
 	}
 
 	return NewString(strings.Join(parts, sep)), nil
@@ -864,6 +869,22 @@ func filterReplace(args []Value, kwargs map[string]Value) (Value, error) {
 		count = int(toInt64(c))
 	}
 
+	return replaceBounded(s, old, newStr, count)
+}
+
+// maxValueBytes bounds the strings replace and join build, which can multiply their input's size
+// (the evaluator's own limit applies to what they return, after they built it).
+const maxValueBytes = DefaultMaxOutput
+
+// replaceBounded is strings.Replace, refused before it allocates a result over maxValueBytes.
+func replaceBounded(s, old, newStr string, count int) (Value, error) {
+	n := strings.Count(s, old)
+	if count >= 0 && count < n {
+		n = count
+	}
+	if size := int64(len(s)) + int64(n)*(int64(len(newStr))-int64(len(old))); size > maxValueBytes {
+		return Undefined(), &LimitError{fmt.Sprintf("replace: a value of %d bytes exceeds the limit of %d bytes", size, maxValueBytes)}
+	}
 	return NewString(strings.Replace(s, old, newStr, count)), nil
 }
 

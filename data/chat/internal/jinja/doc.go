@@ -8,6 +8,8 @@
 //   - The parser bounds the nesting of expressions and blocks (maxNesting), range() its length,
 //     indent and tojson their indentation, so that nothing can overflow the stack or allocate
 //     without bound before a limit is checked.
+//   - replace and join refuse results over maxValueBytes before building them; list
+//     concatenation is bounded by MaxIterations items.
 //   - A panic inside a render becomes that render's error.
 //   - "s" * n with n < 0 is "" as in Python, where it panicked.
 package jinja

@@ -1100,7 +1100,7 @@ func (e *evaluator) stringMethod(obj Value, method string) (Value, error) {
 			if len(args) > 2 {
 				count = int(toInt64(args[2]))
 			}
-			return NewString(strings.Replace(s, old, newStr, count)), nil
+			return replaceBounded(s, old, newStr, count)
 		}), nil
 
 	case "upper":
