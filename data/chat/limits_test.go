@@ -56,7 +56,7 @@ func TestRenderLimits(t *testing.T) {
 }
 
 // TestDefaultLimits checks that a template gets the default limits from Compile: unbounded
-// recursion stops at DefaultLimits.MaxDepth.
+// recursion stops at DefaultLimits().MaxDepth.
 func TestDefaultLimits(t *testing.T) {
 	tmpl, err := Compile("tokenizer_config.json", `{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}`, "", "")
 	if err != nil {

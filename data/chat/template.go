@@ -22,16 +22,19 @@ type Template struct {
 
 // Limits bound each render of a template: the nesting of calls (recursion), the loop iterations,
 // the bytes of output (and of any string or list built on the way) and the wall-clock time. A zero
-// field takes its default (DefaultLimits).
+// field takes its default (DefaultLimits()).
 type Limits = jinja.Limits
 
 // DefaultLimits are the limits Compile sets: far above what any chat template needs for a long
-// conversation, far below what would hang or exhaust the process.
-var DefaultLimits = Limits{
-	MaxDepth:      jinja.DefaultMaxDepth,
-	MaxIterations: jinja.DefaultMaxIterations,
-	MaxOutput:     jinja.DefaultMaxOutput,
-	Timeout:       jinja.DefaultTimeout,
+// conversation (100 nested calls, 1,000,000 loop iterations, 64 MiB, 10 s), far below what would
+// hang or exhaust the process.
+func DefaultLimits() Limits {
+	return Limits{
+		MaxDepth:      jinja.DefaultMaxDepth,
+		MaxIterations: jinja.DefaultMaxIterations,
+		MaxOutput:     jinja.DefaultMaxOutput,
+		Timeout:       jinja.DefaultTimeout,
+	}
 }
 
 // MaxSourceBytes bounds a template's source. Real chat templates are a few kilobytes; the bound
@@ -41,7 +44,7 @@ const MaxSourceBytes = 1 << 20
 // Compile compiles a Jinja chat template. name, in every error, says where
 // the template came from (its file); bos and eos are the tokenizer's BOS and
 // EOS strings (bos_token and eos_token in the template). Renders run within
-// DefaultLimits.
+// DefaultLimits().
 func Compile(name, source, bos, eos string) (*Template, error) {
 	if len(source) > MaxSourceBytes {
 		return nil, fmt.Errorf("chat template %s: %d bytes exceed the limit of %d", name, len(source), MaxSourceBytes)
@@ -58,7 +61,7 @@ func Compile(name, source, bos, eos string) (*Template, error) {
 	if err != nil {
 		return nil, fmt.Errorf("chat template %s: %w", name, err)
 	}
-	return &Template{name: name, source: source, bos: bos, eos: eos, tmpl: t, limits: DefaultLimits}, nil
+	return &Template{name: name, source: source, bos: bos, eos: eos, tmpl: t, limits: DefaultLimits()}, nil
 }
 
 // WithLimits returns a copy of t whose renders run within lim.
