@@ -250,7 +250,7 @@ func (t *Tokenizer) render(source string, row int, label string, msgs []Message,
 func EncodeRendered(enc Encoder, segs []chat.Segment) []int32 {
 	spans := make([]Span, len(segs))
 	for i, sg := range segs {
-		spans[i] = Span{Text: sg.Text, Special: sg.Message < 0}
+		spans[i] = Span{Text: sg.Text, Special: sg.Message < 0 && !sg.Plain}
 	}
 	return enc.EncodeChat(spans, false)
 }

@@ -63,6 +63,12 @@ func TestModelTemplateMasks(t *testing.T) {
 		{"qwen3 ending with a user turn", qwen, fakeIMEnd, sys[:4], MaskAssistantOnly,
 			"<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nQ1<|im_end|>\n<|im_start|>assistant\n[[A1<|im_end|>]]\n" +
 				"<|im_start|>user\nQ2<|im_end|>\n"},
+		// Reasoning in the contents: the earlier turn's is dropped by the template, the last turn's
+		// is trained with its answer.
+		{"qwen3 thinking", qwen, fakeIMEnd, []Message{mm("system", "S"), mm("user", "Q1"), mm("assistant", "<think>\nR1\n</think>\n\nA1"),
+			mm("user", "Q2"), mm("assistant", "<think>\nR2 r2\n</think>\n\nA2 a2")}, MaskAssistantOnly,
+			"<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nQ1<|im_end|>\n<|im_start|>assistant\n[[A1<|im_end|>]]\n" +
+				"<|im_start|>user\nQ2<|im_end|>\n<|im_start|>assistant\n[[<think>\nR2 r2\n</think>\n\nA2 a2<|im_end|>]]\n"},
 		{"qwen3 all", qwen, fakeIMEnd, sys, MaskAll,
 			"<|im_start|>[[system\nS<|im_end|>\n<|im_start|>user\nQ1<|im_end|>\n<|im_start|>assistant\nA1<|im_end|>\n" +
 				"<|im_start|>user\nQ2<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\nA2<|im_end|>\n]]"},

@@ -22,4 +22,9 @@
 // RenderSegments also reports which parts of the rendered text are template
 // text and which are message content, so that a tokenizer can parse special
 // tokens in the former and never in the latter.
+//
+// Templates that take contents apart at tags (Qwen3 splits an assistant
+// content at "</think>") are segmented with one sentinel per run of text
+// between tags and whitespace; the tags that contents hold are then Plain
+// segments, encoded as message text wherever they appear.
 package chat

@@ -3,6 +3,7 @@ package chat
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -190,10 +191,30 @@ func TestModelTemplatesMatchJinja2(t *testing.T) {
 	}
 }
 
+// describeSegments writes template text as is, message text as «i:text» and Plain template text
+// as ⟨text⟩.
+func describeSegments(segs []Segment) string {
+	var b strings.Builder
+	for _, s := range segs {
+		switch {
+		case s.Message >= 0:
+			fmt.Fprintf(&b, "«%d:%s»", s.Message, s.Text)
+		case s.Plain:
+			fmt.Fprintf(&b, "⟨%s⟩", s.Text)
+		default:
+			b.WriteString(s.Text)
+		}
+	}
+	return b.String()
+}
+
 // TestQwen3ThinkingSegments: Qwen3's template splits an assistant content at "</think>" and prints
-// the parts apart (dropping the reasoning of turns before the last user message), so template text
-// and message text cannot be told apart by substitution; RenderSegments refuses rather than guess,
-// and Render still matches jinja2 (TestModelTemplatesMatchJinja2's "thinking" conversation).
+// its reasoning and its answer apart (dropping the reasoning of turns before the last user
+// message), so one sentinel per content cannot show where contents go. RenderSegments then keeps
+// each content's tags and whitespace and gives each other run its own sentinel: the words are
+// message text, the template's own text is template text, and the tags some content holds are
+// Plain wherever they appear (here the template's own <think>, which Qwen3's vocabulary has as a
+// non-special added token, matched in any text anyway).
 func TestQwen3ThinkingSegments(t *testing.T) {
 	src, bos, eos := modelTemplate(t, "qwen3")
 	tmpl, err := Compile("qwen3", src, bos, eos)
@@ -201,14 +222,29 @@ func TestQwen3ThinkingSegments(t *testing.T) {
 		t.Fatal(err)
 	}
 	msgs := modelConversations["thinking"]
-	_, err = tmpl.RenderSegments(msgs, false)
-	want := "chat template qwen3: the template rewrites message contents beyond stripping whitespace, so template text and message text cannot be told apart"
-	if err == nil || err.Error() != want {
-		t.Fatalf("got %v, want %q", err, want)
+	segs, err := tmpl.RenderSegments(msgs, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "<|im_start|>system\n«0:Think» «0:first.»<|im_end|>\n<|im_start|>user\n«1:Is» «1:7» «1:prime?»<|im_end|>\n" +
+		"<|im_start|>assistant\n«2:Yes.»<|im_end|>\n<|im_start|>user\n«3:And» «3:9?»<|im_end|>\n" +
+		"<|im_start|>assistant\n⟨<think>⟩\n«4:9» «4:=» «4:3*3.»\n⟨</think>⟩\n\n«4:No,» «4:9» «4:=» «4:3×3.»<|im_end|>\n"
+	if got := describeSegments(segs); got != want {
+		t.Errorf("\n got %q\nwant %q", got, want)
+	}
+	// A content that is no tag-split of the template's reading still fails: here the template
+	// compares the whole content, and the word sentinels cannot equal it.
+	cmp, err := Compile("cmp", `{% for m in messages %}{% if m.content == '<x> a' %}A{% endif %}{{ m.content }}{% endfor %}`, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = cmp.RenderSegments([]Message{{"user", "<x> a"}}, false)
+	if wantErr := "chat template cmp: the template rewrites message contents beyond stripping whitespace, so template text and message text cannot be told apart"; err == nil || err.Error() != wantErr {
+		t.Fatalf("got %v, want %q", err, wantErr)
 	}
 	// Without reasoning in the contents, the segments tile the rendering.
 	plain := modelConversations["system_multi"]
-	segs, err := tmpl.RenderSegments(plain, true)
+	segs, err = tmpl.RenderSegments(plain, true)
 	if err != nil {
 		t.Fatal(err)
 	}

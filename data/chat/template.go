@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"unicode"
 
@@ -186,6 +187,9 @@ func messagesValue(msgs []Message) jinja.Value {
 type Segment struct {
 	Text    string
 	Message int
+	// Plain marks template text that may as well be message text (see RenderSegments): it must
+	// be encoded without special tokens, like message text.
+	Plain bool
 }
 
 // Sentinels are runes of Supplementary Private Use Area-A: one per message,
@@ -231,6 +235,9 @@ func (t *Template) RenderSegments(msgs []Message, addGenerationPrompt bool) ([]S
 	pieces := splitSentinels(sent)
 	a := aligner{real: real, pieces: pieces, msgs: msgs, failed: map[[2]int]bool{}}
 	if !a.match(0, 0) {
+		if segs, ok := t.renderStructured(msgs, addGenerationPrompt, real); ok {
+			return segs, nil
+		}
 		return nil, fmt.Errorf("chat template %s: the template rewrites message contents beyond stripping whitespace, so template text and message text cannot be told apart", t.name)
 	}
 	return mergeSegments(a.out), nil
@@ -333,11 +340,112 @@ func mergeSegments(in []Segment) []Segment {
 		if s.Text == "" {
 			continue
 		}
-		if n := len(out); n > 0 && s.Message < 0 && out[n-1].Message < 0 {
+		if n := len(out); n > 0 && s.Message < 0 && out[n-1].Message < 0 && s.Plain == out[n-1].Plain {
 			out[n-1].Text += s.Text
 			continue
 		}
 		out = append(out, s)
 	}
 	return out
+}
+
+// tagPattern matches the XML-like tags templates split and test contents on (<think>, </think>,
+// <tool_response>).
+var tagPattern = regexp.MustCompile(`</?[A-Za-z_][A-Za-z0-9_]*>`)
+
+// renderStructured is RenderSegments' second way, for templates that take contents apart at tags
+// (Qwen3 splits an assistant content at "</think>" and prints its reasoning and its answer apart,
+// dropping the reasoning of earlier turns). A sentinel per content would take another branch of
+// such a template; so each content keeps its tags and its whitespace, and only each run of other
+// text becomes a sentinel of its own. The template then branches, splits and strips as on the
+// real contents, and the real rendering must be the sentinel one with each sentinel replaced by
+// its run. What came from the template and what from a content is then known except for the
+// kept tags and whitespace: whitespace is no special token, and every occurrence of a tag that
+// some content holds is marked Plain, encoded as message text (never a special token) wherever
+// it came from.
+func (t *Template) renderStructured(msgs []Message, gen bool, real string) ([]Segment, bool) {
+	type run struct {
+		msg  int
+		text string
+	}
+	var runs []run
+	tags := map[string]bool{}
+	sentMsgs := make([]Message, len(msgs))
+	for i, m := range msgs {
+		var b strings.Builder
+		addText := func(s string) {
+			for s != "" {
+				j := strings.IndexFunc(s, unicode.IsSpace)
+				if j == 0 {
+					k := strings.IndexFunc(s, func(r rune) bool { return !unicode.IsSpace(r) })
+					if k < 0 {
+						k = len(s)
+					}
+					b.WriteString(s[:k])
+					s = s[k:]
+					continue
+				}
+				if j < 0 {
+					j = len(s)
+				}
+				runs = append(runs, run{i, s[:j]})
+				b.WriteRune(rune(sentinelBase + len(runs) - 1))
+				s = s[j:]
+			}
+		}
+		c := m.Content
+		for _, loc := range tagPattern.FindAllStringIndex(c, -1) {
+			tags[c[loc[0]:loc[1]]] = true
+		}
+		prev := 0
+		for _, loc := range tagPattern.FindAllStringIndex(c, -1) {
+			addText(c[prev:loc[0]])
+			b.WriteString(c[loc[0]:loc[1]])
+			prev = loc[1]
+		}
+		addText(c[prev:])
+		sentMsgs[i] = Message{Role: m.Role, Content: b.String()}
+	}
+	if len(runs) > sentinelMax-sentinelBase || len(tags) == 0 {
+		return nil, false
+	}
+	sent, err := t.Render(sentMsgs, gen)
+	if err != nil {
+		return nil, false
+	}
+	var out []Segment
+	var rebuilt strings.Builder
+	for _, p := range splitSentinels(sent) {
+		if p.Message >= 0 {
+			r := runs[p.Message]
+			out = append(out, Segment{Text: r.text, Message: r.msg})
+			rebuilt.WriteString(r.text)
+			continue
+		}
+		rebuilt.WriteString(p.Text)
+		rest := p.Text
+		for rest != "" {
+			loc := firstTag(rest, tags)
+			if loc == nil {
+				out = append(out, Segment{Text: rest, Message: -1})
+				break
+			}
+			out = append(out, Segment{Text: rest[:loc[0]], Message: -1}, Segment{Text: rest[loc[0]:loc[1]], Message: -1, Plain: true})
+			rest = rest[loc[1]:]
+		}
+	}
+	if rebuilt.String() != real {
+		return nil, false
+	}
+	return mergeSegments(out), true
+}
+
+// firstTag finds the first tag of tags in s.
+func firstTag(s string, tags map[string]bool) []int {
+	for _, loc := range tagPattern.FindAllStringIndex(s, -1) {
+		if tags[s[loc[0]:loc[1]]] {
+			return loc
+		}
+	}
+	return nil
 }
