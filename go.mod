@@ -3,7 +3,6 @@ module github.com/alignkit/alignkit
 go 1.26.0
 
 require (
-	github.com/ardanlabs/jinja v1.8.0
 	github.com/chewxy/hm v1.0.0
 	github.com/dlclark/regexp2 v1.11.4
 	github.com/go-viper/mapstructure/v2 v2.4.0

@@ -1,6 +1,7 @@
 package data
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 
@@ -249,47 +250,44 @@ func (t *Tokenizer) render(source string, row int, label string, msgs []Message,
 func EncodeRendered(enc Encoder, segs []chat.Segment) []int32 {
 	spans := make([]Span, len(segs))
 	for i, sg := range segs {
-		spans[i] = Span{Text: sg.Text, Special: sg.Message < 0}
+		spans[i] = Span{Text: sg.Text, Special: sg.Message < 0 && !sg.Plain}
 	}
 	return enc.EncodeChat(spans, false)
 }
 
 // prefixError reports that the tokens of a longer rendering do not start with
 // those of a shorter one.
+type prefixError struct{ err error }
+
+func (e *prefixError) Error() string { return e.err.Error() }
+func (e *prefixError) Unwrap() error { return e.err }
+
+// checkPrefix returns a *prefixError when short is not a prefix of long.
 func (t *Tokenizer) checkPrefix(source string, row int, short, long []int32, shortName, longName string) error {
 	n := min(len(short), len(long))
 	for i := 0; i < n; i++ {
 		if short[i] != long[i] {
-			return rowError(source, row, "chat template %s breaks the prefix property: the tokens of %s are not a prefix of the tokens of %s (first difference at token %d)",
-				t.tmpl.Name(), shortName, longName, i)
+			return &prefixError{rowError(source, row, "chat template %s breaks the prefix property: the tokens of %s are not a prefix of the tokens of %s (first difference at token %d)",
+				t.tmpl.Name(), shortName, longName, i)}
 		}
 	}
 	if len(short) > len(long) {
-		return rowError(source, row, "chat template %s breaks the prefix property: %s renders to more tokens (%d) than %s (%d)",
-			t.tmpl.Name(), shortName, len(short), longName, len(long))
+		return &prefixError{rowError(source, row, "chat template %s breaks the prefix property: %s renders to more tokens (%d) than %s (%d)",
+			t.tmpl.Name(), shortName, len(short), longName, len(long))}
 	}
 	return nil
 }
 
-// conversation builds the tokens of msgs message by message: rendering
-// msgs[:k] for k = 1..n, the tokens message k-1 adds are the difference
-// between consecutive renderings (checked to extend each other). Before an
-// assistant message, msgs[:k-1] is also rendered with the generation prompt:
-// the tokens up to there are the turn's header, the rest are the answer. (A
-// template that ignores add_generation_prompt and writes the assistant header
-// with the message leaves that header in the answer, as transformers would.)
-func (t *Tokenizer) conversation(rec *Record, msgs []Message, mode MaskMode) (seq, error) {
-	var s seq
-	if err := t.needTemplate(rec.Source, rec.Row); err != nil {
-		return s, err
-	}
+// turnMask says which messages' answers carry loss, and whether everything
+// does (MaskAll).
+func turnMask(rec *Record, msgs []Message, mode MaskMode) (trained func(int) bool, all bool) {
 	last := -1
 	for i, m := range msgs {
 		if m.Role == "assistant" {
 			last = i
 		}
 	}
-	trained := func(i int) bool {
+	trained = func(i int) bool {
 		switch {
 		case rec.TrainedTurn >= 0:
 			return i == rec.TrainedTurn
@@ -299,7 +297,88 @@ func (t *Tokenizer) conversation(rec *Record, msgs []Message, mode MaskMode) (se
 			return i == last
 		}
 	}
-	all := mode == MaskAll && rec.TrainedTurn < 0
+	return trained, mode == MaskAll && rec.TrainedTurn < 0
+}
+
+// conversation tokenizes a conversation with its loss mask. Most templates
+// render each message the same whatever follows it, and conversationByTurn
+// builds the tokens turn by turn. Some render an assistant turn differently
+// once the conversation goes on (Qwen3 writes an empty <think></think> block
+// into the assistant turns after the last user message only, so a turn that
+// was last loses it when a user message follows): that breaks the prefix
+// property conversationByTurn checks, and conversationWhole tokenizes the
+// whole conversation as rendered once instead, as the model sees it.
+func (t *Tokenizer) conversation(rec *Record, msgs []Message, mode MaskMode) (seq, error) {
+	s, err := t.conversationByTurn(rec, msgs, mode)
+	var pe *prefixError
+	if errors.As(err, &pe) {
+		if whole, werr := t.conversationWhole(rec, msgs, mode); werr == nil {
+			return whole, nil
+		}
+	}
+	return s, err
+}
+
+// conversationWhole renders msgs once. Each assistant turn's header is what
+// msgs[:k] renders with the generation prompt (it must be a prefix of the
+// whole); its answer runs from there through the first EOS after it (the
+// EOS that closes the turn: message contents never hold the EOS id, which
+// only template text can produce). Template text after that EOS carries loss
+// only with MaskAll.
+func (t *Tokenizer) conversationWhole(rec *Record, msgs []Message, mode MaskMode) (seq, error) {
+	var s seq
+	trained, all := turnMask(rec, msgs, mode)
+	eos := t.enc.EOS()
+	full, err := t.render(rec.Source, rec.Row, "", msgs, false)
+	if err != nil {
+		return s, err
+	}
+	pos := 0
+	for k, m := range msgs {
+		if m.Role != "assistant" {
+			continue
+		}
+		var gen []int32
+		if k == 0 {
+			if g, err := t.render(rec.Source, rec.Row, "", nil, true); err == nil && len(g) <= len(full) && slices.Equal(g, full[:len(g)]) {
+				gen = g
+			}
+		} else if gen, err = t.render(rec.Source, rec.Row, "", msgs[:k], true); err != nil {
+			return s, err
+		}
+		genName := fmt.Sprintf("messages[:%d] with the generation prompt", k)
+		if err := t.checkPrefix(rec.Source, rec.Row, gen, full, genName, "the whole conversation"); err != nil {
+			return s, err
+		}
+		if len(gen) < pos {
+			return s, rowError(rec.Source, rec.Row, "chat template %s: %s ends inside the turn before it", t.tmpl.Name(), genName)
+		}
+		j := slices.Index(full[len(gen):], eos)
+		if j < 0 {
+			return s, rowError(rec.Source, rec.Row, "chat template %s: no EOS closes assistant message %d", t.tmpl.Name(), k)
+		}
+		end := len(gen) + j + 1
+		s.add(full[pos:len(gen)], all)
+		s.add(full[len(gen):end], trained(k) || all)
+		pos = end
+	}
+	s.add(full[pos:], all)
+	return s, nil
+}
+
+// conversationByTurn builds the tokens of msgs message by message: rendering
+// msgs[:k] for k = 1..n, the tokens message k-1 adds are the difference
+// between consecutive renderings (checked to extend each other). Before an
+// assistant message, msgs[:k-1] is also rendered with the generation prompt:
+// the tokens up to there are the turn's header, the rest are the answer. (A
+// template that ignores add_generation_prompt and writes the assistant header
+// with the message leaves that header in the answer, as transformers would.)
+func (t *Tokenizer) conversationByTurn(rec *Record, msgs []Message, mode MaskMode) (seq, error) {
+	var s seq
+	if err := t.needTemplate(rec.Source, rec.Row); err != nil {
+		return s, err
+	}
+	trained, all := turnMask(rec, msgs, mode)
 	eos := t.enc.EOS()
 	var prev []int32
 	for k := range msgs {

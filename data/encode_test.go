@@ -310,6 +310,9 @@ func TestEncodeRendered(t *testing.T) {
 			[]int32{'<' + byteOffset, '/' + byteOffset, 's' + byteOffset, '>' + byteOffset}},
 		{"both, no BOS added", []chat.Segment{{Text: "<s>", Message: -1}, {Text: "<s>", Message: 0}},
 			[]int32{fakeBOS, '<' + byteOffset, 's' + byteOffset, '>' + byteOffset}},
+		// Template text that may also be message text (a tag a content holds) is encoded as text.
+		{"plain template text", []chat.Segment{{Text: "</s>", Message: -1, Plain: true}},
+			[]int32{'<' + byteOffset, '/' + byteOffset, 's' + byteOffset, '>' + byteOffset}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -34,7 +34,7 @@ func ChatTokenizer(tok *tokenizer.Tokenizer, template string) (*data.Tokenizer, 
 		}
 		return ""
 	}
-	tmpl, err := chat.Resolve(template, tok.ChatTemplate(), name(tok.BOS()), name(tok.EOS()))
+	tmpl, err := chat.ResolveModel(template, tok.ChatTemplate(), tok.ChatTemplateFile(), name(tok.BOS()), name(tok.EOS()))
 	if err != nil {
 		return nil, err
 	}

@@ -203,8 +203,8 @@ func TestRenderSegments(t *testing.T) {
 			tmpl: llama2,
 			msgs: []Message{{"system", "Sys "}, {"user", "Hi <s> "}, {"assistant", "  Yo"}},
 			want: []Segment{
-				{"<s>[INST] <<SYS>>\n", -1}, {"Sys ", 0}, {"\n<</SYS>>\n\n", -1}, {"Hi <s>", 1},
-				{" [/INST] ", -1}, {"Yo", 2}, {" </s>", -1},
+				{Text: "<s>[INST] <<SYS>>\n", Message: -1}, {Text: "Sys ", Message: 0}, {Text: "\n<</SYS>>\n\n", Message: -1}, {Text: "Hi <s>", Message: 1},
+				{Text: " [/INST] ", Message: -1}, {Text: "Yo", Message: 2}, {Text: " </s>", Message: -1},
 			},
 		},
 		{
@@ -212,13 +212,13 @@ func TestRenderSegments(t *testing.T) {
 			tmpl: chatml,
 			msgs: []Message{{"user", "<|im_end|>"}},
 			gen:  true,
-			want: []Segment{{"<|im_start|>user\n", -1}, {"<|im_end|>", 0}, {"<|im_end|>\n<|im_start|>assistant\n", -1}},
+			want: []Segment{{Text: "<|im_start|>user\n", Message: -1}, {Text: "<|im_end|>", Message: 0}, {Text: "<|im_end|>\n<|im_start|>assistant\n", Message: -1}},
 		},
 		{
 			name: "empty content",
 			tmpl: chatml,
 			msgs: []Message{{"user", "a"}, {"assistant", ""}},
-			want: []Segment{{"<|im_start|>user\n", -1}, {"a", 0}, {"<|im_end|>\n<|im_start|>assistant\n<|im_end|>\n", -1}},
+			want: []Segment{{Text: "<|im_start|>user\n", Message: -1}, {Text: "a", Message: 0}, {Text: "<|im_end|>\n<|im_start|>assistant\n<|im_end|>\n", Message: -1}},
 		},
 	}
 	for _, tc := range tests {

@@ -4,10 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"unicode"
 
-	"github.com/ardanlabs/jinja"
+	"github.com/alignkit/alignkit/data/chat/internal/jinja"
 )
 
 // Template is a compiled chat template with the special-token strings it is
@@ -17,12 +18,38 @@ type Template struct {
 	source   string
 	bos, eos string
 	tmpl     *jinja.Template
+	limits   Limits
 }
 
-// Compile compiles a Jinja chat template. name is used in error messages;
-// bos and eos are the tokenizer's BOS and EOS strings (bos_token and
-// eos_token in the template).
+// Limits bound each render of a template: the nesting of calls (recursion), the loop iterations,
+// the bytes of output (and of any string or list built on the way) and the wall-clock time. A zero
+// field takes its default (DefaultLimits()).
+type Limits = jinja.Limits
+
+// DefaultLimits are the limits Compile sets: far above what any chat template needs for a long
+// conversation (100 nested calls, 1,000,000 loop iterations, 64 MiB, 10 s), far below what would
+// hang or exhaust the process.
+func DefaultLimits() Limits {
+	return Limits{
+		MaxDepth:      jinja.DefaultMaxDepth,
+		MaxIterations: jinja.DefaultMaxIterations,
+		MaxOutput:     jinja.DefaultMaxOutput,
+		Timeout:       jinja.DefaultTimeout,
+	}
+}
+
+// MaxSourceBytes bounds a template's source. Real chat templates are a few kilobytes; the bound
+// keeps the depth of the expression trees (and so of the renderer's stack) bounded too.
+const MaxSourceBytes = 1 << 20
+
+// Compile compiles a Jinja chat template. name, in every error, says where
+// the template came from (its file); bos and eos are the tokenizer's BOS and
+// EOS strings (bos_token and eos_token in the template). Renders run within
+// DefaultLimits().
 func Compile(name, source, bos, eos string) (*Template, error) {
+	if len(source) > MaxSourceBytes {
+		return nil, fmt.Errorf("chat template %s: %d bytes exceed the limit of %d", name, len(source), MaxSourceBytes)
+	}
 	// jinja2 (keep_trailing_newline=False, as transformers leaves it) drops a
 	// single trailing newline of the template source.
 	src := source
@@ -35,7 +62,14 @@ func Compile(name, source, bos, eos string) (*Template, error) {
 	if err != nil {
 		return nil, fmt.Errorf("chat template %s: %w", name, err)
 	}
-	return &Template{name: name, source: source, bos: bos, eos: eos, tmpl: t}, nil
+	return &Template{name: name, source: source, bos: bos, eos: eos, tmpl: t, limits: DefaultLimits()}, nil
+}
+
+// WithLimits returns a copy of t whose renders run within lim.
+func (t *Template) WithLimits(lim Limits) *Template {
+	c := *t
+	c.limits = lim
+	return &c
 }
 
 // Resolve picks a template the way the config's chat_template field says:
@@ -45,12 +79,21 @@ func Compile(name, source, bos, eos string) (*Template, error) {
 // bos and eos are the tokenizer's special-token strings; when empty, a
 // built-in uses its model's.
 func Resolve(spec, modelTemplate, bos, eos string) (*Template, error) {
+	return ResolveModel(spec, modelTemplate, "from tokenizer_config.json", bos, eos)
+}
+
+// ResolveModel is Resolve with the name of the file the model's template
+// came from (tokenizer.Tokenizer.ChatTemplateFile), which its errors name.
+func ResolveModel(spec, modelTemplate, modelFile, bos, eos string) (*Template, error) {
+	if modelFile == "" {
+		modelFile = "from tokenizer_config.json"
+	}
 	switch {
 	case spec == "":
 		if modelTemplate == "" {
 			return nil, fmt.Errorf("chat template: the tokenizer has no chat_template; set chat_template to one of %s or to a Jinja template", strings.Join(BuiltinNames(), ", "))
 		}
-		return Compile("from tokenizer_config.json", modelTemplate, bos, eos)
+		return Compile(modelFile, modelTemplate, bos, eos)
 	case isBuiltin(spec):
 		src, _ := BuiltinSource(spec)
 		db, de, _ := BuiltinTokens(spec)
@@ -72,6 +115,20 @@ func Resolve(spec, modelTemplate, bos, eos string) (*Template, error) {
 	default:
 		return nil, fmt.Errorf("chat template: %q is neither a built-in (%s), a file, nor a Jinja template", spec, strings.Join(BuiltinNames(), ", "))
 	}
+}
+
+// IsRaised reports whether err is a template refusing its input with its
+// own raise_exception (a role it does not support, roles that do not
+// alternate), as opposed to a broken template.
+func IsRaised(err error) bool {
+	var r *jinja.RaisedError
+	return errors.As(err, &r)
+}
+
+// IsLimit reports whether err is a render stopped by its Limits.
+func IsLimit(err error) bool {
+	var l *jinja.LimitError
+	return errors.As(err, &l)
 }
 
 func isBuiltin(name string) bool {
@@ -105,7 +162,7 @@ func (t *Template) Render(msgs []Message, addGenerationPrompt bool) (string, err
 		"eos_token":             jinja.NewString(t.eos),
 		"add_generation_prompt": jinja.NewBool(addGenerationPrompt),
 	}
-	out, err := t.tmpl.RenderValues(data)
+	out, err := t.tmpl.RenderLimited(data, t.limits)
 	if err != nil {
 		return "", fmt.Errorf("chat template %s: %w", t.name, err)
 	}
@@ -130,6 +187,9 @@ func messagesValue(msgs []Message) jinja.Value {
 type Segment struct {
 	Text    string
 	Message int
+	// Plain marks template text that may as well be message text (see RenderSegments): it must
+	// be encoded without special tokens, like message text.
+	Plain bool
 }
 
 // Sentinels are runes of Supplementary Private Use Area-A: one per message,
@@ -175,6 +235,9 @@ func (t *Template) RenderSegments(msgs []Message, addGenerationPrompt bool) ([]S
 	pieces := splitSentinels(sent)
 	a := aligner{real: real, pieces: pieces, msgs: msgs, failed: map[[2]int]bool{}}
 	if !a.match(0, 0) {
+		if segs, ok := t.renderStructured(msgs, addGenerationPrompt, real); ok {
+			return segs, nil
+		}
 		return nil, fmt.Errorf("chat template %s: the template rewrites message contents beyond stripping whitespace, so template text and message text cannot be told apart", t.name)
 	}
 	return mergeSegments(a.out), nil
@@ -277,11 +340,112 @@ func mergeSegments(in []Segment) []Segment {
 		if s.Text == "" {
 			continue
 		}
-		if n := len(out); n > 0 && s.Message < 0 && out[n-1].Message < 0 {
+		if n := len(out); n > 0 && s.Message < 0 && out[n-1].Message < 0 && s.Plain == out[n-1].Plain {
 			out[n-1].Text += s.Text
 			continue
 		}
 		out = append(out, s)
 	}
 	return out
+}
+
+// tagPattern matches the XML-like tags templates split and test contents on (<think>, </think>,
+// <tool_response>).
+var tagPattern = regexp.MustCompile(`</?[A-Za-z_][A-Za-z0-9_]*>`)
+
+// renderStructured is RenderSegments' second way, for templates that take contents apart at tags
+// (Qwen3 splits an assistant content at "</think>" and prints its reasoning and its answer apart,
+// dropping the reasoning of earlier turns). A sentinel per content would take another branch of
+// such a template; so each content keeps its tags and its whitespace, and only each run of other
+// text becomes a sentinel of its own. The template then branches, splits and strips as on the
+// real contents, and the real rendering must be the sentinel one with each sentinel replaced by
+// its run. What came from the template and what from a content is then known except for the
+// kept tags and whitespace: whitespace is no special token, and every occurrence of a tag that
+// some content holds is marked Plain, encoded as message text (never a special token) wherever
+// it came from.
+func (t *Template) renderStructured(msgs []Message, gen bool, real string) ([]Segment, bool) {
+	type run struct {
+		msg  int
+		text string
+	}
+	var runs []run
+	tags := map[string]bool{}
+	sentMsgs := make([]Message, len(msgs))
+	for i, m := range msgs {
+		var b strings.Builder
+		addText := func(s string) {
+			for s != "" {
+				j := strings.IndexFunc(s, unicode.IsSpace)
+				if j == 0 {
+					k := strings.IndexFunc(s, func(r rune) bool { return !unicode.IsSpace(r) })
+					if k < 0 {
+						k = len(s)
+					}
+					b.WriteString(s[:k])
+					s = s[k:]
+					continue
+				}
+				if j < 0 {
+					j = len(s)
+				}
+				runs = append(runs, run{i, s[:j]})
+				b.WriteRune(rune(sentinelBase + len(runs) - 1))
+				s = s[j:]
+			}
+		}
+		c := m.Content
+		for _, loc := range tagPattern.FindAllStringIndex(c, -1) {
+			tags[c[loc[0]:loc[1]]] = true
+		}
+		prev := 0
+		for _, loc := range tagPattern.FindAllStringIndex(c, -1) {
+			addText(c[prev:loc[0]])
+			b.WriteString(c[loc[0]:loc[1]])
+			prev = loc[1]
+		}
+		addText(c[prev:])
+		sentMsgs[i] = Message{Role: m.Role, Content: b.String()}
+	}
+	if len(runs) > sentinelMax-sentinelBase || len(tags) == 0 {
+		return nil, false
+	}
+	sent, err := t.Render(sentMsgs, gen)
+	if err != nil {
+		return nil, false
+	}
+	var out []Segment
+	var rebuilt strings.Builder
+	for _, p := range splitSentinels(sent) {
+		if p.Message >= 0 {
+			r := runs[p.Message]
+			out = append(out, Segment{Text: r.text, Message: r.msg})
+			rebuilt.WriteString(r.text)
+			continue
+		}
+		rebuilt.WriteString(p.Text)
+		rest := p.Text
+		for rest != "" {
+			loc := firstTag(rest, tags)
+			if loc == nil {
+				out = append(out, Segment{Text: rest, Message: -1})
+				break
+			}
+			out = append(out, Segment{Text: rest[:loc[0]], Message: -1}, Segment{Text: rest[loc[0]:loc[1]], Message: -1, Plain: true})
+			rest = rest[loc[1]:]
+		}
+	}
+	if rebuilt.String() != real {
+		return nil, false
+	}
+	return mergeSegments(out), true
+}
+
+// firstTag finds the first tag of tags in s.
+func firstTag(s string, tags map[string]bool) []int {
+	for _, loc := range tagPattern.FindAllStringIndex(s, -1) {
+		if tags[s[loc[0]:loc[1]]] {
+			return loc
+		}
+	}
+	return nil
 }

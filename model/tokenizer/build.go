@@ -40,6 +40,11 @@ func addedType(special bool) int32 {
 	return TypeUserDefined
 }
 
+// maxIDGap bounds the unused ids a vocabulary may leave before a token id (each becomes a
+// "[PADn]" token), so that a file naming id 2^31-1 is an error, not gigabytes of padding. Real
+// vocabularies are dense.
+const maxIDGap = 1 << 16
+
 // addToken puts an added token into the vocabulary. Inside the model's range it keeps the model's
 // text and type where they agree with it, as llama.cpp's converter does, so that exported GGUF
 // vocabularies match; past the end it appends, filling gaps with unused "[PADn]" tokens.
@@ -63,6 +68,9 @@ func (b *base) addToken(id int32, a addedSpec) error {
 		}
 		b.added[id] = a
 		return nil
+	}
+	if gap := int(id) - len(b.pieces); gap > maxIDGap {
+		return fmt.Errorf("added token %q: id %d lies %d ids past the end of the vocabulary (%d tokens); at most %d may", a.content, id, gap, len(b.pieces), maxIDGap)
 	}
 	for int(id) > len(b.pieces) {
 		b.appendToken(fmt.Sprintf("[PAD%d]", len(b.pieces)), TypeUnused, 0)
@@ -157,6 +165,8 @@ func finish(b *base, cfg *hfConfig) (*Tokenizer, error) {
 		addEOS:       b.addEOS,
 		chatTemplate: cfg.chatTemplate,
 		files:        cfg.files,
+
+		chatTemplateFile: cfg.chatTemplateFile,
 	}
 	if t.eos >= 0 {
 		t.eosIDs = append(t.eosIDs, t.eos)
@@ -213,6 +223,9 @@ func finish(b *base, cfg *hfConfig) (*Tokenizer, error) {
 	case KindGPT2:
 		enc, err := newBPEText(b)
 		if err != nil {
+			if len(cfg.files) > 0 {
+				err = fmt.Errorf("%s: %w", cfg.files[0], err) // the model file, first in files
+			}
 			return nil, err
 		}
 		t.text = enc
@@ -228,6 +241,9 @@ func finish(b *base, cfg *hfConfig) (*Tokenizer, error) {
 				t.decoded[id] = []byte(p)
 			}
 		}
+	}
+	if err := t.checkChatTemplate(); err != nil {
+		return nil, err
 	}
 	return t, nil
 }

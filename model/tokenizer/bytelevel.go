@@ -6,10 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"unicode/utf8"
 
-	"github.com/dlclark/regexp2"
 	"golang.org/x/text/unicode/norm"
 )
 
@@ -116,8 +116,8 @@ func parseTokenizerJSON(data []byte) (*base, error) {
 	if n == 0 {
 		return nil, errors.New("model: empty vocab")
 	}
-	if n > 1<<24 {
-		return nil, fmt.Errorf("model: vocab id %d is implausibly large", n-1)
+	if n > len(m.Vocab)+maxIDGap {
+		return nil, fmt.Errorf("model: vocab id %d leaves %d ids unassigned (%d tokens); at most %d may be", n-1, n-len(m.Vocab), len(m.Vocab), maxIDGap)
 	}
 	b.pieces = make([]string, n)
 	b.types = make([]int32, n)
@@ -215,7 +215,7 @@ func (spec *bpeSpec) parsePreTokenizer(raw json.RawMessage, first bool) (byteLev
 		for i, p := range seq.Pretokenizers {
 			bl, err := spec.parsePreTokenizer(p, first && i == 0)
 			if err != nil {
-				return false, err
+				return false, fmt.Errorf("pretokenizers[%d]: %w", i, err)
 			}
 			byteLevel = byteLevel || bl
 		}
@@ -258,13 +258,12 @@ func (spec *bpeSpec) parsePreTokenizer(raw json.RawMessage, first bool) (byteLev
 		case sp.Pattern.Regex != nil:
 			re = *sp.Pattern.Regex
 		case sp.Pattern.String != nil:
-			re = regexp2.Escape(*sp.Pattern.String)
+			re = regexp.QuoteMeta(*sp.Pattern.String)
 		default:
 			return false, errors.New("Split: pattern has neither Regex nor String")
 		}
-		// ollama compiles with MustCompile; a bad pattern must be an error here, not a panic there.
-		if _, err := regexp2.Compile(re, regexp2.RE2); err != nil {
-			return false, fmt.Errorf("Split: regex %q: %w", re, err)
+		if _, err := newSplitter(re); err != nil {
+			return false, fmt.Errorf("Split: %w", err)
 		}
 		spec.regexps = append(spec.regexps, re)
 		return false, nil
@@ -282,7 +281,7 @@ func (spec *bpeSpec) parsePreTokenizer(raw json.RawMessage, first bool) (byteLev
 		}
 		return false, nil
 	}
-	return false, fmt.Errorf("type %q is not supported", t.Type)
+	return false, fmt.Errorf("type %q is not supported (supported: ByteLevel, Split, Digits, Sequence)", t.Type)
 }
 
 // parseNormalizer accepts no normalizer or Unicode normal forms (alone or in a Sequence).
@@ -306,10 +305,10 @@ func parseNormalizer(raw json.RawMessage) (*norm.Form, error) {
 			return nil, fmt.Errorf("Sequence: %w", err)
 		}
 		var out *norm.Form
-		for _, n := range seq.Normalizers {
+		for i, n := range seq.Normalizers {
 			f, err := parseNormalizer(n)
 			if err != nil {
-				return nil, err
+				return nil, fmt.Errorf("normalizers[%d]: %w", i, err)
 			}
 			if f != nil {
 				if out != nil {
@@ -320,7 +319,7 @@ func parseNormalizer(raw json.RawMessage) (*norm.Form, error) {
 		}
 		return out, nil
 	}
-	return nil, fmt.Errorf("type %q is not supported", t.Type)
+	return nil, fmt.Errorf("type %q is not supported (supported: NFC, NFD, NFKC, NFKD, Sequence)", t.Type)
 }
 
 // parsePostProcessor takes BOS/EOS and whether to add them from TemplateProcessing (Llama 3),
@@ -411,7 +410,7 @@ func (b *base) parsePostProcessor(raw json.RawMessage) error {
 		b.addBOS, b.addEOS = true, true
 		return nil
 	}
-	return fmt.Errorf("type %q is not supported", t.Type)
+	return fmt.Errorf("type %q is not supported (supported: ByteLevel, TemplateProcessing, RobertaProcessing, BertProcessing, Sequence)", t.Type)
 }
 
 // bpeText is byte-level BPE as Hugging Face's tokenizers runs it: optional Unicode
@@ -420,7 +419,7 @@ func (b *base) parsePostProcessor(raw json.RawMessage) error {
 // pre-token that is itself in the vocabulary whole, which is Hugging Face's ignore_merges=true
 // (Llama 3) but not GPT-2's default; so this package merges itself, honouring the flag.
 type bpeText struct {
-	regexps        []*regexp2.Regexp
+	splitters      []splitter
 	addPrefixSpace bool
 	normalize      *norm.Form
 	ignoreMerges   bool
@@ -446,11 +445,11 @@ func newBPEText(b *base) (*bpeText, error) {
 		merges:         make(map[uint64]bpeMerge, len(b.bpe.merges)),
 	}
 	for _, re := range b.bpe.regexps {
-		r, err := regexp2.Compile(re, regexp2.RE2)
+		sp, err := newSplitter(re)
 		if err != nil {
-			return nil, fmt.Errorf("pre-tokenizer regex %q: %w", re, err)
+			return nil, fmt.Errorf("pre_tokenizer: %w", err)
 		}
-		e.regexps = append(e.regexps, r)
+		e.splitters = append(e.splitters, sp)
 	}
 	for id, p := range b.pieces {
 		if b.fromModel[id] {
@@ -497,28 +496,14 @@ func (e *bpeText) encode(s string) []int32 {
 	return ids
 }
 
-// split applies the pre-tokenizer regexes in turn, each to the pieces of the last, keeping both
+// split applies the pre-tokenizer splitters in turn, each to the pieces of the last, keeping both
 // matches and the text between them (Split with behavior Isolated).
 func (e *bpeText) split(s string) []string {
 	parts := []string{s}
-	for _, re := range e.regexps {
-		var next []string
+	for _, sp := range e.splitters {
+		next := make([]string, 0, len(parts)+len(s)/4)
 		for _, part := range parts {
-			r := []rune(part)
-			offset := 0
-			m, err := re.FindRunesMatch(r)
-			for ; m != nil && err == nil; m, err = re.FindNextMatch(m) {
-				if m.Index > offset {
-					next = append(next, string(r[offset:m.Index]))
-				}
-				if m.Length > 0 {
-					next = append(next, string(r[m.Index:m.Index+m.Length]))
-				}
-				offset = m.Index + m.Length
-			}
-			if offset < len(r) {
-				next = append(next, string(r[offset:]))
-			}
+			next = sp.split(part, next)
 		}
 		parts = next
 	}
@@ -611,6 +596,9 @@ func (q *mergeQueue) Pop() any {
 	return c
 }
 
+// byteCharTable is byteChars(), computed once; it is never written after.
+var byteCharTable = byteChars()
+
 // byteChars is GPT-2's bytes_to_unicode: printable Latin-1 bytes stand for themselves, the other
 // 68 bytes for U+0100 onwards in byte order.
 func byteChars() [256]rune {
@@ -629,7 +617,7 @@ func byteChars() [256]rune {
 
 // byteLevelString maps a string's bytes to their byte-level characters.
 func byteLevelString(s string) string {
-	chars := byteChars()
+	chars := &byteCharTable
 	var b strings.Builder
 	b.Grow(2 * len(s))
 	for i := 0; i < len(s); i++ {

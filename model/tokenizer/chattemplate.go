@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/alignkit/alignkit/data/chat"
 	"github.com/alignkit/alignkit/internal/atomicfile"
 )
 
@@ -60,4 +61,63 @@ func marshalNoEscape(v any) ([]byte, error) {
 		return nil, err
 	}
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+// probeConversations are what a chat template is test-rendered with when a tokenizer loads: a
+// single user turn, and a multi-turn conversation with a system turn, each with and without the
+// generation prompt.
+var probeConversations = [][]chat.Message{
+	{{Role: "user", Content: "Hello"}},
+	{
+		{Role: "system", Content: "You are a helpful assistant."},
+		{Role: "user", Content: "Hello"},
+		{Role: "assistant", Content: "Hi! How can I help?"},
+		{Role: "user", Content: "Tell me a story."},
+	},
+}
+
+// checkChatTemplate test-renders the chat template, so that a broken one fails when the model
+// loads, naming its file, rather than in the middle of training or serving. A template fails when
+// it does not compile, when any probe exceeds the render limits (unbounded recursion or loops),
+// or when no probe renders at all. A probe the template refuses with its own raise_exception (a
+// template without system turns, say) is not a failure as long as another renders.
+func (t *Tokenizer) checkChatTemplate() error {
+	if t.chatTemplate == "" {
+		return nil
+	}
+	name := t.chatTemplateFile
+	if name == "" {
+		name = "of the tokenizer"
+	}
+	tmpl, err := chat.Compile(name, t.chatTemplate, t.tokenText(t.bos), t.tokenText(t.eos))
+	if err != nil {
+		return err
+	}
+	var firstErr error
+	rendered := false
+	for _, msgs := range probeConversations {
+		for _, gen := range []bool{false, true} {
+			_, err := tmpl.Render(msgs, gen)
+			switch {
+			case err == nil:
+				rendered = true
+			case chat.IsLimit(err):
+				return fmt.Errorf("%w (test-rendering a %d-message conversation)", err, len(msgs))
+			case firstErr == nil || (chat.IsRaised(firstErr) && !chat.IsRaised(err)):
+				firstErr = err
+			}
+		}
+	}
+	if !rendered {
+		return fmt.Errorf("%w (test-rendering: no probe conversation renders)", firstErr)
+	}
+	return nil
+}
+
+// tokenText is the text of token id, "" for -1.
+func (t *Tokenizer) tokenText(id int32) string {
+	if id < 0 || int(id) >= len(t.pieces) {
+		return ""
+	}
+	return t.pieces[id]
 }

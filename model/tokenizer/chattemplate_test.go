@@ -1,6 +1,7 @@
 package tokenizer
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -70,5 +71,55 @@ func TestWriteChatTemplateCorruptConfig(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "chat_template.jinja")); !os.IsNotExist(err) {
 		t.Fatalf("chat_template.jinja written after the error: %v", err)
+	}
+}
+
+// TestChatTemplateCheckedAtLoad: a chat template that does not compile, recurses or loops without
+// bound, or renders no conversation at all fails Load with its file named; one that refuses some
+// conversations with raise_exception (no system turns, say) loads.
+func TestChatTemplateCheckedAtLoad(t *testing.T) {
+	for _, c := range []struct {
+		name, file, template string
+		want                 string // after "chat template <dir>/<file>: "; "" means it loads
+	}{
+		{"recursion", "tokenizer_config.json", `{% macro f(m) %}{{ f(m) }}{% endmacro %}{{ f(messages) }}`,
+			"calls nest deeper than the limit of 100 (unbounded recursion?) (test-rendering a 1-message conversation)"},
+		{"loop", "chat_template.jinja", `{% for m in messages %}{% for i in range(1000000) %}{{ '' }}{% endfor %}{% endfor %}`,
+			"loops ran more than the limit of 1000000 iterations (test-rendering a 1-message conversation)"},
+		{"syntax", "tokenizer_config.json", `{% for m in messages %}{{ m.content }}`,
+			"jinja parse: unclosed for block"},
+		{"always_raises", "chat_template.jinja", `{{ raise_exception('Only tools are supported') }}`,
+			"Only tools are supported (test-rendering: no probe conversation renders)"},
+		{"no_system", "tokenizer_config.json", `{% for m in messages %}{% if m.role == 'system' %}{{ raise_exception('no system') }}{% endif %}{{ m.content }}{% endfor %}`, ""},
+		{"fine", "chat_template.jinja", "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			llama3Fixture(t, dir, true, true)
+			path := filepath.Join(dir, c.file)
+			if c.file == "tokenizer_config.json" {
+				b, err := json.Marshal(map[string]string{"chat_template": c.template})
+				if err != nil {
+					t.Fatal(err)
+				}
+				writeFile(t, path, b)
+			} else {
+				writeFile(t, path, []byte(c.template))
+			}
+			tk, err := Load(dir)
+			if c.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if tk.ChatTemplateFile() != path || tk.ChatTemplate() != c.template {
+					t.Errorf("ChatTemplateFile = %q, template %q", tk.ChatTemplateFile(), tk.ChatTemplate())
+				}
+				return
+			}
+			want := "chat template " + path + ": " + c.want
+			if err == nil || err.Error() != want {
+				t.Fatalf("got %v\nwant %s", err, want)
+			}
+		})
 	}
 }

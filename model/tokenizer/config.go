@@ -36,6 +36,7 @@ type hfConfig struct {
 	bos, eos, unk, pad tokenRef
 	addBOS, addEOS     *bool
 	chatTemplate       string
+	chatTemplateFile   string // the file chatTemplate came from
 	added              []configAdded
 	additionalSpecial  []namedToken
 	genEOS             []int32
@@ -83,7 +84,7 @@ func readConfig(dir string) (*hfConfig, error) {
 			return nil, err
 		}
 		if data != nil {
-			cfg.chatTemplate = string(data)
+			cfg.chatTemplate, cfg.chatTemplateFile = string(data), path
 			cfg.files = append(cfg.files, path)
 		}
 	}
@@ -165,7 +166,7 @@ func (cfg *hfConfig) parseTokenizerConfig(data []byte, path string) error {
 		if err != nil {
 			return fmt.Errorf("%s: chat_template: %w", path, err)
 		}
-		cfg.chatTemplate = tmpl
+		cfg.chatTemplate, cfg.chatTemplateFile = tmpl, path
 	}
 	if v, ok := raw["added_tokens_decoder"]; ok {
 		var dec map[string]hfAddedToken

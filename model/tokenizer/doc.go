@@ -11,11 +11,19 @@
 //     style): its normalizer (none or a Unicode normal form), pre-tokenizer (Split regexes,
 //     ByteLevel, Digits), merges, ignore_merges, added tokens and post-processor template. The
 //     merging is done here, as Hugging Face's tokenizers does it, because ollama's
-//     BytePairEncoding always behaves as ignore_merges=true.
+//     BytePairEncoding always behaves as ignore_merges=true: merges by rank from a pair map and a
+//     heap, O(n log n) in a pre-token's length. GPT-2's, Llama 3's and Qwen2's split regexes use a
+//     lookahead Go's regexp lacks, so they run as hand-written scanners (pretokenize.go, as
+//     llama.cpp's unicode.cpp does) with Unicode categories from Go's unicode package; other Split
+//     patterns must be RE2.
 //
 // Not supported, each with an error naming the file: Unigram or WordPiece models, SentencePiece
 // models with a precompiled normalization charsmap, and SentencePiece-style tokenizer.json files
 // (Metaspace, byte_fallback) without their tokenizer.model.
+//
+// A chat template (tokenizer_config.json's chat_template or chat_template.jinja) is compiled and
+// test-rendered when the tokenizer loads, so that a broken one fails there with its file named
+// (ChatTemplateFile) rather than in the middle of training or serving.
 //
 // Special tokens, BOS/EOS/UNK/PAD and add_bos_token/add_eos_token follow tokenizer_config.json and
 // special_tokens_map.json when the directory has them, else the model file's own ids.

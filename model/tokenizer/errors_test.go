@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/ollama/ollama/convert/sentencepiece"
@@ -62,9 +63,13 @@ func TestLoadFileErrors(t *testing.T) {
 		{"null-model.json", []byte(`{"model": null}`), `not a tokenizer.json: no "model" object`},
 		{"truncated.json", []byte(`{"model": {"type": "BPE"`), "invalid JSON: unexpected end of JSON input"},
 		{"wordpiece.json", tokenizerJSONWith(`{"type": "WordPiece", "vocab": {"a": 0}}`, ""), `model type "WordPiece" is not supported (only BPE)`},
-		{"metaspace.json", tokenizerJSONWith("", `{"type": "Metaspace", "replacement": "▁"}`), `pre_tokenizer: type "Metaspace" is not supported`},
+		{"metaspace.json", tokenizerJSONWith("", `{"type": "Metaspace", "replacement": "▁"}`), `pre_tokenizer: type "Metaspace" is not supported (supported: ByteLevel, Split, Digits, Sequence)`},
+		{"seq-metaspace.json", tokenizerJSONWith("", `{"type": "Sequence", "pretokenizers": [{"type": "ByteLevel"}, {"type": "Metaspace"}]}`), `pre_tokenizer: pretokenizers[1]: type "Metaspace" is not supported (supported: ByteLevel, Split, Digits, Sequence)`},
+		{"lowercase.json", []byte(strings.Replace(string(tokenizerJSONWith("", "")), `"normalizer": null`, `"normalizer": {"type": "Sequence", "normalizers": [{"type": "NFC"}, {"type": "Lowercase"}]}`, 1)), `normalizer: normalizers[1]: type "Lowercase" is not supported (supported: NFC, NFD, NFKC, NFKD, Sequence)`},
+		{"bert-post.json", []byte(strings.Replace(string(tokenizerJSONWith("", "")), `"post_processor": null`, `"post_processor": {"type": "Nope"}`, 1)), `post_processor: type "Nope" is not supported (supported: ByteLevel, TemplateProcessing, RobertaProcessing, BertProcessing, Sequence)`},
+		{"lookahead.json", tokenizerJSONWith("", `{"type": "Split", "pattern": {"Regex": "\\p{L}+(?=\\d)"}, "behavior": "Isolated", "invert": false}`), "pre_tokenizer: Split: regex \"\\\\p{L}+(?=\\\\d)\": error parsing regexp: invalid or unsupported Perl syntax: `(?=` (supported: the GPT-2, Llama 3 and Qwen2 pre-tokenizer patterns, or any pattern in RE2 syntax, which has no lookaround)"},
 		{"spm-style.json", tokenizerJSONWith(`{"type": "BPE", "byte_fallback": true, "vocab": {"a": 0}, "merges": []}`, "null"), "model: BPE without a ByteLevel pre-tokenizer (SentencePiece-style) is not supported; load its tokenizer.model"},
-		{"bad-regex.json", tokenizerJSONWith("", `{"type": "Split", "pattern": {"Regex": "(unclosed"}, "behavior": "Isolated", "invert": false}`), "pre_tokenizer: Split: regex \"(unclosed\": error parsing regexp: missing closing ) in `(unclosed`"},
+		{"bad-regex.json", tokenizerJSONWith("", `{"type": "Split", "pattern": {"Regex": "(unclosed"}, "behavior": "Isolated", "invert": false}`), "pre_tokenizer: Split: regex \"(unclosed\": error parsing regexp: missing closing ): `(unclosed` (supported: the GPT-2, Llama 3 and Qwen2 pre-tokenizer patterns, or any pattern in RE2 syntax, which has no lookaround)"},
 		{"removed.json", tokenizerJSONWith("", `{"type": "Split", "pattern": {"String": " "}, "behavior": "Removed", "invert": false}`), `pre_tokenizer: Split behavior "Removed" (invert false) is not supported (only Isolated)`},
 		{"bad-merge.json", tokenizerJSONWith(`{"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": ["a b"]}`, ""), `model: merge 0 "a b": a token or the merged token is not in the vocabulary`},
 		{"dup-id.json", tokenizerJSONWith(`{"type": "BPE", "vocab": {"a": 0, "b": 0}, "merges": []}`, ""), `model: vocab id 0 given to both "a" and "b"`},
@@ -125,6 +130,22 @@ func TestLoadDirErrors(t *testing.T) {
 		if _, err := Load(dir); err == nil || err.Error() != cfg+": "+c.want {
 			t.Errorf("config %s:\n got %v\nwant %s", c.config, err, cfg+": "+c.want)
 		}
+	}
+
+	// Errors found while indexing the model name tokenizer.json too.
+	badMerge := t.TempDir()
+	tj := writeFile(t, filepath.Join(badMerge, "tokenizer.json"), tokenizerJSONWith(`{"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": ["a b"]}`, ""))
+	if _, err := Load(badMerge); err == nil || err.Error() != tj+`: model: merge 0 "a b": a token or the merged token is not in the vocabulary` {
+		t.Errorf("bad merge in a directory: %v", err)
+	}
+	farID := t.TempDir()
+	tj = writeFile(t, filepath.Join(farID, "tokenizer.json"), tokenizerJSONWith(`{"type": "BPE", "vocab": {"a": 0, "b": 2000000000}, "merges": []}`, ""))
+	if _, err := Load(farID); err == nil || err.Error() != tj+": model: vocab id 2000000000 leaves 1999999999 ids unassigned (2 tokens); at most 65536 may be" {
+		t.Errorf("far vocab id: %v", err)
+	}
+	tj = writeFile(t, filepath.Join(farID, "tokenizer.json"), []byte(strings.Replace(string(tokenizerJSONWith("", "")), `"added_tokens": []`, `"added_tokens": [{"id": 2147483647, "content": "<x>", "special": true}]`, 1)))
+	if _, err := Load(farID); err == nil || err.Error() != tj+`: added_tokens[0]: added token "<x>": id 2147483647 lies 2147483644 ids past the end of the vocabulary (3 tokens); at most 65536 may` {
+		t.Errorf("far added id: %v", err)
 	}
 
 	dir := t.TempDir()

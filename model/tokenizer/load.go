@@ -72,11 +72,8 @@ func LoadFile(path string) (*Tokenizer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	t, err := finish(b, &hfConfig{files: []string{path}})
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return t, nil
+	// finish names the file in its errors.
+	return finish(b, &hfConfig{files: []string{path}})
 }
 
 func fileExists(path string) bool {

@@ -62,6 +62,7 @@ type Tokenizer struct {
 	eosIDs             []int32
 	addBOS, addEOS     bool
 	chatTemplate       string
+	chatTemplateFile   string
 	files              []string
 }
 
@@ -217,6 +218,10 @@ func (t *Tokenizer) Merges() []string { return slices.Clone(t.merges) }
 
 // ChatTemplate is tokenizer_config.json's chat_template (or chat_template.jinja), "" if none.
 func (t *Tokenizer) ChatTemplate() string { return t.chatTemplate }
+
+// ChatTemplateFile is the file ChatTemplate came from (tokenizer_config.json or
+// chat_template.jinja, as its path), "" if there is no template.
+func (t *Tokenizer) ChatTemplateFile() string { return t.chatTemplateFile }
 
 // Files are the tokenizer files it was loaded from, to copy into output model directories.
 // generation_config.json, read only for extra EOS ids, is not among them.
