@@ -292,6 +292,8 @@ func (t *Task) cacheKey(refWeights *model.Weights, tok *data.Tokenizer) (string,
 	return k.hex()
 }
 
+var _ train.LossUnitsTask = (*Task)(nil)
+
 // Params are the policy's tensors.
 func (t *Task) Params() []train.Param { return t.policy.Params() }
 
@@ -310,6 +312,9 @@ func (t *Task) NumEvalExamples() int {
 func (t *Task) Step(ctx context.Context, b train.Batch, grads [][]float32, scale float32) (train.Metrics, error) {
 	return t.run(ctx, t.train, b.Examples, grads, scale)
 }
+
+// LossUnits is the number of pairs in b: the DPO loss is a mean over pairs (train.LossUnitsTask).
+func (t *Task) LossUnits(b train.Batch) (float64, error) { return float64(len(b.Examples)), nil }
 
 // Eval scores the evaluation pairs b.Examples, forward only.
 func (t *Task) Eval(ctx context.Context, b train.Batch) (train.Metrics, error) {
