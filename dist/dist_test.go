@@ -146,3 +146,45 @@ func TestShare(t *testing.T) {
 		}
 	}
 }
+
+// TestChunks: 7 chunks over 1, 2 and 3 ranks come back in order on every rank, each computed by
+// the rank that owns it; a failing chunk stops every rank with its error and rank.
+func TestChunks(t *testing.T) {
+	for _, n := range []int{1, 2, 3} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			cs := Local(n)
+			outs := make([][]string, n)
+			errs := make([]error, n)
+			failOuts := make([]error, n)
+			var wg sync.WaitGroup
+			for r, c := range cs {
+				wg.Go(func() {
+					outs[r], errs[r] = Chunks(c, 7, func(i int) (string, error) { return fmt.Sprintf("%d@%d", i, r), nil })
+					_, failOuts[r] = Chunks(c, 7, func(i int) (int, error) {
+						if i == 4 || i == 5 {
+							return 0, fmt.Errorf("chunk %d broke", i)
+						}
+						return i, nil
+					})
+				})
+			}
+			wg.Wait()
+			var want []string
+			for i := range 7 {
+				want = append(want, fmt.Sprintf("%d@%d", i, i%n))
+			}
+			for r := range n {
+				if errs[r] != nil || !slices.Equal(outs[r], want) {
+					t.Errorf("rank %d: %v, %v; want %v", r, outs[r], errs[r], want)
+				}
+				wantErr := "chunk 4 broke"
+				if n > 1 {
+					wantErr = fmt.Sprintf("rank %d: chunk 4 broke", 4%n)
+				}
+				if failOuts[r] == nil || failOuts[r].Error() != wantErr {
+					t.Errorf("rank %d: failing chunks gave %v, want %q", r, failOuts[r], wantErr)
+				}
+			}
+		})
+	}
+}
