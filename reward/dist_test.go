@@ -33,7 +33,9 @@ func TestScoreFileRanks(t *testing.T) {
 	errs := make([]error, 2)
 	var wg sync.WaitGroup
 	for r, c := range dist.Local(2) {
-		wg.Go(func() { got[r], errs[r] = ScoreFileOn(context.Background(), c, s, FileConfig{Input: in, Output: outs[r]}) })
+		wg.Go(func() {
+			got[r], errs[r] = ScoreFileOn(context.Background(), c, s, FileConfig{Input: in, Output: outs[r]})
+		})
 	}
 	wg.Wait()
 	for r := range 2 {
