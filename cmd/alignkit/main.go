@@ -13,6 +13,8 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+
+	"github.com/alignkit/alignkit/dist"
 )
 
 func main() {
@@ -36,8 +38,22 @@ func run(args []string) (code int) {
 	root := newRoot()
 	root.SetArgs(args)
 	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintf(os.Stderr, "alignkit: %s\n", strings.Join(strings.Fields(err.Error()), " "))
+		// A failed rank exits without MPI_Finalize, which waits for its peers: mpirun then stops
+		// the whole job and names this rank.
+		fmt.Fprintf(os.Stderr, "alignkit: %s%s\n", rankPrefix(), strings.Join(strings.Fields(err.Error()), " "))
+		return 1
+	}
+	if err := dist.Finalize(); err != nil {
+		fmt.Fprintf(os.Stderr, "alignkit: %s%v\n", rankPrefix(), err)
 		return 1
 	}
 	return 0
+}
+
+// rankPrefix is "rank N: " in a job of several processes (mpirun), "" otherwise.
+func rankPrefix() string {
+	if c, err := dist.World(); err == nil && c.Size() > 1 {
+		return fmt.Sprintf("rank %d: ", c.Rank())
+	}
+	return ""
 }
