@@ -31,6 +31,7 @@ static int ak_allgatherv(void *send, int n, void *recv, int *counts, int *displs
 static int ak_bcast(void *buf, int n, int root) { return MPI_Bcast(buf, n, MPI_BYTE, root, MPI_COMM_WORLD); }
 static int ak_bcast_int(int *v, int root) { return MPI_Bcast(v, 1, MPI_INT, root, MPI_COMM_WORLD); }
 static int ak_finalize(void) { return MPI_Finalize(); }
+static int ak_abort(int code) { return MPI_Abort(MPI_COMM_WORLD, code); }
 static void ak_error_string(int rc, char *buf) {
 	int len = 0;
 	MPI_Error_string(rc, buf, &len);
@@ -52,6 +53,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 	"unsafe"
 )
 
@@ -90,7 +92,35 @@ func openWorld() (Comm, error) {
 	if rc := C.ak_size(&n); rc != C.MPI_SUCCESS {
 		return nil, mpiError("MPI_Comm_size", rc)
 	}
-	return &mpiComm{rank: int(r), size: int(n)}, nil
+	timeout, err := collectiveTimeout()
+	if err != nil {
+		return nil, err
+	}
+	return &mpiComm{rank: int(r), size: int(n), timeout: timeout}, nil
+}
+
+// DefaultTimeout is how long a collective waits for the other ranks before this rank gives up on
+// them: transformers' ddp_timeout default (1800 s). It bounds a rank's wait for a peer's whole
+// step, checkpoint or evaluation, so it must be generous; TimeoutEnv changes it.
+const DefaultTimeout = 30 * time.Minute
+
+// TimeoutEnv names the environment variable that sets the collective timeout (a Go duration such as
+// "90s"; "0" waits forever). mpirun passes it to every rank with -x.
+const TimeoutEnv = "ALIGNKIT_MPI_TIMEOUT"
+
+func collectiveTimeout() (time.Duration, error) {
+	v, ok := os.LookupEnv(TimeoutEnv)
+	if !ok {
+		return DefaultTimeout, nil
+	}
+	if v == "0" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("dist: %s=%q: want a positive duration such as 90s (or 0 for no timeout)", TimeoutEnv, v)
+	}
+	return d, nil
 }
 
 func finalize() error {
@@ -126,6 +156,24 @@ func mpiError(op string, rc C.int) error {
 
 type mpiComm struct {
 	rank, size int
+	timeout    time.Duration
+}
+
+// watch arms the watchdog of one collective: a rank that has stopped responding (hung, stopped, cut
+// off) leaves its peers blocked inside MPI with no error to return, so past the timeout this rank
+// says what it was waiting for and aborts the job, which mpirun then stops. The returned function
+// disarms it.
+func (c *mpiComm) watch(op string) func() {
+	if c.timeout <= 0 {
+		return func() {}
+	}
+	t := time.AfterFunc(c.timeout, func() {
+		fmt.Fprintf(os.Stderr, "alignkit: rank %d: %s waited %s for the other ranks: one of them has stopped responding (%s sets the limit); aborting the job\n",
+			c.rank, op, c.timeout, TimeoutEnv)
+		C.ak_abort(1)
+		os.Exit(1)
+	})
+	return func() { t.Stop() }
 }
 
 func (c *mpiComm) Rank() int { return c.rank }
@@ -141,7 +189,10 @@ func (c *mpiComm) AllreduceFloat32(buf []float32) error {
 	if len(buf) > math.MaxInt32 {
 		return errTooLarge
 	}
-	if rc := C.ak_allreduce_f32((*C.float)(unsafe.Pointer(&buf[0])), C.int(len(buf))); rc != C.MPI_SUCCESS {
+	done := c.watch("MPI_Allreduce")
+	rc := C.ak_allreduce_f32((*C.float)(unsafe.Pointer(&buf[0])), C.int(len(buf)))
+	done()
+	if rc != C.MPI_SUCCESS {
 		return mpiError("MPI_Allreduce", rc)
 	}
 	return nil
@@ -154,7 +205,10 @@ func (c *mpiComm) AllreduceFloat64(buf []float64) error {
 	if len(buf) > math.MaxInt32 {
 		return errTooLarge
 	}
-	if rc := C.ak_allreduce_f64((*C.double)(unsafe.Pointer(&buf[0])), C.int(len(buf))); rc != C.MPI_SUCCESS {
+	done := c.watch("MPI_Allreduce")
+	rc := C.ak_allreduce_f64((*C.double)(unsafe.Pointer(&buf[0])), C.int(len(buf)))
+	done()
+	if rc != C.MPI_SUCCESS {
 		return mpiError("MPI_Allreduce", rc)
 	}
 	return nil
@@ -165,7 +219,10 @@ func (c *mpiComm) Allgather(b []byte) ([][]byte, error) {
 		return nil, errTooLarge
 	}
 	counts := make([]C.int, c.size)
-	if rc := C.ak_allgather_int(C.int(len(b)), &counts[0]); rc != C.MPI_SUCCESS {
+	done := c.watch("MPI_Allgather")
+	rc := C.ak_allgather_int(C.int(len(b)), &counts[0])
+	done()
+	if rc != C.MPI_SUCCESS {
 		return nil, mpiError("MPI_Allgather", rc)
 	}
 	displs := make([]C.int, c.size)
@@ -184,7 +241,10 @@ func (c *mpiComm) Allgather(b []byte) ([][]byte, error) {
 	send := C.malloc(C.size_t(len(b)) + 1)
 	defer C.free(send)
 	copy(unsafe.Slice((*byte)(send), len(b)), b)
-	if rc := C.ak_allgatherv(send, C.int(len(b)), recv, &counts[0], &displs[0]); rc != C.MPI_SUCCESS {
+	done = c.watch("MPI_Allgatherv")
+	rc = C.ak_allgatherv(send, C.int(len(b)), recv, &counts[0], &displs[0])
+	done()
+	if rc != C.MPI_SUCCESS {
 		return nil, mpiError("MPI_Allgatherv", rc)
 	}
 	all := unsafe.Slice((*byte)(recv), total)
@@ -204,7 +264,10 @@ func (c *mpiComm) Bcast(b []byte, root int) ([]byte, error) {
 		return nil, errTooLarge
 	}
 	n := C.int(len(b))
-	if rc := C.ak_bcast_int(&n, C.int(root)); rc != C.MPI_SUCCESS {
+	done := c.watch("MPI_Bcast")
+	rc := C.ak_bcast_int(&n, C.int(root))
+	done()
+	if rc != C.MPI_SUCCESS {
 		return nil, mpiError("MPI_Bcast", rc)
 	}
 	buf := C.malloc(C.size_t(n) + 1)
@@ -212,7 +275,10 @@ func (c *mpiComm) Bcast(b []byte, root int) ([]byte, error) {
 	if c.rank == root {
 		copy(unsafe.Slice((*byte)(buf), int(n)), b)
 	}
-	if rc := C.ak_bcast(buf, n, C.int(root)); rc != C.MPI_SUCCESS {
+	done = c.watch("MPI_Bcast")
+	rc = C.ak_bcast(buf, n, C.int(root))
+	done()
+	if rc != C.MPI_SUCCESS {
 		return nil, mpiError("MPI_Bcast", rc)
 	}
 	return C.GoBytes(buf, n), nil

@@ -52,16 +52,26 @@ func mpirun() []string {
 // both, so that one and two processes run the same kernels.
 func command(t *testing.T, ctx context.Context, ranks int, args ...string) *exec.Cmd {
 	t.Helper()
+	return commandEnv(t, ctx, ranks, nil, args...)
+}
+
+// commandEnv is command with environment variables (NAME=value) passed to every rank.
+func commandEnv(t *testing.T, ctx context.Context, ranks int, env []string, args ...string) *exec.Cmd {
+	t.Helper()
 	bin := binary(t)
 	var cmd *exec.Cmd
 	if ranks > 0 {
-		a := append(mpirun(), "-np", strconv.Itoa(ranks), "-x", "OPENBLAS_NUM_THREADS=1", bin)
+		a := append(mpirun(), "-np", strconv.Itoa(ranks), "-x", "OPENBLAS_NUM_THREADS=1")
+		for _, e := range env {
+			a = append(a, "-x", e)
+		}
+		a = append(a, bin)
 		cmd = exec.CommandContext(ctx, a[0], append(a[1:], args...)...)
 	} else {
 		cmd = exec.CommandContext(ctx, bin, args...)
 	}
 	cmd.Dir = sharedtest.RepoRoot(t)
-	cmd.Env = append(os.Environ(), "OPENBLAS_NUM_THREADS=1")
+	cmd.Env = append(append(os.Environ(), "OPENBLAS_NUM_THREADS=1"), env...)
 	return cmd
 }
 
@@ -271,7 +281,7 @@ func rankPID(t *testing.T, mpirunPID, rank int) int {
 }
 
 // TestMPIKillRankAndResume: rank 1 of a 2-rank SFT run is killed (SIGKILL) once checkpoint-4
-// exists; the job stops with a line naming rank 1; resuming the latest checkpoint on 2 ranks
+// exists (24 steps, one checkpoint every 4); the job stops with a line naming rank 1; resuming the latest checkpoint on 2 ranks
 // finishes bit-identically to an uninterrupted 2-rank run (every metrics line but the wall-clock
 // tokens_per_second, and model.safetensors byte for byte).
 func TestMPIKillRankAndResume(t *testing.T) {
@@ -279,7 +289,7 @@ func TestMPIKillRankAndResume(t *testing.T) {
 	tmp := t.TempDir()
 	full, killed := filepath.Join(tmp, "full"), filepath.Join(tmp, "killed")
 	args := func(out string, extra ...string) []string {
-		a := sftArgs(out, 1, 1, "max_steps=40", "save_steps=4", "eval_steps=20")
+		a := sftArgs(out, 1, 1, "max_steps=24", "save_steps=4", "eval_steps=12")
 		return append(a, sets(extra...)...)
 	}
 	run(t, 2, args(full)...)
@@ -318,7 +328,7 @@ func TestMPIKillRankAndResume(t *testing.T) {
 		}
 	}
 	log := run(t, 2, args(killed, "resume_from_checkpoint=latest")...)
-	if !strings.Contains(log, "training complete: 40 steps") {
+	if !strings.Contains(log, "training complete: 24 steps") {
 		t.Fatalf("resumed run:\n%s", log)
 	}
 	ma, mb := metrics(t, full), metrics(t, killed)
@@ -342,3 +352,50 @@ func TestMPIKillRankAndResume(t *testing.T) {
 }
 
 func exists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// TestMPIStoppedRankTimesOut: rank 1 of a 2-rank SFT run is stopped (SIGSTOP: alive but silent,
+// as a hung or cut-off rank is) once checkpoint-4 exists; with ALIGNKIT_MPI_TIMEOUT=10s rank 0
+// gives up on it in its next collective with one line saying so, and the job ends non-zero.
+func TestMPIStoppedRankTimesOut(t *testing.T) {
+	shared(t)
+	out := filepath.Join(t.TempDir(), "stopped")
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	cmd := commandEnv(t, ctx, 2, []string{"ALIGNKIT_MPI_TIMEOUT=10s"},
+		sftArgs(out, 1, 1, "max_steps=400", "save_steps=4", "eval_steps=1000")...)
+	var log bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for !exists(filepath.Join(out, "checkpoint-4")) {
+		if ctx.Err() != nil {
+			t.Fatalf("no checkpoint-4:\n%s", log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	pid := rankPID(t, cmd.Process.Pid, 1)
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	defer syscall.Kill(pid, syscall.SIGKILL) // in case the job outlives the test
+	if err := cmd.Wait(); err == nil {
+		t.Fatalf("the job succeeded with rank 1 stopped:\n%s", log.String())
+	}
+	waited := time.Since(stopped)
+	want := "waited 10s for the other ranks: one of them has stopped responding (ALIGNKIT_MPI_TIMEOUT sets the limit); aborting the job"
+	var line string
+	for _, l := range strings.Split(log.String(), "\n") {
+		if strings.HasPrefix(l, "alignkit: rank 0: ") && strings.HasSuffix(l, want) {
+			line = l
+		}
+	}
+	if line == "" {
+		t.Fatalf("no line from rank 0 ending %q:\n%s", want, log.String())
+	}
+	if waited < 10*time.Second || waited > 90*time.Second {
+		t.Errorf("the job ended %s after rank 1 stopped, want a little over 10s", waited)
+	}
+	t.Logf("after %s: %s", waited.Round(time.Second), line)
+}
