@@ -4,10 +4,23 @@
 // MPI_COMM_WORLD of a job started by mpirun; built without it, or started without mpirun, World is a
 // single rank and every collective is the identity.
 //
-// MPI is initialised on the first call to World and ended by Finalize, which a command calls once
-// before it exits with status 0. A process that fails exits non-zero without Finalize: mpirun then
-// stops the whole job and names the failed rank (see README for the exact message). Collectives
-// return errors instead of aborting (the communicator's error handler is MPI_ERRORS_RETURN).
+// MPI is initialised on the first call to World (only when mpirun started the process) and ended by
+// Finalize, which a command calls once before it exits with status 0. Failures:
+//
+//   - A rank that returns an error exits non-zero without Finalize (which would wait for its peers):
+//     mpirun stops the whole job and says "Primary job terminated normally, but 1 process returned
+//     a non-zero exit code"; the rank's own error line names it ("alignkit: rank 1: ...").
+//   - A rank that dies (killed, out of memory) is named by mpirun: "mpirun noticed that process
+//     rank 1 with PID ... exited on signal 9 (Killed)."
+//   - A rank that hangs or is cut off leaves its peers blocked inside MPI with nothing to return; each
+//     collective has a watchdog (ALIGNKIT_MPI_TIMEOUT, default 30m as transformers' ddp_timeout),
+//     past which the waiting rank prints "alignkit: rank 0: MPI_Allreduce waited 30m0s for the other
+//     ranks: ..." and aborts the job.
+//   - Errors MPI reports come back as Go errors (the communicator's handler is MPI_ERRORS_RETURN, not
+//     MPI's default abort).
+//
+// In every case the job's last checkpoint is complete (rank 0 writes checkpoints atomically) and
+// resume_from_checkpoint: latest continues it.
 package dist
 
 import (

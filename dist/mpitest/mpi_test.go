@@ -224,6 +224,23 @@ func TestMPIDPOMatchesOneRank(t *testing.T) {
 	t.Logf("largest metric difference %g (relative), weight difference %g", m, w)
 }
 
+// TestMPIRewardMatchesOneRank is TestMPISFTMatchesOneRank for `reward train`.
+func TestMPIRewardMatchesOneRank(t *testing.T) {
+	shared(t)
+	tmp := t.TempDir()
+	args := func(out string, accum int) []string {
+		return append([]string{"reward", "train", "--config", "configs/reward/stories260k.yaml"}, sets(
+			"output_dir="+out, "max_length=64", "max_train_samples=32", "per_device_train_batch_size=2",
+			"per_device_eval_batch_size=8", fmt.Sprintf("gradient_accumulation_steps=%d", accum), "max_steps=4",
+			"learning_rate=1e-4", "logging_steps=1", "eval_steps=2", "save_steps=1000", "report_plots=false")...)
+	}
+	two, one := filepath.Join(tmp, "two"), filepath.Join(tmp, "one")
+	run(t, 2, args(two, 1)...)
+	run(t, 0, args(one, 2)...)
+	m, w := compareRuns(t, two, one, 1e-6, 1e-6)
+	t.Logf("largest metric difference %g (relative), weight difference %g", m, w)
+}
+
 // TestMPISampleAndScoreMatchOneRank: `rlhf sample` on 2 ranks writes the samples.parquet of one
 // process with the same seed, byte for byte, and `reward score` on 2 ranks writes one process's
 // file. The reward model is a 2-step reward run.
