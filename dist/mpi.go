@@ -168,7 +168,8 @@ func (c *mpiComm) watch(op string) func() {
 		return func() {}
 	}
 	t := time.AfterFunc(c.timeout, func() {
-		fmt.Fprintf(os.Stderr, "alignkit: rank %d: %s waited %s for the other ranks: one of them has stopped responding (%s sets the limit); aborting the job\n",
+		// fd 2 itself: a command may have pointed os.Stderr of a rank other than 0 elsewhere.
+		fmt.Fprintf(os.NewFile(2, "stderr"), "alignkit: rank %d: %s waited %s for the other ranks: one of them has stopped responding (%s sets the limit); aborting the job\n",
 			c.rank, op, c.timeout, TimeoutEnv)
 		C.ak_abort(1)
 		os.Exit(1)

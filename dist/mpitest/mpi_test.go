@@ -177,7 +177,7 @@ func sftArgs(out string, batch, accum int, extra ...string) []string {
 
 // TestMPISFTMatchesOneRank: 2 ranks against 1 process with the same global batch of 4 rows:
 // losses, grad norms, evaluation and final weights agree within 1e-6, and rank 1 printed nothing
-// of the run (rank 0 speaks for the job). The gradient is summed in another order than one
+// of the run, not even the trainer's data summary (rank 0 speaks for the job). The gradient is summed in another order than one
 // process's (rank sums added after the backward passes, against a backward pass accumulating into
 // the previous micro-batch's gradient), and AdamW's first steps magnify such float32 rounding in
 // near-zero gradients up to the learning rate: the runs use learning_rate 1e-4 (final weights
@@ -196,8 +196,10 @@ func TestMPISFTMatchesOneRank(t *testing.T) {
 			two, one := filepath.Join(tmp, "two"), filepath.Join(tmp, "one")
 			log := run(t, 2, sftArgs(two, tc.b, tc.twoAcc, "learning_rate="+tc.lr)...)
 			run(t, 0, sftArgs(one, tc.b, tc.oneAcc, "learning_rate="+tc.lr)...)
-			if n := strings.Count(log, "training complete: 6 steps"); n != 1 {
-				t.Errorf("%d 'training complete' lines from 2 ranks, want 1 (rank 0's):\n%s", n, log)
+			for _, line := range []string{"sft data: ", "training complete: 6 steps"} {
+				if n := strings.Count(log, line); n != 1 {
+					t.Errorf("%d %q lines from 2 ranks, want 1 (rank 0's):\n%s", n, line, log)
+				}
 			}
 			m, w := compareRuns(t, two, one, 1e-6, 1e-6)
 			t.Logf("largest metric difference %g (relative), weight difference %g", m, w)
