@@ -2,6 +2,7 @@ package train
 
 import (
 	"context"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -144,5 +145,47 @@ func TestDataParallelStartFailure(t *testing.T) {
 	}
 	if errs[1] == nil || errs[1].Error() != "rank 0 could not start: "+want0 {
 		t.Errorf("rank 1: %v", errs[1])
+	}
+}
+
+// TestLossUnitsGlobalMean: 3 examples in micro-batches of 2 and 1 accumulated into one step. With
+// loss units (examples) the logged loss is the mean over the 3 examples, computed here from the
+// initial weights one example at a time; without, it is the mean of the two micro-batch means,
+// which differs.
+func TestLossUnitsGlobalMean(t *testing.T) {
+	a := baseArgs(t.TempDir())
+	a.MaxSteps, a.PerDeviceTrainBatchSize, a.GradientAccumulationSteps = 1, 2, 2
+	ref := newSoftmaxTask(3, 0, 1)
+	perm := permutation(*a.Defaults().Seed, 0, 3)
+	var l [3]float64
+	for i, e := range perm {
+		l[i], _, _, _ = ref.example(ref.xs[e], ref.ys[e], false)
+	}
+	exampleMean := (l[0] + l[1] + l[2]) / 3
+	microMean := ((l[0]+l[1])/2 + l[2]) / 2
+	if math.Abs(exampleMean-microMean) < 1e-3 {
+		t.Fatalf("example mean %v and micro-batch mean %v too close to tell apart", exampleMean, microMean)
+	}
+	for _, tc := range []struct {
+		name  string
+		units bool
+		want  float64
+	}{{"loss units", true, exampleMean}, {"no loss units", false, microMean}} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := a
+			args.OutputDir = t.TempDir()
+			s := newSoftmaxTask(3, 0, 1)
+			var task Task = s
+			if tc.units {
+				task = unitsTask{s}
+			}
+			res := mustRun(t, args, task)
+			if got := res.LastMetrics["loss"]; math.Abs(got-tc.want) > 1e-12 {
+				t.Errorf("loss %v, want %v (example mean %v, micro-batch mean %v)", got, tc.want, exampleMean, microMean)
+			}
+			if n := len(s.stepBatches); n != 2 || len(s.stepBatches[0].Examples) != 2 {
+				t.Errorf("micro-batches %+v, want 2 then 1 example", s.stepBatches)
+			}
+		})
 	}
 }
