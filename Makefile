@@ -8,9 +8,20 @@ ifeq ($(origin BLAS), undefined)
 BLAS := $(shell (ldconfig -p 2>/dev/null | grep -q 'libopenblas\.so ') && echo openblas || echo gonum)
 endif
 ifeq ($(BLAS),openblas)
-TAGS := -tags openblas
+GOTAGS += openblas
 export CGO_LDFLAGS := -lopenblas
 endif
+# MPI=1 builds with Open MPI (Debian: libopenmpi-dev) through cgo, for data-parallel jobs under
+# mpirun; without it every job is one process. It is opt-in: the binary then needs libmpi to start.
+ifeq ($(MPI),1)
+GOTAGS += mpi
+endif
+comma := ,
+empty :=
+space := $(empty) $(empty)
+TAGS := $(if $(strip $(GOTAGS)),-tags $(subst $(space),$(comma),$(strip $(GOTAGS))))
+TAGS_MPI := -tags $(subst $(space),$(comma),$(strip $(filter-out mpi,$(GOTAGS)) mpi))
+MPIRUN ?= mpirun --allow-run-as-root --oversubscribe
 # OpenBLAS and Go's own goroutines compete for the same 2 cores; measured in `make bench`.
 export OPENBLAS_NUM_THREADS ?= 2
 # Debian 12's OpenBLAS 0.3.21 predates Zen 5 and gives it a kernel without AVX-512 (this machine's
@@ -26,7 +37,7 @@ endif
 LDFLAGS := -X main.version=$(VERSION)
 TEST_TIMEOUT ?= 25m
 
-.PHONY: docs all build test test-short vet lint fmt demo demo-quick bench conformance clean
+.PHONY: docs all build test test-short test-mpi vet lint fmt demo demo-quick bench conformance clean
 
 all: build
 
@@ -47,6 +58,15 @@ lint:
 
 test-short:
 	$(GO) test $(TAGS) -short -count=1 ./...
+
+# The data-parallel tests: dist's collectives in a test binary run as 2 MPI ranks, then the
+# end-to-end runs (2 ranks against 1 process, a killed rank and its resume) of the binary built
+# with MPI. OPENBLAS_NUM_THREADS=1: two ranks share the cores.
+test-mpi:
+	$(MAKE) build MPI=1
+	$(GO) test -c $(TAGS_MPI) -o bin/dist.test ./dist
+	OPENBLAS_NUM_THREADS=1 $(MPIRUN) -np 2 bin/dist.test -test.count=1 -test.run 'TestWorld'
+	ALIGNKIT_CLI=$(CURDIR)/$(BIN) ALIGNKIT_MPIRUN="$(MPIRUN)" $(GO) test $(TAGS) -count=1 -timeout $(TEST_TIMEOUT) -v ./dist/mpitest/
 
 fmt:
 	$(GO) tool goimports -local github.com/alignkit/alignkit -w $$(git ls-files '*.go')

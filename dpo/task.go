@@ -291,6 +291,8 @@ func (t *Task) cacheKey(refWeights *model.Weights, tok *data.Tokenizer) (string,
 // BarMetrics puts TRL's preference accuracy and margin on the training progress bar.
 func (t *Task) BarMetrics() []string { return []string{"rewards/accuracies", "rewards/margins"} }
 
+var _ train.LossUnitsTask = (*Task)(nil)
+
 // Params are the policy's tensors.
 func (t *Task) Params() []train.Param { return t.policy.Params() }
 
@@ -309,6 +311,9 @@ func (t *Task) NumEvalExamples() int {
 func (t *Task) Step(ctx context.Context, b train.Batch, grads [][]float32, scale float32) (train.Metrics, error) {
 	return t.run(ctx, t.train, b.Examples, grads, scale)
 }
+
+// LossUnits is the number of pairs in b: the DPO loss is a mean over pairs (train.LossUnitsTask).
+func (t *Task) LossUnits(b train.Batch) (float64, error) { return float64(len(b.Examples)), nil }
 
 // Eval scores the evaluation pairs b.Examples, forward only.
 func (t *Task) Eval(ctx context.Context, b train.Batch) (train.Metrics, error) {

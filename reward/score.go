@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/alignkit/alignkit/data"
+	"github.com/alignkit/alignkit/dist"
 	"github.com/alignkit/alignkit/lm"
 	"github.com/alignkit/alignkit/model"
 	"github.com/alignkit/alignkit/model/checkpoint"
@@ -215,28 +216,66 @@ func (s *Scorer) ScoreItems(ctx context.Context, items []Item, progress func(don
 func (s *Scorer) scoreItems(ctx context.Context, items []Item, source string, progress func(done int)) ([]float64, error) {
 	out := make([]float64, 0, len(items))
 	for lo := 0; lo < len(items); lo += s.batchSize {
-		if err := ctx.Err(); err != nil {
+		hi := min(lo+s.batchSize, len(items))
+		r, err := s.scoreBatch(ctx, items, lo, hi, source)
+		if err != nil {
 			return nil, err
 		}
-		hi := min(lo+s.batchSize, len(items))
-		seqs := make([][]int32, 0, hi-lo)
-		for i := lo; i < hi; i++ {
-			ids, err := s.tokens(items[i], source, i)
-			if err != nil {
-				return nil, err
-			}
-			seqs = append(seqs, ids)
-		}
-		r, err := s.eng.ScoreBatch(seqs)
-		if err != nil {
-			return nil, fmt.Errorf("scoring items %d..%d: %w", lo, hi-1, err)
-		}
-		for _, v := range r {
-			out = append(out, float64(v))
-		}
+		out = append(out, r...)
 		if progress != nil {
 			progress(hi)
 		}
+	}
+	return out, nil
+}
+
+// scoreBatch scores items[lo:hi] in one forward pass (after checking the context).
+func (s *Scorer) scoreBatch(ctx context.Context, items []Item, lo, hi int, source string) ([]float64, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	seqs := make([][]int32, 0, hi-lo)
+	for i := lo; i < hi; i++ {
+		ids, err := s.tokens(items[i], source, i)
+		if err != nil {
+			return nil, err
+		}
+		seqs = append(seqs, ids)
+	}
+	r, err := s.eng.ScoreBatch(seqs)
+	if err != nil {
+		return nil, fmt.Errorf("scoring items %d..%d: %w", lo, hi-1, err)
+	}
+	out := make([]float64, len(r))
+	for i, v := range r {
+		out[i] = float64(v)
+	}
+	return out, nil
+}
+
+// scoreItemsOn is scoreItems with the batches dealt over the ranks of comm (batch b on rank b mod
+// size); every rank returns all the rewards, in item order. Batch boundaries are those of one
+// process, so the rewards are the same. progress sees rank 0's batches only.
+func (s *Scorer) scoreItemsOn(ctx context.Context, comm dist.Comm, items []Item, source string, progress func(done int)) ([]float64, error) {
+	if comm.Size() == 1 {
+		return s.scoreItems(ctx, items, source, progress)
+	}
+	nb := (len(items) + s.batchSize - 1) / s.batchSize
+	batches, err := dist.Chunks(comm, nb, func(b int) ([]float64, error) {
+		lo := b * s.batchSize
+		hi := min(lo+s.batchSize, len(items))
+		r, err := s.scoreBatch(ctx, items, lo, hi, source)
+		if err == nil && progress != nil && comm.Rank() == 0 {
+			progress(hi)
+		}
+		return r, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]float64, 0, len(items))
+	for _, r := range batches {
+		out = append(out, r...)
 	}
 	return out, nil
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/alignkit/alignkit/data"
+	"github.com/alignkit/alignkit/dist"
 	"github.com/alignkit/alignkit/internal/atomicfile"
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
@@ -48,7 +49,19 @@ type FileResult struct {
 //
 // Everything is scored before anything is written, and the output is written to a temporary file
 // beside Output and renamed into place: an interrupted or failed run leaves no Output.
+//
+// Under mpirun (dist.World of several ranks) the batches are dealt over the ranks and rank 0 alone
+// writes Output; every rank returns the same FileResult.
 func ScoreFile(ctx context.Context, s *Scorer, cfg FileConfig) (FileResult, error) {
+	comm, err := dist.World()
+	if err != nil {
+		return FileResult{}, err
+	}
+	return ScoreFileOn(ctx, comm, s, cfg)
+}
+
+// ScoreFileOn is ScoreFile over the ranks of comm.
+func ScoreFileOn(ctx context.Context, comm dist.Comm, s *Scorer, cfg FileConfig) (FileResult, error) {
 	if cfg.Column == "" {
 		cfg.Column = "reward"
 	}
@@ -74,11 +87,18 @@ func ScoreFile(ctx context.Context, s *Scorer, cfg FileConfig) (FileResult, erro
 		return FileResult{}, err
 	}
 
-	progress, finish := progressReporter(cfg.Progress, len(items))
+	prog := cfg.Progress
+	if comm.Rank() != 0 {
+		prog = nil
+	}
+	progress, finish := progressReporter(prog, len(items))
 	defer finish()
-	rewards, err := s.scoreItems(ctx, items, cfg.Input, progress)
+	rewards, err := s.scoreItemsOn(ctx, comm, items, cfg.Input, progress)
 	if err != nil {
 		return FileResult{}, err
+	}
+	if comm.Rank() != 0 {
+		return FileResult{Rows: len(rows), Rewards: rewards}, nil
 	}
 
 	write := func(w io.Writer) error {

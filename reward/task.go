@@ -37,6 +37,8 @@ type Task struct {
 
 var _ train.Task = (*Task)(nil)
 
+var _ train.LossUnitsTask = (*Task)(nil)
+
 // Params are the model's weights, all trained (backbone and score head).
 func (t *Task) Params() []train.Param { return t.Model.Params() }
 
@@ -61,6 +63,10 @@ func (t *Task) Step(_ context.Context, b train.Batch, grads [][]float32, scale f
 	m, _, _, err := t.run(t.Model, t.TrainData, t.TrainSet, b.Examples, grads, scale)
 	return m, err
 }
+
+// LossUnits is the number of pairs in b: the reward loss is a mean over pairs
+// (train.LossUnitsTask).
+func (t *Task) LossUnits(b train.Batch) (float64, error) { return float64(len(b.Examples)), nil }
 
 // Eval runs the forward pass on the evaluation pairs b.Examples. Besides Step's metrics it reports
 // accuracy/<bucket> per rating (or margin) bucket, which the loop logs as eval_accuracy/<bucket>.

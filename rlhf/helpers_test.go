@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/alignkit/alignkit/internal/sharedtest"
+	"github.com/alignkit/alignkit/model/checkpoint"
+	"github.com/alignkit/alignkit/reward"
 )
 
 // sharedDir is ../shared; tests skip unless it holds stories260K.
@@ -17,6 +19,17 @@ func sharedDir(t *testing.T) string {
 }
 
 func storiesDir(t *testing.T) string { return filepath.Join(sharedDir(t), "models", "stories260K") }
+
+// rewardFrom turns a causal LM into a reward model with a seeded fresh score head, as the reward
+// trainer starts from an SFT model.
+func rewardFrom(t *testing.T, ck *checkpoint.Model, seed uint64) *checkpoint.Model {
+	t.Helper()
+	r, err := reward.FromCausalLM(ck, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
 
 // serveHTTP serves h on a loopback port until the test ends and returns its base URL.
 func serveHTTP(t *testing.T, h http.Handler) string {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/alignkit/alignkit/data"
+	"github.com/alignkit/alignkit/dist"
 	"github.com/alignkit/alignkit/model/checkpoint"
 )
 
@@ -172,15 +173,36 @@ type Sampled struct {
 // the context).
 const sampleChunk = 16
 
-// SampleAll samples K completions of every prompt at each temperature and scores them all.
+// SampleAll samples K completions of every prompt at each temperature and scores them all. Under
+// mpirun (dist.World of several ranks) the chunks of prompts are dealt over the ranks and every rank
+// returns the whole result, in prompt order: the same chunks with the same seeds as one process, so
+// the same samples.
 func SampleAll(ctx context.Context, gen Generator, sc Scorer, prompts []Prompt, k int, temps []float64, base Sampling, log io.Writer) (*Sampled, error) {
+	comm, err := dist.World()
+	if err != nil {
+		return nil, err
+	}
+	return SampleAllOn(ctx, comm, gen, sc, prompts, k, temps, base, log)
+}
+
+// sampledChunk is one chunk's completions and rewards, as they travel between ranks.
+type sampledChunk struct {
+	Completions [][]string
+	Rewards     [][]float64
+	// TooLong holds, by index in the whole prompt set, the prompts the server rejected as longer
+	// than its context, with its message.
+	TooLong map[int]string
+}
+
+// SampleAllOn is SampleAll over the ranks of comm; log is written by rank 0 only.
+func SampleAllOn(ctx context.Context, comm dist.Comm, gen Generator, sc Scorer, prompts []Prompt, k int, temps []float64, base Sampling, log io.Writer) (*Sampled, error) {
 	if err := checkK(k); err != nil {
 		return nil, err
 	}
 	if len(prompts) == 0 {
 		return nil, errors.New("no prompts to sample")
 	}
-	if log == nil {
+	if log == nil || comm.Rank() != 0 {
 		log = io.Discard
 	}
 	prompts, err := fitPrompts(gen, prompts, base.MaxNewTokens, log)
@@ -199,10 +221,10 @@ func SampleAll(ctx context.Context, gen Generator, sc Scorer, prompts []Prompt, 
 	for _, t := range temps {
 		s := base
 		s.Temperature = t
-		comps := make([][]string, 0, len(prompts))
-		rewards := make([][]float64, 0, len(prompts))
 		start := time.Now()
-		for i0 := 0; i0 < len(prompts); i0 += chunk {
+		nChunks := (len(prompts) + chunk - 1) / chunk
+		chunks, err := dist.Chunks(comm, nChunks, func(c int) (sampledChunk, error) {
+			i0 := c * chunk
 			i1 := min(len(prompts), i0+chunk)
 			// Seeds are Seed + i·K + j with i the prompt's index in the whole set.
 			cs := s
@@ -216,31 +238,50 @@ func SampleAll(ctx context.Context, gen Generator, sc Scorer, prompts []Prompt, 
 				got, err = gen.Generate(ctx, prompts[i0:i1], k, cs)
 			}
 			if err != nil {
-				return nil, err
+				return sampledChunk{}, err
 			}
+			var res sampledChunk
 			for i, texts := range got {
 				if msg, ok := long[i]; ok {
-					tooLong[i0+i] = msg
-					comps = append(comps, nil)
-					rewards = append(rewards, nil)
+					if res.TooLong == nil {
+						res.TooLong = map[int]string{}
+					}
+					res.TooLong[i0+i] = msg
+					res.Completions = append(res.Completions, nil)
+					res.Rewards = append(res.Rewards, nil)
 					continue
 				}
 				if len(texts) != k {
-					return nil, fmt.Errorf("%s: the backend returned %d completions, want %d", prompts[i0+i].where(), len(texts), k)
+					return res, fmt.Errorf("%s: the backend returned %d completions, want %d", prompts[i0+i].where(), len(texts), k)
 				}
 				r, err := sc.Score(ctx, prompts[i0+i], texts)
 				if err != nil {
-					return nil, err
+					return res, err
 				}
 				for j, v := range r {
 					if math.IsNaN(v) || math.IsInf(v, 0) {
-						return nil, fmt.Errorf("%s: sample %d: reward %v is not finite", prompts[i0+i].where(), j, v)
+						return res, fmt.Errorf("%s: sample %d: reward %v is not finite", prompts[i0+i].where(), j, v)
 					}
 				}
-				comps = append(comps, texts)
-				rewards = append(rewards, r)
+				res.Completions = append(res.Completions, texts)
+				res.Rewards = append(res.Rewards, r)
 			}
-			fmt.Fprintf(log, "sampled %d/%d prompts x %d at temperature %g (%s)\n", i1, len(prompts), k, t, time.Since(start).Round(time.Millisecond))
+			if comm.Size() > 1 {
+				fmt.Fprintf(log, "sampled prompts %d-%d of %d x %d at temperature %g on rank 0 of %d (%s)\n", i0+1, i1, len(prompts), k, t, comm.Size(), time.Since(start).Round(time.Millisecond))
+			} else {
+				fmt.Fprintf(log, "sampled %d/%d prompts x %d at temperature %g (%s)\n", i1, len(prompts), k, t, time.Since(start).Round(time.Millisecond))
+			}
+			return res, nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		comps := make([][]string, 0, len(prompts))
+		rewards := make([][]float64, 0, len(prompts))
+		for _, c := range chunks {
+			comps = append(comps, c.Completions...)
+			rewards = append(rewards, c.Rewards...)
+			maps.Copy(tooLong, c.TooLong)
 		}
 		out.Completions = append(out.Completions, comps)
 		out.Rewards = append(out.Rewards, rewards)
@@ -350,6 +391,10 @@ func RunSample(ctx context.Context, cfg SampleConfig, log io.Writer) (*SampleRes
 	s, err := SampleAll(ctx, gen, sc, prompts, cfg.NumSamplesPerPrompt, temps, cfg.sampling(temps[0]), log)
 	if err != nil {
 		return nil, err
+	}
+	// Every rank holds the whole result; rank 0 writes it.
+	if comm, err := dist.World(); err != nil || comm.Rank() != 0 {
+		return &SampleResult{Sampled: s}, err
 	}
 	files, err := WriteSamples(cfg.OutputDir, s, cfg.WritePairs, len(cfg.Temperatures) > 0)
 	if err != nil {

@@ -42,6 +42,8 @@ func newTask(m *lm.Model, trainData, evalData *data.Batcher, evalRows int) *Task
 
 var _ train.Task = (*Task)(nil)
 
+var _ train.LossUnitsTask = (*Task)(nil)
+
 // Params are the model's weights, all trained.
 func (t *Task) Params() []train.Param { return t.Model.Params() }
 
@@ -66,6 +68,21 @@ func (t *Task) Step(_ context.Context, b train.Batch, grads [][]float32, scale f
 		return train.Metrics{}, err
 	}
 	return run(t.Model, batch, grads, scale)
+}
+
+// LossUnits is the number of trained tokens in the rows b.Examples (the sum of their target
+// weights): the loss is a mean over tokens, so the loop weighs each micro-batch by its share of the
+// step's tokens (train.LossUnitsTask).
+func (t *Task) LossUnits(b train.Batch) (float64, error) {
+	batch, err := t.TrainData.Rows(b.Examples)
+	if err != nil {
+		return 0, err
+	}
+	var n float64
+	for _, w := range batch.Weights {
+		n += float64(w)
+	}
+	return n, nil
 }
 
 // Eval runs the forward pass on the evaluation rows b.Examples.

@@ -25,6 +25,11 @@ var reservedNames = map[string]bool{
 func (r *runner) saveCheckpoint() (string, error) {
 	name := fmt.Sprintf("checkpoint-%d", r.step)
 	dst := filepath.Join(r.out, name)
+	if !r.leader() {
+		// Rank 0 writes it; every rank holds the same weights and state.
+		r.lastCkpt, r.ckptStep = dst, r.step
+		return dst, nil
+	}
 	tmp := filepath.Join(r.out, "."+name+".tmp")
 	fail := func(err error) (string, error) {
 		os.RemoveAll(tmp)
@@ -257,6 +262,11 @@ func (r *runner) writeLine(line map[string]any) error {
 		return fmt.Errorf("step %d: encoding metrics: %w", r.step, err)
 	}
 	b = append(b, '\n')
+	if !r.leader() {
+		r.lines = append(r.lines, b)
+		r.last = lineFloats(b)
+		return nil
+	}
 	path := filepath.Join(r.out, metricsFile)
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
@@ -286,6 +296,33 @@ type completion struct {
 // finish writes the final model into output_dir (through .final.tmp and per-file renames, so nothing of
 // it appears before it is complete on disk), then trainer_state.json, loss.png and the completion marker.
 func (r *runner) finish() error {
+	if !r.leader() {
+		return r.agree(nil, "writing the final model")
+	}
+	return r.agree(r.finishLeader(), "writing the final model")
+}
+
+// agree tells every rank whether an operation rank 0 alone did (err is its outcome there, nil on
+// the others) succeeded, so that no rank reports success for a job whose rank 0 failed.
+func (r *runner) agree(err error, what string) error {
+	if r.comm.Size() == 1 {
+		return err
+	}
+	flag := []float64{0}
+	if err != nil {
+		flag[0] = 1
+	}
+	if cerr := r.comm.AllreduceFloat64(flag); cerr != nil {
+		return fmt.Errorf("%s: %w", what, cerr)
+	}
+	if err == nil && flag[0] > 0 {
+		return fmt.Errorf("%s failed on rank 0", what)
+	}
+	return err
+}
+
+// finishLeader writes the final model and the run's summary files (rank 0).
+func (r *runner) finishLeader() error {
 	tmp := filepath.Join(r.out, finalTmpDir)
 	fail := func(err error) error {
 		os.RemoveAll(tmp)
@@ -332,7 +369,7 @@ func (r *runner) finish() error {
 	summary := map[string]any{"step": r.step, "epoch": r.epochFloat(), "total_flos": 0.0,
 		"train_loss": res.TrainLoss, "train_runtime": secs}
 	if secs > 0 {
-		summary["train_samples_per_second"] = float64(r.total*r.args.PerDeviceTrainBatchSize*r.args.GradientAccumulationSteps) / secs
+		summary["train_samples_per_second"] = float64(r.total*r.args.PerDeviceTrainBatchSize*r.args.GradientAccumulationSteps*r.comm.Size()) / secs
 		summary["train_steps_per_second"] = float64(r.total) / secs
 	}
 	r.history = append(r.history, summary)

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/alignkit/alignkit/dist"
 	"github.com/alignkit/alignkit/internal/atomicfile"
 )
 
@@ -28,6 +29,8 @@ type options struct {
 	config map[string]any
 	// barMetrics are the logged values the progress bar shows after loss and tokens/s.
 	barMetrics []string
+	// comm is the group the run is data-parallel over (nil: dist.World).
+	comm dist.Comm
 }
 
 // WithLogWriter sends progress and log lines to w (default os.Stderr).
@@ -133,6 +136,7 @@ type runner struct {
 	args  Args
 	task  Task
 	o     options
+	comm  dist.Comm
 	seed  int64
 	clip  float64
 	out   string
@@ -183,6 +187,16 @@ func Run(ctx context.Context, args Args, task Task, opts ...Option) (Result, err
 	if o.log == nil {
 		o.log = io.Discard
 	}
+	if o.comm == nil {
+		c, err := dist.World()
+		if err != nil {
+			return Result{}, err
+		}
+		o.comm = c
+	}
+	if o.comm.Rank() != 0 {
+		o = quietOptions(o)
+	}
 	r, err := newRunner(args, task, o)
 	if err != nil {
 		return Result{}, err
@@ -190,7 +204,7 @@ func Run(ctx context.Context, args Args, task Task, opts ...Option) (Result, err
 	if err := r.prepareOutput(); err != nil {
 		return r.result(), err
 	}
-	if o.config != nil {
+	if o.config != nil && r.comm.Rank() == 0 {
 		b, err := json.MarshalIndent(o.config, "", "  ")
 		if err != nil {
 			return r.result(), fmt.Errorf("%s: %w", configFile, err)
@@ -203,8 +217,8 @@ func Run(ctx context.Context, args Args, task Task, opts ...Option) (Result, err
 }
 
 func newRunner(args Args, task Task, o options) (*runner, error) {
-	r := &runner{args: args, task: task, o: o, seed: *args.Seed, clip: *args.MaxGradNorm, out: args.OutputDir,
-		permEpoch: -1}
+	r := &runner{args: args, task: task, o: o, comm: o.comm, seed: *args.Seed, clip: *args.MaxGradNorm,
+		out: args.OutputDir, permEpoch: -1}
 	r.params = task.Params()
 	if len(r.params) == 0 {
 		return nil, errors.New("task has no trainable params")
@@ -222,8 +236,8 @@ func newRunner(args Args, task Task, o options) (*runner, error) {
 		return nil, fmt.Errorf("task has no training examples (NumExamples %d)", r.n)
 	}
 	r.microPerEpoch = ceilDiv(r.n, args.PerDeviceTrainBatchSize)
-	r.stepsPerEpoch = ceilDiv(r.microPerEpoch, args.GradientAccumulationSteps)
-	r.total = TotalSteps(args, r.n)
+	r.stepsPerEpoch = ceilDiv(r.microPerEpoch, args.GradientAccumulationSteps*r.comm.Size())
+	r.total = TotalStepsOnRanks(args, r.n, r.comm.Size())
 	r.opt = NewAdamW(r.params, AdamWConfig{Beta1: args.AdamBeta1, Beta2: args.AdamBeta2, Eps: args.AdamEpsilon,
 		WeightDecay: args.WeightDecay})
 	r.sched = Schedule(args, r.total)
@@ -233,63 +247,112 @@ func newRunner(args Args, task Task, o options) (*runner, error) {
 
 // TotalSteps is the number of optimizer steps Run takes for numExamples training examples: max_steps
 // when set, otherwise ceil(num_train_epochs * ceil(ceil(numExamples / batch size) / accumulation)).
-func TotalSteps(args Args, numExamples int) int {
+func TotalSteps(args Args, numExamples int) int { return TotalStepsOnRanks(args, numExamples, 1) }
+
+// TotalStepsOnRanks is TotalSteps for a run data-parallel over ranks processes, whose steps take
+// accumulation × ranks micro-batches each.
+func TotalStepsOnRanks(args Args, numExamples, ranks int) int {
 	a := args.Defaults()
 	if a.MaxSteps > 0 {
 		return a.MaxSteps
 	}
-	if numExamples <= 0 || a.PerDeviceTrainBatchSize <= 0 || a.GradientAccumulationSteps <= 0 {
+	if numExamples <= 0 || a.PerDeviceTrainBatchSize <= 0 || a.GradientAccumulationSteps <= 0 || ranks <= 0 {
 		return 0
 	}
-	stepsPerEpoch := ceilDiv(ceilDiv(numExamples, a.PerDeviceTrainBatchSize), a.GradientAccumulationSteps)
+	stepsPerEpoch := ceilDiv(ceilDiv(numExamples, a.PerDeviceTrainBatchSize), a.GradientAccumulationSteps*ranks)
 	return int(math.Ceil(a.NumTrainEpochs * float64(stepsPerEpoch)))
 }
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
 // prepareOutput creates output_dir, removes leftovers of crashed saves, and either restores a checkpoint
-// or makes sure a fresh run does not mix with an earlier one.
+// or makes sure a fresh run does not mix with an earlier one. Under several ranks, rank 0 alone looks
+// at and writes output_dir; it tells the others which checkpoint to restore (or why the run cannot
+// start), and every rank restores that one checkpoint.
 func (r *runner) prepareOutput() error {
+	var path string
+	var err error
+	if r.leader() {
+		path, err = r.prepareLeader()
+	}
+	if r.comm.Size() > 1 {
+		msg := "ok:" + path
+		if err != nil {
+			msg = "error:" + err.Error()
+		}
+		b, berr := r.comm.Bcast([]byte(msg), 0)
+		if berr != nil {
+			return fmt.Errorf("output_dir: receiving the resume point from rank 0: %w", berr)
+		}
+		if !r.leader() {
+			if m, ok := strings.CutPrefix(string(b), "error:"); ok {
+				return fmt.Errorf("rank 0 could not start: %s", m)
+			}
+			path = strings.TrimPrefix(string(b), "ok:")
+		}
+	}
+	if err != nil || path == "" {
+		return err
+	}
+	err = r.restore(path)
+	if r.comm.Size() > 1 {
+		failed := []float64{0}
+		if err != nil {
+			failed[0] = 1
+		}
+		if rerr := r.comm.AllreduceFloat64(failed); rerr != nil {
+			return fmt.Errorf("resume_from_checkpoint: agreeing on the restore: %w", rerr)
+		}
+		if err == nil && failed[0] > 0 {
+			return fmt.Errorf("resume_from_checkpoint: %s: %d other rank(s) could not restore it", path, int(failed[0]))
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if r.leader() {
+		// The final model of an earlier, finished run no longer describes these weights.
+		return removeFinished(r.out)
+	}
+	return nil
+}
+
+// prepareLeader is prepareOutput's part that reads and writes output_dir: it returns the checkpoint
+// to restore ("" for a fresh run).
+func (r *runner) prepareLeader() (string, error) {
 	if err := os.MkdirAll(r.out, 0o755); err != nil {
-		return fmt.Errorf("output_dir: %w", err)
+		return "", fmt.Errorf("output_dir: %w", err)
 	}
 	if err := cleanStale(r.out); err != nil {
-		return err
+		return "", err
 	}
 	resume := strings.TrimSpace(r.args.ResumeFromCheckpoint)
 	if resume == "" {
 		if _, err := os.Stat(filepath.Join(r.out, completeFile)); err == nil {
-			return fmt.Errorf("output_dir: %s already holds a finished run (%s); choose another output_dir", r.out, completeFile)
+			return "", fmt.Errorf("output_dir: %s already holds a finished run (%s); choose another output_dir", r.out, completeFile)
 		}
 		cs, err := listCheckpoints(r.out, false)
 		if err != nil {
-			return err
+			return "", err
 		}
 		if len(cs) > 0 {
-			return fmt.Errorf("output_dir: %s already holds %s from an earlier run; set resume_from_checkpoint: latest to continue it, or choose another output_dir",
+			return "", fmt.Errorf("output_dir: %s already holds %s from an earlier run; set resume_from_checkpoint: latest to continue it, or choose another output_dir",
 				r.out, filepath.Base(cs[len(cs)-1].path))
 		}
-		return atomicfile.WriteFile(filepath.Join(r.out, metricsFile), nil)
+		return "", atomicfile.WriteFile(filepath.Join(r.out, metricsFile), nil)
 	}
 	path := resume
 	if l := strings.ToLower(resume); l == "true" || l == "latest" {
 		p, err := LatestCheckpoint(r.out)
 		if err != nil {
-			return err
+			return "", err
 		}
 		if p == "" {
-			return fmt.Errorf("resume_from_checkpoint: no complete checkpoint-N in %s", r.out)
+			return "", fmt.Errorf("resume_from_checkpoint: no complete checkpoint-N in %s", r.out)
 		}
 		path = p
 	}
-	if err := r.restore(path); err != nil {
-		return err
-	}
-	// The final model of an earlier, finished run no longer describes these weights.
-	if err := removeFinished(r.out); err != nil {
-		return err
-	}
-	return nil
+	return path, nil
 }
 
 // permutation returns the epoch's shuffled example order: a Fisher-Yates shuffle driven by PCG seeded
@@ -339,9 +402,11 @@ func (r *runner) loop(ctx context.Context) (Result, error) {
 	r.winStarted = r.start
 	r.rep = newReporter(r.o, r.total, r.step)
 	defer r.rep.close()
-	bs, ga := r.args.PerDeviceTrainBatchSize, r.args.GradientAccumulationSteps
 	for r.step < r.total {
-		if ctx.Err() != nil {
+		// Under several ranks, Ctrl-C is agreed on at the step boundary (stepUnits reduces the flag),
+		// because a rank cannot leave a step its peers are reducing.
+		stop := ctx.Err() != nil
+		if stop && r.comm.Size() == 1 {
 			return r.interrupt(ctx)
 		}
 		if r.pos >= r.microPerEpoch {
@@ -352,36 +417,57 @@ func (r *runner) loop(ctx context.Context) (Result, error) {
 			r.perm = permutation(r.seed, r.epoch, r.n)
 			r.permEpoch = r.epoch
 		}
-		k := min(ga, r.microPerEpoch-r.pos)
 		stepNum := r.step + 1
+		k, micro := r.stepMicroBatches(stepNum)
+		unitsTotal, stopAll, err := r.stepUnits(micro, stop)
+		if err != nil {
+			return r.result(), fmt.Errorf("step %d: %w", stepNum, err)
+		}
+		if stopAll {
+			return r.interrupt(ctx)
+		}
 		zeroGrads(r.grads, 0)
+		stepCtx := ctx
+		if r.comm.Size() > 1 {
+			stepCtx = context.Background()
+		}
+		var results []microResult
+		for i, mb := range micro {
+			if i > 0 && stepCtx.Err() != nil {
+				return r.interrupt(ctx) // the unfinished step is discarded: nothing was applied yet
+			}
+			m, err := r.task.Step(stepCtx, mb.b, r.grads, float32(mb.units/unitsTotal))
+			if err != nil {
+				if stepCtx.Err() != nil {
+					return r.interrupt(ctx)
+				}
+				return r.result(), fmt.Errorf("step %d: micro-batch %d: %w", stepNum, mb.b.Micro, err)
+			}
+			results = append(results, microResult{Index: mb.b.Micro, Units: mb.units, Examples: len(mb.b.Examples),
+				Loss: m.Loss, Tokens: m.Tokens, Values: m.Values, Weights: m.Weights})
+		}
+		if err := r.reduceGrads(); err != nil {
+			return r.result(), fmt.Errorf("step %d: %w", stepNum, err)
+		}
+		if results, err = r.gather(results); err != nil {
+			return r.result(), fmt.Errorf("step %d: %w", stepNum, err)
+		}
+		// Merged in micro-batch order, so the sums are the same whichever rank ran which micro-batch.
 		var loss float64
 		var tokens int64
 		sums, weights := map[string]float64{}, map[string]float64{}
-		for j := range k {
-			if j > 0 && ctx.Err() != nil {
-				return r.interrupt(ctx) // the unfinished step is discarded: nothing was applied yet
+		for _, mr := range results {
+			if !finite(mr.Loss) {
+				return r.result(), &NonFiniteError{Step: stepNum, What: "loss", Value: mr.Loss, LastCheckpoint: r.lastCkpt}
 			}
-			lo := (r.pos + j) * bs
-			ex := append([]int(nil), r.perm[lo:min(lo+bs, r.n)]...)
-			b := Batch{Examples: ex, Step: stepNum, Micro: j, Accum: k, Epoch: r.epoch, Seed: r.seed}
-			m, err := r.task.Step(ctx, b, r.grads, float32(1/float64(k)))
-			if err != nil {
-				if ctx.Err() != nil {
-					return r.interrupt(ctx)
-				}
-				return r.result(), fmt.Errorf("step %d: micro-batch %d: %w", stepNum, j, err)
-			}
-			if !finite(m.Loss) {
-				return r.result(), &NonFiniteError{Step: stepNum, What: "loss", Value: m.Loss, LastCheckpoint: r.lastCkpt}
-			}
-			loss += m.Loss
-			tokens += int64(m.Tokens)
-			if err := accumulate(sums, weights, m, len(ex), false); err != nil {
+			loss += mr.Loss * mr.Units
+			tokens += int64(mr.Tokens)
+			m := Metrics{Values: mr.Values, Weights: mr.Weights}
+			if err := accumulate(sums, weights, m, mr.Examples, false); err != nil {
 				return r.result(), fmt.Errorf("step %d: %w", stepNum, err)
 			}
 		}
-		loss /= float64(k)
+		loss /= unitsTotal
 		norm := ClipGradNorm(r.grads, r.clip, 0)
 		if !finite(norm) {
 			return r.result(), &NonFiniteError{Step: stepNum, What: "grad_norm", Value: norm, LastCheckpoint: r.lastCkpt}
@@ -500,25 +586,34 @@ func (r *runner) evaluate() (map[string]any, error) {
 	ctx := context.Background()
 	start := r.o.now()
 	bs := r.args.PerDeviceEvalBatchSize
-	var lossSum, count float64
-	sums, weights := map[string]float64{}, map[string]float64{}
-	batches := 0
-	for lo := 0; lo < r.nEval; lo += bs {
+	// The evaluation batches are dealt over the ranks like a step's micro-batches and their results
+	// merged in batch order, so the numbers do not depend on the number of ranks.
+	batches := ceilDiv(r.nEval, bs)
+	var mine []microResult
+	for _, i := range dist.Share(batches, r.comm.Rank(), r.comm.Size()) {
 		ex := make([]int, 0, bs)
-		for i := lo; i < min(lo+bs, r.nEval); i++ {
-			ex = append(ex, i)
+		for e := i * bs; e < min((i+1)*bs, r.nEval); e++ {
+			ex = append(ex, e)
 		}
 		m, err := r.task.Eval(ctx, Batch{Examples: ex, Step: r.step, Accum: 1, Epoch: r.epoch, Seed: r.seed})
 		if err != nil {
-			return nil, fmt.Errorf("step %d: evaluation batch %d: %w", r.step, batches, err)
+			return nil, fmt.Errorf("step %d: evaluation batch %d: %w", r.step, i, err)
 		}
+		mine = append(mine, microResult{Index: i, Examples: len(ex), Loss: m.Loss, Values: m.Values, Weights: m.Weights})
+	}
+	all, err := r.gather(mine)
+	if err != nil {
+		return nil, fmt.Errorf("step %d: evaluation: %w", r.step, err)
+	}
+	var lossSum, count float64
+	sums, weights := map[string]float64{}, map[string]float64{}
+	for _, mr := range all {
 		// HF repeats each batch's mean loss batch-size times before averaging.
-		lossSum += m.Loss * float64(len(ex))
-		count += float64(len(ex))
-		if err := accumulate(sums, weights, m, len(ex), true); err != nil {
+		lossSum += mr.Loss * float64(mr.Examples)
+		count += float64(mr.Examples)
+		if err := accumulate(sums, weights, Metrics{Values: mr.Values, Weights: mr.Weights}, mr.Examples, true); err != nil {
 			return nil, err
 		}
-		batches++
 	}
 	evalLoss := lossSum / count
 	if !finite(evalLoss) {

@@ -68,11 +68,26 @@ type Task interface {
 	// NumEvalExamples is the number of evaluation examples; 0 disables evaluation.
 	NumEvalExamples() int
 	// Step runs forward and backward on b.Examples and ADDS scale * dLoss/dParam into grads (one slice
-	// per Param, same order and length; scale is 1/b.Accum). It must not modify the Params' values.
+	// per Param, same order and length). scale is the micro-batch's share of the step: its
+	// LossUnits over the step's (see LossUnitsTask), or 1/b.Accum for a task without loss units. It
+	// must not modify the Params' values.
 	Step(ctx context.Context, b Batch, grads [][]float32, scale float32) (Metrics, error)
 	// Eval runs the forward pass only on b.Examples of the evaluation set.
 	Eval(ctx context.Context, b Batch) (Metrics, error)
 	// SaveModel writes the HF model directory (weights, config and tokenizer files) into dir, which exists
 	// and is empty.
 	SaveModel(dir string) error
+}
+
+// LossUnitsTask is implemented by a task whose loss is a mean over units that micro-batches hold in
+// different numbers: loss tokens (SFT), pairs (DPO, reward model). Before running a step's
+// micro-batches the loop sums their units U (over every rank of a distributed run) and runs each
+// with scale = units/U, so the accumulated gradient is that of the mean over all the step's units
+// (transformers' num_items_in_batch with average_tokens_across_devices) rather than the mean of the
+// micro-batches' means, and the logged loss is Σ Loss·units/U, the same mean. A step whose
+// micro-batches hold no unit is an error.
+type LossUnitsTask interface {
+	// LossUnits is the number of units b.Examples hold (> 0 for a non-empty micro-batch). It must
+	// not depend on the weights: the loop may call it on every rank for any micro-batch.
+	LossUnits(b Batch) (float64, error)
 }

@@ -13,6 +13,8 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+
+	"github.com/alignkit/alignkit/dist"
 )
 
 func main() {
@@ -24,11 +26,13 @@ func main() {
 func run(args []string) (code int) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	errOut := os.Stderr
+	defer quietFollower()()
 	defer func() {
 		if r := recover(); r != nil {
-			fmt.Fprintf(os.Stderr, "alignkit: internal error: %v (set ALIGNKIT_DEBUG=1 for a stack trace)\n", r)
+			fmt.Fprintf(errOut, "alignkit: internal error: %v (set ALIGNKIT_DEBUG=1 for a stack trace)\n", r)
 			if os.Getenv("ALIGNKIT_DEBUG") != "" {
-				os.Stderr.Write(debug.Stack())
+				errOut.Write(debug.Stack())
 			}
 			code = 2
 		}
@@ -36,8 +40,43 @@ func run(args []string) (code int) {
 	root := newRoot()
 	root.SetArgs(args)
 	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintf(os.Stderr, "alignkit: %s\n", strings.Join(strings.Fields(err.Error()), " "))
+		// A failed rank exits without MPI_Finalize, which waits for its peers: mpirun then stops
+		// the whole job and names this rank.
+		fmt.Fprintf(errOut, "alignkit: %s%s\n", rankPrefix(), strings.Join(strings.Fields(err.Error()), " "))
+		return 1
+	}
+	if err := dist.Finalize(); err != nil {
+		fmt.Fprintf(errOut, "alignkit: %s%v\n", rankPrefix(), err)
 		return 1
 	}
 	return 0
+}
+
+// quietFollower sends the output of ranks other than 0 of a job of several processes (mpirun) to
+// the null device, because rank 0 speaks for the job and the others would repeat its data
+// summaries and notes line for line; their error line is still written (run keeps the real
+// stderr for it). It returns the function that restores the output.
+func quietFollower() (restore func()) {
+	c, err := dist.World()
+	if err != nil || c.Rank() == 0 {
+		return func() {}
+	}
+	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		return func() {}
+	}
+	stdout, stderr := os.Stdout, os.Stderr
+	os.Stdout, os.Stderr = null, null
+	return func() {
+		os.Stdout, os.Stderr = stdout, stderr
+		null.Close()
+	}
+}
+
+// rankPrefix is "rank N: " in a job of several processes (mpirun), "" otherwise.
+func rankPrefix() string {
+	if c, err := dist.World(); err == nil && c.Size() > 1 {
+		return fmt.Sprintf("rank %d: ", c.Rank())
+	}
+	return ""
 }

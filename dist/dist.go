@@ -1,0 +1,147 @@
+// Package dist is the process group of a data-parallel job: each process's rank, the number of
+// processes, and the few collectives alignkit needs (a sum of float slices, a gather of bytes, a
+// broadcast). Built with the build tag mpi it binds Open MPI's libmpi through cgo and World is
+// MPI_COMM_WORLD of a job started by mpirun; built without it, or started without mpirun, World is a
+// single rank and every collective is the identity.
+//
+// MPI is initialised on the first call to World (only when mpirun started the process) and ended by
+// Finalize, which a command calls once before it exits with status 0. Failures:
+//
+//   - A rank that returns an error exits non-zero without Finalize (which would wait for its peers):
+//     mpirun stops the whole job and says "Primary job terminated normally, but 1 process returned
+//     a non-zero exit code"; the rank's own error line names it ("alignkit: rank 1: ...").
+//   - A rank that dies (killed, out of memory) is named by mpirun: "mpirun noticed that process
+//     rank 1 with PID ... exited on signal 9 (Killed)."
+//   - A rank that hangs or is cut off leaves its peers blocked inside MPI with nothing to return; each
+//     collective has a watchdog (ALIGNKIT_MPI_TIMEOUT, default 30m as transformers' ddp_timeout),
+//     past which the waiting rank prints "alignkit: rank 0: MPI_Allreduce waited 30m0s for the other
+//     ranks: ..." and aborts the job.
+//   - Errors MPI reports come back as Go errors (the communicator's handler is MPI_ERRORS_RETURN, not
+//     MPI's default abort).
+//
+// In every case the job's last checkpoint is complete (rank 0 writes checkpoints atomically) and
+// resume_from_checkpoint: latest continues it.
+package dist
+
+import (
+	"fmt"
+	"sync"
+)
+
+// Comm is a process group. Every rank must call the same collectives in the same order with
+// matching lengths; a Comm is not safe for concurrent use.
+type Comm interface {
+	// Rank is this process's index, 0..Size-1. Rank 0 is the one that writes files and logs.
+	Rank() int
+	// Size is the number of processes.
+	Size() int
+	// AllreduceFloat32 replaces buf, on every rank, by its element-wise sum over the ranks.
+	AllreduceFloat32(buf []float32) error
+	// AllreduceFloat64 is AllreduceFloat32 for float64.
+	AllreduceFloat64(buf []float64) error
+	// Allgather returns every rank's b, indexed by rank (lengths may differ).
+	Allgather(b []byte) ([][]byte, error)
+	// Bcast returns root's b on every rank (b is ignored on the others).
+	Bcast(b []byte, root int) ([]byte, error)
+}
+
+// Single is the group of one process: every collective returns its input.
+func Single() Comm { return single{} }
+
+type single struct{}
+
+func (single) Rank() int                            { return 0 }
+func (single) Size() int                            { return 1 }
+func (single) AllreduceFloat32([]float32) error     { return nil }
+func (single) AllreduceFloat64([]float64) error     { return nil }
+func (single) Allgather(b []byte) ([][]byte, error) { return [][]byte{append([]byte(nil), b...)}, nil }
+func (single) Bcast(b []byte, root int) ([]byte, error) {
+	if root != 0 {
+		return nil, fmt.Errorf("dist: broadcast root %d in a group of 1", root)
+	}
+	return append([]byte(nil), b...), nil
+}
+
+// The world group is process-wide state by nature (MPI_Init may be called once per process), so it
+// lives here behind a sync.Once rather than being threaded through every package's API.
+var (
+	worldOnce sync.Once
+	world     Comm
+	worldErr  error
+)
+
+// World is the job's process group: MPI_COMM_WORLD when alignkit is built with MPI and was started
+// by mpirun (or another launcher that sets Open MPI's environment), Single otherwise.
+func World() (Comm, error) {
+	worldOnce.Do(func() { world, worldErr = openWorld() })
+	return world, worldErr
+}
+
+// Finalize ends MPI when World started it; it is a no-op otherwise. Call it once, at exit.
+func Finalize() error { return finalize() }
+
+// Implementation names the MPI library compiled in ("" without the mpi build tag).
+func Implementation() string { return implementation() }
+
+// DefaultBucketFloats is the size of the buffers AllreduceBuckets packs tensors into: 4 Mi float32
+// values (16 MiB), near PyTorch DDP's 25 MB default, large enough that per-message latency is
+// negligible and small enough that packing stays in cache-sized pieces.
+const DefaultBucketFloats = 4 << 20
+
+// AllreduceBuckets sums every slice of ts over the ranks, in place. Small slices are packed into
+// buffers of up to bucket values so that a model with hundreds of tensors needs a few messages, not
+// hundreds; a slice longer than bucket is reduced in place in pieces of bucket values (MPI counts
+// are C ints). The bucket layout depends only on the lengths, so every rank forms the same messages.
+func AllreduceBuckets(c Comm, ts [][]float32, bucket int) error {
+	if c.Size() == 1 {
+		return nil
+	}
+	if bucket <= 0 {
+		return fmt.Errorf("dist: bucket size %d", bucket)
+	}
+	buf := make([]float32, 0, bucket)
+	var pending [][]float32
+	flush := func() error {
+		if len(buf) == 0 {
+			return nil
+		}
+		if err := c.AllreduceFloat32(buf); err != nil {
+			return err
+		}
+		off := 0
+		for _, t := range pending {
+			off += copy(t, buf[off:off+len(t)])
+		}
+		buf, pending = buf[:0], pending[:0]
+		return nil
+	}
+	for _, t := range ts {
+		if len(t) > bucket {
+			for lo := 0; lo < len(t); lo += bucket {
+				if err := c.AllreduceFloat32(t[lo:min(lo+bucket, len(t))]); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if len(buf)+len(t) > bucket {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		buf = append(buf, t...)
+		pending = append(pending, t)
+	}
+	return flush()
+}
+
+// Share returns the indices i in [0, n) that rank takes when n items are dealt round-robin over
+// size ranks (i % size == rank): the split the generation stages and the training loop use, which
+// keeps each rank's share within one item of the others'.
+func Share(n, rank, size int) []int {
+	var idx []int
+	for i := rank; i < n; i += size {
+		idx = append(idx, i)
+	}
+	return idx
+}
