@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -21,9 +22,32 @@ func main() {
 
 // run executes the command line and turns every failure, a panic included, into one error line and
 // a non-zero exit status. ALIGNKIT_DEBUG=1 prints the stack of a panic for bug reports.
+//
+// SIGINT and SIGTERM cancel the command's context: every phase (loading, tokenizing, training,
+// generating, serving) stops at its next check, a trainer saves its checkpoint first, and the exit
+// status is the shell's 128+signal (130 for SIGINT, 143 for SIGTERM) even when the command then
+// returns cleanly. A second signal exits at once with the same status.
 func run(args []string) (code int) {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	sigc := make(chan os.Signal, 2)
+	signal.Notify(sigc, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigc)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case s := <-sigc:
+			cancel(interrupted{s})
+			select {
+			case s2 := <-sigc:
+				fmt.Fprintf(os.Stderr, "alignkit: second %s: exiting at once\n", signalName(s2))
+				os.Exit(signalStatus(s2))
+			case <-done:
+			}
+		case <-done:
+		}
+	}()
 	defer func() {
 		if r := recover(); r != nil {
 			fmt.Fprintf(os.Stderr, "alignkit: internal error: %v (set ALIGNKIT_DEBUG=1 for a stack trace)\n", r)
@@ -35,9 +59,40 @@ func run(args []string) (code int) {
 	}()
 	root := newRoot()
 	root.SetArgs(args)
-	if err := root.ExecuteContext(ctx); err != nil {
+	err := root.ExecuteContext(ctx)
+	var sig interrupted
+	signalled := errors.As(context.Cause(ctx), &sig)
+	switch {
+	case err != nil:
 		fmt.Fprintf(os.Stderr, "alignkit: %s\n", strings.Join(strings.Fields(err.Error()), " "))
+	case signalled:
+		fmt.Fprintf(os.Stderr, "alignkit: stopped by %s\n", signalName(sig.sig))
+	}
+	switch {
+	case signalled:
+		return signalStatus(sig.sig)
+	case err != nil:
 		return 1
 	}
 	return 0
+}
+
+// interrupted is the context's cause when a signal stopped the command.
+type interrupted struct{ sig os.Signal }
+
+func (i interrupted) Error() string { return "stopped by " + signalName(i.sig) }
+
+func signalName(s os.Signal) string {
+	if s == syscall.SIGTERM {
+		return "SIGTERM"
+	}
+	return "SIGINT"
+}
+
+// signalStatus is the shell's exit status for a process ended by s: 128 + its number.
+func signalStatus(s os.Signal) int {
+	if n, ok := s.(syscall.Signal); ok {
+		return 128 + int(n)
+	}
+	return 130
 }
