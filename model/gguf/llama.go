@@ -46,6 +46,9 @@ func Write(path string, w *model.Weights, tok *TokenizerInfo, opts WriteOptions)
 	if err := w.Check("weights to export"); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
+	if err := w.CheckFinite("weights to export"); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
 	name := opts.Name
 	if name == "" {
 		name = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
@@ -374,6 +377,15 @@ type tensorLoad struct {
 // permutation and splits stacked experts. Names and shapes are all checked before any data is read, and
 // a tensor the plan does not use is an error rather than something silently dropped.
 func (f *File) llamaWeights(r io.ReaderAt, c model.Config) (*model.Weights, error) {
+	// The metadata's sizes (block_count, expert_count, widths) must fit the tensors the file holds
+	// before the expected tensor list is built from them.
+	var elements int64
+	for _, ti := range f.Tensors {
+		elements += int64(ti.Numel())
+	}
+	if err := c.CheckAgainst(len(f.Tensors), elements); err != nil {
+		return nil, fmt.Errorf("%s: %w", f.Path, err)
+	}
 	shapes := model.ExpectedShapes(c)
 	w := &model.Weights{Config: c, Tensors: make(map[string]*model.Tensor, len(shapes))}
 	var plan []tensorLoad
@@ -447,6 +459,9 @@ func (f *File) llamaWeights(r io.ReaderAt, c model.Config) (*model.Weights, erro
 		p.store(t)
 	}
 	if err := w.Check(f.Path); err != nil {
+		return nil, err
+	}
+	if err := w.CheckFinite(f.Path); err != nil {
 		return nil, err
 	}
 	return w, nil
