@@ -9,6 +9,7 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/deprecated"
+	"github.com/parquet-go/parquet-go/encoding/thrift"
 	"github.com/parquet-go/parquet-go/format"
 )
 
@@ -50,6 +51,9 @@ func ReadParquet(path string) (rows []Row, err error) {
 		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
 	if err := checkParquetFooter(pf.Metadata(), st.Size()); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if err := checkParquetPages(f, pf.Metadata()); err != nil {
 		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
 	root, err := buildPQTree(pf.Schema())
@@ -157,6 +161,43 @@ func checkParquetFooter(md *format.FileMetaData, size int64) error {
 	}
 	if sum != md.NumRows {
 		return fmt.Errorf("malformed Parquet footer: its row groups hold %d rows, it declares %d", sum, md.NumRows)
+	}
+	return nil
+}
+
+// MaxParquetPageBytes bounds one page's uncompressed size. Writers cut pages at about 1 MB
+// (pyarrow, parquet-go, Spark); a header claiming more is believed only up to this.
+const MaxParquetPageBytes = 256 << 20
+
+// checkParquetPages walks every page header of every column chunk before parquet-go reads them.
+// parquet-go's streaming thrift decoder allocates whatever length a header's binary field claims
+// (a 500-byte file asked for 160 MB); decoding the same headers here from the chunk's bytes slices
+// them instead, and each page's sizes are checked against its chunk and MaxParquetPageBytes.
+func checkParquetPages(f io.ReaderAt, md *format.FileMetaData) error {
+	var proto thrift.CompactProtocol
+	for gi, rg := range md.RowGroups {
+		for ci, cc := range rg.Columns {
+			m := cc.MetaData
+			chunk := make([]byte, m.TotalCompressedSize) // within the file: checkParquetFooter
+			if _, err := f.ReadAt(chunk, chunkStart(m)); err != nil {
+				return fmt.Errorf("row group %d column %d: %w", gi, ci, err)
+			}
+			for pos, page := 0, 0; pos < len(chunk); page++ {
+				var h format.PageHeader
+				pr := proto.NewReaderFromBytes(chunk[pos:])
+				if err := thrift.NewDecoder(pr).Decode(&h); err != nil {
+					return fmt.Errorf("row group %d column %d page %d: malformed page header: %v", gi, ci, page, err)
+				}
+				pos += pr.BytesRead()
+				switch {
+				case h.CompressedPageSize < 0 || int64(h.CompressedPageSize) > int64(len(chunk)-pos):
+					return fmt.Errorf("row group %d column %d page %d: %d bytes, past the end of its %d-byte column chunk", gi, ci, page, h.CompressedPageSize, len(chunk))
+				case h.UncompressedPageSize < 0 || h.UncompressedPageSize > MaxParquetPageBytes:
+					return fmt.Errorf("row group %d column %d page %d: %d bytes uncompressed (at most %d)", gi, ci, page, h.UncompressedPageSize, MaxParquetPageBytes)
+				}
+				pos += int(h.CompressedPageSize)
+			}
+		}
 	}
 	return nil
 }
