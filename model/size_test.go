@@ -1,6 +1,9 @@
 package model
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // Config.Size counts exactly what ExpectedShapes builds (tensor count and total elements) for dense,
 // untied, Mixtral and reward configs, without building it.
@@ -68,4 +71,30 @@ func TestCheckAgainst(t *testing.T) {
 	if err := c.CheckAgainst(46, 260032-172*64); err != nil {
 		t.Errorf("one tensor missing: %v", err)
 	}
+}
+
+// FuzzParseConfig feeds arbitrary bytes as config.json: never a panic, every error one line naming
+// the file, and an accepted config validates and has a size (so nothing built from it can overflow).
+func FuzzParseConfig(f *testing.F) {
+	t := &testing.T{}
+	f.Add(configJSON(t, nil))
+	f.Add(configJSON(t, map[string]any{"num_hidden_layers": 100000000}))
+	f.Add(configJSON(t, map[string]any{"architectures": []any{"MixtralForCausalLM"}, "model_type": "mixtral", "num_local_experts": 8, "num_experts_per_tok": 2}))
+	f.Add([]byte(`{"eos_token_id": [1, 2], "sliding_window": null}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := ParseConfig(data, "config.json")
+		if err != nil {
+			if msg := err.Error(); !strings.HasPrefix(msg, "config.json: ") || strings.Contains(msg, "\n") {
+				t.Fatalf("error is not one line naming the file: %q", msg)
+			}
+			return
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("accepted config does not validate: %v", err)
+		}
+		if _, err := c.Size(); err != nil {
+			t.Fatalf("accepted config has no size: %v", err)
+		}
+	})
 }
