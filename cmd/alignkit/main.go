@@ -14,6 +14,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 )
 
 func main() {
@@ -26,7 +27,10 @@ func main() {
 // SIGINT and SIGTERM cancel the command's context: every phase (loading, tokenizing, training,
 // generating, serving) stops at its next check, a trainer saves its checkpoint first, and the exit
 // status is the shell's 128+signal (130 for SIGINT, 143 for SIGTERM) even when the command then
-// returns cleanly. A second signal exits at once with the same status.
+// returns cleanly. A second signal exits at once with the same status, and so does a command still
+// running forceExitAfter after the first (a phase that does not check its context, such as a
+// trainer's tokenizing, cannot keep the process alive; every write is atomic, so nothing is left
+// half-written).
 func run(args []string) (code int) {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
@@ -43,6 +47,9 @@ func run(args []string) (code int) {
 			case s2 := <-sigc:
 				fmt.Fprintf(os.Stderr, "alignkit: second %s: exiting at once\n", signalName(s2))
 				os.Exit(signalStatus(s2))
+			case <-time.After(forceExitAfter):
+				fmt.Fprintf(os.Stderr, "alignkit: %s: still running %s later; exiting\n", signalName(s), forceExitAfter)
+				os.Exit(signalStatus(s))
 			case <-done:
 			}
 		case <-done:
@@ -76,6 +83,10 @@ func run(args []string) (code int) {
 	}
 	return 0
 }
+
+// forceExitAfter is how long a command may take to stop after SIGINT or SIGTERM: long enough for a
+// trainer to save its checkpoint, short enough for a supervisor's kill timeout.
+const forceExitAfter = 30 * time.Second
 
 // interrupted is the context's cause when a signal stopped the command.
 type interrupted struct{ sig os.Signal }
