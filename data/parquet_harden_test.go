@@ -145,3 +145,21 @@ func FuzzReadParquet(f *testing.F) {
 		}
 	})
 }
+
+// A page index that points at garbage is not read: a full scan needs none, so the rows still load.
+func TestParquetBrokenPageIndexSkipped(t *testing.T) {
+	bad := patchFooter(t, smallParquet(t, 3), func(md *format.FileMetaData) {
+		for i := range md.RowGroups[0].Columns {
+			c := &md.RowGroups[0].Columns[i]
+			c.ColumnIndexOffset, c.ColumnIndexLength = 4, 200
+			c.OffsetIndexOffset, c.OffsetIndexLength = 6, 1<<30
+		}
+	})
+	rows, err := ReadParquet(writeTemp(t, "index.parquet", bad))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 3 || rows[2].Fields["completion"] != "answer 2" {
+		t.Errorf("rows %+v", rows)
+	}
+}
