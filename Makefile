@@ -37,7 +37,7 @@ endif
 LDFLAGS := -X main.version=$(VERSION)
 TEST_TIMEOUT ?= 25m
 
-.PHONY: docs all build test test-short test-mpi vet lint fmt demo demo-quick bench conformance clean
+.PHONY: docs all build test test-short test-mpi vet lint fmt fuzz demo demo-quick bench conformance clean
 
 all: build
 
@@ -91,6 +91,27 @@ conformance: build conformance/llamacpp/node_modules
 
 bench: build
 	./bench/run.sh
+
+# Every fuzz target, FUZZTIME each (go test runs one -fuzz target at a time). A crasher is written
+# to the package's testdata/fuzz/ and fails the run; commit it with the fix, and plain `go test`
+# replays it from then on.
+FUZZTIME ?= 10s
+FUZZ_TARGETS := \
+	./model/hf:FuzzParseHeader \
+	./model/gguf:FuzzOpen \
+	./model/tokenizer:FuzzSentencePieceModel \
+	./model:FuzzParseConfig \
+	./data:FuzzReadJSONL \
+	./data:FuzzReadParquet \
+	./conf:FuzzLoadYAML \
+	./serve:FuzzRequestBody
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
+		$(GO) test $(TAGS) -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
 
 # The generated config reference (a test checks it is current).
 docs: build

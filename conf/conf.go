@@ -6,6 +6,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -24,10 +25,32 @@ const EnvPrefix = "ALIGNKIT_"
 // "" for none), the environment, and sets ("key=value", values parsed as YAML scalars or flow
 // collections). Fields the sources do not mention keep the values out already holds.
 func Load(path string, sets []string, out any) error {
-	return load(path, sets, out, os.LookupEnv)
+	return load(path, sets, out, environment(os.Environ()))
 }
 
-func load(path string, sets []string, out any, lookupEnv func(string) (string, bool)) error {
+// Reserved are the ALIGNKIT_ environment variables that are not config keys: the program reads them
+// itself (ALIGNKIT_DEBUG, ALIGNKIT_API_KEY for serve) or its tests do (ALIGNKIT_CLI). Any other
+// ALIGNKIT_ variable must name a key of the job being loaded.
+func Reserved() []string { return []string{"ALIGNKIT_API_KEY", "ALIGNKIT_CLI", "ALIGNKIT_DEBUG"} }
+
+// environment maps the ALIGNKIT_ variables of environ ("NAME=value" entries) to their values.
+func environment(environ []string) map[string]string {
+	env := map[string]string{}
+	for _, kv := range environ {
+		name, val, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, EnvPrefix) {
+			env[name] = val
+		}
+	}
+	return env
+}
+
+// ZeroTag is the struct tag of a field whose zero value stands for "unset, use the default"
+// (`zero:"default"`): a source that writes that zero explicitly (learning_rate: 0) is an error,
+// because the default would silently replace it.
+const ZeroTag = "zero"
+
+func load(path string, sets []string, out any, env map[string]string) error {
 	rv := reflect.ValueOf(out)
 	if rv.Kind() != reflect.Pointer || rv.Elem().Kind() != reflect.Struct {
 		return fmt.Errorf("conf.Load needs a pointer to a struct, got %T", out)
@@ -37,6 +60,9 @@ func load(path string, sets []string, out any, lookupEnv func(string) (string, b
 		source = "config"
 	}
 	keys := Keys(rv.Elem().Type())
+	// origin names where each key's value came from, for error lines: the YAML file, the
+	// environment variable, or the --set flag.
+	origin := map[string]string{}
 	v := viper.New()
 	if path != "" {
 		data, err := os.ReadFile(path)
@@ -51,17 +77,31 @@ func load(path string, sets []string, out any, lookupEnv func(string) (string, b
 			return fmt.Errorf("%s: %w", path, err)
 		}
 	}
-	for _, k := range keys {
-		if k.Map {
+	for _, k := range v.AllKeys() {
+		if !known(keys, k) {
+			return fmt.Errorf("%s: unknown key %q%s", source, k, suggest(keys, k))
+		}
+		origin[k] = source
+	}
+	names := make([]string, 0, len(env))
+	for name := range env {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if slices.Contains(Reserved(), name) && !known(keys, envKey(name)) {
 			continue
 		}
-		if s, ok := lookupEnv(EnvName(k.Name)); ok {
-			val, err := scalar(s)
-			if err != nil {
-				return fmt.Errorf("environment %s: %v", EnvName(k.Name), err)
-			}
-			v.Set(k.Name, val)
+		key, ok := envToKey(keys, name)
+		if !ok {
+			return fmt.Errorf("environment %s: matches no config key%s", name, suggestEnv(keys, name))
 		}
+		val, err := scalar(env[name])
+		if err != nil {
+			return fmt.Errorf("environment %s: %v", name, err)
+		}
+		v.Set(key, val)
+		origin[key] = "environment " + name
 	}
 	for _, s := range sets {
 		key, value, ok := strings.Cut(s, "=")
@@ -77,12 +117,40 @@ func load(path string, sets []string, out any, lookupEnv func(string) (string, b
 			return fmt.Errorf("--set %s: %v", key, err)
 		}
 		v.Set(key, val)
+		origin[key] = "--set " + key
 	}
-	for _, k := range v.AllKeys() {
-		if !known(keys, k) {
-			return fmt.Errorf("%s: unknown key %q%s", source, k, suggest(keys, k))
+	// A value from the environment or --set that does not decode is reported against its variable
+	// or flag, not against the YAML file: each is decoded alone into a scratch struct first.
+	for _, k := range sortedKeys(origin) {
+		if origin[k] == source {
+			continue
+		}
+		one := viper.New()
+		one.Set(k, v.Get(k))
+		scratch := reflect.New(rv.Elem().Type()).Interface()
+		if err := decode(one.AllSettings(), scratch); err != nil {
+			return fmt.Errorf("%s: %s", origin[k], decodeError(err))
 		}
 	}
+	if err := decode(v.AllSettings(), out); err != nil {
+		return fmt.Errorf("%s: %s", source, decodeError(err))
+	}
+	if err := explicitZeros(rv.Elem(), "", origin); err != nil {
+		return err
+	}
+	if val, ok := out.(Validator); ok {
+		if err := val.Validate(); err != nil {
+			// "key: ..." from a key the environment or --set gave is reported against them.
+			if k, _, ok := strings.Cut(err.Error(), ":"); ok && origin[k] != "" && origin[k] != source {
+				return fmt.Errorf("%s: %w", origin[k], err)
+			}
+			return fmt.Errorf("%s: %w", source, err)
+		}
+	}
+	return nil
+}
+
+func decode(settings map[string]any, out any) error {
 	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
 		Result:           out,
 		TagName:          "mapstructure",
@@ -93,15 +161,95 @@ func load(path string, sets []string, out any, lookupEnv func(string) (string, b
 	if err != nil {
 		return err
 	}
-	if err := dec.Decode(v.AllSettings()); err != nil {
-		return fmt.Errorf("%s: %s", source, decodeError(err))
+	return dec.Decode(settings)
+}
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
 	}
-	if val, ok := out.(Validator); ok {
-		if err := val.Validate(); err != nil {
-			return fmt.Errorf("%s: %w", source, err)
+	sort.Strings(out)
+	return out
+}
+
+// envKey is the key an environment variable would name if its underscores after the prefix were
+// all part of one key name (used only to see whether a reserved variable is also a key).
+func envKey(name string) string { return strings.ToLower(strings.TrimPrefix(name, EnvPrefix)) }
+
+// envToKey finds the key an ALIGNKIT_ variable sets: a key whose EnvName it is, or a sub-key of a
+// map key (ALIGNKIT_COLUMNS_PROMPT sets columns.prompt).
+func envToKey(keys []Key, name string) (string, bool) {
+	for _, k := range keys {
+		if !k.Map && EnvName(k.Name) == name {
+			return k.Name, true
+		}
+	}
+	for _, k := range keys {
+		if p := EnvName(k.Name) + "_"; k.Map && strings.HasPrefix(name, p) && len(name) > len(p) {
+			return k.Name + "." + strings.ToLower(name[len(p):]), true
+		}
+	}
+	return "", false
+}
+
+// suggestEnv names the closest variable a key would give, when a typo is likely.
+func suggestEnv(keys []Key, name string) string {
+	best, bestD := "", 4
+	for _, key := range keys {
+		if d := distance(EnvName(key.Name), name); d < bestD {
+			best, bestD = EnvName(key.Name), d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %s?)", best)
+}
+
+// explicitZeros reports a field tagged `zero:"default"` that a source set to its zero value.
+func explicitZeros(v reflect.Value, prefix string, origin map[string]string) error {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if !f.IsExported() && !f.Anonymous {
+			continue
+		}
+		name, opts, _ := strings.Cut(f.Tag.Get("mapstructure"), ",")
+		if name == "-" {
+			continue
+		}
+		fv := v.Field(i)
+		if strings.Contains(opts, "squash") || (f.Anonymous && name == "") {
+			if fv.Kind() == reflect.Struct {
+				if err := explicitZeros(fv, prefix, origin); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		full := prefix + strings.ToLower(name)
+		if fv.Kind() == reflect.Struct {
+			if err := explicitZeros(fv, full+".", origin); err != nil {
+				return err
+			}
+			continue
+		}
+		if f.Tag.Get(ZeroTag) == "default" && origin[full] != "" && fv.IsZero() {
+			return fmt.Errorf("%s: %s: %v is not a valid value (it would mean \"use the default\"; omit the key for that)", origin[full], full, zeroText(fv))
 		}
 	}
 	return nil
+}
+
+func zeroText(v reflect.Value) string {
+	if v.Kind() == reflect.String {
+		return `""`
+	}
+	return fmt.Sprint(v.Interface())
 }
 
 // Key is one config key: its dotted name, the Go type, and the field's `doc` tag.

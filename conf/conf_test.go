@@ -10,8 +10,8 @@ import (
 )
 
 type inner struct {
-	LearningRate float64           `mapstructure:"learning_rate" doc:"peak learning rate"`
-	MaxSteps     int               `mapstructure:"max_steps"`
+	LearningRate float64           `mapstructure:"learning_rate" doc:"peak learning rate" zero:"default"`
+	MaxSteps     int               `mapstructure:"max_steps" zero:"default"`
 	Columns      map[string]string `mapstructure:"columns"`
 }
 
@@ -30,7 +30,7 @@ func (j *job) Validate() error {
 	return nil
 }
 
-var errBeta = errors.New("beta must be >= 0")
+var errBeta = errors.New("beta: must be >= 0")
 
 func write(t *testing.T, body string) string {
 	t.Helper()
@@ -43,9 +43,9 @@ func write(t *testing.T, body string) string {
 
 func TestLoadPrecedence(t *testing.T) {
 	p := write(t, "learning_rate: 1e-5\nmax_steps: 10\nbeta: 0.1\ncolumns:\n  prompt: question\n")
-	env := map[string]string{"ALIGNKIT_MAX_STEPS": "20", "ALIGNKIT_LOSS_TYPE": "ipo"}
+	env := map[string]string{"ALIGNKIT_MAX_STEPS": "20", "ALIGNKIT_LOSS_TYPE": "ipo", "ALIGNKIT_DEBUG": "1"}
 	j := job{Packing: true}
-	err := load(p, []string{"beta=0.5", "temperatures=[0.8, 1.2]"}, &j, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	err := load(p, []string{"beta=0.5", "temperatures=[0.8, 1.2]"}, &j, env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,26 +56,34 @@ func TestLoadPrecedence(t *testing.T) {
 }
 
 func TestLoadErrors(t *testing.T) {
-	noEnv := func(string) (string, bool) { return "", false }
 	cases := []struct {
 		name, yaml string
 		sets       []string
+		env        map[string]string
 		want       string
 	}{
-		{"unknown key", "learning_rat: 1e-5\n", nil, `JOB: unknown key "learning_rat" (did you mean "learning_rate"?)`},
-		{"unknown far key", "frobnicate: 1\n", nil, `JOB: unknown key "frobnicate"`},
-		{"wrong type", "max_steps: ten\n", nil, `JOB: key "max_steps" must be int, got string`},
-		{"wrong type list", "temperatures: hot\n", nil, `JOB: 'temperatures' source data must be an array or slice, got string`},
-		{"bad yaml", "max_steps: [1\n", nil, `JOB: invalid YAML: yaml: line 1: did not find expected ',' or ']'`},
-		{"unknown set", "", []string{"bta=1"}, `--set bta: unknown key "bta" (did you mean "beta"?)`},
-		{"malformed set", "", []string{"beta"}, `--set "beta": want key=value`},
-		{"validate", "beta: -1\n", nil, `JOB: beta must be >= 0`},
+		{"unknown key", "learning_rat: 1e-5\n", nil, nil, `JOB: unknown key "learning_rat" (did you mean "learning_rate"?)`},
+		{"unknown far key", "frobnicate: 1\n", nil, nil, `JOB: unknown key "frobnicate"`},
+		{"wrong type", "max_steps: ten\n", nil, nil, `JOB: key "max_steps" must be int, got string`},
+		{"wrong type list", "temperatures: hot\n", nil, nil, `JOB: 'temperatures' source data must be an array or slice, got string`},
+		{"bad yaml", "max_steps: [1\n", nil, nil, `JOB: invalid YAML: yaml: line 1: did not find expected ',' or ']'`},
+		{"unknown set", "", []string{"bta=1"}, nil, `--set bta: unknown key "bta" (did you mean "beta"?)`},
+		{"malformed set", "", []string{"beta"}, nil, `--set "beta": want key=value`},
+		{"validate", "beta: -1\n", nil, nil, `JOB: beta: must be >= 0`},
+		{"explicit zero yaml", "learning_rate: 0\n", nil, nil, `JOB: learning_rate: 0 is not a valid value (it would mean "use the default"; omit the key for that)`},
+		{"explicit zero set", "learning_rate: 1e-5\n", []string{"max_steps=0"}, nil, `--set max_steps: max_steps: 0 is not a valid value (it would mean "use the default"; omit the key for that)`},
+		{"explicit zero env", "", nil, map[string]string{"ALIGNKIT_LEARNING_RATE": "0.0"}, `environment ALIGNKIT_LEARNING_RATE: learning_rate: 0 is not a valid value (it would mean "use the default"; omit the key for that)`},
+		{"unknown env", "", nil, map[string]string{"ALIGNKIT_LERNING_RATE": "1"}, `environment ALIGNKIT_LERNING_RATE: matches no config key (did you mean ALIGNKIT_LEARNING_RATE?)`},
+		{"unknown env far", "", nil, map[string]string{"ALIGNKIT_FROBNICATE": "1"}, `environment ALIGNKIT_FROBNICATE: matches no config key`},
+		{"bad env type", "max_steps: 3\n", nil, map[string]string{"ALIGNKIT_MAX_STEPS": "ten"}, `environment ALIGNKIT_MAX_STEPS: key "max_steps" must be int, got string`},
+		{"bad set type", "max_steps: 3\n", []string{"max_steps=ten"}, nil, `--set max_steps: key "max_steps" must be int, got string`},
+		{"set fails validate", "beta: 1\n", []string{"beta=-2"}, nil, `--set beta: beta: must be >= 0`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			p := write(t, c.yaml)
 			var j job
-			err := load(p, c.sets, &j, noEnv)
+			err := load(p, c.sets, &j, c.env)
 			if err == nil {
 				t.Fatal("no error")
 			}

@@ -43,7 +43,7 @@ type Args struct {
 	ChatTemplate string `mapstructure:"chat_template" doc:"chat template: a built-in name (chatml, llama-2, llama-3, mistral, zephyr), a .jinja file, or Jinja source; empty: the tokenizer's own"`
 	// MaxLength is the longest training row in tokens; longer examples are truncated (their start
 	// kept) and counted. Default 1024 (TRL's SFTConfig).
-	MaxLength int `mapstructure:"max_length" doc:"longest sequence in tokens; longer examples are truncated, keeping their start (default 1024)"`
+	MaxLength int `mapstructure:"max_length" doc:"longest sequence in tokens; longer examples are truncated, keeping their start (default 1024)" zero:"default"`
 	// Packing fills each row with several whole examples (best-fit decreasing) that attend only
 	// to themselves (block-diagonal attention, positions restarting at 0).
 	Packing bool `mapstructure:"packing" doc:"pack several examples per row with block-diagonal attention (default false)"`

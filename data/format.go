@@ -353,6 +353,9 @@ func (r rowCtx) record(format Format) (Record, error) {
 		if rec.Messages, err = r.messages("messages"); err != nil {
 			return rec, err
 		}
+		if err := r.roleOrder(turns{"messages", rec.Messages}); err != nil {
+			return rec, err
+		}
 		if err := r.trainedTurn(&rec); err != nil {
 			return rec, err
 		}
@@ -371,6 +374,9 @@ func (r rowCtx) record(format Format) (Record, error) {
 				return rec, err
 			}
 			if rec.CompletionMessages, err = r.messageList("completion", c); err != nil {
+				return rec, err
+			}
+			if err := r.roleOrder(turns{"prompt", rec.PromptMessages}, turns{"completion", rec.CompletionMessages}); err != nil {
 				return rec, err
 			}
 		case isMessageList(p) || isMessageList(c):
@@ -522,6 +528,12 @@ func (r rowCtx) pair() (Pair, error) {
 		if err := r.checkCompletion("rejected", p.RejectedMessages); err != nil {
 			return p, err
 		}
+		if err := r.roleOrder(turns{"prompt", p.PromptMessages}, turns{"chosen", p.ChosenMessages}); err != nil {
+			return p, err
+		}
+		if err := r.roleOrder(turns{"prompt", p.PromptMessages}, turns{"rejected", p.RejectedMessages}); err != nil {
+			return p, err
+		}
 	}
 	if p.Margin, p.HasMargin, err = r.optNumber("margin"); err != nil {
 		return p, err
@@ -583,6 +595,46 @@ func (r rowCtx) splitShared(p *Pair) error {
 	}
 	p.PromptMessages = c[:k:k]
 	p.ChosenMessages, p.RejectedMessages = c[k:], rj[k:]
+	return nil
+}
+
+// turns are the messages of one column, part of a conversation checked by roleOrder.
+type turns struct {
+	canon string
+	msgs  []Message
+}
+
+// roleOrder checks the order of a conversation's roles, whatever the chat template: an optional
+// system message first, then user and assistant alternating from user. Templates differ in what
+// they do with any other order (llama-2 raises, chatml renders it as given), so every row is held
+// to the order all of them were trained on. parts are the columns the conversation spans, in order;
+// the error names the column and the message's index in it.
+func (r rowCtx) roleOrder(parts ...turns) error {
+	pos, users := 0, 0 // position in the whole conversation, user messages so far
+	want := "user"
+	for _, part := range parts {
+		for i, m := range part.msgs {
+			bad := ""
+			switch {
+			case m.Role == "system" && pos == 0:
+			case m.Role == "system":
+				bad = "a system message after the first message"
+			case m.Role != want && users == 0:
+				bad = "an assistant message before any user message"
+			case m.Role != want:
+				bad = fmt.Sprintf("two %s messages in a row", m.Role)
+			case m.Role == "user":
+				users++
+				want = "assistant"
+			default:
+				want = "user"
+			}
+			if bad != "" {
+				return r.errf("column %s: message %d: %s (want an optional system message, then user and assistant alternating from user)", r.cols.describe(part.canon), i, bad)
+			}
+			pos++
+		}
+	}
 	return nil
 }
 

@@ -10,10 +10,16 @@ import (
 	"os"
 )
 
+// MaxRowBytes bounds one JSONL line (or one element of a JSON array file): about 250,000 tokens,
+// far beyond any max_length, so a longer row is a broken or hostile file rather than data, and is
+// refused before it is decoded and tokenized (a 10 MB line took over a gigabyte).
+const MaxRowBytes = 1 << 20
+
 // ReadJSONL reads a JSON Lines file (one JSON object per non-blank line). A
 // file whose first non-space byte is '[' is read as one JSON array of objects
 // instead. Numbers become int64 when integral in the source text, else
-// float64.
+// float64. A UTF-8 byte-order mark at the start (Windows editors write one)
+// is skipped; a row longer than MaxRowBytes is an error naming its line.
 func ReadJSONL(path string) ([]Row, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -21,6 +27,9 @@ func ReadJSONL(path string) ([]Row, error) {
 	}
 	defer f.Close()
 	br := bufio.NewReaderSize(f, 1<<20)
+	if bom, _ := br.Peek(3); bytes.Equal(bom, []byte("\xef\xbb\xbf")) {
+		br.Discard(3)
+	}
 	first, err := peekNonSpace(br)
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", path, err)
@@ -31,7 +40,10 @@ func ReadJSONL(path string) ([]Row, error) {
 	var rows []Row
 	line := 0
 	for {
-		b, err := br.ReadBytes('\n')
+		b, err := readLine(br, MaxRowBytes)
+		if errors.Is(err, errLongLine) {
+			return nil, fmt.Errorf("reading %s: row %d (line %d): longer than %d bytes", path, len(rows), line+1, MaxRowBytes)
+		}
 		if len(b) > 0 {
 			line++
 			if len(bytes.TrimSpace(b)) > 0 {
@@ -50,6 +62,25 @@ func ReadJSONL(path string) ([]Row, error) {
 		}
 	}
 	return rows, nil
+}
+
+var errLongLine = errors.New("line too long")
+
+// readLine reads up to and including the next '\n', refusing a line of more than max bytes
+// without reading the rest of it into memory.
+func readLine(br *bufio.Reader, max int) ([]byte, error) {
+	var line []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if len(line)+len(chunk) > max+1 { // +1: the newline itself
+			return nil, errLongLine
+		}
+		line = append(line, chunk...)
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		return line, err
+	}
 }
 
 func peekNonSpace(br *bufio.Reader) (byte, error) {
@@ -81,6 +112,9 @@ func readJSONArray(path string, r io.Reader) ([]Row, error) {
 	}
 	rows := make([]Row, 0, len(raw))
 	for i, m := range raw {
+		if len(m) > MaxRowBytes {
+			return nil, fmt.Errorf("reading %s: row %d: longer than %d bytes", path, i, MaxRowBytes)
+		}
 		obj, err := decodeObject(m)
 		if err != nil {
 			return nil, fmt.Errorf("reading %s: row %d: %w", path, i, err)

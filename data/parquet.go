@@ -1,6 +1,7 @@
 package data
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/deprecated"
+	"github.com/parquet-go/parquet-go/encoding/thrift"
 	"github.com/parquet-go/parquet-go/format"
 )
 
@@ -21,7 +23,12 @@ import (
 // element is found by the structural rules of the Parquet spec's backward
 // compatibility section, so "element", "item", "array" and two-level lists
 // all read the same.
-func ReadParquet(path string) ([]Row, error) {
+//
+// The footer is untrusted: its row counts and column-chunk sizes are checked against the file's
+// byte size before anything is read or allocated (see checkParquetFooter), the page index and bloom
+// filters are not read (a full scan needs neither, and a broken one must not stop it), and a panic
+// inside parquet-go on a malformed page is recovered and reported with the file named.
+func ReadParquet(path string) (rows []Row, err error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", path, err)
@@ -31,21 +38,42 @@ func ReadParquet(path string) ([]Row, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
-	pf, err := parquet.OpenFile(f, st.Size())
+	defer func() {
+		if r := recover(); r != nil {
+			rows, err = nil, fmt.Errorf("reading %s: malformed Parquet file: %v", path, r)
+		}
+	}()
+	if err := checkParquetFrame(f, st.Size()); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	pf, err := parquet.OpenFile(f, st.Size(), parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
 	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if err := checkParquetFooter(pf.Metadata(), st.Size()); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if err := checkParquetPages(f, pf.Metadata()); err != nil {
 		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
 	root, err := buildPQTree(pf.Schema())
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
-	rows := make([]Row, 0, pf.NumRows())
+	// The footer's count was bounded by the file size above; cap the preallocation further so a
+	// file that claims many rows per byte still grows its slice only as rows really arrive.
+	rows = make([]Row, 0, min(pf.NumRows(), 1<<16))
 	buf := make([]parquet.Row, 64)
 	cols := make([][]parquet.Value, root.leafCount)
 	for gi, rg := range pf.RowGroups() {
 		rr := rg.Rows()
+		inGroup, declared := int64(0), rg.NumRows()
 		for {
 			n, err := rr.ReadRows(buf)
+			if inGroup += int64(n); inGroup > declared {
+				rr.Close()
+				return nil, fmt.Errorf("reading %s: row group %d holds more rows than the %d its footer declares", path, gi, declared)
+			}
 			for _, r := range buf[:n] {
 				fields, aerr := root.assembleRow(r, cols)
 				if aerr != nil {
@@ -65,8 +93,121 @@ func ReadParquet(path string) ([]Row, error) {
 		if err := rr.Close(); err != nil {
 			return nil, fmt.Errorf("reading %s: row group %d: %w", path, gi, err)
 		}
+		if inGroup != declared {
+			return nil, fmt.Errorf("reading %s: row group %d holds %d rows, its footer declares %d", path, gi, inGroup, declared)
+		}
 	}
 	return rows, nil
+}
+
+// checkParquetFrame checks the magic bytes at both ends and that the footer length fits in the
+// file, before parquet-go allocates a buffer of that length (an 8-byte "PAR1PAR1" would otherwise
+// ask for 827 MB).
+func checkParquetFrame(f io.ReaderAt, size int64) error {
+	if size < 12 {
+		return fmt.Errorf("not a Parquet file: %d bytes, shorter than the 12 of an empty one", size)
+	}
+	var head, tail [8]byte
+	if _, err := f.ReadAt(head[:4], 0); err != nil {
+		return err
+	}
+	if _, err := f.ReadAt(tail[:], size-8); err != nil {
+		return err
+	}
+	if string(head[:4]) != "PAR1" || string(tail[4:]) != "PAR1" {
+		return fmt.Errorf("not a Parquet file: no PAR1 magic at its start and end")
+	}
+	if n := int64(binary.LittleEndian.Uint32(tail[:4])); n > size-12 {
+		return fmt.Errorf("malformed Parquet file: its footer claims %d bytes, more than the %d-byte file holds", n, size)
+	}
+	return nil
+}
+
+// MaxParquetRowsPerByte bounds the rows a Parquet file may declare per byte of its size. Run-length
+// encoding lets a column of repeated values take less than a bit per row, so no exact bound exists;
+// a training file (text in every row) is far below 16, and the bound keeps a footer that claims
+// 2^31 rows in a 1 KB file from being believed.
+const MaxParquetRowsPerByte = 16
+
+// checkParquetFooter checks the counts and sizes in a Parquet footer against the file's size: the
+// row count and its sum over row groups, and every column chunk's offsets and sizes.
+func checkParquetFooter(md *format.FileMetaData, size int64) error {
+	if md.NumRows < 0 {
+		return fmt.Errorf("malformed Parquet footer: %d rows", md.NumRows)
+	}
+	if limit := size * MaxParquetRowsPerByte; md.NumRows > limit {
+		return fmt.Errorf("malformed Parquet footer: it declares %d rows, more than a %d-byte file can hold (at most %d, %d per byte)", md.NumRows, size, limit, MaxParquetRowsPerByte)
+	}
+	var sum int64
+	for gi, rg := range md.RowGroups {
+		if rg.NumRows < 0 || rg.NumRows > md.NumRows {
+			return fmt.Errorf("malformed Parquet footer: row group %d declares %d rows of the file's %d", gi, rg.NumRows, md.NumRows)
+		}
+		sum += rg.NumRows
+		for ci, cc := range rg.Columns {
+			m := cc.MetaData
+			inFile := func(off int64) bool { return off >= 0 && off < size }
+			switch {
+			case m.TotalCompressedSize < 0 || m.TotalCompressedSize > size:
+				return fmt.Errorf("malformed Parquet footer: row group %d column %d is %d bytes in a %d-byte file", gi, ci, m.TotalCompressedSize, size)
+			case m.DictionaryPageOffset != 0 && !inFile(m.DictionaryPageOffset):
+				return fmt.Errorf("malformed Parquet footer: row group %d column %d: dictionary page offset %d outside the %d-byte file", gi, ci, m.DictionaryPageOffset, size)
+			case !inFile(m.DataPageOffset) || chunkStart(m)+m.TotalCompressedSize > size:
+				return fmt.Errorf("malformed Parquet footer: row group %d column %d lies outside the %d-byte file (offset %d, %d bytes)", gi, ci, size, chunkStart(m), m.TotalCompressedSize)
+			case m.NumValues < 0:
+				return fmt.Errorf("malformed Parquet footer: row group %d column %d: %d values", gi, ci, m.NumValues)
+			}
+		}
+	}
+	if sum != md.NumRows {
+		return fmt.Errorf("malformed Parquet footer: its row groups hold %d rows, it declares %d", sum, md.NumRows)
+	}
+	return nil
+}
+
+// MaxParquetPageBytes bounds one page's uncompressed size. Writers cut pages at about 1 MB
+// (pyarrow, parquet-go, Spark); a header claiming more is believed only up to this.
+const MaxParquetPageBytes = 256 << 20
+
+// checkParquetPages walks every page header of every column chunk before parquet-go reads them.
+// parquet-go's streaming thrift decoder allocates whatever length a header's binary field claims
+// (a 500-byte file asked for 160 MB); decoding the same headers here from the chunk's bytes slices
+// them instead, and each page's sizes are checked against its chunk and MaxParquetPageBytes.
+func checkParquetPages(f io.ReaderAt, md *format.FileMetaData) error {
+	var proto thrift.CompactProtocol
+	for gi, rg := range md.RowGroups {
+		for ci, cc := range rg.Columns {
+			m := cc.MetaData
+			chunk := make([]byte, m.TotalCompressedSize) // within the file: checkParquetFooter
+			if _, err := f.ReadAt(chunk, chunkStart(m)); err != nil {
+				return fmt.Errorf("row group %d column %d: %w", gi, ci, err)
+			}
+			for pos, page := 0, 0; pos < len(chunk); page++ {
+				var h format.PageHeader
+				pr := proto.NewReaderFromBytes(chunk[pos:])
+				if err := thrift.NewDecoder(pr).Decode(&h); err != nil {
+					return fmt.Errorf("row group %d column %d page %d: malformed page header: %v", gi, ci, page, err)
+				}
+				pos += pr.BytesRead()
+				switch {
+				case h.CompressedPageSize < 0 || int64(h.CompressedPageSize) > int64(len(chunk)-pos):
+					return fmt.Errorf("row group %d column %d page %d: %d bytes, past the end of its %d-byte column chunk", gi, ci, page, h.CompressedPageSize, len(chunk))
+				case h.UncompressedPageSize < 0 || h.UncompressedPageSize > MaxParquetPageBytes:
+					return fmt.Errorf("row group %d column %d page %d: %d bytes uncompressed (at most %d)", gi, ci, page, h.UncompressedPageSize, MaxParquetPageBytes)
+				}
+				pos += int(h.CompressedPageSize)
+			}
+		}
+	}
+	return nil
+}
+
+// chunkStart is where a column chunk begins: its dictionary page when it has one before the data.
+func chunkStart(m format.ColumnMetaData) int64 {
+	if m.DictionaryPageOffset > 0 && m.DictionaryPageOffset < m.DataPageOffset {
+		return m.DictionaryPageOffset
+	}
+	return m.DataPageOffset
 }
 
 // pqNode is one node of a Parquet schema with the levels needed to rebuild

@@ -285,6 +285,9 @@ func (c Config) Validate() error {
 			return fmt.Errorf("special token id %d is outside the vocabulary (vocab_size %d)", id, c.VocabSize)
 		}
 	}
+	if _, err := c.Size(); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -692,6 +695,118 @@ func (c Config) validateFamily() error {
 			return fmt.Errorf("mlp_only_layers %v: each entry must be a distinct layer index in 0..%d", c.MLPOnlyLayers, c.NumHiddenLayers-1)
 		}
 		seen[l] = true
+	}
+	return nil
+}
+
+// MaxParams bounds the parameters a config may describe (2^40, 4 TB as float32): far beyond any
+// model alignkit can train on a CPU, and low enough that every count below fits in int64 and every
+// tensor's element count in int.
+const MaxParams = 1 << 40
+
+// Size is what a config implies before any weight is read: how many tensors (HF names, each expert
+// apart) and how many parameters.
+type Size struct {
+	Tensors int64
+	Params  int64
+}
+
+// Bytes is the float32 size of the parameters.
+func (s Size) Bytes() int64 { return s.Params * 4 }
+
+// GB is Bytes in gigabytes (10^9), for messages.
+func (s Size) GB() float64 { return float64(s.Bytes()) / 1e9 }
+
+// Size counts the tensors and parameters the config implies, computed without building them and
+// with every product checked, so an absurd config (10^8 layers, a 2^40 vocabulary) is an error
+// here rather than an allocation later.
+func (c Config) Size() (Size, error) {
+	var s Size
+	overflow := fmt.Errorf("the model it describes has more than %d parameters", int64(MaxParams))
+	mul := func(xs ...int) (int64, bool) {
+		p := int64(1)
+		for _, x := range xs {
+			if x < 0 || (x > 0 && p > MaxParams/int64(x)) {
+				return 0, false
+			}
+			p *= int64(x)
+		}
+		return p, true
+	}
+	add := func(n int64, ok bool) bool {
+		if !ok || s.Params > MaxParams-n {
+			return false
+		}
+		s.Params += n
+		return true
+	}
+	D, F, V := c.HiddenSize, c.IntermediateSize, c.VocabSize
+	H, KV, hd, E := c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, c.NumLocalExperts
+	heads := 1
+	switch {
+	case c.IsRewardModel():
+		heads = 2 // embedding + score (1, D)
+	case !c.TieWordEmbeddings:
+		heads = 2 // embedding + lm_head
+	}
+	s.Tensors = int64(heads) + 1 // + final norm
+	if !add(mul(V, D)) || !add(mul(D)) {
+		return Size{}, overflow
+	}
+	if c.IsRewardModel() {
+		if !add(mul(D)) {
+			return Size{}, overflow
+		}
+	} else if !c.TieWordEmbeddings && !add(mul(V, D)) {
+		return Size{}, overflow
+	}
+	perLayerTensors := int64(6) // two norms, q, k, v, o
+	layer := []func() (int64, bool){
+		func() (int64, bool) { return mul(2, D) },
+		func() (int64, bool) { return mul(2, H, hd, D) },
+		func() (int64, bool) { return mul(2, KV, hd, D) },
+	}
+	if E > 0 {
+		perLayerTensors += 1 + 3*int64(E)
+		layer = append(layer, func() (int64, bool) { return mul(E, D) }, func() (int64, bool) { return mul(3, E, c.ExpertIntermediateSize(), D) })
+	} else {
+		perLayerTensors += 3
+		layer = append(layer, func() (int64, bool) { return mul(3, F, D) })
+	}
+	var one int64
+	for _, f := range layer {
+		n, ok := f()
+		if !ok || one > MaxParams-n {
+			return Size{}, overflow
+		}
+		one += n
+	}
+	all, ok := mul(c.NumHiddenLayers)
+	if !ok || (one > 0 && all > MaxParams/one) || !add(all*one, true) {
+		return Size{}, overflow
+	}
+	if int64(c.NumHiddenLayers) > MaxParams/perLayerTensors {
+		return Size{}, overflow
+	}
+	s.Tensors += int64(c.NumHiddenLayers) * perLayerTensors
+	return s, nil
+}
+
+// CheckAgainst compares the size the config implies with the weights a file actually holds
+// (tensors and their total elements; a GGUF's stacked experts count as one tensor each), before
+// anything is built from the config: a config.json or GGUF header that claims far more layers,
+// experts or width than the file's tensors can hold is refused. Claims up to twice what is present
+// pass, so that a checkpoint missing a tensor or two still gets the loader's precise "tensor X is
+// missing" and the expected-tensor list built next stays within twice the file's own size.
+func (c Config) CheckAgainst(tensors int, elements int64) error {
+	s, err := c.Size()
+	if err != nil {
+		return err
+	}
+	minTensors := int64(c.NumHiddenLayers)*9 + 2 // a GGUF layer holds at least 9 tensors (experts stacked)
+	if s.Params > 2*elements+1<<20 || minTensors > 2*int64(tensors)+16 {
+		return fmt.Errorf("the config describes %d layers and %d parameters (%.2f GB as float32), but the weights hold %d tensors and %d parameters",
+			c.NumHiddenLayers, s.Params, s.GB(), tensors, elements)
 	}
 	return nil
 }

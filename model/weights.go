@@ -115,6 +115,19 @@ func (w *Weights) Check(source string) error {
 	return nil
 }
 
+// CheckFinite rejects NaN and ±Inf, naming the first tensor and index that holds one: a checkpoint
+// holding them is broken, training from it only propagates them, and an export would carry them on.
+func (w *Weights) CheckFinite(source string) error {
+	for _, name := range w.Names() {
+		for i, v := range w.Tensors[name].Data {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				return fmt.Errorf("%s: tensor %q holds %v at index %d", source, name, v, i)
+			}
+		}
+	}
+	return nil
+}
+
 // Get returns the named tensor or an error naming it.
 func (w *Weights) Get(name string) (*Tensor, error) {
 	t, ok := w.Tensors[name]

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -79,9 +80,19 @@ type request struct {
 
 // decode reads a JSON body within the size limit into v.
 func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) error {
+	// The body must arrive within BodyTimeout. The deadline is lifted once it has, so that a long
+	// generation is not cut off; after a failure it stays, so that the server's own drain of the
+	// unread body fails at once and the connection is closed.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(s.cfg.BodyTimeout))
 	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
 	dec := json.NewDecoder(body)
 	if err := dec.Decode(v); err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return &apiError{status: http.StatusRequestTimeout, typ: "invalid_request_error",
+				msg: fmt.Sprintf("request body not received within %s", s.cfg.BodyTimeout)}
+		}
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return &apiError{status: http.StatusRequestEntityTooLarge, typ: "invalid_request_error",
@@ -96,6 +107,7 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) error {
 	if dec.More() {
 		return badRequest("", "invalid JSON body: more than one JSON value")
 	}
+	_ = rc.SetReadDeadline(time.Time{})
 	return nil
 }
 

@@ -37,7 +37,11 @@
 // # Safety
 //
 // The default address is loopback (127.0.0.1:8080); another interface is used only when --addr names
-// it. Request bodies are limited (1 MiB by default: 413 beyond), bad requests get a 400 with OpenAI's
+// it, and then only with an API key (Config.APIKey: --api-key or ALIGNKIT_API_KEY) or an explicit
+// InsecureNoAuth (--insecure-no-auth). With a key, every endpoint but /health wants
+// "Authorization: Bearer KEY" (compared in constant time) and answers 401 otherwise. A request body
+// must arrive within BodyTimeout (408, connection closed), idle keep-alive connections close after
+// IdleTimeout, and at most MaxConnections are served at once. Request bodies are limited (1 MiB by default: 413 beyond), bad requests get a 400 with OpenAI's
 // error shape {"error": {"message", "type", "param", "code"}}, generations run at most
 // MaxConcurrent at a time, and cancelling the context shuts the server down gracefully: it stops
 // accepting connections and lets requests in flight finish (for up to ShutdownGrace).

@@ -3,6 +3,8 @@ package serve
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -12,6 +14,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -25,6 +28,13 @@ const (
 	DefaultMaxBodyBytes  = 1 << 20
 	DefaultMaxConcurrent = 2
 	DefaultShutdownGrace = 10 * time.Second
+	// DefaultBodyTimeout is how long a client has to send a request body once its headers arrived:
+	// a client that trickles its body is cut off rather than holding a connection and a slot.
+	DefaultBodyTimeout = 30 * time.Second
+	// DefaultIdleTimeout closes keep-alive connections that send nothing for this long.
+	DefaultIdleTimeout = 60 * time.Second
+	// DefaultMaxConnections bounds the connections open at once; more wait in the kernel's backlog.
+	DefaultMaxConnections = 64
 	// MaxN bounds n, the choices per prompt of one request.
 	MaxN = 128
 )
@@ -50,6 +60,17 @@ type Config struct {
 	MaxConcurrent int
 	// ShutdownGrace is how long a shutdown waits for requests in flight (default 10 s).
 	ShutdownGrace time.Duration
+	// APIKey, when set, is required as "Authorization: Bearer KEY" on every endpoint but /health.
+	APIKey string
+	// InsecureNoAuth allows a non-loopback Addr without an APIKey (anyone who can reach the port may
+	// use the model); without it such an Addr is refused.
+	InsecureNoAuth bool
+	// BodyTimeout limits how long reading one request body may take (default 30 s).
+	BodyTimeout time.Duration
+	// IdleTimeout closes idle keep-alive connections (default 60 s).
+	IdleTimeout time.Duration
+	// MaxConnections bounds the connections served at once (default 64).
+	MaxConnections int
 	// Log receives one line per request and the listening address (nil: discarded).
 	Log io.Writer
 }
@@ -67,10 +88,51 @@ type Server struct {
 	afterChunk func()
 }
 
+// Validate checks cfg before any model is loaded. Zero limits mean their defaults (NewWith fills
+// them in); negative ones are errors, as is a non-loopback address with neither an API key nor
+// InsecureNoAuth.
+func (cfg Config) Validate() error {
+	switch {
+	case cfg.MaxBodyBytes < 0:
+		return fmt.Errorf("serve: max body bytes must be > 0, got %d", cfg.MaxBodyBytes)
+	case cfg.MaxConcurrent < 0:
+		return fmt.Errorf("serve: max concurrent must be > 0, got %d", cfg.MaxConcurrent)
+	case cfg.MaxConnections < 0:
+		return fmt.Errorf("serve: max connections must be > 0, got %d", cfg.MaxConnections)
+	case cfg.BodyTimeout < 0 || cfg.IdleTimeout < 0 || cfg.ShutdownGrace < 0:
+		return fmt.Errorf("serve: timeouts must be > 0")
+	}
+	addr := cfg.Addr
+	if addr == "" {
+		addr = DefaultAddr
+	}
+	if cfg.APIKey == "" && !cfg.InsecureNoAuth && !IsLoopback(addr) {
+		return fmt.Errorf("serve: %s is not a loopback address and no API key is set: set --api-key or ALIGNKIT_API_KEY, or pass --insecure-no-auth to serve it to anyone who can reach it", addr)
+	}
+	return nil
+}
+
+// IsLoopback reports whether addr (host:port) listens only on loopback: localhost or a loopback
+// IP. An empty host or 0.0.0.0 listens on every interface.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 // New loads the models of cfg.
 func New(cfg Config) (*Server, error) {
 	if cfg.Model == "" {
 		return nil, errors.New("serve: no model: want --model DIR (an HF directory or a .gguf file)")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	var ck *checkpoint.Model
 	var err error
@@ -109,6 +171,15 @@ func NewWith(gen *rlhf.Local, scorer rlhf.Scorer, cfg Config) *Server {
 	if cfg.ShutdownGrace <= 0 {
 		cfg.ShutdownGrace = DefaultShutdownGrace
 	}
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = DefaultBodyTimeout
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.MaxConnections <= 0 {
+		cfg.MaxConnections = DefaultMaxConnections
+	}
 	if cfg.Name == "" {
 		cfg.Name = filepath.Base(filepath.Clean(cfg.Model))
 		if cfg.Model == "" {
@@ -126,8 +197,31 @@ func NewWith(gen *rlhf.Local, scorer rlhf.Scorer, cfg Config) *Server {
 // Name is the served model id.
 func (s *Server) Name() string { return s.cfg.Name }
 
-// Handler routes the endpoints.
+// Handler routes the endpoints, behind the API key when one is set (/health stays open so that
+// load balancers can probe it).
 func (s *Server) Handler() http.Handler {
+	mux := s.routes()
+	if s.cfg.APIKey == "" {
+		return mux
+	}
+	want := sha256.Sum256([]byte(s.cfg.APIKey))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/health" {
+			scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+			ok = ok && strings.EqualFold(scheme, "Bearer") // schemes are case-insensitive (RFC 9110)
+			// Hashes of equal length: the comparison takes the same time whatever the key's length.
+			got := sha256.Sum256([]byte(token))
+			if !ok || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+				w.Header().Set("WWW-Authenticate", "Bearer")
+				writeError(w, http.StatusUnauthorized, "authentication_error", "", "missing or invalid API key: want Authorization: Bearer KEY")
+				return
+			}
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/health", s.only(http.MethodGet, s.health))
 	mux.HandleFunc("/v1/models", s.only(http.MethodGet, s.models))
@@ -165,11 +259,15 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 // Serve serves on ln until ctx is cancelled, then shuts down gracefully: no new connections, and
 // requests in flight get ShutdownGrace to finish before their connections are closed.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	// No ReadTimeout or WriteTimeout: a generation may stream for minutes. The body's own deadline
+	// is set in decode (BodyTimeout), headers get ReadHeaderTimeout, idle connections IdleTimeout.
 	srv := &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       s.cfg.IdleTimeout,
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
+	ln = limitListener(ln, s.cfg.MaxConnections)
 	fmt.Fprintf(s.log, "serving %s on http://%s/v1\n", s.cfg.Name, ln.Addr())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -251,4 +349,47 @@ func cutStop(text string, stops []string) (string, bool) {
 		return text, false
 	}
 	return text[:cut], true
+}
+
+// limitListener accepts at most n connections at once: Accept waits until one closes.
+func limitListener(ln net.Listener, n int) net.Listener {
+	return &limited{Listener: ln, slots: make(chan struct{}, n), done: make(chan struct{})}
+}
+
+type limited struct {
+	net.Listener
+	slots     chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+func (l *limited) Accept() (net.Conn, error) {
+	select {
+	case l.slots <- struct{}{}:
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.slots
+		return nil, err
+	}
+	return &limitedConn{Conn: c, release: func() { <-l.slots }}, nil
+}
+
+func (l *limited) Close() error {
+	l.closeOnce.Do(func() { close(l.done) })
+	return l.Listener.Close()
+}
+
+type limitedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
 }

@@ -10,7 +10,9 @@ import (
 //
 // A zero value means the documented default (Defaults fills it in). Keys whose zero is a meaningful
 // setting that differs from the default (max_grad_norm: 0 disables clipping, seed: 0, report_plots:
-// false) are pointers, nil meaning the default.
+// false) are pointers, nil meaning the default. The others carry `zero:"default"`: conf.Load refuses
+// a source that sets them to zero explicitly (learning_rate: 0), so a default never replaces a value
+// the user wrote.
 type Args struct {
 	// OutputDir receives checkpoints, logs and the final model. Required.
 	OutputDir string `mapstructure:"output_dir" doc:"where checkpoints, logs and the final model go (required)"`
@@ -18,19 +20,19 @@ type Args struct {
 	// cycled as needed). 0 or -1 (HF's "unset"): use NumTrainEpochs.
 	MaxSteps int `mapstructure:"max_steps" doc:"number of optimizer steps; overrides num_train_epochs when > 0 (the data is cycled as needed)"`
 	// NumTrainEpochs may be fractional; total steps = ceil(epochs * steps per epoch). Default 3.
-	NumTrainEpochs float64 `mapstructure:"num_train_epochs" doc:"epochs to train, may be fractional (default 3)"`
+	NumTrainEpochs float64 `mapstructure:"num_train_epochs" doc:"epochs to train, may be fractional (default 3)" zero:"default"`
 	// PerDeviceTrainBatchSize is the number of examples per micro-batch. Default 8.
-	PerDeviceTrainBatchSize int `mapstructure:"per_device_train_batch_size" doc:"examples per micro-batch (default 8)"`
+	PerDeviceTrainBatchSize int `mapstructure:"per_device_train_batch_size" doc:"examples per micro-batch (default 8)" zero:"default"`
 	// PerDeviceEvalBatchSize is the number of examples per evaluation batch. Default 8.
-	PerDeviceEvalBatchSize int `mapstructure:"per_device_eval_batch_size" doc:"examples per evaluation batch (default 8)"`
+	PerDeviceEvalBatchSize int `mapstructure:"per_device_eval_batch_size" doc:"examples per evaluation batch (default 8)" zero:"default"`
 	// GradientAccumulationSteps is the number of micro-batches per optimizer step. Default 1.
-	GradientAccumulationSteps int `mapstructure:"gradient_accumulation_steps" doc:"micro-batches per optimizer step (default 1)"`
+	GradientAccumulationSteps int `mapstructure:"gradient_accumulation_steps" doc:"micro-batches per optimizer step (default 1)" zero:"default"`
 	// LearningRate is the peak learning rate. Default 5e-5 (HF; trainers may preset their own before
 	// calling Defaults, e.g. TRL's 2e-5 for SFT, 1e-6 for DPO).
-	LearningRate float64 `mapstructure:"learning_rate" doc:"peak learning rate (default 5e-5; SFT 2e-5, DPO 1e-6, reward 1e-5)"`
+	LearningRate float64 `mapstructure:"learning_rate" doc:"peak learning rate (default 5e-5; SFT 2e-5, DPO 1e-6, reward 1e-5)" zero:"default"`
 	// LRSchedulerType is constant (= constant_with_warmup), constant_with_warmup, linear, cosine or
 	// cosine_with_min_lr. Default linear.
-	LRSchedulerType string `mapstructure:"lr_scheduler_type" doc:"constant, constant_with_warmup, linear, cosine or cosine_with_min_lr (default linear)"`
+	LRSchedulerType string `mapstructure:"lr_scheduler_type" doc:"constant, constant_with_warmup, linear, cosine or cosine_with_min_lr (default linear)" zero:"default"`
 	// LRSchedulerKwargs holds cosine_with_min_lr's min_lr or min_lr_rate (exactly one of them).
 	LRSchedulerKwargs SchedulerKwargs `mapstructure:"lr_scheduler_kwargs" doc:"min_lr or min_lr_rate for cosine_with_min_lr"`
 	// WarmupSteps is the number of linear warmup steps. Default 0.
@@ -39,21 +41,22 @@ type Args struct {
 	WarmupRatio float64 `mapstructure:"warmup_ratio" doc:"warmup as a share of total steps, used when warmup_steps is 0"`
 	// WeightDecay is AdamW's decoupled decay, not applied to NoDecay params. Default 0.
 	WeightDecay float64 `mapstructure:"weight_decay" doc:"AdamW decoupled weight decay, never applied to RMSNorm gains (default 0)"`
-	// AdamBeta1 default 0.9; AdamBeta2 default 0.999 (a literal 0 cannot be expressed).
-	AdamBeta1 float64 `mapstructure:"adam_beta1" doc:"AdamW beta1 (default 0.9)"`
-	AdamBeta2 float64 `mapstructure:"adam_beta2"`
+	// AdamBeta1 default 0.9; AdamBeta2 default 0.999. Their zero means "default", so conf refuses an
+	// explicit 0 (zero:"default") rather than silently replacing it.
+	AdamBeta1 float64 `mapstructure:"adam_beta1" doc:"AdamW beta1 (default 0.9)" zero:"default"`
+	AdamBeta2 float64 `mapstructure:"adam_beta2" zero:"default"`
 	// AdamEpsilon default 1e-8.
-	AdamEpsilon float64 `mapstructure:"adam_epsilon" doc:"AdamW epsilon (default 1e-8)"`
+	AdamEpsilon float64 `mapstructure:"adam_epsilon" doc:"AdamW epsilon (default 1e-8)" zero:"default"`
 	// MaxGradNorm clips the global gradient norm; 0 disables clipping (grad_norm is still logged).
 	// Default (nil) 1.0.
 	MaxGradNorm *float64 `mapstructure:"max_grad_norm" doc:"global gradient-norm clipping; 0 disables it (default 1.0)"`
 	// LoggingSteps: a metrics line every this many steps (and at the last step). Default 10 (TRL's).
-	LoggingSteps int `mapstructure:"logging_steps" doc:"a metrics line every this many steps (default 10)"`
+	LoggingSteps int `mapstructure:"logging_steps" doc:"a metrics line every this many steps (default 10)" zero:"default"`
 	// EvalSteps: evaluate every this many steps; 0 evaluates only at the end. Evaluation needs the task
 	// to have evaluation examples.
 	EvalSteps int `mapstructure:"eval_steps" doc:"evaluate every this many steps; 0 evaluates only at the end"`
 	// SaveSteps: checkpoint every this many steps. Default 500.
-	SaveSteps int `mapstructure:"save_steps" doc:"checkpoint every this many steps (default 500)"`
+	SaveSteps int `mapstructure:"save_steps" doc:"checkpoint every this many steps (default 500)" zero:"default"`
 	// SaveTotalLimit keeps only the newest this many checkpoints; 0 keeps all.
 	SaveTotalLimit int `mapstructure:"save_total_limit" doc:"keep only the newest this many checkpoints; 0 keeps all"`
 	// ResumeFromCheckpoint is a checkpoint directory, or "true"/"latest" for the newest complete

@@ -106,7 +106,7 @@ func (r *runner) saveCheckpoint() (string, error) {
 		return "", fmt.Errorf("saving %s: %w", name, err)
 	}
 	os.RemoveAll(old)
-	r.lastCkpt, r.ckptStep = dst, r.step
+	r.lastCkpt, r.ckptStep, r.ckptLoss = dst, r.step, r.stepLoss
 	return dst, r.rotate()
 }
 
@@ -233,7 +233,7 @@ func (r *runner) restore(dir string) error {
 	if len(r.lines) > 0 {
 		r.last = lineFloats(r.lines[len(r.lines)-1])
 	}
-	r.lastCkpt, r.ckptStep = dir, ts.GlobalStep
+	r.lastCkpt, r.ckptStep, r.ckptLoss = dir, ts.GlobalStep, math.NaN()
 	return atomicfile.WriteFile(filepath.Join(r.out, metricsFile), bytes.Join(r.lines, nil))
 }
 

@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"math/bits"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -104,19 +106,25 @@ func (e *InterruptedError) Error() string {
 
 func (e *InterruptedError) Unwrap() []error { return []error{ErrInterrupted, e.Cause} }
 
-// NonFiniteError is returned when a step's loss, gradient norm or evaluation loss is NaN or Inf. Nothing
-// is written after it: the last good checkpoint stays as it was and no final model appears.
+// NonFiniteError is returned when a step's loss, gradient norm, one of its task metrics (a DPO reward,
+// say) or the evaluation loss is NaN or Inf. Nothing is written after it: the last good checkpoint
+// stays as it was and no final model appears. A checkpoint is only ever written after a step whose
+// loss and metrics were all finite, so the one named is good, and its step's loss is given.
 type NonFiniteError struct {
 	Step           int
-	What           string // "loss", "grad_norm" or "eval_loss"
+	What           string // "loss", "grad_norm", "eval_loss" or a task metric's key
 	Value          float64
-	LastCheckpoint string // "" when none
+	LastCheckpoint string  // "" when none
+	CheckpointLoss float64 // the training loss of the step LastCheckpoint saved; NaN when unknown (resumed)
 }
 
 func (e *NonFiniteError) Error() string {
 	last := e.LastCheckpoint
-	if last == "" {
+	switch {
+	case last == "":
 		last = "none"
+	case finite(e.CheckpointLoss):
+		last = fmt.Sprintf("%s (loss %.6g)", last, e.CheckpointLoss)
 	}
 	return fmt.Sprintf("step %d: %s is %v; last good checkpoint: %s", e.Step, e.What, e.Value, last)
 }
@@ -164,8 +172,10 @@ type runner struct {
 	lines      [][]byte         // metrics.jsonl lines so far
 	history    []map[string]any // trainer_state.json log_history so far
 	last       map[string]float64
-	lastCkpt   string // newest checkpoint written or resumed from
-	ckptStep   int    // its step
+	lastCkpt   string  // newest checkpoint written or resumed from
+	ckptLoss   float64 // the training loss of lastCkpt's step (NaN when resumed: not recorded there)
+	stepLoss   float64 // the training loss of the newest completed step
+	ckptStep   int     // its step
 	winStarted time.Time
 
 	stepsPerEpoch int
@@ -458,7 +468,12 @@ func (r *runner) loop(ctx context.Context) (Result, error) {
 		sums, weights := map[string]float64{}, map[string]float64{}
 		for _, mr := range results {
 			if !finite(mr.Loss) {
-				return r.result(), &NonFiniteError{Step: stepNum, What: "loss", Value: mr.Loss, LastCheckpoint: r.lastCkpt}
+				return r.result(), r.nonFinite(stepNum, "loss", mr.Loss)
+			}
+			for _, key := range slices.Sorted(maps.Keys(mr.Values)) {
+				if v := mr.Values[key]; !finite(v) {
+					return r.result(), r.nonFinite(stepNum, key, v)
+				}
 			}
 			loss += mr.Loss * mr.Units
 			tokens += int64(mr.Tokens)
@@ -470,13 +485,13 @@ func (r *runner) loop(ctx context.Context) (Result, error) {
 		loss /= unitsTotal
 		norm := ClipGradNorm(r.grads, r.clip, 0)
 		if !finite(norm) {
-			return r.result(), &NonFiniteError{Step: stepNum, What: "grad_norm", Value: norm, LastCheckpoint: r.lastCkpt}
+			return r.result(), r.nonFinite(stepNum, "grad_norm", norm)
 		}
 		lr := r.sched(r.step)
 		if err := r.opt.Step(r.params, r.grads, lr); err != nil {
 			return r.result(), fmt.Errorf("step %d: %w", stepNum, err)
 		}
-		r.step, r.pos = stepNum, r.pos+k
+		r.step, r.pos, r.stepLoss = stepNum, r.pos+k, loss
 		r.numTokens += tokens
 		r.lossSum += loss
 		r.win.Steps++
@@ -494,6 +509,11 @@ func (r *runner) loop(ctx context.Context) (Result, error) {
 		return r.result(), err
 	}
 	return r.result(), nil
+}
+
+// nonFinite reports a NaN or Inf at step, naming the last good checkpoint and its loss.
+func (r *runner) nonFinite(step int, what string, v float64) *NonFiniteError {
+	return &NonFiniteError{Step: step, What: what, Value: v, LastCheckpoint: r.lastCkpt, CheckpointLoss: r.ckptLoss}
 }
 
 func zeroGrads(grads [][]float32, workers int) {
@@ -617,7 +637,7 @@ func (r *runner) evaluate() (map[string]any, error) {
 	}
 	evalLoss := lossSum / count
 	if !finite(evalLoss) {
-		return nil, &NonFiniteError{Step: r.step, What: "eval_loss", Value: evalLoss, LastCheckpoint: r.lastCkpt}
+		return nil, r.nonFinite(r.step, "eval_loss", evalLoss)
 	}
 	secs := r.o.now().Sub(start).Seconds()
 	entry := map[string]any{"step": r.step, "epoch": r.epochFloat(), "eval_loss": evalLoss,

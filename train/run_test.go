@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -365,18 +366,29 @@ func TestNonFinite(t *testing.T) {
 		infGradAt int
 		want      string // %s is output_dir
 	}{
-		{"NaN loss", 7, 0, "step 7: loss is NaN; last good checkpoint: %s/checkpoint-5"},
-		{"Inf grad norm", 0, 8, "step 8: grad_norm is +Inf; last good checkpoint: %s/checkpoint-5"},
+		{"NaN loss", 7, 0, "step 7: loss is NaN; last good checkpoint: %s/checkpoint-5 (loss %L)"},
+		{"Inf grad norm", 0, 8, "step 8: grad_norm is +Inf; last good checkpoint: %s/checkpoint-5 (loss %L)"},
 		{"before any checkpoint", 3, 0, "step 3: loss is NaN; last good checkpoint: none"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			a := baseArgs(t.TempDir())
-			a.SaveSteps = 5
+			a.SaveSteps, a.LoggingSteps = 5, 1
 			task := newSoftmaxTask(16, 6, 1)
 			task.nanAt, task.infGradAt = tc.nanAt, tc.infGradAt
 			_, err := run(t, context.Background(), a, task)
 			want := strings.ReplaceAll(tc.want, "%s", a.OutputDir)
+			if strings.Contains(want, "%L") {
+				// The checkpoint's loss is step 5's, as metrics.jsonl logged it (one step per line).
+				var step5 float64
+				for _, l := range metricLines(t, a.OutputDir) {
+					var m map[string]float64
+					if json.Unmarshal([]byte(l), &m) == nil && m["step"] == 5 {
+						step5 = m["loss"]
+					}
+				}
+				want = strings.ReplaceAll(want, "%L", strconv.FormatFloat(step5, 'g', 6, 64))
+			}
 			if err == nil || err.Error() != want {
 				t.Fatalf("error %v\nwant %s", err, want)
 			}
@@ -397,7 +409,7 @@ func TestNonFinite(t *testing.T) {
 			}
 			// The last good checkpoint resumes to the same result as a clean run.
 			ref := baseArgs(t.TempDir())
-			ref.SaveSteps = 5
+			ref.SaveSteps, ref.LoggingSteps = 5, 1
 			refT := newSoftmaxTask(16, 6, 1)
 			mustRun(t, ref, refT)
 			b := a

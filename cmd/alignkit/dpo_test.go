@@ -138,7 +138,7 @@ func TestDPOBadInput(t *testing.T) {
 			// Row 0's system turn and question in the llama-2 template (dpo's tests derive the count).
 			"alignkit: ../shared/data/orca_dpo_pairs_validation_chat.parquet: row 0: the prompt is 251 tokens, which leaves no room for the answers in max_length 32, and so does every other row's: raise max_length or lower max_prompt_length"},
 		{"unknown loss", []string{"loss_type=kto"}, `alignkit: configs/dpo/stories260k.yaml: loss_type "kto": want one of sigmoid, robust, ipo, hinge`},
-		{"packing", []string{"packing=true"}, "alignkit: configs/dpo/stories260k.yaml: packing: DPO does not pack pairs (each pair is a chosen row and a rejected row); remove the key"},
+		{"packing", []string{"packing=true"}, "alignkit: --set packing: packing: DPO does not pack pairs (each pair is a chosen row and a rejected row); remove the key"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -204,7 +204,7 @@ func TestGattBadInput(t *testing.T) {
 		want string
 	}{
 		{[]string{"gatt", "eval", "--config", "configs/gatt/eval-stories260k.yaml", "--set", "checkers=[keyword, regex]"},
-			`alignkit: configs/gatt/eval-stories260k.yaml: checkers: unknown checker "regex": want one of judge, keyword, language, reward`},
+			`alignkit: --set checkers: checkers: unknown checker "regex": want one of judge, keyword, language, reward`},
 		{[]string{"gatt", "eval", "--config", "configs/gatt/eval-stories260k.yaml", "--set", "constraints.figures=[]"},
 			"alignkit: configs/gatt/eval-stories260k.yaml: constraints: gatt figures list is empty: cannot sample a figure constraint"},
 		{[]string{"gatt", "synth", "--config", "configs/gatt/synth-stories260k.yaml", "--set", "constraints.hobbies=[]"},

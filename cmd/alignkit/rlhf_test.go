@@ -102,9 +102,9 @@ func TestRLHFCLIErrors(t *testing.T) {
 		{[]string{"rlhf", "sample", "--config", cfg, "--set", out, "--set", "backend=openai", "--set", "base_url=http://" + addr + "/v1", "--set", "max_retries=0"},
 			"alignkit: openai backend: GET http://" + addr + "/v1/models: cannot reach the server: connection refused (after 1 attempt)"},
 		{[]string{"rlhf", "sample", "--config", cfg, "--set", out, "--temperatures", "0.8,hot"},
-			"alignkit: " + cfg + `: key "temperatures[1]" must be float64, got string`},
+			`alignkit: --set temperatures: key "temperatures[1]" must be float64, got string`},
 		{[]string{"rlhf", "run", "--config", "configs/rlhf/run-stories260k.yaml", "--set", out, "--set", "sft.output_dir=x"},
-			"alignkit: configs/rlhf/run-stories260k.yaml: sft.output_dir: set by the loop (output_dir/round-r/checkpoint)"},
+			"alignkit: --set sft.output_dir: sft.output_dir: set by the loop (output_dir/round-r/checkpoint)"},
 	}
 	for _, tc := range cases {
 		res := runCLI(t, tc.args...)

@@ -18,7 +18,7 @@ import (
 )
 
 // `alignkit serve` through the real command line: it answers chat completions and scores on the
-// address given, and SIGINT (Ctrl-C) shuts it down gracefully with exit status 0.
+// address given, and SIGINT (Ctrl-C) shuts it down gracefully with exit status 130 (128+SIGINT).
 func TestServeCLI(t *testing.T) {
 	shared := sharedtest.Dir(t, "models/stories260K")
 	ck, err := checkpoint.Open(filepath.Join(shared, "models", "stories260K"))
@@ -97,7 +97,7 @@ func TestServeCLI(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("alignkit serve did not stop on SIGINT")
 	}
-	if res.Code != 0 || !strings.Contains(res.Stderr, "serving stories260K on http://"+addr+"/v1") ||
+	if res.Code != 130 || !strings.Contains(res.Stderr, "serving stories260K on http://"+addr+"/v1") ||
 		!strings.Contains(res.Stderr, "POST /v1/chat/completions") {
 		t.Errorf("exit %d, stderr:\n%s", res.Code, res.Stderr)
 	}

@@ -101,6 +101,9 @@ func Init(spec InitSpec, out string) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := fitsInMemory(cfg); err != nil {
+		return nil, err
+	}
 	w := model.InitRandom(cfg, spec.Seed, spec.InitializerRange)
 	if err := hf.Save(out, w, hf.SaveOptions{}); err != nil {
 		return nil, err
@@ -119,6 +122,19 @@ func Init(spec InitSpec, out string) (*Model, error) {
 		}
 	}
 	return Open(out)
+}
+
+// fitsInMemory refuses a model whose float32 weights alone exceed the memory available (init holds
+// them, then saves and reloads them), before any of it is allocated.
+func fitsInMemory(cfg model.Config) error {
+	size, err := cfg.Size()
+	if err != nil {
+		return fmt.Errorf("init config: %w", err)
+	}
+	if avail, ok := availableMemory(); ok && size.Bytes() > avail {
+		return fmt.Errorf("init config: the model has %d parameters, %.2f GB as float32, more than the %.2f GB of memory available", size.Params, size.GB(), float64(avail)/1e9)
+	}
+	return nil
 }
 
 // copyTokenizer copies the named tokenizer file and, when they sit beside it, the

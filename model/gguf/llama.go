@@ -58,6 +58,9 @@ func Write(path string, w *model.Weights, tok *TokenizerInfo, opts WriteOptions)
 			return fmt.Errorf("writing %s: tensor %q is a frozen base weight with no float32 values; convert the weights with quant.Dense first", path, n)
 		}
 	}
+	if err := w.CheckFinite("weights to export"); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
 	name := opts.Name
 	if name == "" {
 		name = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
@@ -549,6 +552,15 @@ func frozenTensor(f quant.Format, shape []int, raw []byte) (*model.Tensor, error
 // than something silently dropped. With frozen, linear weights keep their encoding (permuted and split
 // as whole rows of blocks).
 func (f *File) modelWeights(r io.ReaderAt, c model.Config, frozen bool) (*model.Weights, error) {
+	// The metadata's sizes (block_count, expert_count, widths) must fit the tensors the file holds
+	// before the expected tensor list is built from them.
+	var elements int64
+	for _, ti := range f.Tensors {
+		elements += int64(ti.Numel())
+	}
+	if err := c.CheckAgainst(len(f.Tensors), elements); err != nil {
+		return nil, fmt.Errorf("%s: %w", f.Path, err)
+	}
 	shapes := model.ExpectedShapes(c)
 	w := &model.Weights{Config: c, Tensors: make(map[string]*model.Tensor, len(shapes))}
 	var plan []tensorLoad
@@ -666,6 +678,9 @@ func (f *File) modelWeights(r io.ReaderAt, c model.Config, frozen bool) (*model.
 		p.store(t)
 	}
 	if err := w.Check(f.Path); err != nil {
+		return nil, err
+	}
+	if err := w.CheckFinite(f.Path); err != nil {
 		return nil, err
 	}
 	return w, nil

@@ -56,6 +56,15 @@ func Load(dir string) (*model.Weights, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Before anything is built from config.json (the expected tensor list alone of a config claiming
+	// 10^8 layers took every byte of memory): its size must fit the tensors actually read.
+	var elements int64
+	for _, t := range tensors {
+		elements += int64(len(t.Data))
+	}
+	if err := cfg.CheckAgainst(len(tensors), elements); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, ConfigFile), err)
+	}
 	w := &model.Weights{Config: cfg, Tensors: tensors}
 	if err := normalize(w, dir); err != nil {
 		return nil, err

@@ -241,7 +241,13 @@ func (e *Engine) Forward(tokens []int32, positions []int32) ([][]float32, error)
 		all[i] = i
 	}
 	h := e.run(ws, tokens, pos, []seg{{row0: 0, n: T}}, all) // (T, D)
-	return e.logits(h, T), nil
+	out := e.logits(h, T)
+	for t, row := range out {
+		if err := checkLogits(row); err != nil {
+			return nil, fmt.Errorf("position %d: %w", t, err)
+		}
+	}
+	return out, nil
 }
 
 // Hidden returns the final-normed hidden states, (T, D): the input of the LM or score head.
@@ -309,6 +315,9 @@ func (e *Engine) ScoreBatch(seqs [][]int32) ([]float32, error) {
 			for d, w := range e.score {
 				acc += float64(w) * float64(h[r*e.D+d])
 			}
+			if math.IsNaN(acc) || math.IsInf(float64(float32(acc)), 0) {
+				return nil, fmt.Errorf("sequence %d: the reward model's score is %v (its weights or activations overflowed)", i+r, float32(acc))
+			}
 			out[i+r] = float32(acc)
 		}
 		i = j
@@ -349,6 +358,17 @@ func (e *Engine) logitsInto(buf, h []float32, R int) [][]float32 {
 		out[i] = buf[i*e.V : (i+1)*e.V : (i+1)*e.V]
 	}
 	return out
+}
+
+// checkLogits reports the first NaN or Inf in a row of logits: sampling or scoring from it would
+// silently pick token 0 or give NaN log-probabilities.
+func checkLogits(row []float32) error {
+	for v, x := range row {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return fmt.Errorf("the model produced a non-finite logit (%v for token %d): its weights or activations overflowed", x, v)
+		}
+	}
+	return nil
 }
 
 // LogSoftmax returns log p over the vocabulary, computed in float64 from float32 logits.

@@ -114,6 +114,9 @@ func (e *Engine) generate(ctx context.Context, prompts [][]int32, p Sampling, sh
 		next := live[:0]
 		toks, steps = toks[:0], steps[:0]
 		for _, i := range live {
+			if err := checkLogits(logits[i]); err != nil {
+				return nil, fmt.Errorf("sequence %d: token %d: %w", i, len(out[i]), err)
+			}
 			t := samplers[i].sample(logits[i])
 			out[i] = append(out[i], t)
 			if p.OnToken != nil {
