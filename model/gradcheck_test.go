@@ -99,6 +99,21 @@ func smoothObjective(head Head) Objective {
 	}
 }
 
+// tokenObjective is a nonlinear function of every position's log-prob, as GRPO's per-token ratios
+// are: loss = Σ_i c_i·x_i + 0.05·x_i² with x = TokenLogProb and c_i varying along the row, so that
+// the per-token derivatives (c_i + 0.1·x_i) cannot be expressed through the row sums.
+func tokenObjective(s Stats) (float64, []float64, []float64, error) {
+	x := s.TokenLogProb
+	d := make([]float64, len(x))
+	loss := 0.0
+	for i, v := range x {
+		c := -0.3 - 0.2*float64(i%5)
+		loss += c*v + 0.05*v*v
+		d[i] = c + 0.1*v
+	}
+	return loss, d, nil, nil
+}
+
 func (gr *Graph) gradF64(i int) []float64 {
 	return gr.params[i].grad.Value().(*tensor.Dense).Data().([]float64)
 }
@@ -112,13 +127,17 @@ func TestGraphGradientCheck(t *testing.T) {
 		name string
 		o    tinyOpts
 		head Head
+		// perToken uses tokenObjective (derivatives per position) instead of smoothObjective.
+		perToken bool
 	}{
-		{"llama gqa tied", tinyOpts{}, LMHead},
-		{"mistral window untied", tinyOpts{window: 3, untied: true}, LMHead},
-		{"mixtral moe aux", tinyOpts{moe: true}, LMHead},
-		{"mixtral moe window untied", tinyOpts{moe: true, window: 2, untied: true}, LMHead},
-		{"llama reward score head", tinyOpts{reward: true}, ScoreHead},
-		{"mixtral reward score head", tinyOpts{moe: true, reward: true}, ScoreHead},
+		{"llama gqa tied", tinyOpts{}, LMHead, false},
+		{"llama per-token objective", tinyOpts{}, LMHead, true},
+		{"mixtral per-token objective untied", tinyOpts{moe: true, untied: true}, LMHead, true},
+		{"mistral window untied", tinyOpts{window: 3, untied: true}, LMHead, false},
+		{"mixtral moe aux", tinyOpts{moe: true}, LMHead, false},
+		{"mixtral moe window untied", tinyOpts{moe: true, window: 2, untied: true}, LMHead, false},
+		{"llama reward score head", tinyOpts{reward: true}, ScoreHead, false},
+		{"mixtral reward score head", tinyOpts{moe: true, reward: true}, ScoreHead, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(21, uint64(len(tc.name))))
@@ -131,6 +150,9 @@ func TestGraphGradientCheck(t *testing.T) {
 			}
 			in := packedInputs(rng, cfg.VocabSize)
 			obj := smoothObjective(tc.head)
+			if tc.perToken {
+				obj = tokenObjective
+			}
 			loss, s, err := gr.Run(in, obj)
 			if err != nil {
 				t.Fatal(err)
