@@ -3,9 +3,7 @@ package grpo
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"math"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -155,29 +153,6 @@ func TestBetaPullsPolicyToReference(t *testing.T) {
 	if !(kl1 < kl0) {
 		t.Fatalf("kl %g -> %g: the KL term's gradient did not lead back to the reference", kl0, kl1)
 	}
-}
-
-func readMetrics(t *testing.T, dir string) []map[string]float64 {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, "metrics.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []map[string]float64
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		m := map[string]any{}
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatal(err)
-		}
-		f := map[string]float64{}
-		for k, v := range m {
-			if x, ok := v.(float64); ok {
-				f[k] = x
-			}
-		}
-		out = append(out, f)
-	}
-	return out
 }
 
 // meanReward samples g completions of the first n prompts with the model at path (fixed seed)
