@@ -285,3 +285,33 @@ func TestCommandFailureStopsRun(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// num_iterations 2 takes two optimizer steps on each generation: steps 1 and 2 score the same
+// completions (the same rewards), and on step 1 the sampling policy is the current one, so the
+// ratios are 1 and the gradient is num_iterations 1's (up to the float32 rounding of the separate
+// forward pass that computed the old log-probs). Step 2's ratios have moved.
+func TestNumIterationsReusesGenerations(t *testing.T) {
+	losses := map[int][]map[string]float64{}
+	for _, mu := range []int{1, 2} {
+		cfg := storiesConfig(t)
+		cfg.NumIterations, cfg.MaxSteps, cfg.LossType = mu, 4, LossGRPO
+		res, _ := run(t, cfg)
+		losses[mu] = testutil.ReadMetrics(t, res.OutputDir)
+	}
+	one, two := losses[1], losses[2]
+	if two[0]["reward"] != two[1]["reward"] || two[2]["reward"] != two[3]["reward"] {
+		t.Fatalf("rewards %v %v %v %v: want steps 1-2 and 3-4 to share generations",
+			two[0]["reward"], two[1]["reward"], two[2]["reward"], two[3]["reward"])
+	}
+	if one[0]["reward"] != two[0]["reward"] {
+		t.Fatalf("step 1 rewards %v and %v: the same seed samples the same completions", one[0]["reward"], two[0]["reward"])
+	}
+	g1, g2 := one[0]["grad_norm"], two[0]["grad_norm"]
+	t.Logf("step 1 grad_norm %.6g vs %.6g; step 2 loss %.3g, clip_ratio/region_mean %.3g", g1, g2, two[1]["loss"], two[1]["clip_ratio/region_mean"])
+	if !(g1 > 0) || math.Abs(g1-g2) > 1e-4*g1 {
+		t.Fatalf("step 1 grad_norm %v (num_iterations 1) and %v (2): want equal", g1, g2)
+	}
+	if two[1]["clip_ratio/region_mean"] == 0 && two[1]["loss"] == two[0]["loss"] {
+		t.Fatalf("step 2 metrics %v: the policy did not move from the sampling policy", two[1])
+	}
+}
