@@ -3,7 +3,9 @@ package grpo
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"math"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -313,5 +315,40 @@ func TestNumIterationsReusesGenerations(t *testing.T) {
 	}
 	if two[1]["clip_ratio/region_mean"] == 0 && two[1]["loss"] == two[0]["loss"] {
 		t.Fatalf("step 2 metrics %v: the policy did not move from the sampling policy", two[1])
+	}
+}
+
+// Two reward models are combined as Llama 2 does (reward.Combine: the safety score on safety
+// prompts, whitened over the batch): a run on prompts with an is_safety column trains, and the
+// combined reward is whitened (mean 0 over each micro-batch's completions).
+func TestTwoRewardModels(t *testing.T) {
+	cfg := storiesConfig(t)
+	var rms []reward.ModelSpec
+	for i, role := range []string{reward.RoleHelpfulness, reward.RoleSafety} {
+		rm, err := reward.FromCausalLM(testutil.Stories(t), uint64(5+i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := filepath.Join(t.TempDir(), role)
+		if err := checkpoint.Save(dir, rm, hf.SaveOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		rms = append(rms, reward.ModelSpec{Path: dir, Role: role})
+	}
+	data := filepath.Join(t.TempDir(), "prompts.jsonl")
+	var b strings.Builder
+	for i, p := range []string{"Once upon a time", "The cat sat", "Tom wanted to", "Lily had a red ball"} {
+		fmt.Fprintf(&b, "{\"prompt\": %q, \"is_safety\": %v}\n", p, i%2 == 1)
+	}
+	if err := os.WriteFile(data, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg.DatasetName, cfg.RewardModels, cfg.RewardFuncs, cfg.MaxSteps = data, rms, nil, 2
+	res, _ := run(t, cfg)
+	for _, m := range testutil.ReadMetrics(t, res.OutputDir) {
+		near(t, "combined reward mean", m["rewards/reward_model/mean"], 0, 1e-9)
+		if !(m["reward_std"] > 0) {
+			t.Fatalf("metrics %v: no reward variance", m)
+		}
 	}
 }
