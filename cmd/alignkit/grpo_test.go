@@ -20,7 +20,7 @@ func TestGRPOShippedConfig(t *testing.T) {
 	if r.Code != 0 {
 		t.Fatalf("exit %d: %s", r.Code, r.Stderr)
 	}
-	if !strings.Contains(r.Stderr, "grpo: 7 prompts from ../shared/data/no_robots_test_sft.parquet, 8 completions each (2 prompts, 16 completions per micro-batch), 2 reward(s)") {
+	if !strings.Contains(r.Stderr, "grpo: 7 prompts from ../shared/data/no_robots_test_sft.parquet, 8 completions each (2 prompts, 16 completions per micro-batch), 1 reward(s)") {
 		t.Errorf("stderr %q", r.Stderr)
 	}
 	if !strings.HasPrefix(r.Stdout, "grpo: 2 steps, train loss ") || !strings.HasSuffix(strings.TrimSpace(r.Stdout), "model in "+out) {
@@ -31,7 +31,7 @@ func TestGRPOShippedConfig(t *testing.T) {
 		t.Fatalf("%d metrics lines, want 2", len(ms))
 	}
 	for _, m := range ms {
-		for _, k := range []string{"reward", "reward_std", "rewards/length_penalty/mean", "rewards/regex/mean", "completions/mean_length", "clip_ratio/region_mean"} {
+		for _, k := range []string{"reward", "reward_std", "rewards/regex/mean", "completions/mean_length", "clip_ratio/region_mean"} {
 			if _, ok := m[k]; !ok {
 				t.Errorf("metrics %v: no %s", m, k)
 			}
