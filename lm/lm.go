@@ -117,7 +117,8 @@ func (m *Model) graph(rows, length int, head model.Head, grad, off bool) (*model
 	return g, nil
 }
 
-// Objective is a trainer's loss over the real rows of a batch (padding rows are hidden from it).
+// Objective is a trainer's loss over the real rows of a batch (padding rows are hidden from it). Its
+// dLogProb has one value per row, or one per position (b.B·b.T, see model.Objective).
 type Objective = model.Objective
 
 // Run runs b through the model. With grads non-nil it also runs the backward pass and adds
@@ -137,7 +138,10 @@ func (m *Model) run(b *data.Batch, head model.Head, obj Objective, grads [][]flo
 	wrapped := obj
 	if obj != nil && rows != b.B {
 		wrapped = func(s model.Stats) (float64, []float64, []float64, error) {
-			loss, dlp, drw, err := obj(trim(s, b.B))
+			loss, dlp, drw, err := obj(trim(s, b.B, b.T))
+			if len(dlp) == b.B*b.T && b.T > 1 {
+				return loss, pad(dlp, rows*b.T), pad(drw, rows), err // per-token derivatives
+			}
 			return loss, pad(dlp, rows), pad(drw, rows), err
 		}
 	}
@@ -150,7 +154,7 @@ func (m *Model) run(b *data.Batch, head model.Head, obj Objective, grads [][]flo
 			return 0, model.Stats{}, err
 		}
 	}
-	return loss, trim(s, b.B), nil
+	return loss, trim(s, b.B, b.T), nil
 }
 
 // LogProbs is the one log-prob function: a forward pass that returns, per row of b, the summed
@@ -241,7 +245,7 @@ func inputs(b *data.Batch, rows int) model.Inputs {
 	return in
 }
 
-func trim(s model.Stats, rows int) model.Stats {
+func trim(s model.Stats, rows, length int) model.Stats {
 	cut := func(x []float64) []float64 {
 		if len(x) > rows {
 			return x[:rows]
@@ -249,6 +253,9 @@ func trim(s model.Stats, rows int) model.Stats {
 		return x
 	}
 	s.LogProb, s.Tokens, s.Correct, s.MeanLogit, s.Reward = cut(s.LogProb), cut(s.Tokens), cut(s.Correct), cut(s.MeanLogit), cut(s.Reward)
+	if len(s.TokenLogProb) > rows*length {
+		s.TokenLogProb = s.TokenLogProb[:rows*length]
+	}
 	return s
 }
 

@@ -144,6 +144,21 @@ func smoothObjective(head Head) Objective {
 	}
 }
 
+// tokenObjective is a nonlinear function of every position's log-prob, as GRPO's per-token ratios
+// are: loss = Σ_i c_i·x_i + 0.05·x_i² with x = TokenLogProb and c_i varying along the row, so that
+// the per-token derivatives (c_i + 0.1·x_i) cannot be expressed through the row sums.
+func tokenObjective(s Stats) (float64, []float64, []float64, error) {
+	x := s.TokenLogProb
+	d := make([]float64, len(x))
+	loss := 0.0
+	for i, v := range x {
+		c := -0.3 - 0.2*float64(i%5)
+		loss += c*v + 0.05*v*v
+		d[i] = c + 0.1*v
+	}
+	return loss, d, nil, nil
+}
+
 func (gr *Graph) gradF64(i int) []float64 {
 	return gr.params[i].grad.Value().(*tensor.Dense).Data().([]float64)
 }
@@ -158,10 +173,14 @@ func TestGraphGradientCheck(t *testing.T) {
 		o    tinyOpts
 		head Head
 		ckpt bool
+		// perToken uses tokenObjective (derivatives per position) instead of smoothObjective.
+		perToken bool
 	}
 	var cases []gradCase
 	for _, tc := range []gradCase{
 		{name: "llama gqa tied", head: LMHead},
+		{name: "llama per-token objective", head: LMHead, perToken: true},
+		{name: "mixtral per-token objective untied", o: tinyOpts{moe: true, untied: true}, head: LMHead, perToken: true},
 		{name: "mistral window untied", o: tinyOpts{window: 3, untied: true}, head: LMHead},
 		{name: "mixtral moe aux", o: tinyOpts{moe: true}, head: LMHead},
 		{name: "mixtral moe window untied", o: tinyOpts{moe: true, window: 2, untied: true}, head: LMHead},
@@ -197,6 +216,9 @@ func TestGraphGradientCheck(t *testing.T) {
 			}
 			in := packedInputs(rng, cfg.VocabSize)
 			obj := smoothObjective(tc.head)
+			if tc.perToken {
+				obj = tokenObjective
+			}
 			loss, s, err := gr.Run(in, obj)
 			if err != nil {
 				t.Fatal(err)

@@ -84,6 +84,10 @@ type Stats struct {
 	Correct   []float64 // (B) Σ_t Weights·[argmax = target] (LM head)
 	MeanLogit []float64 // (B) mean logit over the counted positions and the whole vocabulary (TRL's logits/chosen)
 	Reward    []float64 // (B) score head output
+	// TokenLogProb (B·T) is each position's Weights·log p(target) (LM head; 0 where not counted):
+	// the terms LogProb sums, for objectives on individual tokens (GRPO's and PPO's per-token
+	// ratios and KL).
+	TokenLogProb []float64
 	// AuxLoss is the MoE load-balancing loss as transformers' load_balancing_loss_func returns it,
 	// NOT multiplied by router_aux_loss_coef; the graph adds RouterAuxLossCoef·AuxLoss to the loss.
 	AuxLoss float64
@@ -91,6 +95,8 @@ type Stats struct {
 
 // Objective is the trainer's loss: it returns the loss and its derivatives with respect to
 // Stats.LogProb (LM head) or Stats.Reward (score head), each of length B; the other may be nil.
+// With the LM head, dLogProb may instead have B·T values: the derivatives with respect to
+// Stats.TokenLogProb, one per position, for a loss that is not a function of the row sums alone.
 // It must not keep s's slices past the call.
 type Objective func(s Stats) (loss float64, dLogProb, dReward []float64, err error)
 
@@ -381,6 +387,7 @@ func (gr *Graph) lossFn(in [][]float64) (float64, [][]float64, error) {
 		s.Tokens = make([]float64, B)
 		s.Correct = make([]float64, B)
 		s.MeanLogit = make([]float64, B)
+		s.TokenLogProb = append([]float64(nil), in[0]...)
 		correct, sums := gr.lp.Correct(), gr.lp.LogitSums()
 		for b := 0; b < B; b++ {
 			var counted float64
@@ -424,8 +431,16 @@ func (gr *Graph) lossFn(in [][]float64) (float64, [][]float64, error) {
 		if gr.spec.Head == ScoreHead {
 			d, name = dReward, "dReward"
 		}
-		if d != nil && len(d) != B {
+		perToken := gr.spec.Head == LMHead && len(d) == B*T && B*T != B
+		if d != nil && len(d) != B && !perToken {
+			if gr.spec.Head == LMHead {
+				return 0, nil, fmt.Errorf("the objective's %s has %d values, want %d (per row) or %d (per token)", name, len(d), B, B*T)
+			}
 			return 0, nil, fmt.Errorf("the objective's %s has %d values, want %d", name, len(d), B)
+		}
+		if perToken {
+			copy(grads[0], d)
+			d = nil
 		}
 		for b := 0; b < len(d); b++ {
 			if gr.spec.Head == ScoreHead {

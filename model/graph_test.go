@@ -249,7 +249,7 @@ func TestGraphRejectsBadInputs(t *testing.T) {
 		t.Fatalf("NaN loss: %v", err)
 	}
 	_, _, err = gr.Run(ok(), func(Stats) (float64, []float64, []float64, error) { return 0, []float64{1}, nil, nil })
-	if err == nil || err.Error() != "model: graph run: the objective's dLogProb has 1 values, want 2" {
+	if err == nil || err.Error() != "model: graph run: the objective's dLogProb has 1 values, want 2 (per row) or 6 (per token)" {
 		t.Fatalf("short gradient: %v", err)
 	}
 	// The objective's own error comes back wrapped, so that the trainer can test for it.

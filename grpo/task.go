@@ -1,0 +1,479 @@
+package grpo
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"math"
+
+	"github.com/alignkit/alignkit/data"
+	"github.com/alignkit/alignkit/lm"
+	"github.com/alignkit/alignkit/model"
+	"github.com/alignkit/alignkit/model/checkpoint"
+	"github.com/alignkit/alignkit/model/tokenizer"
+	"github.com/alignkit/alignkit/recipe"
+	"github.com/alignkit/alignkit/reward"
+	"github.com/alignkit/alignkit/rlhf"
+	"github.com/alignkit/alignkit/train"
+)
+
+// Task is GRPO as a train.Task: an example is a prompt; each micro-batch samples num_generations
+// completions of each of its prompts with the current policy, scores them and takes the clipped
+// surrogate's gradient.
+type Task struct {
+	cfg    Config
+	loss   LossConfig
+	policy *lm.Model
+	// ref is the frozen initial policy (nil when beta is 0).
+	ref *lm.Model
+	gen *rlhf.Local
+	tok *tokenizer.Tokenizer
+	// chatTemplate is the template the prompts were rendered with when it is not the policy's own.
+	chatTemplate string
+
+	prompts []rlhf.Prompt
+	ids     [][]int32        // each prompt's tokens
+	fields  []map[string]any // each prompt's dataset row
+	safety  []bool           // each prompt's safety flag (two reward models only)
+
+	funcs    []Func
+	names    []string // metric name of each reward component
+	scorers  []rlhf.Scorer
+	roles    []string
+	weights  []float64
+	pad      int32
+	rollouts map[int]*rollout // the last generation of each micro-batch position (num_iterations > 1)
+	log      io.Writer
+}
+
+// rollout is one micro-batch's sampled completions, scored, laid out as a training batch.
+type rollout struct {
+	batch  *data.Batch
+	starts []int // per row: the position whose target is the first completion token
+	lens   []int // per row: completion tokens
+	adv    []float64
+	old    [][]float64 // the sampling policy's log-probs (num_iterations > 1), else nil
+	ref    [][]float64 // the reference's (beta > 0), else nil
+	values map[string]float64
+}
+
+var _ recipe.Prepare[Config] = Prepare
+
+// Prepare loads the policy (and with beta > 0 its frozen copy as the reference), the prompts, the
+// reward functions and models, and checks what can be checked before training. It writes nothing.
+func Prepare(_ context.Context, cfg Config, opts ...train.Option) (*recipe.Job, error) {
+	t, err := newTask(cfg, train.LogWriter(opts...))
+	if err != nil {
+		return nil, err
+	}
+	args := t.cfg.Args
+	args.PerDeviceTrainBatchSize /= t.cfg.NumGenerations // the loop counts prompts
+	report := []string{fmt.Sprintf("grpo: %d prompts from %s, %d completions each (%d prompts, %d completions per micro-batch), %d reward(s)",
+		len(t.prompts), cfg.DatasetName, t.cfg.NumGenerations, args.PerDeviceTrainBatchSize, t.cfg.PerDeviceTrainBatchSize, len(t.weights))}
+	return &recipe.Job{Args: args, Task: t, Report: report}, nil
+}
+
+// Run is `alignkit grpo`: Prepare, then the shared training loop, which writes output_dir
+// (metrics.jsonl with TRL's reward, reward_std, rewards/<name>/mean, kl, clip_ratio names,
+// checkpoints, the final model).
+func Run(ctx context.Context, cfg Config, opts ...train.Option) (train.Result, error) {
+	return recipe.Run(ctx, Prepare, cfg, opts...)
+}
+
+func newTask(cfg Config, log io.Writer) (*Task, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.Defaults()
+	t := &Task{cfg: cfg, loss: cfg.Loss(), log: log, rollouts: map[int]*rollout{}}
+	for i, spec := range cfg.RewardFuncs {
+		f, err := NewFunc(spec, i, cfg.MaxCompletionLength)
+		if err != nil {
+			return nil, err
+		}
+		t.funcs = append(t.funcs, f)
+		t.names = append(t.names, fmt.Sprintf("rewards/%s/mean", uniqueName(spec.Name, i, cfg.RewardFuncs)))
+	}
+	if len(cfg.RewardModels) > 0 {
+		t.names = append(t.names, "rewards/reward_model/mean")
+	}
+	t.weights = cfg.RewardWeights
+	if t.weights == nil {
+		t.weights = make([]float64, len(t.names))
+		for i := range t.weights {
+			t.weights[i] = 1
+		}
+	}
+
+	base, err := recipe.Open("model_name_or_path", cfg.ModelNameOrPath, cfg.ChatTemplate)
+	if err != nil {
+		return nil, err
+	}
+	ck := base.Ckpt
+	t.tok, t.chatTemplate, t.pad = ck.Tok, base.ChatTemplate, base.Pad
+	if t.gen, err = rlhf.NewLocal(ck, cfg.ChatTemplate); err != nil {
+		return nil, fmt.Errorf("model_name_or_path: %w", err)
+	}
+
+	// Prompts, with their dataset rows for the reward functions.
+	prompts, err := rlhf.LoadPrompts(cfg.DatasetName, cfg.Columns)
+	if err != nil {
+		return nil, fmt.Errorf("dataset_name: %w", err)
+	}
+	rows, err := data.ReadRows(cfg.DatasetName)
+	if err != nil {
+		return nil, fmt.Errorf("dataset_name: %w", err)
+	}
+	if cfg.MaxTrainSamples > 0 && len(prompts) > cfg.MaxTrainSamples {
+		prompts = prompts[:cfg.MaxTrainSamples]
+	}
+	maxPos := t.gen.MaxPositions()
+	skipped := 0
+	for _, p := range prompts {
+		ids, err := t.gen.Encode(p)
+		if err != nil {
+			return nil, fmt.Errorf("dataset_name: %w", err)
+		}
+		if len(ids)+cfg.MaxCompletionLength > maxPos {
+			skipped++
+			continue
+		}
+		if p.Row < 0 || p.Row >= len(rows) {
+			return nil, fmt.Errorf("dataset_name %s: prompt of row %d: no such row", cfg.DatasetName, p.Row)
+		}
+		t.prompts = append(t.prompts, p)
+		t.ids = append(t.ids, ids)
+		t.fields = append(t.fields, rows[p.Row].Fields)
+	}
+	if skipped > 0 {
+		fmt.Fprintf(log, "grpo: %d prompts skipped: with max_completion_length %d they do not fit max_position_embeddings %d\n", skipped, cfg.MaxCompletionLength, maxPos)
+	}
+	if len(t.prompts) == 0 {
+		return nil, fmt.Errorf("dataset_name %s: no prompt leaves room for max_completion_length %d tokens within max_position_embeddings %d", cfg.DatasetName, cfg.MaxCompletionLength, maxPos)
+	}
+
+	// Reward models: one is used as is; two are combined as Llama 2 does, which needs each prompt's
+	// safety flag.
+	for i, spec := range cfg.RewardModels {
+		sc, err := rlhf.LoadScorer(spec.Path, cfg.ChatTemplate)
+		if err != nil {
+			return nil, fmt.Errorf("reward_models[%d].path: %w", i, err)
+		}
+		t.scorers, t.roles = append(t.scorers, sc), append(t.roles, spec.Role)
+	}
+	if len(cfg.RewardModels) == 2 {
+		if t.safety, err = reward.SafetyFlags(t.fields, cfg.SafetyColumn, cfg.DatasetName); err != nil {
+			return nil, err
+		}
+	}
+
+	rows2 := cfg.PerDeviceTrainBatchSize // completions per micro-batch: the graph's height
+	if cfg.Beta != 0 {
+		refCk := &checkpoint.Model{Weights: ck.Weights.Clone(), Tok: ck.Tok, Dir: ck.Dir, Source: ck.Source}
+		t.ref = lm.New(refCk, rows2)
+	}
+	t.policy = lm.New(ck, rows2)
+	return t, nil
+}
+
+// uniqueName is a reward function's metric name: its name, with its index when another function
+// of reward_funcs has the same name.
+func uniqueName(name string, i int, specs []FuncSpec) string {
+	for j, s := range specs {
+		if j != i && s.Name == name {
+			return fmt.Sprintf("%s_%d", name, i)
+		}
+	}
+	return name
+}
+
+// BarMetrics puts the mean reward and the KL on the progress bar.
+func (t *Task) BarMetrics() []string { return []string{"reward", "kl"} }
+
+// Params are the policy's tensors.
+func (t *Task) Params() []train.Param { return t.policy.Params() }
+
+// NumExamples is the number of prompts.
+func (t *Task) NumExamples() int { return len(t.prompts) }
+
+// NumEvalExamples is 0: GRPO has no evaluation set.
+func (t *Task) NumEvalExamples() int { return 0 }
+
+// Eval is never called (no evaluation set).
+func (t *Task) Eval(context.Context, train.Batch) (train.Metrics, error) {
+	return train.Metrics{}, fmt.Errorf("grpo: no evaluation data")
+}
+
+// SaveModel writes the policy as an HF directory, with the chat template the prompts were rendered
+// with when that is not the policy's own.
+func (t *Task) SaveModel(dir string) error {
+	if err := t.policy.Save(dir); err != nil {
+		return err
+	}
+	if t.chatTemplate == "" {
+		return nil
+	}
+	return tokenizer.WriteChatTemplate(dir, t.chatTemplate)
+}
+
+// Step samples (on the first of every num_iterations steps; the others reuse that micro-batch
+// position's completions, as TRL's num_iterations does) and takes the loss's gradient.
+func (t *Task) Step(ctx context.Context, b train.Batch, grads [][]float32, scale float32) (train.Metrics, error) {
+	if err := ctx.Err(); err != nil {
+		return train.Metrics{}, err
+	}
+	ro := t.rollouts[b.Micro]
+	if (b.Step-1)%t.cfg.NumIterations == 0 || ro == nil {
+		var err error
+		if ro, err = t.sample(ctx, b); err != nil {
+			return train.Metrics{}, err
+		}
+		if t.cfg.NumIterations > 1 {
+			t.rollouts[b.Micro] = ro
+		}
+	}
+	var out Output
+	T := ro.batch.T
+	obj := func(st model.Stats) (float64, []float64, []float64, error) {
+		seqs := make([]Seq, len(ro.lens))
+		for k := range seqs {
+			lo := k*T + ro.starts[k]
+			seqs[k] = Seq{LogProbs: st.TokenLogProb[lo : lo+ro.lens[k]], Advantage: ro.adv[k]}
+			if ro.old != nil {
+				seqs[k].Old = ro.old[k]
+			}
+			if ro.ref != nil {
+				seqs[k].Ref = ro.ref[k]
+			}
+		}
+		o, err := Loss(t.loss, seqs)
+		if err != nil {
+			return 0, nil, nil, err
+		}
+		out = o
+		d := make([]float64, len(st.TokenLogProb))
+		for k, dk := range o.DLogProbs {
+			copy(d[k*T+ro.starts[k]:], dk)
+		}
+		return o.Loss, d, nil, nil
+	}
+	loss, _, err := t.policy.Run(ro.batch, model.LMHead, obj, grads, scale)
+	if err != nil {
+		return train.Metrics{}, err
+	}
+	m := train.Metrics{Loss: loss, Tokens: out.Tokens, Values: map[string]float64{}, Weights: map[string]float64{}}
+	for k, v := range ro.values {
+		m.Values[k] = v
+	}
+	if t.loss.Beta != 0 {
+		m.Values["kl"], m.Weights["kl"] = out.KL, float64(out.Tokens)
+	}
+	for k, v := range map[string]float64{"clip_ratio/low_mean": out.ClipLow, "clip_ratio/high_mean": out.ClipHigh, "clip_ratio/region_mean": out.ClipRegion} {
+		m.Values[k], m.Weights[k] = v, float64(out.Tokens)
+	}
+	return m, nil
+}
+
+// sampleSeed derives the micro-batch's sampling seed from (seed, step, micro), so that a resumed run
+// samples what the uninterrupted one did.
+func sampleSeed(seed int64, step, micro int) uint64 {
+	h := fnv.New64a()
+	var buf [24]byte
+	binary.LittleEndian.PutUint64(buf[:], uint64(seed))
+	binary.LittleEndian.PutUint64(buf[8:], uint64(step))
+	binary.LittleEndian.PutUint64(buf[16:], uint64(micro))
+	h.Write(buf[:])
+	return h.Sum64()
+}
+
+// sample generates, scores and lays out the completions of b's prompts.
+func (t *Task) sample(ctx context.Context, b train.Batch) (*rollout, error) {
+	g := t.cfg.NumGenerations
+	prompts := make([]rlhf.Prompt, len(b.Examples))
+	for k, i := range b.Examples {
+		prompts[k] = t.prompts[i]
+	}
+	s := rlhf.Sampling{Temperature: *t.cfg.Temperature, TopP: *t.cfg.TopP, MaxNewTokens: t.cfg.MaxCompletionLength,
+		Seed: sampleSeed(b.Seed, b.Step, b.Micro)}
+	comps, err := t.gen.Complete(ctx, prompts, g, s)
+	if err != nil {
+		return nil, fmt.Errorf("grpo: sampling: %w", err)
+	}
+	n := len(prompts) * g
+	cs := make([]Completion, 0, n)
+	var seqs [][]int32
+	ro := &rollout{values: map[string]float64{}}
+	var meanLen, clipped float64
+	for k, i := range b.Examples {
+		promptText := prompts[k].Text
+		if prompts[k].Messages != nil {
+			js, err := json.Marshal(prompts[k].Messages)
+			if err != nil {
+				return nil, err
+			}
+			promptText = string(js)
+		}
+		for _, c := range comps[k] {
+			cs = append(cs, Completion{Prompt: promptText, Text: c.Text, Tokens: len(c.IDs), Row: prompts[k].Row, Fields: t.fields[i]})
+			seq := append(append(make([]int32, 0, len(t.ids[i])+len(c.IDs)), t.ids[i]...), c.IDs...)
+			seqs = append(seqs, seq)
+			ro.starts = append(ro.starts, len(t.ids[i])-1)
+			ro.lens = append(ro.lens, len(c.IDs))
+			meanLen += float64(len(c.IDs))
+			if c.FinishReason == "length" {
+				clipped++
+			}
+		}
+	}
+	ro.values["completions/mean_length"] = meanLen / float64(n)
+	ro.values["completions/clipped_ratio"] = clipped / float64(n)
+	total, err := t.rewards(ctx, prompts, b.Examples, cs, ro.values)
+	if err != nil {
+		return nil, err
+	}
+	adv, std, err := Advantages(total, g, *t.cfg.ScaleRewards)
+	if err != nil {
+		return nil, err
+	}
+	ro.adv = adv
+	var meanR, meanStd, zero float64
+	for k := range total {
+		meanR += total[k]
+		if k%g == 0 {
+			meanStd += std[k]
+			if std[k] == 0 {
+				zero++
+			}
+		}
+	}
+	groups := float64(len(prompts))
+	ro.values["reward"], ro.values["reward_std"], ro.values["frac_reward_zero_std"] = meanR/float64(n), meanStd/groups, zero/groups
+	ro.batch = layout(seqs, ro.starts, ro.lens)
+	if t.ref != nil {
+		if ro.ref, err = tokenLogProbs(t.ref, ro); err != nil {
+			return nil, fmt.Errorf("grpo: reference log-probs: %w", err)
+		}
+	}
+	if t.cfg.NumIterations > 1 {
+		if ro.old, err = tokenLogProbs(t.policy, ro); err != nil {
+			return nil, fmt.Errorf("grpo: sampling policy log-probs: %w", err)
+		}
+	}
+	return ro, nil
+}
+
+// rewards is Σ_k weight_k·reward_k per completion (TRL's weighted sum over reward_funcs), with each
+// component's mean put in values.
+func (t *Task) rewards(ctx context.Context, prompts []rlhf.Prompt, examples []int, cs []Completion, values map[string]float64) ([]float64, error) {
+	g := t.cfg.NumGenerations
+	total := make([]float64, len(cs))
+	add := func(c int, r []float64) {
+		var sum float64
+		for k, v := range r {
+			total[k] += t.weights[c] * v
+			sum += v
+		}
+		values[t.names[c]] = sum / float64(len(r))
+	}
+	for c, f := range t.funcs {
+		r, err := f.Rewards(ctx, cs)
+		if err != nil {
+			return nil, err
+		}
+		if len(r) != len(cs) {
+			return nil, fmt.Errorf("%s: %d rewards for %d completions", t.names[c], len(r), len(cs))
+		}
+		add(c, r)
+	}
+	if len(t.scorers) == 0 {
+		return total, nil
+	}
+	scores := make([][]float64, len(t.scorers))
+	for m, sc := range t.scorers {
+		for k, p := range prompts {
+			texts := make([]string, g)
+			for j := range texts {
+				texts[j] = cs[k*g+j].Text
+			}
+			r, err := sc.Score(ctx, p, texts)
+			if err != nil {
+				return nil, fmt.Errorf("reward_models[%d]: %w", m, err)
+			}
+			scores[m] = append(scores[m], r...)
+		}
+	}
+	r := scores[0]
+	if len(t.scorers) == 2 {
+		help, safe := scores[0], scores[1]
+		if t.roles[0] == reward.RoleSafety {
+			help, safe = safe, help
+		}
+		flags := make([]bool, len(cs))
+		for k, i := range examples {
+			for j := range g {
+				flags[k*g+j] = t.safety[i]
+			}
+		}
+		var err error
+		if r, _, err = reward.Combine(help, safe, flags); err != nil {
+			return nil, err
+		}
+	}
+	add(len(t.funcs), r)
+	return total, nil
+}
+
+// layout makes the training batch of sequences (prompt then completion, one per row): the targets
+// of the completion tokens carry weight 1, everything else 0.
+func layout(seqs [][]int32, starts, lens []int) *data.Batch {
+	T := 0
+	for _, s := range seqs {
+		T = max(T, len(s))
+	}
+	B := len(seqs)
+	b := &data.Batch{B: B, T: T, Tokens: make([]int32, B*T), Targets: make([]int32, B*T), Weights: make([]float32, B*T),
+		Positions: make([]int32, B*T), Segments: make([]int32, B*T), LastIndex: make([]int32, B)}
+	for r, s := range seqs {
+		for p := range T {
+			i := r*T + p
+			b.Targets[i] = -1
+			b.Positions[i] = int32(p)
+			if p >= len(s) {
+				continue
+			}
+			b.Tokens[i], b.Segments[i] = s[p], 1
+			if p+1 < len(s) {
+				b.Targets[i] = s[p+1]
+			}
+		}
+		for p := starts[r]; p < starts[r]+lens[r]; p++ {
+			b.Weights[r*T+p] = 1
+		}
+		b.LastIndex[r] = int32(len(s) - 1)
+	}
+	return b
+}
+
+// tokenLogProbs runs m forward over the rollout's batch and returns each completion's per-token
+// log-probs.
+func tokenLogProbs(m *lm.Model, ro *rollout) ([][]float64, error) {
+	st, err := m.LogProbs(ro.batch)
+	if err != nil {
+		return nil, err
+	}
+	T := ro.batch.T
+	out := make([][]float64, len(ro.lens))
+	for k := range out {
+		lo := k*T + ro.starts[k]
+		out[k] = append([]float64(nil), st.TokenLogProb[lo:lo+ro.lens[k]]...)
+		for _, v := range out[k] {
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				return nil, fmt.Errorf("completion %d: log-prob %v", k, v)
+			}
+		}
+	}
+	return out, nil
+}
