@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 
 	"github.com/alignkit/alignkit/data"
+	"github.com/alignkit/alignkit/recipe"
 	"github.com/alignkit/alignkit/train"
 )
 
@@ -25,7 +26,9 @@ type Config struct {
 	Data       data.Args `mapstructure:",squash"`
 
 	ModelNameOrPath    string `mapstructure:"model_name_or_path" doc:"policy model to train: an HF directory or a .gguf file (with its tokenizer)"`
-	RefModelNameOrPath string `mapstructure:"ref_model_name_or_path" doc:"frozen reference model (same vocabulary); empty: a copy of the policy's initial weights"`
+	RefModelNameOrPath string `mapstructure:"ref_model_name_or_path" doc:"frozen reference model (same vocabulary); empty: a copy of the policy's initial weights, or with use_peft the base with its adapter off (no copy, as TRL)"`
+	// Model says how the policy is held and what of it trains (LoRA, a quantized frozen base).
+	Model recipe.ModelArgs `mapstructure:",squash"`
 
 	Beta           float64 `mapstructure:"beta" doc:"β, the inverse temperature of the implicit reward β·log(πθ/πref); for ipo the regulariser τ (default 0.1)"`
 	LossType       string  `mapstructure:"loss_type" doc:"sigmoid (DPO), robust, ipo (per-token log-probs) or hinge (default sigmoid)"`
@@ -65,6 +68,9 @@ func (c Config) Loss() LossConfig {
 func (c Config) Validate() error {
 	c = c.Defaults()
 	if err := c.Args.ValidateTrainer(c.ModelNameOrPath); err != nil {
+		return err
+	}
+	if err := c.Model.Validate(); err != nil {
 		return err
 	}
 	if err := c.Data.Validate(); err != nil {

@@ -81,7 +81,7 @@ func newTask(cfg Config, h hooks, log io.Writer) (*Task, error) {
 
 	// Text pairs need no template: without one (none set, none in the tokenizer) conversational rows
 	// fail in data with their row named.
-	base, err := recipe.Open("model_name_or_path", cfg.ModelNameOrPath, cfg.Data.ChatTemplate)
+	base, err := recipe.Open("model_name_or_path", cfg.ModelNameOrPath, cfg.Model, cfg.Data.ChatTemplate)
 	if err != nil {
 		return nil, err
 	}
@@ -105,13 +105,19 @@ func newTask(cfg Config, h hooks, log io.Writer) (*Task, error) {
 	if refCk != nil {
 		refWeights = refCk.Weights
 	}
+	// With LoRA the reference is the base with the adapter off, as TRL: the same frozen weights,
+	// shared rather than copied, since training moves only the adapter.
+	peft := cfg.Model.Lora.UsePEFT || cfg.Model.AdapterNameOrPath != ""
 	newRef := func() *lm.Model {
 		rc := refCk
-		if rc == nil {
+		switch {
+		case rc == nil && peft:
+			rc = &checkpoint.Model{Weights: ck.Weights, Tok: ck.Tok, Dir: ck.Dir, Source: ck.Source}
+		case rc == nil:
 			rc = &checkpoint.Model{Weights: ck.Weights.Clone(), Tok: ck.Tok, Dir: ck.Dir, Source: ck.Source}
 		}
 		ref := lm.New(rc, rows)
-		ref.Checkpoint = cfg.GradientCheckpointing
+		ref.Checkpoint = cfg.GradientCheckpointing && !peft
 		if h.refLoaded != nil {
 			h.refLoaded(ref)
 		}
@@ -147,6 +153,9 @@ func newTask(cfg Config, h hooks, log io.Writer) (*Task, error) {
 		refCk, refWeights, newRef = nil, nil, nil
 		runtime.GC()
 		debug.FreeOSMemory()
+	}
+	if err := base.Adapt(seed); err != nil {
+		return nil, err
 	}
 	t.policy = lm.New(ck, rows)
 	t.policy.Checkpoint = cfg.GradientCheckpointing
@@ -309,6 +318,7 @@ func (t *Task) NumEvalExamples() int {
 
 // Step runs the policy forward and backward on the pairs b.Examples.
 func (t *Task) Step(ctx context.Context, b train.Batch, grads [][]float32, scale float32) (train.Metrics, error) {
+	t.policy.SetDropoutSeed(model.DropoutSeed(b.Seed, b.Step, b.Micro)) // LoRA dropout, resumable
 	return t.run(ctx, t.train, b.Examples, grads, scale)
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/alignkit/alignkit/recipe"
 	"github.com/alignkit/alignkit/reward"
 	"github.com/alignkit/alignkit/train"
 )
@@ -23,7 +24,9 @@ const (
 type Config struct {
 	train.Args `mapstructure:",squash"`
 
-	ModelNameOrPath string            `mapstructure:"model_name_or_path" doc:"policy model to train (and, with beta > 0, the reference): an HF directory or a .gguf file"`
+	ModelNameOrPath string `mapstructure:"model_name_or_path" doc:"policy model to train (and, with beta > 0, the reference): an HF directory or a .gguf file"`
+	// Model says how the policy is held and what of it trains (LoRA, a quantized frozen base).
+	Model           recipe.ModelArgs  `mapstructure:",squash"`
 	DatasetName     string            `mapstructure:"dataset_name" doc:"prompts: a Parquet or JSON Lines file with a prompt, messages, instruction or chosen+rejected column; its other columns reach the reward functions"`
 	Columns         map[string]string `mapstructure:"columns" doc:"prompt column renames, canonical name -> file column (as rlhf sample)"`
 	MaxTrainSamples int               `mapstructure:"max_train_samples" doc:"use only the first this many prompts (0: all)"`
@@ -103,6 +106,9 @@ func (c Config) numRewards() int {
 func (c Config) Validate() error {
 	c = c.Defaults()
 	if err := c.Args.ValidateTrainer(c.ModelNameOrPath); err != nil {
+		return err
+	}
+	if err := c.Model.Validate(); err != nil {
 		return err
 	}
 	switch {

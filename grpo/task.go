@@ -108,8 +108,11 @@ func newTask(cfg Config, log io.Writer) (*Task, error) {
 		}
 	}
 
-	base, err := recipe.Open("model_name_or_path", cfg.ModelNameOrPath, cfg.ChatTemplate)
+	base, err := recipe.Open("model_name_or_path", cfg.ModelNameOrPath, cfg.Model, cfg.ChatTemplate)
 	if err != nil {
+		return nil, err
+	}
+	if err := base.Adapt(uint64(*cfg.Seed)); err != nil {
 		return nil, err
 	}
 	ck := base.Ckpt

@@ -8,6 +8,8 @@ import (
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/lm"
 	"github.com/alignkit/alignkit/model/checkpoint"
+	"github.com/alignkit/alignkit/model/lora"
+	"github.com/alignkit/alignkit/model/quant"
 	"github.com/alignkit/alignkit/train"
 )
 
@@ -40,6 +42,31 @@ func Run[C any](ctx context.Context, prepare Prepare[C], cfg C, opts ...train.Op
 	return train.Run(ctx, job.Args, job.Task, opts...)
 }
 
+// ModelArgs are the keys, shared by every trainer, that say how the model is held and what of it
+// trains: TRL's ModelConfig names (use_peft, lora_*, torch_dtype, load_in_4bit, ...) and an adapter
+// to start from.
+type ModelArgs struct {
+	// AdapterNameOrPath is a PEFT LoRA adapter directory over model_name_or_path to continue
+	// training ("" for none).
+	AdapterNameOrPath string       `mapstructure:"adapter_name_or_path" doc:"a PEFT LoRA adapter directory over model_name_or_path to continue training (implies use_peft)"`
+	Lora              lora.Config  `mapstructure:",squash"`
+	Quant             quant.Config `mapstructure:",squash"`
+}
+
+// Validate checks the LoRA and storage keys; a quantized base needs LoRA (nothing of it can train).
+func (m ModelArgs) Validate() error {
+	if err := m.Lora.Validate(); err != nil {
+		return err
+	}
+	if err := m.Quant.Validate(); err != nil {
+		return err
+	}
+	if m.Quant.Quantizes() && !m.Lora.UsePEFT && m.AdapterNameOrPath == "" {
+		return fmt.Errorf("torch_dtype/load_in_8bit/load_in_4bit: a frozen base trains nothing on its own; set use_peft: true (LoRA) or hold the base as float32")
+	}
+	return nil
+}
+
 // Base is what every trainer opens first: the model, and how data rows become its tokens.
 type Base struct {
 	Ckpt *checkpoint.Model
@@ -52,20 +79,66 @@ type Base struct {
 	// built-in name or a file given as chat_template): the trained model is saved with it. "" when
 	// the model's own template (or none) is in effect.
 	ChatTemplate string
+
+	args ModelArgs
 }
 
-// Open loads the model at path (an HF directory or a .gguf file, with its tokenizer) and resolves
-// chatTemplate ("" for the model's own). key is the config key that named path, for errors.
-func Open(key, path, chatTemplate string) (*Base, error) {
-	ck, err := checkpoint.Open(path)
+// Adapt gives the model a new LoRA adapter (A Kaiming-uniform from seed, B zero, as PEFT) when
+// use_peft is set and none was loaded; the base is frozen from then on and only the adapter (and
+// lora_modules_to_save) trains. Call it on the model that will train, after any change of head.
+func (b *Base) Adapt(seed uint64) error {
+	if !b.args.Lora.UsePEFT || b.Ckpt.Adapter != nil {
+		return nil
+	}
+	ad, err := lora.New(b.args.Lora, b.Ckpt.Weights, seed)
+	if err != nil {
+		return err
+	}
+	b.Ckpt.Adapter = ad
+	return nil
+}
+
+// Open loads the model at path (an HF directory or a .gguf file, with its tokenizer, and the
+// adapter m names), holds its frozen base as m says (quant.Config.Apply, sparing LoRA's
+// modules_to_save), and resolves chatTemplate ("" for the model's own). key is the config key that
+// named path, for errors. A new adapter is made by Adapt, once the trainer has the model it trains
+// (a reward trainer first swaps the LM head for a score head).
+func Open(key, path string, m ModelArgs, chatTemplate string) (*Base, error) {
+	var ck *checkpoint.Model
+	var err error
+	if m.AdapterNameOrPath != "" {
+		ck, err = checkpoint.OpenAdapter(path, m.AdapterNameOrPath)
+	} else {
+		ck, err = checkpoint.Open(path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	if m.Quant.Quantizes() {
+		saved := map[string]bool{}
+		if m.Lora.UsePEFT {
+			_, names, err := m.Lora.Resolve(ck.Weights)
+			if err != nil {
+				return nil, err
+			}
+			for _, n := range names {
+				saved[n] = true
+			}
+		}
+		if ck.Adapter != nil {
+			for n := range ck.Adapter.Saved {
+				saved[n] = true
+			}
+		}
+		if err := m.Quant.Apply(ck.Weights, func(name string) bool { return saved[name] }); err != nil {
+			return nil, fmt.Errorf("%s: %w", key, err)
+		}
 	}
 	tok, err := lm.DataTokenizer(ck.Tok, chatTemplate)
 	if err != nil {
 		return nil, fmt.Errorf("chat_template: %w", err)
 	}
-	b := &Base{Ckpt: ck, Tok: tok, Pad: lm.PadID(ck.Tok, ck.Weights.Config)}
+	b := &Base{Ckpt: ck, Tok: tok, Pad: lm.PadID(ck.Tok, ck.Weights.Config), args: m}
 	if tmpl := tok.Template(); tmpl != nil && tmpl.Source() != ck.Tok.ChatTemplate() {
 		b.ChatTemplate = tmpl.Source()
 	}

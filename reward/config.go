@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/alignkit/alignkit/data"
+	"github.com/alignkit/alignkit/recipe"
 	"github.com/alignkit/alignkit/train"
 )
 
@@ -16,6 +17,9 @@ type Config struct {
 	// ModelNameOrPath is a causal LM (its lm_head is replaced by a fresh score head) or a reward
 	// model to train further.
 	ModelNameOrPath string `mapstructure:"model_name_or_path" doc:"model to start from: a causal LM (HF directory or .gguf; its lm_head is replaced by a score head drawn with seed) or a reward model to train further"`
+	// Model says how the model is held and what of it trains (LoRA, a quantized frozen base); with
+	// LoRA the score head trains in full, as PEFT's modules_to_save.
+	Model recipe.ModelArgs `mapstructure:",squash"`
 	// MaxPromptLength cuts longer prompts from the left, keeping their end; 0 cuts them only as far
 	// as max_length needs.
 	MaxPromptLength int `mapstructure:"max_prompt_length" doc:"cut prompts longer than this many tokens from the left (0: only as far as max_length needs)"`
@@ -57,6 +61,9 @@ func (c Config) Defaults() Config {
 func (c Config) Validate() error {
 	c = c.Defaults()
 	if err := c.Args.ValidateTrainer(c.ModelNameOrPath); err != nil {
+		return err
+	}
+	if err := c.Model.Validate(); err != nil {
 		return err
 	}
 	if err := c.Data.Validate(); err != nil {

@@ -96,16 +96,22 @@ func prepare(cfg Config) (*Task, error) {
 		sum.Margins = "none"
 	}
 
-	base, err := recipe.Open("model_name_or_path", cfg.ModelNameOrPath, cfg.Data.ChatTemplate)
+	base, err := recipe.Open("model_name_or_path", cfg.ModelNameOrPath, cfg.Model, cfg.Data.ChatTemplate)
 	if err != nil {
 		return nil, err
 	}
 	ck, tok, pad := base.Ckpt, base.Tok, base.Pad
 	if !ck.Weights.Config.IsRewardModel() {
+		adapter := ck.Adapter
 		if ck, err = FromCausalLM(ck, seed); err != nil {
 			return nil, fmt.Errorf("model_name_or_path: %w", err)
 		}
+		ck.Adapter, base.Ckpt = adapter, ck
 		sum.FromCausalLM = true
+	}
+	// LoRA goes on the model that trains: the score head exists now, and trains in full.
+	if err := base.Adapt(seed); err != nil {
+		return nil, err
 	}
 	sum.PadID = pad
 	bc := data.PairBatchConfig{BatchSize: cfg.PerDeviceTrainBatchSize, MaxLength: cfg.Data.MaxLength,

@@ -60,6 +60,7 @@ func (t *Task) NumEvalExamples() int {
 // It logs loss, accuracy, margin (mean r_c − r_r), centering and reward/min, reward/mean and
 // reward/max (each the micro-batch's, averaged over the logging window).
 func (t *Task) Step(_ context.Context, b train.Batch, grads [][]float32, scale float32) (train.Metrics, error) {
+	t.Model.SetDropoutSeed(model.DropoutSeed(b.Seed, b.Step, b.Micro)) // LoRA dropout, resumable
 	m, _, _, err := t.run(t.Model, t.TrainData, t.TrainSet, b.Examples, grads, scale)
 	return m, err
 }

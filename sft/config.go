@@ -2,6 +2,7 @@ package sft
 
 import (
 	"github.com/alignkit/alignkit/data"
+	"github.com/alignkit/alignkit/recipe"
 	"github.com/alignkit/alignkit/train"
 )
 
@@ -11,6 +12,8 @@ type Config struct {
 	Data       data.Args `mapstructure:",squash"`
 	// ModelNameOrPath is the model to fine-tune: an HF directory or a .gguf file, with its tokenizer.
 	ModelNameOrPath string `mapstructure:"model_name_or_path" doc:"model to fine-tune: an HF directory (config.json, safetensors, tokenizer files) or a .gguf file"`
+	// Model says how the model is held and what of it trains (LoRA, a quantized frozen base).
+	Model recipe.ModelArgs `mapstructure:",squash"`
 }
 
 // DefaultLearningRate is TRL's SFTConfig default (transformers' own default is 5e-5).
@@ -35,6 +38,9 @@ func (c Config) Defaults() Config {
 func (c Config) Validate() error {
 	c = c.Defaults()
 	if err := c.Args.ValidateTrainer(c.ModelNameOrPath); err != nil {
+		return err
+	}
+	if err := c.Model.Validate(); err != nil {
 		return err
 	}
 	return c.Data.Validate()

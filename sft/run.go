@@ -69,8 +69,11 @@ func Prepare(_ context.Context, cfg Config, _ ...train.Option) (*recipe.Job, err
 	if trainSet.Format == data.FormatPreference {
 		return nil, fmt.Errorf("dataset_name: %s holds preference pairs (chosen/rejected); sft trains on text, messages, prompt/completion or alpaca rows", trainSet.Source)
 	}
-	base, err := recipe.Open("model_name_or_path", cfg.ModelNameOrPath, cfg.Data.ChatTemplate)
+	base, err := recipe.Open("model_name_or_path", cfg.ModelNameOrPath, cfg.Model, cfg.Data.ChatTemplate)
 	if err != nil {
+		return nil, err
+	}
+	if err := base.Adapt(uint64(*cfg.Seed)); err != nil {
 		return nil, err
 	}
 	eos := base.Ckpt.Tok.EOS()

@@ -67,6 +67,7 @@ func (t *Task) Step(_ context.Context, b train.Batch, grads [][]float32, scale f
 	if err != nil {
 		return train.Metrics{}, err
 	}
+	t.Model.SetDropoutSeed(model.DropoutSeed(b.Seed, b.Step, b.Micro)) // LoRA dropout, resumable
 	return run(t.Model, batch, grads, scale)
 }
 
