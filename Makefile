@@ -100,6 +100,8 @@ FUZZ_TARGETS := \
 	./model/hf:FuzzParseHeader \
 	./model/gguf:FuzzOpen \
 	./model/tokenizer:FuzzSentencePieceModel \
+	./model/tokenizer:FuzzLoadTokenizerJSON \
+	./data/chat:FuzzRender \
 	./model:FuzzParseConfig \
 	./data:FuzzReadJSONL \
 	./data:FuzzReadParquet \

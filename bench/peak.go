@@ -6,8 +6,9 @@ import (
 	"os"
 	"time"
 
-	"github.com/alignkit/alignkit/model/blas"
 	gblas "gonum.org/v1/gonum/blas"
+
+	"github.com/alignkit/alignkit/model/blas"
 )
 
 // Peak is a measured fp32 matrix-multiply throughput.

@@ -18,9 +18,10 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/parquet-go/parquet-go"
+
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/internal/atomicfile"
-	"github.com/parquet-go/parquet-go"
 )
 
 // Table is a file's rows with its columns in order (a Parquet file's schema order; a JSON Lines

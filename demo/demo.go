@@ -5,12 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/alignkit/alignkit/internal/atomicfile"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/alignkit/alignkit/internal/atomicfile"
 
 	"github.com/alignkit/alignkit/conf"
 	"github.com/alignkit/alignkit/demo/world"

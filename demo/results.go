@@ -4,18 +4,20 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"github.com/alignkit/alignkit/internal/atomicfile"
 	"image/color"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
 
-	"github.com/alignkit/alignkit/demo/world"
-	"github.com/alignkit/alignkit/model/blas"
+	"github.com/alignkit/alignkit/internal/atomicfile"
+
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
+
+	"github.com/alignkit/alignkit/demo/world"
+	"github.com/alignkit/alignkit/model/blas"
 )
 
 // Targets the demo checks its measurements against.

@@ -3,14 +3,16 @@ package gatt
 import (
 	"context"
 	"fmt"
-	"github.com/alignkit/alignkit/internal/atomicfile"
 	"regexp"
 	"strings"
 	"unicode"
 
+	"github.com/alignkit/alignkit/internal/atomicfile"
+
+	"gopkg.in/yaml.v3"
+
 	"github.com/alignkit/alignkit/data/chat"
 	"github.com/alignkit/alignkit/rlhf"
-	"gopkg.in/yaml.v3"
 )
 
 // ListPrompts are the requests Llama 2 describes ("we asked Llama 2-Chat to generate" the hobbies

@@ -6,10 +6,11 @@ import (
 	"io"
 	"math"
 
-	"github.com/alignkit/alignkit/internal/atomicfile"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
+
+	"github.com/alignkit/alignkit/internal/atomicfile"
 )
 
 // plotColors cycles through matplotlib's first colours, one per model.

@@ -9,10 +9,11 @@ import (
 	"os"
 	"sort"
 
+	"github.com/parquet-go/parquet-go"
+
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/data/chat"
 	"github.com/alignkit/alignkit/internal/atomicfile"
-	"github.com/parquet-go/parquet-go"
 )
 
 // Entry is one journal line: the outcome of one source dialogue, finished rows or a skip.

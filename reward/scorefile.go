@@ -11,11 +11,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/dist"
 	"github.com/alignkit/alignkit/internal/atomicfile"
-	"github.com/schollz/progressbar/v3"
-	"golang.org/x/term"
 )
 
 // FileConfig says what ScoreFile reads and writes.

@@ -4,10 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/alignkit/alignkit/internal/atomicfile"
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/alignkit/alignkit/internal/atomicfile"
 )
 
 // TruncationFile sits in a trained reward model's directory and records how its training pairs

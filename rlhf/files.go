@@ -10,13 +10,14 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/alignkit/alignkit/data/chat"
-	"github.com/alignkit/alignkit/internal/atomicfile"
 	"github.com/parquet-go/parquet-go"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
+
+	"github.com/alignkit/alignkit/data/chat"
+	"github.com/alignkit/alignkit/internal/atomicfile"
 )
 
 // The files a sampling run writes into its directory.

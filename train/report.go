@@ -9,12 +9,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/alignkit/alignkit/internal/atomicfile"
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
+
+	"github.com/alignkit/alignkit/internal/atomicfile"
 )
 
 // reporter shows progress: a progress bar with loss, tokens/s and ETA on a terminal, plain log lines

@@ -9,10 +9,11 @@ import (
 	"os"
 	"strings"
 
+	"github.com/spf13/cobra"
+
 	"github.com/alignkit/alignkit/bench"
 	"github.com/alignkit/alignkit/internal/atomicfile"
 	"github.com/alignkit/alignkit/model/tokenizer"
-	"github.com/spf13/cobra"
 )
 
 func newBenchCmd() *cobra.Command {

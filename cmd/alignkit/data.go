@@ -5,9 +5,10 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/spf13/cobra"
+
 	"github.com/alignkit/alignkit/datatool"
 	"github.com/alignkit/alignkit/model/checkpoint"
-	"github.com/spf13/cobra"
 )
 
 func newDataCmd() *cobra.Command {

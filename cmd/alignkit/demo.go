@@ -1,8 +1,9 @@
 package main
 
 import (
-	"github.com/alignkit/alignkit/demo"
 	"github.com/spf13/cobra"
+
+	"github.com/alignkit/alignkit/demo"
 )
 
 func newDemoCmd() *cobra.Command {

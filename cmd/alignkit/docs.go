@@ -5,14 +5,16 @@ import (
 	"io"
 	"reflect"
 
+	"github.com/spf13/cobra"
+
 	"github.com/alignkit/alignkit/conf"
 	"github.com/alignkit/alignkit/dpo"
 	"github.com/alignkit/alignkit/gatt"
+	"github.com/alignkit/alignkit/grpo"
 	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/alignkit/alignkit/reward"
 	"github.com/alignkit/alignkit/rlhf"
 	"github.com/alignkit/alignkit/sft"
-	"github.com/spf13/cobra"
 )
 
 // configJobs are the config-driven commands, in pipeline order, with the struct each one loads.
@@ -26,6 +28,7 @@ var configJobs = []struct {
 	{"rlhf sample", reflect.TypeFor[rlhf.SampleConfig]()},
 	{"rlhf run", reflect.TypeFor[rlhf.RunConfig]()},
 	{"dpo", reflect.TypeFor[dpo.Config]()},
+	{"grpo", reflect.TypeFor[grpo.Config]()},
 	{"gatt synth", reflect.TypeFor[gatt.SynthConfig]()},
 	{"gatt eval", reflect.TypeFor[gatt.EvalConfig]()},
 }

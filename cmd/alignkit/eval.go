@@ -5,10 +5,11 @@ import (
 	"fmt"
 	"text/tabwriter"
 
+	"github.com/spf13/cobra"
+
 	"github.com/alignkit/alignkit/bpb"
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/model/checkpoint"
-	"github.com/spf13/cobra"
 )
 
 func newEvalCmd() *cobra.Command {

@@ -6,10 +6,11 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/spf13/cobra"
+
 	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/alignkit/alignkit/model/gguf"
 	"github.com/alignkit/alignkit/model/hf"
-	"github.com/spf13/cobra"
 )
 
 func newExportCmd() *cobra.Command {

@@ -7,8 +7,9 @@ import (
 	"reflect"
 	"strings"
 
-	"github.com/alignkit/alignkit/gatt"
 	"github.com/spf13/cobra"
+
+	"github.com/alignkit/alignkit/gatt"
 )
 
 func newGattCmd() *cobra.Command {

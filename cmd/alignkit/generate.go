@@ -3,8 +3,9 @@ package main
 import (
 	"fmt"
 
-	"github.com/alignkit/alignkit/model/infer"
 	"github.com/spf13/cobra"
+
+	"github.com/alignkit/alignkit/model/infer"
 )
 
 func newGenerateCmd() *cobra.Command {

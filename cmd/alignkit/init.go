@@ -6,8 +6,9 @@ import (
 	"os"
 	"strings"
 
-	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/spf13/cobra"
+
+	"github.com/alignkit/alignkit/model/checkpoint"
 )
 
 func newInitCmd() *cobra.Command {

@@ -1,8 +1,9 @@
 package main
 
 import (
-	"github.com/alignkit/alignkit/conf"
 	"github.com/spf13/cobra"
+
+	"github.com/alignkit/alignkit/conf"
 )
 
 // jobFlags are the flags every config-driven job shares: --config FILE and repeated --set key=value.

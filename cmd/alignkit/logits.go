@@ -7,8 +7,9 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/alignkit/alignkit/model/infer"
 	"github.com/spf13/cobra"
+
+	"github.com/alignkit/alignkit/model/infer"
 )
 
 func newLogitsCmd() *cobra.Command {

@@ -4,8 +4,9 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/alignkit/alignkit/serve"
 	"github.com/spf13/cobra"
+
+	"github.com/alignkit/alignkit/serve"
 )
 
 func newServeCmd() *cobra.Command {

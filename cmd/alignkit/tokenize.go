@@ -7,12 +7,13 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/spf13/cobra"
+
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/data/chat"
 	"github.com/alignkit/alignkit/lm"
 	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/alignkit/alignkit/model/tokenizer"
-	"github.com/spf13/cobra"
 )
 
 func newTokenizeCmd() *cobra.Command {

@@ -4,9 +4,10 @@ import (
 	"fmt"
 	"runtime"
 
+	"github.com/spf13/cobra"
+
 	"github.com/alignkit/alignkit/dist"
 	"github.com/alignkit/alignkit/model/blas"
-	"github.com/spf13/cobra"
 )
 
 func newVersionCmd() *cobra.Command {

@@ -3,9 +3,10 @@ package checkpoint
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/alignkit/alignkit/internal/atomicfile"
 	"os"
 	"path/filepath"
+
+	"github.com/alignkit/alignkit/internal/atomicfile"
 
 	"github.com/alignkit/alignkit/model"
 	"github.com/alignkit/alignkit/model/hf"

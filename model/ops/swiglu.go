@@ -1,10 +1,11 @@
 package ops
 
 import (
-	"github.com/alignkit/alignkit/model/ops/internal/vecmath"
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
+
+	"github.com/alignkit/alignkit/model/ops/internal/vecmath"
 )
 
 // SwiGLU is silu(gate)·up elementwise for gate and up of one shape (N, F), with

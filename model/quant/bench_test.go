@@ -5,8 +5,9 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"github.com/alignkit/alignkit/model/blas"
 	gblas "gonum.org/v1/gonum/blas"
+
+	"github.com/alignkit/alignkit/model/blas"
 )
 
 // BenchmarkMulT compares each format's MulT on a 2048×2048 matrix with the dense float32 product the

@@ -7,10 +7,11 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/alignkit/alignkit/model/blas"
-	"github.com/alignkit/alignkit/model/ops"
 	gblas "gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/gonum"
+
+	"github.com/alignkit/alignkit/model/blas"
+	"github.com/alignkit/alignkit/model/ops"
 )
 
 // Matrix is a frozen (out, in) linear weight held in one storage format: row r is the bytes

@@ -6,10 +6,11 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/alignkit/alignkit/internal/atomicfile"
 	"github.com/ollama/ollama/convert/sentencepiece"
 	ollama "github.com/ollama/ollama/tokenizer"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/alignkit/alignkit/internal/atomicfile"
 )
 
 // Piece is one SentencePiece vocabulary entry; its id is its index in the slice.
