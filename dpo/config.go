@@ -67,10 +67,7 @@ func (c Config) Loss() LossConfig {
 // files: loading reports those problems with file and row.
 func (c Config) Validate() error {
 	c = c.Defaults()
-	if err := c.Args.ValidateTrainer(c.ModelNameOrPath); err != nil {
-		return err
-	}
-	if err := c.Model.Validate(); err != nil {
+	if err := recipe.Validate(c.Args, c.ModelNameOrPath, c.Model); err != nil {
 		return err
 	}
 	if err := c.Data.Validate(); err != nil {

@@ -336,13 +336,7 @@ func (t *Task) Eval(ctx context.Context, b train.Batch) (train.Metrics, error) {
 // SaveModel writes the policy as an HF directory, with the chat template the data was rendered
 // with when that is not the policy's own.
 func (t *Task) SaveModel(dir string) error {
-	if err := t.policy.Save(dir); err != nil {
-		return err
-	}
-	if t.chatTemplate == "" {
-		return nil
-	}
-	return tokenizer.WriteChatTemplate(dir, t.chatTemplate)
+	return recipe.Save(dir, t.policy, t.chatTemplate)
 }
 
 // Stats are the train and eval batchers' truncation counts (eval is zero without evaluation data).

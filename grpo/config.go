@@ -105,10 +105,7 @@ func (c Config) numRewards() int {
 // Validate checks the keys after Defaults; its errors name the key at fault. It reads no files.
 func (c Config) Validate() error {
 	c = c.Defaults()
-	if err := c.Args.ValidateTrainer(c.ModelNameOrPath); err != nil {
-		return err
-	}
-	if err := c.Model.Validate(); err != nil {
+	if err := recipe.Validate(c.Args, c.ModelNameOrPath, c.Model); err != nil {
 		return err
 	}
 	switch {

@@ -213,13 +213,7 @@ func (t *Task) Eval(context.Context, train.Batch) (train.Metrics, error) {
 // SaveModel writes the policy as an HF directory, with the chat template the prompts were rendered
 // with when that is not the policy's own.
 func (t *Task) SaveModel(dir string) error {
-	if err := t.policy.Save(dir); err != nil {
-		return err
-	}
-	if t.chatTemplate == "" {
-		return nil
-	}
-	return tokenizer.WriteChatTemplate(dir, t.chatTemplate)
+	return recipe.Save(dir, t.policy, t.chatTemplate)
 }
 
 // Step samples (on the first of every num_iterations steps; the others reuse that micro-batch

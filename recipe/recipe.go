@@ -10,6 +10,7 @@ import (
 	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/alignkit/alignkit/model/lora"
 	"github.com/alignkit/alignkit/model/quant"
+	"github.com/alignkit/alignkit/model/tokenizer"
 	"github.com/alignkit/alignkit/train"
 )
 
@@ -65,6 +66,28 @@ func (m ModelArgs) Validate() error {
 		return fmt.Errorf("torch_dtype/load_in_8bit/load_in_4bit: a frozen base trains nothing on its own; set use_peft: true (LoRA) or hold the base as float32")
 	}
 	return nil
+}
+
+// Validate is every trainer's first check: the loop's keys, model_name_or_path, and the model
+// keys. Each error names its key.
+func Validate(args train.Args, modelNameOrPath string, m ModelArgs) error {
+	if err := args.ValidateTrainer(modelNameOrPath); err != nil {
+		return err
+	}
+	return m.Validate()
+}
+
+// Save writes a trained model into dir: the full model as an HF directory or, with an adapter, the
+// PEFT adapter directory, each with its tokenizer files, and chatTemplate (the template the data
+// was rendered with) when it is set, so the model is prompted the way it was trained.
+func Save(dir string, m *lm.Model, chatTemplate string) error {
+	if err := m.Save(dir); err != nil {
+		return err
+	}
+	if chatTemplate == "" {
+		return nil
+	}
+	return tokenizer.WriteChatTemplate(dir, chatTemplate)
 }
 
 // Base is what every trainer opens first: the model, and how data rows become its tokens.

@@ -5,11 +5,10 @@ import (
 	"errors"
 	"math"
 
-	"github.com/alignkit/alignkit/model/tokenizer"
-
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/lm"
 	"github.com/alignkit/alignkit/model"
+	"github.com/alignkit/alignkit/recipe"
 	"github.com/alignkit/alignkit/train"
 )
 
@@ -101,16 +100,10 @@ func (t *Task) Eval(_ context.Context, b train.Batch) (train.Metrics, error) {
 // SaveModel writes the HF reward model directory with its tokenizer files, and the chat template
 // the data was rendered with.
 func (t *Task) SaveModel(dir string) error {
-	if err := t.Model.Save(dir); err != nil {
+	if err := recipe.Save(dir, t.Model, t.ChatTemplate); err != nil {
 		return err
 	}
-	if err := t.Truncation.save(dir); err != nil {
-		return err
-	}
-	if t.ChatTemplate != "" && t.ChatTemplate != t.Model.Tok().ChatTemplate() {
-		return tokenizer.WriteChatTemplate(dir, t.ChatTemplate)
-	}
-	return nil
+	return t.Truncation.save(dir)
 }
 
 // run is one forward (and, with grads, backward) pass of the reward loss over the pairs sel. It

@@ -37,10 +37,7 @@ func (c Config) Defaults() Config {
 // naming the first bad key.
 func (c Config) Validate() error {
 	c = c.Defaults()
-	if err := c.Args.ValidateTrainer(c.ModelNameOrPath); err != nil {
-		return err
-	}
-	if err := c.Model.Validate(); err != nil {
+	if err := recipe.Validate(c.Args, c.ModelNameOrPath, c.Model); err != nil {
 		return err
 	}
 	return c.Data.Validate()

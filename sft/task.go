@@ -5,11 +5,10 @@ import (
 	"errors"
 	"math"
 
-	"github.com/alignkit/alignkit/model/tokenizer"
-
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/lm"
 	"github.com/alignkit/alignkit/model"
+	"github.com/alignkit/alignkit/recipe"
 	"github.com/alignkit/alignkit/train"
 )
 
@@ -100,13 +99,7 @@ func (t *Task) Eval(_ context.Context, b train.Batch) (train.Metrics, error) {
 
 // SaveModel writes the HF model directory with its tokenizer files and, when set, the chat template.
 func (t *Task) SaveModel(dir string) error {
-	if err := t.Model.Save(dir); err != nil {
-		return err
-	}
-	if t.ChatTemplate == "" {
-		return nil
-	}
-	return tokenizer.WriteChatTemplate(dir, t.ChatTemplate)
+	return recipe.Save(dir, t.Model, t.ChatTemplate)
 }
 
 // run is one forward (and, with grads, backward) pass of the SFT loss over batch.

@@ -186,8 +186,6 @@ func ggmlDims(shape []int) []uint64 {
 	return d
 }
 
-func blk(l int, name string) string { return fmt.Sprintf("blk.%d.%s", l, name) }
-
 // ropeFreqs is what convert_hf_to_gguf.py's LlamaModel.generate_extra_tensors stores for Llama 3's
 // rope_scaling: the factor dividing each frequency, (hd/2), F32.
 func ropeFreqs(c model.Config) []float32 {

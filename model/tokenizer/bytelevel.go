@@ -210,7 +210,7 @@ func (spec *bpeSpec) parsePreTokenizer(raw json.RawMessage, first bool) (byteLev
 			Pretokenizers []json.RawMessage `json:"pretokenizers"`
 		}
 		if err := json.Unmarshal(raw, &seq); err != nil {
-			return false, fmt.Errorf("Sequence: %w", err)
+			return false, fmt.Errorf("type Sequence: %w", err)
 		}
 		for i, p := range seq.Pretokenizers {
 			bl, err := spec.parsePreTokenizer(p, first && i == 0)
@@ -248,10 +248,10 @@ func (spec *bpeSpec) parsePreTokenizer(raw json.RawMessage, first bool) (byteLev
 			Invert   bool   `json:"invert"`
 		}
 		if err := json.Unmarshal(raw, &sp); err != nil {
-			return false, fmt.Errorf("Split: %w", err)
+			return false, fmt.Errorf("type Split: %w", err)
 		}
 		if sp.Behavior != "Isolated" || sp.Invert {
-			return false, fmt.Errorf("Split behavior %q (invert %v) is not supported (only Isolated)", sp.Behavior, sp.Invert)
+			return false, fmt.Errorf("type Split: behavior %q (invert %v) is not supported (only Isolated)", sp.Behavior, sp.Invert)
 		}
 		var re string
 		switch {
@@ -260,10 +260,10 @@ func (spec *bpeSpec) parsePreTokenizer(raw json.RawMessage, first bool) (byteLev
 		case sp.Pattern.String != nil:
 			re = regexp.QuoteMeta(*sp.Pattern.String)
 		default:
-			return false, errors.New("Split: pattern has neither Regex nor String")
+			return false, errors.New("type Split: pattern has neither Regex nor String")
 		}
 		if _, err := newSplitter(re); err != nil {
-			return false, fmt.Errorf("Split: %w", err)
+			return false, fmt.Errorf("type Split: %w", err)
 		}
 		spec.regexps = append(spec.regexps, re)
 		return false, nil
@@ -272,7 +272,7 @@ func (spec *bpeSpec) parsePreTokenizer(raw json.RawMessage, first bool) (byteLev
 			IndividualDigits bool `json:"individual_digits"`
 		}
 		if err := json.Unmarshal(raw, &d); err != nil {
-			return false, fmt.Errorf("Digits: %w", err)
+			return false, fmt.Errorf("type Digits: %w", err)
 		}
 		if d.IndividualDigits {
 			spec.regexps = append(spec.regexps, `\p{N}`)
@@ -302,7 +302,7 @@ func parseNormalizer(raw json.RawMessage) (*norm.Form, error) {
 			Normalizers []json.RawMessage `json:"normalizers"`
 		}
 		if err := json.Unmarshal(raw, &seq); err != nil {
-			return nil, fmt.Errorf("Sequence: %w", err)
+			return nil, fmt.Errorf("type Sequence: %w", err)
 		}
 		var out *norm.Form
 		for i, n := range seq.Normalizers {
@@ -348,7 +348,7 @@ func (b *base) parsePostProcessor(raw json.RawMessage) error {
 			Processors []json.RawMessage `json:"processors"`
 		}
 		if err := json.Unmarshal(raw, &seq); err != nil {
-			return fmt.Errorf("Sequence: %w", err)
+			return fmt.Errorf("type Sequence: %w", err)
 		}
 		for _, p := range seq.Processors {
 			if err := b.parsePostProcessor(p); err != nil {
