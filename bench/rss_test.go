@@ -1,6 +1,9 @@
 package bench
 
-import "testing"
+import (
+	"runtime/debug"
+	"testing"
+)
 
 func TestParseStatus(t *testing.T) {
 	tests := []struct {
@@ -31,8 +34,10 @@ func TestParseStatus(t *testing.T) {
 }
 
 // TestReadMemoryGrows checks the live reader against the kernel: touching 64 MiB raises VmRSS and
-// VmHWM by about that much.
+// VmHWM by about that much. The heap is returned to the kernel first, and the bound leaves room for
+// the runtime giving back other pages meanwhile (it did, by up to 2 MiB, on a loaded machine).
 func TestReadMemoryGrows(t *testing.T) {
+	debug.FreeOSMemory()
 	before, err := ReadMemory()
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +50,7 @@ func TestReadMemoryGrows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := after.RSS - before.RSS; d < 60<<20 {
+	if d := after.RSS - before.RSS; d < 56<<20 {
 		t.Errorf("VmRSS grew by %d bytes after touching 64 MiB", d)
 	}
 	if after.Peak < after.RSS {
