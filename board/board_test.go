@@ -38,7 +38,7 @@ func fixture(t *testing.T) (root, outside string) {
 	// run-b: a malformed line, a null (NaN), a string value, and a last line still being written.
 	write(t, root, "group/run-b/metrics.jsonl", `{"step":1,"loss":3}`+"\nnot json\n"+`{"step":3,"loss":null}`+"\n"+`{"step":4,"loss":"x"}`+"\n"+`{"step":5`)
 	write(t, root, "group/run-b/summary.json", `{"win_rate": 0.5`) // truncated
-	write(t, root, "a/b/c/d/e/metrics.jsonl", `{"step":1}`+"\n")  // depth 5: not a run
+	write(t, root, "a/b/c/d/e/metrics.jsonl", `{"step":1}`+"\n")   // depth 5: not a run
 	for _, l := range []struct{ target, link string }{
 		{outside, filepath.Join(root, "linked")},
 		{filepath.Join(outside, "metrics.jsonl"), filepath.Join(root, "run-c", "metrics.jsonl")},
