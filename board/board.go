@@ -98,7 +98,25 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/runs/{id}/metrics", s.handleMetrics)
 	mux.HandleFunc("GET /api/runs/{id}/config", s.handleConfig)
 	mux.HandleFunc("GET /api/runs/{id}/evals", s.handleEvals)
-	return mux
+	return loopbackHost(mux)
+}
+
+// loopbackHost refuses a request whose Host header is not a loopback name or address. The board
+// listens on loopback only, but a web page elsewhere could still reach it through DNS rebinding (its
+// own name resolving to 127.0.0.1); the browser then sends that name as Host, so it is refused here.
+func loopbackHost(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		ip := net.ParseIP(strings.Trim(host, "[]"))
+		if host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			fail(w, http.StatusForbidden, "host %q is not loopback: the board answers only requests to localhost, 127.0.0.1 or [::1]", r.Host)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // IsLoopback reports whether addr (host:port) listens only on loopback: localhost or a loopback IP.

@@ -133,6 +133,57 @@ func TestAPI(t *testing.T) {
 	}
 }
 
+// A run at the root itself has id "."; the page asks for it as %2E, which the mux does not clean away.
+func TestRootRun(t *testing.T) {
+	root := t.TempDir()
+	write(t, root, "metrics.jsonl", `{"step":1}`+"\n")
+	base := startBoard(t, root)
+	real, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ path, body string }{
+		{"/api/runs", `{"root":"` + real + `","runs":[{"id":".","files":["metrics.jsonl"]}]}`},
+		{"/api/runs/%2E/metrics", `{"run":".","from":0,"next":1,"points":[{"line":0,"values":{"step":1}}],"errors":[]}`},
+	} {
+		if code, body := get(t, base+tc.path); code != 200 || strings.TrimSpace(body) != tc.body {
+			t.Errorf("GET %s = %d %s, want 200 %s", tc.path, code, body, tc.body)
+		}
+	}
+}
+
+// A request naming another host (DNS rebinding: a page whose name resolves to 127.0.0.1) is refused.
+func TestForeignHostRefused(t *testing.T) {
+	root, _ := fixture(t)
+	base := startBoard(t, root)
+	for _, tc := range []struct {
+		host string
+		code int
+	}{
+		{"evil.example:6006", 403},
+		{"10.0.0.1", 403},
+		{"localhost:6006", 200},
+		{"127.0.0.1:6006", 200},
+		{"[::1]:6006", 200},
+	} {
+		req, err := http.NewRequest("GET", base+"/api/runs", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = tc.host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		want := `{"error":"host \"` + tc.host + `\" is not loopback: the board answers only requests to localhost, 127.0.0.1 or [::1]"}`
+		if resp.StatusCode != tc.code || (tc.code == 403 && strings.TrimSpace(string(b)) != want) {
+			t.Errorf("Host %s: %d %s, want %d", tc.host, resp.StatusCode, b, tc.code)
+		}
+	}
+}
+
 // An unescaped ".." never reaches a handler: the mux cleans the path and redirects, and the
 // cleaned path is not under /api/runs/{id}/.
 func TestAPIRawDotDot(t *testing.T) {

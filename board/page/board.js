@@ -21,7 +21,8 @@ function svgEl(tag, attrs) {
 }
 
 function apiRun(id, what, query) {
-  return "api/runs/" + encodeURIComponent(id) + "/" + what + (query || "");
+  // "." (a run at the root itself) would be cleaned out of the path; "%2E" reaches the server as ".".
+  return "api/runs/" + encodeURIComponent(id).replace(/\./g, "%2E") + "/" + what + (query || "");
 }
 
 async function getJSON(url) {
