@@ -142,4 +142,18 @@ func TestBrowser(t *testing.T) {
 	if t.Failed() {
 		t.Logf("DOM:\n%s", dom)
 	}
+
+	// ?runs= picks the runs compared: only run-a's lines are drawn, and run-b stays listed, unchecked.
+	dom = dumpDOM(t, bin, ts.URL+"/?runs=run-a", 3*time.Second)
+	if !regexp.MustCompile(`<li class="run" data-run="sweep/run-b" data-points="2"><input type="checkbox" id="cb-sweep/run-b">`).MatchString(dom) {
+		t.Errorf("?runs=run-a: run-b not listed")
+	}
+	lines := regexp.MustCompile(`<polyline class="series" data-run="([^"]+)"`).FindAllStringSubmatch(dom, -1)
+	var drawn []string
+	for _, l := range lines {
+		drawn = append(drawn, l[1])
+	}
+	if strings.Join(drawn, " ") != "run-a run-a" { // learning_rate and loss; eval_loss is run-b's only
+		t.Errorf("?runs=run-a drew %v, want run-a on learning_rate and loss\n%s", drawn, dom)
+	}
 }

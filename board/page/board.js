@@ -6,6 +6,9 @@ const POLL_MS = 2000;
 const SVG = "http://www.w3.org/2000/svg";
 const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
 const runs = new Map(); // id -> {id, next, points, errors, color, checked, files, config, evals}
+// ?runs=a,b checks only those runs at first (a link to a comparison); without it every run is checked.
+const picked = new URLSearchParams(location.search).get("runs");
+const initial = picked === null ? null : new Set(picked.split(",").filter(s => s));
 
 function el(tag, attrs, text) {
   const e = document.createElement(tag);
@@ -244,7 +247,7 @@ async function poll() {
       let run = runs.get(r.id);
       if (!run) {
         run = {id: r.id, next: 0, points: [], errors: [], color: COLORS[runs.size % COLORS.length],
-          checked: true, files: [], config: null, evals: null};
+          checked: initial === null || initial.has(r.id), files: [], config: null, evals: null};
         runs.set(r.id, run);
       }
       const changed = r.files.join(",") !== run.files.join(",");
