@@ -10,7 +10,7 @@
 //	GET /api/runs/{id}/config              {"run", "config": {...}}
 //	GET /api/runs/{id}/evals               {"run", "evals": {"gatt_eval.json": {...}, ...}, "errors": [...]}
 //
-// A run is a directory holding metrics.jsonl, found at most MaxDepth directories below DIR; its id is
+// A run is a directory holding metrics.jsonl or an eval result, found at most MaxDepth directories below DIR; its id is
 // its slash-separated path relative to DIR (URL-escaped in the path, so "a/b" is "a%2Fb"). Every
 // file the server reads is resolved through symlinks and must lie inside DIR, so neither "..", an
 // absolute id nor a symlink can make it serve a file from elsewhere.
@@ -189,16 +189,9 @@ func (s *Server) Runs() ([]Run, error) {
 		if depth > MaxDepth {
 			return fs.SkipDir
 		}
-		if _, err := s.inside(filepath.Join(p, MetricsFile)); err != nil {
-			return nil
+		if files := s.runFiles(p); files != nil {
+			runs = append(runs, Run{ID: filepath.ToSlash(rel), Files: files})
 		}
-		run := Run{ID: filepath.ToSlash(rel)}
-		for _, name := range append([]string{MetricsFile, ConfigFile}, evalFiles...) {
-			if _, err := s.inside(filepath.Join(p, name)); err == nil {
-				run.Files = append(run.Files, name)
-			}
-		}
-		runs = append(runs, run)
 		return nil
 	})
 	if err != nil {
@@ -228,22 +221,50 @@ func (s *Server) inside(p string) (string, error) {
 	return real, nil
 }
 
-// runFile checks a run id from a URL and returns the path of its file name, resolved inside the
-// root. It writes the error response (400 for a malformed id, 404 for a missing run or file) and
-// returns ok=false when the id or the file is refused.
-func (s *Server) runFile(w http.ResponseWriter, id, name string) (string, bool) {
+// runFiles lists the board files dir holds inside the root, or nil when dir is not a run: a run has
+// metrics.jsonl (a training run) or an eval result (an eval's output_dir, such as gatt eval's,
+// has no metrics.jsonl); training_complete.json alone does not make one.
+func (s *Server) runFiles(dir string) []string {
+	var files []string
+	isRun := false
+	for _, name := range append([]string{MetricsFile, ConfigFile}, evalFiles...) {
+		if _, err := s.inside(filepath.Join(dir, name)); err == nil {
+			files = append(files, name)
+			isRun = isRun || (name != ConfigFile && name != "training_complete.json")
+		}
+	}
+	if !isRun {
+		return nil
+	}
+	return files
+}
+
+// runDir checks a run id from a URL and returns the run's directory and its files. It writes the
+// error response (400 for a malformed id, 404 for a directory that is not a run under the root) and
+// returns ok=false when the id is refused.
+func (s *Server) runDir(w http.ResponseWriter, id string) (dir string, files []string, ok bool) {
 	if err := checkID(id); err != nil {
 		fail(w, http.StatusBadRequest, "run id %q: %v", id, err)
-		return "", false
+		return "", nil, false
 	}
-	dir := filepath.Join(s.root, filepath.FromSlash(id))
-	if _, err := s.inside(filepath.Join(dir, MetricsFile)); err != nil {
-		fail(w, http.StatusNotFound, "run %q: no %s under the board's root", id, MetricsFile)
+	dir = filepath.Join(s.root, filepath.FromSlash(id))
+	if files = s.runFiles(dir); files == nil {
+		fail(w, http.StatusNotFound, "run %q: not a run under the board's root (no %s or eval result)", id, MetricsFile)
+		return "", nil, false
+	}
+	return dir, files, true
+}
+
+// runFile is runDir's answer for one file of the run: its path resolved inside the root, or a 404
+// when the run lacks it.
+func (s *Server) runFile(w http.ResponseWriter, id, name string) (string, bool) {
+	dir, files, ok := s.runDir(w, id)
+	if !ok {
 		return "", false
 	}
 	real, err := s.inside(filepath.Join(dir, name))
-	if err != nil {
-		fail(w, http.StatusNotFound, "run %q: no %s under the board's root", id, name)
+	if err != nil || !slices.Contains(files, name) {
+		fail(w, http.StatusNotFound, "run %q: no %s", id, name)
 		return "", false
 	}
 	return real, true
@@ -398,8 +419,18 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 		}
 		from = n
 	}
-	p, ok := s.runFile(w, id, MetricsFile)
+	dir, files, ok := s.runDir(w, id)
 	if !ok {
+		return
+	}
+	if !slices.Contains(files, MetricsFile) {
+		// An eval-only run, or a run whose first step is not logged yet: nothing so far.
+		writeJSON(w, http.StatusOK, Metrics{Run: id, From: from, Next: from, Points: []Point{}, Errors: []LineError{}})
+		return
+	}
+	p, err := s.inside(filepath.Join(dir, MetricsFile))
+	if err != nil {
+		fail(w, http.StatusNotFound, "run %q: no %s", id, MetricsFile)
 		return
 	}
 	f, err := os.Open(p)
@@ -460,10 +491,10 @@ func (s *Server) handleConfig(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleEvals(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if _, ok := s.runFile(w, id, MetricsFile); !ok {
+	dir, _, ok := s.runDir(w, id)
+	if !ok {
 		return
 	}
-	dir := filepath.Join(s.root, filepath.FromSlash(id))
 	evals := map[string]json.RawMessage{}
 	errs := []string{}
 	for _, name := range evalFiles {

@@ -37,8 +37,10 @@ func fixture(t *testing.T) (root, outside string) {
 	write(t, root, "run-a/reward_vs_k.json", `{"temperature":1,"n":[1,2],"expected_max":[0.5,0.75],"median":[0.5,0.5]}`)
 	// run-b: a malformed line, a null (NaN), a string value, and a last line still being written.
 	write(t, root, "group/run-b/metrics.jsonl", `{"step":1,"loss":3}`+"\nnot json\n"+`{"step":3,"loss":null}`+"\n"+`{"step":4,"loss":"x"}`+"\n"+`{"step":5`)
-	write(t, root, "group/run-b/summary.json", `{"win_rate": 0.5`) // truncated
-	write(t, root, "a/b/c/d/e/metrics.jsonl", `{"step":1}`+"\n")   // depth 5: not a run
+	write(t, root, "group/run-b/summary.json", `{"win_rate": 0.5`)         // truncated
+	write(t, root, "gatt-eval/gatt_eval.json", `{"turns":1,"models":[]}`)  // an eval-only run
+	write(t, root, "done-only/training_complete.json", `{"train_loss":1}`) // not a run by itself
+	write(t, root, "a/b/c/d/e/metrics.jsonl", `{"step":1}`+"\n")           // depth 5: not a run
 	for _, l := range []struct{ target, link string }{
 		{outside, filepath.Join(root, "linked")},
 		{filepath.Join(outside, "metrics.jsonl"), filepath.Join(root, "run-c", "metrics.jsonl")},
@@ -92,6 +94,7 @@ func TestAPI(t *testing.T) {
 		body       string
 	}{
 		{"runs", "/api/runs", 200, `{"root":"` + real + `","runs":[` +
+			`{"id":"gatt-eval","files":["gatt_eval.json"]},` +
 			`{"id":"group/run-b","files":["metrics.jsonl","summary.json"]},` +
 			`{"id":"run-a","files":["metrics.jsonl","run_config.json","gatt_eval.json","reward_vs_k.json"]}]}`},
 		{"metrics", "/api/runs/run-a/metrics", 200, `{"run":"run-a","from":0,"next":2,"points":[` +
@@ -104,14 +107,17 @@ func TestAPI(t *testing.T) {
 			`{"line":0,"values":{"loss":3,"step":1}},{"line":2,"values":{"loss":null,"step":3}}],"errors":[` +
 			`{"line":1,"error":"metrics.jsonl line 2: not a JSON object: invalid character 'o' in literal null (expecting 'u')"},` +
 			`{"line":3,"error":"metrics.jsonl line 4: key \"loss\": want a number or null, got \"x\""}]}`},
+		{"eval-only run has no metrics yet", "/api/runs/gatt-eval/metrics?from=3", 200, `{"run":"gatt-eval","from":3,"next":3,"points":[],"errors":[]}`},
+		{"eval-only run's evals", "/api/runs/gatt-eval/evals", 200, `{"run":"gatt-eval","evals":{"gatt_eval.json":{"turns":1,"models":[]}},"errors":[]}`},
+		{"training_complete.json alone", "/api/runs/done-only/evals", 404, `{"error":"run \"done-only\": not a run under the board's root (no metrics.jsonl or eval result)"}`},
 		{"bad from", "/api/runs/run-a/metrics?from=-1", 400, `{"error":"from: want a line number \u003e= 0, got \"-1\""}`},
 		{"config", "/api/runs/run-a/config", 200, `{"run":"run-a","config":{"learning_rate":0.001,"output_dir":"run-a"}}`},
 		{"evals", "/api/runs/run-a/evals", 200, `{"run":"run-a","evals":{` +
 			`"gatt_eval.json":{"turns":2,"models":[{"label":"m","model":"m","turns":[{"turn":1,"checked":2,"adherent":1,"percent":50}]}]},` +
 			`"reward_vs_k.json":{"temperature":1,"n":[1,2],"expected_max":[0.5,0.75],"median":[0.5,0.5]}},"errors":[]}`},
 		{"malformed eval reported", "/api/runs/group%2Frun-b/evals", 200, `{"run":"group/run-b","evals":{},"errors":["summary.json: not valid JSON: unexpected end of JSON input"]}`},
-		{"no config", "/api/runs/group%2Frun-b/config", 404, `{"error":"run \"group/run-b\": no run_config.json under the board's root"}`},
-		{"unknown run", "/api/runs/nope/metrics", 404, `{"error":"run \"nope\": no metrics.jsonl under the board's root"}`},
+		{"no config", "/api/runs/group%2Frun-b/config", 404, `{"error":"run \"group/run-b\": no run_config.json"}`},
+		{"unknown run", "/api/runs/nope/metrics", 404, `{"error":"run \"nope\": not a run under the board's root (no metrics.jsonl or eval result)"}`},
 		{"too deep", "/api/runs/a%2Fb%2Fc%2Fd%2Fe/metrics", 400, `{"error":"run id \"a/b/c/d/e\": deeper than 4 directories"}`},
 		// Ways out of the root.
 		{"dotdot", "/api/runs/..%2Foutside/metrics", 400, `{"error":"run id \"../outside\": must not contain \"..\""}`},
@@ -120,9 +126,9 @@ func TestAPI(t *testing.T) {
 		{"absolute", "/api/runs/%2Fetc/metrics", 400, `{"error":"run id \"/etc\": must be relative to the board's root"}`},
 		{"absolute outside", "/api/runs/" + strings.ReplaceAll(root, "/", "%2F") + "%2F..%2Foutside/config", 400,
 			`{"error":"run id \"` + root + `/../outside\": must be relative to the board's root"}`},
-		{"symlinked dir", "/api/runs/linked/metrics", 404, `{"error":"run \"linked\": no metrics.jsonl under the board's root"}`},
-		{"symlinked metrics", "/api/runs/run-c/metrics", 404, `{"error":"run \"run-c\": no metrics.jsonl under the board's root"}`},
-		{"symlinked config", "/api/runs/group%2Frun-b/config", 404, `{"error":"run \"group/run-b\": no run_config.json under the board's root"}`},
+		{"symlinked dir", "/api/runs/linked/metrics", 404, `{"error":"run \"linked\": not a run under the board's root (no metrics.jsonl or eval result)"}`},
+		{"symlinked metrics", "/api/runs/run-c/metrics", 404, `{"error":"run \"run-c\": not a run under the board's root (no metrics.jsonl or eval result)"}`},
+		{"symlinked config", "/api/runs/group%2Frun-b/config", 404, `{"error":"run \"group/run-b\": no run_config.json"}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, body := get(t, base+tc.path)
