@@ -62,6 +62,8 @@ func TestBrowser(t *testing.T) {
 	write(t, root, "run-a/run_config.json", `{"learning_rate":0.001,"beta":0.1}`)
 	write(t, root, "sweep/run-b/metrics.jsonl", `{"step":1,"loss":3}`+"\n"+"oops\n"+`{"step":2,"loss":2.75,"eval_loss":2.8}`+"\n")
 	write(t, root, "sweep/run-b/run_config.json", `{"learning_rate":0.002,"beta":0.1}`)
+	write(t, root, "sweep/run-b/summary.json", `{"rounds":[{"round":1,"mean_reward":0.5,"sft_examples":null},{"round":2,"mean_reward":0.75,"sft_examples":8}]}`)
+	write(t, root, "gatt-eval/gatt_eval.json", `{"turns":1,"models":[{"label":"base","model":"m","turns":[{"turn":1,"checked":2,"adherent":1,"percent":50}]}]}`)
 	write(t, root, "sweep/run-b/gatt_eval.json", `{"turns":2,"models":[{"label":"gatt","model":"m","turns":[{"turn":1,"checked":4,"adherent":4,"percent":100},{"turn":2,"checked":4,"adherent":3,"percent":75}]}]}`)
 	s, err := New(root)
 	if err != nil {
@@ -99,7 +101,7 @@ func TestBrowser(t *testing.T) {
 		}
 		return m
 	}
-	for _, id := range []string{"run-a", "sweep/run-b"} {
+	for _, id := range []string{"gatt-eval", "run-a", "sweep/run-b"} {
 		find(`<li class="run" data-run="` + regexp.QuoteMeta(id) + `"`)
 	}
 	// One chart per metric (step is the x axis), a line per run that logs it.
@@ -129,14 +131,16 @@ func TestBrowser(t *testing.T) {
 	// The history: the first poll saw run-a's 3 lines, a later one 4, all in one page load.
 	hist := find(`<body data-polls="(\d+)" data-history="([^"]*)"`)
 	polls := strings.Split(hist[2], ";")
-	if len(polls) < 2 || polls[0] != "run-a:3,sweep/run-b:2" || polls[len(polls)-1] != "run-a:4,sweep/run-b:2" || hist[1] != strconv.Itoa(len(polls)) {
-		t.Errorf("poll history %q (%s polls), want run-a:3,sweep/run-b:2 first and run-a:4,sweep/run-b:2 last", hist[2], hist[1])
+	if len(polls) < 2 || polls[0] != "gatt-eval:0,run-a:3,sweep/run-b:2" || polls[len(polls)-1] != "gatt-eval:0,run-a:4,sweep/run-b:2" || hist[1] != strconv.Itoa(len(polls)) {
+		t.Errorf("poll history %q (%s polls), want gatt-eval:0,run-a:3,sweep/run-b:2 first and gatt-eval:0,run-a:4,sweep/run-b:2 last", hist[2], hist[1])
 	}
 	// The malformed line of run-b is reported under its run.
 	find(`<li class="error">metrics.jsonl line 2: not a JSON object: invalid character 'o' looking for beginning of value</li>`)
 	// Evals and configs.
 	find(`<div class="chart" data-eval="gatt_eval.json" data-run="sweep/run-b"><h3>GAtt adherence by turn \(%\)</h3>.*?data-points="2"`)
 	find(`<td>75.0 \(3/4\)</td>`)
+	find(`<div class="eval" data-file="gatt_eval.json"><h4>gatt_eval.json</h4><table class="gatt"><tr><th>turn</th><th>base % adherent</th></tr><tr><td>1</td><td>50.0 \(1/2\)</td></tr></table>`)
+	find(`<div>rounds</div><table class="rows" data-key="rounds"><tr><th>round</th><th>mean_reward</th><th>sft_examples</th></tr><tr><td>1</td><td>0.5</td><td>—</td></tr><tr><td>2</td><td>0.75</td><td>8</td></tr></table>`)
 	find(`<tr data-key="learning_rate" style="background: rgb\(255, 244, 208\);"><td>learning_rate</td><td>0.001</td><td>0.002</td></tr>`)
 	find(`<tr data-key="beta"><td>beta</td><td>0.1</td><td>0.1</td></tr>`)
 	if t.Failed() {

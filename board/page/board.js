@@ -162,6 +162,27 @@ function renderRewardVsK(box, doc, run) {
   box.appendChild(chart("reward vs K", series, {"data-eval": "reward_vs_k.json", "data-run": run.id}));
 }
 
+// renderTables draws each array of flat objects in doc (the doc itself, or a top-level key such as
+// rlhf's summary.json "rounds") as a table, a column per key.
+function renderTables(box, doc) {
+  const arrays = Array.isArray(doc) ? [["", doc]] : Object.entries(doc || {}).filter(([, v]) => Array.isArray(v));
+  for (const [name, rows] of arrays) {
+    if (!rows.length || !rows.every(r => r && typeof r === "object" && !Array.isArray(r))) continue;
+    const cols = [...new Set(rows.flatMap(r => Object.keys(r).filter(k => typeof r[k] !== "object" || r[k] === null)))];
+    const table = el("table", {class: "rows", "data-key": name});
+    const head = el("tr");
+    for (const c of cols) head.appendChild(el("th", {}, c));
+    table.appendChild(head);
+    for (const r of rows) {
+      const tr = el("tr");
+      for (const c of cols) tr.appendChild(el("td", {}, r[c] === undefined || r[c] === null ? "—" : String(r[c])));
+      table.appendChild(tr);
+    }
+    if (name) box.appendChild(el("div", {}, name));
+    box.appendChild(table);
+  }
+}
+
 function renderEvals() {
   const div = document.getElementById("evals");
   div.replaceChildren();
@@ -179,6 +200,7 @@ function renderEvals() {
       try {
         if (name === "gatt_eval.json") renderGAtt(sub, doc, run);
         else if (name === "reward_vs_k.json") renderRewardVsK(sub, doc, run);
+        else renderTables(sub, doc);
       } catch (err) {
         sub.appendChild(el("div", {class: "errors"}, name + ": " + err.message));
       }
@@ -195,9 +217,9 @@ function renderEvals() {
 function renderConfigs() {
   const div = document.getElementById("configs");
   div.replaceChildren();
-  const shown = [...runs.values()].filter(r => r.checked);
+  const shown = [...runs.values()].filter(r => r.checked && r.config);
   const keys = new Set();
-  for (const r of shown) if (r.config) for (const k of Object.keys(r.config)) keys.add(k);
+  for (const r of shown) for (const k of Object.keys(r.config)) keys.add(k);
   if (!keys.size) return;
   // One table, a column per run, so that the runs' differences are side by side.
   const table = el("table", {class: "configs"});
@@ -206,7 +228,7 @@ function renderConfigs() {
   for (const r of shown) head.appendChild(el("th", {}, r.id));
   table.appendChild(head);
   for (const k of [...keys].sort()) {
-    const vals = shown.map(r => r.config && k in r.config ? JSON.stringify(r.config[k]) : "");
+    const vals = shown.map(r => k in r.config ? JSON.stringify(r.config[k]) : "");
     const tr = el("tr", {"data-key": k});
     if (new Set(vals).size > 1) tr.style.background = "#fff4d0";
     tr.appendChild(el("td", {}, k));
