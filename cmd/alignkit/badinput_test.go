@@ -169,7 +169,7 @@ func badInputCases() []badCase {
 			copyStories(t, shared, dir, nil)
 			os.WriteFile(filepath.Join(dir, "config.json"), []byte("{"), 0o644)
 		}, want: "alignkit: {GEN}/config.json: not valid JSON: unexpected end of JSON input"},
-		{name: "config other architecture", args: []string{"generate", "--model", "{GEN}", "--prompt", "Once"}, gen: editStories(map[string]any{"architectures": []any{"GPT2LMHeadModel"}}), want: `alignkit: {GEN}/config.json: architecture "GPT2LMHeadModel" is not supported (want one of LlamaForCausalLM, LlamaForSequenceClassification, MistralForCausalLM, MistralForSequenceClassification, MixtralForCausalLM, MixtralForSequenceClassification)`},
+		{name: "config other architecture", args: []string{"generate", "--model", "{GEN}", "--prompt", "Once"}, gen: editStories(map[string]any{"architectures": []any{"GPT2LMHeadModel"}}), want: `alignkit: {GEN}/config.json: field "architectures": "GPT2LMHeadModel" is not supported (supported: LlamaForCausalLM, LlamaForSequenceClassification, MistralForCausalLM, MistralForSequenceClassification, MixtralForCausalLM, MixtralForSequenceClassification, Qwen2ForCausalLM, Qwen2ForSequenceClassification, Qwen3ForCausalLM, Qwen3ForSequenceClassification, Qwen3MoeForCausalLM, Qwen3MoeForSequenceClassification)`},
 		{name: "safetensors NaN", args: []string{"generate", "--model", "{GEN}", "--prompt", "Once"}, gen: func(t *testing.T, shared, dir string) {
 			copyStories(t, shared, dir, nil)
 			p := filepath.Join(dir, "model.safetensors")
