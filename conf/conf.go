@@ -29,9 +29,12 @@ func Load(path string, sets []string, out any) error {
 }
 
 // Reserved are the ALIGNKIT_ environment variables that are not config keys: the program reads them
-// itself (ALIGNKIT_DEBUG, ALIGNKIT_API_KEY for serve) or its tests do (ALIGNKIT_CLI). Any other
+// itself (ALIGNKIT_DEBUG, ALIGNKIT_API_KEY for serve, ALIGNKIT_MPI_TIMEOUT for MPI collectives) or its
+// tests do (ALIGNKIT_CLI, ALIGNKIT_MPIRUN, ALIGNKIT_CHROMIUM; mpirun passes them to every rank). Any other
 // ALIGNKIT_ variable must name a key of the job being loaded.
-func Reserved() []string { return []string{"ALIGNKIT_API_KEY", "ALIGNKIT_CLI", "ALIGNKIT_DEBUG"} }
+func Reserved() []string {
+	return []string{"ALIGNKIT_API_KEY", "ALIGNKIT_CHROMIUM", "ALIGNKIT_CLI", "ALIGNKIT_DEBUG", "ALIGNKIT_MPIRUN", "ALIGNKIT_MPI_TIMEOUT"}
+}
 
 // environment maps the ALIGNKIT_ variables of environ ("NAME=value" entries) to their values.
 func environment(environ []string) map[string]string {
