@@ -175,8 +175,13 @@ func newTask(cfg Config, log io.Writer) (*Task, error) {
 
 	rows2 := cfg.PerDeviceTrainBatchSize // completions per micro-batch: the graph's height
 	if cfg.Beta != 0 {
-		refCk := &checkpoint.Model{Weights: ck.Weights.Clone(), Tok: ck.Tok, Dir: ck.Dir, Source: ck.Source}
-		t.ref = lm.New(refCk, rows2)
+		// The reference is the initial policy: with LoRA the base with the adapter off, sharing the
+		// frozen weights (training moves only the adapter), as TRL; otherwise a copy of the weights.
+		w := ck.Weights
+		if ck.Adapter == nil {
+			w = w.Clone()
+		}
+		t.ref = lm.New(&checkpoint.Model{Weights: w, Tok: ck.Tok, Dir: ck.Dir, Source: ck.Source}, rows2)
 	}
 	t.policy = lm.New(ck, rows2)
 	return t, nil
@@ -222,6 +227,7 @@ func (t *Task) Step(ctx context.Context, b train.Batch, grads [][]float32, scale
 	if err := ctx.Err(); err != nil {
 		return train.Metrics{}, err
 	}
+	t.policy.SetDropoutSeed(model.DropoutSeed(b.Seed, b.Step, b.Micro)) // LoRA dropout, resumable
 	ro := t.rollouts[b.Micro]
 	if (b.Step-1)%t.cfg.NumIterations == 0 || ro == nil {
 		var err error
