@@ -101,19 +101,9 @@ func newDataConvertCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			t, err := datatool.Read(args[0], split)
-			if err != nil {
-				return err
-			}
-			out, err := datatool.Convert(t, datatool.ConvertOptions{Rename: ren, From: from})
-			if err != nil {
-				return err
-			}
-			if err := datatool.Write(args[1], out.Columns, out.Rows); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "wrote %d rows to %s\n", len(out.Rows), args[1])
-			return nil
+			return rewriteTable(cmd, args[0], split, args[1], func(t *datatool.Table) (*datatool.Table, error) {
+				return datatool.Convert(t, datatool.ConvertOptions{Rename: ren, From: from})
+			})
 		},
 	}
 	cmd.Flags().StringVar(&split, "split", "train", "split read when IN is a dataset name in the local hub cache")
@@ -169,19 +159,9 @@ func newDataSampleCmd() *cobra.Command {
 		Short: "Keep N rows chosen by a seeded permutation, in file order",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			t, err := datatool.Read(args[0], split)
-			if err != nil {
-				return err
-			}
-			out, err := datatool.Sample(t, n, seed)
-			if err != nil {
-				return err
-			}
-			if err := datatool.Write(args[1], out.Columns, out.Rows); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "wrote %d rows to %s\n", len(out.Rows), args[1])
-			return nil
+			return rewriteTable(cmd, args[0], split, args[1], func(t *datatool.Table) (*datatool.Table, error) {
+				return datatool.Sample(t, n, seed)
+			})
 		},
 	}
 	cmd.Flags().StringVar(&split, "split", "train", "split read when IN is a dataset name in the local hub cache")
@@ -268,5 +248,23 @@ func writeFiltered(cmd *cobra.Command, out, removedPath string, kept *datatool.T
 		return err
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "kept %d rows in %s; removed %d (listed in %s)\n", len(kept.Rows), out, len(removed), removedPath)
+	return nil
+}
+
+// rewriteTable reads in (a file, or a dataset name with its split), applies f, and writes the result
+// to out atomically, saying how many rows it wrote.
+func rewriteTable(cmd *cobra.Command, in, split, out string, f func(*datatool.Table) (*datatool.Table, error)) error {
+	t, err := datatool.Read(in, split)
+	if err != nil {
+		return err
+	}
+	res, err := f(t)
+	if err != nil {
+		return err
+	}
+	if err := datatool.Write(out, res.Columns, res.Rows); err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "wrote %d rows to %s\n", len(res.Rows), out)
 	return nil
 }
