@@ -248,6 +248,10 @@ func TestRenderSegmentsErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	literal, err := Compile("literal", "{% for m in messages %}\U000F32F8{{ m.content }}{% endfor %}", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
 	chatml, _ := Resolve("chatml", "", "", "")
 	mistral, _ := Resolve("mistral", "", "", "")
 	tests := []struct {
@@ -262,6 +266,10 @@ func TestRenderSegmentsErrors(t *testing.T) {
 			"chat template tojson: the template rewrites message contents beyond stripping whitespace, so template text and message text cannot be told apart"},
 		{"reserved rune", chatml, []Message{{"user", "ok"}, {"assistant", "x\U000F0001"}},
 			"chat template chatml: message 1: " + ErrSentinel.Error()},
+		{"reserved rune in the template", literal, []Message{{"user", "a"}},
+			"chat template literal: the template or a role prints a character of Unicode's Supplementary Private Use Area-A (U+F0000..U+FFFFD), which the chat renderer reserves"},
+		{"reserved rune in a role", chatml, []Message{{"\U000F0000", "a"}},
+			"chat template chatml: the template or a role prints a character of Unicode's Supplementary Private Use Area-A (U+F0000..U+FFFFD), which the chat renderer reserves"},
 		{"raise_exception", mistral, []Message{{"system", "s"}, {"user", "u"}},
 			"chat template mistral: Conversation roles must alternate user/assistant/user/assistant/..."},
 	}

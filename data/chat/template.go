@@ -228,6 +228,11 @@ func (t *Template) RenderSegments(msgs []Message, addGenerationPrompt bool) ([]S
 	if err != nil {
 		return nil, err
 	}
+	// Contents were checked above, so a reserved rune here came from the template's own text
+	// or a role, and would read as a placeholder in the sentinel render.
+	if strings.IndexFunc(real, isSentinel) >= 0 {
+		return nil, fmt.Errorf("chat template %s: the template or a role prints a character of Unicode's Supplementary Private Use Area-A (U+F0000..U+FFFFD), which the chat renderer reserves", t.name)
+	}
 	sent, err := t.Render(sentMsgs, addGenerationPrompt)
 	if err != nil {
 		return nil, fmt.Errorf("%w (while rendering with placeholder contents: the template depends on message contents)", err)
