@@ -106,8 +106,10 @@ func (r *segmentRun) run(vs []G.Value) error {
 }
 
 // Apply lays the segment out on the outer nodes ins (one per placeholder) and returns its outputs:
-// the main output, then one node per side output.
-func (c *Checkpoint) Apply(ins ...*G.Node) (G.Nodes, error) {
+// the main output, then one node per side output. bind, when not nil, runs before every forward and
+// backward run of this application: it points state the segment's ops hold outside the graph (the
+// FrozenSlots and LoRA dropout keys of a checkpointed layer) at this application's.
+func (c *Checkpoint) Apply(bind func() error, ins ...*G.Node) (G.Nodes, error) {
 	seg := c.fwd.seg
 	if len(ins) != len(seg.Inputs) {
 		return nil, fmt.Errorf("%s: %d inputs, the segment has %d", c.name, len(ins), len(seg.Inputs))
@@ -118,7 +120,7 @@ func (c *Checkpoint) Apply(ins ...*G.Node) (G.Nodes, error) {
 			return nil, fmt.Errorf("%s: input %d (%s) is %v %v, the segment's %s is %v %v", c.name, i, in.Name(), in.Dtype(), in.Shape(), p.Name(), p.Dtype(), p.Shape())
 		}
 	}
-	op := &checkpointOp{base: base{name: c.name}, c: c, sides: make([]buf, len(seg.Outputs)-1)}
+	op := &checkpointOp{base: base{name: c.name}, c: c, bind: bind, sides: make([]buf, len(seg.Outputs)-1)}
 	main, err := G.ApplyOp(op, ins...)
 	if err != nil {
 		return nil, err
@@ -140,6 +142,7 @@ func (c *Checkpoint) Apply(ins ...*G.Node) (G.Nodes, error) {
 type checkpointOp struct {
 	base
 	c       *Checkpoint
+	bind    func() error
 	out     buf
 	sides   []buf // copies of the side outputs of the last run
 	sideOps []*checkpointSideOp
@@ -184,8 +187,22 @@ func keep(b *buf, n *G.Node) (*tensor.Dense, error) {
 	return t, nil
 }
 
+// bound runs the application's bind hook.
+func (op *checkpointOp) bound() error {
+	if op.bind == nil {
+		return nil
+	}
+	if err := op.bind(); err != nil {
+		return op.errorf("binding: %v", err)
+	}
+	return nil
+}
+
 func (op *checkpointOp) Do(vs ...G.Value) (G.Value, error) {
 	r := &op.c.fwd
+	if err := op.bound(); err != nil {
+		return nil, err
+	}
 	if err := r.run(vs); err != nil {
 		return nil, Cause(err)
 	}
@@ -355,6 +372,9 @@ func (op *checkpointGradOp) Do(vs ...G.Value) (G.Value, error) {
 		default:
 			return nil, op.errorf("upstream gradient %d has dtype %v", i, v.Dtype())
 		}
+	}
+	if err := op.fwd.bound(); err != nil {
+		return nil, err
 	}
 	if err := c.bwd.run(vs[:n]); err != nil {
 		return nil, Cause(err)

@@ -86,7 +86,7 @@ func ckptBuild(checkpoint bool) func(g *G.ExprGraph, in []*G.Node) (*G.Node, err
 				return nil, err
 			}
 			block = func(x, segs, w, gn, wg *G.Node) (*G.Node, *G.Node, error) {
-				outs, err := cp.Apply(x, segs, w, gn, wg)
+				outs, err := cp.Apply(nil, x, segs, w, gn, wg)
 				if err != nil {
 					return nil, nil, err
 				}
@@ -200,10 +200,10 @@ func TestCheckpointRejectsMisuse(t *testing.T) {
 	g := G.NewGraph()
 	x := G.NewMatrix(g, G.Float32, G.WithShape(3, 3), G.WithName("x"), G.WithInit(G.Zeroes()))
 	s := G.NewVector(g, G.Int32, G.WithShape(2), G.WithName("s"), G.WithInit(G.Zeroes()))
-	if _, err := cp.Apply(x, s); err == nil || !strings.Contains(err.Error(), "test.seg: input 0 (x) is float32 (3, 3), the segment's x is float32 (2, 3)") {
+	if _, err := cp.Apply(nil, x, s); err == nil || !strings.Contains(err.Error(), "test.seg: input 0 (x) is float32 (3, 3), the segment's x is float32 (2, 3)") {
 		t.Fatalf("wrong shape: error %v", err)
 	}
-	if _, err := cp.Apply(x); err == nil || err.Error() != "test.seg: 1 inputs, the segment has 2" {
+	if _, err := cp.Apply(nil, x); err == nil || err.Error() != "test.seg: 1 inputs, the segment has 2" {
 		t.Fatalf("wrong arity: error %v", err)
 	}
 }

@@ -45,6 +45,43 @@ func (d *DenseFrozen) MulAdd(dx, dy []float32, n int) {
 	matmul(false, false, n, d.In, d.Out, 1, dy, d.Out, d.W, d.In, 1, dx, d.In)
 }
 
+// FrozenSlot is a Frozen that forwards to the weight bound last. A checkpointed decoder layer is
+// one template sub-graph run for every layer (model.Graph); its frozen products read each layer's
+// weight through a slot that the layer's application binds before the template runs. Weights of
+// different formats (a Q4_K_M GGUF mixes Q4_K and Q6_K) bind the same slot as long as the shape
+// matches.
+type FrozenSlot struct {
+	out, in int
+	w       Frozen
+}
+
+// NewFrozenSlot returns an unbound slot for (out, in) weights.
+func NewFrozenSlot(out, in int) *FrozenSlot { return &FrozenSlot{out: out, in: in} }
+
+// Bind makes the slot read w from now on.
+func (s *FrozenSlot) Bind(w Frozen) error {
+	if w == nil {
+		return fmt.Errorf("ops.FrozenSlot: binding a nil weight")
+	}
+	if o, i := w.Shape(); o != s.out || i != s.in {
+		return fmt.Errorf("ops.FrozenSlot: weight (%d, %d) bound to a (%d, %d) slot", o, i, s.out, s.in)
+	}
+	s.w = w
+	return nil
+}
+
+func (s *FrozenSlot) Shape() (out, in int)           { return s.out, s.in }
+func (s *FrozenSlot) MulT(y, x []float32, n int)     { s.w.MulT(y, x, n) }
+func (s *FrozenSlot) MulAdd(dx, dy []float32, n int) { s.w.MulAdd(dx, dy, n) }
+func (s *FrozenSlot) Bytes() int64                   { return 0 } // the bound weights are counted where they are held
+func (s *FrozenSlot) bound() bool                    { return s.w != nil }
+
+// unbound reports a FrozenSlot that nothing was bound to: running it would dereference nil.
+func unbound(w Frozen) bool {
+	s, ok := w.(*FrozenSlot)
+	return ok && !s.bound()
+}
+
 // FrozenLinear is y = x·Wᵀ for x (N, in) and a frozen W (out, in): (N, out). Its backward computes
 // dx = dy·W only; W has no node in the graph, so no gradient buffer for it ever exists.
 //
@@ -58,28 +95,37 @@ func FrozenLinear(x *G.Node, w Frozen) (*G.Node, error) {
 	return G.ApplyOp(&frozenLinearOp{base: base{name: "ops.FrozenLinear"}, w: w, st: frozenState{w: w}}, x)
 }
 
-// frozenState is what the forward and backward ops share: the weight and its float64 widening.
+// frozenState is what the forward and backward ops share: the weight and float64 widenings.
 type frozenState struct {
 	w   Frozen
-	w64 []float64 // DenseFrozen.W widened, built on first float64 use
-	x32 []float32 // float64 inputs narrowed for a non-dense Frozen
+	w64 map[*DenseFrozen][]float64 // widened DenseFrozen weights, built on first float64 use
+	x32 []float32                  // float64 inputs narrowed for a non-dense Frozen
 	y32 []float32
 }
 
-// The widened copy is taken once: float64 graphs are test graphs whose weights do not change.
-
+// dense64 is the float64 widening of the weight (the one bound now, through a FrozenSlot) when it
+// is a DenseFrozen, else nil. Each is widened once: float64 graphs are test graphs whose weights
+// do not change.
 func (s *frozenState) dense64() []float64 {
-	d, ok := s.w.(*DenseFrozen)
+	w := s.w
+	if sl, ok := w.(*FrozenSlot); ok {
+		w = sl.w
+	}
+	d, ok := w.(*DenseFrozen)
 	if !ok {
 		return nil
 	}
-	if s.w64 == nil {
-		s.w64 = make([]float64, len(d.W))
-		for i, v := range d.W {
-			s.w64[i] = float64(v)
+	if s.w64[d] == nil {
+		if s.w64 == nil {
+			s.w64 = map[*DenseFrozen][]float64{}
 		}
+		w64 := make([]float64, len(d.W))
+		for i, v := range d.W {
+			w64[i] = float64(v)
+		}
+		s.w64[d] = w64
 	}
-	return s.w64
+	return s.w64[d]
 }
 
 // narrow runs f on float32 copies of a float64 input and output.
@@ -102,6 +148,36 @@ func (s *frozenState) narrow(dst, src []float64, add bool, f func(dst32, src32 [
 		} else {
 			dst[i] = float64(v)
 		}
+	}
+}
+
+// mulT is y (n, out) = x (n, in)·Wᵀ in x's precision (see FrozenLinear for float64).
+func (s *frozenState) mulT(y, x G.Value, n int) {
+	if y.Dtype() == tensor.Float32 {
+		s.w.MulT(floats[float32](y), floats[float32](x), n)
+		return
+	}
+	s.mulT64(floats[float64](y), floats[float64](x), n)
+}
+
+func (s *frozenState) mulT64(y64, x64 []float64, n int) {
+	out, in := s.w.Shape()
+	if w64 := s.dense64(); w64 != nil {
+		matmul(false, true, n, out, in, 1, x64, in, w64, in, 0, y64, out)
+	} else {
+		s.narrow(y64, x64, false, func(y32, x32 []float32) { s.w.MulT(y32, x32, n) })
+	}
+}
+
+// mulAdd is dx (n, in) += dy (n, out)·W.
+func (s *frozenState) mulAdd32(dx, dy []float32, n int) { s.w.MulAdd(dx, dy, n) }
+
+func (s *frozenState) mulAdd64(dx64, dy64 []float64, n int) {
+	out, in := s.w.Shape()
+	if w64 := s.dense64(); w64 != nil {
+		matmul(false, false, n, in, out, 1, dy64, out, w64, in, 1, dx64, in)
+	} else {
+		s.narrow(dx64, dy64, true, func(dx32, dy32 []float32) { s.w.MulAdd(dx32, dy32, n) })
 	}
 }
 
@@ -137,18 +213,12 @@ func (op *frozenLinearOp) Do(vs ...G.Value) (G.Value, error) {
 	if len(xs) != 2 || xs[1] != in {
 		return nil, op.errorf("x %v does not match the frozen weight (%d, %d)", xs, out, in)
 	}
+	if unbound(op.w) {
+		return nil, op.errorf("its weight slot was not bound")
+	}
 	n := xs[0]
 	y := op.out.get(dt, n, out)
-	if dt == tensor.Float32 {
-		op.w.MulT(floats[float32](y), floats[float32](vs[0]), n)
-		return y, nil
-	}
-	x64, y64 := floats[float64](vs[0]), floats[float64](y)
-	if w64 := op.st.dense64(); w64 != nil {
-		matmul(false, true, n, out, in, 1, x64, in, w64, in, 0, y64, out)
-	} else {
-		op.st.narrow(y64, x64, false, func(y32, x32 []float32) { op.w.MulT(y32, x32, n) })
-	}
+	op.st.mulT(y, vs[0], n)
 	return y, nil
 }
 
@@ -190,19 +260,18 @@ func (op *frozenLinearDXOp) Do(vs ...G.Value) (G.Value, error) {
 	if vs[0].Shape()[1] != out {
 		return nil, op.errorf("dy %v does not match the frozen weight (%d, %d)", vs[0].Shape(), out, in)
 	}
+	if unbound(op.fwd.w) {
+		return nil, op.errorf("its weight slot was not bound")
+	}
 	dx := op.out.get(dt, n, in)
 	if dt == tensor.Float32 {
 		d := floats[float32](dx)
 		clear(d)
-		op.fwd.w.MulAdd(d, floats[float32](vs[0]), n)
+		op.fwd.st.mulAdd32(d, floats[float32](vs[0]), n)
 		return dx, nil
 	}
-	dy64, dx64 := floats[float64](vs[0]), floats[float64](dx)
-	if w64 := op.fwd.st.dense64(); w64 != nil {
-		matmul(false, false, n, in, out, 1, dy64, out, w64, in, 0, dx64, in)
-	} else {
-		clear(dx64)
-		op.fwd.st.narrow(dx64, dy64, true, func(dx32, dy32 []float32) { op.fwd.w.MulAdd(dx32, dy32, n) })
-	}
+	d := floats[float64](dx)
+	clear(d)
+	op.fwd.st.mulAdd64(d, floats[float64](vs[0]), n)
 	return dx, nil
 }

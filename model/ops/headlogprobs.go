@@ -34,10 +34,31 @@ func HeadLogProbs(h, w, targets, weights *G.Node, chunk int) (*G.Node, *LogProbs
 	return n, &LogProbs{op: op}, nil
 }
 
+// FrozenHeadLogProbs is HeadLogProbs for a head weight the graph does not train (a LoRA run's LM
+// head or tied embedding, a quantized base): the same outputs, side outputs and chunks, the
+// logits computed by w's own product (dequantizing tiles on the fly); its backward gives dh only.
+func FrozenHeadLogProbs(h *G.Node, w Frozen, targets, weights *G.Node, chunk int) (*G.Node, *LogProbs, error) {
+	if chunk < 1 {
+		return nil, nil, fmt.Errorf("ops.FrozenHeadLogProbs: chunk of %d rows, want at least 1", chunk)
+	}
+	if w == nil {
+		return nil, nil, fmt.Errorf("ops.FrozenHeadLogProbs: nil weight")
+	}
+	op := &headLogProbsOp{base: base{name: "ops.FrozenHeadLogProbs"}, chunk: chunk, frozen: &frozenState{w: w}}
+	n, err := G.ApplyOp(op, h, targets, weights)
+	if err != nil {
+		return nil, nil, err
+	}
+	return n, &LogProbs{op: op}, nil
+}
+
 type headLogProbsOp struct {
 	base
 	chunk int
 	keep  bool
+	// frozen is the head weight when it is not a graph input (FrozenHeadLogProbs); the op's inputs
+	// are then h, targets and weights.
+	frozen *frozenState
 	// out is the output (N); kept the logits (N, V) when keep is on; logits one chunk's logits
 	// (chunk, V), shared with the backward op (which runs after this op); hc one chunk's gathered
 	// hidden rows (chunk, D), also shared.
@@ -57,9 +78,38 @@ func (op *headLogProbsOp) keptLogits() *tensor.Dense {
 	return op.kept.t
 }
 
-func (op *headLogProbsOp) Arity() int { return 4 }
+func (op *headLogProbsOp) Arity() int {
+	if op.frozen != nil {
+		return 3
+	}
+	return 4
+}
+
 func (op *headLogProbsOp) Type() hm.Type {
+	if op.frozen != nil {
+		return fnType(floatT(2), intT(1), floatT(1), floatT(1))
+	}
 	return fnType(floatT(2), floatT(2), intT(1), floatT(1), floatT(1))
+}
+
+// headArgs are a head op's inputs by role: W is nil for a frozen head.
+type headArgs struct{ h, w, targets, weights G.Value }
+
+// args splits the op's first inputs (the backward op passes more after them) by role.
+func (op *headLogProbsOp) args(vs []G.Value) headArgs {
+	if op.frozen != nil {
+		return headArgs{h: vs[0], targets: vs[1], weights: vs[2]}
+	}
+	return headArgs{h: vs[0], w: vs[1], targets: vs[2], weights: vs[3]}
+}
+
+// wShape is the head weight's shape (V, D).
+func (op *headLogProbsOp) wShape(w tensor.Shape) tensor.Shape {
+	if op.frozen != nil {
+		out, in := op.frozen.w.Shape()
+		return tensor.Shape{out, in}
+	}
+	return w
 }
 
 func (op *headLogProbsOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
@@ -67,7 +117,10 @@ func (op *headLogProbsOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := op.checkShapes(sh[0], sh[1], sh[2], sh[3]); err != nil {
+	if op.frozen != nil {
+		sh = []tensor.Shape{sh[0], nil, sh[1], sh[2]}
+	}
+	if err := op.checkShapes(sh[0], op.wShape(sh[1]), sh[2], sh[3]); err != nil {
 		return nil, err
 	}
 	return tensor.Shape{sh[0][0]}, nil
@@ -81,18 +134,29 @@ func (op *headLogProbsOp) checkShapes(h, w, t, wt tensor.Shape) error {
 }
 
 func (op *headLogProbsOp) Do(vs ...G.Value) (G.Value, error) {
-	dt, err := checkFloat(vs[0], vs[1], vs[3])
+	a := op.args(vs)
+	dt, err := checkFloat(a.h, a.weights)
 	if err != nil {
 		return nil, op.errorf("%v", err)
 	}
-	targets, err := int32s(vs[2])
+	var wShape tensor.Shape
+	if a.w != nil {
+		if _, err := checkFloat(a.h, a.w); err != nil {
+			return nil, op.errorf("%v", err)
+		}
+		wShape = a.w.Shape()
+	}
+	targets, err := int32s(a.targets)
 	if err != nil {
 		return nil, op.errorf("%v", err)
 	}
-	if err := op.checkShapes(vs[0].Shape(), vs[1].Shape(), vs[2].Shape(), vs[3].Shape()); err != nil {
+	if err := op.checkShapes(a.h.Shape(), op.wShape(wShape), a.targets.Shape(), a.weights.Shape()); err != nil {
 		return nil, err
 	}
-	n := vs[0].Shape()[0]
+	if op.frozen != nil && unbound(op.frozen.w) {
+		return nil, op.errorf("its weight slot was not bound")
+	}
+	n := a.h.Shape()[0]
 	if len(op.all) != n {
 		op.correct, op.logitSum = make([]float64, n), make([]float64, n)
 		op.rowMax, op.scale = make([]float64, n), make([]float64, n)
@@ -103,9 +167,9 @@ func (op *headLogProbsOp) Do(vs ...G.Value) (G.Value, error) {
 	}
 	out := op.out.get(dt, n)
 	if dt == tensor.Float32 {
-		err = headFwd(op, dt, floats[float32](out), floats[float32](vs[0]), floats[float32](vs[1]), targets, floats[float32](vs[3]))
+		err = headFwd(op, dt, floats[float32](out), floats[float32](a.h), headW[float32](a.w), targets, floats[float32](a.weights))
 	} else {
-		err = headFwd(op, dt, floats[float64](out), floats[float64](vs[0]), floats[float64](vs[1]), targets, floats[float64](vs[3]))
+		err = headFwd(op, dt, floats[float64](out), floats[float64](a.h), headW[float64](a.w), targets, floats[float64](a.weights))
 	}
 	if err != nil {
 		return nil, err
@@ -113,9 +177,56 @@ func (op *headLogProbsOp) Do(vs ...G.Value) (G.Value, error) {
 	return out, nil
 }
 
+// headW is a graph head weight's data, nil for a frozen head.
+func headW[T Float](w G.Value) []T {
+	if w == nil {
+		return nil
+	}
+	return floats[T](w)
+}
+
+// vocab is V for the op's head weight w (nil when frozen) and hidden width d.
+func (op *headLogProbsOp) vocab(wLen, d int) int {
+	if op.frozen != nil {
+		v, _ := op.frozen.w.Shape()
+		return v
+	}
+	return wLen / d
+}
+
+// logitsOf is logits (m, V) = hc (m, D)·Wᵀ.
+func logitsOf[T Float](op *headLogProbsOp, w []T, m, v, d int, hc, logits []T) {
+	if op.frozen == nil {
+		matmul(false, true, m, v, d, 1, hc, d, w, d, 0, logits, v)
+		return
+	}
+	switch l := any(logits).(type) {
+	case []float32:
+		op.frozen.w.MulT(l, any(hc).([]float32), m)
+	case []float64:
+		op.frozen.mulT64(l, any(hc).([]float64), m)
+	}
+}
+
+// dhOf is dh (m, D) = dl (m, V)·W.
+func dhOf[T Float](op *headLogProbsOp, w []T, m, v, d int, dl, dh []T) {
+	if op.frozen == nil {
+		matmul(false, false, m, d, v, 1, dl, v, w, d, 0, dh, d)
+		return
+	}
+	clear(dh)
+	switch x := any(dh).(type) {
+	case []float32:
+		op.frozen.mulAdd32(x, any(dl).([]float32), m)
+	case []float64:
+		op.frozen.mulAdd64(x, any(dl).([]float64), m)
+	}
+}
+
 // headFwd fills out and the per-row side values; rows that are not counted get 0 everywhere.
 func headFwd[T Float](op *headLogProbsOp, dt tensor.Dtype, out, h, w []T, targets []int32, wt []T) error {
-	n, v := len(targets), len(w)/(len(h)/len(targets))
+	n := len(targets)
+	v := op.vocab(len(w), len(h)/n)
 	op.counted = op.counted[:0]
 	for i, t := range targets {
 		out[i], op.correct[i], op.logitSum[i], op.rowMax[i], op.scale[i] = 0, 0, 0, 0, 0
@@ -167,7 +278,7 @@ func headFwd[T Float](op *headLogProbsOp, dt tensor.Dtype, out, h, w []T, target
 func headChunks[T Float](op *headLogProbsOp, dt tensor.Dtype, h, w []T, rows []int, kept []T, fn func(rs []int, hc, logits []T)) {
 	n := len(op.all)
 	d := len(h) / n
-	v := len(w) / d
+	v := op.vocab(len(w), d)
 	c := min(op.chunk, n)
 	for r0 := 0; r0 < len(rows); r0 += c {
 		rs := rows[r0:min(r0+c, len(rows))]
@@ -187,18 +298,26 @@ func headChunks[T Float](op *headLogProbsOp, dt tensor.Dtype, h, w []T, rows []i
 		} else {
 			logits = denseData[T](op.logits.get(dt, c, v))[:m*v]
 		}
-		matmul(false, true, m, v, d, 1, hc, d, w, d, 0, logits, v)
+		logitsOf(op, w, m, v, d, hc, logits)
 		fn(rs, hc, logits)
 	}
 }
 
-func (op *headLogProbsOp) DiffWRT(int) []bool { return []bool{true, true, false, false} }
+func (op *headLogProbsOp) DiffWRT(int) []bool {
+	if op.frozen != nil {
+		return []bool{true, false, false}
+	}
+	return []bool{true, true, false, false}
+}
 
 func (op *headLogProbsOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
-	bw := &headLogProbsGradOp{base: base{name: "ops.HeadLogProbsGrad"}, fwd: op}
-	dh, err := G.ApplyOp(bw, inputs[0], inputs[1], inputs[2], inputs[3], output, grad)
+	bw := &headLogProbsGradOp{base: base{name: op.name + "Grad"}, fwd: op}
+	dh, err := G.ApplyOp(bw, append(append(G.Nodes{}, inputs...), output, grad)...)
 	if err != nil {
 		return nil, err
+	}
+	if op.frozen != nil {
+		return G.Nodes{dh, nil, nil}, nil
 	}
 	dw, err := newPart("ops.HeadLogProbsDW", dh, inputs[1].Shape(), func() *tensor.Dense { return bw.dw.t })
 	if err != nil {
@@ -207,9 +326,9 @@ func (op *headLogProbsOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes
 	return G.Nodes{dh, dw, nil, nil}, nil
 }
 
-// headLogProbsGradOp takes h, W, targets, weights, the forward output (which orders it after the
-// forward op, whose row statistics it reads) and the upstream gradient (N); it returns dh (N, D)
-// and keeps dW (V, D) for a part op.
+// headLogProbsGradOp takes the forward op's inputs (h, W unless frozen, targets, weights), its
+// output (which orders it after the forward op, whose row statistics it reads) and the upstream
+// gradient (N); it returns dh (N, D) and keeps dW (V, D) for a part op (not for a frozen head).
 type headLogProbsGradOp struct {
 	base
 	fwd     *headLogProbsOp
@@ -217,8 +336,11 @@ type headLogProbsGradOp struct {
 	dhChunk buf // one chunk's dh rows (chunk, D) when the rows are not consecutive
 }
 
-func (op *headLogProbsGradOp) Arity() int { return 6 }
+func (op *headLogProbsGradOp) Arity() int { return op.fwd.Arity() + 2 }
 func (op *headLogProbsGradOp) Type() hm.Type {
+	if op.fwd.frozen != nil {
+		return fnType(floatT(2), intT(1), floatT(1), floatT(1), floatT(1), floatT(2))
+	}
 	return fnType(floatT(2), floatT(2), intT(1), floatT(1), floatT(1), floatT(1), floatT(2))
 }
 func (op *headLogProbsGradOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
@@ -230,34 +352,41 @@ func (op *headLogProbsGradOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error)
 }
 
 func (op *headLogProbsGradOp) Do(vs ...G.Value) (G.Value, error) {
-	dt, err := checkFloat(vs[0], vs[1], vs[3], vs[5])
+	a := op.fwd.args(vs)
+	g := vs[len(vs)-1]
+	dt, err := checkFloat(a.h, a.weights, g)
 	if err != nil {
 		return nil, op.errorf("%v", err)
 	}
-	targets, err := int32s(vs[2])
+	targets, err := int32s(a.targets)
 	if err != nil {
 		return nil, op.errorf("%v", err)
 	}
-	n, d, v := vs[0].Shape()[0], vs[0].Shape()[1], vs[1].Shape()[0]
-	if len(op.fwd.all) != n || vs[5].Shape().TotalSize() != n {
+	n, d := a.h.Shape()[0], a.h.Shape()[1]
+	if len(op.fwd.all) != n || g.Shape().TotalSize() != n {
 		return nil, op.errorf("the forward op has not run on these %d rows", n)
 	}
-	dh, dw := op.dh.get(dt, n, d), op.dw.get(dt, v, d)
+	dh := op.dh.get(dt, n, d)
+	var dw G.Value // stays a nil interface for a frozen head
+	if a.w != nil {
+		dw = op.dw.get(dt, a.w.Shape()[0], d)
+	}
 	if dt == tensor.Float32 {
-		headBwd(op, dt, floats[float32](dh), floats[float32](dw), floats[float32](vs[0]), floats[float32](vs[1]), targets, floats[float32](vs[3]), floats[float32](vs[5]))
+		headBwd(op, dt, floats[float32](dh), headW[float32](dw), floats[float32](a.h), headW[float32](a.w), targets, floats[float32](a.weights), floats[float32](g))
 	} else {
-		headBwd(op, dt, floats[float64](dh), floats[float64](dw), floats[float64](vs[0]), floats[float64](vs[1]), targets, floats[float64](vs[3]), floats[float64](vs[5]))
+		headBwd(op, dt, floats[float64](dh), headW[float64](dw), floats[float64](a.h), headW[float64](a.w), targets, floats[float64](a.weights), floats[float64](g))
 	}
 	return dh, nil
 }
 
 // headBwd recomputes each chunk of counted rows' logits, turns them into
 // dlogits = c·(onehot − exp(logit − max)·scale) with c = weight·upstream (as TokenLogProbs'
-// backward) and accumulates dh and dW from them. Rows that are not counted get dh = 0.
+// backward) and accumulates dh and, unless the head is frozen (dw nil), dW from them. Rows that are
+// not counted get dh = 0.
 func headBwd[T Float](op *headLogProbsGradOp, dt tensor.Dtype, dh, dw, h, w []T, targets []int32, wt, g []T) {
 	f := op.fwd
 	d := len(h) / len(targets)
-	v := len(w) / d
+	v := f.vocab(len(w), d)
 	clear(dh)
 	first := true
 	headChunks(f, dt, h, w, f.counted, nil, func(rs []int, hc, dl []T) {
@@ -280,13 +409,16 @@ func headBwd[T Float](op *headLogProbsGradOp, dt tensor.Dtype, dh, dw, h, w []T,
 		})
 		m := len(rs)
 		if rs[m-1]-rs[0] == m-1 {
-			matmul(false, false, m, d, v, 1, dl, v, w, d, 0, dh[rs[0]*d:(rs[0]+m)*d], d)
+			dhOf(f, w, m, v, d, dl, dh[rs[0]*d:(rs[0]+m)*d])
 		} else {
 			dhc := denseData[T](op.dhChunk.get(dt, min(f.chunk, len(f.all)), d))[:m*d]
-			matmul(false, false, m, d, v, 1, dl, v, w, d, 0, dhc, d)
+			dhOf(f, w, m, v, d, dl, dhc)
 			for j, i := range rs {
 				copy(dh[i*d:(i+1)*d], dhc[j*d:(j+1)*d])
 			}
+		}
+		if dw == nil {
+			return
 		}
 		beta := T(1)
 		if first {
@@ -294,7 +426,7 @@ func headBwd[T Float](op *headLogProbsGradOp, dt tensor.Dtype, dh, dw, h, w []T,
 		}
 		matmul(true, false, v, d, m, 1, dl, v, hc, d, beta, dw, d)
 	})
-	if first {
+	if first && dw != nil {
 		clear(dw) // no counted row
 	}
 }

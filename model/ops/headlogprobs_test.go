@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"strings"
 	"testing"
 
 	G "gorgonia.org/gorgonia"
@@ -273,5 +274,106 @@ func TestHeadLogProbsHoldsNoLogits(t *testing.T) {
 	// less than an eighth of one (a 64-row chunk is 1/16).
 	if logits := uint64(n * v * 4); unfused < logits || fused > logits/8 {
 		t.Fatalf("fused graph holds %d bytes, unfused %d; one (N, V) logits matrix is %d", fused, unfused, logits)
+	}
+}
+
+// roundedFrozen is a non-dense Frozen for tests: W rounded to bfloat16 (as a quantized base
+// rounds), so that FrozenHeadLogProbs' float64 runs take the narrowed float32 path.
+type roundedFrozen struct{ d *DenseFrozen }
+
+func newRoundedFrozen(vals []float64, out, in int) *roundedFrozen {
+	w := make([]float32, len(vals))
+	for i, v := range vals {
+		w[i] = math.Float32frombits(math.Float32bits(float32(v)) &^ 0xffff)
+	}
+	return &roundedFrozen{&DenseFrozen{W: w, Out: out, In: in}}
+}
+func (r *roundedFrozen) Shape() (int, int)              { return r.d.Shape() }
+func (r *roundedFrozen) MulT(y, x []float32, n int)     { r.d.MulT(y, x, n) }
+func (r *roundedFrozen) MulAdd(dx, dy []float32, n int) { r.d.MulAdd(dx, dy, n) }
+func (r *roundedFrozen) Bytes() int64                   { return r.d.Bytes() / 2 }
+
+// TestFrozenHeadLogProbs: the frozen-weight head (a LoRA run's LM head) checked against float64
+// central differences for dh with a DenseFrozen W, and against HeadLogProbs on the same weights as
+// a graph input: bitwise the same float32 outputs for a DenseFrozen (the same products run), and
+// within float32 rounding for a non-dense Frozen reached through a FrozenSlot.
+func TestFrozenHeadLogProbs(t *testing.T) {
+	for ci, tc := range headCases() {
+		t.Run(fmt.Sprintf("case%d", ci), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(23, uint64(ci)))
+			all := headInputs(rng, tc)
+			w32 := make([]float32, len(all[1].vals))
+			for i, v := range all[1].vals {
+				w32[i] = float32(v)
+			}
+			dense, err := NewDenseFrozen(w32, tc.v, tc.d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ins := []input{all[0], all[2], all[3]}
+			frozenBuild := func(w Frozen) func(g *G.ExprGraph, in []*G.Node) (*G.Node, error) {
+				return func(g *G.ExprGraph, in []*G.Node) (*G.Node, error) {
+					out, lp, err := FrozenHeadLogProbs(in[0], w, in[1], in[2], tc.chunk)
+					if err == nil {
+						lp.KeepLogits(tc.keep)
+					}
+					return out, err
+				}
+			}
+			newHarness(t, rng, ins, frozenBuild(dense)).check(rng, 60)
+
+			// The same weights as a graph input, rounded to float32 first.
+			all[1].vals = make([]float64, len(w32))
+			for i, v := range w32 {
+				all[1].vals[i] = float64(v)
+			}
+			nodeBuild := func(g *G.ExprGraph, in []*G.Node) (*G.Node, error) {
+				out, _, err := HeadLogProbs(in[0], in[1], in[2], in[3], tc.chunk)
+				return out, err
+			}
+			want := runF32(t, all, nodeBuild)
+			got := runF32(t, ins, frozenBuild(dense))
+			for i := range want {
+				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+					t.Fatalf("row %d: frozen %v, graph weight %v", i, got[i], want[i])
+				}
+			}
+
+			rounded := newRoundedFrozen(all[1].vals, tc.v, tc.d)
+			slot := NewFrozenSlot(tc.v, tc.d)
+			if err := slot.Bind(rounded); err != nil {
+				t.Fatal(err)
+			}
+			for i := range all[1].vals {
+				all[1].vals[i] = float64(rounded.d.W[i])
+			}
+			want64 := make([]float64, len(want))
+			for i, v := range runF32(t, all, nodeBuild) {
+				want64[i] = float64(v)
+			}
+			near(t, "through a slot", runF32(t, ins, frozenBuild(slot)), want64, 1e-6)
+		})
+	}
+}
+
+func TestFrozenSlotRefusals(t *testing.T) {
+	s := NewFrozenSlot(3, 2)
+	d, _ := NewDenseFrozen(make([]float32, 6), 2, 3)
+	if err := s.Bind(d); err == nil || err.Error() != "ops.FrozenSlot: weight (2, 3) bound to a (3, 2) slot" {
+		t.Fatalf("shape mismatch: %v", err)
+	}
+	if err := s.Bind(nil); err == nil || err.Error() != "ops.FrozenSlot: binding a nil weight" {
+		t.Fatalf("nil: %v", err)
+	}
+	g := G.NewGraph()
+	x := G.NewMatrix(g, G.Float32, G.WithShape(4, 2), G.WithName("x"), G.WithInit(G.Zeroes()))
+	y, err := FrozenLinear(x, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = y
+	m := G.NewTapeMachine(g)
+	if err := m.RunAll(); err == nil || !strings.Contains(err.Error(), "ops.FrozenLinear: its weight slot was not bound") {
+		t.Fatalf("unbound slot: %v", err)
 	}
 }

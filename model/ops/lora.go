@@ -16,10 +16,11 @@ type LoRASpec struct {
 	// Dropout is lora_dropout: the probability of zeroing an element of the adapter's input (the
 	// kept ones are scaled by 1/(1−p), as torch.nn.Dropout). 0 disables it.
 	Dropout float64
-	// Seed, read at every run, and Key (one per adapted layer) choose the dropout mask: element j of
-	// the input is dropped iff DropMask(*Seed, Key, j) is false. Nil Seed means seed 0.
+	// Seed and Key (one per adapted layer), both read at every run, choose the dropout mask:
+	// element j of the input is dropped iff DropMask(*Seed, *Key, j) is false. Nil means 0. Key is
+	// a pointer so that one op in a checkpointed layer's template serves every layer's key.
 	Seed *uint64
-	Key  uint64
+	Key  *uint64
 }
 
 // LoRA is the adapter's contribution to a linear layer, as PEFT's lora.Linear computes it:
@@ -106,16 +107,19 @@ func loraFwd[T Float](op *loraOp, y []T, vs []G.Value) {
 	x, a, b := floats[T](vs[0]), floats[T](vs[1]), floats[T](vs[2])
 	xd := x
 	if p := op.spec.Dropout; p > 0 {
-		var seed uint64
+		var seed, key uint64
 		if op.spec.Seed != nil {
 			seed = *op.spec.Seed
+		}
+		if op.spec.Key != nil {
+			key = *op.spec.Key
 		}
 		mask, dst := floats[T](op.mask.get(dt, n, in)), floats[T](op.xd.get(dt, n, in))
 		keep := T(1 / (1 - p))
 		parallelRange(len(x), 1<<14, func(lo, hi int) {
 			for j := lo; j < hi; j++ {
 				m := T(0)
-				if DropMask(seed, op.spec.Key, j, p) {
+				if DropMask(seed, key, j, p) {
 					m = keep
 				}
 				mask[j], dst[j] = m, m*x[j]

@@ -23,7 +23,7 @@ func loraRef(x, a, b []float64, n, in, r, out int, spec LoRASpec) []float64 {
 			for j := 0; j < in; j++ {
 				xv := x[i*in+j]
 				if spec.Dropout > 0 {
-					if DropMask(seed, spec.Key, i*in+j, spec.Dropout) {
+					if DropMask(seed, *spec.Key, i*in+j, spec.Dropout) {
 						xv /= 1 - spec.Dropout
 					} else {
 						xv = 0
@@ -55,7 +55,8 @@ func TestLoRA(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(4, uint64(tc.n)))
-			spec := LoRASpec{Scale: tc.scale, Dropout: tc.dropout, Seed: &seed, Key: 12345}
+			key := uint64(12345)
+			spec := LoRASpec{Scale: tc.scale, Dropout: tc.dropout, Seed: &seed, Key: &key}
 			ins := []input{floatIn(rng, tc.n, tc.in), floatIn(rng, tc.r, tc.in), floatIn(rng, tc.out, tc.r)}
 			build := func(g *G.ExprGraph, in []*G.Node) (*G.Node, error) { return LoRA(in[0], in[1], in[2], spec) }
 			h := newHarness(t, rng, ins, build)
