@@ -139,7 +139,8 @@ func (gr *Graph) build(w *Weights) error {
 		if err != nil {
 			return nil, err
 		}
-		d, err := ops.LoRA(x, a, b, ops.LoRASpec{Scale: ad.Scale(), Dropout: dropout, Seed: &gr.seed, Key: dropoutKey(name)})
+		key := dropoutKey(name)
+		d, err := ops.LoRA(x, a, b, ops.LoRASpec{Scale: ad.Scale(), Dropout: dropout, Seed: &gr.seed, Key: &key})
 		if err != nil {
 			return nil, err
 		}
@@ -160,25 +161,14 @@ func (gr *Graph) build(w *Weights) error {
 		return e
 	}
 	attn := ops.AttentionSpec{Batch: B, SeqLen: gr.spec.SeqLen, Heads: c.NumAttentionHeads, KVHeads: c.NumKeyValueHeads, HeadDim: c.HeadDim, Window: c.SlidingWindow}
-	frozenBase := false
-	for _, t := range w.Tensors {
-		if t.Frozen != nil {
-			frozenBase = true
-			break
-		}
-	}
 	// layer lays out decoder layer l on the residual stream h (N, D) and returns the new stream and,
-	// for MoE, the layer's router statistics (2, E). Every trainable tensor it reads comes through
-	// param, and positions and segments are its arguments, so that gradient checkpointing can lay the
-	// same layer out on a sub-graph's placeholders (graph_ckpt.go).
-	layer := func(l int, h, positions, segments *G.Node, param func(string) (*G.Node, error)) (out, stats *G.Node) {
+	// for MoE, the layer's router statistics (2, E). Every tensor it reads comes through ts, and
+	// positions and segments are its arguments, so that gradient checkpointing can lay the same
+	// layer out on a sub-graph's placeholders (graph_ckpt.go).
+	layer := func(l int, h, positions, segments *G.Node, ts layerTensors) (out, stats *G.Node) {
+		param := ts.param
 		p := func(r Role) *G.Node { return must(param(c.TensorKey(l, r, 0))) }
-		lin := lin
-		if ad == nil && !frozenBase {
-			// Every weight is a trainable param: through this layer's param (the sub-graph's, when
-			// checkpointed).
-			lin = func(x *G.Node, name string) *G.Node { return must(ops.Linear(x, must(param(name)))) }
-		}
+		lin := func(x *G.Node, name string) *G.Node { return must(ts.linear(x, name)) }
 		// proj is x·Wᵀ (trainable, or frozen plus its LoRA term) plus the role's bias when the
 		// architecture has one (Qwen2's q/k/v, attention_bias).
 		proj := func(x *G.Node, w, b Role, biased bool) *G.Node {
@@ -215,32 +205,62 @@ func (gr *Graph) build(w *Weights) error {
 		}
 		return must(ops.Add(h, mlp)), stats
 	}
+	outer := layerTensors{param: param, linear: linear}
 	h := must(ops.Embedding(must(param(EmbedKey)), tokens)) // (N, D)
-	var ckpt *layerCheckpoint
-	if gr.spec.Checkpoint && (ad != nil || frozenBase) {
-		// The checkpointed layer is one sub-graph rebound to each layer's tensors; a frozen weight or
-		// a LoRA term is baked into its op, so it cannot be rebound yet.
-		return fmt.Errorf("gradient_checkpointing: not supported with a LoRA adapter or a frozen (quantized) base yet; turn it off")
-	}
-	for l := 1; gr.spec.Checkpoint && l < c.NumHiddenLayers; l++ {
-		if c.MoELayer(l) != c.MoELayer(0) {
-			// One template layer serves every layer: Qwen3-MoE's mixed dense/sparse layers differ.
-			return fmt.Errorf("gradient_checkpointing: layers %d and %d differ (dense and mixture-of-experts), which it does not support yet", 0, l)
+	// With checkpointing, layers laid out alike share one template (graph_ckpt.go).
+	var env *ckptEnv
+	templates := map[string]*layerCheckpoint{}
+	if gr.spec.Checkpoint {
+		env = &ckptEnv{
+			trainable: trainable,
+			tensor: func(name string) (*Tensor, error) {
+				if adOn && ad.Saved[name] != nil {
+					return ad.Saved[name], nil
+				}
+				return w.Get(name)
+			},
+			frozenOf: frozenOf,
+			lora: func(name string) *LoRALayer {
+				if !adOn {
+					return nil
+				}
+				return ad.Layers[name]
+			},
+			outer: outer,
+			outerLoRA: func(weight string) (*G.Node, *G.Node, error) {
+				ll := ad.Layers[weight]
+				if !adOn || ll == nil {
+					return nil, nil, fmt.Errorf("%s has no LoRA pair in this layer, unlike the layer its template was laid out from", weight)
+				}
+				ka, kb := LoRAKeys(weight)
+				a, err := node(ka, ll.A, true)
+				if err != nil {
+					return nil, nil, err
+				}
+				b, err := node(kb, ll.B, true)
+				return a, b, err
+			},
+			failed: func() error { return err },
 		}
-	}
-	if gr.spec.Checkpoint && err == nil {
-		trainable := func(string) bool { return true } // every layer tensor is a graph param
-		if ckpt, err = gr.newLayerCheckpoint(w, layer, trainable, func() error { return err }); err != nil {
-			return err
+		if ad != nil {
+			env.loraSpec = ops.LoRASpec{Scale: ad.Scale(), Dropout: dropout, Seed: &gr.seed}
 		}
 	}
 	var routerStats G.Nodes
 	for l := 0; l < c.NumHiddenLayers && err == nil; l++ {
 		var stats *G.Node
-		if ckpt != nil {
-			h, stats = must2(ckpt.apply(l, h, positions, segments, param))
+		if env != nil {
+			sig := gr.layerSignature(l, env)
+			lc := templates[sig]
+			if lc == nil {
+				if lc, err = gr.newLayerCheckpoint(l, layer, env); err != nil {
+					return err
+				}
+				templates[sig] = lc
+			}
+			h, stats = must2(lc.apply(l, h, positions, segments))
 		} else {
-			h, stats = layer(l, h, positions, segments, param)
+			h, stats = layer(l, h, positions, segments, outer)
 		}
 		if stats != nil {
 			routerStats = append(routerStats, stats)
@@ -261,12 +281,22 @@ func (gr *Graph) build(w *Weights) error {
 			headName = EmbedKey // tied: the embedding node itself, so its gradient sums both uses
 		}
 		var lp *ops.LogProbs
-		if trainable(headName) || (ad == nil && w.Tensors[headName].Frozen == nil) {
+		chunk := headChunk(N, c.VocabSize)
+		switch {
+		case trainable(headName):
 			// The fused head never holds the (N, V) logits or their gradient (headChunk rows at a time).
-			headOut, lp, e = ops.HeadLogProbs(hn, must(param(headName)), targets, weights, headChunk(N, c.VocabSize))
-		} else {
-			// A frozen (quantized) or LoRA-adapted head: its product, then the log-probs.
-			headOut, lp, e = ops.TokenLogProbs(lin(hn, headName), targets, weights) // (N, V) logits
+			headOut, lp, e = ops.HeadLogProbs(hn, must(param(headName)), targets, weights, chunk)
+		case adOn && ad.Layers[headName] != nil:
+			// A LoRA-adapted head (lm_head among the target modules): its product, then the
+			// log-probs, with the (N, V) logits held.
+			headOut, lp, e = ops.TokenLogProbs(lin(hn, headName), targets, weights)
+		default:
+			// A frozen head (a LoRA run's, or a quantized base's): fused and chunked too, with no
+			// gradient for the weight.
+			var f ops.Frozen
+			if f, e = frozenOf(headName); e == nil {
+				headOut, lp, e = ops.FrozenHeadLogProbs(hn, f, targets, weights, chunk)
+			}
 		}
 		if e != nil {
 			return e

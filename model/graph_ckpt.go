@@ -9,63 +9,164 @@ import (
 	"github.com/alignkit/alignkit/model/ops"
 )
 
-// layerFunc lays out decoder layer l (graph_build.go's layer): the new residual stream and, for
-// MoE, the router statistics.
-type layerFunc func(l int, h, positions, segments *G.Node, param func(string) (*G.Node, error)) (out, stats *G.Node)
-
-// layerCheckpoint runs every decoder layer through one ops.Checkpoint (GraphSpec.Checkpoint): layer 0
-// laid out on a sub-graph whose placeholders are the residual stream, positions, segments and the
-// layer's tensors, which each layer binds to its own.
-type layerCheckpoint struct {
-	cp *ops.Checkpoint
-	// suffixes are the layer tensors' names without "model.layers.<l>.", in placeholder order.
-	suffixes []string
+// layerTensors is how a decoder layer reaches its tensors: param gives a tensor's node by name
+// (norms, biases, trainable weights), linear gives x·Wᵀ for a named weight (trainable, frozen, or
+// frozen plus its LoRA term). The outer graph and a checkpointed layer's template each supply
+// their own.
+type layerTensors struct {
+	param  func(name string) (*G.Node, error)
+	linear func(x *G.Node, name string) (*G.Node, error)
 }
 
-// newLayerCheckpoint lays the template layer out. failed reports an error that layer's ops hit
-// (graph_build's must records errors rather than returning them). trainable says, by layer-0 name,
-// which tensors get gradients: a frozen one (a LoRA base weight) must not be differentiated.
-func (gr *Graph) newLayerCheckpoint(w *Weights, layer layerFunc, trainable func(name string) bool, failed func() error) (*layerCheckpoint, error) {
+// layerFunc lays out decoder layer l (graph_build.go's layer): the new residual stream and, for
+// MoE, the router statistics.
+type layerFunc func(l int, h, positions, segments *G.Node, ts layerTensors) (out, stats *G.Node)
+
+// ckptEnv is what a checkpointed layer's template needs from the graph being built.
+type ckptEnv struct {
+	// trainable says whether the named tensor gets a gradient (then it is a placeholder the
+	// template differentiates); tensor is the tensor the graph reads under a name (an adapter's
+	// modules_to_save copy when one is on).
+	trainable func(name string) bool
+	tensor    func(name string) (*Tensor, error)
+	// frozenOf is a frozen weight's product; lora is the weight's LoRA pair, nil when it has none or
+	// adapters are off; loraSpec is the adapter's constants (Key is the template's).
+	frozenOf func(name string) (ops.Frozen, error)
+	lora     func(name string) *LoRALayer
+	loraSpec ops.LoRASpec
+	// outer gives each application's inputs: the outer graph's nodes for a tensor, and for an
+	// adapted weight's LoRA pair.
+	outer     layerTensors
+	outerLoRA func(weight string) (a, b *G.Node, err error)
+	// failed reports an error the layer's ops hit (graph_build's must records errors rather than
+	// returning them).
+	failed func() error
+}
+
+// templateInput is one placeholder of a layer template after h, positions and segments: a layer
+// tensor, or the A or B of the LoRA pair on a weight, named by its suffix after
+// "model.layers.<l>.".
+type templateInput struct {
+	suffix string
+	kind   inputKind
+}
+
+type inputKind int
+
+const (
+	inputTensor inputKind = iota
+	inputLoRAA
+	inputLoRAB
+)
+
+// layerCheckpoint runs decoder layers through one ops.Checkpoint (GraphSpec.Checkpoint): one
+// layer laid out on a sub-graph whose placeholders are the residual stream, positions, segments,
+// the layer's tensors and its LoRA pairs, which each layer binds to its own. Frozen weights are not
+// graph inputs: the template reads them through FrozenSlots, and LoRA dropout keys through
+// pointers, that each application binds to its layer's before the template runs. Layers laid out
+// differently (a dense layer among MoE ones) get templates of their own (layerSignature).
+type layerCheckpoint struct {
+	cp     *ops.Checkpoint
+	env    *ckptEnv
+	inputs []templateInput
+	// slots and keys by weight suffix: shared by the forward and backward sub-graphs.
+	slots map[string]*ops.FrozenSlot
+	keys  map[string]*uint64
+}
+
+// newLayerCheckpoint lays layer l0 out as the template for every layer with its signature.
+func (gr *Graph) newLayerCheckpoint(l0 int, layer layerFunc, env *ckptEnv) (*layerCheckpoint, error) {
 	N, D := gr.n, gr.cfg.HiddenSize
-	prefix := LayerKey(0, "")
-	lc := &layerCheckpoint{}
+	prefix := LayerKey(l0, "")
+	lc := &layerCheckpoint{env: env, slots: map[string]*ops.FrozenSlot{}, keys: map[string]*uint64{}}
+	built := false
 	build := func(g *G.ExprGraph) (ops.Segment, error) {
 		h := G.NewMatrix(g, gr.dt, G.WithShape(N, D), G.WithName("h"))
 		positions := G.NewVector(g, G.Int32, G.WithShape(N), G.WithName("positions"))
 		segments := G.NewVector(g, G.Int32, G.WithShape(N), G.WithName("segments"))
 		seg := ops.Segment{Inputs: G.Nodes{h, positions, segments}, Diff: []bool{true, false, false}}
-		var suffixes []string
+		var inputs []templateInput
 		byName := map[string]*G.Node{}
+		suffixOf := func(name string) (string, error) {
+			s, ok := strings.CutPrefix(name, prefix)
+			if !ok {
+				return "", fmt.Errorf("checkpointed layer %d reads %s, which is not one of its tensors", l0, name)
+			}
+			return s, nil
+		}
+		placeholder := func(name string, in templateInput, t *Tensor, diff bool) *G.Node {
+			n := G.NewTensor(g, gr.dt, len(t.Shape), G.WithShape(t.Shape...), G.WithName(name))
+			byName[name] = n
+			seg.Inputs = append(seg.Inputs, n)
+			seg.Diff = append(seg.Diff, diff)
+			inputs = append(inputs, in)
+			return n
+		}
 		param := func(name string) (*G.Node, error) {
 			if n, ok := byName[name]; ok {
 				return n, nil
 			}
-			suffix, ok := strings.CutPrefix(name, prefix)
-			if !ok {
-				return nil, fmt.Errorf("checkpointed layer 0 reads %s, which is not one of its tensors", name)
-			}
-			t, err := w.Get(name)
+			suffix, err := suffixOf(name)
 			if err != nil {
 				return nil, err
 			}
-			n := G.NewTensor(g, gr.dt, len(t.Shape), G.WithShape(t.Shape...), G.WithName(name))
-			byName[name] = n
-			seg.Inputs = append(seg.Inputs, n)
-			seg.Diff = append(seg.Diff, trainable(name))
-			suffixes = append(suffixes, suffix)
-			return n, nil
+			t, err := env.tensor(name)
+			if err != nil {
+				return nil, err
+			}
+			return placeholder(name, templateInput{suffix, inputTensor}, t, env.trainable(name)), nil
 		}
-		out, stats := layer(0, h, positions, segments, param)
-		if err := failed(); err != nil {
+		linear := func(x *G.Node, name string) (*G.Node, error) {
+			if env.trainable(name) {
+				w, err := param(name)
+				if err != nil {
+					return nil, err
+				}
+				return ops.Linear(x, w)
+			}
+			suffix, err := suffixOf(name)
+			if err != nil {
+				return nil, err
+			}
+			slot := lc.slots[suffix]
+			if slot == nil {
+				f, err := env.frozenOf(name)
+				if err != nil {
+					return nil, err
+				}
+				slot = ops.NewFrozenSlot(f.Shape())
+				lc.slots[suffix] = slot
+			}
+			y, err := ops.FrozenLinear(x, slot)
+			ll := env.lora(name)
+			if err != nil || ll == nil {
+				return y, err
+			}
+			ka, kb := LoRAKeys(name)
+			a := placeholder(ka, templateInput{suffix, inputLoRAA}, ll.A, true)
+			b := placeholder(kb, templateInput{suffix, inputLoRAB}, ll.B, true)
+			if lc.keys[suffix] == nil {
+				lc.keys[suffix] = new(uint64)
+			}
+			spec := env.loraSpec
+			spec.Key = lc.keys[suffix]
+			d, err := ops.LoRA(x, a, b, spec)
+			if err != nil {
+				return nil, err
+			}
+			return ops.Add(y, d)
+		}
+		out, stats := layer(l0, h, positions, segments, layerTensors{param: param, linear: linear})
+		if err := env.failed(); err != nil {
 			return seg, err
 		}
 		seg.Outputs = G.Nodes{out}
 		if stats != nil {
 			seg.Outputs = append(seg.Outputs, stats)
 		}
-		if lc.suffixes == nil {
-			lc.suffixes = suffixes
-		} else if strings.Join(suffixes, ",") != strings.Join(lc.suffixes, ",") {
+		if !built {
+			lc.inputs, built = inputs, true
+		} else if fmt.Sprint(inputs) != fmt.Sprint(lc.inputs) {
 			return seg, fmt.Errorf("the layer read its tensors in another order the second time")
 		}
 		return seg, nil
@@ -80,16 +181,58 @@ func (gr *Graph) newLayerCheckpoint(w *Weights, layer layerFunc, trainable func(
 
 // apply lays out layer l as one checkpointed node: its output stream and, for MoE, its router
 // statistics.
-func (lc *layerCheckpoint) apply(l int, h, positions, segments *G.Node, param func(string) (*G.Node, error)) (out, stats *G.Node, err error) {
+func (lc *layerCheckpoint) apply(l int, h, positions, segments *G.Node) (out, stats *G.Node, err error) {
+	env := lc.env
 	ins := G.Nodes{h, positions, segments}
-	for _, s := range lc.suffixes {
-		n, err := param(LayerKey(l, s))
+	for _, in := range lc.inputs {
+		name := LayerKey(l, in.suffix)
+		var n *G.Node
+		switch in.kind {
+		case inputTensor:
+			n, err = env.outer.param(name)
+		case inputLoRAA:
+			n, _, err = env.outerLoRA(name)
+		case inputLoRAB:
+			_, n, err = env.outerLoRA(name)
+		}
 		if err != nil {
 			return nil, nil, err
 		}
 		ins = append(ins, n)
 	}
-	outs, err := lc.cp.Apply(ins...)
+	// What bind points the template's slots and keys at: this layer's frozen weights and keys.
+	type binding struct {
+		slot *ops.FrozenSlot
+		w    ops.Frozen
+	}
+	var binds []binding
+	for suffix, slot := range lc.slots {
+		w, err := env.frozenOf(LayerKey(l, suffix))
+		if err != nil {
+			return nil, nil, err
+		}
+		o, i := w.Shape()
+		if so, si := slot.Shape(); o != so || i != si {
+			return nil, nil, fmt.Errorf("layer %d: %s is (%d, %d), the template's (%d, %d)", l, LayerKey(l, suffix), o, i, so, si)
+		}
+		binds = append(binds, binding{slot, w})
+	}
+	keys := map[*uint64]uint64{}
+	for suffix, k := range lc.keys {
+		keys[k] = dropoutKey(LayerKey(l, suffix))
+	}
+	bind := func() error {
+		for _, b := range binds {
+			if err := b.slot.Bind(b.w); err != nil {
+				return err
+			}
+		}
+		for k, v := range keys {
+			*k = v
+		}
+		return nil
+	}
+	outs, err := lc.cp.Apply(bind, ins...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("layer %d: %w", l, err)
 	}
@@ -97,6 +240,28 @@ func (lc *layerCheckpoint) apply(l int, h, positions, segments *G.Node, param fu
 		stats = outs[1]
 	}
 	return outs[0], stats, nil
+}
+
+// layerSignature says how layer l is laid out: dense or MoE, and for each of its tensors the
+// shape, whether it is trained, held only as a Frozen, or carries a LoRA pair (and its rank).
+// Layers with the same signature share a checkpoint template.
+func (gr *Graph) layerSignature(l int, env *ckptEnv) string {
+	c, w := gr.cfg, gr.w
+	prefix := LayerKey(l, "")
+	var b strings.Builder
+	fmt.Fprintf(&b, "moe=%v", c.MoELayer(l))
+	for _, name := range sortedKeys(w.Tensors) {
+		suffix, ok := strings.CutPrefix(name, prefix)
+		if !ok {
+			continue
+		}
+		t := w.Tensors[name]
+		fmt.Fprintf(&b, ";%s%v train=%v frozen=%v", suffix, t.Shape, env.trainable(name), t.Frozen != nil && t.Data == nil)
+		if ll := env.lora(name); ll != nil {
+			fmt.Fprintf(&b, " lora=%v", ll.A.Shape)
+		}
+	}
+	return b.String()
 }
 
 // headChunk is how many rows the fused LM head computes at a time: about 8 Mi logits (32 MiB in
