@@ -2,9 +2,11 @@ package checkpoint
 
 import (
 	"fmt"
+	"path/filepath"
 
 	"github.com/alignkit/alignkit/model/hf"
 	"github.com/alignkit/alignkit/model/lora"
+	"github.com/alignkit/alignkit/model/tokenizer"
 )
 
 // OpenAdapter opens the base model (an HF directory or a GGUF, as Open) and the PEFT LoRA adapter
@@ -19,6 +21,40 @@ func OpenAdapter(base, adapterDir string) (*Model, error) {
 		return nil, err
 	}
 	m.Adapter = ad
+	return m, nil
+}
+
+// openAdapterDir opens a PEFT adapter directory given where a model is expected: the base its
+// adapter_config.json names, the adapter over it, and the directory's own tokenizer files when it
+// has them (a trainer saves them there, with the chat template it trained with). Source stays the
+// base, so an adapter trained further records the real base.
+func openAdapterDir(dir string) (*Model, error) {
+	base, err := lora.BaseOf(dir)
+	if err != nil {
+		return nil, err
+	}
+	if abs, err := filepath.Abs(base); err == nil {
+		if d, err := filepath.Abs(dir); err == nil && abs == d {
+			return nil, fmt.Errorf("%s: base_model_name_or_path names the adapter directory itself", filepath.Join(dir, lora.ConfigFile))
+		}
+	}
+	if lora.IsAdapterDir(base) {
+		return nil, fmt.Errorf("%s: base_model_name_or_path %s is itself an adapter directory; alignkit stacks no adapters (merge the first one with export --merge)", filepath.Join(dir, lora.ConfigFile), base)
+	}
+	m, err := OpenAdapter(base, dir)
+	if err != nil {
+		return nil, fmt.Errorf("adapter %s: %w", dir, err)
+	}
+	if tokenizer.HasFiles(dir) {
+		tok, err := tokenizer.Load(dir)
+		if err != nil {
+			return nil, err
+		}
+		if err := checkVocab(m.Weights, tok, dir); err != nil {
+			return nil, err
+		}
+		m.Tok = tok
+	}
 	return m, nil
 }
 

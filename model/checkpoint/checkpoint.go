@@ -12,6 +12,7 @@ import (
 	"github.com/alignkit/alignkit/model/gguf"
 	"github.com/alignkit/alignkit/model/hf"
 	"github.com/alignkit/alignkit/model/hub"
+	"github.com/alignkit/alignkit/model/lora"
 	"github.com/alignkit/alignkit/model/tokenizer"
 )
 
@@ -28,7 +29,8 @@ type Model struct {
 	Adapter *model.Adapter
 }
 
-// Open reads an HF model directory or a .gguf file. A path that does not exist but has the shape
+// Open reads an HF model directory, a .gguf file, or a PEFT adapter directory (the base it names
+// in base_model_name_or_path, with the adapter, as PEFT's AutoPeftModelForCausalLM loads it). A path that does not exist but has the shape
 // of a name (org/name[@revision], ollama:name[:tag]) is resolved offline by package hub.
 func Open(path string) (*Model, error) {
 	st, err := os.Stat(path)
@@ -40,6 +42,9 @@ func Open(path string) (*Model, error) {
 	}
 	if !st.IsDir() {
 		return openGGUF(path)
+	}
+	if lora.IsAdapterDir(path) {
+		return openAdapterDir(path)
 	}
 	w, err := hf.Load(path)
 	if err != nil {

@@ -130,27 +130,59 @@ func Save(dir string, ad *model.Adapter, w *model.Weights, meta Meta) error {
 // maxConfigBytes bounds adapter_config.json (PEFT's is about 1 KB).
 const maxConfigBytes = 1 << 20
 
+// IsAdapterDir reports whether dir is a PEFT adapter directory: it holds adapter_config.json and
+// no config.json of a full model.
+func IsAdapterDir(dir string) bool {
+	if _, err := os.Stat(filepath.Join(dir, ConfigFile)); err != nil {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(dir, "config.json"))
+	return err != nil
+}
+
+// BaseOf is the base_model_name_or_path an adapter directory names, as PEFT's
+// AutoPeftModelForCausalLM reads it to load the base.
+func BaseOf(dir string) (string, error) {
+	cfg, err := readConfig(dir)
+	if err != nil {
+		return "", err
+	}
+	if cfg.BaseModelNameOrPath == "" {
+		return "", fmt.Errorf("%s: base_model_name_or_path is empty: name the base model and give this directory as the adapter", filepath.Join(dir, ConfigFile))
+	}
+	return cfg.BaseModelNameOrPath, nil
+}
+
+// readConfig reads dir's adapter_config.json within maxConfigBytes.
+func readConfig(dir string) (peftConfig, error) {
+	cfgPath := filepath.Join(dir, ConfigFile)
+	st, err := os.Stat(cfgPath)
+	if err != nil {
+		return peftConfig{}, fmt.Errorf("lora: opening adapter: %w", err)
+	}
+	if st.Size() > maxConfigBytes {
+		return peftConfig{}, fmt.Errorf("%s: %d bytes, more than an adapter config's %d", cfgPath, st.Size(), maxConfigBytes)
+	}
+	raw, err := os.ReadFile(cfgPath)
+	if err != nil {
+		return peftConfig{}, fmt.Errorf("lora: %w", err)
+	}
+	var cfg peftConfig
+	if err := json.NewDecoder(bytes.NewReader(raw)).Decode(&cfg); err != nil {
+		return peftConfig{}, fmt.Errorf("%s: invalid JSON: %v", cfgPath, err)
+	}
+	return cfg, nil
+}
+
 // Load reads a PEFT LoRA adapter directory for the base w and checks it against w: every tensor
 // must name one of w's weights, and A, B and saved tensors must have the shapes w implies (an
 // error names the tensor and both shapes). PEFT features alignkit does not run (DoRA, bias
 // training, rank or alpha patterns, fan_in_fan_out, embedding adapters) are refused, each by name.
 func Load(dir string, w *model.Weights) (*model.Adapter, Meta, error) {
 	cfgPath := filepath.Join(dir, ConfigFile)
-	st, err := os.Stat(cfgPath)
+	cfg, err := readConfig(dir)
 	if err != nil {
-		return nil, Meta{}, fmt.Errorf("lora: opening adapter: %w", err)
-	}
-	if st.Size() > maxConfigBytes {
-		return nil, Meta{}, fmt.Errorf("%s: %d bytes, more than an adapter config's %d", cfgPath, st.Size(), maxConfigBytes)
-	}
-	raw, err := os.ReadFile(cfgPath)
-	if err != nil {
-		return nil, Meta{}, fmt.Errorf("lora: %w", err)
-	}
-	var cfg peftConfig
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if err := dec.Decode(&cfg); err != nil {
-		return nil, Meta{}, fmt.Errorf("%s: invalid JSON: %v", cfgPath, err)
+		return nil, Meta{}, err
 	}
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%s: %s", cfgPath, fmt.Sprintf(format, args...))

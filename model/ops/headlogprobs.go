@@ -26,7 +26,7 @@ func HeadLogProbs(h, w, targets, weights *G.Node, chunk int) (*G.Node, *LogProbs
 	if chunk < 1 {
 		return nil, nil, fmt.Errorf("ops.HeadLogProbs: chunk of %d rows, want at least 1", chunk)
 	}
-	op := &headLogProbsOp{base: base{name: "ops.HeadLogProbs"}, chunk: chunk}
+	op := &headLogProbsOp{base: base{name: "ops.HeadLogProbs"}, chunk: chunk, saveBytes: headSaveBytes}
 	n, err := G.ApplyOp(op, h, w, targets, weights)
 	if err != nil {
 		return nil, nil, err
@@ -44,7 +44,7 @@ func FrozenHeadLogProbs(h *G.Node, w Frozen, targets, weights *G.Node, chunk int
 	if w == nil {
 		return nil, nil, fmt.Errorf("ops.FrozenHeadLogProbs: nil weight")
 	}
-	op := &headLogProbsOp{base: base{name: "ops.FrozenHeadLogProbs"}, chunk: chunk, frozen: &frozenState{w: w}}
+	op := &headLogProbsOp{base: base{name: "ops.FrozenHeadLogProbs"}, chunk: chunk, frozen: &frozenState{w: w}, saveBytes: headSaveBytes}
 	n, err := G.ApplyOp(op, h, targets, weights)
 	if err != nil {
 		return nil, nil, err
@@ -63,6 +63,12 @@ type headLogProbsOp struct {
 	// (chunk, V), shared with the backward op (which runs after this op); hc one chunk's gathered
 	// hidden rows (chunk, D), also shared.
 	out, kept, logits, hc buf
+	// saved holds, when the last forward run's counted rows fit in headSaveBytes, each counted
+	// row's exp(logit − max) (counted, V), which the backward pass then reads instead of
+	// recomputing the logits and their exponentials; savedRun says the last run filled it.
+	saved     buf
+	savedRun  bool
+	saveBytes int // headSaveBytes; tests set 0 to exercise recomputation
 	// Per row (N): side outputs, and the row max and 1/Σ exp(logit − max) for the backward pass.
 	correct, logitSum, rowMax, scale []float64
 	// counted lists the rows with a counted target in the last run; all is 0..N-1.
@@ -223,6 +229,11 @@ func dhOf[T Float](op *headLogProbsOp, w []T, m, v, d int, dl, dh []T) {
 	}
 }
 
+// headSaveBytes bounds the forward pass's saved exponentials (see headLogProbsOp.saved): 64 MiB
+// keeps a small-vocabulary batch's (the reference bench's 2048 × 4096) and recomputes a
+// Llama 3 vocabulary's (1024 × 128256 would be 525 MB, the memory the fused head exists to save).
+const headSaveBytes = 64 << 20
+
 // headFwd fills out and the per-row side values; rows that are not counted get 0 everywhere.
 func headFwd[T Float](op *headLogProbsOp, dt tensor.Dtype, out, h, w []T, targets []int32, wt []T) error {
 	n := len(targets)
@@ -238,11 +249,16 @@ func headFwd[T Float](op *headLogProbsOp, dt tensor.Dtype, out, h, w []T, target
 		}
 		op.counted = append(op.counted, i)
 	}
-	rows, kept := op.counted, []T(nil)
-	if op.keep {
-		rows, kept = op.all, denseData[T](op.kept.get(dt, n, v))
+	rows, into := op.counted, []T(nil)
+	op.savedRun = false
+	switch {
+	case op.keep:
+		rows, into = op.all, denseData[T](op.kept.get(dt, n, v))
+	case len(rows) > 0 && len(rows)*v*int(dt.Size()) <= op.saveBytes:
+		into, op.savedRun = denseData[T](op.saved.get(dt, len(rows), v)), true
 	}
-	headChunks(op, dt, h, w, rows, kept, func(rs []int, _, logits []T) {
+	save := op.savedRun
+	headChunks(op, dt, h, w, rows, into, true, func(rs []int, _, logits []T) {
 		parallelRange(len(rs), max(1, 16384/v), func(lo, hi int) {
 			for j := lo; j < hi; j++ {
 				i := rs[j]
@@ -259,13 +275,19 @@ func headFwd[T Float](op *headLogProbsOp, dt tensor.Dtype, out, h, w []T, target
 					}
 					sum += float64(x)
 				}
-				l := expTo(nil, row, m)
+				xt := row[t]
+				var l float64
+				if save {
+					l = expTo(row, row, m) // kept for the backward pass
+				} else {
+					l = expTo(nil, row, m)
+				}
 				lse := float64(m) + math.Log(l)
 				op.rowMax[i], op.scale[i], op.logitSum[i] = float64(m), 1/l, sum
 				if arg == int(t) {
 					op.correct[i] = 1
 				}
-				out[i] = wt[i] * T(float64(row[t])-lse)
+				out[i] = wt[i] * T(float64(xt)-lse)
 			}
 		})
 	})
@@ -274,8 +296,9 @@ func headFwd[T Float](op *headLogProbsOp, dt tensor.Dtype, out, h, w []T, target
 
 // headChunks computes the logits of rows (indices into h's N rows) op.chunk rows at a time and
 // hands each chunk to fn with its rows, their hidden states (len(rs), D) and logits (len(rs), V).
-// With kept (N, V) not nil, rows must be 0..N-1 and the logits are written into kept.
-func headChunks[T Float](op *headLogProbsOp, dt tensor.Dtype, h, w []T, rows []int, kept []T, fn func(rs []int, hc, logits []T)) {
+// With into (len(rows), V) not nil, chunk k's logits are rows k·chunk.. of into (so into is the
+// kept (N, V) when rows are 0..N-1); compute false skips the product and hands fn what into holds.
+func headChunks[T Float](op *headLogProbsOp, dt tensor.Dtype, h, w []T, rows []int, into []T, compute bool, fn func(rs []int, hc, logits []T)) {
 	n := len(op.all)
 	d := len(h) / n
 	v := op.vocab(len(w), d)
@@ -293,12 +316,14 @@ func headChunks[T Float](op *headLogProbsOp, dt tensor.Dtype, h, w []T, rows []i
 			}
 		}
 		var logits []T
-		if kept != nil {
-			logits = kept[rs[0]*v : (rs[0]+m)*v]
+		if into != nil {
+			logits = into[r0*v : (r0+m)*v]
 		} else {
 			logits = denseData[T](op.logits.get(dt, c, v))[:m*v]
 		}
-		logitsOf(op, w, m, v, d, hc, logits)
+		if compute {
+			logitsOf(op, w, m, v, d, hc, logits)
+		}
 		fn(rs, hc, logits)
 	}
 }
@@ -389,7 +414,11 @@ func headBwd[T Float](op *headLogProbsGradOp, dt tensor.Dtype, dh, dw, h, w []T,
 	v := f.vocab(len(w), d)
 	clear(dh)
 	first := true
-	headChunks(f, dt, h, w, f.counted, nil, func(rs []int, hc, dl []T) {
+	var saved []T
+	if f.savedRun {
+		saved = denseData[T](f.saved.t)
+	}
+	headChunks(f, dt, h, w, f.counted, saved, saved == nil, func(rs []int, hc, dl []T) {
 		parallelRange(len(rs), max(1, 16384/v), func(lo, hi int) {
 			for j := lo; j < hi; j++ {
 				i := rs[j]
@@ -399,7 +428,9 @@ func headBwd[T Float](op *headLogProbsGradOp, dt tensor.Dtype, dh, dw, h, w []T,
 					clear(drow)
 					continue
 				}
-				expTo(drow, drow, T(f.rowMax[i]))
+				if saved == nil {
+					expTo(drow, drow, T(f.rowMax[i]))
+				}
 				k := -c * T(f.scale[i])
 				for x := range drow {
 					drow[x] *= k

@@ -44,64 +44,77 @@ func headInputs(rng *rand.Rand, tc headCase) []input {
 // and side outputs against TokenLogProbs on the explicit logits h·Wᵀ.
 func TestHeadLogProbsGradient(t *testing.T) {
 	for ci, tc := range headCases() {
-		t.Run(fmt.Sprintf("case%d", ci), func(t *testing.T) {
-			rng := rand.New(rand.NewPCG(21, uint64(ci)))
-			ins := headInputs(rng, tc)
-			var lp *LogProbs
-			build := func(g *G.ExprGraph, in []*G.Node) (*G.Node, error) {
-				out, l, err := HeadLogProbs(in[0], in[1], in[2], in[3], tc.chunk)
-				if err == nil && lp == nil {
-					lp = l
-					lp.KeepLogits(tc.keep)
-				}
-				return out, err
-			}
-			h := newHarness(t, rng, ins, build)
-			h.check(rng, 60)
-			got, _, err := h.run()
-			if err != nil {
-				t.Fatal(err)
-			}
-			// Reference: the logits by hand, then w·(x_t − log Σ exp x), argmax and Σ x per row.
-			want := make([]float64, tc.n)
-			logits := make([]float64, tc.n*tc.v)
-			for i := 0; i < tc.n; i++ {
-				for j := 0; j < tc.v; j++ {
-					for k := 0; k < tc.d; k++ {
-						logits[i*tc.v+j] += ins[0].vals[i*tc.d+k] * ins[1].vals[j*tc.d+k]
+		for _, recompute := range []bool{false, true} {
+			t.Run(fmt.Sprintf("case%d recompute=%v", ci, recompute), func(t *testing.T) {
+				rng := rand.New(rand.NewPCG(21, uint64(ci)))
+				ins := headInputs(rng, tc)
+				var lp *LogProbs
+				build := func(g *G.ExprGraph, in []*G.Node) (*G.Node, error) {
+					out, l, err := HeadLogProbs(in[0], in[1], in[2], in[3], tc.chunk)
+					if err == nil {
+						noSave(l, recompute)
 					}
+					if err == nil && lp == nil {
+						lp = l
+						lp.KeepLogits(tc.keep)
+					}
+					return out, err
 				}
-			}
-			for i, tg := range tc.targets {
-				wantCorrect, wantSum := 0.0, 0.0
-				if tc.weights[i] != 0 && tg >= 0 {
-					row := logits[i*tc.v : (i+1)*tc.v]
-					var z float64
-					arg := 0
-					for j, x := range row {
-						z += math.Exp(x)
-						wantSum += x
-						if x > row[arg] {
-							arg = j
+				h := newHarness(t, rng, ins, build)
+				h.check(rng, 60)
+				got, _, err := h.run()
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Reference: the logits by hand, then w·(x_t − log Σ exp x), argmax and Σ x per row.
+				want := make([]float64, tc.n)
+				logits := make([]float64, tc.n*tc.v)
+				for i := 0; i < tc.n; i++ {
+					for j := 0; j < tc.v; j++ {
+						for k := 0; k < tc.d; k++ {
+							logits[i*tc.v+j] += ins[0].vals[i*tc.d+k] * ins[1].vals[j*tc.d+k]
 						}
 					}
-					want[i] = tc.weights[i] * (row[tg] - math.Log(z))
-					if arg == int(tg) {
-						wantCorrect = 1
+				}
+				for i, tg := range tc.targets {
+					wantCorrect, wantSum := 0.0, 0.0
+					if tc.weights[i] != 0 && tg >= 0 {
+						row := logits[i*tc.v : (i+1)*tc.v]
+						var z float64
+						arg := 0
+						for j, x := range row {
+							z += math.Exp(x)
+							wantSum += x
+							if x > row[arg] {
+								arg = j
+							}
+						}
+						want[i] = tc.weights[i] * (row[tg] - math.Log(z))
+						if arg == int(tg) {
+							wantCorrect = 1
+						}
+					}
+					if lp.Correct()[i] != wantCorrect || math.Abs(lp.LogitSums()[i]-wantSum) > 1e-9 {
+						t.Fatalf("row %d: correct %g (want %g), logit sum %g (want %g)", i, lp.Correct()[i], wantCorrect, lp.LogitSums()[i], wantSum)
 					}
 				}
-				if lp.Correct()[i] != wantCorrect || math.Abs(lp.LogitSums()[i]-wantSum) > 1e-9 {
-					t.Fatalf("row %d: correct %g (want %g), logit sum %g (want %g)", i, lp.Correct()[i], wantCorrect, lp.LogitSums()[i], wantSum)
+				near(t, "float64 logprobs", got, want, 1e-12)
+				if tc.keep {
+					near(t, "kept logits", lp.Logits().Data().([]float64), logits, 1e-12)
+				} else if lp.Logits() != nil {
+					t.Fatal("logits kept without KeepLogits")
 				}
-			}
-			near(t, "float64 logprobs", got, want, 1e-12)
-			if tc.keep {
-				near(t, "kept logits", lp.Logits().Data().([]float64), logits, 1e-12)
-			} else if lp.Logits() != nil {
-				t.Fatal("logits kept without KeepLogits")
-			}
-			near(t, "float32 logprobs", runF32(t, ins, build), want, 1e-5)
-		})
+				near(t, "float32 logprobs", runF32(t, ins, build), want, 1e-5)
+			})
+		}
+	}
+}
+
+// noSave makes a head op recompute its logits in the backward pass, when on, instead of reading
+// the exponentials its forward pass saved.
+func noSave(lp *LogProbs, on bool) {
+	if on {
+		lp.op.(*headLogProbsOp).saveBytes = 0
 	}
 }
 
@@ -237,7 +250,7 @@ func TestHeadLogProbsHoldsNoLogits(t *testing.T) {
 		runtime.ReadMemStats(&m)
 		return m.HeapAlloc
 	}
-	held := func(fused bool) uint64 {
+	held := func(fused, save bool) uint64 {
 		before := heap()
 		g := G.NewGraph()
 		h := G.NewMatrix(g, G.Float32, G.WithShape(n, d), G.WithName("h"), G.WithValue(tensor.New(tensor.WithShape(n, d), tensor.WithBacking(hv))))
@@ -247,7 +260,11 @@ func TestHeadLogProbsHoldsNoLogits(t *testing.T) {
 		var out *G.Node
 		var err error
 		if fused {
-			out, _, err = HeadLogProbs(h, w, tg, wt, chunk)
+			var lp *LogProbs
+			out, lp, err = HeadLogProbs(h, w, tg, wt, chunk)
+			if err == nil {
+				noSave(lp, !save)
+			}
 		} else {
 			var logits *G.Node
 			if logits, err = Linear(h, w); err == nil {
@@ -268,12 +285,17 @@ func TestHeadLogProbsHoldsNoLogits(t *testing.T) {
 		runtime.KeepAlive(m)
 		return after - before
 	}
-	fused, unfused := held(true), held(false)
-	t.Logf("graph heap: fused %.1f MiB, Linear+TokenLogProbs %.1f MiB", float64(fused)/(1<<20), float64(unfused)/(1<<20))
+	fused, saving, unfused := held(true, false), held(true, true), held(false, false)
+	t.Logf("graph heap: fused %.1f MiB, fused saving its exponentials %.1f MiB, Linear+TokenLogProbs %.1f MiB", float64(fused)/(1<<20), float64(saving)/(1<<20), float64(unfused)/(1<<20))
 	// The unfused pair's heap shows at least one whole logits matrix (it holds two), the fused op's
-	// less than an eighth of one (a 64-row chunk is 1/16).
-	if logits := uint64(n * v * 4); unfused < logits || fused > logits/8 {
-		t.Fatalf("fused graph holds %d bytes, unfused %d; one (N, V) logits matrix is %d", fused, unfused, logits)
+	// less than an eighth of one (a 64-row chunk is 1/16). Under headSaveBytes the fused op keeps
+	// the exponentials instead of recomputing them: one matrix, not two.
+	logits := uint64(n * v * 4)
+	if logits > headSaveBytes {
+		t.Fatalf("the shape's logits (%d bytes) exceed headSaveBytes: the saving case is not exercised", logits)
+	}
+	if unfused < logits*3/4 || fused > logits/8 || saving < logits*3/4 || saving > logits*5/4 {
+		t.Fatalf("fused graph holds %d bytes (%d saving), unfused %d; one (N, V) logits matrix is %d", fused, saving, unfused, logits)
 	}
 }
 

@@ -8,6 +8,16 @@ import (
 	"path/filepath"
 )
 
+// HasFiles reports whether dir holds a tokenizer Load can read (tokenizer.model or tokenizer.json).
+func HasFiles(dir string) bool {
+	for _, f := range []string{"tokenizer.model", "tokenizer.json"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
 // Load loads the tokenizer of a model directory: tokenizer.model (SentencePiece) when it holds a
 // SentencePiece model, else tokenizer.json (byte-level BPE), with tokenizer_config.json,
 // special_tokens_map.json, added_tokens.json and chat_template.jinja when present, and
