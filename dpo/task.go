@@ -32,12 +32,14 @@ type hooks struct {
 // against the reference log-probs, and the gradient of the loss with respect to the 2N summed
 // log-probs is fed back into the graph.
 type Task struct {
-	cfg    Config
-	loss   LossConfig
-	log    io.Writer // notes: truncation counts, the reference cache
-	hooks  hooks
-	policy *lm.Model
-	tok    *tokenizer.Tokenizer // the policy's, which tokenizes the data
+	// describe is recipe.Base.Describe's line for the job's report.
+	describe string
+	cfg      Config
+	loss     LossConfig
+	log      io.Writer // notes: truncation counts, the reference cache
+	hooks    hooks
+	policy   *lm.Model
+	tok      *tokenizer.Tokenizer // the policy's, which tokenizes the data
 	// ref is the reference model scored per batch; nil when the log-probs were precomputed or the
 	// loss is reference-free.
 	ref         *lm.Model
@@ -69,7 +71,7 @@ func prepare(cfg Config, h hooks, opts ...train.Option) (*recipe.Job, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &recipe.Job{Args: t.cfg.Args, Task: t}, nil
+	return &recipe.Job{Args: t.cfg.Args, Task: t, Report: recipe.Lines(nil, t.describe)}, nil
 }
 
 func newTask(cfg Config, h hooks, log io.Writer) (*Task, error) {
@@ -157,6 +159,7 @@ func newTask(cfg Config, h hooks, log io.Writer) (*Task, error) {
 	if err := base.Adapt(seed); err != nil {
 		return nil, err
 	}
+	t.describe = base.Describe()
 	t.policy = lm.New(ck, rows)
 	t.policy.Checkpoint = cfg.GradientCheckpointing
 	return t, nil

@@ -24,9 +24,11 @@ import (
 // completions of each of its prompts with the current policy, scores them and takes the clipped
 // surrogate's gradient.
 type Task struct {
-	cfg    Config
-	loss   LossConfig
-	policy *lm.Model
+	// describe is recipe.Base.Describe's line for the job's report.
+	describe string
+	cfg      Config
+	loss     LossConfig
+	policy   *lm.Model
 	// ref is the frozen initial policy (nil when beta is 0).
 	ref *lm.Model
 	gen *rlhf.Local
@@ -73,7 +75,7 @@ func Prepare(_ context.Context, cfg Config, opts ...train.Option) (*recipe.Job, 
 	args.PerDeviceTrainBatchSize /= t.cfg.NumGenerations // the loop counts prompts
 	report := []string{fmt.Sprintf("grpo: %d prompts from %s, %d completions each (%d prompts, %d completions per micro-batch), %d reward(s)",
 		len(t.prompts), cfg.DatasetName, t.cfg.NumGenerations, args.PerDeviceTrainBatchSize, t.cfg.PerDeviceTrainBatchSize, len(t.weights))}
-	return &recipe.Job{Args: args, Task: t, Report: report}, nil
+	return &recipe.Job{Args: args, Task: t, Report: recipe.Lines(report, t.describe)}, nil
 }
 
 // Run is `alignkit grpo`: Prepare, then the shared training loop, which writes output_dir
@@ -115,6 +117,7 @@ func newTask(cfg Config, log io.Writer) (*Task, error) {
 	if err := base.Adapt(uint64(*cfg.Seed)); err != nil {
 		return nil, err
 	}
+	t.describe = base.Describe()
 	ck := base.Ckpt
 	t.tok, t.chatTemplate, t.pad = ck.Tok, base.ChatTemplate, base.Pad
 	if t.gen, err = rlhf.NewLocal(ck, cfg.ChatTemplate); err != nil {

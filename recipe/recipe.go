@@ -104,6 +104,38 @@ type Base struct {
 	ChatTemplate string
 
 	args ModelArgs
+	// adapterFrom is where a loaded adapter came from ("" when none was loaded).
+	adapterFrom string
+}
+
+// Lines is a Job's report: lines, then a Describe line when it is not empty.
+func Lines(lines []string, describe string) []string {
+	if describe != "" {
+		return append(lines, describe)
+	}
+	return lines
+}
+
+// Describe is the line a trainer reports about what trains: a new LoRA adapter, or the one it
+// continues and where it came from; "" when the whole model trains.
+func (b *Base) Describe() string {
+	ad := b.Ckpt.Adapter
+	if ad == nil {
+		return ""
+	}
+	n := 0
+	for _, l := range ad.Layers {
+		n += len(l.A.Data) + len(l.B.Data)
+	}
+	for _, t := range ad.Saved {
+		n += len(t.Data)
+	}
+	what := "a new LoRA adapter"
+	if b.adapterFrom != "" {
+		what = "the LoRA adapter in " + b.adapterFrom
+	}
+	return fmt.Sprintf("training %s over %s: r %d, alpha %g, %d adapted weights, %d saved modules, %d trainable parameters",
+		what, b.Ckpt.Source, ad.R, ad.Alpha, len(ad.Layers), len(ad.Saved), n)
 }
 
 // Adapt gives the model a new LoRA adapter (A Kaiming-uniform from seed, B zero, as PEFT) when
@@ -162,6 +194,12 @@ func Open(key, path string, m ModelArgs, chatTemplate string) (*Base, error) {
 		return nil, fmt.Errorf("chat_template: %w", err)
 	}
 	b := &Base{Ckpt: ck, Tok: tok, Pad: lm.PadID(ck.Tok, ck.Weights.Config), args: m}
+	switch {
+	case m.AdapterNameOrPath != "":
+		b.adapterFrom = m.AdapterNameOrPath
+	case ck.Adapter != nil:
+		b.adapterFrom = path // a PEFT adapter directory given as the model
+	}
 	if tmpl := tok.Template(); tmpl != nil && tmpl.Source() != ck.Tok.ChatTemplate() {
 		b.ChatTemplate = tmpl.Source()
 	}

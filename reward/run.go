@@ -51,7 +51,7 @@ func Prepare(_ context.Context, cfg Config, _ ...train.Option) (*recipe.Job, err
 	if err != nil {
 		return nil, err
 	}
-	return &recipe.Job{Args: cfg.Args, Task: t, Report: append(slices.Clone(t.Summary.Warnings), t.Summary.String())}, nil
+	return &recipe.Job{Args: cfg.Args, Task: t, Report: recipe.Lines(append(slices.Clone(t.Summary.Warnings), t.Summary.String()), t.describe)}, nil
 }
 
 // Run is `alignkit reward train`: Prepare (nothing is written if it fails), its warnings and data
@@ -113,6 +113,7 @@ func prepare(cfg Config) (*Task, error) {
 	if err := base.Adapt(seed); err != nil {
 		return nil, err
 	}
+	describe := base.Describe()
 	sum.PadID = pad
 	bc := data.PairBatchConfig{BatchSize: cfg.PerDeviceTrainBatchSize, MaxLength: cfg.Data.MaxLength,
 		MaxPromptLength: cfg.MaxPromptLength, PadID: pad}
@@ -132,7 +133,7 @@ func prepare(cfg Config) (*Task, error) {
 	}
 	m := lm.New(ck, 2*cfg.PerDeviceTrainBatchSize)
 	m.Checkpoint = cfg.GradientCheckpointing
-	t := &Task{Model: m, EvalModel: m, TrainData: trainB, EvalData: evalB, TrainSet: trainSet, EvalSet: evalSet,
+	t := &Task{describe: describe, Model: m, EvalModel: m, TrainData: trainB, EvalData: evalB, TrainSet: trainSet, EvalSet: evalSet,
 		CenterCoef: cfg.CenterRewardsCoefficient, Truncation: Truncation{MaxLength: cfg.Data.MaxLength, MaxPromptLength: cfg.MaxPromptLength}}
 	if evalB != nil && cfg.PerDeviceEvalBatchSize != cfg.PerDeviceTrainBatchSize {
 		t.EvalModel = lm.New(ck, 2*cfg.PerDeviceEvalBatchSize)

@@ -16,6 +16,8 @@ import (
 // micro-batch of N pairs is one forward pass over 2N rows (chosen rows, then rejected rows) with
 // the score head, and the Bradley–Terry loss of Loss.
 type Task struct {
+	// describe is recipe.Base.Describe's line for the job's report.
+	describe string
 	// Model is trained; EvalModel shares its weights and keeps graphs of the evaluation batch height.
 	Model, EvalModel *lm.Model
 	// TrainData and EvalData collate pairs; EvalData is nil without evaluation data.

@@ -284,3 +284,68 @@ func TestRunConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestRunWithLoRA: with sft.use_peft each round's policy is a PEFT adapter directory over the
+// unchanged base: round 1 trains a new adapter, round 2 samples with it and keeps training it (not a
+// fresh one), and every adapter records the real base, not the round before.
+func TestRunWithLoRA(t *testing.T) {
+	cfg := runConfig(t)
+	cfg.SFT.Model.Lora.UsePEFT = true
+	r := 4
+	cfg.SFT.Model.Lora.LoraR = &r
+	var log bytes.Buffer
+	if _, err := rlhf.Run(context.Background(), cfg, train.WithLogWriter(&log), train.WithProgressBar(false)); err != nil {
+		t.Fatal(err)
+	}
+	round := func(r int, parts ...string) string {
+		return filepath.Join(append([]string{cfg.OutputDir, "round-" + string(rune('0'+r))}, parts...)...)
+	}
+	if _, _, p := readState(t, cfg); p != round(2, "checkpoint") {
+		t.Errorf("final policy %s", p)
+	}
+	var adapters [2][]byte
+	for r := 1; r <= 2; r++ {
+		if _, err := os.Stat(round(r, "checkpoint", "model.safetensors")); !os.IsNotExist(err) {
+			t.Errorf("round %d saved a full model: %v", r, err)
+		}
+		raw, err := os.ReadFile(round(r, "checkpoint", "adapter_config.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ac struct {
+			Base string `json:"base_model_name_or_path"`
+			R    int    `json:"r"`
+		}
+		if err := json.Unmarshal(raw, &ac); err != nil {
+			t.Fatal(err)
+		}
+		if ac.Base != cfg.ModelNameOrPath || ac.R != 4 {
+			t.Errorf("round %d adapter: base %q r %d, want %q and 4", r, ac.Base, ac.R, cfg.ModelNameOrPath)
+		}
+		if adapters[r-1], err = os.ReadFile(round(r, "checkpoint", "adapter_model.safetensors")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(round(r, "eval", rlhf.EvalFile)); err != nil {
+			t.Errorf("round %d: %v", r, err)
+		}
+	}
+	if bytes.Equal(adapters[0], adapters[1]) {
+		t.Error("round 2's adapter equals round 1's: it did not train")
+	}
+	for _, want := range []string{
+		"training a new LoRA adapter over " + cfg.ModelNameOrPath + ": r 4, alpha 32",
+		"training the LoRA adapter in " + round(1, "checkpoint") + " over " + cfg.ModelNameOrPath + ": r 4, alpha 32",
+	} {
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("the log lacks %q:\n%s", want, log.String())
+		}
+	}
+	// The final policy opens as a model: base plus adapter, unmerged.
+	ck, err := checkpoint.Open(round(2, "checkpoint"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ck.Adapter == nil || ck.Source != cfg.ModelNameOrPath {
+		t.Errorf("opened policy: adapter %v, source %s", ck.Adapter != nil, ck.Source)
+	}
+}

@@ -98,7 +98,7 @@ func Prepare(_ context.Context, cfg Config, _ ...train.Option) (*recipe.Job, err
 	m.Checkpoint = cfg.GradientCheckpointing
 	task := newTask(m, trainB, evalB, cfg.PerDeviceEvalBatchSize)
 	task.ChatTemplate, task.Summary = base.ChatTemplate, sum
-	return &recipe.Job{Args: cfg.Args, Task: task, Report: []string{sum.String()}}, nil
+	return &recipe.Job{Args: cfg.Args, Task: task, Report: recipe.Lines([]string{sum.String()}, base.Describe())}, nil
 }
 
 // Run is `alignkit sft`: Prepare (nothing is written if it fails), the data summary printed to the
