@@ -98,3 +98,30 @@ func TestLoRAConfigErrors(t *testing.T) {
 		t.Errorf("quantized base without LoRA:\n got %v\nwant %s", err, want)
 	}
 }
+
+// TestLoRACheckpointingSameAdapter: gradient_checkpointing with LoRA, on a float32 base and on a
+// 4-bit one (QLoRA), trains byte for byte the adapter the plain graph trains: checkpointing
+// recomputes the same kernels on the same values, dropout masks included.
+func TestLoRACheckpointingSameAdapter(t *testing.T) {
+	for _, fourBit := range []bool{false, true} {
+		t.Run(map[bool]string{false: "float32 base", true: "nf4 base"}[fourBit], func(t *testing.T) {
+			adapter := func(ckpt bool) []byte {
+				c := loraConfig(t)
+				c.MaxSteps, c.SaveSteps, c.Data.EvalSplit = 6, 0, 0
+				c.Model.Quant.LoadIn4bit = fourBit
+				c.GradientCheckpointing = ckpt
+				if _, err := Run(t.Context(), c, train.WithLogWriter(&bytes.Buffer{})); err != nil {
+					t.Fatal(err)
+				}
+				b, err := os.ReadFile(filepath.Join(c.OutputDir, "adapter_model.safetensors"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return b
+			}
+			if !bytes.Equal(adapter(false), adapter(true)) {
+				t.Error("the checkpointed run trained another adapter")
+			}
+		})
+	}
+}
