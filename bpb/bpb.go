@@ -73,7 +73,7 @@ func Evaluate(m *checkpoint.Model, rows []data.Row, opt Options) (*Result, error
 	if bos < 0 {
 		return nil, fmt.Errorf("%s: the tokenizer has no BOS token to condition a text's first token on", m.Source)
 	}
-	eng, err := infer.New(m.Weights)
+	eng, err := infer.NewAdapted(m.Weights, m.Adapter)
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/alignkit/alignkit/model"
 	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/alignkit/alignkit/model/infer"
+	"github.com/alignkit/alignkit/model/lora"
 )
 
 // Item is one (prompt, response) to score: plain strings, or message lists (conversational, when
@@ -61,13 +62,41 @@ type Scorer struct {
 	maxPromptLength int
 }
 
-// NewScorer loads a reward model (an HF directory or a GGUF) for scoring.
+// NewScorer loads a reward model (an HF directory, a GGUF, or a LoRA reward model's adapter
+// directory: see Open) for scoring.
 func NewScorer(modelPath string, opts ...ScorerOption) (*Scorer, error) {
-	ck, err := checkpoint.Open(modelPath)
+	ck, err := Open(modelPath)
 	if err != nil {
 		return nil, fmt.Errorf("loading reward model: %w", err)
 	}
 	return NewScorerFromModel(ck, opts...)
+}
+
+// Open opens a reward model: a checkpoint with a score head, or the PEFT adapter directory of a
+// LoRA reward model (task_type SEQ_CLS, its score head among the saved modules) over the causal LM
+// it names, which is laid out as a reward model first, as PEFT's
+// AutoPeftModelForSequenceClassification does.
+func Open(path string) (*checkpoint.Model, error) {
+	if lora.IsAdapterDir(path) {
+		meta, err := lora.ReadMeta(path)
+		if err != nil {
+			return nil, err
+		}
+		if meta.TaskType == lora.TaskSeqCls {
+			base, err := checkpoint.Open(meta.BaseModel)
+			if err != nil {
+				return nil, fmt.Errorf("adapter %s: %w", path, err)
+			}
+			if !base.Weights.Config.IsRewardModel() {
+				// The fresh head's values are replaced by the adapter's saved score.weight.
+				if base, err = FromCausalLM(base, 0); err != nil {
+					return nil, err
+				}
+			}
+			return checkpoint.AttachAdapterDir(base, path)
+		}
+	}
+	return checkpoint.Open(path)
 }
 
 // NewScorerFromModel scores with an already loaded reward model. It errors when the model has no
@@ -100,7 +129,7 @@ func NewScorerFromModel(ck *checkpoint.Model, opts ...ScorerOption) (*Scorer, er
 	if o.maxLength < 2 {
 		return nil, fmt.Errorf("max length %d: want at least 2", o.maxLength)
 	}
-	eng, err := infer.New(ck.Weights)
+	eng, err := infer.NewAdapted(ck.Weights, ck.Adapter) // a LoRA reward model runs unmerged
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", ck.Source, err)
 	}

@@ -2,6 +2,7 @@ package reward
 
 import (
 	"context"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 	"github.com/alignkit/alignkit/internal/testutil"
 	"github.com/alignkit/alignkit/lm"
 	"github.com/alignkit/alignkit/model"
+	"github.com/alignkit/alignkit/model/checkpoint"
+	"github.com/alignkit/alignkit/model/lora"
 	"github.com/alignkit/alignkit/train"
 )
 
@@ -381,5 +384,60 @@ func TestGradientCheckpointingReachesModels(t *testing.T) {
 		if task.Model.Checkpoint != on || task.EvalModel.Checkpoint != on {
 			t.Errorf("gradient_checkpointing %v: model %v, eval model %v", on, task.Model.Checkpoint, task.EvalModel.Checkpoint)
 		}
+	}
+}
+
+// TestLoRARewardModelScores: a LoRA reward model (use_peft over stories260K's causal LM) saves a
+// PEFT SEQ_CLS adapter directory with the score head among its saved modules; NewScorer opens that
+// directory as PEFT's AutoPeftModelForSequenceClassification does and scores unmerged exactly as
+// the merged model does (within float32 rounding), and the eval accuracy it logged is reproduced.
+func TestLoRARewardModelScores(t *testing.T) {
+	cfg := smallConfig(t, testutil.WriteJSONL(t, "train.jsonl", ratedRows(t, 0, 16)...))
+	cfg.Model.Lora.UsePEFT = true
+	cfg.MaxSteps = 4
+	cfg.LearningRate = 1e-2
+	if _, err := Run(context.Background(), cfg, train.WithLogWriter(io.Discard)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(cfg.OutputDir, "model.safetensors")); !os.IsNotExist(err) {
+		t.Fatalf("a LoRA reward run saved a full model: %v", err)
+	}
+	s, err := NewScorer(cfg.OutputDir, WithMaxLength(128))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck := s.Model()
+	if ck.Adapter == nil || ck.Adapter.Saved[model.ScoreKey] == nil {
+		t.Fatalf("the opened reward model has no adapter with a saved score head")
+	}
+	merged, err := lora.Merge(ck.Weights, ck.Adapter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := NewScorerFromModel(&checkpoint.Model{Weights: merged, Tok: ck.Tok, Source: "merged"}, WithMaxLength(128))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prompts := []string{"Once upon a time", "Lily saw a cat.", "Tom had a ball"}
+	answers := []string{" there was a dog.", " It was big and red and happy.", " and he played."}
+	a, err := s.ScoreText(context.Background(), prompts, answers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := ms.ScoreText(context.Background(), prompts, answers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range a {
+		if math.Abs(a[i]-b[i]) > 1e-4*math.Max(1, math.Abs(b[i])) {
+			t.Errorf("text %d: unmerged %v, merged %v", i, a[i], b[i])
+		}
+	}
+	if a[0] == a[1] && a[1] == a[2] {
+		t.Errorf("every text scores %v: the head is not read", a[0])
+	}
+	// Opened as a plain model, the adapter names what it is.
+	if _, err := checkpoint.Open(cfg.OutputDir); err == nil || !strings.Contains(err.Error(), "a reward model's adapter (task_type SEQ_CLS) over the causal LM") {
+		t.Errorf("checkpoint.Open: %v", err)
 	}
 }

@@ -29,10 +29,11 @@ func OpenAdapter(base, adapterDir string) (*Model, error) {
 // has them (a trainer saves them there, with the chat template it trained with). Source stays the
 // base, so an adapter trained further records the real base.
 func openAdapterDir(dir string) (*Model, error) {
-	base, err := lora.BaseOf(dir)
+	meta, err := lora.ReadMeta(dir)
 	if err != nil {
 		return nil, err
 	}
+	base := meta.BaseModel
 	if abs, err := filepath.Abs(base); err == nil {
 		if d, err := filepath.Abs(dir); err == nil && abs == d {
 			return nil, fmt.Errorf("%s: base_model_name_or_path names the adapter directory itself", filepath.Join(dir, lora.ConfigFile))
@@ -41,10 +42,27 @@ func openAdapterDir(dir string) (*Model, error) {
 	if lora.IsAdapterDir(base) {
 		return nil, fmt.Errorf("%s: base_model_name_or_path %s is itself an adapter directory; alignkit stacks no adapters (merge the first one with export --merge)", filepath.Join(dir, lora.ConfigFile), base)
 	}
-	m, err := OpenAdapter(base, dir)
+	m, err := Open(base)
 	if err != nil {
 		return nil, fmt.Errorf("adapter %s: %w", dir, err)
 	}
+	if meta.TaskType == lora.TaskSeqCls && !m.Weights.Config.IsRewardModel() {
+		return nil, fmt.Errorf("%s: a reward model's adapter (task_type SEQ_CLS) over the causal LM %s: open it as a reward model (reward_model_name_or_path, reward score)", dir, base)
+	}
+	return AttachAdapterDir(m, dir)
+}
+
+// AttachAdapterDir loads the PEFT adapter directory dir over m, the base it names as opened (a
+// causal LM turned into a reward model for a SEQ_CLS adapter, say), and reads the directory's own
+// tokenizer files when it has them (a trainer saves them there, with the chat template it trained
+// with); Dir then becomes the adapter directory, whose files (tokenizer, a reward model's
+// truncation) describe the trained model.
+func AttachAdapterDir(m *Model, dir string) (*Model, error) {
+	ad, _, err := lora.Load(dir, m.Weights)
+	if err != nil {
+		return nil, fmt.Errorf("adapter %s: %w", dir, err)
+	}
+	m.Adapter = ad
 	if tokenizer.HasFiles(dir) {
 		tok, err := tokenizer.Load(dir)
 		if err != nil {
@@ -53,7 +71,7 @@ func openAdapterDir(dir string) (*Model, error) {
 		if err := checkVocab(m.Weights, tok, dir); err != nil {
 			return nil, err
 		}
-		m.Tok = tok
+		m.Tok, m.Dir = tok, dir
 	}
 	return m, nil
 }

@@ -140,17 +140,17 @@ func IsAdapterDir(dir string) bool {
 	return err != nil
 }
 
-// BaseOf is the base_model_name_or_path an adapter directory names, as PEFT's
-// AutoPeftModelForCausalLM reads it to load the base.
-func BaseOf(dir string) (string, error) {
+// ReadMeta reads what an adapter directory records beside its tensors: the base_model_name_or_path
+// PEFT's AutoPeftModel classes load the base from (which must be set), and the task type.
+func ReadMeta(dir string) (Meta, error) {
 	cfg, err := readConfig(dir)
 	if err != nil {
-		return "", err
+		return Meta{}, err
 	}
 	if cfg.BaseModelNameOrPath == "" {
-		return "", fmt.Errorf("%s: base_model_name_or_path is empty: name the base model and give this directory as the adapter", filepath.Join(dir, ConfigFile))
+		return Meta{}, fmt.Errorf("%s: base_model_name_or_path is empty: name the base model and give this directory as the adapter", filepath.Join(dir, ConfigFile))
 	}
-	return cfg.BaseModelNameOrPath, nil
+	return Meta{BaseModel: cfg.BaseModelNameOrPath, TaskType: cfg.TaskType}, nil
 }
 
 // readConfig reads dir's adapter_config.json within maxConfigBytes.
