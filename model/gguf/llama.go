@@ -16,10 +16,10 @@ import (
 // WriteOptions control Write.
 type WriteOptions struct {
 	Name  string // general.name; empty uses the output file's name without its extension
-	Dtype string // "f32" (the default when empty), "f16" or "q8_0"; see the package doc for per-tensor types
+	Dtype string // "f32" (the default when empty), "f16", "q8_0" or "q4_0"; see the package doc for per-tensor types
 }
 
-var validDtypes = map[string]uint32{"f32": fileTypeAllF32, "f16": fileTypeMostlyF16, "q8_0": fileTypeMostlyQ80}
+var validDtypes = map[string]uint32{"f32": fileTypeAllF32, "f16": fileTypeMostlyF16, "q8_0": fileTypeMostlyQ80, "q4_0": fileTypeMostlyQ40}
 
 // Write exports w as a GGUF v3 at path under llama.cpp's architecture for its family (Config.GGUFArch:
 // llama, qwen2, qwen3, qwen3moe), with tok embedded as its tokenizer. A tokenizer with fewer tokens than
@@ -38,7 +38,7 @@ func Write(path string, w *model.Weights, tok *TokenizerInfo, opts WriteOptions)
 	}
 	fileType, ok := validDtypes[dtype]
 	if !ok {
-		return fmt.Errorf("writing %s: unknown dtype %q (valid: f32, f16, q8_0)", path, opts.Dtype)
+		return fmt.Errorf("writing %s: unknown dtype %q (valid: f32, f16, q8_0, q4_0)", path, opts.Dtype)
 	}
 	if tok == nil {
 		return fmt.Errorf("writing %s: a tokenizer is required: llama.cpp cannot run a GGUF without one", path)
@@ -158,7 +158,7 @@ func modelKV(c model.Config, name string, fileType uint32) []kv {
 	kvs = append(kvs,
 		kv{a + ".vocab_size", uint32(c.VocabSize)},
 		kv{"general.file_type", fileType})
-	if fileType == fileTypeMostlyQ80 {
+	if fileType == fileTypeMostlyQ80 || fileType == fileTypeMostlyQ40 {
 		kvs = append(kvs, kv{"general.quantization_version", uint32(2)}) // GGML_QNT_VERSION
 	}
 	return kvs
@@ -166,13 +166,15 @@ func modelKV(c model.Config, name string, fileType uint32) []kv {
 
 // tensorType picks a tensor's ggml type for the requested dtype, as convert_hf_to_gguf.py does: 1-D
 // tensors (norm gains) and the MoE router stay F32 because they are tiny and precision-critical, and a
-// Q8_0 matrix whose rows do not split into 32-value blocks falls back to F16.
+// Q8_0 or Q4_0 matrix whose rows do not split into 32-value blocks falls back to F16.
 func tensorType(dtype, name string, dims []uint64) GGMLType {
 	switch {
 	case dtype == "f32" || len(dims) == 1 || strings.HasSuffix(name, ".ffn_gate_inp.weight"):
 		return TypeF32
 	case dtype == "q8_0" && dims[0]%q8Block == 0:
 		return TypeQ8_0
+	case dtype == "q4_0" && dims[0]%q4Block == 0:
+		return TypeQ4_0
 	}
 	return TypeF16
 }

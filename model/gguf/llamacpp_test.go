@@ -203,10 +203,10 @@ func maxDiffVsInfer(t *testing.T, w *model.Weights, tokens []int32, got llamaCpp
 
 // TestCodecMatchesGGML encodes the same float32 values with this package and with ggml's C code from
 // node-llama-cpp's libggml-base.so (ggml_fp32_to_fp16_row, and ggml_quantize_chunk as llama.cpp's
-// quantizer calls it for Q8_0), through conformance/llamacpp/ggml_codec.py, and requires identical bytes.
-// The inputs stress the rounding: random bit patterns over the whole float32 range (NaN, Inf and
-// subnormals included) and exact f16 ties for F16; for Q8_0, blocks with outliers, exact half-step ties,
-// all-zero blocks and subnormal scales.
+// quantizer calls it for Q8_0 and Q4_0), through conformance/llamacpp/ggml_codec.py, and requires identical
+// bytes. The inputs stress the rounding: random bit patterns over the whole float32 range (NaN, Inf and
+// subnormals included) and exact f16 ties for F16; for Q8_0 and Q4_0, blocks with outliers, exact
+// half-step ties, all-zero blocks and subnormal scales.
 func TestCodecMatchesGGML(t *testing.T) {
 	script := llamaCppScript(t)
 	python, err := exec.LookPath("python3")
@@ -285,7 +285,13 @@ func TestCodecMatchesGGML(t *testing.T) {
 	if i := firstDiff(ours, ggmlQ8); i >= 0 {
 		t.Fatalf("q8_0 differs from ggml's at byte %d (block %d)", i, i/34)
 	}
-	t.Logf("identical to ggml: %d f16 values, %d q8_0 blocks", len(f16In), len(q8In)/32)
+	// Q4_0 over the same rows: sign-carrying max (d = max/-8), ties of x/d + 8.5 truncated, zero blocks.
+	ggmlQ4 := run("q4_0", q8In, perRow)
+	ours, _ = encode(TypeQ4_0, q8In)
+	if i := firstDiff(ours, ggmlQ4); i >= 0 {
+		t.Fatalf("q4_0 differs from ggml's at byte %d (block %d)", i, i/18)
+	}
+	t.Logf("identical to ggml: %d f16 values, %d q8_0 and q4_0 blocks", len(f16In), len(q8In)/32)
 }
 
 func firstDiff(a, b []byte) int {
