@@ -12,6 +12,7 @@ import (
 	"github.com/alignkit/alignkit/model"
 	"github.com/alignkit/alignkit/model/gguf"
 	"github.com/alignkit/alignkit/model/hf"
+	"github.com/alignkit/alignkit/model/lora"
 	"github.com/alignkit/alignkit/model/quant"
 )
 
@@ -319,4 +320,43 @@ func bitsEqual(a, b []float32) bool {
 		}
 	}
 	return true
+}
+
+// TestOpenAdapterFrozen opens a PEFT adapter over a Q8_0 GGUF held as its blocks: the adapter is
+// checked against the base's shapes as over a float32 base, and merging it into the quantized base
+// is refused in one line (OpenAdapter's float32 base merges).
+func TestOpenAdapterFrozen(t *testing.T) {
+	path := storiesGGUF(t, "q8_0")
+	dense, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := 4
+	ad, err := lora.New(lora.Config{LoraR: &r, LoraTargetModules: "all-linear"}, dense.Weights, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dense.Adapter = ad
+	dir := filepath.Join(t.TempDir(), "adapter")
+	if err := SaveAdapter(dir, dense); err != nil {
+		t.Fatal(err)
+	}
+	m, err := OpenAdapterFrozen(path, dir, FrozenBase{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Adapter.Layers) != len(ad.Layers) {
+		t.Fatalf("%d adapted weights, saved %d", len(m.Adapter.Layers), len(ad.Layers))
+	}
+	want := "lora: merge: model.layers.0.mlp.down_proj.weight is held as *quant.Matrix (quantized); merging needs a float32 base (load the base unquantized, or serve the adapter unmerged)"
+	if _, err := Merged(m); err == nil || err.Error() != want {
+		t.Errorf("merging into the Q8_0 base:\n got %v\nwant %s", err, want)
+	}
+	fl, err := OpenAdapter(path, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Merged(fl); err != nil {
+		t.Errorf("merging into the float32 expansion: %v", err)
+	}
 }
