@@ -117,3 +117,20 @@ func adaptedLogits(t *testing.T, m *checkpoint.Model, tokens []int32) [][]float3
 	}
 	return logits
 }
+
+// TestFullFineTuneGGUFExpands: without use_peft every weight trains, so a Q4_0 GGUF is expanded to
+// float32 values (its blocks decoded) and every tensor is a trainable param.
+func TestFullFineTuneGGUFExpands(t *testing.T) {
+	cfg := storiesConfig(t, "no_robots_test_sft.parquet")
+	cfg.ModelNameOrPath = writeStoriesGGUF(t, "q4_0")
+	task, _ := prepare(t, cfg)
+	w := task.Model.Weights()
+	for _, name := range w.Names() {
+		if tn := w.Tensors[name]; tn.Frozen != nil || len(tn.Data) != tn.Numel() {
+			t.Fatalf("%s: held as %T with %d float32 values, want float32 to train", name, tn.Frozen, len(tn.Data))
+		}
+	}
+	if got, want := len(task.Params()), len(w.Tensors); got != want {
+		t.Fatalf("%d trainable params, want every one of the %d tensors", got, want)
+	}
+}
