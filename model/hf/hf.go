@@ -45,8 +45,9 @@ type LoadOptions struct {
 	// base is never whole in memory as float32: for each tensor for which Freeze(name, shape) returns
 	// a non-nil convert, the values are decoded into a float32 scratch buffer reused from tensor to
 	// tensor, checked finite, and convert's result (which must not keep the buffer) is stored in the
-	// tensor's place. Other tensors are read as Load reads them. A tied lm_head.weight, which Load
-	// compares with the embedding and drops, is never offered.
+	// tensor's place. Other tensors are read as Load reads them. In a model with tied embeddings
+	// neither the embedding nor an lm_head.weight beside it is offered: Load compares the two and
+	// drops the head, and the embedding is the head.
 	Freeze func(name string, shape []int) (convert func(data []float32) (*model.Tensor, error))
 }
 
@@ -73,7 +74,7 @@ func LoadWith(dir string, opts LoadOptions) (*model.Weights, error) {
 		rd.freeze = opts.Freeze
 		if cfg.TieWordEmbeddings && !cfg.IsRewardModel() {
 			rd.freeze = func(name string, shape []int) func([]float32) (*model.Tensor, error) {
-				if name == model.LMHeadKey {
+				if name == model.LMHeadKey || name == model.EmbedKey {
 					return nil
 				}
 				return opts.Freeze(name, shape)
