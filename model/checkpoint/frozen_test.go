@@ -360,3 +360,23 @@ func TestOpenAdapterFrozen(t *testing.T) {
 		t.Errorf("merging into the float32 expansion: %v", err)
 	}
 }
+
+// TestOpenFrozenF32GGUF: llama.cpp's own F32 conversion of stories260K opened as a frozen base holds
+// its float32 matrices as float32 values, exactly Open's, since F32 blocks are the values themselves
+// (as quant.Quantize leaves float32 alone).
+func TestOpenFrozenF32GGUF(t *testing.T) {
+	path := filepath.Join(sharedDir(t), "models", "stories260K", "stories260K-f32.gguf")
+	frozen, err := OpenFrozen(path, FrozenBase{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dense, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range dense.Weights.Names() {
+		if a, b := frozen.Weights.Tensors[name], dense.Weights.Tensors[name]; a.Frozen != nil || !bitsEqual(a.Data, b.Data) {
+			t.Fatalf("%s: held as %T, want Open's float32 values", name, a.Frozen)
+		}
+	}
+}
