@@ -14,6 +14,8 @@
 //	var _ recipe.Prepare[Config] = Prepare
 //
 // Open is the first step of every Prepare: the model named by model_name_or_path with its
-// tokenizer, the padding id, and the data tokenizer for the chat template in effect. A task that
+// tokenizer, the padding id, and the data tokenizer for the chat template in effect. A LoRA run
+// (use_peft, or adapter_name_or_path) opens its base frozen (checkpoint.OpenFrozen): a GGUF is
+// fine-tuned as the very blocks llama.cpp runs, with no conversion. A task that
 // wants metrics on the progress bar implements train.BarMetricsTask; there is no other way.
 package recipe

@@ -79,6 +79,11 @@ func openGGUF(path string) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
+	return withGGUFTokenizer(path, w, info)
+}
+
+// withGGUFTokenizer pairs weights read from the GGUF at path with its embedded tokenizer.
+func withGGUFTokenizer(path string, w *model.Weights, info *gguf.TokenizerInfo) (*Model, error) {
 	if info == nil {
 		return nil, fmt.Errorf("%s: the GGUF has no embedded tokenizer (tokenizer.ggml.* keys)", path)
 	}

@@ -32,6 +32,10 @@
 //   - q8_0: matrices Q8_0 (blocks of 32: one fp16 scale d = max|x|/127, 32 int8 q = round(x/d)); 1-D tensors
 //     and the router stay F32; a matrix whose row length is not a multiple of 32 cannot be cut into blocks
 //     and falls back to F16, as gguf-py does.
+//   - q4_0: as q8_0 with Q4_0 blocks (32 values, fp16 d = max/-8 where max is the value of largest
+//     magnitude, q = min(15, trunc(x/d + 8.5)) in nibbles), byte for byte llama.cpp's
+//     quantize_row_q4_0_ref (what llama-quantize writes for Q4_0, except that it makes token_embd and
+//     output Q4_0 too rather than its Q6_K output); convert_hf_to_gguf.py has no such --outtype.
 //
 // Mistral's sliding window has no place in llama.cpp's `llama` architecture, which attends to the whole
 // context; the window is kept in the key llama.attention.sliding_window so that [LoadWeights] restores it, and
@@ -52,8 +56,9 @@
 // largest factor; the tensor must then hold exactly what those parameters give.
 // [LoadWeightsWith] with Frozen keeps every linear weight in the file's own blocks as a frozen
 // quant.Matrix (no float32 copy; Q/K rows un-permuted as whole rows of blocks, stacked experts split by
-// rows), the base for LoRA/QLoRA on the very file llama.cpp and ollama run. Any other tensor type is
-// refused in one line naming the tensor, its type and the readable types.
+// rows), the base for LoRA/QLoRA on the very file llama.cpp and ollama run; its Hold may instead ask,
+// tensor by tensor, for float32 values or another format (decoded and re-encoded one tensor at a time).
+// Any other tensor type is refused in one line naming the tensor, its type and the readable types.
 //
 // Files are written atomically: a temporary file in the destination directory is renamed over the target.
 package gguf

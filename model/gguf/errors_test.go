@@ -417,8 +417,8 @@ func TestWriteRejects(t *testing.T) {
 	}{
 		{"reward model", randomWeights(t, reward, 1, 0.02), tok, "f16",
 			"reward models cannot be exported to GGUF: llama.cpp's llama architecture has no score head"},
-		{"unknown dtype", good, tok, "q4_k", `unknown dtype "q4_k" (valid: f32, f16, q8_0)`},
-		{"upper-case dtype", good, tok, "F16", `unknown dtype "F16" (valid: f32, f16, q8_0)`},
+		{"unknown dtype", good, tok, "q4_k", `unknown dtype "q4_k" (valid: f32, f16, q8_0, q4_0)`},
+		{"upper-case dtype", good, tok, "F16", `unknown dtype "F16" (valid: f32, f16, q8_0, q4_0)`},
 		{"no tokenizer", good, nil, "f32", "a tokenizer is required: llama.cpp cannot run a GGUF without one"},
 		{"missing tensor", missing, tok, "f32", `weights to export: tensor "model.layers.1.mlp.up_proj.weight" is missing`},
 		{"tokenizer larger than the vocabulary", good, tooMany, "f32", "tokenizer has 281 tokens but the model's vocab_size is 280"},

@@ -126,9 +126,9 @@ func ggNameOf(c model.Config) func(string) string {
 	return func(hf string) string { return names[hf] }
 }
 
-// TestFrozenStories writes stories260K as `alignkit export --dtype f16|q8_0` does and opens it both ways:
-// as float32 (LoadWeights) and as a frozen base (LoadWeightsWith Frozen), whose linear weights stay F16 or
-// Q8_0 blocks (F16 for the 172-wide down projections, which Q8_0 cannot cut into blocks of 32), Q/K rows
+// TestFrozenStories writes stories260K as `alignkit export --dtype f16|q8_0` does (and as Q4_0) and opens it both ways:
+// as float32 (LoadWeights) and as a frozen base (LoadWeightsWith Frozen), whose linear weights stay F16,
+// Q8_0 or Q4_0 blocks (F16 for the 172-wide down projections, which cannot be cut into blocks of 32), Q/K rows
 // un-permuted as whole rows of blocks. The frozen weights dequantise to exactly the float32 load, and the
 // engine's log-probs agree within float32 summation-order rounding, over a whole sequence (1e-5; measured
 // 0, the tiles' sgemm sums as the dense one does) and over decode steps with a KV cache (5e-5; measured
@@ -138,7 +138,7 @@ func TestFrozenStories(t *testing.T) {
 	w := loadStories(t)
 	tok := storiesTokenizer(t)
 	tokens := testTokens(40, w.Config.VocabSize)
-	for _, dtype := range []string{"f16", "q8_0"} {
+	for _, dtype := range []string{"f16", "q8_0", "q4_0"} {
 		path := filepath.Join(t.TempDir(), "stories-"+dtype+".gguf")
 		if err := Write(path, w, tok, WriteOptions{Dtype: dtype}); err != nil {
 			t.Fatal(err)

@@ -16,10 +16,10 @@ import (
 // WriteOptions control Write.
 type WriteOptions struct {
 	Name  string // general.name; empty uses the output file's name without its extension
-	Dtype string // "f32" (the default when empty), "f16" or "q8_0"; see the package doc for per-tensor types
+	Dtype string // "f32" (the default when empty), "f16", "q8_0" or "q4_0"; see the package doc for per-tensor types
 }
 
-var validDtypes = map[string]uint32{"f32": fileTypeAllF32, "f16": fileTypeMostlyF16, "q8_0": fileTypeMostlyQ80}
+var validDtypes = map[string]uint32{"f32": fileTypeAllF32, "f16": fileTypeMostlyF16, "q8_0": fileTypeMostlyQ80, "q4_0": fileTypeMostlyQ40}
 
 // Write exports w as a GGUF v3 at path under llama.cpp's architecture for its family (Config.GGUFArch:
 // llama, qwen2, qwen3, qwen3moe), with tok embedded as its tokenizer. A tokenizer with fewer tokens than
@@ -38,7 +38,7 @@ func Write(path string, w *model.Weights, tok *TokenizerInfo, opts WriteOptions)
 	}
 	fileType, ok := validDtypes[dtype]
 	if !ok {
-		return fmt.Errorf("writing %s: unknown dtype %q (valid: f32, f16, q8_0)", path, opts.Dtype)
+		return fmt.Errorf("writing %s: unknown dtype %q (valid: f32, f16, q8_0, q4_0)", path, opts.Dtype)
 	}
 	if tok == nil {
 		return fmt.Errorf("writing %s: a tokenizer is required: llama.cpp cannot run a GGUF without one", path)
@@ -158,7 +158,7 @@ func modelKV(c model.Config, name string, fileType uint32) []kv {
 	kvs = append(kvs,
 		kv{a + ".vocab_size", uint32(c.VocabSize)},
 		kv{"general.file_type", fileType})
-	if fileType == fileTypeMostlyQ80 {
+	if fileType == fileTypeMostlyQ80 || fileType == fileTypeMostlyQ40 {
 		kvs = append(kvs, kv{"general.quantization_version", uint32(2)}) // GGML_QNT_VERSION
 	}
 	return kvs
@@ -166,13 +166,15 @@ func modelKV(c model.Config, name string, fileType uint32) []kv {
 
 // tensorType picks a tensor's ggml type for the requested dtype, as convert_hf_to_gguf.py does: 1-D
 // tensors (norm gains) and the MoE router stay F32 because they are tiny and precision-critical, and a
-// Q8_0 matrix whose rows do not split into 32-value blocks falls back to F16.
+// Q8_0 or Q4_0 matrix whose rows do not split into 32-value blocks falls back to F16.
 func tensorType(dtype, name string, dims []uint64) GGMLType {
 	switch {
 	case dtype == "f32" || len(dims) == 1 || strings.HasSuffix(name, ".ffn_gate_inp.weight"):
 		return TypeF32
 	case dtype == "q8_0" && dims[0]%q8Block == 0:
 		return TypeQ8_0
+	case dtype == "q4_0" && dims[0]%q4Block == 0:
+		return TypeQ4_0
 	}
 	return TypeF16
 }
@@ -288,6 +290,13 @@ type LoadOptions struct {
 	// file's own encoding as a frozen quant.Matrix, with no float32 copy: the base of LoRA / QLoRA, or
 	// inference at the file's size. The embedding and the norms are decoded to float32 as usual.
 	Frozen bool
+	// Hold, with Frozen, picks how each linear weight is held from its HF name and the file's format
+	// (quant.Config.Hold is one): the file's own format keeps its blocks as they are; F32 decodes them
+	// to float32 values in Tensor.Data (what a weight trained in full, such as LoRA's modules_to_save,
+	// needs); another format re-encodes the decoded values with quant.New, one tensor at a time. Its
+	// error refuses the file, wrapped with the path and the tensor's GGUF name. nil keeps every linear
+	// weight in the file's format, F32 ones included (as a quant.Matrix).
+	Hold func(name string, file quant.Format) (quant.Format, error)
 }
 
 // LoadWeightsWith is LoadWeights with options.
@@ -314,7 +323,7 @@ func LoadWeightsWith(path string, opts LoadOptions) (*model.Weights, *TokenizerI
 			return nil, nil, err
 		}
 	}
-	w, err := f.modelWeights(fh, cfg, opts.Frozen)
+	w, err := f.modelWeights(fh, cfg, opts)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -535,13 +544,37 @@ type tensorLoad struct {
 	frozen func(f quant.Format, raw []byte, rowBytes int) error
 }
 
-// frozenTensor wraps the encoded rows of an (out, in) weight without copying them.
-func frozenTensor(f quant.Format, shape []int, raw []byte) (*model.Tensor, error) {
-	m, err := quant.FromBlocks(f, shape[0], shape[1], raw)
-	if err != nil {
+// frozenTensor holds the encoded rows of the (out, in) weight name as hold says (nil: the file's own
+// blocks, wrapped without copying; see LoadOptions.Hold).
+func frozenTensor(name string, f quant.Format, shape []int, raw []byte, hold func(string, quant.Format) (quant.Format, error)) (*model.Tensor, error) {
+	shape = append([]int(nil), shape...)
+	want := f
+	if hold != nil {
+		var err error
+		if want, err = hold(name, f); err != nil {
+			return nil, err
+		}
+	}
+	if want == f && (hold == nil || f != quant.F32) {
+		m, err := quant.FromBlocks(f, shape[0], shape[1], raw)
+		if err != nil {
+			return nil, err
+		}
+		return &model.Tensor{Shape: shape, Frozen: m}, nil
+	}
+	// Another format: decode this one tensor (its rows are whole blocks) and encode it.
+	data := make([]float32, shape[0]*shape[1])
+	if err := f.Decode(data, raw); err != nil {
 		return nil, err
 	}
-	return &model.Tensor{Shape: append([]int(nil), shape...), Frozen: m}, nil
+	if want == quant.F32 {
+		return &model.Tensor{Shape: shape, Data: data}, nil
+	}
+	m, err := quant.New(want, shape[0], shape[1], data)
+	if err != nil {
+		return nil, fmt.Errorf("converting %s to %s: %w", f, want, err)
+	}
+	return &model.Tensor{Shape: shape, Frozen: m}, nil
 }
 
 // modelWeights reads every tensor the configuration implies (model.Config.LayerTensors, the architecture
@@ -549,7 +582,8 @@ func frozenTensor(f quant.Format, shape []int, raw []byte) (*model.Tensor, error
 // types are all checked before any data is read, and a tensor the plan does not use is an error rather
 // than something silently dropped. With frozen, linear weights keep their encoding (permuted and split
 // as whole rows of blocks).
-func (f *File) modelWeights(r io.ReaderAt, c model.Config, frozen bool) (*model.Weights, error) {
+func (f *File) modelWeights(r io.ReaderAt, c model.Config, opts LoadOptions) (*model.Weights, error) {
+	frozen, hold := opts.Frozen, opts.Hold
 	// The metadata's sizes (block_count, expert_count, widths) must fit the tensors the file holds
 	// before the expected tensor list is built from them.
 	var elements int64
@@ -567,7 +601,7 @@ func (f *File) modelWeights(r io.ReaderAt, c model.Config, frozen bool) (*model.
 		load := tensorLoad{gg: gg, shape: shape, store: func(t *model.Tensor) { w.Tensors[hf] = t }}
 		if quant.IsLinear(hf, shape) {
 			load.frozen = func(qf quant.Format, raw []byte, _ int) error {
-				t, err := frozenTensor(qf, shape, raw)
+				t, err := frozenTensor(hf, qf, shape, raw, hold)
 				if err == nil {
 					w.Tensors[hf] = t
 				}
@@ -592,7 +626,7 @@ func (f *File) modelWeights(r io.ReaderAt, c model.Config, frozen bool) (*model.
 				}}
 				if quant.IsLinear(hf, shape) {
 					load.frozen = func(qf quant.Format, raw []byte, rowBytes int) error {
-						t, err := frozenTensor(qf, shape, permuteRows(raw, shape[0], rowBytes, heads, false))
+						t, err := frozenTensor(hf, qf, shape, permuteRows(raw, shape[0], rowBytes, heads, false), hold)
 						if err == nil {
 							w.Tensors[hf] = t
 						}
@@ -619,7 +653,7 @@ func (f *File) modelWeights(r io.ReaderAt, c model.Config, frozen bool) (*model.
 				}, func(qf quant.Format, raw []byte, rowBytes int) error {
 					size := per[0] * rowBytes
 					for e, x := range experts {
-						t, err := frozenTensor(qf, per, raw[e*size:(e+1)*size:(e+1)*size])
+						t, err := frozenTensor(x.HF, qf, per, raw[e*size:(e+1)*size:(e+1)*size], hold)
 						if err != nil {
 							return err
 						}

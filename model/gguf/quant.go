@@ -46,6 +46,38 @@ func quantizeQ8_0(dst []byte, x []float32) {
 	}
 }
 
+// q4Block is the number of values in one Q4_0 block (ggml's QK4_0).
+const q4Block = 32
+
+// quantizeQ4_0 encodes len(x) values (a multiple of 32) as llama.cpp's quantize_row_q4_0_ref does, block
+// by block: max is the value of largest magnitude (the first, on a tie), d = max/-8 in float32, and each
+// value becomes q = min(15, (int8)(x·(1/d) + 8.5)), truncated toward zero as C's cast does; d is stored
+// as fp16 ahead of 16 bytes holding value j in the low nibble of byte j and value j+16 in its high
+// nibble (18 bytes a block). An all-zero block gets d = 0 and every q = 8.
+func quantizeQ4_0(dst []byte, x []float32) {
+	for b := 0; b < len(x)/q4Block; b++ {
+		blk := x[b*q4Block : (b+1)*q4Block]
+		out := dst[b*18 : (b+1)*18]
+		var amax, mx float32
+		for _, v := range blk {
+			if a := float32(math.Abs(float64(v))); amax < a {
+				amax, mx = a, v
+			}
+		}
+		d := mx / -8
+		var id float32
+		if d != 0 {
+			id = 1 / d
+		}
+		binary.LittleEndian.PutUint16(out[0:2], f32ToF16(d))
+		for j := 0; j < q4Block/2; j++ {
+			q0 := min(15, uint8(int8(float32(blk[j]*id)+8.5)))
+			q1 := min(15, uint8(int8(float32(blk[j+q4Block/2]*id)+8.5)))
+			out[2+j] = q0 | q1<<4
+		}
+	}
+}
+
 // encode converts float32 values into the bytes of a tensor of type t.
 func encode(t GGMLType, x []float32) ([]byte, error) {
 	switch t {
@@ -67,6 +99,13 @@ func encode(t GGMLType, x []float32) ([]byte, error) {
 		}
 		out := make([]byte, len(x)/q8Block*34)
 		quantizeQ8_0(out, x)
+		return out, nil
+	case TypeQ4_0:
+		if len(x)%q4Block != 0 {
+			return nil, fmt.Errorf("Q4_0 needs a multiple of %d values, got %d", q4Block, len(x))
+		}
+		out := make([]byte, len(x)/q4Block*18)
+		quantizeQ4_0(out, x)
 		return out, nil
 	}
 	return nil, fmt.Errorf("cannot encode ggml type %s", t)

@@ -117,6 +117,7 @@ func minSize(t uint32) uint64 {
 const (
 	fileTypeAllF32    uint32 = 0
 	fileTypeMostlyF16 uint32 = 1
+	fileTypeMostlyQ40 uint32 = 2
 	fileTypeMostlyQ80 uint32 = 7
 )
 

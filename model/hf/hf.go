@@ -36,6 +36,23 @@ var shardName = regexp.MustCompile(`^model-[0-9]{5}-of-[0-9]{5}\.safetensors$`)
 // (they follow from rope_theta), as is an lm_head.weight that merely repeats the tied embeddings. The
 // result passes Weights.Check and holds only finite values.
 func Load(dir string) (*model.Weights, error) {
+	return LoadWith(dir, LoadOptions{})
+}
+
+// LoadOptions control LoadWith.
+type LoadOptions struct {
+	// Freeze, when non-nil, converts tensors to a frozen form as they are read, so that a quantized
+	// base is never whole in memory as float32: for each tensor for which Freeze(name, shape) returns
+	// a non-nil convert, the values are decoded into a float32 scratch buffer reused from tensor to
+	// tensor, checked finite, and convert's result (which must not keep the buffer) is stored in the
+	// tensor's place. Other tensors are read as Load reads them. In a model with tied embeddings
+	// neither the embedding nor an lm_head.weight beside it is offered: Load compares the two and
+	// drops the head, and the embedding is the head.
+	Freeze func(name string, shape []int) (convert func(data []float32) (*model.Tensor, error))
+}
+
+// LoadWith is Load with options.
+func LoadWith(dir string, opts LoadOptions) (*model.Weights, error) {
 	cfg, err := loadConfig(filepath.Join(dir, ConfigFile))
 	if err != nil {
 		return nil, err
@@ -52,7 +69,19 @@ func Load(dir string) (*model.Weights, error) {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("reading %s: %w", genPath, err)
 	}
-	tensors, err := loadTensors(dir)
+	var rd reader
+	if opts.Freeze != nil {
+		rd.freeze = opts.Freeze
+		if cfg.TieWordEmbeddings && !cfg.IsRewardModel() {
+			rd.freeze = func(name string, shape []int) func([]float32) (*model.Tensor, error) {
+				if name == model.LMHeadKey || name == model.EmbedKey {
+					return nil
+				}
+				return opts.Freeze(name, shape)
+			}
+		}
+	}
+	tensors, err := loadTensors(dir, rd)
 	if err != nil {
 		return nil, err
 	}
@@ -60,7 +89,7 @@ func Load(dir string) (*model.Weights, error) {
 	// 10^8 layers took every byte of memory): its size must fit the tensors actually read.
 	var elements int64
 	for _, t := range tensors {
-		elements += int64(len(t.Data))
+		elements += int64(t.Numel())
 	}
 	if err := cfg.CheckAgainst(len(tensors), elements); err != nil {
 		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, ConfigFile), err)
@@ -123,14 +152,14 @@ func mergeGeneration(c *model.Config, g GenerationConfig, path string) error {
 }
 
 // loadTensors reads model.safetensors, or the shards of model.safetensors.index.json.
-func loadTensors(dir string) (map[string]*model.Tensor, error) {
+func loadTensors(dir string, rd reader) (map[string]*model.Tensor, error) {
 	single := filepath.Join(dir, WeightsFile)
 	if exists(single) {
-		return ReadSafetensors(single)
+		return rd.readFile(single)
 	}
 	index := filepath.Join(dir, IndexFile)
 	if exists(index) {
-		return readSharded(dir, index)
+		return readSharded(dir, index, rd)
 	}
 	msg := fmt.Sprintf("%s: no %s or %s", dir, WeightsFile, IndexFile)
 	if exists(filepath.Join(dir, "pytorch_model.bin")) || exists(filepath.Join(dir, "pytorch_model.bin.index.json")) {
@@ -153,7 +182,7 @@ type shardIndex struct {
 // readSharded reads every shard the index names. All shards must exist and their headers must agree
 // with the index tensor for tensor before any tensor data is read. total_size is informational
 // (transformers only reports it) and is not checked.
-func readSharded(dir, indexPath string) (map[string]*model.Tensor, error) {
+func readSharded(dir, indexPath string, rd reader) (map[string]*model.Tensor, error) {
 	data, err := readBounded(indexPath)
 	if err != nil {
 		return nil, err
@@ -223,7 +252,7 @@ func readSharded(dir, indexPath string) (map[string]*model.Tensor, error) {
 	}
 	out := make(map[string]*model.Tensor, len(names))
 	for _, sf := range shards {
-		ts, err := sf.readAll()
+		ts, err := rd.readAll(sf)
 		if err != nil {
 			return nil, err
 		}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -271,30 +272,79 @@ func readHeader(f *os.File, path string) (*safetensorsFile, error) {
 
 // readAll decodes every tensor into float32, in file order.
 func (sf *safetensorsFile) readAll() (map[string]*model.Tensor, error) {
+	var rd reader
+	return rd.readAll(sf)
+}
+
+// reader reads safetensors files for LoadWith: every tensor as float32, except those freeze (see
+// LoadOptions.Freeze) converts, which pass through one scratch buffer shared by every file.
+type reader struct {
+	freeze  func(name string, shape []int) func([]float32) (*model.Tensor, error)
+	scratch []float32
+}
+
+// readFile reads one safetensors file.
+func (rd *reader) readFile(path string) (map[string]*model.Tensor, error) {
+	sf, err := openSafetensors(path)
+	if err != nil {
+		return nil, err
+	}
+	defer sf.f.Close()
+	return rd.readAll(sf)
+}
+
+// readAll decodes every tensor of sf, in file order.
+func (rd *reader) readAll(sf *safetensorsFile) (map[string]*model.Tensor, error) {
 	out := make(map[string]*model.Tensor, len(sf.tensors))
 	buf := make([]byte, 1<<20)
 	for _, info := range sf.tensors {
-		t, err := sf.read(info, buf)
-		if err != nil {
+		n := int((info.End - info.Begin) / info.Dtype.size())
+		var convert func([]float32) (*model.Tensor, error)
+		if rd.freeze != nil {
+			convert = rd.freeze(info.Name, slices.Clone(info.Shape))
+		}
+		if convert == nil {
+			t := &model.Tensor{Shape: info.Shape, Data: make([]float32, n)}
+			if err := sf.read(info, buf, t.Data); err != nil {
+				return nil, err
+			}
+			out[info.Name] = t
+			continue
+		}
+		if cap(rd.scratch) < n {
+			rd.scratch = make([]float32, n)
+		}
+		data := rd.scratch[:n]
+		if err := sf.read(info, buf, data); err != nil {
 			return nil, err
+		}
+		for i, v := range data {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				return nil, fmt.Errorf("%s: tensor %q holds %v at index %d", sf.path, info.Name, v, i)
+			}
+		}
+		t, err := convert(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: tensor %q: %w", sf.path, info.Name, err)
 		}
 		out[info.Name] = t
 	}
 	return out, nil
 }
 
-// read decodes one tensor through buf, a scratch buffer whose length is a multiple of 4.
-func (sf *safetensorsFile) read(info tensorInfo, buf []byte) (*model.Tensor, error) {
+// read decodes one tensor into dst (its element count) through buf, a scratch buffer whose length is
+// a multiple of 4.
+func (sf *safetensorsFile) read(info tensorInfo, buf []byte, dst []float32) error {
 	es := int(info.Dtype.size())
-	t := &model.Tensor{Shape: info.Shape, Data: make([]float32, int((info.End-info.Begin)/int64(es)))}
+	all := dst
 	r := io.NewSectionReader(sf.f, sf.dataStart+info.Begin, info.End-info.Begin)
-	for done := 0; done < len(t.Data); {
-		chunk := min(len(buf)/es, len(t.Data)-done)
+	for done := 0; done < len(all); {
+		chunk := min(len(buf)/es, len(all)-done)
 		b := buf[:chunk*es]
 		if _, err := io.ReadFull(r, b); err != nil {
-			return nil, fmt.Errorf("%s: reading tensor %q: %v", sf.path, info.Name, err)
+			return fmt.Errorf("%s: reading tensor %q: %v", sf.path, info.Name, err)
 		}
-		dst := t.Data[done : done+chunk]
+		dst := all[done : done+chunk]
 		switch info.Dtype {
 		case dtF32:
 			for i := range dst {
@@ -311,7 +361,7 @@ func (sf *safetensorsFile) read(info tensorInfo, buf []byte) (*model.Tensor, err
 		}
 		done += chunk
 	}
-	return t, nil
+	return nil
 }
 
 // ReadSafetensors reads every tensor of a safetensors file into float32 (F32 exactly; F16 and BF16

@@ -163,6 +163,18 @@ func moduleNames(weights []string) []string {
 	return out
 }
 
+// Saves says whether lora_modules_to_save lists the module of the named weight (PEFT's matching, as
+// Resolve): a loader keeps such a weight as float32 values even in a frozen base, because the adapter
+// starts its trained copy from them. A reward model's score head, which Resolve adds, never is frozen.
+func (c Config) Saves(weight string) bool {
+	for _, m := range c.LoraModulesToSave {
+		if matches(modulePath(weight), m) {
+			return true
+		}
+	}
+	return false
+}
+
 // Resolve maps the config onto a model: the weights to adapt and the tensors to train in full
 // (modules_to_save, plus score for a reward model), each sorted. A target or saved module the
 // model lacks is an error listing the modules it has.

@@ -78,6 +78,51 @@ func (c Config) Quantizes() bool {
 	return l != F32 || h != F32
 }
 
+// Hold is the format a frozen base holds the linear weight name in when its source holds it in src: a
+// GGUF tensor's own type, or F32 for float32 safetensors values. The keys choose the format (lm_head:
+// torch_dtype; the others: load_in_8bit/4bit, else torch_dtype); a key left out keeps src (so a GGUF
+// stays in its own blocks, and an HF model stays float32, as transformers loads it). Decoding to F32 is
+// exact and converting a float source (F32, F16, BF16) rounds once, as quantizing an HF model does; but a
+// block-quantized source (Q8_0, Q4_0, Q4_K, Q6_K) asked into another format other than F32 is refused:
+// its values are already rounded to its grid, and re-quantizing rounds them a second time onto a grid
+// that does not share its blocks or scales (Q4_K to NF4 adds NF4's full error on top of Q4_K's), while the
+// file's own blocks are already small, are what llama.cpp runs, and cost nothing to keep. Call Validate
+// first.
+func (c Config) Hold(name string, src Format) (Format, error) {
+	key, want := c.wanted(name)
+	switch {
+	case key == "" || want == src || want == F32:
+		if key == "" {
+			return src, nil
+		}
+		return want, nil
+	case src == F32 || src == F16 || src == BF16:
+		return want, nil
+	}
+	return 0, fmt.Errorf("held as %s in the file; %s would re-quantize it to %s, rounding its weights twice: "+
+		"leave %s out to train on the file's own %s blocks, or start from a float (F32, F16, BF16) GGUF or the HF model", src, key, want, key, src)
+}
+
+// wanted is the key that names a format for the linear weight name, and that format; "" when no key
+// does.
+func (c Config) wanted(name string) (key string, f Format) {
+	d, _ := c.dtype()
+	dtypeKey := "torch_dtype " + c.TorchDtype
+	switch {
+	case name == model.LMHeadKey && c.TorchDtype != "":
+		return dtypeKey, d
+	case name == model.LMHeadKey:
+		return "", 0
+	case c.LoadIn4bit:
+		return "load_in_4bit", NF4
+	case c.LoadIn8bit:
+		return "load_in_8bit", Q8_0
+	case c.TorchDtype != "":
+		return dtypeKey, d
+	}
+	return "", 0
+}
+
 // Apply validates c and converts w's frozen linear weights (see [Quantize]) to the formats it names:
 // lm_head to torch_dtype's, the rest to load_in_*'s or torch_dtype's. keep protects names (LoRA's
 // modules_to_save) from conversion.

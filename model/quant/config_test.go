@@ -112,3 +112,48 @@ func TestBadInput(t *testing.T) {
 		t.Error("a refused weight was replaced")
 	}
 }
+
+// TestHold: the format each storage key gives a linear weight whose source has a format. A key left
+// out keeps the source; F32 and the source's own format are always allowed; float sources convert; a
+// block-quantized source asked into another format is refused.
+func TestHold(t *testing.T) {
+	q := model.LayerKey(0, "self_attn.q_proj.weight")
+	refuse := func(src, key, want string) string {
+		return "held as " + src + " in the file; " + key + " would re-quantize it to " + want + ", rounding its weights twice: leave " + key +
+			" out to train on the file's own " + src + " blocks, or start from a float (F32, F16, BF16) GGUF or the HF model"
+	}
+	cases := []struct {
+		c    Config
+		name string
+		src  Format
+		want Format
+		err  string
+	}{
+		{Config{}, q, Q4_K, Q4_K, ""},
+		{Config{}, model.LMHeadKey, Q6_K, Q6_K, ""},
+		{Config{}, q, F32, F32, ""},
+		{Config{LoadIn4bit: true}, q, F32, NF4, ""},
+		{Config{LoadIn4bit: true}, q, F16, NF4, ""},
+		{Config{LoadIn4bit: true}, q, BF16, NF4, ""},
+		{Config{LoadIn4bit: true}, model.LMHeadKey, Q6_K, Q6_K, ""}, // the head follows torch_dtype only
+		{Config{LoadIn4bit: true, TorchDtype: "bfloat16"}, model.LMHeadKey, F32, BF16, ""},
+		{Config{LoadIn8bit: true}, q, Q8_0, Q8_0, ""},
+		{Config{TorchDtype: "float32"}, q, Q4_K, F32, ""},
+		{Config{TorchDtype: "float16"}, q, BF16, F16, ""},
+		{Config{LoadIn4bit: true}, q, Q4_K, 0, refuse("Q4_K", "load_in_4bit", "NF4")},
+		{Config{LoadIn8bit: true}, q, Q4_0, 0, refuse("Q4_0", "load_in_8bit", "Q8_0")},
+		{Config{TorchDtype: "bfloat16"}, model.LMHeadKey, Q6_K, 0, refuse("Q6_K", "torch_dtype bfloat16", "BF16")},
+	}
+	for _, c := range cases {
+		got, err := c.c.Hold(c.name, c.src)
+		if c.err != "" {
+			if err == nil || err.Error() != c.err {
+				t.Errorf("%+v %s from %s: error %v\nwant %s", c.c, c.name, c.src, err, c.err)
+			}
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("%+v %s from %s: %s, %v; want %s", c.c, c.name, c.src, got, err, c.want)
+		}
+	}
+}

@@ -53,6 +53,12 @@
 // [Config] carries transformers' keys (torch_dtype, load_in_8bit, load_in_4bit, bnb_4bit_quant_type) and
 // [Config.Apply] converts a loaded model's linear weights ([IsLinear]: every matrix but the token
 // embedding and a reward score head) to the storage they name, freeing the float32; names LoRA trains in
-// full (modules_to_save) are protected by a keep function. For a GGUF, gguf.LoadWeightsWith with Frozen
-// keeps the file's own blocks instead.
+// full (modules_to_save) are protected by a keep function. [Config.Hold] is the same rule for one tensor
+// whose source already has a format: checkpoint.OpenFrozen applies it as each tensor is read, so a base
+// is never whole in memory as float32 — an HF model's tensors are encoded right after reading, a GGUF's
+// linear weights keep the file's own blocks unless a key asks for another format. A GGUF whose tensor is
+// already block-quantized (Q8_0, Q4_0, Q4_K, Q6_K) is not re-quantized into another format (load_in_4bit
+// on a Q4_K file, say): that rounds rounded weights a second time, onto a grid that shares neither
+// blocks nor scales with the file's, for no gain in memory over the blocks the file already holds; the
+// request is refused in one line saying so (torch_dtype float32, an exact decoding, is allowed).
 package quant

@@ -1,0 +1,115 @@
+package checkpoint
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/alignkit/alignkit/model"
+	"github.com/alignkit/alignkit/model/gguf"
+	"github.com/alignkit/alignkit/model/hf"
+	"github.com/alignkit/alignkit/model/hub"
+	"github.com/alignkit/alignkit/model/lora"
+	"github.com/alignkit/alignkit/model/quant"
+	"github.com/alignkit/alignkit/model/tokenizer"
+)
+
+// FrozenBase says how OpenFrozen holds the base of a LoRA / QLoRA run, whose linear weights are
+// only multiplied, never trained.
+type FrozenBase struct {
+	// Quant is the storage the config asks for (torch_dtype, load_in_8bit, load_in_4bit); see
+	// quant.Config.Hold for what each key does to a GGUF's own blocks. The zero value keeps a GGUF's
+	// linear weights in the file's blocks and an HF model's as float32.
+	Quant quant.Config
+	// Keep names linear weights to hold as float32 values anyway (LoRA's lora_modules_to_save, which
+	// the adapter copies and trains in full); nil keeps none.
+	Keep func(name string) bool
+}
+
+// OpenFrozen reads a model as Open does, holding its linear weights (quant.IsLinear) frozen as fb says,
+// so that the base is never whole in memory as float32:
+//   - a GGUF's linear weights stay in the file's own blocks (quant.Matrix over the bytes read, no
+//     float32 copy), or are converted one tensor at a time when a key asks for another format;
+//   - an HF directory's are converted right after each is read, through one float32 scratch buffer,
+//     so the peak is the largest tensor in float32 plus the frozen base.
+//
+// The token embedding (read by row), the norms and biases (1-D) and the weights fb.Keep names stay
+// float32, as the training graph reads their values. Full fine-tuning uses Open instead: it trains
+// every weight, so it needs them all in float32.
+func OpenFrozen(path string, fb FrozenBase) (*Model, error) {
+	if err := fb.Quant.Validate(); err != nil {
+		return nil, err
+	}
+	st, err := os.Stat(path)
+	if err != nil && hub.IsName(path) {
+		resolved, err := hub.Model(path)
+		if err != nil {
+			return nil, fmt.Errorf("opening model: %w", err)
+		}
+		m, err := OpenFrozen(resolved, fb)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		m.Source = path
+		return m, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening model: %w", err)
+	}
+	keep := func(name string) bool { return fb.Keep != nil && fb.Keep(name) }
+	if !st.IsDir() {
+		hold := func(name string, file quant.Format) (quant.Format, error) {
+			if keep(name) {
+				return quant.F32, nil
+			}
+			return fb.Quant.Hold(name, file)
+		}
+		w, info, err := gguf.LoadWeightsWith(path, gguf.LoadOptions{Frozen: true, Hold: hold})
+		if err != nil {
+			return nil, err
+		}
+		return withGGUFTokenizer(path, w, info)
+	}
+	freeze := func(name string, shape []int) func([]float32) (*model.Tensor, error) {
+		if !quant.IsLinear(name, shape) || keep(name) {
+			return nil
+		}
+		f, err := fb.Quant.Hold(name, quant.F32) // a float source: never refused
+		if err != nil || f == quant.F32 {
+			return nil
+		}
+		return func(data []float32) (*model.Tensor, error) {
+			m, err := quant.New(f, shape[0], shape[1], data)
+			if err != nil {
+				return nil, fmt.Errorf("quantizing to %s: %w", f, err)
+			}
+			return &model.Tensor{Shape: shape, Frozen: m}, nil
+		}
+	}
+	w, err := hf.LoadWith(path, hf.LoadOptions{Freeze: freeze})
+	if err != nil {
+		return nil, err
+	}
+	tok, err := tokenizer.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkVocab(w, tok, path); err != nil {
+		return nil, err
+	}
+	return &Model{Weights: w, Tok: tok, Dir: path, Source: path}, nil
+}
+
+// OpenAdapterFrozen is OpenAdapter over a base opened by OpenFrozen: the adapter runs (and trains)
+// unmerged over the frozen base. Merging needs OpenAdapter's float32 base.
+func OpenAdapterFrozen(base, adapterDir string, fb FrozenBase) (*Model, error) {
+	m, err := OpenFrozen(base, fb)
+	if err != nil {
+		return nil, err
+	}
+	ad, _, err := lora.Load(adapterDir, m.Weights)
+	if err != nil {
+		return nil, err
+	}
+	m.Adapter = ad
+	return m, nil
+}
