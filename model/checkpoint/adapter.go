@@ -28,7 +28,8 @@ func OpenAdapter(base, adapterDir string) (*Model, error) {
 // adapter_config.json names, the adapter over it, and the directory's own tokenizer files when it
 // has them (a trainer saves them there, with the chat template it trained with). Source stays the
 // base, so an adapter trained further records the real base.
-func openAdapterDir(dir string) (*Model, error) {
+// open opens the base (Open, or OpenFrozen for a LoRA run's frozen base).
+func openAdapterDir(dir string, open func(string) (*Model, error)) (*Model, error) {
 	meta, err := lora.ReadMeta(dir)
 	if err != nil {
 		return nil, err
@@ -42,7 +43,7 @@ func openAdapterDir(dir string) (*Model, error) {
 	if lora.IsAdapterDir(base) {
 		return nil, fmt.Errorf("%s: base_model_name_or_path %s is itself an adapter directory; alignkit stacks no adapters (merge the first one with export --merge)", filepath.Join(dir, lora.ConfigFile), base)
 	}
-	m, err := Open(base)
+	m, err := open(base)
 	if err != nil {
 		return nil, fmt.Errorf("adapter %s: %w", dir, err)
 	}

@@ -44,7 +44,7 @@ func Open(path string) (*Model, error) {
 		return openGGUF(path)
 	}
 	if lora.IsAdapterDir(path) {
-		return openAdapterDir(path)
+		return openAdapterDir(path, Open)
 	}
 	w, err := hf.Load(path)
 	if err != nil {

@@ -55,6 +55,9 @@ func OpenFrozen(path string, fb FrozenBase) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening model: %w", err)
 	}
+	if st.IsDir() && lora.IsAdapterDir(path) {
+		return openAdapterDir(path, func(base string) (*Model, error) { return OpenFrozen(base, fb) })
+	}
 	keep := func(name string) bool { return fb.Keep != nil && fb.Keep(name) }
 	if !st.IsDir() {
 		hold := func(name string, file quant.Format) (quant.Format, error) {
