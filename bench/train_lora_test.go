@@ -1,13 +1,17 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"math"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/alignkit/alignkit/internal/sharedtest"
 	"github.com/alignkit/alignkit/model"
 	"github.com/alignkit/alignkit/model/quant"
 )
@@ -209,8 +213,9 @@ func TestInitBaseMemory(t *testing.T) {
 	}
 	t.Logf("float32 model %.1f MB; InitBase allocated %.1f MB in all and holds %.1f MB", float64(f32)/1e6, float64(alloc)/1e6, float64(held)/1e6)
 	// What it holds (NF4 blocks, float32 embedding, head and norms), one buffer of the largest
-	// linear weight (1792·512 float32 = 3.7 MB), and per-row encode scratch; never the 104 MB.
-	if limit := held + 4*1792*512 + 2<<20; alloc > limit || alloc > f32/4 {
+	// linear weight (1792·512 float32 = 3.7 MB), and small change (per-row encode scratch, the map);
+	// never the 109 MB.
+	if limit := held + 4*1792*512 + 4<<20; alloc > limit || alloc > f32/4 {
 		t.Errorf("InitBase allocated %d bytes; want at most %d (held + one buffer) and under a quarter of the float32 model's %d", alloc, limit, f32)
 	}
 }
@@ -250,5 +255,38 @@ func TestStepFLOPsPerToken(t *testing.T) {
 	}
 	if got := FLOPsPerToken(p.Config, 1024); got != 6*n+3*a {
 		t.Errorf("FLOPsPerToken = %.0f, want the full fine-tuning count %.0f", got, float64(6*n+3*a))
+	}
+}
+
+// TestTorchScriptLoRA runs bench/torch_train.py's hand-written LoRA with checkpointing on the tiny
+// preset: it trains exactly the adapter values alignkit counts, starts at the base's loss (B = 0),
+// and reports the same fields and FLOP count as alignkit's result.
+func TestTorchScriptLoRA(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipped with -short: starts PyTorch")
+	}
+	py := "/usr/bin/python3"
+	if err := exec.Command(py, "-c", "import torch").Run(); err != nil {
+		t.Skipf("%s cannot import torch (apt-get install -y python3-torch): %v", py, err)
+	}
+	out, err := exec.Command(py, filepath.Join(sharedtest.RepoRoot(t), "bench", "torch_train.py"), "--preset", "tiny", "--lora-r", "4",
+		"--gradient-checkpointing", "--steps", "3", "--warmup", "0", "--threads", "1", "--peak-gflops", "100", "-q").Output()
+	if err != nil {
+		t.Fatalf("torch_train.py: %v", err)
+	}
+	r, err := ReadResults(bytes.NewReader(out), "torch_train.py")
+	if err != nil || len(r.Train) != 1 {
+		t.Fatalf("torch_train.py printed %q: %v", out, err)
+	}
+	res := r.Train[0]
+	p := preset(t, "tiny")
+	if res.Engine != "pytorch" || res.LoRAR != 4 || res.BaseDtype != "float32" || !res.GradientCheckpointing || res.TrainableParams != tinyAdapterParams(4) {
+		t.Errorf("result %+v, want LoRA r4 over float32 with checkpointing, %d trainable", res, tinyAdapterParams(4))
+	}
+	if want := StepFLOPsPerToken(p.Config, p.SeqLen, res.Mode()); res.FLOPPerToken != want {
+		t.Errorf("flop_per_token %.0f, want %.0f", res.FLOPPerToken, want)
+	}
+	if math.Abs(res.LossFirst-math.Log(512)) > 0.1 || !(res.LossLast < res.LossFirst) {
+		t.Errorf("loss %.5f -> %.5f, want a fall from about ln 512", res.LossFirst, res.LossLast)
 	}
 }
