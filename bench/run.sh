@@ -199,6 +199,8 @@ for rep in $(seq "$REPS"); do
         torch_train smollm135m "$SMOL_STEPS" "(run $rep/$REPS)"
     fi
 done
+# Full fine-tuning with gradient checkpointing, whose peak RSS is held against 4 GB (issue 15).
+[ "${SKIP_SMOLLM:-0}" != 1 ] && alignkit_lora smollm135m "$SMOL_STEPS" "checkpointing" --gradient-checkpointing
 [ "${SKIP_SMOLLM:-0}" = 1 ] && note "smollm135m skipped (SKIP_SMOLLM=1)"
 
 # LoRA (issue 15): llama3-1b with a rank-16 adapter on every linear layer over a bfloat16 base, with
