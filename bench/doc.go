@@ -20,6 +20,9 @@
 //     12·L·T·H·hd is the attention score and value products QKᵀ and AV over the full T×T window
 //     (forward 4·L·T·H·hd, backward twice that), as PaLM's model-FLOPs utilisation counts them,
 //     i.e. not halved for the causal mask. Achieved GFLOP/s is FLOPsPerToken·tokens/s.
+//     With LoRA (--lora-r) or gradient checkpointing the count is StepFLOPsPerToken's: a frozen
+//     weight's backward is its input gradient only (4·N in place of 6·N), the adapter adds 6·P, and
+//     checkpointing adds each decoder layer's recomputed forward (see StepFLOPsPerToken).
 //   - peak share: achieved GFLOP/s over the machine's fp32 peak, measured once with a large square
 //     sgemm through the BLAS in use (MeasurePeak, `alignkit bench peak`) or given by a flag, so all
 //     engines are divided by the same number.
@@ -27,6 +30,11 @@
 // Baselines are taken at their best: PyTorch and llama.cpp each run with 1 thread and with all
 // cores, and the report compares against the faster setting, because on a loaded machine their
 // spin-waiting workers (OpenMP, ggml) can make 2 threads several times slower than 1.
+//
+// LoRA and QLoRA runs (--lora-r, --base-dtype) draw the random base tensor by tensor (InitBase),
+// converting each weight to bfloat16, Q8_0 or NF4 right after it is drawn, so a model whose float32
+// copy would not fit (llama3-8b: 32 GB) is never held in float32; only the adapter's A and B have
+// gradients and AdamW state.
 //
 // Memory flatness (TestTrainMemoryFlat) is checked on VmRSS after a forced collection and
 // debug.FreeOSMemory at steps 20 and 200, so that what is compared is memory the process still holds

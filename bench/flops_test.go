@@ -48,7 +48,8 @@ func TestCounts(t *testing.T) {
 }
 
 // TestTorchScriptAgrees checks that bench/torch_train.py builds the same shapes (its nn.Module's own
-// parameter count) and counts FLOPs with the same formula as this package, for every preset.
+// parameter count, with and without its hand-written LoRA) and counts FLOPs with the same formulas as
+// this package, for every preset and mode.
 func TestTorchScriptAgrees(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipped with -short: builds every preset in PyTorch")
@@ -67,6 +68,12 @@ func TestTorchScriptAgrees(t *testing.T) {
 		FLOPPerToken float64 `json:"flop_per_token"`
 		Batch        int     `json:"batch"`
 		SeqLen       int     `json:"seq_len"`
+		// The hand-written LoRA's trainable count at r 16 (its nn.Module's own), and the count of
+		// the other modes.
+		LoRA16Trainable int64   `json:"lora16_trainable_params"`
+		FLOPCkpt        float64 `json:"flop_per_token_ckpt"`
+		FLOPLoRA16      float64 `json:"flop_per_token_lora16"`
+		FLOPLoRA16Ckpt  float64 `json:"flop_per_token_lora16_ckpt"`
 	}
 	if err := json.Unmarshal(out, &got); err != nil {
 		t.Fatalf("torch_train.py --describe printed %q: %v", out, err)
@@ -82,6 +89,18 @@ func TestTorchScriptAgrees(t *testing.T) {
 			g.FLOPPerToken != FLOPsPerToken(p.Config, p.SeqLen) || g.Batch != p.Batch || g.SeqLen != p.SeqLen {
 			t.Errorf("%s: torch %+v, Go params %d, matmul %d, FLOPs/token %.0f, batch %d × %d", name, g,
 				ParamCount(p.Config), MatmulParams(p.Config), FLOPsPerToken(p.Config, p.SeqLen), p.Batch, p.SeqLen)
+		}
+		modes := []struct {
+			torch float64
+			m     Mode
+		}{{g.FLOPCkpt, Mode{GradientCheckpointing: true}}, {g.FLOPLoRA16, Mode{LoRAR: 16}}, {g.FLOPLoRA16Ckpt, Mode{LoRAR: 16, GradientCheckpointing: true}}}
+		for _, m := range modes {
+			if want := StepFLOPsPerToken(p.Config, p.SeqLen, m.m); m.torch != want {
+				t.Errorf("%s %+v: torch counts %.0f FLOPs/token, Go %.0f", name, m.m, m.torch, want)
+			}
+		}
+		if want := LoRAMatmulParams(p.Config, 16); g.LoRA16Trainable != want {
+			t.Errorf("%s: torch's LoRA r16 trains %d values, Go counts %d", name, g.LoRA16Trainable, want)
 		}
 	}
 	if len(got) != len(PresetNames()) {

@@ -107,13 +107,38 @@ func aggregate(xs []float64) agg {
 	return agg{runs: xs, med: Median(xs), ok: true}
 }
 
-// train aggregates one engine's runs on a preset. When the engine was run with several thread
+// trainSel picks the training runs of one preset in one mode: full fine-tuning (loraR 0) or a
+// rank-loraR LoRA over a base held as baseDtype ("" is float32, as results from before
+// base_dtype was recorded read), with or without checkpointing, at seqLen tokens a row (0: any).
+type trainSel struct {
+	preset    string
+	loraR     int
+	baseDtype string
+	ckpt      bool
+	seqLen    int
+}
+
+func (s trainSel) match(t TrainResult) bool {
+	dt := func(s string) string {
+		if s == "" {
+			return "float32"
+		}
+		return s
+	}
+	return t.Preset == s.preset && t.LoRAR == s.loraR && dt(t.BaseDtype) == dt(s.baseDtype) &&
+		t.GradientCheckpointing == s.ckpt && (s.seqLen == 0 || t.SeqLen == s.seqLen)
+}
+
+// full selects a preset's full fine-tuning runs without checkpointing.
+func full(preset string) trainSel { return trainSel{preset: preset} }
+
+// train aggregates one engine's runs that sel picks. When the engine was run with several thread
 // counts (PyTorch with 1 and 2 threads: on a loaded machine its OpenMP workers can make 2 threads much
 // slower than 1), the fastest count by median tokens/s is taken, so the baseline is its best setting.
-func (r *Results) train(engine, preset string, f func(TrainResult) float64) agg {
+func (r *Results) train(engine string, sel trainSel, f func(TrainResult) float64) agg {
 	byThreads := map[int][]TrainResult{}
 	for _, t := range r.Train {
-		if t.Engine == engine && t.Preset == preset {
+		if t.Engine == engine && sel.match(t) {
 			byThreads[t.Threads] = append(byThreads[t.Threads], t)
 		}
 	}
@@ -192,10 +217,25 @@ func (r *Results) generate(engine, model string, f func(GenerateResult) float64)
 	return threadNote(aggregate(xs), best, len(byThreads))
 }
 
-// target is a ratio goal: ratio >= min (or <= max when atMost), with an optional stretch.
+// target is a ratio goal: ratio >= min (or <= max when atMost), with an optional stretch. With abs
+// set it is a goal for alignkit's own value instead (a peak RSS in MB, a peak share in %), met or
+// missed whether or not a baseline was measured.
 type target struct {
 	min, stretch float64
 	atMost       bool
+	abs          bool
+}
+
+// label is the target column; unit is the row's, for an absolute target.
+func (t target) label(unit string) string {
+	if t.abs {
+		op := ">="
+		if t.atMost {
+			op = "<="
+		}
+		return fmt.Sprintf("%s %.0f%s", op, t.min, unit)
+	}
+	return t.String()
 }
 
 func (t target) String() string {
@@ -214,6 +254,10 @@ func (t target) status(ratio float64) string {
 	switch {
 	case t.min == 0:
 		return ""
+	case t.abs && t.atMost && ratio <= t.min, t.abs && !t.atMost && ratio >= t.min:
+		return "met"
+	case t.abs:
+		return "MISSED"
 	case t.atMost && ratio <= t.min:
 		return "met"
 	case t.atMost || ratio < t.min:
@@ -276,19 +320,33 @@ func WriteReport(w io.Writer, r *Results, info ReportInfo) error {
 
 	tps := func(t TrainResult) float64 { return t.TokensPerSecond }
 	rss := func(t TrainResult) float64 { return t.PeakRSSMB }
+	share := func(t TrainResult) float64 { return 100 * t.PeakShare }
+	// The memory and LoRA targets of issue 15: smollm135m fully fine-tuned with checkpointing; llama3-1b, r 16 over a bfloat16 base with checkpointing at 1×1024
+	// against PyTorch's hand-written LoRA of the same shape (its base float32); llama3-8b QLoRA (nf4)
+	// with checkpointing at 1×512, alignkit alone.
+	lora1b := trainSel{preset: "llama3-1b", loraR: 16, baseDtype: "bfloat16", ckpt: true, seqLen: 1024}
+	torch1b := trainSel{preset: "llama3-1b", loraR: 16, baseDtype: "float32", ckpt: true, seqLen: 1024}
+	qlora8b := trainSel{preset: "llama3-8b", loraR: 16, baseDtype: "nf4", ckpt: true, seqLen: 512}
+	const torchLoRA = "PyTorch LoRA, f32 base"
 	dec := func(g GenerateResult) float64 { return g.DecodeTokensPerSecond }
 	pre := func(g GenerateResult) float64 { return g.PrefillTokensPerSecond }
 	sftTPS := func(s SFTResult) float64 { return s.TokensPerSecond }
 	rows := []row{
-		{what: "train tokens/s, ref (8×256)", ours: r.train("alignkit", "ref", tps), base: r.train("pytorch", "ref", tps), baseName: "PyTorch", tgt: target{min: 1, stretch: 1.5}},
-		{what: "train tokens/s, smollm135m (4×512)", ours: r.train("alignkit", "smollm135m", tps), base: r.train("pytorch", "smollm135m", tps), baseName: "PyTorch", tgt: target{min: 1}},
-		{what: "peak RSS, ref", unit: " MB", ours: r.train("alignkit", "ref", rss), base: r.train("pytorch", "ref", rss), baseName: "PyTorch", tgt: target{min: 1.5, atMost: true}},
-		{what: "peak RSS, smollm135m", unit: " MB", ours: r.train("alignkit", "smollm135m", rss), base: r.train("pytorch", "smollm135m", rss), baseName: "PyTorch", tgt: target{min: 1.5, atMost: true}},
+		{what: "train tokens/s, ref (8×256)", ours: r.train("alignkit", full("ref"), tps), base: r.train("pytorch", full("ref"), tps), baseName: "PyTorch", tgt: target{min: 1, stretch: 1.5}},
+		{what: "train tokens/s, smollm135m (4×512)", ours: r.train("alignkit", full("smollm135m"), tps), base: r.train("pytorch", full("smollm135m"), tps), baseName: "PyTorch", tgt: target{min: 1}},
+		{what: "peak RSS, ref", unit: " MB", ours: r.train("alignkit", full("ref"), rss), base: r.train("pytorch", full("ref"), rss), baseName: "PyTorch", tgt: target{min: 1.5, atMost: true}},
+		{what: "peak RSS, smollm135m", unit: " MB", ours: r.train("alignkit", full("smollm135m"), rss), base: r.train("pytorch", full("smollm135m"), rss), baseName: "PyTorch", tgt: target{min: 1.5, atMost: true}},
+		{what: "peak RSS, smollm135m full fine-tuning, checkpointing (4×512)", unit: " MB", ours: r.train("alignkit", trainSel{preset: "smollm135m", ckpt: true}, rss), tgt: target{min: 4096, atMost: true, abs: true}},
+		{what: "train tokens/s, llama3-1b LoRA r16, bf16 base, checkpointing (1×1024)", ours: r.train("alignkit", lora1b, tps), base: r.train("pytorch", torch1b, tps), baseName: torchLoRA, tgt: target{min: 1.5}},
+		{what: "peak RSS, llama3-1b LoRA r16, bf16 base, checkpointing", unit: " MB", ours: r.train("alignkit", lora1b, rss), base: r.train("pytorch", torch1b, rss), baseName: torchLoRA, tgt: target{min: 6144, atMost: true, abs: true}},
+		{what: "share of the sgemm peak, llama3-1b LoRA r16, bf16 base, checkpointing", unit: "%", ours: r.train("alignkit", lora1b, share), base: r.train("pytorch", torch1b, share), baseName: torchLoRA, tgt: target{min: 50, abs: true}},
+		{what: "train tokens/s, llama3-8b QLoRA r16, nf4 base, checkpointing (1×512)", ours: r.train("alignkit", qlora8b, tps)},
+		{what: "peak RSS, llama3-8b QLoRA r16, nf4 base, checkpointing", unit: " MB", ours: r.train("alignkit", qlora8b, rss), tgt: target{min: 12288, atMost: true, abs: true}},
 		{what: "decode tokens/s, decode512 (d 512, 8 layers, f32)", ours: r.generate("alignkit", "decode512", dec), base: r.generate("llama.cpp", "decode512", dec), baseName: "llama.cpp f32", tgt: target{min: 0.5}},
 		{what: "prefill tokens/s, decode512 (128-token prompt)", ours: r.generate("alignkit", "decode512", pre), base: r.generate("llama.cpp", "decode512", pre), baseName: "llama.cpp f32"},
 		{what: "decode tokens/s, stories260K", ours: r.generate("alignkit", "stories260K", dec), base: r.generate("llama.cpp", "stories260K", dec), baseName: "llama.cpp f32"},
-		{what: "SFT tokens/s, stories260K (no_robots, packed 8×256) vs PyTorch train, same shape", ours: r.sft("stories260k", sftTPS), base: r.train("pytorch", "stories260k", tps), baseName: "PyTorch"},
-		{what: "SFT tokens/s, ref shape (no_robots, packed 8×256) vs PyTorch train ref", ours: r.sft("ref", sftTPS), base: r.train("pytorch", "ref", tps), baseName: "PyTorch"},
+		{what: "SFT tokens/s, stories260K (no_robots, packed 8×256) vs PyTorch train, same shape", ours: r.sft("stories260k", sftTPS), base: r.train("pytorch", full("stories260k"), tps), baseName: "PyTorch"},
+		{what: "SFT tokens/s, ref shape (no_robots, packed 8×256) vs PyTorch train ref", ours: r.sft("ref", sftTPS), base: r.train("pytorch", full("ref"), tps), baseName: "PyTorch"},
 	}
 	b.WriteString("| measure | alignkit | baseline | ratio | target | status |\n|---|---:|---:|---:|---|---|\n")
 	for _, x := range rows {
@@ -297,8 +355,13 @@ func WriteReport(w io.Writer, r *Results, info ReportInfo) error {
 			v := x.ours.med / x.base.med
 			ratio = fmt.Sprintf("%.2fx", v)
 			status = x.tgt.status(v)
+		} else if x.ours.ok && x.baseName == "" {
+			status = "" // alignkit alone, for information
 		} else if x.ours.ok {
 			status = "no baseline"
+		}
+		if x.ours.ok && x.tgt.abs {
+			status = x.tgt.status(x.ours.med)
 		}
 		base := fmtVal(x.base, x.unit)
 		if x.base.ok {
@@ -308,7 +371,7 @@ func WriteReport(w io.Writer, r *Results, info ReportInfo) error {
 			}
 			base += ")"
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", x.what, fmtVal(x.ours, x.unit), base, ratio, x.tgt, status)
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", x.what, fmtVal(x.ours, x.unit), base, ratio, x.tgt.label(x.unit), status)
 	}
 	if len(info.Notes) > 0 {
 		b.WriteString("\nNotes:\n\n")
@@ -318,7 +381,7 @@ func WriteReport(w io.Writer, r *Results, info ReportInfo) error {
 	}
 	b.WriteString("\n## Runs\n\nOne row per run; the rates are its timed steps (training) or its timed repetitions (decode, prefill).\n\n| engine | what | tokens/s of each step or repetition | median | GFLOP/s | peak share | peak RSS (MB) |\n|---|---|---|---:|---:|---:|---:|\n")
 	for _, t := range sortedTrain(r.Train) {
-		fmt.Fprintf(&b, "| %s | train %s %d×%d (%s, %s) | %s | %.0f | %.1f | %.1f%% | %.0f |\n", t.Engine, t.Preset, t.Batch, t.SeqLen,
+		fmt.Fprintf(&b, "| %s | train %s %d×%d %s (%s, %s) | %s | %.0f | %.1f | %.1f%% | %.0f |\n", t.Engine, t.Preset, t.Batch, t.SeqLen, t.Describe(),
 			t.BLAS, plural(t.Threads, "thread"), joinRates(t.StepSeconds[min(t.Warmup, len(t.StepSeconds)):], float64(t.Batch*t.SeqLen)), t.TokensPerSecond,
 			t.AchievedGFLOPS, 100*t.PeakShare, t.PeakRSSMB)
 	}

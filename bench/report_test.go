@@ -88,3 +88,44 @@ func TestWriteSettingsReport(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteReportLoRA: the LoRA rows take only the runs of their mode. alignkit's llama3-1b LoRA r16
+// over bf16 with checkpointing (300 and 340 tokens/s, median 320; 5000 MB; 55% of the peak) against
+// PyTorch's LoRA of the same shape (200; 9000 MB; 30%), beside a full fine-tuning run of the same
+// preset (1000 tokens/s) that none of these rows may take, and a PyTorch run without checkpointing;
+// llama3-8b QLoRA (nf4, checkpointing, 1×512) at 13000 MB misses its 12288 MB limit; smollm135m
+// fully fine-tuned with checkpointing at 3500 MB meets its 4096 MB one.
+func TestWriteReportLoRA(t *testing.T) {
+	in := `{"kind":"train","engine":"alignkit","preset":"llama3-1b","batch":1,"seq_len":1024,"lora_r":16,"base_dtype":"bfloat16","gradient_checkpointing":true,"step_s":[1],"tokens_per_s":300,"peak_rss_mb":5000,"peak_share":0.55,"threads":2}
+{"kind":"train","engine":"alignkit","preset":"llama3-1b","batch":1,"seq_len":1024,"lora_r":16,"base_dtype":"bfloat16","gradient_checkpointing":true,"step_s":[1],"tokens_per_s":340,"peak_rss_mb":5000,"peak_share":0.55,"threads":2}
+{"kind":"train","engine":"alignkit","preset":"llama3-1b","batch":1,"seq_len":1024,"step_s":[1],"tokens_per_s":1000,"peak_rss_mb":20000,"peak_share":0.9,"threads":2}
+{"kind":"train","engine":"pytorch","preset":"llama3-1b","batch":1,"seq_len":1024,"lora_r":16,"base_dtype":"float32","gradient_checkpointing":true,"step_s":[1],"tokens_per_s":200,"peak_rss_mb":9000,"peak_share":0.3,"threads":2}
+{"kind":"train","engine":"pytorch","preset":"llama3-1b","batch":1,"seq_len":1024,"lora_r":16,"base_dtype":"float32","step_s":[1],"tokens_per_s":250,"peak_rss_mb":12000,"peak_share":0.3,"threads":2}
+{"kind":"train","engine":"alignkit","preset":"llama3-8b","batch":1,"seq_len":512,"lora_r":16,"base_dtype":"nf4","gradient_checkpointing":true,"step_s":[30],"tokens_per_s":17,"peak_rss_mb":13000,"peak_share":0.4,"threads":2}
+{"kind":"train","engine":"alignkit","preset":"smollm135m","batch":4,"seq_len":512,"gradient_checkpointing":true,"step_s":[9,1],"tokens_per_s":70,"peak_rss_mb":3500,"threads":2}
+`
+	r, err := ReadResults(strings.NewReader(in), "in")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sb strings.Builder
+	if err := WriteReport(&sb, r, ReportInfo{}); err != nil {
+		t.Fatal(err)
+	}
+	out := sb.String()
+	for _, want := range []string{
+		"| train tokens/s, llama3-1b LoRA r16, bf16 base, checkpointing (1×1024) | 320 | 200 (PyTorch LoRA, f32 base, 2 threads) | 1.60x | >= 1.5x | met |",
+		"| peak RSS, llama3-1b LoRA r16, bf16 base, checkpointing | 5000 MB | 9000 MB (PyTorch LoRA, f32 base, 2 threads) | 0.56x | <= 6144 MB | met |",
+		"| share of the sgemm peak, llama3-1b LoRA r16, bf16 base, checkpointing | 55.0% | 30.0% (PyTorch LoRA, f32 base, 2 threads) | 1.83x | >= 50% | met |",
+		"| train tokens/s, llama3-8b QLoRA r16, nf4 base, checkpointing (1×512) | 17.0 | — | — | (info) |  |",
+		"| peak RSS, llama3-8b QLoRA r16, nf4 base, checkpointing | 13000 MB | — | — | <= 12288 MB | MISSED |",
+		"| train tokens/s, smollm135m (4×512) | — | — | — | >= 1.0x | not measured |", // the checkpointed run is not full("smollm135m")
+		"| peak RSS, smollm135m full fine-tuning, checkpointing (4×512) | 3500 MB | — | — | <= 4096 MB | met |",
+		"| alignkit | train llama3-8b 1×512 LoRA r16, nf4 base, checkpointing (",
+		"| alignkit | train llama3-1b 1×1024 full (",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q\n%s", want, out)
+		}
+	}
+}

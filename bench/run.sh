@@ -10,7 +10,8 @@
 #                           kernels; written to bench/settings.md
 #
 # Knobs (environment): BIN (default bin/alignkit), SHARED (../shared), PY (/usr/bin/python3), REPS,
-# THREADS (the most PyTorch and llama.cpp threads tried; default nproc), SKIP_SMOLLM=1, PEAK_GFLOPS=G
+# THREADS (the most PyTorch and llama.cpp threads tried; default nproc), SKIP_SMOLLM=1, SKIP_LORA=1 (the
+# llama3-1b LoRA and llama3-8b QLoRA rows, whose steps take minutes each on 2 cores), PEAK_GFLOPS=G
 # (skip the peak measurement), OUT (the report file; default bench/latest.md, or bench/settings.md in
 # settings mode). OPENBLAS_NUM_THREADS and OPENBLAS_CORETYPE are passed through as set, to alignkit
 # and PyTorch alike (the Makefile exports OPENBLAS_NUM_THREADS=2 and, on an AVX-512 CPU,
@@ -37,9 +38,9 @@ PY=${PY:-/usr/bin/python3}
 THREADS=${THREADS:-$(nproc)}
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
-    REPS=${REPS:-1}; REF_STEPS=3; SMOL_STEPS=1; SFT_STEPS=3; GEN_RUNS=2
+    REPS=${REPS:-1}; REF_STEPS=3; SMOL_STEPS=1; SFT_STEPS=3; GEN_RUNS=2; LORA_STEPS=1
 else
-    REPS=${REPS:-2}; REF_STEPS=5; SMOL_STEPS=2; SFT_STEPS=5; GEN_RUNS=3
+    REPS=${REPS:-2}; REF_STEPS=5; SMOL_STEPS=2; SFT_STEPS=5; GEN_RUNS=3; LORA_STEPS=2
 fi
 
 if [ ! -x "$BIN" ]; then
@@ -129,6 +130,21 @@ torch_train() { # preset steps [label-suffix]
         run "PyTorch train $1 (threads=$t) ${3:-}" "$PY" bench/torch_train.py --preset "$1" --steps "$2" --warmup 1 --threads "$t" --peak-gflops "$PEAK" -q
     done
 }
+# LoRA runs: alignkit_lora preset steps label [bench train flags...]; torch_lora likewise with
+# torch_train.py's flags, at each PyTorch thread count.
+alignkit_lora() {
+    local p=$1 s=$2 l=$3
+    shift 3
+    run "alignkit train $p $l" "$BIN" bench train --preset "$p" --steps "$s" --warmup 1 --peak-gflops "$PEAK" --json -q "$@"
+}
+torch_lora() {
+    [ $HAVE_TORCH = 1 ] || return 0
+    local p=$1 s=$2 l=$3 t
+    shift 3
+    for t in $TORCH_THREADS; do
+        run "PyTorch train $p (threads=$t) $l" "$PY" bench/torch_train.py --preset "$p" --steps "$s" --warmup 1 --threads "$t" --peak-gflops "$PEAK" -q "$@"
+    done
+}
 alignkit_decode() { # dir name [label-suffix]
     run "alignkit decode $2 ${3:-}" "$BIN" bench generate --model "$1" --name "$2" --runs "$GEN_RUNS" --json -q
 }
@@ -183,7 +199,24 @@ for rep in $(seq "$REPS"); do
         torch_train smollm135m "$SMOL_STEPS" "(run $rep/$REPS)"
     fi
 done
+# Full fine-tuning with gradient checkpointing, whose peak RSS is held against 4 GB (issue 15).
+[ "${SKIP_SMOLLM:-0}" != 1 ] && alignkit_lora smollm135m "$SMOL_STEPS" "checkpointing" --gradient-checkpointing
 [ "${SKIP_SMOLLM:-0}" = 1 ] && note "smollm135m skipped (SKIP_SMOLLM=1)"
+
+# LoRA (issue 15): llama3-1b with a rank-16 adapter on every linear layer over a bfloat16 base, with
+# gradient checkpointing, at 1×1024, against PyTorch's hand-written LoRA of the same shape (its base
+# float32: no bitsandbytes); then llama3-8b QLoRA (nf4 base) with checkpointing at 1×512, alignkit
+# alone (PyTorch's float32 8B would need 32 GB), whose peak RSS is held against 12 GB.
+if [ "${SKIP_LORA:-0}" != 1 ]; then
+    for rep in $(seq "$REPS"); do
+        alignkit_lora llama3-1b "$LORA_STEPS" "LoRA r16 bf16 (run $rep/$REPS)" --lora-r 16 --base-dtype bfloat16 --gradient-checkpointing
+        torch_lora llama3-1b "$LORA_STEPS" "LoRA r16 (run $rep/$REPS)" --lora-r 16 --gradient-checkpointing
+    done
+    alignkit_lora llama3-8b "$LORA_STEPS" "QLoRA r16 nf4" --lora-r 16 --base-dtype nf4 --gradient-checkpointing --seq-len 512
+    NOTES+=("LoRA rows: $LORA_STEPS timed step(s) after 1 warm-up; llama3-8b QLoRA ran once. PyTorch's LoRA holds its base in float32; its peak share counts the same FLOPs (bench.StepFLOPsPerToken: 4N + 6P + 3A, plus the recomputed layer forward 2N_L + 2P + A with checkpointing)")
+else
+    note "llama3-1b LoRA and llama3-8b QLoRA skipped (SKIP_LORA=1)"
+fi
 
 # SFT through `alignkit sft` on real data: stories260K itself and a random model of the reference shape.
 if [ $HAVE_SHARED = 1 ]; then

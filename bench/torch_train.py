@@ -4,6 +4,7 @@
 Run with Debian's interpreter and torch (apt-get install -y python3-torch):
 
     /usr/bin/python3 bench/torch_train.py --preset ref [--steps 5] [--warmup 1] [--threads 2] [--peak-gflops G]
+        [--lora-r N] [--gradient-checkpointing] [--batch B] [--seq-len T]
 
 Model: Llama as transformers' LlamaForCausalLM computes it in float32 (RMSNorm, rotate-half RoPE with theta
 10000, grouped-query attention with a causal mask, SwiGLU, tied or untied head), weights drawn normal(0, 0.02)
@@ -11,9 +12,19 @@ with RMSNorm gains 1. A step is what alignkit's bench times: zero the gradients,
 cross-entropy over every position, backward, clip_grad_norm_(1.0), AdamW (lr 1e-4, betas 0.9/0.999, eps 1e-8,
 weight decay 0.01, RMSNorm gains not decayed), on one fixed batch of random tokens.
 
+--lora-r N trains a hand-written LoRA (no peft package here) as alignkit's --lora-r does: every linear layer of
+the decoder (q, k, v, o, gate, up, down; not the head) becomes LoRALinear, its float32 nn.Linear frozen
+(requires_grad False) plus A (r, in) drawn as PEFT's kaiming_uniform_(a=sqrt(5)), B (out, r) zero, scaled by
+lora_alpha / r with lora_alpha = 2r and no dropout; the embedding, norms and head are frozen too, and only A and
+B get gradients and AdamW state. The base stays float32 (no bitsandbytes): base_dtype is "float32".
+--gradient-checkpointing wraps each decoder layer in torch.utils.checkpoint (non-reentrant), as transformers'
+gradient_checkpointing_enable does.
+
 Counting (see bench/doc.go, identical in Go): tokens/s = batch*seq_len over the median step time after warm-up;
-peak RSS = getrusage(RUSAGE_SELF).ru_maxrss (the kernel's VmHWM); FLOPs per token = 6*N + 12*L*T*H*hd with N the
-matmul weights (q, k, v, o, gate, up, down per layer, plus the V*D head even when tied).
+peak RSS = getrusage(RUSAGE_SELF).ru_maxrss (the kernel's VmHWM); FLOPs per token as bench.StepFLOPsPerToken:
+6*N + 3*A for full fine-tuning, 4*N + 6*P + 3*A with LoRA, plus 2*N_L + 2*P + A with checkpointing, where N is
+the matmul weights (q, k, v, o, gate, up, down per layer, plus the V*D head even when tied), N_L its layer part,
+P the adapter weights (r*(in+out) per adapted layer) and A = 4*L*T*H*hd the attention products' forward.
 """
 import argparse
 import json
@@ -26,6 +37,7 @@ import time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 # Same table as bench/presets.go: vocab, d, layers, heads, kv heads, SwiGLU width, tied, batch, seq_len.
 PRESETS = {
@@ -40,9 +52,9 @@ PRESETS = {
 
 
 class RMSNorm(nn.Module):
-    def __init__(self, d, eps=1e-5):
+    def __init__(self, d, eps=1e-5, device=None):
         super().__init__()
-        self.weight = nn.Parameter(torch.ones(d))
+        self.weight = nn.Parameter(torch.ones(d, device=device))
         self.eps = eps
 
     def forward(self, x):
@@ -54,20 +66,40 @@ def rotate_half(x):
     return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
 
 
+class LoRALinear(nn.Module):
+    """A frozen nn.Linear plus PEFT's LoRA term: y = W x + (alpha / r) * B A x."""
+
+    def __init__(self, base, r, alpha):
+        super().__init__()
+        self.base = base
+        self.base.weight.requires_grad_(False)
+        dev = base.weight.device
+        self.lora_A = nn.Parameter(torch.empty(r, base.in_features, device=dev))  # (r, in)
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, r, device=dev))  # (out, r)
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # PEFT's reset_lora_parameters
+        self.scale = alpha / r
+
+    def forward(self, x):
+        return self.base(x) + (x @ self.lora_A.t() @ self.lora_B.t()) * self.scale
+
+
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
 class Block(nn.Module):
-    def __init__(self, c):
+    def __init__(self, c, device=None):
         super().__init__()
         d, self.h, self.kv = c["d"], c["heads"], c["kv"]
         self.hd = d // self.h
-        self.input_layernorm = RMSNorm(d)
-        self.q_proj = nn.Linear(d, self.h * self.hd, bias=False)
-        self.k_proj = nn.Linear(d, self.kv * self.hd, bias=False)
-        self.v_proj = nn.Linear(d, self.kv * self.hd, bias=False)
-        self.o_proj = nn.Linear(self.h * self.hd, d, bias=False)
-        self.post_attention_layernorm = RMSNorm(d)
-        self.gate_proj = nn.Linear(d, c["ffn"], bias=False)
-        self.up_proj = nn.Linear(d, c["ffn"], bias=False)
-        self.down_proj = nn.Linear(c["ffn"], d, bias=False)
+        self.input_layernorm = RMSNorm(d, device=device)
+        self.q_proj = nn.Linear(d, self.h * self.hd, bias=False, device=device)
+        self.k_proj = nn.Linear(d, self.kv * self.hd, bias=False, device=device)
+        self.v_proj = nn.Linear(d, self.kv * self.hd, bias=False, device=device)
+        self.o_proj = nn.Linear(self.h * self.hd, d, bias=False, device=device)
+        self.post_attention_layernorm = RMSNorm(d, device=device)
+        self.gate_proj = nn.Linear(d, c["ffn"], bias=False, device=device)
+        self.up_proj = nn.Linear(d, c["ffn"], bias=False, device=device)
+        self.down_proj = nn.Linear(c["ffn"], d, bias=False, device=device)
 
     def forward(self, x, cos, sin, mask):
         B, T, _ = x.shape
@@ -89,16 +121,25 @@ class Block(nn.Module):
 
 
 class Llama(nn.Module):
-    def __init__(self, c):
+    def __init__(self, c, device=None):
         super().__init__()
         self.c = c
-        self.embed_tokens = nn.Embedding(c["vocab"], c["d"])
-        self.layers = nn.ModuleList(Block(c) for _ in range(c["layers"]))
-        self.norm = RMSNorm(c["d"])
-        self.lm_head = None if c["tied"] else nn.Linear(c["d"], c["vocab"], bias=False)
+        self.checkpointing = False
+        self.embed_tokens = nn.Embedding(c["vocab"], c["d"], device=device)
+        self.layers = nn.ModuleList(Block(c, device=device) for _ in range(c["layers"]))
+        self.norm = RMSNorm(c["d"], device=device)
+        self.lm_head = None if c["tied"] else nn.Linear(c["d"], c["vocab"], bias=False, device=device)
         for name, p in self.named_parameters():
             if p.dim() > 1:
                 nn.init.normal_(p, std=0.02)
+
+    def add_lora(self, r):
+        """Freezes every base weight and wraps each decoder linear layer in LoRALinear (all-linear)."""
+        for p in self.parameters():
+            p.requires_grad_(False)
+        for layer in self.layers:
+            for name in LORA_TARGETS:
+                setattr(layer, name, LoRALinear(getattr(layer, name), r, 2 * r))
 
     def forward(self, tokens):
         B, T = tokens.shape
@@ -110,7 +151,10 @@ class Llama(nn.Module):
         mask = torch.full((T, T), float("-inf")).triu(1)
         x = self.embed_tokens(tokens)
         for layer in self.layers:
-            x = layer(x, cos, sin, mask)
+            if self.checkpointing and torch.is_grad_enabled():
+                x = checkpoint(layer, x, cos, sin, mask, use_reentrant=False)
+            else:
+                x = layer(x, cos, sin, mask)
         x = self.norm(x)
         w = self.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
         return x @ w.t()  # (B, T, V)
@@ -123,9 +167,24 @@ def matmul_params(c):
     return c["layers"] * per_layer + c["vocab"] * c["d"]
 
 
-def flop_per_token(c, seq):
+def lora_matmul_params(c, r):
+    """r*(in+out) over q, k, v, o, gate, up, down of every layer (bench.LoRAMatmulParams)."""
     hd = c["d"] // c["heads"]
-    return 6 * matmul_params(c) + 12 * c["layers"] * seq * c["heads"] * hd
+    q, kv, d = c["heads"] * hd, c["kv"] * hd, c["d"]
+    return c["layers"] * r * ((d + q) + 2 * (d + kv) + (q + d) + 3 * (d + c["ffn"]))
+
+
+def flop_per_token(c, seq, lora_r=0, ckpt=False):
+    """bench.StepFLOPsPerToken: see the module docstring."""
+    hd = c["d"] // c["heads"]
+    n = matmul_params(c)
+    nl = n - c["vocab"] * c["d"]
+    a = 4 * c["layers"] * seq * c["heads"] * hd
+    p = lora_matmul_params(c, lora_r) if lora_r > 0 else 0
+    f = 6 * n + 3 * a if lora_r == 0 else 4 * n + 6 * p + 3 * a
+    if ckpt:
+        f += 2 * nl + 2 * p + a
+    return f
 
 
 def blas_in_use():
@@ -160,6 +219,11 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--peak-gflops", type=float, default=0.0)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--lora-r", type=int, default=0,
+                    help="0 trains every weight; N > 0 a rank-N LoRA (alpha 2N, no dropout) on every decoder linear layer over a frozen float32 base")
+    ap.add_argument("--gradient-checkpointing", action="store_true", help="recompute each decoder layer's forward in the backward pass")
+    ap.add_argument("--batch", type=int, default=0, help="rows per step (default: the preset's)")
+    ap.add_argument("--seq-len", type=int, default=0, help="tokens per row (default: the preset's)")
     ap.add_argument("--quiet", "-q", action="store_true")
     ap.add_argument("--describe", action="store_true",
                     help="print every preset's parameter counts and FLOPs per token as JSON, and exit (no training)")
@@ -167,22 +231,36 @@ def main():
     if a.describe:
         out = {}
         for name, c in PRESETS.items():
-            nparams = sum(p.numel() for p in Llama(c).parameters())
+            m = Llama(c, device="meta")  # shapes only: llama3-8b in float32 would take 32 GB
+            nparams = sum(p.numel() for p in m.parameters())
+            m.add_lora(16)
             out[name] = dict(params=nparams, params_matmul=matmul_params(c), flop_per_token=float(flop_per_token(c, c["seq"])),
-                             batch=c["batch"], seq_len=c["seq"])
+                             batch=c["batch"], seq_len=c["seq"],
+                             lora16_trainable_params=sum(p.numel() for p in m.parameters() if p.requires_grad),
+                             flop_per_token_ckpt=float(flop_per_token(c, c["seq"], 0, True)),
+                             flop_per_token_lora16=float(flop_per_token(c, c["seq"], 16, False)),
+                             flop_per_token_lora16_ckpt=float(flop_per_token(c, c["seq"], 16, True)))
         print(json.dumps(out))
         return
     if a.steps < 1 or a.warmup < 0:
         ap.error(f"--steps {a.steps} must be >= 1 and --warmup {a.warmup} >= 0")
+    if a.lora_r < 0:
+        ap.error(f"--lora-r {a.lora_r}: must be >= 0 (0 trains every weight, N > 0 a rank-N LoRA adapter)")
+    if a.batch < 0 or a.seq_len < 0 or a.seq_len == 1:
+        ap.error(f"--batch {a.batch} must be >= 1 and --seq-len {a.seq_len} >= 2 (0: the preset's)")
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     c = PRESETS[a.preset]
-    B, T = c["batch"], c["seq"]
+    B, T = a.batch or c["batch"], a.seq_len or c["seq"]
     model = Llama(c)
-    decay = [p for n, p in model.named_parameters() if p.dim() > 1]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() == 1]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=1e-4, betas=(0.9, 0.999), eps=1e-8)
+    if a.lora_r > 0:
+        model.add_lora(a.lora_r)
+    model.checkpointing = a.gradient_checkpointing
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = [p for n, p in trainable if p.dim() > 1]
+    no_decay = [p for n, p in trainable if p.dim() == 1]
+    groups = [{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}]
+    opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=1e-4, betas=(0.9, 0.999), eps=1e-8)
     seq = torch.randint(0, c["vocab"], (B, T + 1))
     inputs, targets = seq[:, :-1].contiguous(), seq[:, 1:].contiguous()
 
@@ -194,7 +272,7 @@ def main():
         logits = model(inputs)
         loss = F.cross_entropy(logits.view(-1, c["vocab"]), targets.view(-1))
         loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        norm = torch.nn.utils.clip_grad_norm_([p for _, p in trainable], 1.0)
         opt.step()
         lv = loss.item()
         dt = time.perf_counter() - t
@@ -210,16 +288,20 @@ def main():
     mid = len(timed) // 2
     median = timed[mid] if len(timed) % 2 else (timed[mid - 1] + timed[mid]) / 2
     tps = B * T / median
-    fpt = flop_per_token(c, T)
+    fpt = flop_per_token(c, T, a.lora_r, a.gradient_checkpointing)
     peak = a.peak_gflops if a.peak_gflops > 0 else measure_peak()
-    nparams = sum(p.numel() for p in model.parameters())
+    ntrain = sum(p.numel() for _, p in trainable)
+    nparams = sum(p.numel() for p in model.parameters()) - (ntrain if a.lora_r > 0 else 0)  # the base's, as alignkit
     out = dict(kind="train", engine="pytorch", preset=a.preset, batch=B, seq_len=T, params=nparams, params_matmul=matmul_params(c),
                steps=a.steps, warmup=a.warmup, step_s=steps, tokens_per_s=tps, peak_rss_mb=peak_rss_mb,
                flop_per_token=float(fpt), achieved_gflops=fpt * tps / 1e9, peak_gflops=peak,
                peak_share=fpt * tps / 1e9 / peak, loss_first=losses[0], loss_last=losses[-1],
                blas=f"torch {torch.__version__} ({blas_in_use()})", threads=torch.get_num_threads(),
                openblas_threads=os.environ.get("OPENBLAS_NUM_THREADS", ""),
-               openblas_coretype=os.environ.get("OPENBLAS_CORETYPE", ""))
+               openblas_coretype=os.environ.get("OPENBLAS_CORETYPE", ""),
+               lora_r=a.lora_r, base_dtype="float32", trainable_params=ntrain)
+    if a.gradient_checkpointing:
+        out["gradient_checkpointing"] = True
     print(json.dumps(out))
 
 

@@ -18,6 +18,7 @@ import (
 	"github.com/alignkit/alignkit/model"
 	"github.com/alignkit/alignkit/model/blas"
 	"github.com/alignkit/alignkit/model/checkpoint"
+	"github.com/alignkit/alignkit/model/lora"
 	"github.com/alignkit/alignkit/train"
 )
 
@@ -47,6 +48,34 @@ type TrainOptions struct {
 	Profile io.Writer
 	// GradientCheckpointing trains with lm.Model.Checkpoint (gradient_checkpointing: true).
 	GradientCheckpointing bool
+	// LoRAR > 0 trains a rank-LoRAR LoRA adapter (lora.New: use_peft, lora_r LoRAR, lora_alpha
+	// 2·LoRAR, lora_dropout 0, lora_target_modules all-linear) on a frozen base; only its A and B
+	// get gradients and AdamW state. 0 trains every weight.
+	LoRAR int
+	// BaseDtype is how the base is held (BaseQuant): float32 ("" too), bfloat16, float16, int8 or
+	// nf4. Anything but float32 needs LoRAR > 0: a frozen base cannot be fully fine-tuned.
+	BaseDtype string
+}
+
+// loraAlpha is lora_alpha for rank r: 2·r, the common choice (TRL's defaults, r 16 and alpha 32).
+func loraAlpha(r int) float64 { return 2 * float64(r) }
+
+// Validate checks the options that do not need the model, each error one line naming the flag.
+func (o TrainOptions) Validate() error {
+	if o.Steps < 1 || o.Warmup < 0 {
+		return fmt.Errorf("bench train: steps %d must be >= 1 and warmup %d >= 0", o.Steps, o.Warmup)
+	}
+	if o.LoRAR < 0 {
+		return fmt.Errorf("bench train: --lora-r %d: must be >= 0 (0 trains every weight, N > 0 a rank-N LoRA adapter)", o.LoRAR)
+	}
+	q, err := BaseQuant(o.BaseDtype)
+	if err != nil {
+		return fmt.Errorf("bench train: %w", err)
+	}
+	if q.Quantizes() && o.LoRAR == 0 {
+		return fmt.Errorf("bench train: --base-dtype %s holds the base frozen, so it cannot be fully fine-tuned: set --lora-r N (LoRA)", o.BaseDtype)
+	}
+	return nil
 }
 
 // TrainResult is what `alignkit bench train --json` prints; bench/torch_train.py prints the same
@@ -75,18 +104,46 @@ type TrainResult struct {
 	OpenBLASThreads string    `json:"openblas_threads"`
 	OpenBLASCore    string    `json:"openblas_coretype"`
 
-	// GradientCheckpointing is whether the run recomputed each layer's activations (alignkit only).
+	// GradientCheckpointing is whether the run recomputed each layer's activations.
 	GradientCheckpointing bool `json:"gradient_checkpointing,omitempty"`
+	// LoRAR is the LoRA rank (0: full fine-tuning), BaseDtype how the base was held, and
+	// TrainableParams the values that got gradients and AdamW state.
+	LoRAR           int    `json:"lora_r"`
+	BaseDtype       string `json:"base_dtype"`
+	TrainableParams int64  `json:"trainable_params"`
+}
+
+// Mode is the run's FLOP-count mode.
+func (r TrainResult) Mode() Mode {
+	return Mode{LoRAR: r.LoRAR, GradientCheckpointing: r.GradientCheckpointing}
+}
+
+// Describe names the run's mode for report lines: "full", or "LoRA r16, nf4 base", then
+// ", checkpointing" when it was on. Results from before base_dtype was recorded read as float32.
+func (r TrainResult) Describe() string {
+	s := "full"
+	if r.LoRAR > 0 {
+		dt := r.BaseDtype
+		if dt == "" {
+			dt = "float32"
+		}
+		s = fmt.Sprintf("LoRA r%d, %s base", r.LoRAR, dt)
+	}
+	if r.GradientCheckpointing {
+		s += ", checkpointing"
+	}
+	return s
 }
 
 // Train runs full optimizer steps of the real training path on a randomly initialised model of
-// opts.Preset: lm.Model.Run (forward and backward of the mean next-token cross-entropy, as SFT's loss)
+// opts.Preset (drawn by InitBase, held as opts.BaseDtype says, with a LoRA adapter when opts.LoRAR
+// is set): lm.Model.Run (forward and backward of the mean next-token cross-entropy, as SFT's loss)
 // into zeroed gradient buffers, train.ClipGradNorm and train.AdamW, on one fixed batch of random
 // tokens (fixed so that the falling loss shows the updates land).
 func Train(ctx context.Context, opts TrainOptions) (TrainResult, error) {
 	p := opts.Preset
-	if opts.Steps < 1 || opts.Warmup < 0 {
-		return TrainResult{}, fmt.Errorf("bench train: steps %d must be >= 1 and warmup %d >= 0", opts.Steps, opts.Warmup)
+	if err := opts.Validate(); err != nil {
+		return TrainResult{}, err
 	}
 	if p.Batch < 1 || p.SeqLen < 2 {
 		return TrainResult{}, fmt.Errorf("bench train: preset %s has batch %d and seq_len %d", p.Name, p.Batch, p.SeqLen)
@@ -94,23 +151,33 @@ func Train(ctx context.Context, opts TrainOptions) (TrainResult, error) {
 	if err := p.Config.Validate(); err != nil {
 		return TrainResult{}, fmt.Errorf("bench train: preset %s: %w", p.Name, err)
 	}
-	w := model.InitRandom(p.Config, opts.Seed, 0.02)
-	m := lm.New(&checkpoint.Model{Weights: w, Source: "random " + p.Name}, p.Batch)
+	dtype := opts.BaseDtype
+	if dtype == "" {
+		dtype = "float32"
+	}
+	ck, err := trainModel(p, opts)
+	if err != nil {
+		return TrainResult{}, err
+	}
+	m := lm.New(ck, p.Batch)
 	m.Checkpoint = opts.GradientCheckpointing
 	params := m.Params()
 	grads := make([][]float32, len(params))
+	var trainable int64
 	for i, q := range params {
 		grads[i] = make([]float32, len(q.Value))
+		trainable += int64(len(q.Value))
 	}
 	opt := train.NewAdamW(params, train.AdamWConfig{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: benchWeightDecay})
 	batch := RandomBatch(p.Config.VocabSize, p.Batch, p.SeqLen, opts.Seed)
 
 	res := TrainResult{
 		Kind: "train", Engine: "alignkit", Preset: p.Name, Batch: p.Batch, SeqLen: p.SeqLen, GradientCheckpointing: opts.GradientCheckpointing,
-		Params: ParamCount(p.Config), MatmulParams: MatmulParams(p.Config),
-		Steps: opts.Steps, Warmup: opts.Warmup, FLOPPerToken: FLOPsPerToken(p.Config, p.SeqLen),
+		LoRAR: opts.LoRAR, BaseDtype: dtype, TrainableParams: trainable,
+		Params: ParamCount(p.Config), MatmulParams: MatmulParams(p.Config), Steps: opts.Steps, Warmup: opts.Warmup,
 		BLAS: blas.Name(), Threads: runtime.GOMAXPROCS(0), OpenBLASThreads: os.Getenv("OPENBLAS_NUM_THREADS"), OpenBLASCore: os.Getenv("OPENBLAS_CORETYPE"),
 	}
+	res.FLOPPerToken = StepFLOPsPerToken(p.Config, p.SeqLen, res.Mode())
 	total := opts.Warmup + opts.Steps
 	// steps runs optimizer steps from through to (1-based, inclusive).
 	steps := func(from, to int) error {
@@ -175,6 +242,29 @@ func Train(ctx context.Context, opts TrainOptions) (TrainResult, error) {
 	}
 	res.PeakShare = res.AchievedGFLOPS / res.PeakGFLOPS
 	return res, nil
+}
+
+// trainModel draws the preset's random base as opts.BaseDtype holds it and, with opts.LoRAR set,
+// gives it a fresh adapter the way recipe.Base.Adapt does for use_peft: true.
+func trainModel(p Preset, opts TrainOptions) (*checkpoint.Model, error) {
+	q, err := BaseQuant(opts.BaseDtype)
+	if err != nil {
+		return nil, fmt.Errorf("bench train: %w", err)
+	}
+	w, err := InitBase(p.Config, opts.Seed, 0.02, q)
+	if err != nil {
+		return nil, fmt.Errorf("bench train: %w", err)
+	}
+	ck := &checkpoint.Model{Weights: w, Source: "random " + p.Name}
+	if opts.LoRAR > 0 {
+		r, alpha, dropout := opts.LoRAR, loraAlpha(opts.LoRAR), 0.0
+		ad, err := lora.New(lora.Config{UsePEFT: true, LoraR: &r, LoraAlpha: &alpha, LoraDropout: &dropout, LoraTargetModules: lora.AllLinear}, w, opts.Seed)
+		if err != nil {
+			return nil, fmt.Errorf("bench train: %w", err)
+		}
+		ck.Adapter = ad
+	}
+	return ck, nil
 }
 
 // profiled runs f under a pprof CPU profile written to w, stopped when f returns; just f when w is nil.

@@ -36,14 +36,28 @@ func newBenchTrainCmd() *cobra.Command {
 	var opts bench.TrainOptions
 	var asJSON, quiet bool
 	var profile string
+	var batch, seqLen int
 	cmd := &cobra.Command{
-		Use:   "train --preset " + strings.Join(bench.PresetNames(), "|") + " [--steps N] [--warmup W] [--gradient-checkpointing] [--peak-gflops G] [--json]",
-		Short: "Time full optimizer steps (forward, backward, clipping, AdamW) on a random model; report tokens/s, peak RSS, GFLOP/s",
+		Use: "train --preset " + strings.Join(bench.PresetNames(), "|") + " [--lora-r N] [--base-dtype " + strings.Join(bench.BaseDtypeNames(), "|") +
+			"] [--batch B] [--seq-len T] [--steps N] [--warmup W] [--gradient-checkpointing] [--peak-gflops G] [--json]",
+		Short: "Time full optimizer steps (forward, backward, clipping, AdamW) on a random model, in full or with LoRA; report tokens/s, peak RSS, GFLOP/s",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			p, err := bench.LookupPreset(preset)
 			if err != nil {
 				return fmt.Errorf("--preset: %w", err)
+			}
+			if cmd.Flags().Changed("batch") {
+				if batch < 1 {
+					return fmt.Errorf("--batch %d: must be >= 1", batch)
+				}
+				p.Batch = batch
+			}
+			if cmd.Flags().Changed("seq-len") {
+				if seqLen < 2 {
+					return fmt.Errorf("--seq-len %d: must be >= 2 (inputs and next-token targets)", seqLen)
+				}
+				p.SeqLen = seqLen
 			}
 			opts.Preset = p
 			if !quiet {
@@ -56,12 +70,9 @@ func newBenchTrainCmd() *cobra.Command {
 			if asJSON {
 				return printJSON(cmd.OutOrStdout(), res)
 			}
-			name := res.Preset
-			if res.GradientCheckpointing {
-				name += " with gradient checkpointing"
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s (%s, %d threads): %.0f tokens/s, peak RSS %.0f MB, %.1f GFLOP/s = %.1f%% of %.0f GFLOP/s peak, loss %.4f -> %.4f\n",
-				name, res.BLAS, res.Threads, res.TokensPerSecond, res.PeakRSSMB, res.AchievedGFLOPS, 100*res.PeakShare, res.PeakGFLOPS, res.LossFirst, res.LossLast)
+			fmt.Fprintf(cmd.OutOrStdout(), "%s %d×%d, %s, %d trainable (%s, %d threads): %.0f tokens/s, peak RSS %.0f MB, %.1f GFLOP/s = %.1f%% of %.0f GFLOP/s peak, loss %.4f -> %.4f\n",
+				res.Preset, res.Batch, res.SeqLen, res.Describe(), res.TrainableParams, res.BLAS, res.Threads, res.TokensPerSecond, res.PeakRSSMB,
+				res.AchievedGFLOPS, 100*res.PeakShare, res.PeakGFLOPS, res.LossFirst, res.LossLast)
 			return nil
 		},
 	}
@@ -71,6 +82,12 @@ func newBenchTrainCmd() *cobra.Command {
 	cmd.Flags().Float64Var(&opts.PeakGFLOPS, "peak-gflops", 0, "the machine's fp32 peak in GFLOP/s; 0 measures it with a large sgemm after training")
 	cmd.Flags().Uint64Var(&opts.Seed, "seed", 1, "seed for the weights and the tokens")
 	cmd.Flags().BoolVar(&opts.GradientCheckpointing, "gradient-checkpointing", false, "recompute each layer's activations in the backward pass (gradient_checkpointing: true)")
+	cmd.Flags().IntVar(&opts.LoRAR, "lora-r", 0, "0 trains every weight; N > 0 trains a rank-N LoRA adapter on every linear layer of the decoder "+
+		"(all-linear: q, k, v, o, gate, up, down; not the LM head) with lora_alpha 2·N and no dropout, over a frozen base")
+	cmd.Flags().StringVar(&opts.BaseDtype, "base-dtype", "float32", "how the base is held: float32; bfloat16 or float16 (torch_dtype); int8 (load_in_8bit, Q8_0) "+
+		"or nf4 (load_in_4bit, QLoRA), both with lm_head float32. Anything but float32 is frozen and needs --lora-r")
+	cmd.Flags().IntVar(&batch, "batch", 0, "rows per step (default: the preset's)")
+	cmd.Flags().IntVar(&seqLen, "seq-len", 0, "tokens per row (default: the preset's)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no per-step lines on stderr")
 	cmd.Flags().StringVar(&profile, "cpuprofile", "", "write a pprof CPU profile of the timed steps to this file (go tool pprof bin/alignkit FILE)")

@@ -56,3 +56,51 @@ func TestBenchTrainProfileErrors(t *testing.T) {
 		t.Fatalf("%d entries left after a failed run, want none", len(ents))
 	}
 }
+
+// TestBenchTrainLoRA: `bench train --lora-r 4 --base-dtype nf4` with --batch and --seq-len
+// overrides trains the tiny preset's adapter only (2·1156·4 values: r·(in+out) over the 7 linear
+// layers of its 2 layers) at the given shape, and says so in JSON and in its text line.
+func TestBenchTrainLoRA(t *testing.T) {
+	args := []string{"bench", "train", "--preset", "tiny", "--lora-r", "4", "--base-dtype", "nf4", "--batch", "2", "--seq-len", "32",
+		"--steps", "2", "--warmup", "0", "--peak-gflops", "1", "-q"}
+	r := runCLI(t, append(args, "--json")...)
+	if r.Code != 0 {
+		t.Fatalf("exit %d: %s", r.Code, r.Stderr)
+	}
+	var res bench.TrainResult
+	if err := json.Unmarshal([]byte(r.Stdout), &res); err != nil {
+		t.Fatalf("stdout %q: %v", r.Stdout, err)
+	}
+	if res.LoRAR != 4 || res.BaseDtype != "nf4" || res.TrainableParams != 2*1156*4 || res.Batch != 2 || res.SeqLen != 32 {
+		t.Errorf("result %+v, want lora_r 4, nf4, 9248 trainable, 2×32", res)
+	}
+	for _, key := range []string{`"lora_r":4`, `"base_dtype":"nf4"`, `"trainable_params":9248`} {
+		if !strings.Contains(r.Stdout, key) {
+			t.Errorf("JSON %s lacks %s", r.Stdout, key)
+		}
+	}
+	r = runCLI(t, args...)
+	if r.Code != 0 || !strings.HasPrefix(r.Stdout, "tiny 2×32, LoRA r4, nf4 base, 9248 trainable (") {
+		t.Errorf("exit %d, text line %q", r.Code, r.Stdout)
+	}
+}
+
+// TestBenchTrainBadFlags: each bad flag is one error line naming it, before any step.
+func TestBenchTrainBadFlags(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--lora-r", "-1"}, "alignkit: bench train: --lora-r -1: must be >= 0 (0 trains every weight, N > 0 a rank-N LoRA adapter)"},
+		{[]string{"--lora-r", "4", "--base-dtype", "fp8"}, `alignkit: bench train: --base-dtype "fp8": want one of float32, bfloat16, float16, int8, nf4`},
+		{[]string{"--base-dtype", "nf4"}, "alignkit: bench train: --base-dtype nf4 holds the base frozen, so it cannot be fully fine-tuned: set --lora-r N (LoRA)"},
+		{[]string{"--batch", "0"}, "alignkit: --batch 0: must be >= 1"},
+		{[]string{"--seq-len", "1"}, "alignkit: --seq-len 1: must be >= 2 (inputs and next-token targets)"},
+	}
+	for _, tc := range tests {
+		r := runCLI(t, append([]string{"bench", "train", "--preset", "tiny", "--steps", "1", "--peak-gflops", "1", "-q"}, tc.args...)...)
+		if got := strings.TrimRight(r.Stderr, "\n"); r.Code != 1 || got != tc.want {
+			t.Errorf("%v: exit %d, stderr %q, want %q", tc.args, r.Code, r.Stderr, tc.want)
+		}
+	}
+}
