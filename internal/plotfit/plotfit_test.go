@@ -137,4 +137,3 @@ func TestSegmentHits(t *testing.T) {
 		}
 	}
 }
-
