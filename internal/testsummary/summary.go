@@ -75,6 +75,7 @@ func (s *summary) handle(e event) {
 			}
 		case "fail":
 			s.failed = true
+			s.flushUnfinished(e.Package)
 		}
 		return
 	}
@@ -102,6 +103,26 @@ func (s *summary) handle(e event) {
 		delete(s.pending, key)
 	case "pass":
 		delete(s.pending, key)
+	}
+}
+
+// flushUnfinished prints what the tests of pkg that never finished logged: the test binary died
+// (a panic, a timeout) while they ran, and their lines are the context of its failure.
+func (s *summary) flushUnfinished(pkg string) {
+	var keys []string
+	for k := range s.pending {
+		if strings.HasPrefix(k, pkg+"\x00") {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		_, test, _ := strings.Cut(k, "\x00")
+		fmt.Fprintf(s.w, "--- %s did not finish; it logged:\n", test)
+		for _, l := range s.pending[k] {
+			fmt.Fprint(s.w, l)
+		}
+		delete(s.pending, k)
 	}
 }
 

@@ -112,3 +112,24 @@ func TestRunExitStatus(t *testing.T) {
 		t.Errorf("no command: status %d, stderr %q", got, errb.String())
 	}
 }
+
+// TestSummaryUnfinishedTest: a test binary that panics while a test runs reports no fail event for
+// that test; what it logged is printed when its package fails, and the run counts as failed.
+func TestSummaryUnfinishedTest(t *testing.T) {
+	in := `{"Action":"run","Package":"a","Test":"TestHang"}
+{"Action":"output","Package":"a","Test":"TestHang","Output":"=== RUN   TestHang\n"}
+{"Action":"output","Package":"a","Test":"TestHang","Output":"    a_test.go:9: waiting for the server\n"}
+{"Action":"output","Package":"a","Output":"panic: test timed out after 1s\n"}
+{"Action":"output","Package":"a","Output":"FAIL\ta\t1.01s\n"}
+{"Action":"fail","Package":"a"}
+`
+	var out bytes.Buffer
+	s := newSummary(&out)
+	if err := s.read(strings.NewReader(in)); err != nil {
+		t.Fatal(err)
+	}
+	want := "panic: test timed out after 1s\nFAIL\ta\t1.01s\n--- TestHang did not finish; it logged:\n    a_test.go:9: waiting for the server\n"
+	if out.String() != want || !s.failed {
+		t.Errorf("summary %q (failed %v), want %q", out.String(), s.failed, want)
+	}
+}
