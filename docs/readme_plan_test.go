@@ -41,7 +41,8 @@ func TestShellWords(t *testing.T) {
 
 // TestReadmePlan: on a README written for the test, continuations join, $S expands, outputs of
 // earlier commands (config output_dir, --out, a data writer's OUT) are known, a command needing a
-// skipped command's output is skipped with that reason, and a stale path (runs/sft, which no
+// skipped command's output is skipped with that reason, a ../shared file named in a job's config
+// counts as named by the job, and a stale path (runs/sft, which no
 // command writes), a placeholder file and an unknown command are problems.
 func TestReadmePlan(t *testing.T) {
 	root := sharedtest.RepoRoot(t)
@@ -76,6 +77,7 @@ func TestReadmePlan(t *testing.T) {
 	}
 	steps, problems := planReadme(root, shared, cmds)
 	wantProblems := []string{
+		"README.md:9: bin/alignkit sft --config configs/sft/stories260k.yaml's config configs/sft/stories260k.yaml names ../shared/data/no_robots_test_sft.parquet, which ../shared does not hold",
 		"README.md:11: bin/alignkit export --model runs/sft --format gguf --out runs/x.gguf names runs/sft, which no clone ships and no earlier README command writes",
 		"README.md:12: bin/alignkit data convert ../shared/data/alpaca_en_demo.parquet /tmp/a.jsonl names ../shared/data/alpaca_en_demo.parquet, which ../shared does not hold",
 		"README.md:14: bin/alignkit reward score --model runs/demo/reward --input X.parquet --output Y.parquet names X.parquet, which no clone ships and no earlier README command writes",
@@ -91,6 +93,17 @@ func TestReadmePlan(t *testing.T) {
 	}
 	if s := noShared[1].skip; s != "needs ../shared, which is absent" {
 		t.Errorf("without ../shared, line 5's skip reason is %q", s)
+	}
+	// A config that names ../shared makes its job need it, though the command line does not.
+	lora, err := parseReadme("```sh\nbin/alignkit sft --config configs/sft/stories260k-lora.yaml\n```\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if steps, _ := planReadme(root, "", lora); steps[0].skip != "needs ../shared, which is absent" {
+		t.Errorf("without ../shared, the LoRA SFT's skip reason is %q", steps[0].skip)
+	}
+	if _, problems := planReadme(root, shared, lora); len(problems) != 1 || !strings.Contains(problems[0], "stories260k-lora.yaml names ../shared/data/no_robots_test_sft.parquet, which ../shared does not hold") {
+		t.Errorf("a config's missing ../shared file: problems %q", problems)
 	}
 	skips := map[int]string{}
 	for _, s := range steps {

@@ -351,6 +351,9 @@ func shipped(root, p string) bool {
 	return err == nil
 }
 
+// sharedPathRE matches a ../shared path in a YAML config.
+var sharedPathRE = regexp.MustCompile(`\.\./shared/[^\s#,\]'"]+`)
+
 // readmeStep is a README command and why it is skipped ("" when it runs).
 type readmeStep struct {
 	readmeCommand
@@ -372,7 +375,22 @@ func planReadme(root, shared string, cmds []readmeCommand) (steps []readmeStep, 
 		if err != nil {
 			problems = append(problems, err.Error())
 		}
-		for _, p := range names(c) {
+		needs := names(c)
+		nCmd := len(needs) // needs[nCmd:] come from the config
+		cfg := flagValue(c.words, "--config")
+		if cfg != "" {
+			// A job's config names its model and data: ../shared paths there are needed too.
+			b, err := os.ReadFile(filepath.Join(root, cfg))
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("README.md:%d: %v", c.line, err))
+			}
+			needs = append(needs, sharedPathRE.FindAllString(string(b), -1)...)
+		}
+		for i, p := range needs {
+			namer := c.text
+			if i >= nCmd {
+				namer += "'s config " + cfg
+			}
 			if slices.Contains(outs, p) {
 				continue // what the command writes, not what it needs
 			}
@@ -391,7 +409,7 @@ func planReadme(root, shared string, cmds []readmeCommand) (steps []readmeStep, 
 				if shared == "" {
 					reason = "needs ../shared, which is absent"
 				} else if _, err := os.Stat(filepath.Join(shared, strings.TrimPrefix(p, "../shared/"))); err != nil {
-					problems = append(problems, fmt.Sprintf("README.md:%d: %s names %s, which ../shared does not hold", c.line, c.text, p))
+					problems = append(problems, fmt.Sprintf("README.md:%d: %s names %s, which ../shared does not hold", c.line, namer, p))
 				}
 			case !shipped(root, p):
 				problems = append(problems, fmt.Sprintf("README.md:%d: %s names %s, which no clone ships and no earlier README command writes", c.line, c.text, p))
