@@ -44,9 +44,12 @@ all: build
 build:
 	$(GO) build $(TAGS) -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/alignkit
 
-# All tests. Tests that need ../shared or node-llama-cpp skip with a message when those are absent.
+# All tests. Tests that need ../shared or node-llama-cpp skip with a message when those are absent;
+# internal/testsummary prints go test's usual output and ends with every skipped test and its message
+# (the exit status stays go test's).
 test: build lint
-	$(GO) test $(TAGS) -timeout $(TEST_TIMEOUT) -count=1 ./...
+	$(GO) build -o bin/testsummary ./internal/testsummary
+	bin/testsummary $(GO) test $(TAGS) -json -timeout $(TEST_TIMEOUT) -count=1 ./...
 
 # Style kept by tools pinned in go.mod's tool directives (a fresh clone has them): go vet,
 # staticcheck, and goimports with this module's imports grouped last.
@@ -57,7 +60,8 @@ lint:
 	if [ -n "$$out" ]; then echo "goimports: these files need 'make fmt':"; echo "$$out"; exit 1; fi
 
 test-short:
-	$(GO) test $(TAGS) -short -count=1 ./...
+	$(GO) build -o bin/testsummary ./internal/testsummary
+	bin/testsummary $(GO) test $(TAGS) -json -short -count=1 ./...
 
 # The data-parallel tests: dist's collectives in a test binary run as 2 MPI ranks, then the
 # end-to-end runs (2 ranks against 1 process, a killed rank and its resume) of the binary built

@@ -3,7 +3,6 @@ package gatt
 import (
 	"fmt"
 	"image/color"
-	"io"
 	"math"
 
 	"gonum.org/v1/plot"
@@ -11,6 +10,7 @@ import (
 	"gonum.org/v1/plot/vg"
 
 	"github.com/alignkit/alignkit/internal/atomicfile"
+	"github.com/alignkit/alignkit/internal/plotfit"
 )
 
 // plotColors cycles through matplotlib's first colours, one per model.
@@ -23,14 +23,30 @@ var plotColors = [...]color.Color{
 // writeEvalPlot draws % adherent against the turn, one line per model; turns where nothing was
 // checked are left out of the line.
 func writeEvalPlot(path string, r EvalResult) error {
+	f, err := evalFigure(r)
+	if err != nil {
+		return fmt.Errorf("plotting %s: %w", path, err)
+	}
+	png, err := f.PNG()
+	if err != nil {
+		return fmt.Errorf("drawing %s: %w", path, err)
+	}
+	return atomicfile.WriteFile(path, png)
+}
+
+// evalFigure lays the plot out with plotfit: a model that keeps the instruction runs along 100%
+// and one that loses it along 0%, so the axis is padded past both and the legend goes where no
+// line is (above the data when no corner is free).
+func evalFigure(r EvalResult) (*plotfit.Figure, error) {
 	p := plot.New()
 	p.Title.Text = "GAtt consistency over turns"
 	p.X.Label.Text = "turn"
 	p.Y.Label.Text = "% adherent"
 	p.X.Min, p.X.Max = 0.5, float64(r.Turns)+0.5
-	p.Y.Min, p.Y.Max = 0, 105
+	p.Y.Min, p.Y.Max = 0, 100
 	p.Add(plotter.NewGrid())
-	p.Legend.Top = false
+	f := plotfit.New(p, 7*vg.Inch, 4*vg.Inch)
+	f.Radius = vg.Points(2)
 	for i, m := range r.Models {
 		var xys plotter.XYs
 		for _, t := range m.Turns {
@@ -43,20 +59,13 @@ func writeEvalPlot(path string, r EvalResult) error {
 		}
 		l, pts, err := plotter.NewLinePoints(xys)
 		if err != nil {
-			return fmt.Errorf("plotting %s: %w", m.Label, err)
+			return nil, fmt.Errorf("%s: %w", m.Label, err)
 		}
 		c := plotColors[i%len(plotColors)]
 		l.Color, pts.Color = c, c
-		pts.Radius = vg.Points(2)
+		pts.Radius = f.Radius
 		p.Add(l, pts)
-		p.Legend.Add(m.Label, l, pts)
+		f.Add(m.Label, xys, l, pts)
 	}
-	png, err := p.WriterTo(7*vg.Inch, 4*vg.Inch, "png")
-	if err != nil {
-		return fmt.Errorf("drawing %s: %w", path, err)
-	}
-	return atomicfile.Write(path, func(w io.Writer) error {
-		_, err := png.WriteTo(w)
-		return err
-	})
+	return f, f.Fit()
 }

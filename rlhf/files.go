@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"image/color"
-	"io"
 	"os"
 	"path/filepath"
 
@@ -18,6 +17,7 @@ import (
 
 	"github.com/alignkit/alignkit/data/chat"
 	"github.com/alignkit/alignkit/internal/atomicfile"
+	"github.com/alignkit/alignkit/internal/plotfit"
 )
 
 // The files a sampling run writes into its directory.
@@ -326,14 +326,28 @@ var curveColors = []color.Color{
 // plotCurves draws Figure 7: per temperature, the expected maximum reward of N samples (solid) and
 // the median (dashed), in one colour.
 func plotCurves(path string, curves []Curve) error {
+	f, err := curvesFigure(curves)
+	if err != nil {
+		return fmt.Errorf("plotting %s: %w", path, err)
+	}
+	png, err := f.PNG()
+	if err != nil {
+		return fmt.Errorf("drawing %s: %w", path, err)
+	}
+	return atomicfile.WriteFile(path, png)
+}
+
+// curvesFigure lays Figure 7 out with plotfit: the axes padded so the best-of-16 point does not sit
+// on the frame, the legend at a corner no curve crosses (the max curves rise, so usually the top
+// left).
+func curvesFigure(curves []Curve) (*plotfit.Figure, error) {
 	p := plot.New()
 	p.Title.Text = "reward vs number of samples"
 	p.X.Label.Text = "N samples"
 	p.Y.Label.Text = "reward"
 	p.Add(plotter.NewGrid())
-	// The max curves rise from left to right: the top left corner is free.
-	p.Legend.Top = true
-	p.Legend.Left = true
+	f := plotfit.New(p, 7*vg.Inch, 4.5*vg.Inch)
+	f.Radius = vg.Points(1.5)
 	for i, c := range curves {
 		col := curveColors[i%len(curveColors)]
 		for _, s := range []struct {
@@ -347,24 +361,17 @@ func plotCurves(path string, curves []Curve) error {
 			}
 			l, pts, err := plotter.NewLinePoints(xys)
 			if err != nil {
-				return fmt.Errorf("plotting %s: %w", path, err)
+				return nil, err
 			}
 			l.Color, pts.Color = col, col
-			pts.Radius = vg.Points(1.5)
+			pts.Radius = f.Radius
 			pts.Shape = draw.CircleGlyph{}
 			if s.dashed {
 				l.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
 			}
 			p.Add(l, pts)
-			p.Legend.Add(fmt.Sprintf("T=%g %s", c.Temperature, s.name), l)
+			f.Add(fmt.Sprintf("T=%g %s", c.Temperature, s.name), xys, l)
 		}
 	}
-	png, err := p.WriterTo(7*vg.Inch, 4.5*vg.Inch, "png")
-	if err != nil {
-		return fmt.Errorf("drawing %s: %w", path, err)
-	}
-	return atomicfile.Write(path, func(w io.Writer) error {
-		_, err := png.WriteTo(w)
-		return err
-	})
+	return f, f.Fit()
 }

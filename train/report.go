@@ -16,6 +16,7 @@ import (
 	"gonum.org/v1/plot/vg"
 
 	"github.com/alignkit/alignkit/internal/atomicfile"
+	"github.com/alignkit/alignkit/internal/plotfit"
 )
 
 // reporter shows progress: a progress bar with loss, tokens/s and ETA on a terminal, plain log lines
@@ -169,12 +170,28 @@ func writeLossPlot(path string, history []map[string]any) error {
 	if len(train) == 0 && len(eval) == 0 {
 		return nil
 	}
+	f, err := lossFigure(train, eval)
+	if err != nil {
+		return fmt.Errorf("plotting %s: %w", path, err)
+	}
+	png, err := f.PNG()
+	if err != nil {
+		return fmt.Errorf("drawing %s: %w", path, err)
+	}
+	return atomicfile.WriteFile(path, png)
+}
+
+// lossFigure lays the loss curves out with plotfit: a noisy train loss (DPO's especially) can fill
+// the top right corner that a falling loss usually leaves free, so the legend goes to whichever
+// corner no point or line crosses, and the axes are padded past the extreme points.
+func lossFigure(train, eval plotter.XYs) (*plotfit.Figure, error) {
 	p := plot.New()
 	p.Title.Text = "loss"
 	p.X.Label.Text = "step"
 	p.Y.Label.Text = "loss"
 	p.Add(plotter.NewGrid())
-	p.Legend.Top = true // losses fall, so the top right corner is free
+	f := plotfit.New(p, 7*vg.Inch, 4*vg.Inch)
+	f.Radius = vg.Points(1.5)
 	for i, s := range []struct {
 		name string
 		xys  plotter.XYs
@@ -184,23 +201,15 @@ func writeLossPlot(path string, history []map[string]any) error {
 		}
 		l, pts, err := plotter.NewLinePoints(s.xys)
 		if err != nil {
-			return fmt.Errorf("plotting %s: %w", s.name, err)
+			return nil, fmt.Errorf("%s: %w", s.name, err)
 		}
 		l.Color = plotColors[i]
 		pts.Color = plotColors[i]
-		pts.Radius = vg.Points(1.5)
+		pts.Radius = f.Radius
 		p.Add(l, pts)
-		p.Legend.Add(s.name, l)
+		f.Add(s.name, s.xys, l)
 	}
-	w, err := p.WriterTo(7*vg.Inch, 4*vg.Inch, "png")
-	if err != nil {
-		return fmt.Errorf("drawing %s: %w", path, err)
-	}
-	var buf strings.Builder
-	if _, err := w.WriteTo(&buf); err != nil {
-		return fmt.Errorf("drawing %s: %w", path, err)
-	}
-	return atomicfile.WriteFile(path, []byte(buf.String()))
+	return f, f.Fit()
 }
 
 func asFloat(v any) (float64, bool) {

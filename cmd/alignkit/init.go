@@ -16,7 +16,7 @@ func newInitCmd() *cobra.Command {
 	var out string
 	var force bool
 	cmd := &cobra.Command{
-		Use:   "init --config configs/tiny-llama.yaml --out DIR",
+		Use:   "init --config configs/init/tiny-llama.yaml --out DIR",
 		Short: "Write a randomly initialised Llama, Mistral or Mixtral model directory in HF layout",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
