@@ -54,8 +54,8 @@ var _ recipe.Prepare[Config] = Prepare
 // scores every pair with the reference (or reads that from the cache) and lets the reference go.
 // Its notes (truncation counts, the reference cache) go to the log writer among opts as they
 // happen; the cache is the one file it may write.
-func Prepare(_ context.Context, cfg Config, opts ...train.Option) (*recipe.Job, error) {
-	return prepare(cfg, hooks{}, opts...)
+func Prepare(ctx context.Context, cfg Config, opts ...train.Option) (*recipe.Job, error) {
+	return prepare(ctx, cfg, hooks{}, opts...)
 }
 
 // Run is `alignkit dpo`: Prepare, then the shared training loop, which writes output_dir
@@ -64,15 +64,15 @@ func Run(ctx context.Context, cfg Config, opts ...train.Option) (train.Result, e
 	return recipe.Run(ctx, Prepare, cfg, opts...)
 }
 
-func prepare(cfg Config, h hooks, opts ...train.Option) (*recipe.Job, error) {
-	t, err := newTask(cfg, h, train.LogWriter(opts...))
+func prepare(ctx context.Context, cfg Config, h hooks, opts ...train.Option) (*recipe.Job, error) {
+	t, err := newTask(ctx, cfg, h, train.LogWriter(opts...))
 	if err != nil {
 		return nil, err
 	}
 	return &recipe.Job{Args: t.cfg.Args, Task: t}, nil
 }
 
-func newTask(cfg Config, h hooks, log io.Writer) (*Task, error) {
+func newTask(ctx context.Context, cfg Config, h hooks, log io.Writer) (*Task, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -129,12 +129,12 @@ func newTask(cfg Config, h hooks, log io.Writer) (*Task, error) {
 	if err != nil {
 		return nil, err
 	}
-	if t.train, err = newPairSet("train", trainDS, tok, cfg, cfg.PerDeviceTrainBatchSize, pad, ck.Tok.EOS()); err != nil {
+	if t.train, err = newPairSet(ctx, "train", trainDS, tok, cfg, cfg.PerDeviceTrainBatchSize, pad, ck.Tok.EOS()); err != nil {
 		return nil, err
 	}
 	fmt.Fprintln(log, t.train.report())
 	if evalDS != nil {
-		if t.eval, err = newPairSet("eval", evalDS, tok, cfg, cfg.PerDeviceEvalBatchSize, pad, ck.Tok.EOS()); err != nil {
+		if t.eval, err = newPairSet(ctx, "eval", evalDS, tok, cfg, cfg.PerDeviceEvalBatchSize, pad, ck.Tok.EOS()); err != nil {
 			return nil, err
 		}
 		fmt.Fprintln(log, t.eval.report())
