@@ -81,7 +81,7 @@ func newTask(ctx context.Context, cfg Config, h hooks, log io.Writer) (*Task, er
 
 	// Text pairs need no template: without one (none set, none in the tokenizer) conversational rows
 	// fail in data with their row named.
-	base, err := recipe.Open("model_name_or_path", cfg.ModelNameOrPath, cfg.Model, cfg.Data.ChatTemplate)
+	base, err := recipe.Open(ctx, "model_name_or_path", cfg.ModelNameOrPath, cfg.Model, cfg.Data.ChatTemplate)
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +93,7 @@ func newTask(ctx context.Context, cfg Config, h hooks, log io.Writer) (*Task, er
 	// hit needs only their hash).
 	var refCk *checkpoint.Model
 	if cfg.RefModelNameOrPath != "" {
-		if refCk, err = checkpoint.Open(cfg.RefModelNameOrPath); err != nil {
+		if refCk, err = checkpoint.OpenContext(ctx, cfg.RefModelNameOrPath); err != nil {
 			return nil, fmt.Errorf("ref_model_name_or_path: %w", err)
 		}
 		if a, b := refCk.Weights.Config.VocabSize, ck.Weights.Config.VocabSize; a != b {

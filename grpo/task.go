@@ -108,7 +108,7 @@ func newTask(ctx context.Context, cfg Config, log io.Writer) (*Task, error) {
 		}
 	}
 
-	base, err := recipe.Open("model_name_or_path", cfg.ModelNameOrPath, cfg.Model, cfg.ChatTemplate)
+	base, err := recipe.Open(ctx, "model_name_or_path", cfg.ModelNameOrPath, cfg.Model, cfg.ChatTemplate)
 	if err != nil {
 		return nil, err
 	}

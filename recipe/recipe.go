@@ -124,15 +124,15 @@ func (b *Base) Adapt(seed uint64) error {
 // Open loads the model at path (an HF directory or a .gguf file, with its tokenizer, and the
 // adapter m names), holds its frozen base as m says (quant.Config.Apply, sparing LoRA's
 // modules_to_save), and resolves chatTemplate ("" for the model's own). key is the config key that
-// named path, for errors. A new adapter is made by Adapt, once the trainer has the model it trains
+// named path, for errors; reading the model stops when ctx ends. A new adapter is made by Adapt, once the trainer has the model it trains
 // (a reward trainer first swaps the LM head for a score head).
-func Open(key, path string, m ModelArgs, chatTemplate string) (*Base, error) {
+func Open(ctx context.Context, key, path string, m ModelArgs, chatTemplate string) (*Base, error) {
 	var ck *checkpoint.Model
 	var err error
 	if m.AdapterNameOrPath != "" {
 		ck, err = checkpoint.OpenAdapter(path, m.AdapterNameOrPath)
 	} else {
-		ck, err = checkpoint.Open(path)
+		ck, err = checkpoint.OpenContext(ctx, path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", key, err)

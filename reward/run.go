@@ -96,7 +96,7 @@ func prepare(ctx context.Context, cfg Config) (*Task, error) {
 		sum.Margins = "none"
 	}
 
-	base, err := recipe.Open("model_name_or_path", cfg.ModelNameOrPath, cfg.Model, cfg.Data.ChatTemplate)
+	base, err := recipe.Open(ctx, "model_name_or_path", cfg.ModelNameOrPath, cfg.Model, cfg.Data.ChatTemplate)
 	if err != nil {
 		return nil, err
 	}

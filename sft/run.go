@@ -69,7 +69,7 @@ func Prepare(ctx context.Context, cfg Config, _ ...train.Option) (*recipe.Job, e
 	if trainSet.Format == data.FormatPreference {
 		return nil, fmt.Errorf("dataset_name: %s holds preference pairs (chosen/rejected); sft trains on text, messages, prompt/completion or alpaca rows", trainSet.Source)
 	}
-	base, err := recipe.Open("model_name_or_path", cfg.ModelNameOrPath, cfg.Model, cfg.Data.ChatTemplate)
+	base, err := recipe.Open(ctx, "model_name_or_path", cfg.ModelNameOrPath, cfg.Model, cfg.Data.ChatTemplate)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package hf
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/alignkit/alignkit/internal/atomicfile"
+	"github.com/alignkit/alignkit/internal/ctxerr"
 	"github.com/alignkit/alignkit/model"
 )
 
@@ -35,7 +37,12 @@ var shardName = regexp.MustCompile(`^model-[0-9]{5}-of-[0-9]{5}\.safetensors$`)
 // widened to float32. Per-layer rotary_emb.inv_freq buffers that old checkpoints carry are dropped
 // (they follow from rope_theta), as is an lm_head.weight that merely repeats the tied embeddings. The
 // result passes Weights.Check and holds only finite values.
-func Load(dir string) (*model.Weights, error) {
+func Load(dir string) (*model.Weights, error) { return LoadContext(context.Background(), dir) }
+
+// LoadContext is Load, stopping when ctx ends: between tensors, and between the tensors checked
+// for finite values (a 7B model takes tens of seconds to read, and a signal must end it in
+// seconds). The error wraps ctx.Err() and names the file and the tensors done.
+func LoadContext(ctx context.Context, dir string) (*model.Weights, error) {
 	cfg, err := loadConfig(filepath.Join(dir, ConfigFile))
 	if err != nil {
 		return nil, err
@@ -52,7 +59,7 @@ func Load(dir string) (*model.Weights, error) {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("reading %s: %w", genPath, err)
 	}
-	tensors, err := loadTensors(dir)
+	tensors, err := loadTensors(ctx, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -72,7 +79,7 @@ func Load(dir string) (*model.Weights, error) {
 	if err := w.Check(dir); err != nil {
 		return nil, err
 	}
-	if err := checkFinite(w, dir); err != nil {
+	if err := checkFinite(ctx, w, dir); err != nil {
 		return nil, err
 	}
 	return w, nil
@@ -123,14 +130,14 @@ func mergeGeneration(c *model.Config, g GenerationConfig, path string) error {
 }
 
 // loadTensors reads model.safetensors, or the shards of model.safetensors.index.json.
-func loadTensors(dir string) (map[string]*model.Tensor, error) {
+func loadTensors(ctx context.Context, dir string) (map[string]*model.Tensor, error) {
 	single := filepath.Join(dir, WeightsFile)
 	if exists(single) {
-		return ReadSafetensors(single)
+		return readSafetensors(ctx, single)
 	}
 	index := filepath.Join(dir, IndexFile)
 	if exists(index) {
-		return readSharded(dir, index)
+		return readSharded(ctx, dir, index)
 	}
 	msg := fmt.Sprintf("%s: no %s or %s", dir, WeightsFile, IndexFile)
 	if exists(filepath.Join(dir, "pytorch_model.bin")) || exists(filepath.Join(dir, "pytorch_model.bin.index.json")) {
@@ -153,7 +160,7 @@ type shardIndex struct {
 // readSharded reads every shard the index names. All shards must exist and their headers must agree
 // with the index tensor for tensor before any tensor data is read. total_size is informational
 // (transformers only reports it) and is not checked.
-func readSharded(dir, indexPath string) (map[string]*model.Tensor, error) {
+func readSharded(ctx context.Context, dir, indexPath string) (map[string]*model.Tensor, error) {
 	data, err := readBounded(indexPath)
 	if err != nil {
 		return nil, err
@@ -223,7 +230,7 @@ func readSharded(dir, indexPath string) (map[string]*model.Tensor, error) {
 	}
 	out := make(map[string]*model.Tensor, len(names))
 	for _, sf := range shards {
-		ts, err := sf.readAll()
+		ts, err := sf.readAll(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -280,8 +287,12 @@ func sameBits(a, b *model.Tensor) bool {
 
 // checkFinite rejects NaN and ±Inf: a checkpoint holding them is broken, and training from it would
 // only propagate them.
-func checkFinite(w *model.Weights, source string) error {
-	for _, name := range w.Names() {
+func checkFinite(ctx context.Context, w *model.Weights, source string) error {
+	names := w.Names()
+	for k, name := range names {
+		if err := ctxerr.Err(ctx); err != nil {
+			return fmt.Errorf("checking %s: %w after %d of %d tensors", source, err, k, len(names))
+		}
 		for i, v := range w.Tensors[name].Data {
 			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
 				return fmt.Errorf("%s: tensor %q holds %v at index %d", source, name, v, i)
@@ -327,7 +338,7 @@ func Save(dir string, w *model.Weights, opts SaveOptions) error {
 	if err := w.Check(dir); err != nil {
 		return fmt.Errorf("saving %w", err)
 	}
-	if err := checkFinite(w, dir); err != nil {
+	if err := checkFinite(context.Background(), w, dir); err != nil {
 		return fmt.Errorf("saving %w", err)
 	}
 	if err := checkWritable(w.Tensors, names, dt); err != nil {

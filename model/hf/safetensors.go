@@ -2,6 +2,7 @@ package hf
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/alignkit/alignkit/internal/atomicfile"
+	"github.com/alignkit/alignkit/internal/ctxerr"
 	"github.com/alignkit/alignkit/model"
 )
 
@@ -269,11 +271,14 @@ func readHeader(f *os.File, path string) (*safetensorsFile, error) {
 	return &safetensorsFile{path: path, f: f, tensors: infos, meta: meta, dataStart: dataStart}, nil
 }
 
-// readAll decodes every tensor into float32, in file order.
-func (sf *safetensorsFile) readAll() (map[string]*model.Tensor, error) {
+// readAll decodes every tensor into float32, in file order, stopping when ctx ends.
+func (sf *safetensorsFile) readAll(ctx context.Context) (map[string]*model.Tensor, error) {
 	out := make(map[string]*model.Tensor, len(sf.tensors))
 	buf := make([]byte, 1<<20)
-	for _, info := range sf.tensors {
+	for i, info := range sf.tensors {
+		if err := ctxerr.Err(ctx); err != nil {
+			return nil, fmt.Errorf("loading %s: %w after %d of %d tensors", sf.path, err, i, len(sf.tensors))
+		}
 		t, err := sf.read(info, buf)
 		if err != nil {
 			return nil, err
@@ -317,12 +322,16 @@ func (sf *safetensorsFile) read(info tensorInfo, buf []byte) (*model.Tensor, err
 // ReadSafetensors reads every tensor of a safetensors file into float32 (F32 exactly; F16 and BF16
 // widened exactly). The header is fully validated (see parseHeader) before any tensor is allocated.
 func ReadSafetensors(path string) (map[string]*model.Tensor, error) {
+	return readSafetensors(context.Background(), path)
+}
+
+func readSafetensors(ctx context.Context, path string) (map[string]*model.Tensor, error) {
 	sf, err := openSafetensors(path)
 	if err != nil {
 		return nil, err
 	}
 	defer sf.f.Close()
-	return sf.readAll()
+	return sf.readAll(ctx)
 }
 
 // WriteSafetensors writes tensors to path atomically, converted to dtype ("f32" or "", "bf16", "f16"),
