@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/alignkit/alignkit/data"
+	"github.com/alignkit/alignkit/internal/ctxerr"
 	"github.com/alignkit/alignkit/lm"
 	"github.com/alignkit/alignkit/model"
 	"github.com/alignkit/alignkit/model/checkpoint"
@@ -145,7 +146,7 @@ func newTask(ctx context.Context, cfg Config, h hooks, log io.Writer) (*Task, er
 	case !cfg.PrecomputeRefLogProbs:
 		t.ref = newRef()
 	default:
-		if err := t.precompute(refWeights, newRef, tok); err != nil {
+		if err := t.precompute(ctx, refWeights, newRef, tok); err != nil {
 			return nil, err
 		}
 		// Nothing refers to a reference model any more: hand its memory back before training
@@ -164,8 +165,8 @@ func newTask(ctx context.Context, cfg Config, h hooks, log io.Writer) (*Task, er
 
 // precompute fills the splits' reference log-probs from the cache (keyed by the reference weights
 // refWeights), or builds the reference model with newRef, scores every pair once and writes the
-// cache.
-func (t *Task) precompute(refWeights *model.Weights, newRef func() *lm.Model, tok *data.Tokenizer) error {
+// cache. It stops, writing no cache, when ctx ends: scoring a large dataset takes minutes.
+func (t *Task) precompute(ctx context.Context, refWeights *model.Weights, newRef func() *lm.Model, tok *data.Tokenizer) error {
 	key, err := t.cacheKey(refWeights, tok)
 	if err != nil {
 		return err
@@ -203,7 +204,7 @@ func (t *Task) precompute(refWeights *model.Weights, newRef func() *lm.Model, to
 		if s == t.eval {
 			bs = t.cfg.PerDeviceEvalBatchSize
 		}
-		if s.ref, err = t.scoreAll(ref, s, bs); err != nil {
+		if s.ref, err = t.scoreAll(ctx, ref, s, bs); err != nil {
 			return err
 		}
 	}
@@ -219,11 +220,15 @@ func (t *Task) precompute(refWeights *model.Weights, newRef func() *lm.Model, to
 	return nil
 }
 
-// scoreAll runs the reference over every pair of s in order, bs pairs per forward pass.
-func (t *Task) scoreAll(ref *lm.Model, s *pairSet, bs int) ([]pairLogps, error) {
+// scoreAll runs the reference over every pair of s in order, bs pairs per forward pass, checking
+// ctx before each pass.
+func (t *Task) scoreAll(ctx context.Context, ref *lm.Model, s *pairSet, bs int) ([]pairLogps, error) {
 	n := s.batcher.NumPairs()
 	out := make([]pairLogps, n)
 	for lo := 0; lo < n; lo += bs {
+		if err := ctxerr.Err(ctx); err != nil {
+			return nil, fmt.Errorf("reference log-probs of %s pairs: %w after %d of %d pairs", s.name, err, lo, n)
+		}
 		idx := make([]int, 0, bs)
 		for i := lo; i < min(lo+bs, n); i++ {
 			idx = append(idx, i)
