@@ -126,7 +126,7 @@ func newTask(ctx context.Context, cfg Config, h hooks, log io.Writer) (*Task, er
 	}
 	t.moe = ck.Weights.Config.IsMoE()
 	seed := uint64(*cfg.Seed)
-	trainDS, evalDS, err := cfg.Data.Load(seed)
+	trainDS, evalDS, err := cfg.Data.LoadContext(ctx, seed)
 	if err != nil {
 		return nil, err
 	}

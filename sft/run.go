@@ -62,7 +62,7 @@ func Prepare(ctx context.Context, cfg Config, _ ...train.Option) (*recipe.Job, e
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	trainSet, evalSet, err := cfg.Data.Load(uint64(*cfg.Seed))
+	trainSet, evalSet, err := cfg.Data.LoadContext(ctx, uint64(*cfg.Seed))
 	if err != nil {
 		return nil, err
 	}

@@ -112,10 +112,10 @@ func bigModel(t *testing.T, shared, dir string) (path string, tensors int) {
 	return path, len(names)
 }
 
-// TestSignalsInPreparation: a signal while the data is tokenized or the model is read ends the
-// process within seconds (not at main's 30 s forced exit, nor once the phase is over), with the
-// signal's exit status, an error line that names the phase and how far it got, and no output
-// directory. The phase is found from the files the process has open.
+// TestSignalsInPreparation: a signal while the data is read or tokenized, or while the model is
+// read, ends the process within seconds (not at main's 30 s forced exit, nor once the phase is
+// over), with the signal's exit status, an error line that names the phase and how far it got,
+// and no output directory. The phase is found from the files the process has open.
 func TestSignalsInPreparation(t *testing.T) {
 	if _, err := os.Stat("/proc/self/fd"); err != nil {
 		t.Skip("needs /proc to see which file the process reads")
@@ -174,9 +174,16 @@ func TestSignalsInPreparation(t *testing.T) {
 		}
 	}
 
+	dataset := filepath.Join(t.TempDir(), "big.jsonl")
+	bigJSONL(t, dataset, 50000)
+
+	t.Run("reading/SIGTERM", func(t *testing.T) {
+		code, took, last, out := run(t, dataset, stories, syscall.SIGTERM, func(pid int) bool { return openFiles(pid)[dataset] })
+		want := regexp.MustCompile(`^alignkit: reading ` + regexp.QuoteMeta(dataset) + `: stopped by SIGTERM after [0-9]+ rows$`)
+		check(t, code, 143, took, last, want, out)
+	})
+
 	t.Run("tokenizing/SIGINT", func(t *testing.T) {
-		dataset := filepath.Join(t.TempDir(), "big.jsonl")
-		bigJSONL(t, dataset, 50000)
 		// Tokenizing starts once the dataset is read and closed and the (1 MB) model is read: a
 		// second and a half after the close it is well under way.
 		var readAt time.Time
