@@ -264,6 +264,11 @@ func (n *pqNode) build(def, rep int, leaf *int) error {
 	n.maxDef, n.maxRep = def, rep
 	n.firstLeaf = *leaf
 	if n.node.Leaf() {
+		// parquet-go's LIST and MAP types panic on Kind: a leaf annotated as either is refused
+		// first (only a group can be a list or a map).
+		if logicalOf(n.node) != logicalNone {
+			return fmt.Errorf("column %q: a leaf column annotated as a LIST or MAP (only a group can be one)", n.name)
+		}
 		switch k := n.node.Type().Kind(); k {
 		case parquet.Boolean, parquet.Int32, parquet.Int64, parquet.Float, parquet.Double, parquet.ByteArray, parquet.FixedLenByteArray:
 		default:

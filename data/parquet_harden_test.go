@@ -234,3 +234,15 @@ func TestParquetPanicRecovered(t *testing.T) {
 		})
 	}
 }
+
+// A leaf column whose schema element carries a LIST logical type (pq_good.parquet with two footer
+// bytes changed, found by mutation) made parquet-go's listType.Kind panic inside buildPQTree; it
+// is refused by name before Kind is asked.
+func TestParquetLeafListRefused(t *testing.T) {
+	path := filepath.Join("testdata", "parquet", "leaf_list.parquet")
+	_, err := ReadParquet(path)
+	want := "reading " + path + `: column "prompt": a leaf column annotated as a LIST or MAP (only a group can be one)`
+	if err == nil || err.Error() != want {
+		t.Fatalf("error\n got: %v\nwant: %s", err, want)
+	}
+}
