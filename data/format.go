@@ -105,7 +105,7 @@ func Load(src Source) (*Dataset, error) { return load(context.Background(), src)
 
 // load is Load, stopping when ctx ends while the file is read.
 func load(ctx context.Context, src Source) (*Dataset, error) {
-	rows, err := readSource(ctx, src.Path, src.Split)
+	rows, err := ReadSourceContext(ctx, src.Path, src.Split)
 	if err != nil {
 		return nil, err
 	}

@@ -39,11 +39,12 @@ func readRows(ctx context.Context, path string) ([]Row, error) {
 // (org/name[@revision]), the given split's files from the local hub cache (package hub), one after
 // another; rows keep their own file and row number for messages.
 func ReadSource(path, split string) ([]Row, error) {
-	return readSource(context.Background(), path, split)
+	return ReadSourceContext(context.Background(), path, split)
 }
 
-// readSource is ReadSource, stopping when ctx ends.
-func readSource(ctx context.Context, path, split string) ([]Row, error) {
+// ReadSourceContext is ReadSource, stopping when ctx ends (every CheckEvery rows of JSONL, every
+// batch of Parquet rows): a file of 10^6 rows takes tens of seconds to read.
+func ReadSourceContext(ctx context.Context, path, split string) ([]Row, error) {
 	if _, err := os.Stat(path); err == nil || !hub.IsName(path) || strings.HasPrefix(path, hub.OllamaPrefix) {
 		return readRows(ctx, path)
 	}

@@ -70,7 +70,7 @@ func prepare(ctx context.Context, cfg Config) (*Task, error) {
 		return nil, fmt.Errorf("margin_map: %w", err)
 	}
 	seed := uint64(*cfg.Seed)
-	trainSet, evalSet, err := loadSplit(cfg, table, seed)
+	trainSet, evalSet, err := loadSplit(ctx, cfg, table, seed)
 	if err != nil {
 		return nil, err
 	}
@@ -145,16 +145,16 @@ func prepare(ctx context.Context, cfg Config) (*Task, error) {
 // loadSplit loads the training pairs and the evaluation pairs (nil when there are none): an eval
 // file, or eval_split of the training file chosen with seed, then max_train_samples and
 // max_eval_samples.
-func loadSplit(cfg Config, table *MarginTable, seed uint64) (trainSet, evalSet *PairSet, err error) {
+func loadSplit(ctx context.Context, cfg Config, table *MarginTable, seed uint64) (trainSet, evalSet *PairSet, err error) {
 	a := cfg.Data.Defaults()
-	all, err := LoadPairsSplit(a.DatasetName, a.DatasetTrainSplit, a.Columns, cfg.RatingColumn, table)
+	all, err := loadPairsSplit(ctx, a.DatasetName, a.DatasetTrainSplit, a.Columns, cfg.RatingColumn, table)
 	if err != nil {
 		return nil, nil, err
 	}
 	trainSet = all
 	switch {
 	case a.EvalDatasetName != "":
-		if evalSet, err = LoadPairsSplit(a.EvalDatasetName, a.DatasetTestSplit, a.Columns, cfg.RatingColumn, table); err != nil {
+		if evalSet, err = loadPairsSplit(ctx, a.EvalDatasetName, a.DatasetTestSplit, a.Columns, cfg.RatingColumn, table); err != nil {
 			return nil, nil, err
 		}
 	case a.EvalSplit > 0:
