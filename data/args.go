@@ -1,6 +1,7 @@
 package data
 
 import (
+	"context"
 	"fmt"
 	"math"
 )
@@ -118,7 +119,13 @@ func (a Args) Split(seed uint64) SplitConfig {
 // Load reads and validates the training rows and the evaluation rows (nil when there are none),
 // then applies max_train_samples and max_eval_samples.
 func (a Args) Load(seed uint64) (train, eval *Dataset, err error) {
-	train, eval, err = LoadSplit(a.Split(seed))
+	return a.LoadContext(context.Background(), seed)
+}
+
+// LoadContext is Load, stopping when ctx ends while a file is read (every CheckEvery rows of
+// JSONL, every batch of Parquet rows): a file of 10^6 rows takes tens of seconds to read.
+func (a Args) LoadContext(ctx context.Context, seed uint64) (train, eval *Dataset, err error) {
+	train, eval, err = loadSplit(ctx, a.Split(seed))
 	if err != nil {
 		return nil, nil, err
 	}

@@ -1,6 +1,8 @@
 package data
 
 import (
+	"context"
+	"errors"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -266,7 +268,7 @@ func TestSharedPairsTokenize(t *testing.T) {
 		}
 		enc := newFake()
 		tok := NewTokenizer(enc, mustTemplate(t, "llama-2", "", ""))
-		pairs, err := tok.PairExamples(ds.Pairs)
+		pairs, err := tok.PairExamples(context.Background(), ds.Pairs)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -318,6 +320,65 @@ func TestEncodeRendered(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := EncodeRendered(enc, tc.segs); !slices.Equal(got, tc.want) {
 				t.Fatalf("EncodeRendered = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// cancelAfter is an encoder that ends its context, with a cause, on its n-th call: a signal that
+// arrives while a dataset is being tokenized.
+type cancelAfter struct {
+	*fakeEncoder
+	calls, n int
+	cancel   context.CancelCauseFunc
+}
+
+func (c *cancelAfter) EncodeChat(parts []Span, addBOS bool) []int32 {
+	if c.calls++; c.calls == c.n {
+		c.cancel(errors.New("stopped by SIGINT"))
+	}
+	return c.fakeEncoder.EncodeChat(parts, addBOS)
+}
+
+// Examples and PairExamples stop at the first row checkpoint (every CheckEvery rows) after their
+// context ends, with an error that names the file and the rows done, reads as the cause and is
+// context.Canceled for errors.Is.
+func TestExamplesStopWithContext(t *testing.T) {
+	recs := make([]Record, 1000)
+	pairs := make([]Pair, 1000)
+	for i := range recs {
+		recs[i] = Record{Source: "big.jsonl", Row: i, Format: FormatText, Text: "once upon a time"}
+		pairs[i] = Pair{Source: "big.jsonl", Row: i, Prompt: "Q:", Chosen: " yes", Rejected: " no"}
+	}
+	for _, c := range []struct {
+		name string
+		run  func(context.Context, *Tokenizer) error
+	}{
+		{"Examples", func(ctx context.Context, tok *Tokenizer) error {
+			_, err := tok.Examples(ctx, recs, MaskAll)
+			return err
+		}},
+		{"PairExamples", func(ctx context.Context, tok *Tokenizer) error { _, err := tok.PairExamples(ctx, pairs); return err }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			// The encoder calls a row takes, counted over a whole run with a live context.
+			all := &cancelAfter{fakeEncoder: newFake()}
+			if err := c.run(context.Background(), NewTokenizer(all, nil)); err != nil {
+				t.Fatal(err)
+			}
+			perRow := all.calls / 1000
+			// Cancelled during row 299: the check before row 512 sees it, and no row after it is
+			// tokenized.
+			ctx, cancel := context.WithCancelCause(context.Background())
+			defer cancel(nil)
+			enc := &cancelAfter{fakeEncoder: newFake(), n: 299*perRow + 1, cancel: cancel}
+			err := c.run(ctx, NewTokenizer(enc, nil))
+			want := "tokenizing big.jsonl: stopped by SIGINT after 512 of 1000 rows"
+			if err == nil || err.Error() != want || !errors.Is(err, context.Canceled) {
+				t.Fatalf("got %v (errors.Is Canceled: %v), want %s", err, errors.Is(err, context.Canceled), want)
+			}
+			if enc.calls != 512*perRow {
+				t.Errorf("%d encoder calls, want the %d of 512 rows", enc.calls, 512*perRow)
 			}
 		})
 	}

@@ -1,6 +1,7 @@
 package data
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strings"
@@ -100,8 +101,11 @@ func (d *Dataset) Len() int {
 }
 
 // Load reads a source file and validates every row.
-func Load(src Source) (*Dataset, error) {
-	rows, err := ReadSource(src.Path, src.Split)
+func Load(src Source) (*Dataset, error) { return load(context.Background(), src) }
+
+// load is Load, stopping when ctx ends while the file is read.
+func load(ctx context.Context, src Source) (*Dataset, error) {
+	rows, err := ReadSourceContext(ctx, src.Path, src.Split)
 	if err != nil {
 		return nil, err
 	}

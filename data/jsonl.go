@@ -3,11 +3,14 @@ package data
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/alignkit/alignkit/internal/ctxerr"
 )
 
 // MaxRowBytes bounds one JSONL line (or one element of a JSON array file): about 250,000 tokens,
@@ -20,7 +23,10 @@ const MaxRowBytes = 1 << 20
 // instead. Numbers become int64 when integral in the source text, else
 // float64. A UTF-8 byte-order mark at the start (Windows editors write one)
 // is skipped; a row longer than MaxRowBytes is an error naming its line.
-func ReadJSONL(path string) ([]Row, error) {
+func ReadJSONL(path string) ([]Row, error) { return readJSONL(context.Background(), path) }
+
+// readJSONL is ReadJSONL, stopping when ctx ends (checked every CheckEvery rows).
+func readJSONL(ctx context.Context, path string) ([]Row, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", path, err)
@@ -35,11 +41,14 @@ func ReadJSONL(path string) ([]Row, error) {
 		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
 	if first == '[' {
-		return readJSONArray(path, br)
+		return readJSONArray(ctx, path, br)
 	}
 	var rows []Row
 	line := 0
 	for {
+		if err := checkRead(ctx, path, len(rows)); err != nil {
+			return nil, err
+		}
 		b, err := readLine(br, MaxRowBytes)
 		if errors.Is(err, errLongLine) {
 			return nil, fmt.Errorf("reading %s: row %d (line %d): longer than %d bytes", path, len(rows), line+1, MaxRowBytes)
@@ -65,6 +74,18 @@ func ReadJSONL(path string) ([]Row, error) {
 }
 
 var errLongLine = errors.New("line too long")
+
+// checkRead is a reading loop's look at ctx before row i of path: every CheckEvery rows, an error
+// when ctx has ended (reading 10^6 rows takes tens of seconds).
+func checkRead(ctx context.Context, path string, i int) error {
+	if i%CheckEvery != 0 {
+		return nil
+	}
+	if err := ctxerr.Err(ctx); err != nil {
+		return fmt.Errorf("reading %s: %w after %d rows", path, err, i)
+	}
+	return nil
+}
 
 // readLine reads up to and including the next '\n', refusing a line of more than max bytes
 // without reading the rest of it into memory.
@@ -103,7 +124,7 @@ func peekNonSpace(br *bufio.Reader) (byte, error) {
 	}
 }
 
-func readJSONArray(path string, r io.Reader) ([]Row, error) {
+func readJSONArray(ctx context.Context, path string, r io.Reader) ([]Row, error) {
 	dec := json.NewDecoder(r)
 	dec.UseNumber()
 	var raw []json.RawMessage
@@ -112,6 +133,9 @@ func readJSONArray(path string, r io.Reader) ([]Row, error) {
 	}
 	rows := make([]Row, 0, len(raw))
 	for i, m := range raw {
+		if err := checkRead(ctx, path, i); err != nil {
+			return nil, err
+		}
 		if len(m) > MaxRowBytes {
 			return nil, fmt.Errorf("reading %s: row %d: longer than %d bytes", path, i, MaxRowBytes)
 		}

@@ -1,6 +1,7 @@
 package data
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"github.com/parquet-go/parquet-go/deprecated"
 	"github.com/parquet-go/parquet-go/encoding/thrift"
 	"github.com/parquet-go/parquet-go/format"
+
+	"github.com/alignkit/alignkit/internal/ctxerr"
 )
 
 // ReadParquet reads every row of a Parquet file into generic rows.
@@ -28,7 +31,10 @@ import (
 // byte size before anything is read or allocated (see checkParquetFooter), the page index and bloom
 // filters are not read (a full scan needs neither, and a broken one must not stop it), and a panic
 // inside parquet-go on a malformed page is recovered and reported with the file named.
-func ReadParquet(path string) (rows []Row, err error) {
+func ReadParquet(path string) ([]Row, error) { return readParquet(context.Background(), path) }
+
+// readParquet is ReadParquet, stopping when ctx ends (checked between batches of rows).
+func readParquet(ctx context.Context, path string) (rows []Row, err error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", path, err)
@@ -69,6 +75,10 @@ func ReadParquet(path string) (rows []Row, err error) {
 		rr := rg.Rows()
 		inGroup, declared := int64(0), rg.NumRows()
 		for {
+			if err := ctxerr.Err(ctx); err != nil {
+				rr.Close()
+				return nil, fmt.Errorf("reading %s: %w after %d rows", path, err, len(rows))
+			}
 			n, err := rr.ReadRows(buf)
 			if inGroup += int64(n); inGroup > declared {
 				rr.Close()
@@ -254,6 +264,11 @@ func (n *pqNode) build(def, rep int, leaf *int) error {
 	n.maxDef, n.maxRep = def, rep
 	n.firstLeaf = *leaf
 	if n.node.Leaf() {
+		// parquet-go's LIST and MAP types panic on Kind: a leaf annotated as either is refused
+		// first (only a group can be a list or a map).
+		if logicalOf(n.node) != logicalNone {
+			return fmt.Errorf("column %q: a leaf column annotated as a LIST or MAP (only a group can be one)", n.name)
+		}
 		switch k := n.node.Type().Kind(); k {
 		case parquet.Boolean, parquet.Int32, parquet.Int64, parquet.Float, parquet.Double, parquet.ByteArray, parquet.FixedLenByteArray:
 		default:

@@ -1,6 +1,7 @@
 package data
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -20,12 +21,15 @@ type Row struct {
 
 // ReadRows reads every row of a Parquet (.parquet) or JSON Lines (.jsonl,
 // .json: one object per line, or a single top-level array of objects) file.
-func ReadRows(path string) ([]Row, error) {
+func ReadRows(path string) ([]Row, error) { return readRows(context.Background(), path) }
+
+// readRows is ReadRows, stopping when ctx ends.
+func readRows(ctx context.Context, path string) ([]Row, error) {
 	switch strings.ToLower(filepath.Ext(path)) {
 	case ".parquet":
-		return ReadParquet(path)
+		return readParquet(ctx, path)
 	case ".jsonl", ".json", ".ndjson":
-		return ReadJSONL(path)
+		return readJSONL(ctx, path)
 	default:
 		return nil, fmt.Errorf("reading %s: unknown file type %q (want .parquet, .jsonl or .json)", path, filepath.Ext(path))
 	}
@@ -35,8 +39,14 @@ func ReadRows(path string) ([]Row, error) {
 // (org/name[@revision]), the given split's files from the local hub cache (package hub), one after
 // another; rows keep their own file and row number for messages.
 func ReadSource(path, split string) ([]Row, error) {
+	return ReadSourceContext(context.Background(), path, split)
+}
+
+// ReadSourceContext is ReadSource, stopping when ctx ends (every CheckEvery rows of JSONL, every
+// batch of Parquet rows): a file of 10^6 rows takes tens of seconds to read.
+func ReadSourceContext(ctx context.Context, path, split string) ([]Row, error) {
 	if _, err := os.Stat(path); err == nil || !hub.IsName(path) || strings.HasPrefix(path, hub.OllamaPrefix) {
-		return ReadRows(path)
+		return readRows(ctx, path)
 	}
 	files, err := hub.Dataset(path, split)
 	if err != nil {
@@ -44,7 +54,7 @@ func ReadSource(path, split string) ([]Row, error) {
 	}
 	var rows []Row
 	for _, f := range files {
-		r, err := ReadRows(f)
+		r, err := readRows(ctx, f)
 		if err != nil {
 			return nil, err
 		}

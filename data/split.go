@@ -1,6 +1,7 @@
 package data
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -56,15 +57,20 @@ func (d *Dataset) Subset(idx []int) *Dataset {
 // LoadSplit loads the training source and its evaluation data. eval is nil
 // when neither EvalSplit nor Eval is set.
 func LoadSplit(cfg SplitConfig) (train, eval *Dataset, err error) {
+	return loadSplit(context.Background(), cfg)
+}
+
+// loadSplit is LoadSplit, stopping when ctx ends while a file is read.
+func loadSplit(ctx context.Context, cfg SplitConfig) (train, eval *Dataset, err error) {
 	if cfg.Eval != nil && cfg.EvalSplit > 0 {
 		return nil, nil, fmt.Errorf("data: set either eval_split or an eval file, not both")
 	}
-	all, err := Load(cfg.Train)
+	all, err := load(ctx, cfg.Train)
 	if err != nil {
 		return nil, nil, err
 	}
 	if cfg.Eval != nil {
-		ev, err := Load(*cfg.Eval)
+		ev, err := load(ctx, *cfg.Eval)
 		if err != nil {
 			return nil, nil, err
 		}

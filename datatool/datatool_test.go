@@ -1,6 +1,7 @@
 package datatool_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -134,7 +135,7 @@ func TestInspectTokensMatchBatchers(t *testing.T) {
 				t.Fatalf("%d unusable rows: %+v", tr.Unusable, tr.Notes[0])
 			}
 			if ds.Format == data.FormatPreference {
-				pairs, err := tk.PairExamples(ds.Pairs)
+				pairs, err := tk.PairExamples(context.Background(), ds.Pairs)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -156,7 +157,7 @@ func TestInspectTokensMatchBatchers(t *testing.T) {
 				}
 				return
 			}
-			exs, err := tk.Examples(ds.Records, "")
+			exs, err := tk.Examples(context.Background(), ds.Records, "")
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -2,7 +2,9 @@ package dpo
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -326,5 +328,27 @@ func TestCacheFileRoundTrip(t *testing.T) {
 	}
 	if names := cacheFiles(t, dir); len(names) != 1 {
 		t.Errorf("dir holds %v, want only the cache file", names)
+	}
+}
+
+// TestRefPrecomputeStops: a context that ends during precompute_ref_log_probs (here after the
+// first forward pass of 4 pairs) stops the scoring before the next pass, with an error naming the
+// split and the pairs done, and writes no cache.
+func TestRefPrecomputeStops(t *testing.T) {
+	c := cacheConfig(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	passes := 0
+	h := hooks{refForward: func(int) { passes++; cancel() }}
+	_, err := newTask(ctx, c, h, io.Discard)
+	want := "reference log-probs of train pairs: context canceled after 4 of 8 pairs"
+	if err == nil || err.Error() != want || !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v, want %s", err, want)
+	}
+	if passes != 1 {
+		t.Errorf("%d reference passes, want 1", passes)
+	}
+	if entries, _ := os.ReadDir(c.RefCacheDir); len(entries) != 0 {
+		t.Errorf("cache dir holds %v after the stop", cacheFiles(t, c.RefCacheDir))
 	}
 }

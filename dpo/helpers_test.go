@@ -53,7 +53,7 @@ func newTestTask(c Config, log io.Writer, set ...func(*hooks)) (*Task, error) {
 	for _, f := range set {
 		f(&h)
 	}
-	return newTask(c, h, log)
+	return newTask(context.Background(), c, h, log)
 }
 
 // runHooked is Run with hooks set and notes and progress written to log.
@@ -62,8 +62,8 @@ func runHooked(c Config, log io.Writer, set ...func(*hooks)) error {
 	for _, f := range set {
 		f(&h)
 	}
-	prep := func(_ context.Context, c Config, opts ...train.Option) (*recipe.Job, error) {
-		return prepare(c, h, opts...)
+	prep := func(ctx context.Context, c Config, opts ...train.Option) (*recipe.Job, error) {
+		return prepare(ctx, c, h, opts...)
 	}
 	_, err := recipe.Run(context.Background(), prep, c, train.WithLogWriter(log))
 	return err

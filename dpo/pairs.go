@@ -1,6 +1,7 @@
 package dpo
 
 import (
+	"context"
 	"fmt"
 	"slices"
 
@@ -62,13 +63,16 @@ func checkPair(p *data.Pair, cols map[string]string) error {
 // tokenizePairs validates and tokenizes a dataset's pairs and drops those whose prompt, after the
 // max_prompt_length cut, would leave no token of max_length for the answers. It is an error when
 // that drops every pair: the message names the first row and its prompt length.
-func tokenizePairs(ds *data.Dataset, tok *data.Tokenizer, cols map[string]string, maxLength, maxPromptLength int) (kept []data.PairExample, dropped int, err error) {
+func tokenizePairs(ctx context.Context, ds *data.Dataset, tok *data.Tokenizer, cols map[string]string, maxLength, maxPromptLength int) (kept []data.PairExample, dropped int, err error) {
 	if ds.Format != data.FormatPreference {
 		return nil, 0, fmt.Errorf("%s: format %s: DPO needs preference rows (chosen and rejected columns, with or without prompt)", ds.Source, ds.Format)
 	}
 	firstRow, firstLen := -1, 0
 	for i := range ds.Pairs {
 		p := &ds.Pairs[i]
+		if err := data.CheckStop(ctx, i, len(ds.Pairs), ds.Source); err != nil {
+			return nil, 0, err
+		}
 		if err := checkPair(p, cols); err != nil {
 			return nil, 0, err
 		}
@@ -98,8 +102,8 @@ func tokenizePairs(ds *data.Dataset, tok *data.Tokenizer, cols map[string]string
 
 // newPairSet tokenizes one split and makes its batcher. The batcher does not shuffle: the training
 // loop hands it the epoch's indices.
-func newPairSet(name string, ds *data.Dataset, tok *data.Tokenizer, cfg Config, batchSize int, pad, eos int32) (*pairSet, error) {
-	exs, dropped, err := tokenizePairs(ds, tok, cfg.Data.Columns, cfg.Data.MaxLength, cfg.MaxPromptLength)
+func newPairSet(ctx context.Context, name string, ds *data.Dataset, tok *data.Tokenizer, cfg Config, batchSize int, pad, eos int32) (*pairSet, error) {
+	exs, dropped, err := tokenizePairs(ctx, ds, tok, cfg.Data.Columns, cfg.Data.MaxLength, cfg.MaxPromptLength)
 	if err != nil {
 		return nil, err
 	}

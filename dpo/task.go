@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/alignkit/alignkit/data"
+	"github.com/alignkit/alignkit/internal/ctxerr"
 	"github.com/alignkit/alignkit/lm"
 	"github.com/alignkit/alignkit/model"
 	"github.com/alignkit/alignkit/model/checkpoint"
@@ -56,8 +57,8 @@ var _ recipe.Prepare[Config] = Prepare
 // scores every pair with the reference (or reads that from the cache) and lets the reference go.
 // Its notes (truncation counts, the reference cache) go to the log writer among opts as they
 // happen; the cache is the one file it may write.
-func Prepare(_ context.Context, cfg Config, opts ...train.Option) (*recipe.Job, error) {
-	return prepare(cfg, hooks{}, opts...)
+func Prepare(ctx context.Context, cfg Config, opts ...train.Option) (*recipe.Job, error) {
+	return prepare(ctx, cfg, hooks{}, opts...)
 }
 
 // Run is `alignkit dpo`: Prepare, then the shared training loop, which writes output_dir
@@ -66,15 +67,15 @@ func Run(ctx context.Context, cfg Config, opts ...train.Option) (train.Result, e
 	return recipe.Run(ctx, Prepare, cfg, opts...)
 }
 
-func prepare(cfg Config, h hooks, opts ...train.Option) (*recipe.Job, error) {
-	t, err := newTask(cfg, h, train.LogWriter(opts...))
+func prepare(ctx context.Context, cfg Config, h hooks, opts ...train.Option) (*recipe.Job, error) {
+	t, err := newTask(ctx, cfg, h, train.LogWriter(opts...))
 	if err != nil {
 		return nil, err
 	}
 	return &recipe.Job{Args: t.cfg.Args, Task: t, Report: recipe.Lines(nil, t.describe)}, nil
 }
 
-func newTask(cfg Config, h hooks, log io.Writer) (*Task, error) {
+func newTask(ctx context.Context, cfg Config, h hooks, log io.Writer) (*Task, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -83,7 +84,7 @@ func newTask(cfg Config, h hooks, log io.Writer) (*Task, error) {
 
 	// Text pairs need no template: without one (none set, none in the tokenizer) conversational rows
 	// fail in data with their row named.
-	base, err := recipe.Open("model_name_or_path", cfg.ModelNameOrPath, cfg.Model, cfg.Data.ChatTemplate)
+	base, err := recipe.Open(ctx, "model_name_or_path", cfg.ModelNameOrPath, cfg.Model, cfg.Data.ChatTemplate)
 	if err != nil {
 		return nil, err
 	}
@@ -95,7 +96,7 @@ func newTask(cfg Config, h hooks, log io.Writer) (*Task, error) {
 	// hit needs only their hash).
 	var refCk *checkpoint.Model
 	if cfg.RefModelNameOrPath != "" {
-		if refCk, err = checkpoint.Open(cfg.RefModelNameOrPath); err != nil {
+		if refCk, err = checkpoint.OpenContext(ctx, cfg.RefModelNameOrPath); err != nil {
 			return nil, fmt.Errorf("ref_model_name_or_path: %w", err)
 		}
 		if a, b := refCk.Weights.Config.VocabSize, ck.Weights.Config.VocabSize; a != b {
@@ -127,16 +128,16 @@ func newTask(cfg Config, h hooks, log io.Writer) (*Task, error) {
 	}
 	t.moe = ck.Weights.Config.IsMoE()
 	seed := uint64(*cfg.Seed)
-	trainDS, evalDS, err := cfg.Data.Load(seed)
+	trainDS, evalDS, err := cfg.Data.LoadContext(ctx, seed)
 	if err != nil {
 		return nil, err
 	}
-	if t.train, err = newPairSet("train", trainDS, tok, cfg, cfg.PerDeviceTrainBatchSize, pad, ck.Tok.EOS()); err != nil {
+	if t.train, err = newPairSet(ctx, "train", trainDS, tok, cfg, cfg.PerDeviceTrainBatchSize, pad, ck.Tok.EOS()); err != nil {
 		return nil, err
 	}
 	fmt.Fprintln(log, t.train.report())
 	if evalDS != nil {
-		if t.eval, err = newPairSet("eval", evalDS, tok, cfg, cfg.PerDeviceEvalBatchSize, pad, ck.Tok.EOS()); err != nil {
+		if t.eval, err = newPairSet(ctx, "eval", evalDS, tok, cfg, cfg.PerDeviceEvalBatchSize, pad, ck.Tok.EOS()); err != nil {
 			return nil, err
 		}
 		fmt.Fprintln(log, t.eval.report())
@@ -147,7 +148,7 @@ func newTask(cfg Config, h hooks, log io.Writer) (*Task, error) {
 	case !cfg.PrecomputeRefLogProbs:
 		t.ref = newRef()
 	default:
-		if err := t.precompute(refWeights, newRef, tok); err != nil {
+		if err := t.precompute(ctx, refWeights, newRef, tok); err != nil {
 			return nil, err
 		}
 		// Nothing refers to a reference model any more: hand its memory back before training
@@ -167,8 +168,8 @@ func newTask(cfg Config, h hooks, log io.Writer) (*Task, error) {
 
 // precompute fills the splits' reference log-probs from the cache (keyed by the reference weights
 // refWeights), or builds the reference model with newRef, scores every pair once and writes the
-// cache.
-func (t *Task) precompute(refWeights *model.Weights, newRef func() *lm.Model, tok *data.Tokenizer) error {
+// cache. It stops, writing no cache, when ctx ends: scoring a large dataset takes minutes.
+func (t *Task) precompute(ctx context.Context, refWeights *model.Weights, newRef func() *lm.Model, tok *data.Tokenizer) error {
 	key, err := t.cacheKey(refWeights, tok)
 	if err != nil {
 		return err
@@ -206,7 +207,7 @@ func (t *Task) precompute(refWeights *model.Weights, newRef func() *lm.Model, to
 		if s == t.eval {
 			bs = t.cfg.PerDeviceEvalBatchSize
 		}
-		if s.ref, err = t.scoreAll(ref, s, bs); err != nil {
+		if s.ref, err = t.scoreAll(ctx, ref, s, bs); err != nil {
 			return err
 		}
 	}
@@ -222,11 +223,15 @@ func (t *Task) precompute(refWeights *model.Weights, newRef func() *lm.Model, to
 	return nil
 }
 
-// scoreAll runs the reference over every pair of s in order, bs pairs per forward pass.
-func (t *Task) scoreAll(ref *lm.Model, s *pairSet, bs int) ([]pairLogps, error) {
+// scoreAll runs the reference over every pair of s in order, bs pairs per forward pass, checking
+// ctx before each pass.
+func (t *Task) scoreAll(ctx context.Context, ref *lm.Model, s *pairSet, bs int) ([]pairLogps, error) {
 	n := s.batcher.NumPairs()
 	out := make([]pairLogps, n)
 	for lo := 0; lo < n; lo += bs {
+		if err := ctxerr.Err(ctx); err != nil {
+			return nil, fmt.Errorf("reference log-probs of %s pairs: %w after %d of %d pairs", s.name, err, lo, n)
+		}
 		idx := make([]int, 0, bs)
 		for i := lo; i < min(lo+bs, n); i++ {
 			idx = append(idx, i)

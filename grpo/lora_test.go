@@ -2,6 +2,7 @@ package grpo
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -17,7 +18,7 @@ func TestLoRAReferenceIsBaseWithAdapterOff(t *testing.T) {
 	cfg.Beta = 0.1
 	r := 4
 	cfg.Model.Lora = lora.Config{UsePEFT: true, LoraR: &r, LoraTargetModules: "all-linear"}
-	task, err := newTask(cfg, &bytes.Buffer{})
+	task, err := newTask(context.Background(), cfg, &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}

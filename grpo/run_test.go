@@ -110,7 +110,7 @@ func TestBetaPullsPolicyToReference(t *testing.T) {
 	cfg := storiesConfig(t)
 	cfg.Beta, cfg.NumIterations = 2, 2
 	cfg.RewardFuncs = []FuncSpec{{Name: FuncRegex, Pattern: `.*`}}
-	task, err := newTask(cfg, &bytes.Buffer{})
+	task, err := newTask(context.Background(), cfg, &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -66,8 +66,8 @@ var _ recipe.Prepare[Config] = Prepare
 
 // Prepare loads the policy (and with beta > 0 its frozen copy as the reference), the prompts, the
 // reward functions and models, and checks what can be checked before training. It writes nothing.
-func Prepare(_ context.Context, cfg Config, opts ...train.Option) (*recipe.Job, error) {
-	t, err := newTask(cfg, train.LogWriter(opts...))
+func Prepare(ctx context.Context, cfg Config, opts ...train.Option) (*recipe.Job, error) {
+	t, err := newTask(ctx, cfg, train.LogWriter(opts...))
 	if err != nil {
 		return nil, err
 	}
@@ -85,7 +85,7 @@ func Run(ctx context.Context, cfg Config, opts ...train.Option) (train.Result, e
 	return recipe.Run(ctx, Prepare, cfg, opts...)
 }
 
-func newTask(cfg Config, log io.Writer) (*Task, error) {
+func newTask(ctx context.Context, cfg Config, log io.Writer) (*Task, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -110,7 +110,7 @@ func newTask(cfg Config, log io.Writer) (*Task, error) {
 		}
 	}
 
-	base, err := recipe.Open("model_name_or_path", cfg.ModelNameOrPath, cfg.Model, cfg.ChatTemplate)
+	base, err := recipe.Open(ctx, "model_name_or_path", cfg.ModelNameOrPath, cfg.Model, cfg.ChatTemplate)
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +138,10 @@ func newTask(cfg Config, log io.Writer) (*Task, error) {
 	}
 	maxPos := t.gen.MaxPositions()
 	skipped := 0
-	for _, p := range prompts {
+	for i, p := range prompts {
+		if err := data.CheckStop(ctx, i, len(prompts), cfg.DatasetName); err != nil {
+			return nil, err
+		}
 		ids, err := t.gen.Encode(p)
 		if err != nil {
 			return nil, fmt.Errorf("dataset_name: %w", err)

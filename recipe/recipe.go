@@ -155,24 +155,24 @@ func (b *Base) Adapt(seed uint64) error {
 
 // Open loads the model at path (an HF directory or a .gguf file, with its tokenizer, and the
 // adapter m names) and resolves chatTemplate ("" for the model's own). key is the config key that
-// named path, for errors. A frozen base (use_peft, or an adapter to continue) is opened by
+// named path, for errors; reading the model stops when ctx ends. A frozen base (use_peft, or an adapter to continue) is opened by
 // checkpoint.OpenFrozen: a GGUF's linear weights stay in the file's own blocks (Q4_K, Q8_0, ...)
 // unless torch_dtype/load_in_* ask otherwise, an HF model's are converted as each tensor is read, and
 // LoRA's modules_to_save stay float32; a GGUF already quantized is never re-quantized into another
 // format (quant.Config.Hold says why). Full fine-tuning opens everything as float32. A new adapter is
 // made by Adapt, once the trainer has the model it trains (a reward trainer first swaps the LM head
 // for a score head).
-func Open(key, path string, m ModelArgs, chatTemplate string) (*Base, error) {
+func Open(ctx context.Context, key, path string, m ModelArgs, chatTemplate string) (*Base, error) {
 	var ck *checkpoint.Model
 	var err error
 	frozen := checkpoint.FrozenBase{Quant: m.Quant, Keep: m.Lora.Saves}
 	switch {
 	case m.AdapterNameOrPath != "":
-		ck, err = checkpoint.OpenAdapterFrozen(path, m.AdapterNameOrPath, frozen)
+		ck, err = checkpoint.OpenAdapterFrozen(ctx, path, m.AdapterNameOrPath, frozen)
 	case m.Lora.UsePEFT:
-		ck, err = checkpoint.OpenFrozen(path, frozen)
+		ck, err = checkpoint.OpenFrozen(ctx, path, frozen)
 	default:
-		ck, err = checkpoint.Open(path)
+		ck, err = checkpoint.OpenContext(ctx, path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", key, err)

@@ -1,6 +1,7 @@
 package reward
 
 import (
+	"context"
 	"fmt"
 	"reflect"
 	"strconv"
@@ -65,7 +66,12 @@ func LoadPairs(path string, columns map[string]string, ratingColumn string, tabl
 // LoadPairsSplit is LoadPairs where path may also be a Hugging Face dataset name in the local hub
 // cache, read from split ("" is train; see data.ReadSource).
 func LoadPairsSplit(path, split string, columns map[string]string, ratingColumn string, table *MarginTable) (*PairSet, error) {
-	rows, err := data.ReadSource(path, split)
+	return loadPairsSplit(context.Background(), path, split, columns, ratingColumn, table)
+}
+
+// loadPairsSplit is LoadPairsSplit, stopping when ctx ends while the file is read.
+func loadPairsSplit(ctx context.Context, path, split string, columns map[string]string, ratingColumn string, table *MarginTable) (*PairSet, error) {
+	rows, err := data.ReadSourceContext(ctx, path, split)
 	if err != nil {
 		return nil, err
 	}

@@ -45,9 +45,9 @@ var _ recipe.Prepare[Config] = Prepare
 // Prepare loads the model and data cfg names, tokenizes and batches the pairs, and returns the
 // job, whose report is the warnings and the data summary. It checks everything that can be checked
 // before training and writes nothing.
-func Prepare(_ context.Context, cfg Config, _ ...train.Option) (*recipe.Job, error) {
+func Prepare(ctx context.Context, cfg Config, _ ...train.Option) (*recipe.Job, error) {
 	cfg = cfg.Defaults()
-	t, err := prepare(cfg)
+	t, err := prepare(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -60,7 +60,7 @@ func Run(ctx context.Context, cfg Config, opts ...train.Option) (train.Result, e
 	return recipe.Run(ctx, Prepare, cfg, opts...)
 }
 
-func prepare(cfg Config) (*Task, error) {
+func prepare(ctx context.Context, cfg Config) (*Task, error) {
 	var sum Summary
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -70,7 +70,7 @@ func prepare(cfg Config) (*Task, error) {
 		return nil, fmt.Errorf("margin_map: %w", err)
 	}
 	seed := uint64(*cfg.Seed)
-	trainSet, evalSet, err := loadSplit(cfg, table, seed)
+	trainSet, evalSet, err := loadSplit(ctx, cfg, table, seed)
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +96,7 @@ func prepare(cfg Config) (*Task, error) {
 		sum.Margins = "none"
 	}
 
-	base, err := recipe.Open("model_name_or_path", cfg.ModelNameOrPath, cfg.Model, cfg.Data.ChatTemplate)
+	base, err := recipe.Open(ctx, "model_name_or_path", cfg.ModelNameOrPath, cfg.Model, cfg.Data.ChatTemplate)
 	if err != nil {
 		return nil, err
 	}
@@ -117,7 +117,7 @@ func prepare(cfg Config) (*Task, error) {
 	sum.PadID = pad
 	bc := data.PairBatchConfig{BatchSize: cfg.PerDeviceTrainBatchSize, MaxLength: cfg.Data.MaxLength,
 		MaxPromptLength: cfg.MaxPromptLength, PadID: pad}
-	trainB, err := pairBatcher(tok, trainSet, bc, ck.Tok.EOS())
+	trainB, err := pairBatcher(ctx, tok, trainSet, bc, ck.Tok.EOS())
 	if err != nil {
 		return nil, err
 	}
@@ -125,7 +125,7 @@ func prepare(cfg Config) (*Task, error) {
 	var evalB *data.PairBatcher
 	if evalSet != nil {
 		bc.BatchSize = cfg.PerDeviceEvalBatchSize
-		if evalB, err = pairBatcher(tok, evalSet, bc, ck.Tok.EOS()); err != nil {
+		if evalB, err = pairBatcher(ctx, tok, evalSet, bc, ck.Tok.EOS()); err != nil {
 			return nil, err
 		}
 		st := evalB.Stats()
@@ -146,16 +146,16 @@ func prepare(cfg Config) (*Task, error) {
 // loadSplit loads the training pairs and the evaluation pairs (nil when there are none): an eval
 // file, or eval_split of the training file chosen with seed, then max_train_samples and
 // max_eval_samples.
-func loadSplit(cfg Config, table *MarginTable, seed uint64) (trainSet, evalSet *PairSet, err error) {
+func loadSplit(ctx context.Context, cfg Config, table *MarginTable, seed uint64) (trainSet, evalSet *PairSet, err error) {
 	a := cfg.Data.Defaults()
-	all, err := LoadPairsSplit(a.DatasetName, a.DatasetTrainSplit, a.Columns, cfg.RatingColumn, table)
+	all, err := loadPairsSplit(ctx, a.DatasetName, a.DatasetTrainSplit, a.Columns, cfg.RatingColumn, table)
 	if err != nil {
 		return nil, nil, err
 	}
 	trainSet = all
 	switch {
 	case a.EvalDatasetName != "":
-		if evalSet, err = LoadPairsSplit(a.EvalDatasetName, a.DatasetTestSplit, a.Columns, cfg.RatingColumn, table); err != nil {
+		if evalSet, err = loadPairsSplit(ctx, a.EvalDatasetName, a.DatasetTestSplit, a.Columns, cfg.RatingColumn, table); err != nil {
 			return nil, nil, err
 		}
 	case a.EvalSplit > 0:
@@ -174,8 +174,8 @@ func loadSplit(cfg Config, table *MarginTable, seed uint64) (trainSet, evalSet *
 }
 
 // pairBatcher tokenizes pairs and collates them.
-func pairBatcher(tok *data.Tokenizer, set *PairSet, bc data.PairBatchConfig, eos int32) (*data.PairBatcher, error) {
-	exs, err := tok.PairExamples(set.Pairs)
+func pairBatcher(ctx context.Context, tok *data.Tokenizer, set *PairSet, bc data.PairBatchConfig, eos int32) (*data.PairBatcher, error) {
+	exs, err := tok.PairExamples(ctx, set.Pairs)
 	if err != nil {
 		return nil, err
 	}

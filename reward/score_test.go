@@ -211,7 +211,7 @@ func TestScorerTokensAreTrainingTokens(t *testing.T) {
 			t.Fatal(err)
 		}
 		pairs := set.Pairs[:60]
-		exs, err := s.tok.PairExamples(pairs)
+		exs, err := s.tok.PairExamples(context.Background(), pairs)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -2,6 +2,7 @@ package sft
 
 import (
 	"bytes"
+	"context"
 	"math"
 	"path/filepath"
 	"testing"
@@ -69,7 +70,7 @@ func TestLoRASFTOnGGUF(t *testing.T) {
 			}
 			// output_dir is a PEFT adapter over the GGUF: generation runs it unmerged over the file's
 			// blocks, and over the file expanded to float32, with the same logits.
-			frozen, err := checkpoint.OpenAdapterFrozen(cfg.ModelNameOrPath, cfg.OutputDir, checkpoint.FrozenBase{})
+			frozen, err := checkpoint.OpenAdapterFrozen(context.Background(), cfg.ModelNameOrPath, cfg.OutputDir, checkpoint.FrozenBase{})
 			if err != nil {
 				t.Fatal(err)
 			}

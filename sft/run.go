@@ -57,19 +57,19 @@ var _ recipe.Prepare[Config] = Prepare
 // Prepare loads the model and data that cfg names, tokenizes and batches the data, and returns the
 // job, whose report is the data summary. It checks everything that can be checked before training
 // and writes nothing.
-func Prepare(_ context.Context, cfg Config, _ ...train.Option) (*recipe.Job, error) {
+func Prepare(ctx context.Context, cfg Config, _ ...train.Option) (*recipe.Job, error) {
 	cfg = cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	trainSet, evalSet, err := cfg.Data.Load(uint64(*cfg.Seed))
+	trainSet, evalSet, err := cfg.Data.LoadContext(ctx, uint64(*cfg.Seed))
 	if err != nil {
 		return nil, err
 	}
 	if trainSet.Format == data.FormatPreference {
 		return nil, fmt.Errorf("dataset_name: %s holds preference pairs (chosen/rejected); sft trains on text, messages, prompt/completion or alpaca rows", trainSet.Source)
 	}
-	base, err := recipe.Open("model_name_or_path", cfg.ModelNameOrPath, cfg.Model, cfg.Data.ChatTemplate)
+	base, err := recipe.Open(ctx, "model_name_or_path", cfg.ModelNameOrPath, cfg.Model, cfg.Data.ChatTemplate)
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +78,7 @@ func Prepare(_ context.Context, cfg Config, _ ...train.Option) (*recipe.Job, err
 	}
 	eos := base.Ckpt.Tok.EOS()
 	bc := cfg.Data.BatchConfig(cfg.PerDeviceTrainBatchSize, base.Pad)
-	trainB, err := batcher(base.Tok, trainSet, cfg.Data.Mask(), bc, eos)
+	trainB, err := batcher(ctx, base.Tok, trainSet, cfg.Data.Mask(), bc, eos)
 	if err != nil {
 		return nil, err
 	}
@@ -88,7 +88,7 @@ func Prepare(_ context.Context, cfg Config, _ ...train.Option) (*recipe.Job, err
 	var evalB *data.Batcher
 	if evalSet != nil {
 		bc.BatchSize = cfg.PerDeviceEvalBatchSize
-		if evalB, err = batcher(base.Tok, evalSet, cfg.Data.Mask(), bc, eos); err != nil {
+		if evalB, err = batcher(ctx, base.Tok, evalSet, cfg.Data.Mask(), bc, eos); err != nil {
 			return nil, err
 		}
 		st := evalB.Stats()
@@ -108,8 +108,8 @@ func Run(ctx context.Context, cfg Config, opts ...train.Option) (train.Result, e
 }
 
 // batcher tokenizes a dataset's records and collates them.
-func batcher(tok *data.Tokenizer, ds *data.Dataset, mode data.MaskMode, bc data.BatchConfig, eos int32) (*data.Batcher, error) {
-	exs, err := tok.Examples(ds.Records, mode)
+func batcher(ctx context.Context, tok *data.Tokenizer, ds *data.Dataset, mode data.MaskMode, bc data.BatchConfig, eos int32) (*data.Batcher, error) {
+	exs, err := tok.Examples(ctx, ds.Records, mode)
 	if err != nil {
 		return nil, err
 	}

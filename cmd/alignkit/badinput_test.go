@@ -137,6 +137,9 @@ func badInputCases() []badCase {
 		{name: "parquet group short", args: dataArgs("pq_group_short.parquet"), want: "alignkit: reading {BAD}/pq_group_short.parquet: row group 0 holds 3 rows, its footer declares 4"},
 		{name: "parquet chunk past end", args: dataArgs("pq_chunk_past_end.parquet"), want: "alignkit: reading {BAD}/pq_chunk_past_end.parquet: malformed Parquet footer: row group 0 column 0 lies outside the 650-byte file (offset 1073741824, 136 bytes)"},
 		{name: "parquet page header", args: dataArgs("pq_page_header.parquet"), want: "alignkit: reading {BAD}/pq_page_header.parquet: row group 0 column 0 page 0: malformed page header: decoding thrift payload: 8:FIELD<STRUCT> → 8:FIELD<STRUCT> → 5:FIELD<BINARY>: unexpected EOF"},
+		{name: "parquet page that panics parquet-go", args: dataArgs("pq_panic_num_nulls.parquet"), want: "alignkit: reading {BAD}/pq_panic_num_nulls.parquet: malformed Parquet file: runtime error: slice bounds out of range [:-58]"},
+		{name: "parquet schema that panics parquet-go", args: dataArgs("pq_panic_schema_children.parquet"), want: "alignkit: reading {BAD}/pq_panic_schema_children.parquet: malformed Parquet file: runtime error: slice bounds out of range [::-2]"},
+		{name: "parquet leaf annotated LIST", args: dataArgs("pq_leaf_list.parquet"), want: `alignkit: reading {BAD}/pq_leaf_list.parquet: column "prompt": a leaf column annotated as a LIST or MAP (only a group can be one)`},
 		{name: "parquet that is text", args: sftArgs("dataset_name={BAD}/sft.yaml"), want: `alignkit: reading {BAD}/sft.yaml: unknown file type ".yaml" (want .parquet, .jsonl or .json)`},
 		// Config values: an explicit value is never replaced by a default.
 		{name: "learning_rate 0", args: sftArgs("learning_rate=0"), want: `alignkit: --set learning_rate: learning_rate: 0 is not a valid value (it would mean "use the default"; omit the key for that)`},

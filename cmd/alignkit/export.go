@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -44,7 +45,7 @@ func newExportCmd() *cobra.Command {
 					return fmt.Errorf("--out %s: directory %s does not exist", out, parent)
 				}
 			}
-			m, err := openWithAdapter(modelPath, adapter)
+			m, err := openWithAdapter(cmd.Context(), modelPath, adapter)
 			if err != nil {
 				return err
 			}
@@ -112,9 +113,9 @@ func exportAdapter(cmd *cobra.Command, m *checkpoint.Model, format, dtype, out, 
 }
 
 // openWithAdapter opens --model, with the PEFT LoRA adapter directory --adapter over it when given.
-func openWithAdapter(modelPath, adapter string) (*checkpoint.Model, error) {
+func openWithAdapter(ctx context.Context, modelPath, adapter string) (*checkpoint.Model, error) {
 	if adapter == "" {
-		return checkpoint.Open(modelPath)
+		return checkpoint.OpenContext(ctx, modelPath)
 	}
 	return checkpoint.OpenAdapter(modelPath, adapter)
 }

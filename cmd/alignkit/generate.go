@@ -16,7 +16,7 @@ func newGenerateCmd() *cobra.Command {
 		Short: "Continue a prompt with the model (greedy at temperature 0)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			m, err := openWithAdapter(modelPath, adapter)
+			m, err := openWithAdapter(cmd.Context(), modelPath, adapter)
 			if err != nil {
 				return err
 			}

@@ -24,7 +24,7 @@ func newLogitsCmd() *cobra.Command {
 			if (tokens == "") == (text == "") {
 				return fmt.Errorf("give exactly one of --tokens and --text")
 			}
-			m, err := openWithAdapter(modelPath, adapter)
+			m, err := openWithAdapter(cmd.Context(), modelPath, adapter)
 			if err != nil {
 				return err
 			}

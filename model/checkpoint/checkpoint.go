@@ -1,6 +1,7 @@
 package checkpoint
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -30,23 +31,29 @@ type Model struct {
 }
 
 // Open reads an HF model directory, a .gguf file, or a PEFT adapter directory (the base it names
-// in base_model_name_or_path, with the adapter, as PEFT's AutoPeftModelForCausalLM loads it). A path that does not exist but has the shape
-// of a name (org/name[@revision], ollama:name[:tag]) is resolved offline by package hub.
-func Open(path string) (*Model, error) {
+// in base_model_name_or_path, with the adapter, as PEFT's AutoPeftModelForCausalLM loads it). A
+// path that does not exist but has the shape of a name (org/name[@revision], ollama:name[:tag]) is
+// resolved offline by package hub.
+func Open(path string) (*Model, error) { return OpenContext(context.Background(), path) }
+
+// OpenContext is Open, stopping between tensors when ctx ends (hf.LoadContext,
+// gguf.LoadWeightsContext): reading a large model takes long enough that a signal must be able to
+// end it.
+func OpenContext(ctx context.Context, path string) (*Model, error) {
 	st, err := os.Stat(path)
 	if err != nil && hub.IsName(path) {
-		return openName(path)
+		return openName(ctx, path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("opening model: %w", err)
 	}
 	if !st.IsDir() {
-		return openGGUF(path)
+		return openGGUF(ctx, path)
 	}
 	if lora.IsAdapterDir(path) {
-		return openAdapterDir(path, Open)
+		return openAdapterDir(path, func(base string) (*Model, error) { return OpenContext(ctx, base) })
 	}
-	w, err := hf.Load(path)
+	w, err := hf.LoadContext(ctx, path)
 	if err != nil {
 		return nil, err
 	}
@@ -61,12 +68,12 @@ func Open(path string) (*Model, error) {
 }
 
 // openName opens what a hub name resolves to; Source stays the name.
-func openName(name string) (*Model, error) {
+func openName(ctx context.Context, name string) (*Model, error) {
 	path, err := hub.Model(name)
 	if err != nil {
 		return nil, fmt.Errorf("opening model: %w", err)
 	}
-	m, err := Open(path)
+	m, err := OpenContext(ctx, path)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
@@ -74,8 +81,8 @@ func openName(name string) (*Model, error) {
 	return m, nil
 }
 
-func openGGUF(path string) (*Model, error) {
-	w, info, err := gguf.LoadWeights(path)
+func openGGUF(ctx context.Context, path string) (*Model, error) {
+	w, info, err := gguf.LoadWeightsContext(ctx, path, gguf.LoadOptions{})
 	if err != nil {
 		return nil, err
 	}

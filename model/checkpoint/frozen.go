@@ -1,6 +1,7 @@
 package checkpoint
 
 import (
+	"context"
 	"fmt"
 	"os"
 
@@ -25,7 +26,7 @@ type FrozenBase struct {
 	Keep func(name string) bool
 }
 
-// OpenFrozen reads a model as Open does, holding its linear weights (quant.IsLinear) frozen as fb says,
+// OpenFrozen reads a model as OpenContext does (stopping between tensors when ctx ends), holding its linear weights (quant.IsLinear) frozen as fb says,
 // so that the base is never whole in memory as float32:
 //   - a GGUF's linear weights stay in the file's own blocks (quant.Matrix over the bytes read, no
 //     float32 copy), or are converted one tensor at a time when a key asks for another format;
@@ -35,7 +36,7 @@ type FrozenBase struct {
 // The token embedding (read by row), the norms and biases (1-D) and the weights fb.Keep names stay
 // float32, as the training graph reads their values. Full fine-tuning uses Open instead: it trains
 // every weight, so it needs them all in float32.
-func OpenFrozen(path string, fb FrozenBase) (*Model, error) {
+func OpenFrozen(ctx context.Context, path string, fb FrozenBase) (*Model, error) {
 	if err := fb.Quant.Validate(); err != nil {
 		return nil, err
 	}
@@ -45,7 +46,7 @@ func OpenFrozen(path string, fb FrozenBase) (*Model, error) {
 		if err != nil {
 			return nil, fmt.Errorf("opening model: %w", err)
 		}
-		m, err := OpenFrozen(resolved, fb)
+		m, err := OpenFrozen(ctx, resolved, fb)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
@@ -56,7 +57,7 @@ func OpenFrozen(path string, fb FrozenBase) (*Model, error) {
 		return nil, fmt.Errorf("opening model: %w", err)
 	}
 	if st.IsDir() && lora.IsAdapterDir(path) {
-		return openAdapterDir(path, func(base string) (*Model, error) { return OpenFrozen(base, fb) })
+		return openAdapterDir(path, func(base string) (*Model, error) { return OpenFrozen(ctx, base, fb) })
 	}
 	keep := func(name string) bool { return fb.Keep != nil && fb.Keep(name) }
 	if !st.IsDir() {
@@ -66,7 +67,7 @@ func OpenFrozen(path string, fb FrozenBase) (*Model, error) {
 			}
 			return fb.Quant.Hold(name, file)
 		}
-		w, info, err := gguf.LoadWeightsWith(path, gguf.LoadOptions{Frozen: true, Hold: hold})
+		w, info, err := gguf.LoadWeightsContext(ctx, path, gguf.LoadOptions{Frozen: true, Hold: hold})
 		if err != nil {
 			return nil, err
 		}
@@ -88,7 +89,7 @@ func OpenFrozen(path string, fb FrozenBase) (*Model, error) {
 			return &model.Tensor{Shape: shape, Frozen: m}, nil
 		}
 	}
-	w, err := hf.LoadWith(path, hf.LoadOptions{Freeze: freeze})
+	w, err := hf.LoadWith(ctx, path, hf.LoadOptions{Freeze: freeze})
 	if err != nil {
 		return nil, err
 	}
@@ -104,8 +105,8 @@ func OpenFrozen(path string, fb FrozenBase) (*Model, error) {
 
 // OpenAdapterFrozen is OpenAdapter over a base opened by OpenFrozen: the adapter runs (and trains)
 // unmerged over the frozen base. Merging needs OpenAdapter's float32 base.
-func OpenAdapterFrozen(base, adapterDir string, fb FrozenBase) (*Model, error) {
-	m, err := OpenFrozen(base, fb)
+func OpenAdapterFrozen(ctx context.Context, base, adapterDir string, fb FrozenBase) (*Model, error) {
+	m, err := OpenFrozen(ctx, base, fb)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package checkpoint
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"math"
 	"os"
@@ -79,7 +80,7 @@ func TestOpenFrozenGGUF(t *testing.T) {
 	}{{"f16", quant.F16}, {"q8_0", quant.Q8_0}, {"q4_0", quant.Q4_0}} {
 		t.Run(c.dtype, func(t *testing.T) {
 			path := storiesGGUF(t, c.dtype)
-			frozen, err := OpenFrozen(path, FrozenBase{})
+			frozen, err := OpenFrozen(context.Background(), path, FrozenBase{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -147,7 +148,7 @@ func TestOpenFrozenConversions(t *testing.T) {
 	q8 := storiesGGUF(t, "q8_0")
 	q := "model.layers.0.self_attn.q_proj.weight"
 
-	nf4, err := OpenFrozen(f16, FrozenBase{Quant: quant.Config{LoadIn4bit: true}})
+	nf4, err := OpenFrozen(context.Background(), f16, FrozenBase{Quant: quant.Config{LoadIn4bit: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +170,7 @@ func TestOpenFrozenConversions(t *testing.T) {
 		}
 	}
 
-	exact, err := OpenFrozen(q8, FrozenBase{Quant: quant.Config{TorchDtype: "float32"}, Keep: nil})
+	exact, err := OpenFrozen(context.Background(), q8, FrozenBase{Quant: quant.Config{TorchDtype: "float32"}, Keep: nil})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +185,7 @@ func TestOpenFrozenConversions(t *testing.T) {
 		}
 	}
 
-	kept, err := OpenFrozen(q8, FrozenBase{Keep: func(name string) bool { return name == q }})
+	kept, err := OpenFrozen(context.Background(), q8, FrozenBase{Keep: func(name string) bool { return name == q }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,12 +204,12 @@ func TestOpenFrozenConversions(t *testing.T) {
 		{quant.Config{TorchDtype: "bfloat16"}, q8 + `: tensor "blk.0.attn_q.weight": held as Q8_0 in the file; torch_dtype bfloat16 would re-quantize it to BF16, rounding its weights twice: leave torch_dtype bfloat16 out to train on the file's own Q8_0 blocks, or start from a float (F32, F16, BF16) GGUF or the HF model`},
 		{quant.Config{LoadIn4bit: true, LoadIn8bit: true}, "load_in_8bit and load_in_4bit are both true: choose one"},
 	} {
-		if _, err := OpenFrozen(q8, FrozenBase{Quant: c.q}); err == nil || err.Error() != c.want {
+		if _, err := OpenFrozen(context.Background(), q8, FrozenBase{Quant: c.q}); err == nil || err.Error() != c.want {
 			t.Errorf("%+v:\n got %v\nwant %s", c.q, err, c.want)
 		}
 	}
 	// load_in_8bit asks for Q8_0, which the file already holds: its blocks are kept.
-	same, err := OpenFrozen(q8, FrozenBase{Quant: quant.Config{LoadIn8bit: true}})
+	same, err := OpenFrozen(context.Background(), q8, FrozenBase{Quant: quant.Config{LoadIn8bit: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +237,7 @@ func TestOpenFrozenUnsupportedType(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := path + `: tensor "blk.0.attn_q.weight": type Q5_0 cannot be read (alignkit reads F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K)`
-	if _, err := OpenFrozen(path, FrozenBase{}); err == nil || err.Error() != want {
+	if _, err := OpenFrozen(context.Background(), path, FrozenBase{}); err == nil || err.Error() != want {
 		t.Errorf("error %v\nwant %s", err, want)
 	}
 }
@@ -275,7 +276,7 @@ func TestOpenFrozenHFMemory(t *testing.T) {
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	m, err := OpenFrozen(dir, FrozenBase{Quant: quant.Config{LoadIn4bit: true}})
+	m, err := OpenFrozen(context.Background(), dir, FrozenBase{Quant: quant.Config{LoadIn4bit: true}})
 	runtime.ReadMemStats(&after)
 	if err != nil {
 		t.Fatal(err)
@@ -341,7 +342,7 @@ func TestOpenAdapterFrozen(t *testing.T) {
 	if err := SaveAdapter(dir, dense); err != nil {
 		t.Fatal(err)
 	}
-	m, err := OpenAdapterFrozen(path, dir, FrozenBase{})
+	m, err := OpenAdapterFrozen(context.Background(), path, dir, FrozenBase{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,7 +367,7 @@ func TestOpenAdapterFrozen(t *testing.T) {
 // (as quant.Quantize leaves float32 alone).
 func TestOpenFrozenF32GGUF(t *testing.T) {
 	path := filepath.Join(sharedDir(t), "models", "stories260K", "stories260K-f32.gguf")
-	frozen, err := OpenFrozen(path, FrozenBase{})
+	frozen, err := OpenFrozen(context.Background(), path, FrozenBase{})
 	if err != nil {
 		t.Fatal(err)
 	}

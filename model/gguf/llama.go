@@ -1,6 +1,7 @@
 package gguf
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"math"
@@ -9,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/alignkit/alignkit/internal/ctxerr"
 	"github.com/alignkit/alignkit/model"
 	"github.com/alignkit/alignkit/model/quant"
 )
@@ -301,6 +303,12 @@ type LoadOptions struct {
 
 // LoadWeightsWith is LoadWeights with options.
 func LoadWeightsWith(path string, opts LoadOptions) (*model.Weights, *TokenizerInfo, error) {
+	return LoadWeightsContext(context.Background(), path, opts)
+}
+
+// LoadWeightsContext is LoadWeightsWith, stopping between tensors when ctx ends; the error wraps
+// ctx.Err() and names the file and the tensors done.
+func LoadWeightsContext(ctx context.Context, path string, opts LoadOptions) (*model.Weights, *TokenizerInfo, error) {
 	f, err := Open(path)
 	if err != nil {
 		return nil, nil, err
@@ -323,7 +331,7 @@ func LoadWeightsWith(path string, opts LoadOptions) (*model.Weights, *TokenizerI
 			return nil, nil, err
 		}
 	}
-	w, err := f.modelWeights(fh, cfg, opts)
+	w, err := f.modelWeights(ctx, fh, cfg, opts)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -582,7 +590,7 @@ func frozenTensor(name string, f quant.Format, shape []int, raw []byte, hold fun
 // types are all checked before any data is read, and a tensor the plan does not use is an error rather
 // than something silently dropped. With frozen, linear weights keep their encoding (permuted and split
 // as whole rows of blocks).
-func (f *File) modelWeights(r io.ReaderAt, c model.Config, opts LoadOptions) (*model.Weights, error) {
+func (f *File) modelWeights(ctx context.Context, r io.ReaderAt, c model.Config, opts LoadOptions) (*model.Weights, error) {
 	frozen, hold := opts.Frozen, opts.Hold
 	// The metadata's sizes (block_count, expert_count, widths) must fit the tensors the file holds
 	// before the expected tensor list is built from them.
@@ -691,7 +699,10 @@ func (f *File) modelWeights(r io.ReaderAt, c model.Config, opts LoadOptions) (*m
 			return nil, fmt.Errorf("%s: tensor %s is not part of a %s model alignkit can load", f.Path, ti.Name, c.GGUFArch())
 		}
 	}
-	for _, p := range plan {
+	for i, p := range plan {
+		if err := ctxerr.Err(ctx); err != nil {
+			return nil, fmt.Errorf("loading %s: %w after %d of %d tensors", f.Path, err, i, len(plan))
+		}
 		if frozen && p.frozen != nil {
 			ti, raw, err := f.readRaw(r, p.gg)
 			if err != nil {

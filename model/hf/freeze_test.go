@@ -1,6 +1,7 @@
 package hf
 
 import (
+	"context"
 	"errors"
 	"math"
 	"path/filepath"
@@ -39,7 +40,7 @@ func TestLoadWithFreeze(t *testing.T) {
 				return &model.Tensor{Shape: shape, Frozen: f}, err
 			}
 		}
-		got, err := LoadWith(dir, LoadOptions{Freeze: freeze})
+		got, err := LoadWith(context.Background(), dir, LoadOptions{Freeze: freeze})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -84,7 +85,7 @@ func TestLoadWithFreeze(t *testing.T) {
 		}, file + `: tensor "` + q + `" holds NaN at index 3`},
 		{keep, file + `: tensor "` + model.LayerKey(0, "input_layernorm.weight") + `": boom`},
 	} {
-		if _, err := LoadWith(dir, LoadOptions{Freeze: c.freeze}); err == nil || err.Error() != c.want {
+		if _, err := LoadWith(context.Background(), dir, LoadOptions{Freeze: c.freeze}); err == nil || err.Error() != c.want {
 			t.Errorf("error %v\nwant %s", err, c.want)
 		}
 	}

@@ -1,6 +1,7 @@
 package hf
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/alignkit/alignkit/internal/atomicfile"
+	"github.com/alignkit/alignkit/internal/ctxerr"
 	"github.com/alignkit/alignkit/model"
 )
 
@@ -36,7 +38,14 @@ var shardName = regexp.MustCompile(`^model-[0-9]{5}-of-[0-9]{5}\.safetensors$`)
 // (they follow from rope_theta), as is an lm_head.weight that merely repeats the tied embeddings. The
 // result passes Weights.Check and holds only finite values.
 func Load(dir string) (*model.Weights, error) {
-	return LoadWith(dir, LoadOptions{})
+	return LoadWith(context.Background(), dir, LoadOptions{})
+}
+
+// LoadContext is Load, stopping when ctx ends: between tensors, and between the tensors checked
+// for finite values (a 7B model takes tens of seconds to read, and a signal must end it in
+// seconds). The error wraps ctx.Err() and names the file and the tensors done.
+func LoadContext(ctx context.Context, dir string) (*model.Weights, error) {
+	return LoadWith(ctx, dir, LoadOptions{})
 }
 
 // LoadOptions control LoadWith.
@@ -51,8 +60,8 @@ type LoadOptions struct {
 	Freeze func(name string, shape []int) (convert func(data []float32) (*model.Tensor, error))
 }
 
-// LoadWith is Load with options.
-func LoadWith(dir string, opts LoadOptions) (*model.Weights, error) {
+// LoadWith is LoadContext with options.
+func LoadWith(ctx context.Context, dir string, opts LoadOptions) (*model.Weights, error) {
 	cfg, err := loadConfig(filepath.Join(dir, ConfigFile))
 	if err != nil {
 		return nil, err
@@ -69,7 +78,7 @@ func LoadWith(dir string, opts LoadOptions) (*model.Weights, error) {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("reading %s: %w", genPath, err)
 	}
-	var rd reader
+	rd := reader{ctx: ctx}
 	if opts.Freeze != nil {
 		rd.freeze = opts.Freeze
 		if cfg.TieWordEmbeddings && !cfg.IsRewardModel() {
@@ -101,7 +110,7 @@ func LoadWith(dir string, opts LoadOptions) (*model.Weights, error) {
 	if err := w.Check(dir); err != nil {
 		return nil, err
 	}
-	if err := checkFinite(w, dir); err != nil {
+	if err := checkFinite(ctx, w, dir); err != nil {
 		return nil, err
 	}
 	return w, nil
@@ -309,8 +318,12 @@ func sameBits(a, b *model.Tensor) bool {
 
 // checkFinite rejects NaN and ±Inf: a checkpoint holding them is broken, and training from it would
 // only propagate them.
-func checkFinite(w *model.Weights, source string) error {
-	for _, name := range w.Names() {
+func checkFinite(ctx context.Context, w *model.Weights, source string) error {
+	names := w.Names()
+	for k, name := range names {
+		if err := ctxerr.Err(ctx); err != nil {
+			return fmt.Errorf("checking %s: %w after %d of %d tensors", source, err, k, len(names))
+		}
 		for i, v := range w.Tensors[name].Data {
 			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
 				return fmt.Errorf("%s: tensor %q holds %v at index %d", source, name, v, i)
@@ -356,7 +369,7 @@ func Save(dir string, w *model.Weights, opts SaveOptions) error {
 	if err := w.Check(dir); err != nil {
 		return fmt.Errorf("saving %w", err)
 	}
-	if err := checkFinite(w, dir); err != nil {
+	if err := checkFinite(context.Background(), w, dir); err != nil {
 		return fmt.Errorf("saving %w", err)
 	}
 	if err := checkWritable(w.Tensors, names, dt); err != nil {

@@ -2,6 +2,7 @@ package hf
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/alignkit/alignkit/internal/atomicfile"
+	"github.com/alignkit/alignkit/internal/ctxerr"
 	"github.com/alignkit/alignkit/model"
 )
 
@@ -270,15 +272,16 @@ func readHeader(f *os.File, path string) (*safetensorsFile, error) {
 	return &safetensorsFile{path: path, f: f, tensors: infos, meta: meta, dataStart: dataStart}, nil
 }
 
-// readAll decodes every tensor into float32, in file order.
-func (sf *safetensorsFile) readAll() (map[string]*model.Tensor, error) {
-	var rd reader
+// readAll decodes every tensor into float32, in file order, stopping when ctx ends.
+func (sf *safetensorsFile) readAll(ctx context.Context) (map[string]*model.Tensor, error) {
+	rd := reader{ctx: ctx}
 	return rd.readAll(sf)
 }
 
 // reader reads safetensors files for LoadWith: every tensor as float32, except those freeze (see
 // LoadOptions.Freeze) converts, which pass through one scratch buffer shared by every file.
 type reader struct {
+	ctx     context.Context // reading stops when it ends
 	freeze  func(name string, shape []int) func([]float32) (*model.Tensor, error)
 	scratch []float32
 }
@@ -297,7 +300,12 @@ func (rd *reader) readFile(path string) (map[string]*model.Tensor, error) {
 func (rd *reader) readAll(sf *safetensorsFile) (map[string]*model.Tensor, error) {
 	out := make(map[string]*model.Tensor, len(sf.tensors))
 	buf := make([]byte, 1<<20)
-	for _, info := range sf.tensors {
+	for i, info := range sf.tensors {
+		if rd.ctx != nil {
+			if err := ctxerr.Err(rd.ctx); err != nil {
+				return nil, fmt.Errorf("loading %s: %w after %d of %d tensors", sf.path, err, i, len(sf.tensors))
+			}
+		}
 		n := int((info.End - info.Begin) / info.Dtype.size())
 		var convert func([]float32) (*model.Tensor, error)
 		if rd.freeze != nil {
@@ -367,12 +375,16 @@ func (sf *safetensorsFile) read(info tensorInfo, buf []byte, dst []float32) erro
 // ReadSafetensors reads every tensor of a safetensors file into float32 (F32 exactly; F16 and BF16
 // widened exactly). The header is fully validated (see parseHeader) before any tensor is allocated.
 func ReadSafetensors(path string) (map[string]*model.Tensor, error) {
+	return readSafetensors(context.Background(), path)
+}
+
+func readSafetensors(ctx context.Context, path string) (map[string]*model.Tensor, error) {
 	sf, err := openSafetensors(path)
 	if err != nil {
 		return nil, err
 	}
 	defer sf.f.Close()
-	return sf.readAll()
+	return sf.readAll(ctx)
 }
 
 // WriteSafetensors writes tensors to path atomically, converted to dtype ("f32" or "", "bf16", "f16"),

@@ -1,6 +1,7 @@
 package hf
 
 import (
+	"context"
 	"encoding/binary"
 	"math"
 	"os"
@@ -131,7 +132,7 @@ func TestReadSafetensorsTruncated(t *testing.T) {
 	if err := os.Truncate(path, 8+64+20); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sf.readAll(); err == nil || err.Error() != path+`: reading tensor "a": unexpected EOF` {
+	if _, err := sf.readAll(context.Background()); err == nil || err.Error() != path+`: reading tensor "a": unexpected EOF` {
 		t.Errorf("file shrunk after opening: error %v", err)
 	}
 }
@@ -196,7 +197,7 @@ func TestWriteReadSafetensors(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := sf.readAll()
+		got, err := sf.readAll(context.Background())
 		sf.f.Close()
 		if err != nil {
 			t.Fatal(err)
