@@ -117,11 +117,16 @@ func Whiten(x []float64) {
 // SafetyFlags reads the safety-prompt column of rows (booleans, 0/1, or "true"/"false"); a row
 // without the column, or with another value, is an error naming the row and the column.
 func SafetyFlags(rows []map[string]any, column, source string) ([]bool, error) {
+	return safetyFlags(rows, column, source, "safety_column")
+}
+
+// safetyFlags is SafetyFlags whose error names key as the setting that picks the column.
+func safetyFlags(rows []map[string]any, column, source, key string) ([]bool, error) {
 	out := make([]bool, len(rows))
 	for i, r := range rows {
 		v, ok := r[column]
 		if !ok {
-			return nil, fmt.Errorf("%s: row %d: no %q column (which prompts are safety prompts; set safety_column)", source, i, column)
+			return nil, fmt.Errorf("%s: row %d: no %q column (which prompts are safety prompts; set %s)", source, i, column, key)
 		}
 		switch x := v.(type) {
 		case bool:

@@ -31,6 +31,8 @@ type FileConfig struct {
 	// SafetyColumn is the input column saying which rows answer safety prompts, read with two reward
 	// models only; default "is_safety".
 	SafetyColumn string
+	// SafetyKey names the setting that sets SafetyColumn in errors (default "safety_column").
+	SafetyKey string
 	// Progress receives a progress bar; nil shows none.
 	Progress io.Writer
 }
@@ -97,6 +99,9 @@ func ScoreFileModelsOn(ctx context.Context, comm dist.Comm, m *Models, cfg FileC
 	if cfg.SafetyColumn == "" {
 		cfg.SafetyColumn = "is_safety"
 	}
+	if cfg.SafetyKey == "" {
+		cfg.SafetyKey = "safety_column"
+	}
 	kind, err := fileKind(cfg.Input)
 	if err != nil {
 		return FileResult{}, fmt.Errorf("--input %s: %w", cfg.Input, err)
@@ -125,7 +130,7 @@ func ScoreFileModelsOn(ctx context.Context, comm dist.Comm, m *Models, cfg FileC
 		for i, r := range rows {
 			fields[i] = r.Fields
 		}
-		if flags, err = SafetyFlags(fields, cfg.SafetyColumn, cfg.Input); err != nil {
+		if flags, err = safetyFlags(fields, cfg.SafetyColumn, cfg.Input, cfg.SafetyKey); err != nil {
 			return FileResult{}, err
 		}
 	}

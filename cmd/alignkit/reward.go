@@ -77,7 +77,7 @@ func newRewardScoreCmd() *cobra.Command {
 				}
 				return err
 			}
-			fc.Column = column
+			fc.Column, fc.SafetyKey = column, "--safety-column"
 			fc.Progress = cmd.ErrOrStderr()
 			res, err := reward.ScoreFileModels(cmd.Context(), m, fc)
 			if err != nil {
