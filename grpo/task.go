@@ -332,7 +332,7 @@ func (t *Task) sample(ctx context.Context, b train.Batch) (*rollout, error) {
 	}
 	ro.values["completions/mean_length"] = meanLen / float64(n)
 	ro.values["completions/clipped_ratio"] = clipped / float64(n)
-	total, err := t.rewards(ctx, prompts, b.Examples, cs, ro.values)
+	total, err := t.rewards(ctx, prompts, cs, ro.values)
 	if err != nil {
 		return nil, err
 	}
@@ -369,7 +369,7 @@ func (t *Task) sample(ctx context.Context, b train.Batch) (*rollout, error) {
 
 // rewards is Σ_k weight_k·reward_k per completion (TRL's weighted sum over reward_funcs), with each
 // component's mean put in values.
-func (t *Task) rewards(ctx context.Context, prompts []rlhf.Prompt, examples []int, cs []Completion, values map[string]float64) ([]float64, error) {
+func (t *Task) rewards(ctx context.Context, prompts []rlhf.Prompt, cs []Completion, values map[string]float64) ([]float64, error) {
 	g := t.cfg.NumGenerations
 	total := make([]float64, len(cs))
 	add := func(c int, r []float64) {
