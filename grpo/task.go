@@ -39,12 +39,10 @@ type Task struct {
 	prompts []rlhf.Prompt
 	ids     [][]int32        // each prompt's tokens
 	fields  []map[string]any // each prompt's dataset row
-	safety  []bool           // each prompt's safety flag (two reward models only)
 
 	funcs    []Func
-	names    []string // metric name of each reward component
-	scorers  []rlhf.Scorer
-	roles    []string
+	names    []string           // metric name of each reward component
+	models   *rlhf.RewardModels // nil without reward_models
 	weights  []float64
 	pad      int32
 	rollouts map[int]*rollout // the last generation of each micro-batch position (num_iterations > 1)
@@ -166,15 +164,13 @@ func newTask(ctx context.Context, cfg Config, log io.Writer) (*Task, error) {
 
 	// Reward models: one is used as is; two are combined as Llama 2 does, which needs each prompt's
 	// safety flag.
-	for i, spec := range cfg.RewardModels {
-		sc, err := rlhf.LoadScorer(spec.Path, cfg.ChatTemplate)
-		if err != nil {
-			return nil, fmt.Errorf("reward_models[%d].path: %w", i, err)
+	if len(cfg.RewardModels) > 0 {
+		if t.models, err = rlhf.LoadRewardModels(cfg.RewardModels, cfg.ChatTemplate); err != nil {
+			return nil, err
 		}
-		t.scorers, t.roles = append(t.scorers, sc), append(t.roles, spec.Role)
 	}
 	if len(cfg.RewardModels) == 2 {
-		if t.safety, err = reward.SafetyFlags(t.fields, cfg.SafetyColumn, cfg.DatasetName); err != nil {
+		if err := rlhf.SetSafety(t.prompts, rows, cfg.SafetyColumn, cfg.DatasetName); err != nil {
 			return nil, err
 		}
 	}
@@ -339,7 +335,7 @@ func (t *Task) sample(ctx context.Context, b train.Batch) (*rollout, error) {
 	}
 	ro.values["completions/mean_length"] = meanLen / float64(n)
 	ro.values["completions/clipped_ratio"] = clipped / float64(n)
-	total, err := t.rewards(ctx, prompts, b.Examples, cs, ro.values)
+	total, err := t.rewards(ctx, prompts, cs, ro.values)
 	if err != nil {
 		return nil, err
 	}
@@ -376,7 +372,7 @@ func (t *Task) sample(ctx context.Context, b train.Batch) (*rollout, error) {
 
 // rewards is Σ_k weight_k·reward_k per completion (TRL's weighted sum over reward_funcs), with each
 // component's mean put in values.
-func (t *Task) rewards(ctx context.Context, prompts []rlhf.Prompt, examples []int, cs []Completion, values map[string]float64) ([]float64, error) {
+func (t *Task) rewards(ctx context.Context, prompts []rlhf.Prompt, cs []Completion, values map[string]float64) ([]float64, error) {
 	g := t.cfg.NumGenerations
 	total := make([]float64, len(cs))
 	add := func(c int, r []float64) {
@@ -397,39 +393,25 @@ func (t *Task) rewards(ctx context.Context, prompts []rlhf.Prompt, examples []in
 		}
 		add(c, r)
 	}
-	if len(t.scorers) == 0 {
+	if t.models == nil {
 		return total, nil
 	}
-	scores := make([][]float64, len(t.scorers))
-	for m, sc := range t.scorers {
-		for k, p := range prompts {
-			texts := make([]string, g)
-			for j := range texts {
-				texts[j] = cs[k*g+j].Text
-			}
-			r, err := sc.Score(ctx, p, texts)
-			if err != nil {
-				return nil, fmt.Errorf("reward_models[%d]: %w", m, err)
-			}
-			scores[m] = append(scores[m], r...)
+	// Each prompt's completions get the reward models' reward (with two models Llama 2's R_c, by
+	// the prompt's safety flag), whitened over the whole batch with two models (reward.Combine).
+	r := make([]float64, 0, len(cs))
+	for k, p := range prompts {
+		texts := make([]string, g)
+		for j := range texts {
+			texts[j] = cs[k*g+j].Text
 		}
+		s, err := t.models.Score(ctx, p, texts)
+		if err != nil {
+			return nil, fmt.Errorf("reward_models: %w", err)
+		}
+		r = append(r, s...)
 	}
-	r := scores[0]
-	if len(t.scorers) == 2 {
-		help, safe := scores[0], scores[1]
-		if t.roles[0] == reward.RoleSafety {
-			help, safe = safe, help
-		}
-		flags := make([]bool, len(cs))
-		for k, i := range examples {
-			for j := range g {
-				flags[k*g+j] = t.safety[i]
-			}
-		}
-		var err error
-		if r, _, err = reward.Combine(help, safe, flags); err != nil {
-			return nil, err
-		}
+	if t.models.Combined() {
+		reward.Whiten(r)
 	}
 	add(len(t.funcs), r)
 	return total, nil

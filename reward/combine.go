@@ -46,35 +46,47 @@ func ValidateSpecs(specs []ModelSpec) error {
 	return nil
 }
 
-// Combine is Llama 2's reward combination (§3.2.3) over a batch of generations. help and safe are
-// the two reward models' raw scores (the score head's output, a logit: Llama 2's reward models
-// end in a sigmoid, which alignkit's Bradley–Terry heads leave out), isSafety says which prompts
-// are safety prompts. For each generation
-//
-//	R_c = R_s  if the prompt is a safety prompt or σ(R_s) < 0.15,  else R_h
-//
-// and the result is WHITEN(LOGIT(R_c)): LOGIT undoes the sigmoid, so it is the chosen raw score,
-// whitened over the batch (mean 0, variance 1; a batch whose scores are all equal becomes all 0).
-// The KL penalty of the RL reward is the trainer's, not part of this function. The second result
-// says, per generation, whether the safety score was chosen.
+// Combine is Llama 2's reward combination (§3.2.3) over a batch of generations: Select, then
+// Whiten over the batch. help and safe are the two reward models' raw scores (the score head's
+// output, a logit: Llama 2's reward models end in a sigmoid, which alignkit's Bradley–Terry heads
+// leave out), isSafety says which prompts are safety prompts. The result is WHITEN(LOGIT(R_c)):
+// LOGIT undoes the sigmoid, so it is the chosen raw score, whitened over the batch (mean 0,
+// variance 1; a batch whose scores are all equal becomes all 0). The KL penalty of the RL reward is
+// the trainer's, not part of this function. The second result says, per generation, whether the
+// safety score was chosen.
 func Combine(help, safe []float64, isSafety []bool) (combined []float64, usedSafety []bool, err error) {
+	if combined, usedSafety, err = Select(help, safe, isSafety); err != nil {
+		return nil, nil, err
+	}
+	Whiten(combined)
+	return combined, usedSafety, nil
+}
+
+// Select is the choice of Llama 2's combination (§3.2.3) for each generation,
+//
+//	R_c = R_s  if the prompt is a safety prompt or σ(R_s) < SafetyThreshold,  else R_h
+//
+// on raw scores (logits), without the whitening: a generation's R_c depends on it alone, so it
+// ranks samples of one prompt (rejection sampling), compares two answers (win rates) and is what
+// `reward score` writes. Whitening, an affine map with a positive scale, ranks a batch the same.
+// The second result says, per generation, whether the safety score was chosen.
+func Select(help, safe []float64, isSafety []bool) (chosen []float64, usedSafety []bool, err error) {
 	if len(help) != len(safe) || len(help) != len(isSafety) {
 		return nil, nil, fmt.Errorf("reward combination: %d helpfulness scores, %d safety scores, %d safety flags: want one each per generation", len(help), len(safe), len(isSafety))
 	}
-	combined = make([]float64, len(help))
+	chosen = make([]float64, len(help))
 	usedSafety = make([]bool, len(help))
 	for i := range help {
 		if !finite(help[i]) || !finite(safe[i]) {
 			return nil, nil, fmt.Errorf("reward combination: generation %d: helpfulness %v, safety %v: scores must be finite", i, help[i], safe[i])
 		}
 		if isSafety[i] || train.Sigmoid(safe[i]) < SafetyThreshold {
-			combined[i], usedSafety[i] = safe[i], true
+			chosen[i], usedSafety[i] = safe[i], true
 		} else {
-			combined[i] = help[i]
+			chosen[i] = help[i]
 		}
 	}
-	Whiten(combined)
-	return combined, usedSafety, nil
+	return chosen, usedSafety, nil
 }
 
 // Whiten shifts and scales x in place to mean 0 and (population) variance 1, as Llama 2's WHITEN and
@@ -105,11 +117,16 @@ func Whiten(x []float64) {
 // SafetyFlags reads the safety-prompt column of rows (booleans, 0/1, or "true"/"false"); a row
 // without the column, or with another value, is an error naming the row and the column.
 func SafetyFlags(rows []map[string]any, column, source string) ([]bool, error) {
+	return safetyFlags(rows, column, source, "safety_column")
+}
+
+// safetyFlags is SafetyFlags whose error names key as the setting that picks the column.
+func safetyFlags(rows []map[string]any, column, source, key string) ([]bool, error) {
 	out := make([]bool, len(rows))
 	for i, r := range rows {
 		v, ok := r[column]
 		if !ok {
-			return nil, fmt.Errorf("%s: row %d: no %q column (which prompts are safety prompts; set safety_column)", source, i, column)
+			return nil, fmt.Errorf("%s: row %d: no %q column (which prompts are safety prompts; set %s)", source, i, column, key)
 		}
 		switch x := v.(type) {
 		case bool:

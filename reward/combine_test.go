@@ -37,6 +37,21 @@ func TestCombineHandTable(t *testing.T) {
 	}
 }
 
+// TestSelectHandTable: Select is the same table's choice without the whitening, the raw chosen
+// scores [1, -2, 0.5, -0.5].
+func TestSelectHandTable(t *testing.T) {
+	got, used, err := Select([]float64{2, 3, 0.5, -0.5}, []float64{1, -2, -1, 4}, []bool{true, false, false, false})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []float64{1, -2, 0.5, -0.5}; !slices.Equal(got, want) {
+		t.Errorf("chosen %v, want %v", got, want)
+	}
+	if want := []bool{true, true, false, false}; !slices.Equal(used, want) {
+		t.Errorf("safety score used: %v, want %v", used, want)
+	}
+}
+
 func TestWhitenConstantIsZero(t *testing.T) {
 	x := []float64{0.7, 0.7, 0.7}
 	Whiten(x)

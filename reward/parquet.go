@@ -12,11 +12,39 @@ import (
 	"github.com/parquet-go/parquet-go/encoding"
 )
 
-// writeParquetWithColumn copies every row of the Parquet file at input to w, in order, with a
-// required DOUBLE column named column appended to the schema (replacing a top-level leaf column of
-// that name). Rows are copied as raw Parquet values, so nested lists and structs, logical types and
-// nulls come out exactly as they went in.
-func writeParquetWithColumn(input string, w io.Writer, column string, values []float64) error {
+// outColumn is a column ScoreFile appends: float64 values, or booleans when flags is set.
+type outColumn struct {
+	name   string
+	values []float64
+	flags  []bool
+}
+
+func (c outColumn) len() int {
+	if c.flags != nil {
+		return len(c.flags)
+	}
+	return len(c.values)
+}
+
+func (c outColumn) value(i int) parquet.Value {
+	if c.flags != nil {
+		return parquet.BooleanValue(c.flags[i])
+	}
+	return parquet.DoubleValue(c.values[i])
+}
+
+func (c outColumn) node() parquet.Node {
+	if c.flags != nil {
+		return parquet.Required(parquet.Leaf(parquet.BooleanType))
+	}
+	return parquet.Required(parquet.Leaf(parquet.DoubleType))
+}
+
+// writeParquetWithColumns copies every row of the Parquet file at input to w, in order, with
+// required DOUBLE (or BOOLEAN) columns appended to the schema, in order (each replacing a
+// top-level leaf column of its name). Rows are copied as raw Parquet values, so nested lists and
+// structs, logical types and nulls come out exactly as they went in.
+func writeParquetWithColumns(input string, w io.Writer, cols []outColumn) error {
 	f, err := os.Open(input)
 	if err != nil {
 		return err
@@ -30,34 +58,41 @@ func writeParquetWithColumn(input string, w io.Writer, column string, values []f
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", input, err)
 	}
-	if n := pf.NumRows(); n != int64(len(values)) {
-		return fmt.Errorf("%s has %d rows but %d were scored", input, n, len(values))
+	for _, c := range cols {
+		if n := pf.NumRows(); n != int64(c.len()) {
+			return fmt.Errorf("%s has %d rows but %d were scored", input, n, c.len())
+		}
 	}
 	in := pf.Schema()
+	replaced := map[string]bool{}
+	for _, c := range cols {
+		replaced[c.name] = true
+	}
 
-	// Leaf columns are numbered in schema order; drop is the leaf index of a replaced column.
-	drop := -1
-	fields := make([]parquet.Field, 0, len(in.Fields())+1)
-	leaf := 0
+	// Leaf columns are numbered in schema order; newIndex maps a kept input leaf to its output
+	// index, and a replaced one to -1.
+	var newIndex []int
+	fields := make([]parquet.Field, 0, len(in.Fields())+len(cols))
+	out := 0
 	for _, fld := range in.Fields() {
 		n := countLeaves(fld)
-		if fld.Name() == column {
+		if replaced[fld.Name()] {
 			if !fld.Leaf() || fld.Repeated() {
-				return fmt.Errorf("%s: column %q exists and is not a plain value column: name the reward column differently", input, column)
+				return fmt.Errorf("%s: column %q exists and is not a plain value column: name the reward column differently", input, fld.Name())
 			}
-			drop = leaf
-		} else {
-			fields = append(fields, fld)
+			newIndex = append(newIndex, -1)
+			continue
 		}
-		leaf += n
+		fields = append(fields, fld)
+		for range n {
+			newIndex = append(newIndex, out)
+			out++
+		}
 	}
-	out := leaf
-	if drop >= 0 {
-		out--
+	for _, c := range cols {
+		fields = append(fields, namedField{Node: c.node(), name: c.name})
 	}
-	fields = append(fields, namedField{Node: parquet.Required(parquet.Leaf(parquet.DoubleType)), name: column})
 	schema := parquet.NewSchema(in.Name(), orderedGroup(fields))
-
 	pw := parquet.NewWriter(w, schema, parquet.Compression(&parquet.Snappy))
 	buf := make([]parquet.Row, 256)
 	next := 0
@@ -68,16 +103,15 @@ func writeParquetWithColumn(input string, w io.Writer, column string, values []f
 			for i := 0; i < n; i++ {
 				row := buf[i][:0:0]
 				for _, v := range buf[i] {
-					c := v.Column()
-					switch {
-					case c == drop:
+					c := newIndex[v.Column()]
+					if c < 0 {
 						continue
-					case drop >= 0 && c > drop:
-						v = v.Level(v.RepetitionLevel(), v.DefinitionLevel(), c-1)
 					}
-					row = append(row, v)
+					row = append(row, v.Level(v.RepetitionLevel(), v.DefinitionLevel(), c))
 				}
-				row = append(row, parquet.DoubleValue(values[next]).Level(0, 0, out))
+				for k, col := range cols {
+					row = append(row, col.value(next).Level(0, 0, out+k))
+				}
 				next++
 				buf[i] = row
 			}
@@ -99,8 +133,8 @@ func writeParquetWithColumn(input string, w io.Writer, column string, values []f
 			return fmt.Errorf("reading %s: %w", input, err)
 		}
 	}
-	if next != len(values) {
-		return fmt.Errorf("%s: read %d rows, want %d", input, next, len(values))
+	if next != int(pf.NumRows()) {
+		return fmt.Errorf("%s: read %d rows, want %d", input, next, pf.NumRows())
 	}
 	return pw.Close()
 }

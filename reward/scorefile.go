@@ -28,6 +28,11 @@ type FileConfig struct {
 	// Column is the output column that receives the rewards; default "reward". An input column of
 	// that name is replaced.
 	Column string
+	// SafetyColumn is the input column saying which rows answer safety prompts, read with two reward
+	// models only; default "is_safety".
+	SafetyColumn string
+	// SafetyKey names the setting that sets SafetyColumn in errors (default "safety_column").
+	SafetyKey string
 	// Progress receives a progress bar; nil shows none.
 	Progress io.Writer
 }
@@ -35,11 +40,22 @@ type FileConfig struct {
 // FileResult describes a finished ScoreFile.
 type FileResult struct {
 	Rows    int
-	Rewards []float64 // in row order
+	Rewards []float64 // in row order: the one model's, or the combined reward
+	// Scores holds each model's scores and, with two models, which one each reward took.
+	Scores Scores
+	// Columns are the columns written, in order.
+	Columns []string
 }
 
+// UsedSafetyColumn is the output column of ScoreFile with two reward models that says whether a
+// row's reward is its safety score.
+const UsedSafetyColumn = "used_safety"
+
 // ScoreFile scores every row of a Parquet or JSON Lines file and writes the same rows, in the same
-// order, with a float64 reward column added (Output must have the input's extension).
+// order, with a float64 reward column added (Output must have the input's extension). ScoreFileModels
+// is the same with a reward_models list: with two models it writes each model's score
+// (<column>_helpfulness, <column>_safety), the combined reward (<column>, reward.Select's R_c) and
+// used_safety (bool), in that order.
 //
 // A row is a prompt with a response (columns prompt and response, or TRL's prompt and completion;
 // strings or message lists), a conversation (a messages column whose last message is the
@@ -63,8 +79,28 @@ func ScoreFile(ctx context.Context, s *Scorer, cfg FileConfig) (FileResult, erro
 
 // ScoreFileOn is ScoreFile over the ranks of comm.
 func ScoreFileOn(ctx context.Context, comm dist.Comm, s *Scorer, cfg FileConfig) (FileResult, error) {
+	return ScoreFileModelsOn(ctx, comm, OneModel(s), cfg)
+}
+
+// ScoreFileModels is ScoreFile with one or two reward models (see ScoreFile).
+func ScoreFileModels(ctx context.Context, m *Models, cfg FileConfig) (FileResult, error) {
+	comm, err := dist.World()
+	if err != nil {
+		return FileResult{}, err
+	}
+	return ScoreFileModelsOn(ctx, comm, m, cfg)
+}
+
+// ScoreFileModelsOn is ScoreFileModels over the ranks of comm.
+func ScoreFileModelsOn(ctx context.Context, comm dist.Comm, m *Models, cfg FileConfig) (FileResult, error) {
 	if cfg.Column == "" {
 		cfg.Column = "reward"
+	}
+	if cfg.SafetyColumn == "" {
+		cfg.SafetyColumn = "is_safety"
+	}
+	if cfg.SafetyKey == "" {
+		cfg.SafetyKey = "safety_column"
 	}
 	kind, err := fileKind(cfg.Input)
 	if err != nil {
@@ -88,30 +124,57 @@ func ScoreFileOn(ctx context.Context, comm dist.Comm, s *Scorer, cfg FileConfig)
 		return FileResult{}, err
 	}
 
+	var flags []bool
+	if m.Combined() {
+		fields := make([]map[string]any, len(rows))
+		for i, r := range rows {
+			fields[i] = r.Fields
+		}
+		if flags, err = safetyFlags(fields, cfg.SafetyColumn, cfg.Input, cfg.SafetyKey); err != nil {
+			return FileResult{}, err
+		}
+	}
+
 	prog := cfg.Progress
 	if comm.Rank() != 0 {
 		prog = nil
 	}
-	progress, finish := progressReporter(prog, len(items))
+	progress, finish := progressReporter(prog, len(items)*len(m.scorers))
 	defer finish()
-	rewards, err := s.scoreItemsOn(ctx, comm, items, cfg.Input, progress)
+	scores, err := m.scoreItemsOn(ctx, comm, items, flags, cfg.Input, progress)
 	if err != nil {
 		return FileResult{}, err
 	}
+	cols := []outColumn{{name: cfg.Column, values: scores.Reward}}
+	if m.Combined() {
+		cols = nil
+		for _, role := range []string{RoleHelpfulness, RoleSafety} {
+			for k, spec := range m.specs {
+				if spec.Role == role {
+					cols = append(cols, outColumn{name: cfg.Column + "_" + role, values: scores.Model[k]})
+				}
+			}
+		}
+		cols = append(cols, outColumn{name: cfg.Column, values: scores.Reward}, outColumn{name: UsedSafetyColumn, flags: scores.UsedSafety})
+	}
+	res := FileResult{Rows: len(rows), Rewards: scores.Reward, Scores: scores}
+	for _, c := range cols {
+		res.Columns = append(res.Columns, c.name)
+	}
 	if comm.Rank() != 0 {
-		return FileResult{Rows: len(rows), Rewards: rewards}, nil
+		return res, nil
 	}
 
 	write := func(w io.Writer) error {
 		if kind == "parquet" {
-			return writeParquetWithColumn(cfg.Input, w, cfg.Column, rewards)
+			return writeParquetWithColumns(cfg.Input, w, cols)
 		}
-		return writeJSONLWithColumn(rows, w, cfg.Column, rewards)
+		return writeJSONLWithColumns(rows, w, cols)
 	}
 	if err := atomicfile.Write(cfg.Output, write); err != nil {
 		return FileResult{}, err
 	}
-	return FileResult{Rows: len(rows), Rewards: rewards}, nil
+	return res, nil
 }
 
 func abs(p string) string {
@@ -242,16 +305,22 @@ func sortedFields(m map[string]any) []string {
 	return ks
 }
 
-// writeJSONLWithColumn writes each row's fields plus column as one JSON object per line.
-func writeJSONLWithColumn(rows []data.Row, w io.Writer, column string, rewards []float64) error {
+// writeJSONLWithColumns writes each row's fields plus cols as one JSON object per line.
+func writeJSONLWithColumns(rows []data.Row, w io.Writer, cols []outColumn) error {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	for i, r := range rows {
-		obj := make(map[string]any, len(r.Fields)+1)
+		obj := make(map[string]any, len(r.Fields)+len(cols))
 		for k, v := range r.Fields {
 			obj[k] = v
 		}
-		obj[column] = rewards[i]
+		for _, c := range cols {
+			if c.flags != nil {
+				obj[c.name] = c.flags[i]
+			} else {
+				obj[c.name] = c.values[i]
+			}
+		}
 		if err := enc.Encode(obj); err != nil {
 			return fmt.Errorf("row %d: %w", i, err)
 		}

@@ -13,8 +13,19 @@ import (
 )
 
 // TestSampleAllRanks: 20 prompts (two chunks of 16 and the rest, once the too long are skipped) sampled over 2 in-process ranks give
-// every rank exactly the samples and rewards of one process with the same seed.
+// every rank exactly the samples and rewards of one process with the same seed; with two reward
+// models, each model's scores and the choices too.
 func TestSampleAllRanks(t *testing.T) {
+	t.Run("one model", func(t *testing.T) {
+		testSampleAllRanks(t, func() (rlhf.Scorer, error) { return rlhf.NewScorer(rewardFrom(t, testutil.Stories(t), 3), "") })
+	})
+	t.Run("two models", func(t *testing.T) {
+		specs := twoModelConfig(t).RewardModels
+		testSampleAllRanks(t, func() (rlhf.Scorer, error) { return rlhf.LoadRewardModels(specs, "") })
+	})
+}
+
+func testSampleAllRanks(t *testing.T, scorer func() (rlhf.Scorer, error)) {
 	cfg := sampleConfig(t)
 	cfg.RewardModelNameOrPath = ""
 	cfg.Data.MaxTrainSamples = 20
@@ -32,7 +43,7 @@ func TestSampleAllRanks(t *testing.T) {
 		if err != nil {
 			return nil, err
 		}
-		sc, err := rlhf.NewScorer(rewardFrom(t, testutil.Stories(t), 3), "")
+		sc, err := scorer()
 		if err != nil {
 			return nil, err
 		}
@@ -58,6 +69,9 @@ func TestSampleAllRanks(t *testing.T) {
 		if !reflect.DeepEqual(got[r], want) {
 			t.Errorf("rank %d: samples differ from one process's", r)
 		}
+	}
+	if len(want.RewardModels) == 2 && (len(want.ModelRewards) != 2 || len(want.UsedSafety[0]) != len(want.Prompts)) {
+		t.Errorf("two models: %d model score sets, %d choice rows for %d prompts", len(want.ModelRewards), len(want.UsedSafety[0]), len(want.Prompts))
 	}
 	// Not vacuous: the prompts that fit make two chunks, so rank 1 sampled some of them.
 	if n := len(want.Prompts); n <= 16 || len(want.Completions[0]) != n {

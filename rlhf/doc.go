@@ -22,8 +22,11 @@
 //     that ignores n answers one choice), or set with n_supported. top_k and extra_body go in the
 //     request body. The API key (api_key, ALIGNKIT_API_KEY, OPENAI_API_KEY) is never logged or saved.
 //
-// A Scorer gives the reward of each completion: LoadScorer wraps reward.Scorer, which reads the
-// reward model on exactly the tokens the reward trainer used for a chosen answer.
+// A Scorer gives the reward of each completion: RewardModels (LoadRewardModels, or LoadScorer for one
+// model) wraps reward.Models, which reads each reward model on exactly the tokens the reward trainer
+// used for a chosen answer. With reward_models naming a helpfulness and a safety model, a
+// completion's reward is Llama 2's choice between their scores (reward.Select) by its prompt's
+// safety flag (safety_column, LoadSafety), and the sample files keep both models' scores.
 //
 // # rlhf sample
 //

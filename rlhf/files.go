@@ -18,6 +18,7 @@ import (
 	"github.com/alignkit/alignkit/data/chat"
 	"github.com/alignkit/alignkit/internal/atomicfile"
 	"github.com/alignkit/alignkit/internal/plotfit"
+	"github.com/alignkit/alignkit/reward"
 )
 
 // The files a sampling run writes into its directory.
@@ -52,6 +53,44 @@ type sampleChatRow struct {
 	Rewards     []float64    `parquet:"rewards,list"`
 	BestIndex   int64        `parquet:"best_index"`
 	BestReward  float64      `parquet:"best_reward"`
+}
+
+// With two reward models samples.parquet also holds each model's scores and which one each reward
+// took (reward.Select).
+type sampleTextRow2 struct {
+	Prompt             string    `parquet:"prompt"`
+	Temperature        float64   `parquet:"temperature"`
+	Completions        []string  `parquet:"completions,list"`
+	Rewards            []float64 `parquet:"rewards,list"`
+	BestIndex          int64     `parquet:"best_index"`
+	BestReward         float64   `parquet:"best_reward"`
+	RewardsHelpfulness []float64 `parquet:"rewards_helpfulness,list"`
+	RewardsSafety      []float64 `parquet:"rewards_safety,list"`
+	UsedSafety         []bool    `parquet:"used_safety,list"`
+}
+
+type sampleChatRow2 struct {
+	Messages           []messageRow `parquet:"messages,list"`
+	Temperature        float64      `parquet:"temperature"`
+	Completions        []string     `parquet:"completions,list"`
+	Rewards            []float64    `parquet:"rewards,list"`
+	BestIndex          int64        `parquet:"best_index"`
+	BestReward         float64      `parquet:"best_reward"`
+	RewardsHelpfulness []float64    `parquet:"rewards_helpfulness,list"`
+	RewardsSafety      []float64    `parquet:"rewards_safety,list"`
+	UsedSafety         []bool       `parquet:"used_safety,list"`
+}
+
+// modelRewards is sample set (t, i)'s helpfulness and safety scores and choices (two models).
+func (s *Sampled) modelRewards(t, i int) (help, safe []float64, used []bool) {
+	for m, spec := range s.RewardModels {
+		if spec.Role == reward.RoleSafety {
+			safe = s.ModelRewards[m][t][i]
+		} else {
+			help = s.ModelRewards[m][t][i]
+		}
+	}
+	return help, safe, s.UsedSafety[t][i]
 }
 
 type bestTextRow struct {
@@ -145,7 +184,9 @@ func (s *Sampled) worst(i int) (text string, reward float64) {
 // WriteSamples writes a sampling run's files into dir:
 //
 //   - samples.parquet: per prompt and temperature, the prompt (a prompt string, or the messages
-//     list), temperature, completions list<string>, rewards list<double>, best_index, best_reward;
+//     list), temperature, completions list<string>, rewards list<double>, best_index, best_reward,
+//     and with two reward models rewards_helpfulness, rewards_safety (each model's scores) and
+//     used_safety list<bool> (whether rewards took the safety score, reward.Select);
 //   - best.parquet: each prompt's best sample as an SFT row: messages (prompt turns + the answer)
 //     for conversations, prompt + completion for text, with its reward;
 //   - pairs.parquet (writePairs): best versus worst sample as a preference pair (prompt, chosen,
@@ -176,7 +217,31 @@ func WriteSamples(dir string, s *Sampled, writePairs, sweep bool) ([]string, err
 
 	// samples.parquet
 	var err error
-	if conv {
+	two := len(s.RewardModels) == 2 && s.UsedSafety != nil
+	switch {
+	case two && conv:
+		var rows []sampleChatRow2
+		for t, temp := range s.Temperatures {
+			for i, p := range s.Prompts {
+				b := Best(s.Rewards[t][i])
+				h, sf, u := s.modelRewards(t, i)
+				rows = append(rows, sampleChatRow2{Messages: toRows(p.Messages), Temperature: temp, Completions: s.Completions[t][i],
+					Rewards: s.Rewards[t][i], BestIndex: int64(b), BestReward: s.Rewards[t][i][b], RewardsHelpfulness: h, RewardsSafety: sf, UsedSafety: u})
+			}
+		}
+		err = writeParquet(filepath.Join(dir, SamplesFile), rows)
+	case two:
+		var rows []sampleTextRow2
+		for t, temp := range s.Temperatures {
+			for i, p := range s.Prompts {
+				b := Best(s.Rewards[t][i])
+				h, sf, u := s.modelRewards(t, i)
+				rows = append(rows, sampleTextRow2{Prompt: p.Text, Temperature: temp, Completions: s.Completions[t][i],
+					Rewards: s.Rewards[t][i], BestIndex: int64(b), BestReward: s.Rewards[t][i][b], RewardsHelpfulness: h, RewardsSafety: sf, UsedSafety: u})
+			}
+		}
+		err = writeParquet(filepath.Join(dir, SamplesFile), rows)
+	case conv:
 		var rows []sampleChatRow
 		for t, temp := range s.Temperatures {
 			for i, p := range s.Prompts {
@@ -186,7 +251,7 @@ func WriteSamples(dir string, s *Sampled, writePairs, sweep bool) ([]string, err
 			}
 		}
 		err = writeParquet(filepath.Join(dir, SamplesFile), rows)
-	} else {
+	default:
 		var rows []sampleTextRow
 		for t, temp := range s.Temperatures {
 			for i, p := range s.Prompts {

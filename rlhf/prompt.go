@@ -21,6 +21,9 @@ type Prompt struct {
 	// Source and Row say where the prompt came from, for messages.
 	Source string
 	Row    int
+	// Safety marks a safety prompt (from the safety_column, see LoadSafety): with two reward
+	// models its completions are judged by the safety model.
+	Safety bool
 }
 
 // Conversational reports whether the prompt is a conversation.

@@ -196,9 +196,9 @@ func run(ctx context.Context, cfg RunConfig, afterStage func(round int, stage st
 	if prompts[0].Conversational() != evalPrompts[0].Conversational() {
 		return nil, fmt.Errorf("the prompts are %s and the held-out prompts %s: want one kind", kind(prompts[0]), kind(evalPrompts[0]))
 	}
-	sc, err := LoadScorer(cfg.RewardModelNameOrPath, cfg.Data.ChatTemplate)
+	sc, err := cfg.LoadRewardModels()
 	if err != nil {
-		return nil, fmt.Errorf("reward_model_name_or_path: %w", err)
+		return nil, err
 	}
 	st, err := openState(cfg)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/internal/testutil"
 	"github.com/alignkit/alignkit/model/checkpoint"
+	"github.com/alignkit/alignkit/reward"
 	"github.com/alignkit/alignkit/rlhf"
 	"github.com/alignkit/alignkit/train"
 )
@@ -271,6 +272,13 @@ func TestRunConfigErrors(t *testing.T) {
 		{func(c *rlhf.RunConfig) { c.SFT.OutputDir = "x" }, "sft.output_dir: set by the loop (output_dir/round-r/checkpoint)"},
 		{func(c *rlhf.RunConfig) { c.SFT.LearningRate = -1 }, "sft.learning_rate: must be > 0, got -1"},
 		{func(c *rlhf.RunConfig) { c.PoolKeep = 0 }, "pool_keep 0: want at least 1 sample per prompt"},
+		{func(c *rlhf.RunConfig) {
+			c.RewardModels = []reward.ModelSpec{{Path: c.RewardModelNameOrPath, Role: reward.RoleHelpfulness}}
+		}, "reward_model_name_or_path, reward_models: both are set; use one (reward_models for a helpfulness and a safety model)"},
+		{func(c *rlhf.RunConfig) {
+			c.RewardModels = []reward.ModelSpec{{Path: c.RewardModelNameOrPath, Role: reward.RoleHelpfulness}, {Path: c.RewardModelNameOrPath, Role: reward.RoleSafety}}
+			c.RewardModelNameOrPath = ""
+		}, filepath.Join(sharedDir(t), "data", "alpaca_en_demo.parquet") + `: row 0: no "is_safety" column (which prompts are safety prompts; set safety_column)`},
 	}
 	for _, tc := range cases {
 		cfg := runConfig(t)
@@ -347,5 +355,38 @@ func TestRunWithLoRA(t *testing.T) {
 	}
 	if ck.Adapter == nil || ck.Source != cfg.ModelNameOrPath {
 		t.Errorf("opened policy: adapter %v, source %s", ck.Adapter != nil, ck.Source)
+	}
+}
+
+// TestRunTwoRewardModels: a round of rlhf run with a helpfulness and a safety reward model scores
+// its training and held-out samples with the combined reward and keeps both models' scores.
+func TestRunTwoRewardModels(t *testing.T) {
+	s := twoModelConfig(t)
+	cfg := runConfig(t)
+	cfg.RewardModelNameOrPath, cfg.RewardModels = "", s.RewardModels
+	cfg.Data.DatasetName, cfg.Data.ChatTemplate = s.Data.DatasetName, ""
+	cfg.Data.EvalSplit, cfg.Data.MaxTrainSamples, cfg.Data.MaxEvalSamples = 0.25, 0, 0
+	cfg.NumRounds = 1
+	if _, err := rlhf.Run(context.Background(), cfg, train.WithLogWriter(io.Discard), train.WithProgressBar(false)); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{"round-1/samples", "round-1/eval", "round-0/eval"} {
+		rows, err := data.ReadParquet(filepath.Join(cfg.OutputDir, dir, rlhf.SamplesFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range rows {
+			f := r.Fields
+			help, safe, used, got := anyFloats(f["rewards_helpfulness"]), anyFloats(f["rewards_safety"]), anyBools(f["used_safety"]), anyFloats(f["rewards"])
+			for j := range got {
+				want := help[j]
+				if used[j] {
+					want = safe[j]
+				}
+				if len(got) != cfg.NumSamplesPerPrompt || got[j] != want {
+					t.Errorf("%s row %d sample %d: reward %v, want %v (helpfulness %v, safety %v, used safety %v)", dir, i, j, got[j], want, help[j], safe[j], used[j])
+				}
+			}
+		}
 	}
 }

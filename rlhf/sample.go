@@ -15,6 +15,7 @@ import (
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/dist"
 	"github.com/alignkit/alignkit/model/checkpoint"
+	"github.com/alignkit/alignkit/reward"
 )
 
 // SampleConfig is `alignkit rlhf sample`'s YAML (and the sampling part of `rlhf run`'s): the shared
@@ -23,7 +24,11 @@ type SampleConfig struct {
 	// ModelNameOrPath is the policy to sample from (local backend).
 	ModelNameOrPath string `mapstructure:"model_name_or_path" doc:"policy to sample from: an HF directory or .gguf (the local backend; the openai backend samples served_model_name)"`
 	// RewardModelNameOrPath scores every sample.
-	RewardModelNameOrPath string `mapstructure:"reward_model_name_or_path" doc:"reward model that scores every sample: an HF directory or .gguf with a score head"`
+	RewardModelNameOrPath string `mapstructure:"reward_model_name_or_path" doc:"reward model that scores every sample: an HF directory or .gguf with a score head (or reward_models)"`
+	// RewardModels is the alternative to RewardModelNameOrPath: one model, or a helpfulness and a
+	// safety model combined as Llama 2 does (reward.Select, per sample).
+	RewardModels []reward.ModelSpec `mapstructure:"reward_models" doc:"reward models instead of reward_model_name_or_path: list of {path, role: helpfulness|safety}; two are combined as Llama 2 does (the safety score on safety prompts or when sigmoid(safety) < 0.15, else the helpfulness score)"`
+	SafetyColumn string             `mapstructure:"safety_column" doc:"with two reward_models: the prompt dataset's column saying which prompts are safety prompts (default is_safety)"`
 	// Data holds dataset_name (the prompts), eval_dataset_name / eval_split (held-out prompts, never
 	// sampled for training), columns, chat_template, max_length (the SFT step's) and
 	// max_train_samples / max_eval_samples (the first N prompts).
@@ -54,7 +59,42 @@ func DefaultSampleConfig() SampleConfig {
 		Seed: 42, NumSamplesPerPrompt: 4, Temperature: 1, TopP: 1, MaxNewTokens: 256,
 		BackendConfig: BackendConfig{Backend: BackendLocal, Concurrency: 4, RequestTimeout: 2 * time.Minute, MaxRetries: &retries},
 		Data:          data.Args{}.Defaults(),
+		SafetyColumn:  DefaultSafetyColumn,
 	}
+}
+
+// DefaultSafetyColumn is safety_column's default, the column grpo reads too.
+const DefaultSafetyColumn = "is_safety"
+
+// rewardSpecs is the reward model list the keys name: reward_models, or
+// reward_model_name_or_path as one model.
+func (c SampleConfig) rewardSpecs() []reward.ModelSpec {
+	if len(c.RewardModels) > 0 {
+		return c.RewardModels
+	}
+	return []reward.ModelSpec{{Path: c.RewardModelNameOrPath, Role: reward.RoleHelpfulness}}
+}
+
+// LoadRewardModels loads the reward model(s) the keys name; errors name the key at fault.
+func (c SampleConfig) LoadRewardModels() (*RewardModels, error) {
+	rm, err := LoadRewardModels(c.rewardSpecs(), c.Data.ChatTemplate)
+	if err != nil && len(c.RewardModels) == 0 {
+		return nil, fmt.Errorf("reward_model_name_or_path: %w", err)
+	}
+	return rm, err
+}
+
+// setSafety reads the safety flags of prompts, read from path (split), when two reward models
+// are combined; otherwise it does nothing.
+func (c SampleConfig) setSafety(prompts []Prompt, path, split string) error {
+	if len(c.RewardModels) != 2 {
+		return nil
+	}
+	col := c.SafetyColumn
+	if col == "" {
+		col = DefaultSafetyColumn
+	}
+	return LoadSafety(prompts, path, split, col)
 }
 
 // temperatures are the sweep's temperatures, or the one temperature.
@@ -76,7 +116,9 @@ func (c SampleConfig) Validate() error {
 		return err
 	}
 	switch {
-	case c.RewardModelNameOrPath == "":
+	case c.RewardModelNameOrPath != "" && len(c.RewardModels) > 0:
+		return errors.New("reward_model_name_or_path, reward_models: both are set; use one (reward_models for a helpfulness and a safety model)")
+	case c.RewardModelNameOrPath == "" && len(c.RewardModels) == 0:
 		return errors.New("reward_model_name_or_path: must be set (the reward model that scores the samples)")
 	case c.OutputDir == "":
 		return errors.New("output_dir: must be set")
@@ -98,6 +140,9 @@ func (c SampleConfig) Validate() error {
 			return err
 		}
 	}
+	if err := reward.ValidateSpecs(c.RewardModels); err != nil {
+		return err
+	}
 	return c.Data.Defaults().Validate()
 }
 
@@ -109,10 +154,16 @@ func (c SampleConfig) LoadPromptSets() (train, eval []Prompt, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := c.setSafety(all, a.DatasetName, a.DatasetTrainSplit); err != nil {
+		return nil, nil, err
+	}
 	train = all
 	switch {
 	case a.EvalDatasetName != "":
 		if eval, err = LoadPromptsSplit(a.EvalDatasetName, a.DatasetTestSplit, a.Columns); err != nil {
+			return nil, nil, err
+		}
+		if err := c.setSafety(eval, a.EvalDatasetName, a.DatasetTestSplit); err != nil {
 			return nil, nil, err
 		}
 	case a.EvalSplit > 0:
@@ -167,6 +218,12 @@ type Sampled struct {
 	// Completions[t][i][j] is sample j of prompt i at Temperatures[t]; Rewards likewise.
 	Completions [][][]string
 	Rewards     [][][]float64
+	// With a DetailedScorer of two reward models: RewardModels are the models, ModelRewards[k][t][i][j]
+	// sample j's score by RewardModels[k], and UsedSafety[t][i][j] whether Rewards took the safety
+	// score. All nil with one reward model.
+	RewardModels []reward.ModelSpec
+	ModelRewards [][][][]float64
+	UsedSafety   [][][]bool
 }
 
 // sampleChunk is the number of prompts generated and scored between progress lines (and checks of
@@ -189,6 +246,9 @@ func SampleAll(ctx context.Context, gen Generator, sc Scorer, prompts []Prompt, 
 type sampledChunk struct {
 	Completions [][]string
 	Rewards     [][]float64
+	// ModelRewards[k][i] and UsedSafety[i] are kept with two reward models (Sampled's).
+	ModelRewards [][][]float64
+	UsedSafety   [][]bool
 	// TooLong holds, by index in the whole prompt set, the prompts the server rejected as longer
 	// than its context, with its message.
 	TooLong map[int]string
@@ -214,6 +274,14 @@ func SampleAllOn(ctx context.Context, comm dist.Comm, gen Generator, sc Scorer, 
 		chunk = max(chunk, 4*o.cfg.Concurrency) // keep every connection busy
 	}
 	out := &Sampled{Prompts: prompts, K: k, Temperatures: temps}
+	detailed, _ := sc.(DetailedScorer)
+	if detailed != nil && len(detailed.Specs()) < 2 {
+		detailed = nil // one model: its score is the reward
+	}
+	if detailed != nil {
+		out.RewardModels = detailed.Specs()
+		out.ModelRewards = make([][][][]float64, len(out.RewardModels))
+	}
 	skipper, canSkip := gen.(interface {
 		GenerateSkipping(context.Context, []Prompt, int, Sampling) ([][]string, map[int]string, error)
 	})
@@ -249,13 +317,21 @@ func SampleAllOn(ctx context.Context, comm dist.Comm, gen Generator, sc Scorer, 
 					res.TooLong[i0+i] = msg
 					res.Completions = append(res.Completions, nil)
 					res.Rewards = append(res.Rewards, nil)
+					res.addDetail(nil)
 					continue
 				}
 				if len(texts) != k {
 					return res, fmt.Errorf("%s: the backend returned %d completions, want %d", prompts[i0+i].where(), len(texts), k)
 				}
-				r, err := sc.Score(ctx, prompts[i0+i], texts)
-				if err != nil {
+				var r []float64
+				if detailed != nil {
+					d, err := detailed.ScoreDetailed(ctx, prompts[i0+i], texts)
+					if err != nil {
+						return res, err
+					}
+					r = d.Reward
+					res.addDetail(&d)
+				} else if r, err = sc.Score(ctx, prompts[i0+i], texts); err != nil {
 					return res, err
 				}
 				for j, v := range r {
@@ -278,15 +354,54 @@ func SampleAllOn(ctx context.Context, comm dist.Comm, gen Generator, sc Scorer, 
 		}
 		comps := make([][]string, 0, len(prompts))
 		rewards := make([][]float64, 0, len(prompts))
+		var used [][]bool
+		models := make([][][]float64, len(out.ModelRewards))
 		for _, c := range chunks {
 			comps = append(comps, c.Completions...)
 			rewards = append(rewards, c.Rewards...)
+			used = append(used, c.UsedSafety...)
+			for m := range models {
+				models[m] = append(models[m], c.ModelRewards[m]...)
+			}
 			maps.Copy(tooLong, c.TooLong)
 		}
 		out.Completions = append(out.Completions, comps)
 		out.Rewards = append(out.Rewards, rewards)
+		if detailed != nil {
+			out.UsedSafety = append(out.UsedSafety, used)
+			for m := range models {
+				out.ModelRewards[m] = append(out.ModelRewards[m], models[m])
+			}
+		}
 	}
 	return dropTooLong(out, tooLong, log)
+}
+
+// addDetail appends one prompt's per-model scores (nil for a skipped prompt) when d or the chunk
+// holds some. It is called before the prompt's Rewards row is appended (after it, for a skipped
+// prompt).
+func (c *sampledChunk) addDetail(d *reward.Scores) {
+	if d == nil {
+		if c.UsedSafety != nil {
+			c.UsedSafety = append(c.UsedSafety, nil)
+			for m := range c.ModelRewards {
+				c.ModelRewards[m] = append(c.ModelRewards[m], nil)
+			}
+		}
+		return
+	}
+	if c.ModelRewards == nil {
+		// Earlier prompts of the chunk were skipped: give them their nil rows.
+		c.ModelRewards = make([][][]float64, len(d.Model))
+		for m := range c.ModelRewards {
+			c.ModelRewards[m] = make([][]float64, len(c.Rewards))
+		}
+		c.UsedSafety = make([][]bool, len(c.Rewards))
+	}
+	for m := range d.Model {
+		c.ModelRewards[m] = append(c.ModelRewards[m], d.Model[m])
+	}
+	c.UsedSafety = append(c.UsedSafety, d.UsedSafety)
 }
 
 // dropTooLong removes the prompts a server rejected as longer than its context (at any
@@ -306,19 +421,36 @@ func dropTooLong(s *Sampled, tooLong map[int]string, log io.Writer) (*Sampled, e
 			keep = append(keep, i)
 		}
 	}
-	out := &Sampled{K: s.K, Temperatures: s.Temperatures}
+	out := &Sampled{K: s.K, Temperatures: s.Temperatures, RewardModels: s.RewardModels}
+	if s.ModelRewards != nil {
+		out.ModelRewards = make([][][][]float64, len(s.ModelRewards))
+	}
 	for _, i := range keep {
 		out.Prompts = append(out.Prompts, s.Prompts[i])
 	}
 	for t := range s.Completions {
 		var cs [][]string
 		var rs [][]float64
+		var us [][]bool
 		for _, i := range keep {
 			cs = append(cs, s.Completions[t][i])
 			rs = append(rs, s.Rewards[t][i])
+			if s.UsedSafety != nil {
+				us = append(us, s.UsedSafety[t][i])
+			}
 		}
 		out.Completions = append(out.Completions, cs)
 		out.Rewards = append(out.Rewards, rs)
+		if s.UsedSafety != nil {
+			out.UsedSafety = append(out.UsedSafety, us)
+			for m := range s.ModelRewards {
+				var ms [][]float64
+				for _, i := range keep {
+					ms = append(ms, s.ModelRewards[m][t][i])
+				}
+				out.ModelRewards[m] = append(out.ModelRewards[m], ms)
+			}
+		}
 	}
 	fmt.Fprintf(log, "skipped %d of %d prompts the server rejected as longer than its context (first: %s)\n",
 		len(tooLong), len(s.Prompts), tooLong[first])
@@ -381,9 +513,9 @@ func RunSample(ctx context.Context, cfg SampleConfig, log io.Writer) (*SampleRes
 	if err != nil {
 		return nil, err
 	}
-	sc, err := LoadScorer(cfg.RewardModelNameOrPath, cfg.Data.ChatTemplate)
+	sc, err := cfg.LoadRewardModels()
 	if err != nil {
-		return nil, fmt.Errorf("reward_model_name_or_path: %w", err)
+		return nil, err
 	}
 	temps := cfg.temperatures()
 	fmt.Fprintf(log, "rlhf sample: %d prompts from %s, K=%d, temperatures %s, %s backend\n",

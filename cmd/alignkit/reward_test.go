@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -208,6 +209,100 @@ func TestRewardMistralConfig(t *testing.T) {
 	for i := range want {
 		if got[i] != want[i] {
 			t.Errorf("value %d: got %v, want %v", i, got[i], want[i])
+		}
+	}
+}
+
+// TestRewardScoreTwoModelsCLI scores rows with a helpfulness and a safety reward model: each
+// model's score, the combined reward (Llama 2's choice, reward.Select, by the is_safety column) and
+// used_safety, each against the models' own scores; bad flags are one line.
+func TestRewardScoreTwoModelsCLI(t *testing.T) {
+	shared := sharedtest.Dir(t, "models/stories260K/model.safetensors")
+	dir := t.TempDir()
+	paths := map[string]string{}
+	for i, role := range []string{reward.RoleHelpfulness, reward.RoleSafety} {
+		ck, err := checkpoint.Open(filepath.Join(shared, "models", "stories260K"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rm, err := reward.FromCausalLM(ck, uint64(3+i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		paths[role] = filepath.Join(dir, role)
+		if err := checkpoint.Save(paths[role], rm, hf.SaveOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	prompts := []string{"The cat", "Once upon a time", "Tom saw a dog"}
+	answers := []string{" sat on the mat.", " there was a girl.", " and ran home."}
+	flags := []bool{false, true, false}
+	var b strings.Builder
+	items := make([]reward.Item, len(prompts))
+	for i := range prompts {
+		fmt.Fprintf(&b, "{\"prompt\": %q, \"response\": %q, \"unsafe\": %v}\n", prompts[i], answers[i], flags[i])
+		items[i] = reward.Item{Prompt: prompts[i], Response: answers[i]}
+	}
+	in := filepath.Join(dir, "in.jsonl")
+	if err := os.WriteFile(in, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out.jsonl")
+	hm, sm := "--reward-model="+paths[reward.RoleHelpfulness]+":helpfulness", "--reward-model="+paths[reward.RoleSafety]+":safety"
+	r := runCLI(t, "reward", "score", sm, hm, "--safety-column", "unsafe", "--input", in, "--output", out)
+	if r.Code != 0 {
+		t.Fatalf("exit %d: %s", r.Code, r.Stderr)
+	}
+	if want := "scored 3 rows into " + out + " (columns reward_helpfulness, reward_safety, reward, used_safety)\n"; r.Stdout != want {
+		t.Errorf("stdout %q, want %q", r.Stdout, want)
+	}
+	own := map[string][]float64{}
+	for role, p := range paths {
+		s, err := reward.NewScorer(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if own[role], err = s.ScoreItems(context.Background(), items, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, used, err := reward.Select(own[reward.RoleHelpfulness], own[reward.RoleSafety], flags)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := data.ReadRows(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, row := range back {
+		f := row.Fields
+		if f["reward_helpfulness"] != own[reward.RoleHelpfulness][i] || f["reward_safety"] != own[reward.RoleSafety][i] ||
+			f["reward"] != want[i] || f["used_safety"] != used[i] || f["prompt"] != prompts[i] {
+			t.Errorf("row %d: %v\nwant helpfulness %v safety %v reward %v used %v", i, f,
+				own[reward.RoleHelpfulness][i], own[reward.RoleSafety][i], want[i], used[i])
+		}
+	}
+
+	bad := filepath.Join(dir, "bad.jsonl")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--model", paths[reward.RoleHelpfulness], hm},
+			"alignkit: --model, --reward-model: both are set; use --model for one reward model or --reward-model for each of several"},
+		{[]string{hm, "--reward-model", paths[reward.RoleSafety] + ":harmless"},
+			`alignkit: --reward-model: reward_models[1].role: unknown "harmless" (want helpfulness or safety)`},
+		{[]string{"--reward-model", paths[reward.RoleSafety]},
+			"alignkit: --reward-model \"" + paths[reward.RoleSafety] + "\": want PATH:ROLE with ROLE helpfulness or safety"},
+		{[]string{hm, sm}, "alignkit: " + in + `: row 0: no "is_safety" column (which prompts are safety prompts; set --safety-column)`},
+		{nil, "alignkit: --model or --reward-model: one must be set (the reward model that scores)"},
+	} {
+		r := runCLI(t, append([]string{"reward", "score", "--input", in, "--output", bad}, tc.args...)...)
+		if r.Code != 1 || r.ErrorLine() != tc.want {
+			t.Errorf("%v:\n exit %d, %s\nwant %s", tc.args, r.Code, r.ErrorLine(), tc.want)
+		}
+		if _, err := os.Stat(bad); !os.IsNotExist(err) {
+			t.Errorf("%v: %s exists after the failure", tc.args, bad)
 		}
 	}
 }
