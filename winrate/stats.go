@@ -34,7 +34,15 @@ func Wilson(x float64, n int, z float64) (lo, hi float64, err error) {
 	den := 1 + z2/nf
 	mid := (p + z2/(2*nf)) / den
 	half := z * math.Sqrt(p*(1-p)/nf+z2/(4*nf*nf)) / den
-	return math.Max(0, mid-half), math.Min(1, mid+half), nil
+	lo, hi = math.Max(0, mid-half), math.Min(1, mid+half)
+	// At x = 0 (x = n) the bound is exactly 0 (1); rounding would leave ~1e-18.
+	if x == 0 {
+		lo = 0
+	}
+	if x == float64(n) {
+		hi = 1
+	}
+	return lo, hi, nil
 }
 
 // swapStream is the PCG stream of the order draws, so that they do not coincide with another
