@@ -29,19 +29,34 @@ func Evaluate(ctx context.Context, cfg Config) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Answer files are read, and the judge built, before any model generates: a bad file or judge
+	// fails in seconds, not after the generation.
+	var a, b []string
+	if cfg.AnswersA != "" {
+		if a, err = ReadAnswers(cfg.AnswersA, prompts); err != nil {
+			return nil, fmt.Errorf("answers_a: %w", err)
+		}
+	}
+	if cfg.AnswersB != "" {
+		if b, err = ReadAnswers(cfg.AnswersB, prompts); err != nil {
+			return nil, fmt.Errorf("answers_b: %w", err)
+		}
+	}
 	judge, judgeName, err := newJudge(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
 	n := uint64(len(prompts))
 	gens := map[string]rlhf.Generator{} // model B may be model A (with other seeds): load it once
-	a, err := answers(ctx, cfg, "a", cfg.ModelA, cfg.AnswersA, prompts, 0, gens, log)
-	if err != nil {
-		return nil, err
+	if a == nil {
+		if a, err = generateWith(ctx, cfg, "a", cfg.ModelA, prompts, 0, gens, log); err != nil {
+			return nil, err
+		}
 	}
-	b, err := answers(ctx, cfg, "b", cfg.ModelB, cfg.AnswersB, prompts, n, gens, log)
-	if err != nil {
-		return nil, err
+	if b == nil {
+		if b, err = generateWith(ctx, cfg, "b", cfg.ModelB, prompts, n, gens, log); err != nil {
+			return nil, err
+		}
 	}
 	fmt.Fprintf(log, "eval winrate: judging %d pairs with the %s\n", len(prompts), judgeName)
 	js, err := Compare(ctx, judge, prompts, a, b, Swaps(len(prompts), uint64(cfg.Seed)))
@@ -116,16 +131,9 @@ func newJudge(ctx context.Context, cfg Config, log io.Writer) (Judge, string, er
 		name + " (Llama 2 combination)", nil
 }
 
-// answers returns one model's answer to each prompt: read from file, or generated with alignkit's
-// engine from modelPath, prompt i sampled with seed + offset + i.
-func answers(ctx context.Context, cfg Config, which, modelPath, file string, prompts []rlhf.Prompt, offset uint64, gens map[string]rlhf.Generator, log io.Writer) ([]string, error) {
-	if file != "" {
-		out, err := ReadAnswers(file, prompts)
-		if err != nil {
-			return nil, fmt.Errorf("answers_%s: %w", which, err)
-		}
-		return out, nil
-	}
+// generateWith generates one model's answers with alignkit's engine from modelPath, prompt i
+// sampled with seed + offset + i; gens caches the engines by path.
+func generateWith(ctx context.Context, cfg Config, which, modelPath string, prompts []rlhf.Prompt, offset uint64, gens map[string]rlhf.Generator, log io.Writer) ([]string, error) {
 	gen, ok := gens[modelPath]
 	if !ok {
 		ck, err := checkpoint.Open(modelPath)
