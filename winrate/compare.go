@@ -93,6 +93,9 @@ type Summary struct {
 	Ties       int `json:"ties"`
 	Losses     int `json:"losses"`
 	Invalid    int `json:"invalid"`
+	// Skipped counts the prompts left out because they leave less than max_new_tokens of a model's
+	// context (not judged, not in Judgements).
+	Skipped int `json:"skipped_too_long"`
 	// Swapped is how many judgements showed model B's answer first.
 	Swapped int `json:"swapped"`
 

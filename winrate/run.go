@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/alignkit/alignkit/data"
@@ -29,8 +31,25 @@ func Evaluate(ctx context.Context, cfg Config) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Answer files are read, and the judge built, before any model generates: a bad file or judge
-	// fails in seconds, not after the generation.
+	// The models are opened, answer files read and the judge built before any model generates: a
+	// bad file or judge fails in seconds, not after the generation.
+	gens := map[string]*rlhf.Local{} // model B may be model A (with other seeds): load it once
+	for _, m := range []struct{ which, path string }{{"a", cfg.ModelA}, {"b", cfg.ModelB}} {
+		if m.path == "" || gens[m.path] != nil {
+			continue
+		}
+		ck, err := checkpoint.Open(m.path)
+		if err != nil {
+			return nil, fmt.Errorf("model_%s_name_or_path: %w", m.which, err)
+		}
+		if gens[m.path], err = rlhf.NewLocal(ck, cfg.Data.ChatTemplate); err != nil {
+			return nil, fmt.Errorf("model_%s_name_or_path: %w", m.which, err)
+		}
+	}
+	all := len(prompts)
+	if prompts, err = fitting(prompts, gens, cfg.MaxNewTokens, log); err != nil {
+		return nil, err
+	}
 	var a, b []string
 	if cfg.AnswersA != "" {
 		if a, err = ReadAnswers(cfg.AnswersA, prompts); err != nil {
@@ -46,15 +65,16 @@ func Evaluate(ctx context.Context, cfg Config) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := uint64(len(prompts))
-	gens := map[string]rlhf.Generator{} // model B may be model A (with other seeds): load it once
+	// Model A's answer to the i-th kept prompt is drawn with seed + i, model B's with seed + n + i
+	// (n prompts loaded): disjoint seeds, so a model against itself answers twice independently.
+	n := uint64(all)
 	if a == nil {
-		if a, err = generateWith(ctx, cfg, "a", cfg.ModelA, prompts, 0, gens, log); err != nil {
+		if a, err = generateWith(ctx, cfg, "A", cfg.ModelA, gens[cfg.ModelA], prompts, 0, log); err != nil {
 			return nil, err
 		}
 	}
 	if b == nil {
-		if b, err = generateWith(ctx, cfg, "b", cfg.ModelB, prompts, n, gens, log); err != nil {
+		if b, err = generateWith(ctx, cfg, "B", cfg.ModelB, gens[cfg.ModelB], prompts, n, log); err != nil {
 			return nil, err
 		}
 	}
@@ -71,7 +91,7 @@ func Evaluate(ctx context.Context, cfg Config) (*Summary, error) {
 		return nil, fmt.Errorf("%s: %w", filepath.Join(cfg.OutputDir, JudgementsFile), err)
 	}
 	s.ModelA, s.ModelB = cfg.labels()
-	s.Judge, s.Seed = judgeName, uint64(cfg.Seed)
+	s.Judge, s.Seed, s.Skipped = judgeName, uint64(cfg.Seed), all-len(prompts)
 	if err := writeJSON(filepath.Join(cfg.OutputDir, SummaryFile), s); err != nil {
 		return nil, err
 	}
@@ -131,22 +151,45 @@ func newJudge(ctx context.Context, cfg Config, log io.Writer) (Judge, string, er
 		name + " (Llama 2 combination)", nil
 }
 
-// generateWith generates one model's answers with alignkit's engine from modelPath, prompt i
-// sampled with seed + offset + i; gens caches the engines by path.
-func generateWith(ctx context.Context, cfg Config, which, modelPath string, prompts []rlhf.Prompt, offset uint64, gens map[string]rlhf.Generator, log io.Writer) ([]string, error) {
-	gen, ok := gens[modelPath]
-	if !ok {
-		ck, err := checkpoint.Open(modelPath)
-		if err != nil {
-			return nil, fmt.Errorf("model_%s_name_or_path: %w", which, err)
-		}
-		if gen, err = rlhf.NewLocal(ck, cfg.Data.ChatTemplate); err != nil {
-			return nil, fmt.Errorf("model_%s_name_or_path: %w", which, err)
-		}
-		gens[modelPath] = gen
+// generateWith generates one model's answers with alignkit's engine, the i-th prompt given sampled
+// with seed + offset + i.
+func generateWith(ctx context.Context, cfg Config, which, path string, gen *rlhf.Local, prompts []rlhf.Prompt, offset uint64, log io.Writer) ([]string, error) {
+	fmt.Fprintf(log, "eval winrate: model %s (%s) answering %d prompts\n", which, path, len(prompts))
+	out, err := Generate(ctx, gen, prompts, cfg.sampling(offset))
+	if err != nil {
+		return nil, fmt.Errorf("model_%s_name_or_path: %w", strings.ToLower(which), err)
 	}
-	fmt.Fprintf(log, "eval winrate: model %s (%s) answering %d prompts\n", strings.ToUpper(which), modelPath, len(prompts))
-	return Generate(ctx, gen, prompts, cfg.sampling(offset))
+	return out, nil
+}
+
+// fitting drops the prompts that leave fewer than maxNew tokens of any model's context, as rlhf
+// sample does, and says how many it dropped.
+func fitting(prompts []rlhf.Prompt, gens map[string]*rlhf.Local, maxNew int, log io.Writer) ([]rlhf.Prompt, error) {
+	if len(gens) == 0 {
+		return prompts, nil
+	}
+	out := make([]rlhf.Prompt, 0, len(prompts))
+next:
+	for _, p := range prompts {
+		for _, path := range slices.Sorted(maps.Keys(gens)) {
+			l := gens[path]
+			ids, err := l.Encode(p)
+			if err != nil {
+				return nil, fmt.Errorf("dataset_name: %w", err)
+			}
+			if len(ids) > l.MaxPositions()-maxNew {
+				continue next
+			}
+		}
+		out = append(out, p)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("dataset_name %s: every prompt leaves less than max_new_tokens %d of the context", prompts[0].Source, maxNew)
+	}
+	if k := len(prompts) - len(out); k > 0 {
+		fmt.Fprintf(log, "eval winrate: skipped %d of %d prompts that leave less than max_new_tokens %d of the context\n", k, len(prompts), maxNew)
+	}
+	return out, nil
 }
 
 // Generate samples one answer per prompt; answer i is drawn with seed s.Seed + i.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/alignkit/alignkit/data"
@@ -16,7 +17,7 @@ import (
 	"github.com/alignkit/alignkit/winrate"
 )
 
-// storiesSetup writes n story prompts and a reward model (stories260K with a seeded fresh score
+// storiesSetup writes n story prompts (and one too long to answer) and a reward model (stories260K with a seeded fresh score
 // head, as the reward trainer starts) into dir.
 func storiesSetup(t *testing.T, dir string, n int) (prompts, rm string) {
 	t.Helper()
@@ -26,6 +27,8 @@ func storiesSetup(t *testing.T, dir string, n int) (prompts, rm string) {
 	for i := range n {
 		rows = append(rows, map[string]any{"prompt": fmt.Sprintf("Once upon a time, %s found %s.", names[i%len(names)], things[(i/len(names))%len(things)])})
 	}
+	// One prompt too long for stories260K's 512-token context with room for an answer: skipped.
+	rows = append(rows, map[string]any{"prompt": strings.Repeat("The dog ran to the park. ", 120)})
 	prompts = writeJSONL(t, dir, "stories.jsonl", rows)
 	r, err := reward.FromCausalLM(testutil.Stories(t), 11)
 	if err != nil {
@@ -58,7 +61,7 @@ func TestStoriesAgainstItself(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Judgements != n || s.Valid != n || s.Invalid != 0 || s.Ties == n {
+	if s.Judgements != n || s.Valid != n || s.Invalid != 0 || s.Ties == n || s.Skipped != 1 {
 		t.Fatalf("sampled: summary %+v", s)
 	}
 	if s.ScoreCI95[0] > 0.5 || s.ScoreCI95[1] < 0.5 {
