@@ -131,10 +131,7 @@ func TestEvaluateLLMJudge(t *testing.T) {
 	cfg.AnswersB = writeJSONL(t, dir, "b.jsonl", ansB)
 	cfg.LabelA, cfg.LabelB = "new", "old"
 	cfg.JudgeBaseURL = srv.URL + "/v1"
-	cfg.OutputDir = filepath.Join(dir, "out")
-	if err := os.Mkdir(cfg.OutputDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	cfg.OutputDir = filepath.Join(dir, "out") // created by Evaluate
 	s, err := winrate.Evaluate(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)

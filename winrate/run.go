@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -82,6 +83,9 @@ func Evaluate(ctx context.Context, cfg Config) (*Summary, error) {
 	js, err := Compare(ctx, judge, prompts, a, b, Swaps(len(prompts), uint64(cfg.Seed)))
 	if err != nil {
 		return nil, err
+	}
+	if err := os.MkdirAll(cfg.OutputDir, 0o755); err != nil {
+		return nil, fmt.Errorf("output_dir: %w", err)
 	}
 	if err := writeJudgements(filepath.Join(cfg.OutputDir, JudgementsFile), js); err != nil {
 		return nil, err
