@@ -268,3 +268,28 @@ func TestEvaluateBadInput(t *testing.T) {
 		})
 	}
 }
+
+// When every reply is invalid there is no rate to report: the judgements are still written (to see
+// what the judge said) and the error says why, with no summary.
+func TestEvaluateAllInvalid(t *testing.T) {
+	dir := t.TempDir()
+	prompts := writeJSONL(t, dir, "p.jsonl", []map[string]any{{"prompt": "Hi"}, {"prompt": "Bye"}})
+	ans := writeJSONL(t, dir, "a.jsonl", []map[string]any{{"completion": "x ???"}, {"completion": "y ???"}})
+	srv := httptest.NewServer(&fakeJudge{first: map[string]string{}})
+	defer srv.Close()
+	cfg := winrate.DefaultConfig()
+	cfg.Data.DatasetName, cfg.AnswersA, cfg.AnswersB = prompts, ans, ans
+	cfg.JudgeBaseURL, cfg.OutputDir = srv.URL, filepath.Join(dir, "out")
+	_, err := winrate.Evaluate(context.Background(), cfg)
+	judgements := filepath.Join(cfg.OutputDir, winrate.JudgementsFile)
+	if want := judgements + ": no valid judgement: 2 of 2 verdicts were invalid"; err == nil || err.Error() != want {
+		t.Fatalf("error %v, want %s", err, want)
+	}
+	rows, err := data.ReadRows(judgements)
+	if err != nil || len(rows) != 2 || rows[0].Fields["verdict"] != winrate.VerdictInvalid || rows[1].Fields["judge_reply"] != "I think A" {
+		t.Errorf("judgements %v (%v)", rows, err)
+	}
+	if _, err := os.Stat(filepath.Join(cfg.OutputDir, winrate.SummaryFile)); !os.IsNotExist(err) {
+		t.Errorf("%s written: %v", winrate.SummaryFile, err)
+	}
+}
