@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"path/filepath"
+	"reflect"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -10,6 +12,7 @@ import (
 	"github.com/alignkit/alignkit/bpb"
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/model/checkpoint"
+	"github.com/alignkit/alignkit/winrate"
 )
 
 func newEvalCmd() *cobra.Command {
@@ -18,7 +21,7 @@ func newEvalCmd() *cobra.Command {
 		Short: "Evaluate a model on data",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(newEvalBPBCmd())
+	cmd.AddCommand(newEvalBPBCmd(), newEvalWinrateCmd())
 	return cmd
 }
 
@@ -69,5 +72,38 @@ func newEvalBPBCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	_ = cmd.MarkFlagRequired("model")
 	_ = cmd.MarkFlagRequired("data")
+	return cmd
+}
+
+func newEvalWinrateCmd() *cobra.Command {
+	var flags jobFlags
+	cmd := &cobra.Command{
+		Use:   "winrate --config configs/eval/winrate-stories260k.yaml [--set key=value ...]",
+		Short: "Win rate of model A against model B on a prompt set, judged by a reward model or an LLM judge",
+		Long: "Win rate (Llama 2 §3.4.2): both models answer every prompt (or their answers are read from files),\n" +
+			"a judge (a reward model, Llama 2's helpfulness and safety models combined, or an LLM behind an\n" +
+			"OpenAI-compatible server) compares each pair shown in a random order (seeded), and the verdicts are\n" +
+			"recorded in the models' order. Writes winrate_judgements.parquet, winrate.json (win, tie and loss\n" +
+			"rates, 95% Wilson intervals) and winrate.png into output_dir.\n\n" +
+			"Config keys (ALIGNKIT_<KEY> and --set key=value override the file):\n" + keyList(reflect.TypeOf(winrate.Config{})),
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg := winrate.DefaultConfig()
+			if err := flags.load(&cfg); err != nil {
+				return err
+			}
+			cfg.Progress = cmd.ErrOrStderr()
+			s, err := winrate.Evaluate(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "eval winrate: %s vs %s: win %.1f%% [%.1f, %.1f], tie %.1f%%, loss %.1f%%; score %.1f%% [%.1f, %.1f] over %d valid of %d judgements (%d invalid, %d swapped); wrote %s\n",
+				s.ModelA, s.ModelB, 100*s.WinRate, 100*s.WinRateCI95[0], 100*s.WinRateCI95[1], 100*s.TieRate, 100*s.LossRate,
+				100*s.Score, 100*s.ScoreCI95[0], 100*s.ScoreCI95[1], s.Valid, s.Judgements, s.Invalid, s.Swapped,
+				filepath.Join(cfg.OutputDir, winrate.SummaryFile))
+			return nil
+		},
+	}
+	flags.register(cmd, true)
 	return cmd
 }
