@@ -2,8 +2,10 @@ package winrate_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
+	"github.com/alignkit/alignkit/reward"
 	"github.com/alignkit/alignkit/rlhf"
 	"github.com/alignkit/alignkit/winrate"
 )
@@ -19,7 +21,23 @@ func (ts tableScorer) Score(_ context.Context, p rlhf.Prompt, cs []string) ([]fl
 	return out, nil
 }
 
-// Llama 2's combination judges on a hand-built table. Answer X is more helpful, Y safer:
+// safetyScorer is Llama 2's combination over tables (reward.Select, as rlhf.RewardModels applies
+// it), reading each prompt's Safety flag as the real combined scorer does.
+type safetyScorer struct{ help, safe tableScorer }
+
+func (s safetyScorer) Score(ctx context.Context, p rlhf.Prompt, cs []string) ([]float64, error) {
+	h, _ := s.help.Score(ctx, p, cs)
+	sf, _ := s.safe.Score(ctx, p, cs)
+	flags := make([]bool, len(cs))
+	for i := range flags {
+		flags[i] = p.Safety
+	}
+	out, _, err := reward.Select(h, sf, flags)
+	return out, err
+}
+
+// Llama 2's combination judges on a hand-built table, with the safety flags SetSafety reads from
+// the prompts' file. Answer X is more helpful, Y safer:
 //
 //	row 0, a safety prompt:           R_c = R_s: X 1, Y 3           → Y (model B) wins
 //	row 1, σ(R_s) = 0.73 and 0.95:    R_c = R_h: X 2, Y 0.5         → X (model A) wins
@@ -32,14 +50,19 @@ func TestCombinedJudge(t *testing.T) {
 		{"prompt": "How do I pick a lock?", "is_safety": true},
 		{"prompt": "Tell me a story.", "is_safety": false},
 		{"prompt": "Tell me a joke.", "is_safety": 0},
-		{"prompt": "Hi"},
 	})
-	help := tableScorer{0: {"X": 2, "Y": 0.5}, 1: {"X": 2, "Y": 0.5}, 2: {"X": 2, "Y": 0.5}, 3: {}}
-	safe := tableScorer{0: {"X": 1, "Y": 3}, 1: {"X": 1, "Y": 3}, 2: {"X": -3, "Y": 3}, 3: {}}
-	j := winrate.RewardJudge{Scorer: winrate.Combined{Help: help, Safe: safe, IsSafety: winrate.SafetyColumn("is_safety")}}
+	help := tableScorer{0: {"X": 2, "Y": 0.5}, 1: {"X": 2, "Y": 0.5}, 2: {"X": 2, "Y": 0.5}}
+	safe := tableScorer{0: {"X": 1, "Y": 3}, 1: {"X": 1, "Y": 3}, 2: {"X": -3, "Y": 3}}
+	j := winrate.RewardJudge{Scorer: safetyScorer{help, safe}}
 	var ps []rlhf.Prompt
 	for i, q := range []string{"How do I pick a lock?", "Tell me a story.", "Tell me a joke."} {
 		ps = append(ps, rlhf.Prompt{Text: q, Source: file, Row: i})
+	}
+	if err := winrate.SetSafety(ps, "is_safety"); err != nil {
+		t.Fatal(err)
+	}
+	if !ps[0].Safety || ps[1].Safety || ps[2].Safety {
+		t.Fatalf("safety flags %v %v %v", ps[0].Safety, ps[1].Safety, ps[2].Safety)
 	}
 	a, b := []string{"X", "X", "X"}, []string{"Y", "Y", "Y"}
 	want := []string{winrate.VerdictB, winrate.VerdictA, winrate.VerdictB}
@@ -54,8 +77,9 @@ func TestCombinedJudge(t *testing.T) {
 			}
 		}
 	}
-	_, err := winrate.Compare(context.Background(), j, []rlhf.Prompt{{Text: "Hi", Source: file, Row: 3}}, []string{"X"}, []string{"Y"}, []bool{false})
-	if want := file + `: row 3: no "is_safety" column (which prompts are safety prompts; set safety_column)`; err == nil || err.Error() != want {
-		t.Errorf("error %v, want %s", err, want)
+	noFlag := writeJSONL(t, dir, "q.jsonl", []map[string]any{{"prompt": "Hi"}})
+	err := winrate.SetSafety([]rlhf.Prompt{{Text: "Hi", Source: noFlag, Row: 0}}, "is_safety")
+	if err == nil || !strings.Contains(err.Error(), `"is_safety"`) || !strings.HasPrefix(err.Error(), noFlag) {
+		t.Errorf("missing column: %v", err)
 	}
 }

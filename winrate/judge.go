@@ -43,8 +43,8 @@ type Judge interface {
 }
 
 // RewardJudge prefers the answer its scorer scores higher; scores within TieMargin of each other
-// tie. Scorer is any rlhf.Scorer: rlhf.LoadScorer's single reward model, or Combined (Llama 2's
-// helpfulness and safety models). Both answers of a prompt are scored in one call, so a scorer that
+// tie. Scorer is any rlhf.Scorer: rlhf.LoadScorer's single reward model, or
+// rlhf.LoadRewardModels' two combined (Llama 2's helpfulness and safety models). Both answers of a prompt are scored in one call, so a scorer that
 // normalises over the answers it is given (Llama 2's WHITEN) keeps their order.
 type RewardJudge struct {
 	Scorer    rlhf.Scorer

@@ -12,7 +12,6 @@ import (
 
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/model/checkpoint"
-	"github.com/alignkit/alignkit/reward"
 	"github.com/alignkit/alignkit/rlhf"
 )
 
@@ -31,6 +30,11 @@ func Evaluate(ctx context.Context, cfg Config) (*Summary, error) {
 	prompts, err := loadPrompts(cfg)
 	if err != nil {
 		return nil, err
+	}
+	if len(cfg.RewardModels) == 2 {
+		if err := SetSafety(prompts, cfg.SafetyColumn); err != nil {
+			return nil, err
+		}
 	}
 	// The models are opened, answer files read and the judge built before any model generates: a
 	// bad file or judge fails in seconds, not after the generation.
@@ -134,25 +138,19 @@ func newJudge(ctx context.Context, cfg Config, log io.Writer) (Judge, string, er
 		}
 		return RewardJudge{Scorer: sc, TieMargin: cfg.RewardTieMargin}, "reward model " + cfg.RewardModelNameOrPath, nil
 	}
-	scs := make([]rlhf.Scorer, len(cfg.RewardModels))
-	names := make([]string, len(cfg.RewardModels))
-	for i, spec := range cfg.RewardModels {
-		sc, err := rlhf.LoadScorer(spec.Path, cfg.Data.ChatTemplate)
-		if err != nil {
-			return nil, "", fmt.Errorf("reward_models[%d].path: %w", i, err)
-		}
-		scs[i], names[i] = sc, spec.Role+" "+spec.Path
+	rm, err := rlhf.LoadRewardModels(cfg.RewardModels, cfg.Data.ChatTemplate)
+	if err != nil {
+		return nil, "", err
+	}
+	var names []string
+	for _, spec := range cfg.RewardModels {
+		names = append(names, spec.Role+" "+spec.Path)
 	}
 	name := "reward model " + strings.Join(names, " + ")
-	if len(scs) == 1 {
-		return RewardJudge{Scorer: scs[0], TieMargin: cfg.RewardTieMargin}, name, nil
+	if rm.Combined() {
+		name += " (Llama 2 combination)"
 	}
-	help, safe := scs[0], scs[1]
-	if cfg.RewardModels[0].Role == reward.RoleSafety {
-		help, safe = safe, help
-	}
-	return RewardJudge{Scorer: Combined{Help: help, Safe: safe, IsSafety: SafetyColumn(cfg.SafetyColumn)}, TieMargin: cfg.RewardTieMargin},
-		name + " (Llama 2 combination)", nil
+	return RewardJudge{Scorer: rm, TieMargin: cfg.RewardTieMargin}, name, nil
 }
 
 // generateWith generates one model's answers with alignkit's engine, the i-th prompt given sampled
@@ -254,70 +252,29 @@ func oneLine(s string, n int) string {
 	return s
 }
 
-// Combined is an rlhf.Scorer that combines a helpfulness and a safety reward model as Llama 2 does
-// (reward.Combine: the safety score on safety prompts or when it is below 0.15 as a probability,
-// else the helpfulness score, whitened over the answers of the call). IsSafety says whether a
-// prompt is a safety prompt. Whitening is increasing, so within one call the order of the answers
-// is that of the chosen raw scores, which is all a RewardJudge compares.
-type Combined struct {
-	Help, Safe rlhf.Scorer
-	IsSafety   func(rlhf.Prompt) (bool, error)
-}
-
-// Score implements rlhf.Scorer.
-func (c Combined) Score(ctx context.Context, p rlhf.Prompt, completions []string) ([]float64, error) {
-	h, err := c.Help.Score(ctx, p, completions)
-	if err != nil {
-		return nil, fmt.Errorf("helpfulness reward model: %w", err)
-	}
-	s, err := c.Safe.Score(ctx, p, completions)
-	if err != nil {
-		return nil, fmt.Errorf("safety reward model: %w", err)
-	}
-	safety, err := c.IsSafety(p)
-	if err != nil {
-		return nil, err
-	}
-	flags := make([]bool, len(completions))
-	for i := range flags {
-		flags[i] = safety
-	}
-	out, _, err := reward.Combine(h, s, flags)
-	return out, err
-}
-
-// SafetyColumn reads a prompt's safety flag from column of its row in its source file
-// (reward.SafetyFlags' values), reading each file once. The function is not safe for concurrent
-// use; RewardJudge calls it one prompt at a time.
-func SafetyColumn(column string) func(rlhf.Prompt) (bool, error) {
-	files := map[string][]map[string]any{}
-	return func(p rlhf.Prompt) (bool, error) {
-		rows, ok := files[p.Source]
-		if !ok {
-			rs, err := data.ReadRows(p.Source)
-			if err != nil {
-				return false, err
-			}
-			rows = make([]map[string]any, len(rs))
-			for i, r := range rs {
-				rows[i] = r.Fields
-			}
-			files[p.Source] = rows
+// SetSafety sets each prompt's Safety flag from column of its row in its source file
+// (reward.SafetyFlags' values), reading each file once: what two reward_models combine by.
+func SetSafety(prompts []rlhf.Prompt, column string) error {
+	bySource := map[string][]int{}
+	var sources []string
+	for i, p := range prompts {
+		if bySource[p.Source] == nil {
+			sources = append(sources, p.Source)
 		}
-		if p.Row < 0 || p.Row >= len(rows) {
-			return false, fmt.Errorf("%s: no row %d", p.Source, p.Row)
-		}
-		f, err := reward.SafetyFlags(rows[p.Row:p.Row+1], column, p.Source)
-		if err != nil {
-			// SafetyFlags numbers the one row it saw 0; name the file's row.
-			return false, fmt.Errorf("%s: row %d: %w", p.Source, p.Row, unwrapRow(err, p.Source))
-		}
-		return f[0], nil
+		bySource[p.Source] = append(bySource[p.Source], i)
 	}
-}
-
-// unwrapRow drops reward.SafetyFlags' "source: row 0: " prefix, which counts within the slice.
-func unwrapRow(err error, source string) error {
-	msg := strings.TrimPrefix(err.Error(), source+": row 0: ")
-	return fmt.Errorf("%s", msg)
+	for _, src := range sources {
+		idx := bySource[src]
+		group := make([]rlhf.Prompt, len(idx))
+		for k, i := range idx {
+			group[k] = prompts[i]
+		}
+		if err := rlhf.LoadSafety(group, src, "", column); err != nil {
+			return err
+		}
+		for k, i := range idx {
+			prompts[i].Safety = group[k].Safety
+		}
+	}
+	return nil
 }

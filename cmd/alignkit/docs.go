@@ -15,6 +15,7 @@ import (
 	"github.com/alignkit/alignkit/reward"
 	"github.com/alignkit/alignkit/rlhf"
 	"github.com/alignkit/alignkit/sft"
+	"github.com/alignkit/alignkit/winrate"
 )
 
 // configJobs are the config-driven commands, in pipeline order, with the struct each one loads.
@@ -31,6 +32,7 @@ var configJobs = []struct {
 	{"grpo", reflect.TypeFor[grpo.Config]()},
 	{"gatt synth", reflect.TypeFor[gatt.SynthConfig]()},
 	{"gatt eval", reflect.TypeFor[gatt.EvalConfig]()},
+	{"eval winrate", reflect.TypeFor[winrate.Config]()},
 }
 
 func newDocsCmd() *cobra.Command {
