@@ -43,6 +43,7 @@ all: build
 
 build:
 	$(GO) build $(TAGS) -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/alignkit
+	@echo "built $(BIN) with $(BLAS)'s BLAS$(if $(filter 1,$(MPI)), and Open MPI,) ($(BIN) version says the same)"
 
 # All tests. Tests that need ../shared or node-llama-cpp skip with a message when those are absent;
 # internal/testsummary prints go test's usual output and ends with every skipped test and its message

@@ -1,6 +1,7 @@
 package lm
 
 import (
+	"context"
 	"math"
 	"path/filepath"
 	"slices"
@@ -124,7 +125,7 @@ func TestLoRATrainMergeSave(t *testing.T) {
 	if err := m.Save(dir); err != nil {
 		t.Fatal(err)
 	}
-	reopened, err := checkpoint.OpenAdapter(sharedtest.Path(t, "models", "stories260K"), dir)
+	reopened, err := checkpoint.OpenAdapter(context.Background(), sharedtest.Path(t, "models", "stories260K"), dir)
 	if err != nil {
 		t.Fatal(err)
 	}

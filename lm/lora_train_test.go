@@ -112,7 +112,7 @@ func TestLoRATrainResume(t *testing.T) {
 			t.Fatalf("%s differs between the uninterrupted and the resumed run", p.Name)
 		}
 	}
-	back, err := checkpoint.OpenAdapter(sharedtest.Path(t, "models", "stories260K"), args.OutputDir)
+	back, err := checkpoint.OpenAdapter(context.Background(), sharedtest.Path(t, "models", "stories260K"), args.OutputDir)
 	if err != nil {
 		t.Fatal(err)
 	}

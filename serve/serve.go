@@ -139,7 +139,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Adapter == "" {
 		ck, err = checkpoint.Open(cfg.Model)
 	} else {
-		ck, err = checkpoint.OpenAdapter(cfg.Model, cfg.Adapter)
+		ck, err = checkpoint.OpenAdapter(context.Background(), cfg.Model, cfg.Adapter)
 	}
 	if err != nil {
 		return nil, err

@@ -74,7 +74,7 @@ func TestLoRASFTOnGGUF(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			dense, err := checkpoint.OpenAdapter(cfg.ModelNameOrPath, cfg.OutputDir)
+			dense, err := checkpoint.OpenAdapter(context.Background(), cfg.ModelNameOrPath, cfg.OutputDir)
 			if err != nil {
 				t.Fatal(err)
 			}

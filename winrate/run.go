@@ -43,7 +43,7 @@ func Evaluate(ctx context.Context, cfg Config) (*Summary, error) {
 		if m.path == "" || gens[m.path] != nil {
 			continue
 		}
-		ck, err := checkpoint.Open(m.path)
+		ck, err := checkpoint.OpenContext(ctx, m.path)
 		if err != nil {
 			return nil, fmt.Errorf("model_%s_name_or_path: %w", m.which, err)
 		}

@@ -117,7 +117,7 @@ func openWithAdapter(ctx context.Context, modelPath, adapter string) (*checkpoin
 	if adapter == "" {
 		return checkpoint.OpenContext(ctx, modelPath)
 	}
-	return checkpoint.OpenAdapter(modelPath, adapter)
+	return checkpoint.OpenAdapter(ctx, modelPath, adapter)
 }
 
 func contains(list []string, s string) bool {

@@ -1,6 +1,7 @@
 package checkpoint
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 
@@ -9,10 +10,10 @@ import (
 	"github.com/alignkit/alignkit/model/tokenizer"
 )
 
-// OpenAdapter opens the base model (an HF directory or a GGUF, as Open) and the PEFT LoRA adapter
-// directory adapterDir over it; the adapter is checked against the base's shapes.
-func OpenAdapter(base, adapterDir string) (*Model, error) {
-	m, err := Open(base)
+// OpenAdapter opens the base model (an HF directory or a GGUF, as OpenContext) and the PEFT LoRA
+// adapter directory adapterDir over it; the adapter is checked against the base's shapes.
+func OpenAdapter(ctx context.Context, base, adapterDir string) (*Model, error) {
+	m, err := OpenContext(ctx, base)
 	if err != nil {
 		return nil, err
 	}

@@ -353,7 +353,7 @@ func TestOpenAdapterFrozen(t *testing.T) {
 	if _, err := Merged(m); err == nil || err.Error() != want {
 		t.Errorf("merging into the Q8_0 base:\n got %v\nwant %s", err, want)
 	}
-	fl, err := OpenAdapter(path, dir)
+	fl, err := OpenAdapter(context.Background(), path, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
