@@ -133,6 +133,18 @@ func (m *Matrix) decodeRow(dst []float32, r, c0, c1 int) {
 // 4096-wide matrix are 1 MiB, which stays in L2 between the decode and the sgemm that reads it.
 const tileRows = 64
 
+// tileFloats bounds a worker's decode tile in a batch product (n > dotRows): 4 Mi float32, 16 MiB.
+// With 64-row tiles OpenBLAS repacked the whole input for every 64 output columns (and MulAdd's
+// sgemm had k = 64), which cost about half of a 1024-token product's time on Llama-3.2-1B's shapes;
+// batch products take as many rows as fit, up to an even share of the matrix per worker.
+const tileFloats = 4 << 20
+
+// batchRows is how many of out rows (each of width floats) a batch product decodes per tile.
+func batchRows(out, width, workers int) int {
+	share := (out + workers - 1) / workers
+	return max(1, min(out, max(tileRows, min(share, tileFloats/max(1, width)))))
+}
+
 // dotRows is the batch size up to which MulT works one row of W at a time (fused kernels for n = 1,
 // decode-then-dot otherwise): sgemm's packing costs more than it saves there.
 const dotRows = 4
@@ -218,10 +230,11 @@ func (m *Matrix) MulT(y, x []float32, n int) {
 		})
 		return
 	}
-	tasks := (out + tileRows - 1) / tileRows
-	fanOut(tasks, tileRows*in, func(t int, tile []float32) {
-		r0 := t * tileRows
-		rows := min(tileRows, out-r0)
+	per := batchRows(out, in, runtime.GOMAXPROCS(0))
+	tasks := (out + per - 1) / per
+	fanOut(tasks, per*in, func(t int, tile []float32) {
+		r0 := t * per
+		rows := min(per, out-r0)
 		m.Dequantize(tile, r0, r0+rows)
 		gemm(bl, gblas.Trans, n, rows, in, x, in, tile[:rows*in], in, 0, y[r0:], out)
 	})
@@ -263,12 +276,16 @@ func (m *Matrix) MulAdd(dx, dy []float32, n int) {
 	per := (nblocks + chunks - 1) / chunks
 	tasks := (nblocks + per - 1) / per
 	width := per * block
-	fanOut(tasks, tileRows*width, func(t int, tile []float32) {
+	step := tileRows
+	if n > dotRows {
+		step = batchRows(out, width, 1)
+	}
+	fanOut(tasks, step*width, func(t int, tile []float32) {
 		c0 := t * width
 		c1 := min(in, c0+width)
 		w := c1 - c0
-		for r0 := 0; r0 < out; r0 += tileRows {
-			rows := min(tileRows, out-r0)
+		for r0 := 0; r0 < out; r0 += step {
+			rows := min(step, out-r0)
 			if m.format == F32 {
 				gemm(bl, gblas.NoTrans, n, w, rows, dy[r0:], out, m.dense[r0*in+c0:], in, 1, dx[c0:], in)
 				continue
