@@ -97,7 +97,7 @@ func ownScores(t *testing.T, specs []ModelSpec, items []Item) (help, safe []floa
 // σ(R_s) < 0.15 → R_s; neither → R_h), and the reward must be that model's own score of the row.
 // The order of reward_models does not matter.
 func TestModelsCombineTable(t *testing.T) {
-	specs, help, safe := twoRMs(t)
+	specs, _, safe := twoRMs(t)
 	lowest := slices.Index(safe, slices.Min(safe))
 	if math.Abs(safe[lowest]+2.5) > 1e-4 {
 		t.Fatalf("scaled safety score %v, want -2.5", safe[lowest])
@@ -116,7 +116,7 @@ func TestModelsCombineTable(t *testing.T) {
 	flagged, plain := notLow[0], notLow[1]
 	items := []Item{combineItems[flagged], combineItems[lowest], combineItems[plain]}
 	flags := []bool{true, false, false}
-	help, safe = ownScores(t, specs, items)
+	help, safe := ownScores(t, specs, items)
 	want := []float64{safe[0], safe[1], help[2]}
 	wantUsed := []bool{true, true, false}
 	for _, order := range [][]ModelSpec{specs, {specs[1], specs[0]}} {
