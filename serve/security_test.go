@@ -162,7 +162,7 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("%+v: %v, want %q", c.cfg, err, c.want)
 		}
 	}
-	_, err := New(Config{Model: "/nonexistent", Addr: "0.0.0.0:1"})
+	_, err := New(context.Background(), Config{Model: "/nonexistent", Addr: "0.0.0.0:1"})
 	if want := strings.ReplaceAll(refused, "%s", "0.0.0.0:1"); err == nil || err.Error() != want {
 		t.Errorf("New: %v", err)
 	}

@@ -126,8 +126,8 @@ func IsLoopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// New loads the models of cfg.
-func New(cfg Config) (*Server, error) {
+// New loads the models of cfg; loading the policy stops between tensors when ctx ends.
+func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Model == "" {
 		return nil, errors.New("serve: no model: want --model DIR (an HF directory or a .gguf file)")
 	}
@@ -137,9 +137,9 @@ func New(cfg Config) (*Server, error) {
 	var ck *checkpoint.Model
 	var err error
 	if cfg.Adapter == "" {
-		ck, err = checkpoint.Open(cfg.Model)
+		ck, err = checkpoint.OpenContext(ctx, cfg.Model)
 	} else {
-		ck, err = checkpoint.OpenAdapter(context.Background(), cfg.Model, cfg.Adapter)
+		ck, err = checkpoint.OpenAdapter(ctx, cfg.Model, cfg.Adapter)
 	}
 	if err != nil {
 		return nil, err

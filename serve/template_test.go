@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -43,7 +44,7 @@ func TestRecursiveTemplateRequest(t *testing.T) {
 	if err := os.WriteFile(tcPath, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Config{Model: dir})
+	s, err := New(context.Background(), Config{Model: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

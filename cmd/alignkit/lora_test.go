@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"math"
 	"math/rand/v2"
@@ -105,7 +106,7 @@ func TestLoRACLI(t *testing.T) {
 	if !strings.HasPrefix(gen.Stdout, "Once upon a time") || gen.Stdout != genMerged.Stdout {
 		t.Fatalf("generate --adapter %q, merged model %q", gen.Stdout, genMerged.Stdout)
 	}
-	if _, err := serve.New(serve.Config{Model: stories, Adapter: adDir}); err != nil {
+	if _, err := serve.New(context.Background(), serve.Config{Model: stories, Adapter: adDir}); err != nil {
 		t.Fatalf("serve with the adapter: %v", err)
 	}
 

@@ -41,7 +41,7 @@ func newServeCmd() *cobra.Command {
 			} else if cfg.APIKey == "" {
 				return fmt.Errorf("--api-key: must not be empty (omit it to serve without a key on loopback)")
 			}
-			s, err := serve.New(cfg)
+			s, err := serve.New(cmd.Context(), cfg)
 			if err != nil {
 				return err
 			}
