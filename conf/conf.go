@@ -378,11 +378,20 @@ func distance(a, b string) int {
 // scalar parses a command-line or environment value as YAML, so "1e-5" is a number, "true" a bool,
 // "[a, b]" a list, and anything else a string.
 func scalar(s string) (any, error) {
+	t := strings.TrimSpace(s)
+	if t == "" {
+		// key= is an empty string, not "unset": a nil would let the YAML file's value through, an
+		// explicit value silently replaced.
+		return "", nil
+	}
 	var v any
 	if err := yaml.Unmarshal([]byte(s), &v); err != nil {
 		return nil, fmt.Errorf("value %q: %s", s, oneLine(err.Error()))
 	}
-	if v == nil && strings.TrimSpace(s) != "" && strings.TrimSpace(s) != "null" && strings.TrimSpace(s) != "~" {
+	if v == nil {
+		if t == "null" || t == "~" {
+			return nil, fmt.Errorf("value %q: null cannot replace a value; give the value, or key= for an empty string", s)
+		}
 		return s, nil
 	}
 	return v, nil

@@ -55,6 +55,24 @@ func TestLoadPrecedence(t *testing.T) {
 	}
 }
 
+// TestLoadEmptyValue: key= (from --set or an empty ALIGNKIT_ variable) is the empty string, not
+// "unset": the YAML file's value must not come back in its place.
+func TestLoadEmptyValue(t *testing.T) {
+	p := write(t, "loss_type: ipo\n")
+	for _, c := range []struct {
+		sets []string
+		env  map[string]string
+	}{{[]string{"loss_type="}, nil}, {nil, map[string]string{"ALIGNKIT_LOSS_TYPE": ""}}} {
+		var j job
+		if err := load(p, c.sets, &j, c.env); err != nil {
+			t.Fatal(err)
+		}
+		if j.LossType != "" {
+			t.Errorf("%v %v: loss_type %q, want the explicit empty string", c.sets, c.env, j.LossType)
+		}
+	}
+}
+
 func TestLoadErrors(t *testing.T) {
 	cases := []struct {
 		name, yaml string
@@ -78,6 +96,8 @@ func TestLoadErrors(t *testing.T) {
 		{"bad env type", "max_steps: 3\n", nil, map[string]string{"ALIGNKIT_MAX_STEPS": "ten"}, `environment ALIGNKIT_MAX_STEPS: key "max_steps" must be int, got string`},
 		{"bad set type", "max_steps: 3\n", []string{"max_steps=ten"}, nil, `--set max_steps: key "max_steps" must be int, got string`},
 		{"set fails validate", "beta: 1\n", []string{"beta=-2"}, nil, `--set beta: beta: must be >= 0`},
+		{"null set", "loss_type: ipo\n", []string{"loss_type=null"}, nil, `--set loss_type: value "null": null cannot replace a value; give the value, or key= for an empty string`},
+		{"empty set of a number", "max_steps: 3\n", []string{"max_steps="}, nil, `--set max_steps: key "max_steps" must be int, got string`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
