@@ -123,11 +123,12 @@ func newTask(ctx context.Context, cfg Config, log io.Writer) (*Task, error) {
 	}
 
 	// Prompts, with their dataset rows for the reward functions.
-	prompts, err := rlhf.LoadPrompts(cfg.DatasetName, cfg.Columns)
+	// (read once, stopping on a signal).
+	rows, err := data.ReadSourceContext(ctx, cfg.DatasetName, "")
 	if err != nil {
 		return nil, fmt.Errorf("dataset_name: %w", err)
 	}
-	rows, err := data.ReadRows(cfg.DatasetName)
+	prompts, err := rlhf.PromptsFromRows(cfg.DatasetName, rows, cfg.Columns)
 	if err != nil {
 		return nil, fmt.Errorf("dataset_name: %w", err)
 	}

@@ -83,16 +83,33 @@ func LoadPrompts(path string, columns map[string]string) ([]Prompt, error) {
 // LoadPromptsSplit is LoadPrompts where path may also be a Hugging Face dataset name in the local
 // hub cache, read from split ("" is train; see data.ReadSource).
 func LoadPromptsSplit(path, split string, columns map[string]string) ([]Prompt, error) {
-	for _, k := range slices.Sorted(maps.Keys(columns)) {
-		if !slices.Contains(promptColumns, k) {
-			return nil, fmt.Errorf("%s: columns: %q is not a prompt column (want one of %s)", path, k, strings.Join(promptColumns, ", "))
-		}
-		if columns[k] == "" {
-			return nil, fmt.Errorf("%s: columns: %q maps to an empty column name", path, k)
-		}
+	if err := checkPromptColumns(path, columns); err != nil {
+		return nil, err
 	}
 	rows, err := data.ReadSource(path, split)
 	if err != nil {
+		return nil, err
+	}
+	return PromptsFromRows(path, rows, columns)
+}
+
+// checkPromptColumns refuses a columns mapping that names no prompt column or an empty one.
+func checkPromptColumns(path string, columns map[string]string) error {
+	for _, k := range slices.Sorted(maps.Keys(columns)) {
+		if !slices.Contains(promptColumns, k) {
+			return fmt.Errorf("%s: columns: %q is not a prompt column (want one of %s)", path, k, strings.Join(promptColumns, ", "))
+		}
+		if columns[k] == "" {
+			return fmt.Errorf("%s: columns: %q maps to an empty column name", path, k)
+		}
+	}
+	return nil
+}
+
+// PromptsFromRows is LoadPrompts over rows already read from path (data.ReadSourceContext, for a
+// caller that reads them once, with its context, for other uses too).
+func PromptsFromRows(path string, rows []data.Row, columns map[string]string) ([]Prompt, error) {
+	if err := checkPromptColumns(path, columns); err != nil {
 		return nil, err
 	}
 	if len(rows) == 0 {
@@ -129,6 +146,7 @@ func LoadPromptsSplit(path, split string, columns map[string]string) ([]Prompt, 
 		}
 	}
 	var out []Prompt
+	var err error
 	switch source {
 	case "prompt":
 		out, err = promptColumn(rows, col("prompt"))
