@@ -145,7 +145,7 @@ func Run(ctx context.Context, opts Options) (*Results, error) {
 	}
 	r := &runner{opts: opts, out: opts.Out, world: w, log: opts.Log,
 		res: &Results{Seed: opts.Seed, Quick: opts.Quick, World: wc}}
-	if err := writeJSONFile(r.path(MarkerFile), map[string]any{"seed": opts.Seed, "quick": opts.Quick, "world": wc}); err != nil {
+	if err := atomicfile.WriteJSON(r.path(MarkerFile), map[string]any{"seed": opts.Seed, "quick": opts.Quick, "world": wc}); err != nil {
 		return nil, err
 	}
 	start, cpuStart := time.Now(), cpuSeconds()
@@ -282,14 +282,6 @@ func shellQuote(s string) string {
 		}
 	}
 	return s
-}
-
-func writeJSONFile(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encoding %s: %w", path, err)
-	}
-	return atomicfile.WriteFile(path, append(b, '\n'))
 }
 
 func timingLine(ts []Timing) string {

@@ -450,10 +450,10 @@ func (r *runner) writeResults() error {
 	if err := plotCorrectness(r.path("correctness.png"), r.res.Correctness); err != nil {
 		return err
 	}
-	if err := writeJSONFile(r.path(ResultsJSONFile), r.res); err != nil {
+	if err := atomicfile.WriteJSON(r.path(ResultsJSONFile), r.res); err != nil {
 		return err
 	}
-	if err := writeJSONFile(r.path(TimingsFile), r.timings); err != nil {
+	if err := atomicfile.WriteJSON(r.path(TimingsFile), r.timings); err != nil {
 		return err
 	}
 	return atomicfile.WriteFile(r.path(ResultsFile), []byte(r.res.markdown()))

@@ -1,20 +1,18 @@
 package rlhf
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"image/color"
 	"os"
 	"path/filepath"
 
-	"github.com/parquet-go/parquet-go"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 
+	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/data/chat"
 	"github.com/alignkit/alignkit/internal/atomicfile"
 	"github.com/alignkit/alignkit/internal/plotfit"
@@ -229,7 +227,7 @@ func WriteSamples(dir string, s *Sampled, writePairs, sweep bool) ([]string, err
 					Rewards: s.Rewards[t][i], BestIndex: int64(b), BestReward: s.Rewards[t][i][b], RewardsHelpfulness: h, RewardsSafety: sf, UsedSafety: u})
 			}
 		}
-		err = writeParquet(filepath.Join(dir, SamplesFile), rows)
+		err = data.WriteParquet(filepath.Join(dir, SamplesFile), rows)
 	case two:
 		var rows []sampleTextRow2
 		for t, temp := range s.Temperatures {
@@ -240,7 +238,7 @@ func WriteSamples(dir string, s *Sampled, writePairs, sweep bool) ([]string, err
 					Rewards: s.Rewards[t][i], BestIndex: int64(b), BestReward: s.Rewards[t][i][b], RewardsHelpfulness: h, RewardsSafety: sf, UsedSafety: u})
 			}
 		}
-		err = writeParquet(filepath.Join(dir, SamplesFile), rows)
+		err = data.WriteParquet(filepath.Join(dir, SamplesFile), rows)
 	case conv:
 		var rows []sampleChatRow
 		for t, temp := range s.Temperatures {
@@ -250,7 +248,7 @@ func WriteSamples(dir string, s *Sampled, writePairs, sweep bool) ([]string, err
 					Rewards: s.Rewards[t][i], BestIndex: int64(b), BestReward: s.Rewards[t][i][b]})
 			}
 		}
-		err = writeParquet(filepath.Join(dir, SamplesFile), rows)
+		err = data.WriteParquet(filepath.Join(dir, SamplesFile), rows)
 	default:
 		var rows []sampleTextRow
 		for t, temp := range s.Temperatures {
@@ -260,7 +258,7 @@ func WriteSamples(dir string, s *Sampled, writePairs, sweep bool) ([]string, err
 					Rewards: s.Rewards[t][i], BestIndex: int64(b), BestReward: s.Rewards[t][i][b]})
 			}
 		}
-		err = writeParquet(filepath.Join(dir, SamplesFile), rows)
+		err = data.WriteParquet(filepath.Join(dir, SamplesFile), rows)
 	}
 	if err := add(SamplesFile, err); err != nil {
 		return nil, err
@@ -283,7 +281,7 @@ func WriteSamples(dir string, s *Sampled, writePairs, sweep bool) ([]string, err
 					rows = append(rows, pairChatRow{Prompt: toRows(p.Messages), Chosen: assistant(c), Rejected: assistant(r), ScoreChosen: rc, ScoreRejected: rr})
 				}
 			}
-			err = writeParquet(pairsPath, rows)
+			err = data.WriteParquet(pairsPath, rows)
 		} else {
 			var rows []pairTextRow
 			for i, p := range s.Prompts {
@@ -293,7 +291,7 @@ func WriteSamples(dir string, s *Sampled, writePairs, sweep bool) ([]string, err
 					rows = append(rows, pairTextRow{Prompt: p.Text, Chosen: c, Rejected: r, ScoreChosen: rc, ScoreRejected: rr})
 				}
 			}
-			err = writeParquet(pairsPath, rows)
+			err = data.WriteParquet(pairsPath, rows)
 		}
 		if err := add(PairsFile, err); err != nil {
 			return nil, err
@@ -311,7 +309,7 @@ func WriteSamples(dir string, s *Sampled, writePairs, sweep bool) ([]string, err
 	if !sweep {
 		doc = curves[0]
 	}
-	if err := add(CurvesFile, writeJSON(filepath.Join(dir, CurvesFile), doc)); err != nil {
+	if err := add(CurvesFile, atomicfile.WriteJSON(filepath.Join(dir, CurvesFile), doc)); err != nil {
 		return nil, err
 	}
 	if err := add(CurvesPlot, plotCurves(filepath.Join(dir, CurvesPlot), curves)); err != nil {
@@ -323,7 +321,7 @@ func WriteSamples(dir string, s *Sampled, writePairs, sweep bool) ([]string, err
 		return nil, err
 	}
 	done := map[string]any{"prompts": len(s.Prompts), "k": s.K, "temperatures": s.Temperatures, "files": relNames(files)}
-	if err := writeJSON(marker, done); err != nil {
+	if err := atomicfile.WriteJSON(marker, done); err != nil {
 		return nil, err
 	}
 	return append(files, marker), nil
@@ -351,35 +349,14 @@ func writeBest(path string, prompts []Prompt, best func(i int) (string, float64)
 			text, r := best(i)
 			rows[i] = bestChatRow{Messages: append(toRows(p.Messages), assistant(text)...), Reward: r}
 		}
-		return writeParquet(path, rows)
+		return data.WriteParquet(path, rows)
 	}
 	rows := make([]bestTextRow, len(prompts))
 	for i, p := range prompts {
 		text, r := best(i)
 		rows[i] = bestTextRow{Prompt: p.Text, Completion: text, Reward: r}
 	}
-	return writeParquet(path, rows)
-}
-
-// writeParquet writes rows as a Parquet file, atomically.
-func writeParquet[T any](path string, rows []T) error {
-	var buf bytes.Buffer
-	w := parquet.NewGenericWriter[T](&buf)
-	if _, err := w.Write(rows); err != nil {
-		return fmt.Errorf("encoding %s: %w", path, err)
-	}
-	if err := w.Close(); err != nil {
-		return fmt.Errorf("encoding %s: %w", path, err)
-	}
-	return atomicfile.WriteFile(path, buf.Bytes())
-}
-
-func writeJSON(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encoding %s: %w", path, err)
-	}
-	return atomicfile.WriteFile(path, append(b, '\n'))
+	return data.WriteParquet(path, rows)
 }
 
 var curveColors = []color.Color{

@@ -239,7 +239,7 @@ func run(ctx context.Context, cfg RunConfig, afterStage func(round int, stage st
 			return nil, fmt.Errorf("round %d %s: %w", r, stage, err)
 		}
 		st.Round, st.Stage, st.Policy = r, stage, policy
-		if err := writeJSON(filepath.Join(cfg.OutputDir, StateFile), st); err != nil {
+		if err := atomicfile.WriteJSON(filepath.Join(cfg.OutputDir, StateFile), st); err != nil {
 			return nil, err
 		}
 		if afterStage != nil {
@@ -262,7 +262,7 @@ func openState(cfg RunConfig) (*runState, error) {
 			return nil, fmt.Errorf("output_dir: %w", err)
 		}
 		st := &runState{Policy: cfg.ModelNameOrPath, Config: conf}
-		return st, writeJSON(path, st)
+		return st, atomicfile.WriteJSON(path, st)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", path, err)
@@ -464,7 +464,7 @@ func (c RunConfig) evalStage(ctx context.Context, r int, policy string, prompts 
 	}
 	st := evalStats{Policy: policy, Prompts: len(prompts), K: s.K,
 		MeanReward: sum / float64(len(prompts)*s.K), MaxReward: best / float64(len(prompts))}
-	if err := writeJSON(filepath.Join(dir, EvalFile), st); err != nil {
+	if err := atomicfile.WriteJSON(filepath.Join(dir, EvalFile), st); err != nil {
 		return err
 	}
 	rows, err := c.writeSummary()
@@ -524,7 +524,7 @@ func (c RunConfig) writeSummary() ([]RoundSummary, error) {
 		}
 		rows = append(rows, row)
 	}
-	if err := writeJSON(filepath.Join(c.OutputDir, "summary.json"), map[string]any{"rounds": rows}); err != nil {
+	if err := atomicfile.WriteJSON(filepath.Join(c.OutputDir, "summary.json"), map[string]any{"rounds": rows}); err != nil {
 		return nil, err
 	}
 	if err := writeText(filepath.Join(c.OutputDir, "summary.md"), SummaryMarkdown(rows)); err != nil {

@@ -1,17 +1,15 @@
 package winrate
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"image/color"
 	"io"
 
-	"github.com/parquet-go/parquet-go"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 
+	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/internal/atomicfile"
 )
 
@@ -65,34 +63,14 @@ func writeJudgements(path string, js []Judgement) error {
 			rows[i] = judgementChatRow{Row: int64(j.Prompt.Row), Prompt: msgs, AnswerA: j.AnswerA, AnswerB: j.AnswerB,
 				Swapped: j.Swapped, Verdict: j.Verdict, Scores: scores(j), JudgeReply: j.Reply}
 		}
-		return writeParquet(path, rows)
+		return data.WriteParquet(path, rows)
 	}
 	rows := make([]judgementTextRow, len(js))
 	for i, j := range js {
 		rows[i] = judgementTextRow{Row: int64(j.Prompt.Row), Prompt: j.Prompt.Text, AnswerA: j.AnswerA, AnswerB: j.AnswerB,
 			Swapped: j.Swapped, Verdict: j.Verdict, Scores: scores(j), JudgeReply: j.Reply}
 	}
-	return writeParquet(path, rows)
-}
-
-func writeParquet[T any](path string, rows []T) error {
-	var buf bytes.Buffer
-	w := parquet.NewGenericWriter[T](&buf)
-	if _, err := w.Write(rows); err != nil {
-		return fmt.Errorf("encoding %s: %w", path, err)
-	}
-	if err := w.Close(); err != nil {
-		return fmt.Errorf("encoding %s: %w", path, err)
-	}
-	return atomicfile.WriteFile(path, buf.Bytes())
-}
-
-func writeJSON(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encoding %s: %w", path, err)
-	}
-	return atomicfile.WriteFile(path, append(b, '\n'))
+	return data.WriteParquet(path, rows)
 }
 
 // errorBar is one point with an asymmetric vertical error, for plotter.YErrorBars.

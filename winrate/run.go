@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/alignkit/alignkit/data"
+	"github.com/alignkit/alignkit/internal/atomicfile"
 	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/alignkit/alignkit/rlhf"
 )
@@ -100,7 +101,7 @@ func Evaluate(ctx context.Context, cfg Config) (*Summary, error) {
 	}
 	s.ModelA, s.ModelB = cfg.labels()
 	s.Judge, s.Seed, s.Skipped = judgeName, uint64(cfg.Seed), all-len(prompts)
-	if err := writeJSON(filepath.Join(cfg.OutputDir, SummaryFile), s); err != nil {
+	if err := atomicfile.WriteJSON(filepath.Join(cfg.OutputDir, SummaryFile), s); err != nil {
 		return nil, err
 	}
 	if err := writePlot(filepath.Join(cfg.OutputDir, PlotFile), s); err != nil {

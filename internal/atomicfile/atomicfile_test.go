@@ -3,6 +3,7 @@ package atomicfile
 import (
 	"errors"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -74,4 +75,26 @@ func assertOnly(t *testing.T, dir string, names ...string) {
 		}
 		t.Fatalf("directory holds %v, want %v", got, names)
 	}
+}
+
+// TestWriteJSON: indented JSON with a final newline; a value JSON cannot encode leaves no file and
+// names the path.
+func TestWriteJSON(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "s.json")
+	if err := WriteJSON(p, map[string]any{"a": 1, "b": []int{2}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "{\n  \"a\": 1,\n  \"b\": [\n    2\n  ]\n}\n"; string(got) != want {
+		t.Fatalf("wrote %q, want %q", got, want)
+	}
+	bad := filepath.Join(dir, "bad.json")
+	if err := WriteJSON(bad, math.NaN()); err == nil || !strings.HasPrefix(err.Error(), "encoding "+bad+": ") {
+		t.Fatalf("NaN: %v", err)
+	}
+	assertOnly(t, dir, "s.json")
 }

@@ -2,7 +2,6 @@ package checkpoint
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -230,15 +229,7 @@ func WriteTokenizer(dir string, tok *tokenizer.Tokenizer) error {
 	if t := tok.ChatTemplate(); t != "" {
 		cfg["chat_template"] = t
 	}
-	return writeJSON(filepath.Join(dir, "tokenizer_config.json"), cfg)
-}
-
-func writeJSON(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return atomicfile.WriteFile(path, append(b, '\n'))
+	return atomicfile.WriteJSON(filepath.Join(dir, "tokenizer_config.json"), cfg)
 }
 
 // IsGGUF reports whether path names a GGUF file by its extension.

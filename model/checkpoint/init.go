@@ -193,5 +193,5 @@ func setChatTemplate(dir, template string) error {
 		}
 	}
 	cfg["chat_template"] = template
-	return writeJSON(path, cfg)
+	return atomicfile.WriteJSON(path, cfg)
 }
