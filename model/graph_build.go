@@ -210,7 +210,9 @@ func (gr *Graph) build(w *Weights) error {
 	// With checkpointing, layers laid out alike share one template (graph_ckpt.go).
 	var env *ckptEnv
 	templates := map[string]*layerCheckpoint{}
+	var names []string // sorted once for every layer's signature
 	if gr.spec.Checkpoint {
+		names = sortedKeys(w.Tensors)
 		env = &ckptEnv{
 			trainable: trainable,
 			tensor: func(name string) (*Tensor, error) {
@@ -250,7 +252,7 @@ func (gr *Graph) build(w *Weights) error {
 	for l := 0; l < c.NumHiddenLayers && err == nil; l++ {
 		var stats *G.Node
 		if env != nil {
-			sig := gr.layerSignature(l, env)
+			sig := gr.layerSignature(l, env, names)
 			lc := templates[sig]
 			if lc == nil {
 				if lc, err = gr.newLayerCheckpoint(l, layer, env); err != nil {

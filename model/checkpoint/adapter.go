@@ -14,8 +14,14 @@ import (
 // adapter directory adapterDir over it; the adapter is checked against the base's shapes.
 func OpenAdapter(ctx context.Context, base, adapterDir string) (*Model, error) {
 	m, err := OpenContext(ctx, base)
-	if err != nil {
-		return nil, err
+	return withAdapter(m, err, adapterDir)
+}
+
+// withAdapter loads the PEFT adapter directory adapterDir over m, the base just opened (or returns
+// openErr, the error opening it), checked against the base's shapes; the base's tokenizer stays.
+func withAdapter(m *Model, openErr error, adapterDir string) (*Model, error) {
+	if openErr != nil {
+		return nil, openErr
 	}
 	ad, _, err := lora.Load(adapterDir, m.Weights)
 	if err != nil {

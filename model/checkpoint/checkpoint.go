@@ -56,6 +56,11 @@ func OpenContext(ctx context.Context, path string) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
+	return withHFTokenizer(path, w)
+}
+
+// withHFTokenizer pairs weights read from the HF directory path with its tokenizer files.
+func withHFTokenizer(path string, w *model.Weights) (*Model, error) {
 	tok, err := tokenizer.Load(path)
 	if err != nil {
 		return nil, err

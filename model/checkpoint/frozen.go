@@ -11,7 +11,6 @@ import (
 	"github.com/alignkit/alignkit/model/hub"
 	"github.com/alignkit/alignkit/model/lora"
 	"github.com/alignkit/alignkit/model/quant"
-	"github.com/alignkit/alignkit/model/tokenizer"
 )
 
 // FrozenBase says how OpenFrozen holds the base of a LoRA / QLoRA run, whose linear weights are
@@ -93,27 +92,12 @@ func OpenFrozen(ctx context.Context, path string, fb FrozenBase) (*Model, error)
 	if err != nil {
 		return nil, err
 	}
-	tok, err := tokenizer.Load(path)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkVocab(w, tok, path); err != nil {
-		return nil, err
-	}
-	return &Model{Weights: w, Tok: tok, Dir: path, Source: path}, nil
+	return withHFTokenizer(path, w)
 }
 
 // OpenAdapterFrozen is OpenAdapter over a base opened by OpenFrozen: the adapter runs (and trains)
 // unmerged over the frozen base. Merging needs OpenAdapter's float32 base.
 func OpenAdapterFrozen(ctx context.Context, base, adapterDir string, fb FrozenBase) (*Model, error) {
 	m, err := OpenFrozen(ctx, base, fb)
-	if err != nil {
-		return nil, err
-	}
-	ad, _, err := lora.Load(adapterDir, m.Weights)
-	if err != nil {
-		return nil, err
-	}
-	m.Adapter = ad
-	return m, nil
+	return withAdapter(m, err, adapterDir)
 }
