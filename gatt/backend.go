@@ -95,7 +95,7 @@ func newSampler(ctx context.Context, b Backend, modelPath, chatTemplate string) 
 		var tok *tokenizer.Tokenizer
 		var err error
 		if b.Backend == BackendLocal || checkpoint.IsGGUF(modelPath) {
-			if ck, err = checkpoint.OpenContext(ctx, modelPath); err != nil {
+			if ck, err = checkpoint.OpenInference(ctx, modelPath, ""); err != nil {
 				return nil, err
 			}
 			tok = ck.Tok

@@ -203,7 +203,7 @@ func (c SampleConfig) NewGenerator(ctx context.Context, policy string, log io.Wr
 		}
 		return o, nil
 	}
-	ck, err := checkpoint.OpenContext(ctx, policy)
+	ck, err := checkpoint.OpenInference(ctx, policy, "")
 	if err != nil {
 		return nil, fmt.Errorf("model_name_or_path: %w", err)
 	}

@@ -134,13 +134,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	var ck *checkpoint.Model
-	var err error
-	if cfg.Adapter == "" {
-		ck, err = checkpoint.OpenContext(ctx, cfg.Model)
-	} else {
-		ck, err = checkpoint.OpenAdapter(ctx, cfg.Model, cfg.Adapter)
-	}
+	ck, err := checkpoint.OpenInference(ctx, cfg.Model, cfg.Adapter)
 	if err != nil {
 		return nil, err
 	}

@@ -44,7 +44,7 @@ func Evaluate(ctx context.Context, cfg Config) (*Summary, error) {
 		if m.path == "" || gens[m.path] != nil {
 			continue
 		}
-		ck, err := checkpoint.OpenContext(ctx, m.path)
+		ck, err := checkpoint.OpenInference(ctx, m.path, "")
 		if err != nil {
 			return nil, fmt.Errorf("model_%s_name_or_path: %w", m.which, err)
 		}

@@ -57,7 +57,7 @@ func newDataInspectCmd() *cobra.Command {
 			}
 			opt := datatool.InspectOptions{Columns: cols, ChatTemplate: tmpl, MaxLength: maxLen}
 			if modelPath != "" {
-				m, err := checkpoint.OpenContext(cmd.Context(), modelPath)
+				m, err := checkpoint.OpenInference(cmd.Context(), modelPath, "")
 				if err != nil {
 					return err
 				}

@@ -42,7 +42,7 @@ func newEvalBPBCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			m, err := checkpoint.OpenContext(cmd.Context(), modelPath)
+			m, err := checkpoint.OpenInference(cmd.Context(), modelPath, "")
 			if err != nil {
 				return err
 			}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/alignkit/alignkit/model/infer"
 )
 
@@ -16,7 +17,7 @@ func newGenerateCmd() *cobra.Command {
 		Short: "Continue a prompt with the model (greedy at temperature 0)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			m, err := openWithAdapter(cmd.Context(), modelPath, adapter)
+			m, err := checkpoint.OpenInference(cmd.Context(), modelPath, adapter)
 			if err != nil {
 				return err
 			}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/alignkit/alignkit/model/infer"
 )
 
@@ -24,7 +25,7 @@ func newLogitsCmd() *cobra.Command {
 			if (tokens == "") == (text == "") {
 				return fmt.Errorf("give exactly one of --tokens and --text")
 			}
-			m, err := openWithAdapter(cmd.Context(), modelPath, adapter)
+			m, err := checkpoint.OpenInference(cmd.Context(), modelPath, adapter)
 			if err != nil {
 				return err
 			}

@@ -101,3 +101,17 @@ func OpenAdapterFrozen(ctx context.Context, base, adapterDir string, fb FrozenBa
 	m, err := OpenFrozen(ctx, base, fb)
 	return withAdapter(m, err, adapterDir)
 }
+
+// OpenInference opens a model that is only run, never trained: generation, serving, scoring
+// log-probs. It is OpenFrozen with no conversion asked for, so a quantized or half-precision GGUF
+// keeps its linear weights in the file's own blocks (as llama.cpp and ollama run them; an 8B Q4_K
+// file stays ~5 GB instead of 32 GB of float32), while an F32 GGUF and an HF directory are read as
+// float32, as Open reads them. With adapterDir set, that PEFT adapter runs unmerged over the base.
+// Export and merging need Open's float32 weights instead.
+func OpenInference(ctx context.Context, path, adapterDir string) (*Model, error) {
+	m, err := OpenFrozen(ctx, path, FrozenBase{})
+	if adapterDir == "" {
+		return m, err
+	}
+	return withAdapter(m, err, adapterDir)
+}

@@ -381,3 +381,68 @@ func TestOpenFrozenF32GGUF(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenInference: what generation, serving and scoring open keeps a quantized GGUF in the file's
+// own blocks (a Q4_0 stories260K's linear weights, Q4_0 where 32-value blocks divide their rows and
+// F16 for the 172-wide down projections, take 23% of their float32 bytes), opens
+// an HF directory exactly as Open does, and runs an adapter unmerged over either.
+func TestOpenInference(t *testing.T) {
+	ctx := context.Background()
+	hfDir := filepath.Join(sharedDir(t), "models", "stories260K")
+	q4 := storiesGGUF(t, "q4_0")
+	dense, err := Open(q4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := 4
+	ad, err := lora.New(lora.Config{LoraR: &r, LoraTargetModules: "all-linear"}, dense.Weights, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dense.Adapter = ad
+	adDir := filepath.Join(t.TempDir(), "adapter")
+	if err := SaveAdapter(adDir, dense); err != nil {
+		t.Fatal(err)
+	}
+	var linear int64 // float32 bytes of the linear weights
+	for _, name := range dense.Weights.Names() {
+		if tn := dense.Weights.Tensors[name]; quant.IsLinear(name, tn.Shape) {
+			linear += int64(tn.Numel()) * 4
+		}
+	}
+	for _, c := range []struct {
+		name, path, adapter string
+		frozen              bool
+	}{
+		{"q4_0 gguf", q4, "", true},
+		{"q4_0 gguf with adapter", q4, adDir, true},
+		{"hf directory", hfDir, "", false},
+		{"hf directory with adapter", hfDir, adDir, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			m, err := OpenInference(ctx, c.path, c.adapter)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := m.Adapter != nil; got != (c.adapter != "") {
+				t.Fatalf("adapter attached: %v, want %v", got, c.adapter != "")
+			}
+			held := quant.FrozenBytes(m.Weights)
+			if !c.frozen {
+				ref, err := Open(c.path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, name := range ref.Weights.Names() {
+					if a, b := m.Weights.Tensors[name], ref.Weights.Tensors[name]; a.Frozen != nil || !bitsEqual(a.Data, b.Data) {
+						t.Fatalf("%s: held as %T, want Open's float32 values", name, a.Frozen)
+					}
+				}
+				return
+			}
+			if held == 0 || held*4 > linear {
+				t.Fatalf("linear weights held in %d bytes, want the file's blocks (under a quarter of %d float32 bytes)", held, linear)
+			}
+		})
+	}
+}
