@@ -24,8 +24,12 @@
 package dist
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"os"
 	"sync"
+	"syscall"
 )
 
 // Comm is a process group. Every rank must call the same collectives in the same order with
@@ -144,4 +148,102 @@ func Share(n, rank, size int) []int {
 		idx = append(idx, i)
 	}
 	return idx
+}
+
+// OnLeader runs fn on rank 0 alone and returns its result, or its error, on every rank. The steps
+// of a job that read or write its output directory go through it, so that the other ranks neither
+// race rank 0 on its files nor wait in a later collective for a rank 0 that has failed: they return
+// "rank 0: " and rank 0's error. With one rank it is fn().
+func OnLeader(c Comm, fn func() ([]byte, error)) ([]byte, error) {
+	if c.Size() == 1 {
+		return fn()
+	}
+	var msg []byte
+	var err error
+	if c.Rank() == 0 {
+		var b []byte
+		if b, err = fn(); err != nil {
+			msg = append([]byte{'e'}, err.Error()...)
+		} else {
+			msg = append([]byte{'o'}, b...)
+		}
+	}
+	got, berr := c.Bcast(msg, 0)
+	if berr != nil {
+		return nil, berr
+	}
+	if c.Rank() == 0 {
+		return msg[1:], err
+	}
+	if len(got) == 0 {
+		return nil, errors.New("dist: empty message from rank 0")
+	}
+	if got[0] == 'e' {
+		return nil, fmt.Errorf("rank 0: %s", got[1:])
+	}
+	return got[1:], nil
+}
+
+// LeaderDo is OnLeader for a step without a result.
+func LeaderDo(c Comm, fn func() error) error {
+	_, err := OnLeader(c, func() ([]byte, error) { return nil, fn() })
+	return err
+}
+
+// Peer is one rank's process, as the ranks tell each other when the world group opens.
+type Peer struct {
+	Rank int
+	Host string
+	PID  int
+}
+
+// LostPeers returns the ranks of the world group that ran on this machine and whose process has
+// ended (nil when there is none or the world is one process), and whether this rank is the lowest
+// surviving one here, which speaks for them. When a rank dies (killed, out of memory) mpirun reaps it
+// and stops the others with SIGTERM, one second before SIGKILL; a survivor that calls LostPeers on
+// that signal can say which rank it was, where mpirun's own message may give PID 0. Ranks on other
+// machines cannot be checked from here: their host's survivors, if any, name them.
+func LostPeers() (lost []Peer, first bool) {
+	c, err := World()
+	if err != nil {
+		return nil, false
+	}
+	pc, ok := c.(interface{ processes() []Peer })
+	if !ok {
+		return nil, false
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		return nil, false
+	}
+	first = true
+	for _, p := range pc.processes() {
+		switch {
+		case p.Rank == c.Rank() || p.Host != host:
+		case !alive(p.PID):
+			lost = append(lost, p)
+		case p.Rank < c.Rank():
+			first = false
+		}
+	}
+	return lost, first
+}
+
+// alive reports whether process pid exists and is not a zombie (a killed rank stays one until its
+// parent reaps it).
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return false
+		}
+		return syscall.Kill(pid, 0) == nil // no /proc: ask the kernel
+	}
+	// pid (comm) S ...: the state follows the last ')', since comm may hold one.
+	if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) {
+		if st := b[i+2]; st == 'Z' || st == 'X' {
+			return false
+		}
+	}
+	return true
 }
