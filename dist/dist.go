@@ -96,20 +96,20 @@ const DefaultBucketFloats = 4 << 20
 // buffers of up to bucket values so that a model with hundreds of tensors needs a few messages, not
 // hundreds; a slice longer than bucket is reduced in place in pieces of bucket values (MPI counts
 // are C ints). The bucket layout depends only on the lengths, so every rank forms the same messages.
-func AllreduceBuckets(c Comm, ts [][]float32, bucket int) error {
+func AllreduceBuckets[T float32 | float64](c Comm, ts [][]T, bucket int) error {
 	if c.Size() == 1 {
 		return nil
 	}
 	if bucket <= 0 {
 		return fmt.Errorf("dist: bucket size %d", bucket)
 	}
-	buf := make([]float32, 0, bucket)
-	var pending [][]float32
+	buf := make([]T, 0, min(bucket, totalLen(ts)))
+	var pending [][]T
 	flush := func() error {
 		if len(buf) == 0 {
 			return nil
 		}
-		if err := c.AllreduceFloat32(buf); err != nil {
+		if err := allreduce(c, buf); err != nil {
 			return err
 		}
 		off := 0
@@ -122,7 +122,7 @@ func AllreduceBuckets(c Comm, ts [][]float32, bucket int) error {
 	for _, t := range ts {
 		if len(t) > bucket {
 			for lo := 0; lo < len(t); lo += bucket {
-				if err := c.AllreduceFloat32(t[lo:min(lo+bucket, len(t))]); err != nil {
+				if err := allreduce(c, t[lo:min(lo+bucket, len(t))]); err != nil {
 					return err
 				}
 			}
@@ -137,6 +137,25 @@ func AllreduceBuckets(c Comm, ts [][]float32, bucket int) error {
 		pending = append(pending, t)
 	}
 	return flush()
+}
+
+func totalLen[T any](ts [][]T) int {
+	n := 0
+	for _, t := range ts {
+		n += len(t)
+	}
+	return n
+}
+
+// allreduce is c's AllreduceFloat32 or AllreduceFloat64, by T.
+func allreduce[T float32 | float64](c Comm, buf []T) error {
+	switch b := any(buf).(type) {
+	case []float32:
+		return c.AllreduceFloat32(b)
+	case []float64:
+		return c.AllreduceFloat64(b)
+	}
+	return fmt.Errorf("dist: allreduce of %T", buf) // not reached: T is float32 or float64
 }
 
 // Share returns the indices i in [0, n) that rank takes when n items are dealt round-robin over
