@@ -52,7 +52,8 @@
 // parameter; see accumulateWide). After the step's last backward pass the float64 gradients of the
 // trainable params (only those: the loop holds no others) are summed with MPI_Allreduce in buckets of
 // dist.DefaultBucketFloats and rounded to float32; the graph's backward pass is one call that
-// finishes every gradient together, so the reduction follows it rather than overlapping it. Every rank
+// finishes every gradient together, so the reduction follows it rather than overlapping it (see
+// reduceWide for what could overlap and why it is not worth it). Every rank
 // then clips and applies the same AdamW step. Per-micro-batch metrics are gathered and merged in
 // micro-batch order, so the logged values do not depend on which rank ran what; evaluation batches are
 // dealt over the ranks the same way. Rank 0 alone writes output_dir (metrics, progress, checkpoints,

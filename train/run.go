@@ -154,8 +154,9 @@ type runner struct {
 	params []Param
 	grads  [][]float32
 	// wide are the float64 sums of the micro-batches' gradients of a step that has several (see
-	// accumulateWide), allocated on the first such step.
+	// accumulateWide), allocated on the first such step; its tensors are cut from flat.
 	wide  [][]float64
+	flat  []float64
 	opt   *AdamW
 	sched func(int) float64
 
