@@ -10,8 +10,14 @@
 //   - A rank that returns an error exits non-zero without Finalize (which would wait for its peers):
 //     mpirun stops the whole job and says "Primary job terminated normally, but 1 process returned
 //     a non-zero exit code"; the rank's own error line names it ("alignkit: rank 1: ...").
-//   - A rank that dies (killed, out of memory) is named by mpirun: "mpirun noticed that process
-//     rank 1 with PID ... exited on signal 9 (Killed)."
+//   - A rank that dies (killed, out of memory) ends the job: mpirun reaps it and sends the others
+//     SIGTERM, then SIGKILL one second later. The ranks exchange their host and pid when World
+//     opens, so a survivor on the same machine sees which one is gone (LostPeers) and alignkit
+//     prints one line before exiting: "alignkit: rank 1 (pid 4242 on node1) died; the job stops
+//     (resume_from_checkpoint: latest continues from the last checkpoint)". mpirun adds "mpirun
+//     noticed that process rank 1 with PID ... exited on signal 9 (Killed)." (with PID 0 in Open
+//     MPI 4.1, and only after the job has ended). A rank alone on its machine is named by mpirun
+//     alone.
 //   - A rank that hangs or is cut off leaves its peers blocked inside MPI with nothing to return; each
 //     collective has a watchdog (ALIGNKIT_MPI_TIMEOUT, default 30m as transformers' ddp_timeout),
 //     past which the waiting rank prints "alignkit: rank 0: MPI_Allreduce waited 30m0s for the other
