@@ -18,6 +18,8 @@ type Results struct {
 	Generate []GenerateResult
 	SFT      []SFTResult
 	Peak     []Peak
+	// Allreduce are the gradient all-reduces of `bench allreduce` under mpirun.
+	Allreduce []AllreduceResult
 }
 
 // ReadResults parses results from r; source names r in errors.
@@ -79,8 +81,13 @@ func (res *Results) add(obj json.RawMessage) error {
 		if err = json.Unmarshal(obj, &p); err == nil {
 			res.Peak = append(res.Peak, p)
 		}
+	case "allreduce":
+		var a AllreduceResult
+		if err = json.Unmarshal(obj, &a); err == nil {
+			res.Allreduce = append(res.Allreduce, a)
+		}
 	default:
-		return fmt.Errorf("kind %q: want train, generate, sft or peak", k.Kind)
+		return fmt.Errorf("kind %q: want train, generate, sft, allreduce or peak", k.Kind)
 	}
 	return err
 }
@@ -185,9 +192,14 @@ func plural(n int, unit string) string {
 }
 
 func (r *Results) sft(preset string, f func(SFTResult) float64) agg {
+	return r.sftRanks(preset, 1, f)
+}
+
+// sftRanks is sft over the runs of a job of ranks processes (1: one process).
+func (r *Results) sftRanks(preset string, ranks int, f func(SFTResult) float64) agg {
 	var xs []float64
 	for _, s := range r.SFT {
-		if s.Preset == preset {
+		if s.Preset == preset && max(s.Ranks, 1) == ranks {
 			xs = append(xs, f(s))
 		}
 	}
@@ -379,6 +391,7 @@ func WriteReport(w io.Writer, r *Results, info ReportInfo) error {
 			fmt.Fprintf(&b, "- %s\n", n)
 		}
 	}
+	writeDataParallel(&b, r)
 	b.WriteString("\n## Runs\n\nOne row per run; the rates are its timed steps (training) or its timed repetitions (decode, prefill).\n\n| engine | what | tokens/s of each step or repetition | median | GFLOP/s | peak share | peak RSS (MB) |\n|---|---|---|---:|---:|---:|---:|\n")
 	for _, t := range sortedTrain(r.Train) {
 		fmt.Fprintf(&b, "| %s | train %s %d×%d %s (%s, %s) | %s | %.0f | %.1f | %.1f%% | %.0f |\n", t.Engine, t.Preset, t.Batch, t.SeqLen, t.Describe(),
@@ -386,7 +399,11 @@ func WriteReport(w io.Writer, r *Results, info ReportInfo) error {
 			t.AchievedGFLOPS, 100*t.PeakShare, t.PeakRSSMB)
 	}
 	for _, s := range r.SFT {
-		fmt.Fprintf(&b, "| %s | %s %d×%d | %s | %.0f | | | %.0f |\n", s.Engine, s.Preset, s.Batch, s.SeqLen, joinFloats(s.StepTokensPerS), s.TokensPerSecond, s.PeakRSSMB)
+		ranks := ""
+		if s.Ranks > 1 {
+			ranks = fmt.Sprintf(", %d ranks", s.Ranks)
+		}
+		fmt.Fprintf(&b, "| %s | %s %d×%d%s | %s | %.0f | | | %.0f |\n", s.Engine, s.Preset, s.Batch, s.SeqLen, ranks, joinFloats(s.StepTokensPerS), s.TokensPerSecond, s.PeakRSSMB)
 	}
 	for _, g := range r.Generate {
 		fmt.Fprintf(&b, "| %s | decode %s (%s) | %s | %.1f | | | %.0f |\n", g.Engine, g.Model, plural(g.Threads, "thread"),
@@ -477,4 +494,38 @@ func WriteSettingsReport(w io.Writer, r *Results, info ReportInfo) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeDataParallel is the report's data-parallel section (issue 18): `alignkit sft` of the
+// reference shape on 1 and 2 ranks of one machine (the per-device batch is the same, so 2 ranks
+// train a twice larger global batch; on a machine whose cores the ranks share, the point is the
+// overhead, not a gain), and each step's gradient all-reduce on loopback with the wire time the
+// same bytes need on 1, 10 and 100 Gbit/s links. Nothing is written without such runs.
+func writeDataParallel(b *strings.Builder, r *Results) {
+	sftTPS := func(s SFTResult) float64 { return s.TokensPerSecond }
+	one, two := r.sftRanks("ref", 1, sftTPS), r.sftRanks("ref", 2, sftTPS)
+	if !two.ok && len(r.Allreduce) == 0 {
+		return
+	}
+	b.WriteString("\n## Data parallel (MPI)\n\n")
+	if two.ok {
+		ratio := "—"
+		if one.ok {
+			ratio = fmt.Sprintf("%.2fx", two.med/one.med)
+		}
+		fmt.Fprintf(b, "`alignkit sft`, ref shape (no_robots, packed 8×256 per rank): 1 process %s tokens/s, 2 ranks %s tokens/s (every rank's tokens), ratio %s.\n\n",
+			fmtVal(one, ""), fmtVal(two, ""), ratio)
+	}
+	if len(r.Allreduce) > 0 {
+		b.WriteString("| gradient all-reduce per step | values | MB per rank | ranks | loopback (median) | 1 Gbit/s | 10 Gbit/s | 100 Gbit/s |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, a := range r.Allreduce {
+			what := a.Preset + ", full"
+			if a.LoRARank > 0 {
+				what = fmt.Sprintf("%s, LoRA r%d all-linear", a.Preset, a.LoRARank)
+			}
+			fmt.Fprintf(b, "| %s | %d | %.1f | %d | %.1f ms | %.3g s | %.3g s | %.3g s |\n", what, a.Params, float64(a.Bytes)/1e6, a.Ranks,
+				1000*a.Median, a.LinkSeconds["1gbit"], a.LinkSeconds["10gbit"], a.LinkSeconds["100gbit"])
+		}
+		b.WriteString("\nThe all-reduce sums float64 (8 bytes per trainable value, see train's accumulateWide); the link columns are the wire time of a ring all-reduce, 2(N-1)/N of the buffer per rank, without latency or overlap.\n")
+	}
 }

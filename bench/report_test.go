@@ -55,7 +55,7 @@ func TestWriteReport(t *testing.T) {
 
 func TestReadResultsErrors(t *testing.T) {
 	tests := []struct{ in, want string }{
-		{`{"kind":"walk"}`, `r.jsonl line 1: kind "walk": want train, generate, sft or peak`},
+		{`{"kind":"walk"}`, `r.jsonl line 1: kind "walk": want train, generate, sft, allreduce or peak`},
 		{"\n{\"kind\":\"train\",\"tokens_per_s\":\"fast\"}", "r.jsonl line 2: json: cannot unmarshal string into Go struct field TrainResult.tokens_per_s of type float64"},
 		{`[{"kind":"peak"}`, "r.jsonl line 1: unexpected end of JSON input"},
 	}
@@ -127,5 +127,46 @@ func TestWriteReportLoRA(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q\n%s", want, out)
 		}
+	}
+}
+
+// TestWriteReportDataParallel: SFT of the ref shape on 1 process (1000 and 1200 tokens/s: median
+// 1100) and 2 ranks (990), which the main table's SFT row leaves out, and two all-reduce rows.
+func TestWriteReportDataParallel(t *testing.T) {
+	const in = `{"kind":"sft","engine":"alignkit sft","preset":"ref","batch":8,"seq_len":256,"tokens_per_s":1000}
+{"kind":"sft","engine":"alignkit sft","preset":"ref","batch":8,"seq_len":256,"ranks":1,"tokens_per_s":1200}
+{"kind":"sft","engine":"alignkit sft","preset":"ref","batch":8,"seq_len":256,"ranks":2,"step_tokens_per_s":[980,1000],"tokens_per_s":990}
+{"kind":"allreduce","preset":"ref","lora_r":0,"ranks":2,"params":1000000,"tensors":30,"bytes":8000000,"reps":2,"step_seconds":[0.01,0.02],"median_seconds":0.015,"link_seconds":{"1gbit":0.064,"10gbit":0.0064,"100gbit":0.00064}}
+{"kind":"allreduce","preset":"llama3-1b","lora_r":16,"ranks":2,"params":11272192,"tensors":224,"bytes":90177536,"reps":1,"step_seconds":[0.2],"median_seconds":0.2,"link_seconds":{"1gbit":0.721,"10gbit":0.0721,"100gbit":0.00721}}
+`
+	r, err := ReadResults(strings.NewReader(in), "r.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sb strings.Builder
+	if err := WriteReport(&sb, r, ReportInfo{}); err != nil {
+		t.Fatal(err)
+	}
+	out := sb.String()
+	for _, want := range []string{
+		"| SFT tokens/s, ref shape (no_robots, packed 8×256) vs PyTorch train ref | 1100 | — | — | (info) | no baseline |",
+		"## Data parallel (MPI)",
+		"1 process 1100 tokens/s, 2 ranks 990 tokens/s (every rank's tokens), ratio 0.90x.",
+		"| ref, full | 1000000 | 8.0 | 2 | 15.0 ms | 0.064 s | 0.0064 s | 0.00064 s |",
+		"| llama3-1b, LoRA r16 all-linear | 11272192 | 90.2 | 2 | 200.0 ms | 0.721 s | 0.0721 s | 0.00721 s |",
+		"| alignkit sft | ref 8×256, 2 ranks | 980 1000 | 990 | | | 0 |",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q\n%s", want, out)
+		}
+	}
+	// Without data-parallel runs there is no such section.
+	r.SFT, r.Allreduce = r.SFT[:2], nil
+	sb.Reset()
+	if err := WriteReport(&sb, r, ReportInfo{}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(sb.String(), "Data parallel") {
+		t.Errorf("a report without MPI runs has a data-parallel section:\n%s", sb.String())
 	}
 }

@@ -231,6 +231,29 @@ if [ $HAVE_SHARED = 1 ]; then
     done
 fi
 
+# Data parallel (issue 18), when alignkit was built with MPI (make build MPI=1) and mpirun is on the
+# PATH: `alignkit sft` of the ref shape on 2 ranks of this machine, to compare with the 1-process rows
+# above (the same 8×256 per rank, so twice the global batch; mpirun binds each rank to one core, the
+# 1-process run uses every core: on 2 cores the point is the overhead, not a gain), and one step's
+# gradient all-reduce on loopback for the ref shape (full) and llama3-1b LoRA r16.
+if "$BIN" version 2>/dev/null | grep -q '^MPI: ' && command -v mpirun >/dev/null; then
+    MPIRUN=(mpirun --oversubscribe)
+    [ "$(id -u)" = 0 ] && MPIRUN+=(--allow-run-as-root)
+    if [ $HAVE_SHARED = 1 ] && [ -d "$WORK/ref-model" ]; then
+        for rep in $(seq "$REPS"); do
+            run "alignkit sft ref shape, 2 ranks (run $rep/$REPS)" "${MPIRUN[@]}" -np 2 -x OPENBLAS_NUM_THREADS=1 "$BIN" bench sft \
+                --model "$WORK/ref-model" --dataset "$SHARED/data/no_robots_test_sft.parquet" --name ref --steps "$SFT_STEPS" --json
+        done
+    fi
+    run "gradient all-reduce, ref full, 2 ranks" "${MPIRUN[@]}" -np 2 "$BIN" bench allreduce --preset ref --json
+    if [ "${SKIP_LORA:-0}" != 1 ]; then
+        run "gradient all-reduce, llama3-1b LoRA r16, 2 ranks" "${MPIRUN[@]}" -np 2 "$BIN" bench allreduce --preset llama3-1b --lora-r 16 --json
+    fi
+    NOTES+=("data-parallel rows: 2 MPI ranks on this machine's $(nproc) cores, each bound by mpirun to one core; the all-reduce runs on loopback (shared memory), so its time is a floor, and the link columns model real networks")
+else
+    note "data-parallel rows skipped: $BIN was built without MPI (make build MPI=1) or mpirun is not on the PATH"
+fi
+
 # Decoding: the same f32 GGUF (written by alignkit export) in both engines.
 if prepare_decode_model; then
     HAVE_STORIES_GGUF=0

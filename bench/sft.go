@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/alignkit/alignkit/dist"
 	"github.com/alignkit/alignkit/sft"
 	"github.com/alignkit/alignkit/train"
 )
@@ -38,6 +39,7 @@ type SFTResult struct {
 	SeqLen          int       `json:"seq_len"`
 	Steps           int       `json:"steps"`
 	Warmup          int       `json:"warmup"`
+	Ranks           int       `json:"ranks,omitempty"` // processes of an mpirun job (data-parallel); 0 or 1: one
 	StepTokensPerS  []float64 `json:"step_tokens_per_s"`
 	TokensPerSecond float64   `json:"tokens_per_s"`
 	PeakRSSMB       float64   `json:"peak_rss_mb"`
@@ -50,6 +52,8 @@ type SFTResult struct {
 // MaxLength tokens, a metrics line per step, no evaluation and no checkpoint until the end, into a
 // temporary output_dir that is removed afterwards. Tokens/s is the median of the loop's own
 // tokens_per_second over the steps after warm-up (the loop counts the non-padding positions).
+// Under mpirun the run is data-parallel (global batch Batch × ranks; tokens/s counts every rank's)
+// and rank 0 alone reads the metrics and returns the result; the other ranks return a zero result.
 func SFT(ctx context.Context, o SFTOptions) (SFTResult, error) {
 	if o.Steps < 1 || o.Warmup < 0 || o.Batch < 1 || o.MaxLength < 2 {
 		return SFTResult{}, fmt.Errorf("bench sft: steps %d, warmup %d, batch %d, max length %d out of range", o.Steps, o.Warmup, o.Batch, o.MaxLength)
@@ -82,8 +86,15 @@ func SFT(ctx context.Context, o SFTOptions) (SFTResult, error) {
 	if log == nil {
 		log = io.Discard
 	}
-	if _, err := sft.Run(ctx, cfg, train.WithLogWriter(log), train.WithProgressBar(false)); err != nil {
+	comm, err := dist.World()
+	if err != nil {
+		return SFTResult{}, err
+	}
+	if _, err := sft.Run(ctx, cfg, train.WithLogWriter(log), train.WithProgressBar(false), train.WithComm(comm)); err != nil {
 		return SFTResult{}, fmt.Errorf("bench sft %s: %w", o.Name, err)
+	}
+	if comm.Rank() != 0 {
+		return SFTResult{}, nil // rank 0's output_dir holds the metrics
 	}
 	mem, err := ReadMemory()
 	if err != nil {
@@ -95,7 +106,7 @@ func SFT(ctx context.Context, o SFTOptions) (SFTResult, error) {
 		return SFTResult{}, fmt.Errorf("bench sft: reading %s: %w", path, err)
 	}
 	res := SFTResult{Kind: "sft", Engine: "alignkit sft", Preset: o.Name, Model: o.Model, Dataset: o.Dataset, Batch: o.Batch,
-		SeqLen: o.MaxLength, Steps: o.Steps, Warmup: o.Warmup, PeakRSSMB: float64(mem.Peak) / (1 << 20)}
+		SeqLen: o.MaxLength, Steps: o.Steps, Warmup: o.Warmup, Ranks: comm.Size(), PeakRSSMB: float64(mem.Peak) / (1 << 20)}
 	sc := bufio.NewScanner(bytes.NewReader(raw))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for line := 1; sc.Scan(); line++ {

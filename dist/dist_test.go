@@ -3,9 +3,11 @@ package dist
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"slices"
 	"sync"
 	"testing"
+	"time"
 )
 
 // TestMain ends MPI after the tests, when the test binary runs under mpirun (make test-mpi).
@@ -186,5 +188,69 @@ func TestChunks(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestOnLeader: fn runs on rank 0 alone; its result, or its error prefixed with "rank 0: " on the
+// other ranks, reaches every rank.
+func TestOnLeader(t *testing.T) {
+	for _, n := range []int{1, 3} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			cs := Local(n)
+			calls := make([]int, n)
+			got := make([]string, n)
+			errs := make([]error, n)
+			var wg sync.WaitGroup
+			for r, c := range cs {
+				wg.Go(func() {
+					b, err := OnLeader(c, func() ([]byte, error) { calls[r]++; return []byte("state"), nil })
+					got[r] = string(b)
+					if err != nil {
+						t.Errorf("rank %d: %v", r, err)
+					}
+					errs[r] = LeaderDo(c, func() error { calls[r]++; return fmt.Errorf("disk full") })
+				})
+			}
+			wg.Wait()
+			for r := range n {
+				want, wantErr, wantCalls := "state", "disk full", 0
+				if r == 0 {
+					wantCalls = 2
+				} else {
+					wantErr = "rank 0: disk full"
+				}
+				if got[r] != want || errs[r] == nil || errs[r].Error() != wantErr || calls[r] != wantCalls {
+					t.Errorf("rank %d: %q, %v, %d calls; want %q, %q, %d calls", r, got[r], errs[r], calls[r], want, wantErr, wantCalls)
+				}
+			}
+		})
+	}
+}
+
+// TestAlive: this process is alive; a child that has exited is not, before it is reaped (a
+// zombie, as a killed rank is until mpirun reaps it) and after.
+func TestAlive(t *testing.T) {
+	if !alive(os.Getpid()) {
+		t.Fatal("this process is not alive")
+	}
+	cmd := exec.Command("true")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for alive(cmd.Process.Pid) {
+		if time.Now().After(deadline) {
+			t.Fatal("a child that exited is still alive 10s later")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", cmd.Process.Pid)); err != nil {
+		t.Errorf("the child was reaped before Wait: %v", err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if alive(cmd.Process.Pid) {
+		t.Error("a reaped child is alive")
 	}
 }

@@ -51,6 +51,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -96,7 +97,34 @@ func openWorld() (Comm, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &mpiComm{rank: int(r), size: int(n), timeout: timeout}, nil
+	c := &mpiComm{rank: int(r), size: int(n), timeout: timeout}
+	if c.peers, err = exchangePeers(c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// exchangePeers tells every rank each rank's host and process id, so that a survivor can name a
+// rank that died (LostPeers).
+func exchangePeers(c *mpiComm) ([]Peer, error) {
+	host, err := os.Hostname()
+	if err != nil {
+		return nil, fmt.Errorf("dist: %w", err)
+	}
+	all, err := c.Allgather([]byte(fmt.Sprintf("%d %s", os.Getpid(), host)))
+	if err != nil {
+		return nil, err
+	}
+	peers := make([]Peer, len(all))
+	for r, b := range all {
+		pid, h, ok := strings.Cut(string(b), " ")
+		n, err := strconv.Atoi(pid)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("dist: rank %d sent %q for its process", r, b)
+		}
+		peers[r] = Peer{Rank: r, Host: h, PID: n}
+	}
+	return peers, nil
 }
 
 // DefaultTimeout is how long a collective waits for the other ranks before this rank gives up on
@@ -157,7 +185,10 @@ func mpiError(op string, rc C.int) error {
 type mpiComm struct {
 	rank, size int
 	timeout    time.Duration
+	peers      []Peer
 }
+
+func (c *mpiComm) processes() []Peer { return c.peers }
 
 // watch arms the watchdog of one collective: a rank that has stopped responding (hung, stopped, cut
 // off) leaves its peers blocked inside MPI with no error to return, so past the timeout this rank

@@ -1,6 +1,7 @@
 package gatt
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -15,11 +16,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/alignkit/alignkit/internal/atomicfile"
 
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/data/chat"
+	"github.com/alignkit/alignkit/dist"
 	"github.com/alignkit/alignkit/reward"
 	"github.com/alignkit/alignkit/rlhf"
 )
@@ -164,6 +167,11 @@ const (
 // the reward model when K > 1), and writes the training samples. Each finished dialogue is appended
 // to the journal, so a killed run continues where it stopped; gatt.parquet is written, atomically,
 // only at the end.
+//
+// Under mpirun (dist.World of several ranks) the dialogues are dealt over the ranks in rounds of
+// ranks × concurrency (fewer near max_dialogues) and gathered in row order; rank 0 alone keeps the
+// journal and writes the output, which is the file one process writes with the same seed (each
+// dialogue's instruction and sampling depend on the seed and its row alone).
 func Synthesize(ctx context.Context, cfg SynthConfig) (SynthSummary, error) {
 	var sum SynthSummary
 	cfg.Backend = withDefaults(cfg.Backend)
@@ -219,18 +227,38 @@ func synthesize(ctx context.Context, cfg SynthConfig, s *sampler, scorer convSco
 	sum.Placement, sum.Lists = place, lists
 	sum.Skipped = map[string]int{}
 
-	if err := os.MkdirAll(cfg.OutputDir, 0o755); err != nil {
-		return sum, fmt.Errorf("output_dir: %w", err)
+	comm, err := dist.World()
+	if err != nil {
+		return sum, err
 	}
 	fp, err := fingerprint(cfg, place, lists)
 	if err != nil {
 		return sum, err
 	}
-	journal, entries, err := OpenJournal(filepath.Join(cfg.OutputDir, JournalFile), fp)
+	// Rank 0 opens the journal (journal stays nil on the others) and sends them its entries.
+	var journal *Journal
+	var entries []Entry
+	b, err := dist.OnLeader(comm, func() ([]byte, error) {
+		if err := os.MkdirAll(cfg.OutputDir, 0o755); err != nil {
+			return nil, fmt.Errorf("output_dir: %w", err)
+		}
+		var err error
+		if journal, entries, err = OpenJournal(filepath.Join(cfg.OutputDir, JournalFile), fp); err != nil || comm.Size() == 1 {
+			return nil, err
+		}
+		return json.Marshal(entries)
+	})
 	if err != nil {
 		return sum, err
 	}
-	defer journal.Close()
+	if journal != nil {
+		defer journal.Close()
+	}
+	if comm.Rank() != 0 {
+		if err := json.Unmarshal(b, &entries); err != nil {
+			return sum, fmt.Errorf("journal entries from rank 0: %w", err)
+		}
+	}
 	done := map[int]Entry{}
 	for _, e := range entries {
 		done[e.SourceRow] = e
@@ -264,6 +292,54 @@ func synthesize(ctx context.Context, cfg SynthConfig, s *sampler, scorer convSco
 	}
 	w.limit = limit
 
+	okCount := okDone
+	progress := cfg.Progress
+	if comm.Rank() != 0 {
+		progress = nil
+	}
+	// record takes a finished dialogue into the journal (rank 0) and the tallies (every rank).
+	record := func(e Entry) error {
+		if journal != nil {
+			if err := journal.Append(e); err != nil {
+				return err
+			}
+		}
+		done[e.SourceRow] = e
+		sum.Generated++
+		if e.Skipped == "" {
+			okCount++
+		}
+		if progress != nil {
+			fmt.Fprintf(progress, "gatt synth: row %d: %s (%d/%s dialogues)\n", e.SourceRow, entryWord(e), okCount, maxWord(cfg.MaxDialogues))
+		}
+		return nil
+	}
+	if comm.Size() > 1 {
+		var todo []Dialogue
+		for i, d := range dialogues {
+			if _, ok := done[d.SourceRow]; !ok && eligible[i] {
+				todo = append(todo, d)
+			}
+		}
+		if err := w.rounds(ctx, comm, todo, &okCount, record); err != nil {
+			return sum, err
+		}
+	} else if err := w.pool(ctx, dialogues, eligible, done, &okCount, record); err != nil {
+		return sum, err
+	}
+	if err := ctx.Err(); err != nil {
+		return sum, err
+	}
+	err = finishSynth(comm, cfg, dialogues, eligible, done, journaled, &sum)
+	return sum, err
+}
+
+// pool synthesises, in one process, the eligible dialogues that are not done, concurrency at a
+// time, in row order, until max_dialogues succeed (counting *okCount): a dialogue starts only
+// while the ones done and in flight could still fall short of it. record takes each as it
+// finishes.
+func (w *synthWorker) pool(ctx context.Context, dialogues []Dialogue, eligible []bool, done map[int]Entry, okCount *int, record func(Entry) error) error {
+	cfg := w.cfg
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type result struct {
@@ -271,11 +347,11 @@ func synthesize(ctx context.Context, cfg SynthConfig, s *sampler, scorer convSco
 		err error
 	}
 	results := make(chan result)
-	inflight, next, okCount := 0, 0, okDone
+	inflight, next := 0, 0
 	var firstErr error
 	for {
 		for firstErr == nil && inflight < cfg.Concurrency && next < len(dialogues) &&
-			(cfg.MaxDialogues == 0 || okCount+inflight < cfg.MaxDialogues) && runCtx.Err() == nil {
+			(cfg.MaxDialogues == 0 || *okCount+inflight < cfg.MaxDialogues) && runCtx.Err() == nil {
 			i := next
 			next++
 			if _, ok := done[dialogues[i].SourceRow]; ok || !eligible[i] {
@@ -302,27 +378,89 @@ func synthesize(ctx context.Context, cfg SynthConfig, s *sampler, scorer convSco
 		if firstErr != nil {
 			continue
 		}
-		if err := journal.Append(r.e); err != nil {
+		if err := record(r.e); err != nil {
 			firstErr = err
 			cancel()
+		}
+	}
+	return firstErr
+}
+
+// rounds synthesises todo (the eligible dialogues not done, in row order) over the ranks of comm:
+// each round takes the next ranks × concurrency dialogues (no more than max_dialogues still needs,
+// so that, as in pool, no dialogue past the max_dialogues-th success is sampled), deals them
+// round-robin over the ranks, each rank running its share concurrency at a time, and records the
+// results in row order on every rank.
+func (w *synthWorker) rounds(ctx context.Context, comm dist.Comm, todo []Dialogue, okCount *int, record func(Entry) error) error {
+	cfg := w.cfg
+	size := comm.Size()
+	for next := 0; next < len(todo); {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n := size * cfg.Concurrency
+		if cfg.MaxDialogues > 0 {
+			n = min(n, cfg.MaxDialogues-*okCount)
+		}
+		if n <= 0 {
+			break
+		}
+		batch := todo[next:min(next+n, len(todo))]
+		next += len(batch)
+		shares, err := dist.Chunks(comm, size, func(r int) ([]Entry, error) {
+			var mine []Dialogue
+			for _, j := range dist.Share(len(batch), r, size) {
+				mine = append(mine, batch[j])
+			}
+			return w.some(ctx, mine)
+		})
+		if err != nil {
+			return err
+		}
+		for j := range batch {
+			if err := record(shares[j%size][j/size]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// some synthesises ds, concurrency at a time, and returns their entries in the order of ds (the
+// first error stops it).
+func (w *synthWorker) some(ctx context.Context, ds []Dialogue) ([]Entry, error) {
+	out := make([]Entry, len(ds))
+	errs := make([]error, len(ds))
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sem := make(chan struct{}, w.cfg.Concurrency)
+	var wg sync.WaitGroup
+	for i, d := range ds {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if out[i], errs[i] = w.dialogue(runCtx, d); errs[i] != nil {
+				cancel()
+			}
+		})
+	}
+	wg.Wait()
+	// The error that stopped the others, rather than a peer's context.Canceled.
+	var first error
+	for _, err := range errs {
+		if err == nil {
 			continue
 		}
-		done[r.e.SourceRow] = r.e
-		sum.Generated++
-		if r.e.Skipped == "" {
-			okCount++
+		if ctx.Err() == nil && !errors.Is(err, context.Canceled) {
+			return nil, err
 		}
-		if cfg.Progress != nil {
-			fmt.Fprintf(cfg.Progress, "gatt synth: row %d: %s (%d/%s dialogues)\n", r.e.SourceRow, entryWord(r.e), okCount, maxWord(cfg.MaxDialogues))
-		}
+		first = cmp.Or(first, err)
 	}
-	if firstErr != nil {
-		return sum, firstErr
-	}
-	if err := ctx.Err(); err != nil {
-		return sum, err
-	}
+	return out, first
+}
 
+// finishSynth picks the output rows from done and writes gatt.parquet and the summary (rank 0).
+func finishSynth(comm dist.Comm, cfg SynthConfig, dialogues []Dialogue, eligible []bool, done map[int]Entry, journaled map[int]bool, sum *SynthSummary) error {
 	// The output: the first max_dialogues successful rows, whatever order they finished in.
 	var rows []Row
 	lastUsed := len(dialogues) - 1
@@ -349,7 +487,7 @@ func synthesize(ctx context.Context, cfg SynthConfig, s *sampler, scorer convSco
 		}
 	}
 	if len(rows) == 0 {
-		return sum, fmt.Errorf("%s: no dialogue could be synthesised (%d rows: %s)", cfg.Data.DatasetName, len(dialogues), skipWords(sum.Skipped))
+		return fmt.Errorf("%s: no dialogue could be synthesised (%d rows: %s)", cfg.Data.DatasetName, len(dialogues), skipWords(sum.Skipped))
 	}
 	SortRows(rows)
 	sum.Dialogues, sum.Rows = n, len(rows)
@@ -358,14 +496,13 @@ func synthesize(ctx context.Context, cfg SynthConfig, s *sampler, scorer convSco
 			sum.TerseRows++
 		}
 	}
-	if err := WriteParquet(filepath.Join(cfg.OutputDir, ParquetFile), rows); err != nil {
-		return sum, err
-	}
-	b, _ := json.MarshalIndent(sum, "", "  ")
-	if err := atomicfile.WriteFile(filepath.Join(cfg.OutputDir, SummaryFile), append(b, '\n')); err != nil {
-		return sum, err
-	}
-	return sum, nil
+	return dist.LeaderDo(comm, func() error {
+		if err := WriteParquet(filepath.Join(cfg.OutputDir, ParquetFile), rows); err != nil {
+			return err
+		}
+		b, _ := json.MarshalIndent(sum, "", "  ")
+		return atomicfile.WriteFile(filepath.Join(cfg.OutputDir, SummaryFile), append(b, '\n'))
+	})
 }
 
 func entryWord(e Entry) string {

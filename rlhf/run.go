@@ -17,6 +17,7 @@ import (
 	"github.com/alignkit/alignkit/internal/atomicfile"
 
 	"github.com/alignkit/alignkit/data"
+	"github.com/alignkit/alignkit/dist"
 	"github.com/alignkit/alignkit/sft"
 	"github.com/alignkit/alignkit/train"
 )
@@ -174,6 +175,12 @@ type RoundSummary struct {
 //
 // Its notes and each round's training progress go to the log writer among opts, which also go to
 // each round's training loop.
+//
+// Under mpirun (dist.World of several ranks) every rank takes part in the sampling and evaluation
+// (their prompts dealt over the ranks, as `rlhf sample` does) and in the fine-tuning (data-parallel,
+// as `sft`); rank 0 alone reads and writes output_dir (state.json, the samples, the SFT set, the
+// summaries) and tells the others what it found, so output_dir must be one directory that every
+// rank sees at the same path (a shared file system on several machines), as for `sft`'s resume.
 func Run(ctx context.Context, cfg RunConfig, opts ...train.Option) ([]RoundSummary, error) {
 	return run(ctx, cfg, nil, opts...)
 }
@@ -181,7 +188,20 @@ func Run(ctx context.Context, cfg RunConfig, opts ...train.Option) ([]RoundSumma
 // run is Run calling afterStage (when non-nil) after each stage is complete and recorded in
 // state.json; tests use it to stop a run at a chosen point.
 func run(ctx context.Context, cfg RunConfig, afterStage func(round int, stage string), opts ...train.Option) ([]RoundSummary, error) {
+	comm, err := dist.World()
+	if err != nil {
+		return nil, err
+	}
+	return runOn(ctx, comm, cfg, afterStage, opts...)
+}
+
+// runOn is run over the ranks of comm.
+func runOn(ctx context.Context, comm dist.Comm, cfg RunConfig, afterStage func(round int, stage string), opts ...train.Option) ([]RoundSummary, error) {
 	log := train.LogWriter(opts...)
+	if comm.Rank() != 0 {
+		log = io.Discard
+	}
+	opts = append(slices.Clip(opts), train.WithComm(comm)) // each round's fine-tuning runs on comm too
 	cfg.Data = cfg.Data.Defaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -200,13 +220,13 @@ func run(ctx context.Context, cfg RunConfig, afterStage func(round int, stage st
 	if err != nil {
 		return nil, err
 	}
-	st, err := openState(cfg)
+	st, err := openStateOn(comm, cfg)
 	if err != nil {
 		return nil, err
 	}
 	if st.Round > cfg.NumRounds || st.Round == cfg.NumRounds && st.Stage == StageEval {
 		fmt.Fprintf(log, "rlhf run: %s already holds all %d rounds\n", cfg.OutputDir, cfg.NumRounds)
-		return cfg.writeSummary()
+		return cfg.writeSummaryOn(comm)
 	}
 	if st.Stage != "" {
 		fmt.Fprintf(log, "rlhf run: resuming %s after round %d stage %s (policy %s)\n", cfg.OutputDir, st.Round, st.Stage, st.Policy)
@@ -224,13 +244,13 @@ func run(ctx context.Context, cfg RunConfig, afterStage func(round int, stage st
 		policy := st.Policy
 		switch stage {
 		case StageSample:
-			err = cfg.sampleStage(ctx, r, policy, prompts, sc, log)
+			err = cfg.sampleStage(ctx, comm, r, policy, prompts, sc, log)
 		case StageSelect:
-			err = cfg.selectStage(r, prompts, log)
+			err = dist.LeaderDo(comm, func() error { return cfg.selectStage(r, prompts, log) })
 		case StageTrain:
-			policy, err = cfg.trainStage(ctx, r, policy, opts)
+			policy, err = cfg.trainStage(ctx, comm, r, policy, opts)
 		case StageEval:
-			err = cfg.evalStage(ctx, r, policy, evalPrompts, sc, log)
+			err = cfg.evalStage(ctx, comm, r, policy, evalPrompts, sc, log)
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -239,14 +259,33 @@ func run(ctx context.Context, cfg RunConfig, afterStage func(round int, stage st
 			return nil, fmt.Errorf("round %d %s: %w", r, stage, err)
 		}
 		st.Round, st.Stage, st.Policy = r, stage, policy
-		if err := atomicfile.WriteJSON(filepath.Join(cfg.OutputDir, StateFile), st); err != nil {
+		if err := dist.LeaderDo(comm, func() error { return atomicfile.WriteJSON(filepath.Join(cfg.OutputDir, StateFile), st) }); err != nil {
 			return nil, err
 		}
 		if afterStage != nil {
 			afterStage(r, stage)
 		}
 	}
-	return cfg.writeSummary()
+	return cfg.writeSummaryOn(comm)
+}
+
+// openStateOn is openState on rank 0, whose state every rank receives.
+func openStateOn(comm dist.Comm, cfg RunConfig) (*runState, error) {
+	b, err := dist.OnLeader(comm, func() ([]byte, error) {
+		st, err := openState(cfg)
+		if err != nil {
+			return nil, err
+		}
+		return json.Marshal(st)
+	})
+	if err != nil {
+		return nil, err
+	}
+	var st runState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("%s from rank 0: %w", StateFile, err)
+	}
+	return &st, nil
 }
 
 // openState reads state.json, or starts one; a resumed run must have the same config.
@@ -334,18 +373,20 @@ func configMap(cfg RunConfig) (map[string]any, error) {
 	return out, walk(reflect.ValueOf(cfg), "")
 }
 
-func (c RunConfig) sampleStage(ctx context.Context, r int, policy string, prompts []Prompt, sc Scorer, log io.Writer) error {
+func (c RunConfig) sampleStage(ctx context.Context, comm dist.Comm, r int, policy string, prompts []Prompt, sc Scorer, log io.Writer) error {
 	gen, err := c.NewGenerator(ctx, policy, log)
 	if err != nil {
 		return err
 	}
 	temps := c.temperatures()
-	s, err := SampleAll(ctx, gen, sc, prompts, c.NumSamplesPerPrompt, temps, c.sampling(temps[0]), log)
+	s, err := SampleAllOn(ctx, comm, gen, sc, prompts, c.NumSamplesPerPrompt, temps, c.sampling(temps[0]), log)
 	if err != nil {
 		return err
 	}
-	_, err = WriteSamples(filepath.Join(c.roundDir(r), "samples"), s, c.WritePairs, len(c.Temperatures) > 0)
-	return err
+	return dist.LeaderDo(comm, func() error {
+		_, err := WriteSamples(filepath.Join(c.roundDir(r), "samples"), s, c.WritePairs, len(c.Temperatures) > 0)
+		return err
+	})
 }
 
 // selectStage adds round r's samples to the pool of rounds 1..r-1 and writes round r's SFT set: per
@@ -408,17 +449,29 @@ func (c RunConfig) selectStage(r int, prompts []Prompt, log io.Writer) error {
 }
 
 // trainStage fine-tunes policy on round r's SFT set; the checkpoint directory becomes the policy.
-func (c RunConfig) trainStage(ctx context.Context, r int, policy string, opts []train.Option) (string, error) {
+// Every rank trains (sft.Run is data-parallel over dist.World); rank 0 decides whether to resume.
+func (c RunConfig) trainStage(ctx context.Context, comm dist.Comm, r int, policy string, opts []train.Option) (string, error) {
 	log := train.LogWriter(opts...)
-	scfg := c.sftConfig(r, policy, filepath.Join(c.roundDir(r), "data", "sft.parquet"))
-	if _, err := os.Stat(filepath.Join(scfg.OutputDir, "training_complete.json")); err == nil {
-		return scfg.OutputDir, nil // trained before the run stopped, not yet recorded
+	if comm.Rank() != 0 {
+		log = io.Discard
 	}
-	latest, err := train.LatestCheckpoint(scfg.OutputDir)
+	scfg := c.sftConfig(r, policy, filepath.Join(c.roundDir(r), "data", "sft.parquet"))
+	const trained = "trained"
+	found, err := dist.OnLeader(comm, func() ([]byte, error) {
+		if _, err := os.Stat(filepath.Join(scfg.OutputDir, "training_complete.json")); err == nil {
+			return []byte(trained), nil // trained before the run stopped, not yet recorded
+		}
+		latest, err := train.LatestCheckpoint(scfg.OutputDir)
+		return []byte(latest), err
+	})
 	if err != nil {
 		return "", err
 	}
-	if latest != "" {
+	switch latest := string(found); latest {
+	case trained:
+		return scfg.OutputDir, nil
+	case "":
+	default:
 		scfg.ResumeFromCheckpoint = "latest"
 		fmt.Fprintf(log, "rlhf run: round %d: resuming fine-tuning from %s\n", r, latest)
 	}
@@ -439,16 +492,21 @@ type evalStats struct {
 	MaxReward  float64 `json:"max_reward"`
 }
 
-func (c RunConfig) evalStage(ctx context.Context, r int, policy string, prompts []Prompt, sc Scorer, log io.Writer) error {
+func (c RunConfig) evalStage(ctx context.Context, comm dist.Comm, r int, policy string, prompts []Prompt, sc Scorer, log io.Writer) error {
 	gen, err := c.NewGenerator(ctx, policy, log)
 	if err != nil {
 		return err
 	}
 	t := c.temperatures()[0]
-	s, err := SampleAll(ctx, gen, sc, prompts, c.NumSamplesPerPrompt, []float64{t}, c.sampling(t), log)
+	s, err := SampleAllOn(ctx, comm, gen, sc, prompts, c.NumSamplesPerPrompt, []float64{t}, c.sampling(t), log)
 	if err != nil {
 		return err
 	}
+	return dist.LeaderDo(comm, func() error { return c.writeEval(r, policy, prompts, s, log) })
+}
+
+// writeEval writes round r's evaluation (samples and eval.json) and the summaries.
+func (c RunConfig) writeEval(r int, policy string, prompts []Prompt, s *Sampled, log io.Writer) error {
 	dir := filepath.Join(c.roundDir(r), "eval")
 	if _, err := WriteSamples(dir, s, false, false); err != nil {
 		return err
@@ -473,6 +531,25 @@ func (c RunConfig) evalStage(ctx context.Context, r int, policy string, prompts 
 	}
 	fmt.Fprint(log, SummaryMarkdown(rows))
 	return nil
+}
+
+// writeSummaryOn is writeSummary on rank 0, whose rows every rank receives.
+func (c RunConfig) writeSummaryOn(comm dist.Comm) ([]RoundSummary, error) {
+	b, err := dist.OnLeader(comm, func() ([]byte, error) {
+		rows, err := c.writeSummary()
+		if err != nil {
+			return nil, err
+		}
+		return json.Marshal(rows)
+	})
+	if err != nil {
+		return nil, err
+	}
+	var rows []RoundSummary
+	if err := json.Unmarshal(b, &rows); err != nil {
+		return nil, fmt.Errorf("summary from rank 0: %w", err)
+	}
+	return rows, nil
 }
 
 // writeSummary gathers every evaluated round into summary.json and summary.md.

@@ -189,3 +189,50 @@ func TestLossUnitsGlobalMean(t *testing.T) {
 		})
 	}
 }
+
+// TestGradientSumOrderIndependent: a global batch of 4 micro-batches of 1 example, run by 1 rank
+// accumulating 4, 2 ranks accumulating 2 and 4 ranks accumulating 1. In float32 the three sum the
+// micro-batches' gradients in different orders (((g0+g1)+g2)+g3, (g0+g2)+(g1+g3), g0+g1+g2+g3 by
+// MPI), which the check below shows differ on this data; summed in float64 and rounded once
+// (accumulateWide), every metrics line and the final weights are bit-identical.
+func TestGradientSumOrderIndependent(t *testing.T) {
+	newTask := func() (Task, *softmaxTask) { s := newSoftmaxTask(16, 6, 1); return unitsTask{s}, s }
+	// The first step's four gradients, summed in float32 in the two orders, differ somewhere.
+	probe := newSoftmaxTask(16, 0, 1)
+	perm := permutation(*baseArgs("").Defaults().Seed, 0, 16)
+	var g [4][]float32
+	for i := range g {
+		_, _, g[i], _ = probe.example(probe.xs[perm[i]], probe.ys[perm[i]], true)
+	}
+	differ := false
+	for j := range g[0] {
+		if ((g[0][j]+g[1][j])+g[2][j])+g[3][j] != (g[0][j]+g[2][j])+(g[1][j]+g[3][j]) {
+			differ = true
+		}
+	}
+	if !differ {
+		t.Fatal("the float32 sums agree in both orders: the data cannot tell the orders apart")
+	}
+
+	args := func(accum int) Args {
+		a := baseArgs(t.TempDir())
+		a.PerDeviceTrainBatchSize, a.GradientAccumulationSteps = 1, accum
+		return a
+	}
+	one := args(4)
+	oneTask, oneSoft := newTask()
+	mustRun(t, one, oneTask)
+	want := metricLines(t, one.OutputDir)
+	for _, n := range []int{2, 4} {
+		a := args(4 / n)
+		ranks := runRanks(t, n, func(int) Args { return a }, newTask)
+		if got := metricLines(t, a.OutputDir); !slices.Equal(got, want) {
+			t.Errorf("%d ranks: metrics differ:\n got %v\nwant %v", n, got, want)
+		}
+		for r, s := range ranks {
+			if !sameBits(s.W, oneSoft.W) || !sameBits(s.B, oneSoft.B) {
+				t.Errorf("%d ranks: rank %d's final weights differ from the 1-rank run's", n, r)
+			}
+		}
+	}
+}

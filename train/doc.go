@@ -45,10 +45,15 @@
 //
 // Run is data-parallel over dist.World (or WithComm's group): under `mpirun -np N`, each step's
 // micro-batches are dealt round-robin over the ranks (micro-batch j of the step to rank j mod N), every
-// rank holding the whole data set and computing the same (seed, epoch) order. After the step's last
-// backward pass the gradients of the trainable params (only those: the loop holds no others) are summed
-// with MPI_Allreduce in buckets of dist.DefaultBucketFloats; the graph's backward pass is one call that
-// finishes every gradient together, so the reduction follows it rather than overlapping it. Every rank
+// rank holding the whole data set and computing the same (seed, epoch) order. A step of several
+// micro-batches (over accumulation or ranks) sums their gradients in float64, each micro-batch's
+// float32 gradient added in as it is computed, so that the sum does not depend on its order and N
+// ranks train bit-for-bit as one process with the same global batch (8 more bytes per trainable
+// parameter; see accumulateWide). After the step's last backward pass the float64 gradients of the
+// trainable params (only those: the loop holds no others) are summed with MPI_Allreduce in buckets of
+// dist.DefaultBucketFloats and rounded to float32; the graph's backward pass is one call that
+// finishes every gradient together, so the reduction follows it rather than overlapping it (see
+// reduceWide for what could overlap and why it is not worth it). Every rank
 // then clips and applies the same AdamW step. Per-micro-batch metrics are gathered and merged in
 // micro-batch order, so the logged values do not depend on which rank ran what; evaluation batches are
 // dealt over the ranks the same way. Rank 0 alone writes output_dir (metrics, progress, checkpoints,

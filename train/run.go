@@ -153,8 +153,12 @@ type runner struct {
 
 	params []Param
 	grads  [][]float32
-	opt    *AdamW
-	sched  func(int) float64
+	// wide are the float64 sums of the micro-batches' gradients of a step that has several (see
+	// accumulateWide), allocated on the first such step; its tensors are cut from flat.
+	wide  [][]float64
+	flat  []float64
+	opt   *AdamW
+	sched func(int) float64
 
 	n, nEval      int
 	microPerEpoch int
@@ -436,7 +440,13 @@ func (r *runner) loop(ctx context.Context) (Result, error) {
 		if stopAll {
 			return r.interrupt(ctx)
 		}
+		// A step of one micro-batch in one process keeps its float32 gradient as the backward pass
+		// leaves it; any other sums its micro-batches in float64 (accumulateWide).
+		wide := k > 1 || r.comm.Size() > 1
 		zeroGrads(r.grads, 0)
+		if wide {
+			r.zeroWide()
+		}
 		stepCtx := ctx
 		if r.comm.Size() > 1 {
 			stepCtx = context.Background()
@@ -446,6 +456,9 @@ func (r *runner) loop(ctx context.Context) (Result, error) {
 			if i > 0 && stepCtx.Err() != nil {
 				return r.interrupt(ctx) // the unfinished step is discarded: nothing was applied yet
 			}
+			if wide && i > 0 {
+				zeroGrads(r.grads, 0)
+			}
 			m, err := r.task.Step(stepCtx, mb.b, r.grads, float32(mb.units/unitsTotal))
 			if err != nil {
 				if stepCtx.Err() != nil {
@@ -453,11 +466,16 @@ func (r *runner) loop(ctx context.Context) (Result, error) {
 				}
 				return r.result(), fmt.Errorf("step %d: micro-batch %d: %w", stepNum, mb.b.Micro, err)
 			}
+			if wide {
+				r.accumulateWide()
+			}
 			results = append(results, microResult{Index: mb.b.Micro, Units: mb.units, Examples: len(mb.b.Examples),
 				Loss: m.Loss, Tokens: m.Tokens, Values: m.Values, Weights: m.Weights})
 		}
-		if err := r.reduceGrads(); err != nil {
-			return r.result(), fmt.Errorf("step %d: %w", stepNum, err)
+		if wide {
+			if err := r.reduceWide(); err != nil {
+				return r.result(), fmt.Errorf("step %d: %w", stepNum, err)
+			}
 		}
 		if results, err = r.gather(results); err != nil {
 			return r.result(), fmt.Errorf("step %d: %w", stepNum, err)

@@ -12,17 +12,18 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/alignkit/alignkit/bench"
+	"github.com/alignkit/alignkit/dist"
 	"github.com/alignkit/alignkit/internal/atomicfile"
 	"github.com/alignkit/alignkit/model/tokenizer"
 )
 
 func newBenchCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "bench train|generate|sft|peak|init|report",
+		Use:   "bench train|generate|sft|allreduce|peak|init|report",
 		Short: "Measure training and generation speed on this machine (see bench/run.sh for the comparison with PyTorch and llama.cpp)",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(newBenchTrainCmd(), newBenchGenerateCmd(), newBenchSFTCmd(), newBenchPeakCmd(), newBenchInitCmd(), newBenchReportCmd())
+	cmd.AddCommand(newBenchTrainCmd(), newBenchGenerateCmd(), newBenchSFTCmd(), newBenchAllreduceCmd(), newBenchPeakCmd(), newBenchInitCmd(), newBenchReportCmd())
 	return cmd
 }
 
@@ -193,6 +194,47 @@ func newBenchPeakCmd() *cobra.Command {
 	}
 	cmd.Flags().IntVar(&n, "n", 2048, "matrix size")
 	cmd.Flags().IntVar(&reps, "reps", 5, "timed repetitions (the best is reported)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
+	return cmd
+}
+
+func newBenchAllreduceCmd() *cobra.Command {
+	var preset string
+	var loraRank, reps, warm int
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "allreduce --preset NAME [--lora-r R] [--reps N] [--json]",
+		Short: "Time one training step's gradient all-reduce over the ranks of an mpirun job (alignkit built with MPI)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			p, err := bench.LookupPreset(preset)
+			if err != nil {
+				return fmt.Errorf("--preset: %w", err)
+			}
+			c, err := dist.World()
+			if err != nil {
+				return err
+			}
+			if c.Size() < 2 {
+				return fmt.Errorf("bench allreduce: one process: run it under mpirun -np 2 or more, with alignkit built with MPI (make build MPI=1)")
+			}
+			res, err := bench.Allreduce(c, p, loraRank, warm, reps)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), res)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "allreduce %s LoRA r%d (0: full): %d values, %.1f MB per step on %d ranks: %.1f ms; modelled 1/10/100 Gbit/s: %.3g / %.3g / %.3g s\n",
+				preset, loraRank, res.Params, float64(res.Bytes)/1e6, res.Ranks, 1000*res.Median,
+				res.LinkSeconds["1gbit"], res.LinkSeconds["10gbit"], res.LinkSeconds["100gbit"])
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&preset, "preset", "ref", "shape: "+strings.Join(bench.PresetNames(), ", "))
+	cmd.Flags().IntVar(&loraRank, "lora-r", 0, "LoRA rank on every linear layer (0: full fine-tuning, every weight's gradient)")
+	cmd.Flags().IntVar(&reps, "reps", 5, "timed all-reduces (the median is reported)")
+	cmd.Flags().IntVar(&warm, "warmup", 2, "untimed all-reduces first")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return cmd
 }

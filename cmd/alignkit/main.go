@@ -46,6 +46,9 @@ func run(args []string) (code int) {
 	go func() {
 		select {
 		case s := <-sigc:
+			if s == syscall.SIGTERM {
+				exitIfPeerLost(errOut)
+			}
 			cancel(interrupted{s})
 			select {
 			case s2 := <-sigc:
@@ -113,6 +116,34 @@ func quietFollower() (restore func()) {
 		os.Stdout, os.Stderr = stdout, stderr
 		null.Close()
 	}
+}
+
+// exitIfPeerLost is the SIGTERM of a rank whose peer died: mpirun reaps the dead rank and sends
+// SIGTERM to the others, with SIGKILL one second later, and their collectives could never complete
+// anyway. If a rank on this machine is gone, the lowest surviving rank here says which, once, and
+// every survivor exits at once (rank 0 writes checkpoints atomically, so the last one resumes).
+func exitIfPeerLost(errOut *os.File) {
+	c, err := dist.World()
+	if err != nil || c.Size() == 1 {
+		return
+	}
+	var lost []dist.Peer
+	first := false
+	for range 5 { // the signal may overtake the reaping by a moment
+		if lost, first = dist.LostPeers(); len(lost) > 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(lost) == 0 {
+		return // a SIGTERM of its own (mpirun's own signal or a user's): stop as usual
+	}
+	if first {
+		for _, p := range lost {
+			fmt.Fprintf(errOut, "alignkit: rank %d (pid %d on %s) died; the job stops (resume_from_checkpoint: latest continues from the last checkpoint)\n", p.Rank, p.PID, p.Host)
+		}
+	}
+	os.Exit(1)
 }
 
 // rankPrefix is "rank N: " in a job of several processes (mpirun), "" otherwise.
