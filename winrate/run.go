@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/alignkit/alignkit/data"
+	"github.com/alignkit/alignkit/dist"
 	"github.com/alignkit/alignkit/internal/atomicfile"
 	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/alignkit/alignkit/rlhf"
@@ -20,12 +21,20 @@ import (
 // models' answers, judges every pair with the answer order drawn by Swaps(n, seed), and writes the
 // judgements, the summary and the plot into output_dir. With no valid judgement it still writes the
 // judgements, then errors.
+//
+// Under mpirun (dist.World of several ranks) the answers and the judgements are dealt over the
+// ranks in chunks, with the seeds one process would use, and rank 0 alone logs and writes: the same
+// files as one process.
 func Evaluate(ctx context.Context, cfg Config) (*Summary, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	comm, err := dist.World()
+	if err != nil {
+		return nil, err
+	}
 	log := cfg.Progress
-	if log == nil {
+	if log == nil || comm.Rank() != 0 {
 		log = io.Discard
 	}
 	prompts, err := loadPrompts(cfg)
@@ -75,24 +84,27 @@ func Evaluate(ctx context.Context, cfg Config) (*Summary, error) {
 	// (n prompts loaded): disjoint seeds, so a model against itself answers twice independently.
 	n := uint64(all)
 	if a == nil {
-		if a, err = generateWith(ctx, cfg, "A", cfg.ModelA, gens[cfg.ModelA], prompts, 0, log); err != nil {
+		if a, err = generateWith(ctx, comm, cfg, "A", cfg.ModelA, gens[cfg.ModelA], prompts, 0, log); err != nil {
 			return nil, err
 		}
 	}
 	if b == nil {
-		if b, err = generateWith(ctx, cfg, "B", cfg.ModelB, gens[cfg.ModelB], prompts, n, log); err != nil {
+		if b, err = generateWith(ctx, comm, cfg, "B", cfg.ModelB, gens[cfg.ModelB], prompts, n, log); err != nil {
 			return nil, err
 		}
 	}
 	fmt.Fprintf(log, "eval winrate: judging %d pairs with the %s\n", len(prompts), judgeName)
-	js, err := Compare(ctx, judge, prompts, a, b, Swaps(len(prompts), uint64(cfg.Seed)))
+	js, err := Compare(ctx, rankedJudge{judge: judge, comm: comm}, prompts, a, b, Swaps(len(prompts), uint64(cfg.Seed)))
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(cfg.OutputDir, 0o755); err != nil {
-		return nil, fmt.Errorf("output_dir: %w", err)
-	}
-	if err := writeJudgements(filepath.Join(cfg.OutputDir, JudgementsFile), js); err != nil {
+	err = dist.LeaderDo(comm, func() error {
+		if err := os.MkdirAll(cfg.OutputDir, 0o755); err != nil {
+			return fmt.Errorf("output_dir: %w", err)
+		}
+		return writeJudgements(filepath.Join(cfg.OutputDir, JudgementsFile), js)
+	})
+	if err != nil {
 		return nil, err
 	}
 	s, err := Summarize(js)
@@ -101,10 +113,13 @@ func Evaluate(ctx context.Context, cfg Config) (*Summary, error) {
 	}
 	s.ModelA, s.ModelB = cfg.labels()
 	s.Judge, s.Seed, s.Skipped = judgeName, uint64(cfg.Seed), all-len(prompts)
-	if err := atomicfile.WriteJSON(filepath.Join(cfg.OutputDir, SummaryFile), s); err != nil {
-		return nil, err
-	}
-	if err := writePlot(filepath.Join(cfg.OutputDir, PlotFile), s); err != nil {
+	err = dist.LeaderDo(comm, func() error {
+		if err := atomicfile.WriteJSON(filepath.Join(cfg.OutputDir, SummaryFile), s); err != nil {
+			return err
+		}
+		return writePlot(filepath.Join(cfg.OutputDir, PlotFile), s)
+	})
+	if err != nil {
 		return nil, err
 	}
 	return &s, nil
@@ -156,9 +171,9 @@ func newJudge(ctx context.Context, cfg Config, log io.Writer) (Judge, string, er
 
 // generateWith generates one model's answers with alignkit's engine, the i-th prompt given sampled
 // with seed + offset + i.
-func generateWith(ctx context.Context, cfg Config, which, path string, gen *rlhf.Local, prompts []rlhf.Prompt, offset uint64, log io.Writer) ([]string, error) {
+func generateWith(ctx context.Context, comm dist.Comm, cfg Config, which, path string, gen *rlhf.Local, prompts []rlhf.Prompt, offset uint64, log io.Writer) ([]string, error) {
 	fmt.Fprintf(log, "eval winrate: model %s (%s) answering %d prompts\n", which, path, len(prompts))
-	out, err := Generate(ctx, gen, prompts, cfg.sampling(offset))
+	out, err := generateOn(ctx, comm, gen, prompts, cfg.sampling(offset))
 	if err != nil {
 		return nil, fmt.Errorf("model_%s_name_or_path: %w", strings.ToLower(which), err)
 	}

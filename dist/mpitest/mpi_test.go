@@ -282,6 +282,31 @@ func TestMPISampleAndScoreMatchOneRank(t *testing.T) {
 	}
 }
 
+// TestMPIWinrateMatchesOneRank: `eval winrate` on 2 ranks (answers and judgements dealt over the
+// ranks in chunks, with one process's seeds) writes the judgements and summary one process writes,
+// with sampled answers (temperature 1), so a wrong seed per chunk would show.
+func TestMPIWinrateMatchesOneRank(t *testing.T) {
+	sh := shared(t)
+	tmp := t.TempDir()
+	rm := filepath.Join(tmp, "reward")
+	run(t, 0, append([]string{"reward", "train", "--config", "configs/reward/stories260k.yaml"}, sets(
+		"output_dir="+rm, "max_steps=2", "max_length=64", "per_device_train_batch_size=2", "save_steps=1000",
+		"report_plots=false")...)...)
+	stories := filepath.Join(sh, "models", "stories260K")
+	winrate := func(ranks int, out string) map[string][]byte {
+		run(t, ranks, append([]string{"eval", "winrate", "--config", "configs/eval/winrate-stories260k.yaml"}, sets(
+			"output_dir="+out, "model_a_name_or_path="+stories, "model_b_name_or_path="+stories,
+			"reward_model_name_or_path="+rm, "max_train_samples=20", "temperature=1", "max_new_tokens=8")...)...)
+		return readFiles(t, out, "winrate_judgements.parquet", "winrate.json")
+	}
+	two, one := winrate(2, filepath.Join(tmp, "w2")), winrate(0, filepath.Join(tmp, "w1"))
+	for name, b := range one {
+		if !bytes.Equal(two[name], b) {
+			t.Errorf("%s from 2 ranks (%d bytes) differs from 1 process's (%d bytes)", name, len(two[name]), len(b))
+		}
+	}
+}
+
 // rankPID finds the process of the given rank among mpirun's children (Open MPI puts the rank in
 // each process's environment).
 func rankPID(t *testing.T, mpirunPID, rank int) int {
