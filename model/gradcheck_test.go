@@ -159,6 +159,21 @@ func tokenObjective(s Stats) (float64, []float64, []float64, error) {
 	return loss, d, nil, nil
 }
 
+// valueObjective is a nonlinear function of every position's value, as PPO's clipped value loss
+// is: loss = Σ_i c_i·v_i + 0.05·v_i² with v = Values, derivatives c_i + 0.1·v_i returned as
+// dReward (one per position).
+func valueObjective(s Stats) (float64, []float64, []float64, error) {
+	x := s.Values
+	d := make([]float64, len(x))
+	loss := 0.0
+	for i, v := range x {
+		c := 0.4 - 0.25*float64(i%3)
+		loss += c*v + 0.05*v*v
+		d[i] = c + 0.1*v
+	}
+	return loss, nil, d, nil
+}
+
 func (gr *Graph) gradF64(i int) []float64 {
 	return gr.params[i].grad.Value().(*tensor.Dense).Data().([]float64)
 }
@@ -192,6 +207,9 @@ func TestGraphGradientCheck(t *testing.T) {
 		{name: "qwen3moe top-3 unnormalised dense layer", o: tinyOpts{family: "qwen3moe", untied: true}, head: LMHead},
 		{name: "qwen3moe top-3 renormalised", o: tinyOpts{family: "qwen3moe-norm"}, head: LMHead},
 		{name: "qwen3 reward score head", o: tinyOpts{family: "qwen3", reward: true}, head: ScoreHead},
+		{name: "llama value head", o: tinyOpts{reward: true}, head: ValueHead},
+		{name: "mixtral value head", o: tinyOpts{moe: true, reward: true}, head: ValueHead},
+		{name: "qwen3 value head", o: tinyOpts{family: "qwen3", reward: true}, head: ValueHead},
 	} {
 		cases = append(cases, tc)
 		if strings.Contains(tc.name, "dense layer") {
@@ -218,6 +236,9 @@ func TestGraphGradientCheck(t *testing.T) {
 			obj := smoothObjective(tc.head)
 			if tc.perToken {
 				obj = tokenObjective
+			}
+			if tc.head == ValueHead {
+				obj = valueObjective
 			}
 			loss, s, err := gr.Run(in, obj)
 			if err != nil {

@@ -21,6 +21,7 @@ import (
 //	           h += mlp(n2) or moe(n2),                        n2 = rmsnorm(h)
 //	LM head:    logits = head(rmsnorm(h)) (N, V) → weighted target log-probs (N), fused and chunked
 //	score head: reward = score(rmsnorm(h[b·T + LastIndex[b]])) (B, 1)
+//	value head: values = score(rmsnorm(h)) (N, 1), every position
 //
 // and feeds the head's output (plus each MoE layer's router statistics) to one ExternalLoss node.
 func (gr *Graph) build(w *Weights) error {
@@ -41,7 +42,7 @@ func (gr *Graph) build(w *Weights) error {
 		return fmt.Errorf("the LM head needs %s or tied embeddings, and this model has neither", LMHeadKey)
 	}
 	if !lm && w.Tensors[ScoreKey] == nil {
-		return fmt.Errorf("the score head needs %s, which this model lacks", ScoreKey)
+		return fmt.Errorf("the %v head needs %s, which this model lacks", gr.spec.Head, ScoreKey)
 	}
 	ad := gr.spec.Adapter
 	adOn := ad != nil && !gr.spec.AdaptersOff
@@ -305,6 +306,9 @@ func (gr *Graph) build(w *Weights) error {
 		}
 		lp.KeepLogits(gr.spec.KeepLogits)
 		gr.lp = lp
+	} else if gr.spec.Head == ValueHead {
+		hn := must(ops.RMSNorm(h, must(param(FinalNormKey)), c.RMSNormEps)) // (N, D)
+		headOut = lin(hn, ScoreKey)                                         // (N, 1)
 	} else {
 		last, lt := intVec("last_rows", B)
 		gr.lastRows = lt
