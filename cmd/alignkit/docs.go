@@ -12,6 +12,7 @@ import (
 	"github.com/alignkit/alignkit/gatt"
 	"github.com/alignkit/alignkit/grpo"
 	"github.com/alignkit/alignkit/model/checkpoint"
+	"github.com/alignkit/alignkit/ppo"
 	"github.com/alignkit/alignkit/reward"
 	"github.com/alignkit/alignkit/rlhf"
 	"github.com/alignkit/alignkit/sft"
@@ -30,6 +31,7 @@ var configJobs = []struct {
 	{"rlhf run", reflect.TypeFor[rlhf.RunConfig]()},
 	{"dpo", reflect.TypeFor[dpo.Config]()},
 	{"grpo", reflect.TypeFor[grpo.Config]()},
+	{"ppo", reflect.TypeFor[ppo.TrainConfig]()},
 	{"gatt synth", reflect.TypeFor[gatt.SynthConfig]()},
 	{"gatt eval", reflect.TypeFor[gatt.EvalConfig]()},
 	{"eval winrate", reflect.TypeFor[winrate.Config]()},
