@@ -90,6 +90,11 @@ func TestPPOStoriesValueLossFalls(t *testing.T) {
 	if ms[0]["objective/kl"] != 0 || math.Abs(ms[0]["val/ratio"]-1) > 1e-6 || ms[0]["policy/clipfrac_avg"] != 0 {
 		t.Fatalf("step 1: kl %v, ratio %v, clipfrac %v: want 0, 1, 0", ms[0]["objective/kl"], ms[0]["val/ratio"], ms[0]["policy/clipfrac_avg"])
 	}
+	// One mini-batch holds the whole rollout, whose advantages are whitened to mean 0, and at step 1
+	// every ratio is 1: the policy loss −mean(A·r) is 0 up to float32 rounding of the ratios.
+	if pl := ms[0]["loss/policy_avg"]; math.Abs(pl) > 1e-5 {
+		t.Fatalf("step 1 loss/policy_avg %v: want 0 (whitened advantages, ratios 1)", pl)
+	}
 	v := func(i int) float64 { return ms[i]["loss/value_avg"] }
 	t.Logf("loss/value_avg %.4g %.4g %.4g %.4g; val/clipfrac_avg at step 4 %.3g; policy/clipfrac_avg at step 4 %.3g",
 		v(0), v(1), v(2), v(3), ms[3]["val/clipfrac_avg"], ms[3]["policy/clipfrac_avg"])
@@ -190,5 +195,69 @@ func TestPPOSafetyColumnMissing(t *testing.T) {
 	want := c.DatasetName + `: row 0: no "is_safety" column (which prompts are safety prompts; set safety_column)`
 	if err == nil || err.Error() != want {
 		t.Fatalf("got %v\nwant %s", err, want)
+	}
+}
+
+// Gradient checkpointing recomputes each layer in the backward pass of both the policy and the
+// value head, with bitwise the same results: two runs, with and without, log the same metrics.
+func TestPPOGradientCheckpointing(t *testing.T) {
+	var runs [][]map[string]float64
+	for _, ck := range []bool{false, true} {
+		c := storiesConfig(t)
+		c.MaxSteps, c.NumPPOEpochs = 2, 2
+		c.GradientCheckpointing = ck
+		res, _ := run(t, c)
+		runs = append(runs, testutil.ReadMetrics(t, res.OutputDir))
+	}
+	for i := range runs[0] {
+		for _, k := range append([]string{"grad_norm"}, trlMetrics...) {
+			if runs[0][i][k] != runs[1][i][k] {
+				t.Errorf("step %d %s: %v plain, %v checkpointed", i+1, k, runs[0][i][k], runs[1][i][k])
+			}
+		}
+	}
+}
+
+// With LoRA the reference is the base with the adapter off (no copy): the new adapter starts with
+// B = 0, so at step 1 the KL is exactly 0; the adapter trains, the value model trains in full, and
+// output_dir holds the PEFT adapter and value_model/.
+func TestPPOLoRA(t *testing.T) {
+	c := storiesConfig(t)
+	c.Model.Lora.UsePEFT = true
+	c.MaxSteps, c.NumPPOEpochs = 4, 2
+	res, _ := run(t, c)
+	ms := testutil.ReadMetrics(t, res.OutputDir)
+	if ms[0]["objective/kl"] != 0 || !(ms[0]["grad_norm"] > 0) {
+		t.Fatalf("step 1: %v", ms[0])
+	}
+	if ms[2]["objective/kl"] == 0 {
+		t.Fatalf("step 3 (the second update): objective/kl 0: the adapter did not move the policy")
+	}
+	for _, f := range []string{"adapter_model.safetensors", "adapter_config.json", filepath.Join(ValueModelDir, "model.safetensors")} {
+		if _, err := os.Stat(filepath.Join(res.OutputDir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Two reward models are combined as Llama 2 does and whitened over the rollout batch: with
+// missing_eos_penalty unset, objective/scores (the mean of the whitened scores) is 0.
+func TestPPOTwoRewardModels(t *testing.T) {
+	c := storiesConfig(t)
+	data := filepath.Join(t.TempDir(), "prompts.jsonl")
+	var b strings.Builder
+	for i, p := range []string{"Once upon a time", "The cat sat", "Tom wanted to", "Lily had a red ball"} {
+		fmt.Fprintf(&b, "{\"prompt\": %q, \"is_safety\": %v}\n", p, i%2 == 1)
+	}
+	if err := os.WriteFile(data, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.DatasetName, c.Columns = data, nil
+	c.RewardModels = append(c.RewardModels, reward.ModelSpec{Path: rewardModel(t, 4), Role: reward.RoleSafety})
+	c.MaxSteps, c.NumPPOEpochs = 1, 1
+	res, _ := run(t, c)
+	m := testutil.ReadMetrics(t, res.OutputDir)[0]
+	if math.Abs(m["objective/scores"]) > 1e-9 || math.IsNaN(m["loss"]) {
+		t.Fatalf("metrics %v: want whitened scores (mean 0)", m)
 	}
 }

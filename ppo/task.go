@@ -357,12 +357,15 @@ func (t *Task) sample(ctx context.Context, b train.Batch, first int) (*rollout, 
 	for k, i := range b.Examples {
 		prompts[k] = t.prompts[i]
 	}
-	if len(prompts)%c.NumMiniBatches != 0 {
-		// Only the epoch's last, partial micro-batch can be short.
-		prompts = prompts[:len(prompts)-len(prompts)%c.NumMiniBatches]
+	if extra := len(prompts) % c.NumMiniBatches; extra != 0 {
+		// Only the epoch's last, partial micro-batch can be short: its rows must still split into
+		// num_mini_batches equal mini-batches.
+		prompts = prompts[:len(prompts)-extra]
 		if len(prompts) == 0 {
 			return nil, fmt.Errorf("ppo: micro-batch of %d prompts: fewer than num_mini_batches %d", len(b.Examples), c.NumMiniBatches)
 		}
+		fmt.Fprintf(t.log, "ppo: step %d: the epoch's last micro-batch holds %d prompts; %d left out so that num_mini_batches %d divides it\n",
+			b.Step, len(b.Examples), extra, c.NumMiniBatches)
 	}
 	s := rlhf.Sampling{Temperature: c.Temperature, TopP: 1, MaxNewTokens: c.ResponseLength, Seed: sampleSeed(b.Seed, first, b.Micro)}
 	comps, err := t.gen.Complete(ctx, prompts, 1, s)
