@@ -28,7 +28,7 @@ var configJobs = []struct {
 	{"sft", reflect.TypeFor[sft.Config]()},
 	{"reward train", reflect.TypeFor[reward.Config]()},
 	{"rlhf sample", reflect.TypeFor[rlhf.SampleConfig]()},
-	{"rlhf run", reflect.TypeFor[rlhf.RunConfig]()},
+	{"rlhf run", reflect.TypeFor[ppo.RLHFConfig]()},
 	{"dpo", reflect.TypeFor[dpo.Config]()},
 	{"grpo", reflect.TypeFor[grpo.Config]()},
 	{"ppo", reflect.TypeFor[ppo.TrainConfig]()},
