@@ -55,8 +55,12 @@ func (c RLHFConfig) ppoConfig(policy string) TrainConfig {
 	return p
 }
 
-// Validate checks the ppo: section's keys, when it sets any; rlhf.Run checks the rounds' own.
+// Validate checks the rounds' keys (rlhf.RunConfig.Validate) and, when it sets any, the ppo:
+// section's.
 func (c RLHFConfig) Validate() error {
+	if err := c.RunConfig.Validate(); err != nil {
+		return err
+	}
 	if !c.HasPPO() {
 		return nil
 	}

@@ -91,8 +91,14 @@ func TestRLHFPPOBadConfig(t *testing.T) {
 		})
 	}
 	// Without a ppo: section nothing of PPO is checked or run.
-	c := DefaultRLHFConfig()
-	if c.HasPPO() || c.Validate() != nil {
-		t.Fatal("the default config has a ppo stage")
+	c := chainConfig(t)
+	c.PPO = NewTrainConfig()
+	c.PPO.Lam = 2 // a ppo: section that sets one key is checked ...
+	if !c.HasPPO() || c.Validate() == nil {
+		t.Fatal("a ppo: section with lam 2 passed")
+	}
+	c.PPO = NewTrainConfig() // ... only when the section sets nothing
+	if err := c.Validate(); c.HasPPO() || err != nil {
+		t.Fatalf("an empty ppo: section: HasPPO %v, %v", c.HasPPO(), err)
 	}
 }
