@@ -24,6 +24,9 @@ type Model struct {
 	// Checkpoint builds every graph with gradient checkpointing (train.Args.GradientCheckpointing,
 	// model.GraphSpec.Checkpoint); forward-only graphs then hold one layer's activations too.
 	Checkpoint bool
+	// Temperature divides the LM head's logits in every graph (model.GraphSpec.Temperature; 0 or 1:
+	// none): PPO's log-probs are those of the distribution it samples from.
+	Temperature float64
 
 	graphs map[graphKey]*model.Graph
 	params []train.Param
@@ -36,6 +39,7 @@ type graphKey struct {
 	head             model.Head
 	grad, checkpoint bool
 	adaptersOff      bool
+	temperature      float64
 }
 
 // New wraps a loaded checkpoint. rows is the usual batch height (see Model.Rows).
@@ -104,12 +108,16 @@ func (m *Model) Save(dir string) error {
 
 // graph returns the graph for a batch shape, building it on first use.
 func (m *Model) graph(rows, length int, head model.Head, grad, off bool) (*model.Graph, error) {
-	k := graphKey{rows, length, head, grad, m.Checkpoint, off}
+	temp := 0.0
+	if head == model.LMHead {
+		temp = m.Temperature
+	}
+	k := graphKey{rows, length, head, grad, m.Checkpoint, off, temp}
 	if g, ok := m.graphs[k]; ok {
 		return g, nil
 	}
 	g, err := model.NewGraph(m.Ckpt.Weights, model.GraphSpec{Batch: rows, SeqLen: length, Head: head, Grad: grad,
-		Checkpoint: m.Checkpoint, Adapter: m.Ckpt.Adapter, AdaptersOff: off})
+		Checkpoint: m.Checkpoint, Adapter: m.Ckpt.Adapter, AdaptersOff: off, Temperature: temp})
 	if err != nil {
 		return nil, err
 	}

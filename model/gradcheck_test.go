@@ -190,6 +190,7 @@ func TestGraphGradientCheck(t *testing.T) {
 		ckpt bool
 		// perToken uses tokenObjective (derivatives per position) instead of smoothObjective.
 		perToken bool
+		temp     float64 // GraphSpec.Temperature
 	}
 	var cases []gradCase
 	for _, tc := range []gradCase{
@@ -208,6 +209,8 @@ func TestGraphGradientCheck(t *testing.T) {
 		{name: "qwen3moe top-3 renormalised", o: tinyOpts{family: "qwen3moe-norm"}, head: LMHead},
 		{name: "qwen3 reward score head", o: tinyOpts{family: "qwen3", reward: true}, head: ScoreHead},
 		{name: "llama value head", o: tinyOpts{reward: true}, head: ValueHead},
+		{name: "llama per-token objective temperature 0.7", head: LMHead, perToken: true, temp: 0.7},
+		{name: "mistral temperature 1.3 untied", o: tinyOpts{window: 3, untied: true}, head: LMHead, temp: 1.3},
 		{name: "mixtral value head", o: tinyOpts{moe: true, reward: true}, head: ValueHead},
 		{name: "qwen3 value head", o: tinyOpts{family: "qwen3", reward: true}, head: ValueHead},
 	} {
@@ -227,7 +230,7 @@ func TestGraphGradientCheck(t *testing.T) {
 			if tc.o.family != "" {
 				perturbVectors(w, rng)
 			}
-			spec := GraphSpec{Batch: 2, SeqLen: 7, Head: tc.head, Grad: true, Checkpoint: tc.ckpt}
+			spec := GraphSpec{Batch: 2, SeqLen: 7, Head: tc.head, Grad: true, Checkpoint: tc.ckpt, Temperature: tc.temp}
 			gr, err := newGraph(w, spec, tensor.Float64)
 			if err != nil {
 				t.Fatal(err)

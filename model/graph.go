@@ -58,6 +58,10 @@ type GraphSpec struct {
 	// gradient_checkpointing): the graph keeps only each layer's input and output, at the cost of a
 	// second forward pass through every layer. Results are bitwise those of the plain graph.
 	Checkpoint bool
+	// Temperature divides the LM head's logits (0 or 1: none): the log-probs are those of the
+	// distribution sampled at this temperature, as TRL's PPOTrainer computes them for its ratios and
+	// KL. Kept logits and MeanLogit are the divided ones.
+	Temperature float64
 }
 
 // Inputs is one micro-batch. Per-token slices are row-major (B·T): row b's tokens are
@@ -181,6 +185,9 @@ func newGraph(w *Weights, spec GraphSpec, dt tensor.Dtype) (*Graph, error) {
 	}
 	if spec.Head != LMHead && spec.Head != ScoreHead && spec.Head != ValueHead {
 		return nil, fmt.Errorf("model: NewGraph: unknown head %v", spec.Head)
+	}
+	if t := spec.Temperature; math.IsNaN(t) || math.IsInf(t, 0) || t < 0 {
+		return nil, fmt.Errorf("model: NewGraph: temperature %v: want > 0 (or 0: none)", t)
 	}
 	if err := w.Config.Validate(); err != nil {
 		return nil, fmt.Errorf("model: NewGraph: %w", err)

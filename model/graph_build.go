@@ -19,7 +19,7 @@ import (
 //	           (projections plus their biases where the architecture has them; qn/kn are Qwen3's
 //	           per-head q_norm/k_norm, identity elsewhere; rope with Llama 3's scaled frequencies)
 //	           h += mlp(n2) or moe(n2),                        n2 = rmsnorm(h)
-//	LM head:    logits = head(rmsnorm(h)) (N, V) → weighted target log-probs (N), fused and chunked
+//	LM head:    logits = head(rmsnorm(h))/T (N, V) → weighted target log-probs (N), fused and chunked
 //	score head: reward = score(rmsnorm(h[b·T + LastIndex[b]])) (B, 1)
 //	value head: values = score(rmsnorm(h)) (N, 1), every position
 //
@@ -279,6 +279,9 @@ func (gr *Graph) build(w *Weights) error {
 		gr.weights = tensor.New(tensor.Of(gr.dt), tensor.WithShape(N))
 		weights := G.NewVector(g, gr.dt, G.WithShape(N), G.WithName("weights"), G.WithValue(gr.weights))
 		hn := must(ops.RMSNorm(h, must(param(FinalNormKey)), c.RMSNormEps))
+		if t := gr.spec.Temperature; t != 0 && t != 1 {
+			hn = must(ops.Scale(hn, 1/t)) // head(h)/T = head(h/T): the head is linear
+		}
 		headName := LMHeadKey
 		if w.Tensors[LMHeadKey] == nil {
 			headName = EmbedKey // tied: the embedding node itself, so its gradient sums both uses

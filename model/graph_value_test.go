@@ -160,3 +160,55 @@ func TestValueHeadBadObjective(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// With Temperature T the LM head's per-token log-probs are log_softmax(logits/T) at the target,
+// computed here from the plain graph's kept logits in float64.
+func TestTemperatureLogProbs(t *testing.T) {
+	cfg := tinyConfig(tinyOpts{untied: true})
+	w := InitRandom(cfg, 5, 0.3)
+	in := packedInputs(rand.New(rand.NewPCG(9, 9)), cfg.VocabSize)
+	plain, err := NewGraph(w, GraphSpec{Batch: 2, SeqLen: 7, Head: LMHead, KeepLogits: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := plain.Run(in, nil); err != nil {
+		t.Fatal(err)
+	}
+	logits := append([]float32(nil), plain.Logits()...)
+	const temp = 0.7
+	g, err := NewGraph(w, GraphSpec{Batch: 2, SeqLen: 7, Head: LMHead, Temperature: temp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, s, err := g.Run(in, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	V := cfg.VocabSize
+	checked := 0
+	for i, tg := range in.Targets {
+		if tg < 0 || in.Weights[i] == 0 {
+			continue
+		}
+		row := logits[i*V : (i+1)*V]
+		mx := math.Inf(-1)
+		for _, z := range row {
+			mx = math.Max(mx, float64(z)/temp)
+		}
+		var sum float64
+		for _, z := range row {
+			sum += math.Exp(float64(z)/temp - mx)
+		}
+		want := float64(in.Weights[i]) * (float64(row[tg])/temp - mx - math.Log(sum))
+		if got := s.TokenLogProb[i]; math.Abs(got-want) > 1e-5*(1+math.Abs(want)) {
+			t.Fatalf("position %d: log-prob %v at temperature %v, want %v", i, got, temp, want)
+		}
+		checked++
+	}
+	if checked < 5 {
+		t.Fatalf("%d positions checked", checked)
+	}
+	if _, err := NewGraph(w, GraphSpec{Batch: 1, SeqLen: 3, Head: LMHead, Temperature: -1}); err == nil || err.Error() != "model: NewGraph: temperature -1: want > 0 (or 0: none)" {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -39,6 +39,7 @@
 // num_ppo_epochs × num_mini_batches, or an interrupt) resumes by sampling that update's rollouts
 // again with the restored policy, which the log says.
 //
-// Not as TRL: log-probs are the policy's own (temperature 1), where TRL divides the logits by
-// temperature before the ratios and the KL; no objective/entropy or policy/entropy_avg metric.
+// Log-probs (the rollout's, the reference's and the trained policy's) are those of the logits
+// divided by temperature, as TRL computes them (model.GraphSpec.Temperature). Not as TRL: no
+// objective/entropy or policy/entropy_avg metric.
 package ppo

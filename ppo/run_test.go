@@ -12,6 +12,7 @@ import (
 
 	"github.com/alignkit/alignkit/internal/sharedtest"
 	"github.com/alignkit/alignkit/internal/testutil"
+	"github.com/alignkit/alignkit/lm"
 	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/alignkit/alignkit/model/hf"
 	"github.com/alignkit/alignkit/reward"
@@ -259,5 +260,39 @@ func TestPPOTwoRewardModels(t *testing.T) {
 	m := testutil.ReadMetrics(t, res.OutputDir)[0]
 	if math.Abs(m["objective/scores"]) > 1e-9 || math.IsNaN(m["loss"]) {
 		t.Fatalf("metrics %v: want whitened scores (mean 0)", m)
+	}
+}
+
+// The rollout's log-probs are those of the distribution it was sampled from (the logits divided
+// by temperature, as TRL): bitwise a temperature-0.7 pass, and not the temperature-1 one.
+func TestPPORolloutLogProbsAtTemperature(t *testing.T) {
+	c := storiesConfig(t)
+	task, err := newTask(context.Background(), c, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ro, err := task.sample(context.Background(), train.Batch{Examples: []int{0, 1, 2, 3}, Step: 1, Seed: 42}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		temp float64
+		same bool
+	}{{0.7, true}, {1, false}} {
+		m := lm.New(task.policy.Ckpt, 0)
+		m.Temperature = tc.temp
+		got, err := perToken(m.LogProbs, ro)
+		if err != nil {
+			t.Fatal(err)
+		}
+		same := true
+		for k := range got {
+			for p := range got[k] {
+				same = same && got[k][p] == ro.old[k][p]
+			}
+		}
+		if same != tc.same {
+			t.Fatalf("temperature %v: log-probs equal to the rollout's: %v, want %v", tc.temp, same, tc.same)
+		}
 	}
 }

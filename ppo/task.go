@@ -184,8 +184,11 @@ func newTask(ctx context.Context, cfg TrainConfig, log io.Writer) (*Task, error)
 	t.policy = lm.New(ck, micro)
 	t.value = lm.New(vck, micro)
 	t.policy.Checkpoint, t.value.Checkpoint = cfg.GradientCheckpointing, cfg.GradientCheckpointing
+	// Log-probs of the distribution the responses are sampled from: the logits divided by the
+	// temperature, for the ratios and the KL alike (TRL's PPOTrainer).
+	t.policy.Temperature = cfg.Temperature
 	if t.ref != nil {
-		t.ref.Checkpoint = cfg.GradientCheckpointing
+		t.ref.Checkpoint, t.ref.Temperature = cfg.GradientCheckpointing, cfg.Temperature
 	}
 	t.params = append(t.params, t.policy.Params()...)
 	t.nPolicy = len(t.params)
