@@ -24,6 +24,9 @@ type Model struct {
 	// Checkpoint builds every graph with gradient checkpointing (train.Args.GradientCheckpointing,
 	// model.GraphSpec.Checkpoint); forward-only graphs then hold one layer's activations too.
 	Checkpoint bool
+	// Temperature divides the LM head's logits in every graph (model.GraphSpec.Temperature; 0 or 1:
+	// none): PPO's log-probs are those of the distribution it samples from.
+	Temperature float64
 
 	graphs map[graphKey]*model.Graph
 	params []train.Param
@@ -36,6 +39,7 @@ type graphKey struct {
 	head             model.Head
 	grad, checkpoint bool
 	adaptersOff      bool
+	temperature      float64
 }
 
 // New wraps a loaded checkpoint. rows is the usual batch height (see Model.Rows).
@@ -104,12 +108,16 @@ func (m *Model) Save(dir string) error {
 
 // graph returns the graph for a batch shape, building it on first use.
 func (m *Model) graph(rows, length int, head model.Head, grad, off bool) (*model.Graph, error) {
-	k := graphKey{rows, length, head, grad, m.Checkpoint, off}
+	temp := 0.0
+	if head == model.LMHead {
+		temp = m.Temperature
+	}
+	k := graphKey{rows, length, head, grad, m.Checkpoint, off, temp}
 	if g, ok := m.graphs[k]; ok {
 		return g, nil
 	}
 	g, err := model.NewGraph(m.Ckpt.Weights, model.GraphSpec{Batch: rows, SeqLen: length, Head: head, Grad: grad,
-		Checkpoint: m.Checkpoint, Adapter: m.Ckpt.Adapter, AdaptersOff: off})
+		Checkpoint: m.Checkpoint, Adapter: m.Ckpt.Adapter, AdaptersOff: off, Temperature: temp})
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +126,8 @@ func (m *Model) graph(rows, length int, head model.Head, grad, off bool) (*model
 }
 
 // Objective is a trainer's loss over the real rows of a batch (padding rows are hidden from it). Its
-// dLogProb has one value per row, or one per position (b.B·b.T, see model.Objective).
+// dLogProb has one value per row, or one per position (b.B·b.T, see model.Objective); with the
+// value head its dReward has one value per position (b.B·b.T).
 type Objective = model.Objective
 
 // Run runs b through the model. With grads non-nil it also runs the backward pass and adds
@@ -139,6 +148,9 @@ func (m *Model) run(b *data.Batch, head model.Head, obj Objective, grads [][]flo
 	if obj != nil && rows != b.B {
 		wrapped = func(s model.Stats) (float64, []float64, []float64, error) {
 			loss, dlp, drw, err := obj(trim(s, b.B, b.T))
+			if head == model.ValueHead {
+				return loss, pad(dlp, rows), pad(drw, rows*b.T), err // one dValue per position
+			}
 			if len(dlp) == b.B*b.T && b.T > 1 {
 				return loss, pad(dlp, rows*b.T), pad(drw, rows), err // per-token derivatives
 			}
@@ -178,6 +190,13 @@ func (m *Model) BaseLogProbs(b *data.Batch) (model.Stats, error) {
 func (m *Model) Rewards(b *data.Batch) ([]float64, error) {
 	_, s, err := m.Run(b, model.ScoreHead, nil, nil, 0)
 	return s.Reward, err
+}
+
+// Values runs the value head (score.weight at every position, model.ValueHead) forward and returns
+// one value per position of b's rows (b.B·b.T, row-major): PPO's value model.
+func (m *Model) Values(b *data.Batch) ([]float64, error) {
+	_, s, err := m.Run(b, model.ValueHead, nil, nil, 0)
+	return s.Values, err
 }
 
 // accumulate adds scale·grad into the loop's buffers, split over the cores.
@@ -255,6 +274,9 @@ func trim(s model.Stats, rows, length int) model.Stats {
 	s.LogProb, s.Tokens, s.Correct, s.MeanLogit, s.Reward = cut(s.LogProb), cut(s.Tokens), cut(s.Correct), cut(s.MeanLogit), cut(s.Reward)
 	if len(s.TokenLogProb) > rows*length {
 		s.TokenLogProb = s.TokenLogProb[:rows*length]
+	}
+	if len(s.Values) > rows*length {
+		s.Values = s.Values[:rows*length]
 	}
 	return s
 }

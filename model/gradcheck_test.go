@@ -159,6 +159,21 @@ func tokenObjective(s Stats) (float64, []float64, []float64, error) {
 	return loss, d, nil, nil
 }
 
+// valueObjective is a nonlinear function of every position's value, as PPO's clipped value loss
+// is: loss = Σ_i c_i·v_i + 0.05·v_i² with v = Values, derivatives c_i + 0.1·v_i returned as
+// dReward (one per position).
+func valueObjective(s Stats) (float64, []float64, []float64, error) {
+	x := s.Values
+	d := make([]float64, len(x))
+	loss := 0.0
+	for i, v := range x {
+		c := 0.4 - 0.25*float64(i%3)
+		loss += c*v + 0.05*v*v
+		d[i] = c + 0.1*v
+	}
+	return loss, nil, d, nil
+}
+
 func (gr *Graph) gradF64(i int) []float64 {
 	return gr.params[i].grad.Value().(*tensor.Dense).Data().([]float64)
 }
@@ -175,6 +190,7 @@ func TestGraphGradientCheck(t *testing.T) {
 		ckpt bool
 		// perToken uses tokenObjective (derivatives per position) instead of smoothObjective.
 		perToken bool
+		temp     float64 // GraphSpec.Temperature
 	}
 	var cases []gradCase
 	for _, tc := range []gradCase{
@@ -192,6 +208,11 @@ func TestGraphGradientCheck(t *testing.T) {
 		{name: "qwen3moe top-3 unnormalised dense layer", o: tinyOpts{family: "qwen3moe", untied: true}, head: LMHead},
 		{name: "qwen3moe top-3 renormalised", o: tinyOpts{family: "qwen3moe-norm"}, head: LMHead},
 		{name: "qwen3 reward score head", o: tinyOpts{family: "qwen3", reward: true}, head: ScoreHead},
+		{name: "llama value head", o: tinyOpts{reward: true}, head: ValueHead},
+		{name: "llama per-token objective temperature 0.7", head: LMHead, perToken: true, temp: 0.7},
+		{name: "mistral temperature 1.3 untied", o: tinyOpts{window: 3, untied: true}, head: LMHead, temp: 1.3},
+		{name: "mixtral value head", o: tinyOpts{moe: true, reward: true}, head: ValueHead},
+		{name: "qwen3 value head", o: tinyOpts{family: "qwen3", reward: true}, head: ValueHead},
 	} {
 		cases = append(cases, tc)
 		if strings.Contains(tc.name, "dense layer") {
@@ -209,7 +230,7 @@ func TestGraphGradientCheck(t *testing.T) {
 			if tc.o.family != "" {
 				perturbVectors(w, rng)
 			}
-			spec := GraphSpec{Batch: 2, SeqLen: 7, Head: tc.head, Grad: true, Checkpoint: tc.ckpt}
+			spec := GraphSpec{Batch: 2, SeqLen: 7, Head: tc.head, Grad: true, Checkpoint: tc.ckpt, Temperature: tc.temp}
 			gr, err := newGraph(w, spec, tensor.Float64)
 			if err != nil {
 				t.Fatal(err)
@@ -218,6 +239,9 @@ func TestGraphGradientCheck(t *testing.T) {
 			obj := smoothObjective(tc.head)
 			if tc.perToken {
 				obj = tokenObjective
+			}
+			if tc.head == ValueHead {
+				obj = valueObjective
 			}
 			loss, s, err := gr.Run(in, obj)
 			if err != nil {

@@ -20,6 +20,10 @@ const (
 	LMHead Head = iota
 	// ScoreHead computes score.weight · h at each row's LastIndex (a reward model).
 	ScoreHead
+	// ValueHead computes score.weight · rmsnorm(h) at every position (B·T values, no LastIndex
+	// gather): PPO's value model, a reward model's head read per token (TRL's PolicyAndValueWrapper
+	// runs the value model's score on every hidden state).
+	ValueHead
 )
 
 func (h Head) String() string {
@@ -28,6 +32,8 @@ func (h Head) String() string {
 		return "lm"
 	case ScoreHead:
 		return "score"
+	case ValueHead:
+		return "value"
 	}
 	return fmt.Sprintf("Head(%d)", int(h))
 }
@@ -52,6 +58,10 @@ type GraphSpec struct {
 	// gradient_checkpointing): the graph keeps only each layer's input and output, at the cost of a
 	// second forward pass through every layer. Results are bitwise those of the plain graph.
 	Checkpoint bool
+	// Temperature divides the LM head's logits (0 or 1: none): the log-probs are those of the
+	// distribution sampled at this temperature, as TRL's PPOTrainer computes them for its ratios and
+	// KL. Kept logits and MeanLogit are the divided ones.
+	Temperature float64
 }
 
 // Inputs is one micro-batch. Per-token slices are row-major (B·T): row b's tokens are
@@ -84,6 +94,8 @@ type Stats struct {
 	Correct   []float64 // (B) Σ_t Weights·[argmax = target] (LM head)
 	MeanLogit []float64 // (B) mean logit over the counted positions and the whole vocabulary (TRL's logits/chosen)
 	Reward    []float64 // (B) score head output
+	// Values (B·T) are the value head's outputs, one per position (padding included).
+	Values []float64
 	// TokenLogProb (B·T) is each position's Weights·log p(target) (LM head; 0 where not counted):
 	// the terms LogProb sums, for objectives on individual tokens (GRPO's and PPO's per-token
 	// ratios and KL).
@@ -95,6 +107,7 @@ type Stats struct {
 
 // Objective is the trainer's loss: it returns the loss and its derivatives with respect to
 // Stats.LogProb (LM head) or Stats.Reward (score head), each of length B; the other may be nil.
+// With the value head, dReward holds the derivatives with respect to Stats.Values: B·T values.
 // With the LM head, dLogProb may instead have B·T values: the derivatives with respect to
 // Stats.TokenLogProb, one per position, for a loss that is not a function of the row sums alone.
 // It must not keep s's slices past the call.
@@ -170,8 +183,11 @@ func newGraph(w *Weights, spec GraphSpec, dt tensor.Dtype) (*Graph, error) {
 	if spec.Batch <= 0 || spec.SeqLen <= 0 {
 		return nil, fmt.Errorf("model: NewGraph: batch %d and seq_len %d must be positive", spec.Batch, spec.SeqLen)
 	}
-	if spec.Head != LMHead && spec.Head != ScoreHead {
+	if spec.Head != LMHead && spec.Head != ScoreHead && spec.Head != ValueHead {
 		return nil, fmt.Errorf("model: NewGraph: unknown head %v", spec.Head)
+	}
+	if t := spec.Temperature; math.IsNaN(t) || math.IsInf(t, 0) || t < 0 {
+		return nil, fmt.Errorf("model: NewGraph: temperature %v: want > 0 (or 0: none)", t)
 	}
 	if err := w.Config.Validate(); err != nil {
 		return nil, fmt.Errorf("model: NewGraph: %w", err)
@@ -297,7 +313,7 @@ func (gr *Graph) bind(in Inputs) error {
 			return err
 		}
 	}
-	if !lm && len(in.LastIndex) != B {
+	if gr.spec.Head == ScoreHead && len(in.LastIndex) != B {
 		return fmt.Errorf("model: Inputs.LastIndex has %d values, want one per row (%d)", len(in.LastIndex), B)
 	}
 	tok := gr.tokens.Data().([]int32)
@@ -363,7 +379,7 @@ func (gr *Graph) bind(in Inputs) error {
 		case []float64:
 			copy(d, gr.effWeights)
 		}
-	} else {
+	} else if gr.spec.Head == ScoreHead {
 		rows := gr.lastRows.Data().([]int32)
 		for b, li := range in.LastIndex {
 			if li < 0 || int(li) >= T {
@@ -407,6 +423,8 @@ func (gr *Graph) lossFn(in [][]float64) (float64, [][]float64, error) {
 				s.MeanLogit[b] /= counted * float64(gr.cfg.VocabSize)
 			}
 		}
+	} else if gr.spec.Head == ValueHead {
+		s.Values = append([]float64(nil), in[0]...)
 	} else {
 		s.Reward = append([]float64(nil), in[0]...)
 	}
@@ -428,10 +446,16 @@ func (gr *Graph) lossFn(in [][]float64) (float64, [][]float64, error) {
 		}
 		loss = l
 		d, name := dLogProb, "dLogProb"
-		if gr.spec.Head == ScoreHead {
+		if gr.spec.Head != LMHead {
 			d, name = dReward, "dReward"
 		}
 		perToken := gr.spec.Head == LMHead && len(d) == B*T && B*T != B
+		if gr.spec.Head == ValueHead {
+			if d != nil && len(d) != B*T {
+				return 0, nil, fmt.Errorf("the objective's dReward has %d values, want %d (one per position of the value head)", len(d), B*T)
+			}
+			perToken = d != nil
+		}
 		if d != nil && len(d) != B && !perToken {
 			if gr.spec.Head == LMHead {
 				return 0, nil, fmt.Errorf("the objective's %s has %d values, want %d (per row) or %d (per token)", name, len(d), B, B*T)

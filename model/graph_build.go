@@ -19,8 +19,9 @@ import (
 //	           (projections plus their biases where the architecture has them; qn/kn are Qwen3's
 //	           per-head q_norm/k_norm, identity elsewhere; rope with Llama 3's scaled frequencies)
 //	           h += mlp(n2) or moe(n2),                        n2 = rmsnorm(h)
-//	LM head:    logits = head(rmsnorm(h)) (N, V) → weighted target log-probs (N), fused and chunked
+//	LM head:    logits = head(rmsnorm(h))/T (N, V) → weighted target log-probs (N), fused and chunked
 //	score head: reward = score(rmsnorm(h[b·T + LastIndex[b]])) (B, 1)
+//	value head: values = score(rmsnorm(h)) (N, 1), every position
 //
 // and feeds the head's output (plus each MoE layer's router statistics) to one ExternalLoss node.
 func (gr *Graph) build(w *Weights) error {
@@ -41,7 +42,7 @@ func (gr *Graph) build(w *Weights) error {
 		return fmt.Errorf("the LM head needs %s or tied embeddings, and this model has neither", LMHeadKey)
 	}
 	if !lm && w.Tensors[ScoreKey] == nil {
-		return fmt.Errorf("the score head needs %s, which this model lacks", ScoreKey)
+		return fmt.Errorf("the %v head needs %s, which this model lacks", gr.spec.Head, ScoreKey)
 	}
 	ad := gr.spec.Adapter
 	adOn := ad != nil && !gr.spec.AdaptersOff
@@ -278,6 +279,9 @@ func (gr *Graph) build(w *Weights) error {
 		gr.weights = tensor.New(tensor.Of(gr.dt), tensor.WithShape(N))
 		weights := G.NewVector(g, gr.dt, G.WithShape(N), G.WithName("weights"), G.WithValue(gr.weights))
 		hn := must(ops.RMSNorm(h, must(param(FinalNormKey)), c.RMSNormEps))
+		if t := gr.spec.Temperature; t != 0 && t != 1 {
+			hn = must(ops.Scale(hn, 1/t)) // head(h)/T = head(h/T): the head is linear
+		}
 		headName := LMHeadKey
 		if w.Tensors[LMHeadKey] == nil {
 			headName = EmbedKey // tied: the embedding node itself, so its gradient sums both uses
@@ -305,6 +309,9 @@ func (gr *Graph) build(w *Weights) error {
 		}
 		lp.KeepLogits(gr.spec.KeepLogits)
 		gr.lp = lp
+	} else if gr.spec.Head == ValueHead {
+		hn := must(ops.RMSNorm(h, must(param(FinalNormKey)), c.RMSNormEps)) // (N, D)
+		headOut = lin(hn, ScoreKey)                                         // (N, 1)
 	} else {
 		last, lt := intVec("last_rows", B)
 		gr.lastRows = lt

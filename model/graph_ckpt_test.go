@@ -97,7 +97,7 @@ func sameStats(t *testing.T, what string, a, b Stats) {
 	for _, c := range []struct {
 		name string
 		x, y []float64
-	}{{"LogProb", a.LogProb, b.LogProb}, {"Tokens", a.Tokens, b.Tokens}, {"Correct", a.Correct, b.Correct}, {"MeanLogit", a.MeanLogit, b.MeanLogit}, {"Reward", a.Reward, b.Reward}} {
+	}{{"LogProb", a.LogProb, b.LogProb}, {"Tokens", a.Tokens, b.Tokens}, {"Correct", a.Correct, b.Correct}, {"MeanLogit", a.MeanLogit, b.MeanLogit}, {"Reward", a.Reward, b.Reward}, {"Values", a.Values, b.Values}} {
 		if !slices.Equal(c.x, c.y) {
 			t.Fatalf("%s: %s %v vs %v", what, c.name, c.x, c.y)
 		}

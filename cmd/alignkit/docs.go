@@ -12,6 +12,7 @@ import (
 	"github.com/alignkit/alignkit/gatt"
 	"github.com/alignkit/alignkit/grpo"
 	"github.com/alignkit/alignkit/model/checkpoint"
+	"github.com/alignkit/alignkit/ppo"
 	"github.com/alignkit/alignkit/reward"
 	"github.com/alignkit/alignkit/rlhf"
 	"github.com/alignkit/alignkit/sft"
@@ -27,9 +28,10 @@ var configJobs = []struct {
 	{"sft", reflect.TypeFor[sft.Config]()},
 	{"reward train", reflect.TypeFor[reward.Config]()},
 	{"rlhf sample", reflect.TypeFor[rlhf.SampleConfig]()},
-	{"rlhf run", reflect.TypeFor[rlhf.RunConfig]()},
+	{"rlhf run", reflect.TypeFor[ppo.RLHFConfig]()},
 	{"dpo", reflect.TypeFor[dpo.Config]()},
 	{"grpo", reflect.TypeFor[grpo.Config]()},
+	{"ppo", reflect.TypeFor[ppo.TrainConfig]()},
 	{"gatt synth", reflect.TypeFor[gatt.SynthConfig]()},
 	{"gatt eval", reflect.TypeFor[gatt.EvalConfig]()},
 	{"eval winrate", reflect.TypeFor[winrate.Config]()},

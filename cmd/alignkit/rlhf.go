@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/alignkit/alignkit/ppo"
 	"github.com/alignkit/alignkit/rlhf"
 	"github.com/alignkit/alignkit/train"
 )
@@ -71,20 +72,26 @@ func newRLHFRunCmd() *cobra.Command {
 		Short: "Iterative rejection-sampling fine-tuning: R rounds of sample, select, SFT, evaluate (resumable)",
 		Long: "Llama 2's iterative rejection-sampling fine-tuning. Each round samples K completions per prompt with\n" +
 			"the current policy, adds them to the pool of the best samples of all rounds, fine-tunes the policy on\n" +
-			"the pool (the sft: section), and scores the new policy on held-out prompts. Everything goes under\n" +
+			"the pool (the sft: section), and scores the new policy on held-out prompts; a ppo: section then runs PPO\n" +
+			"on the last round's policy (Llama 2's RLHF-V5) into output_dir/ppo. Everything goes under\n" +
 			"output_dir/round-r/; a stopped run started again with the same config resumes where it stopped.\n\n" +
-			"Config keys (ALIGNKIT_<KEY> and --set key=value override the file):\n" + keyList(reflect.TypeOf(rlhf.RunConfig{})),
+			"Config keys (ALIGNKIT_<KEY> and --set key=value override the file):\n" + keyList(reflect.TypeOf(ppo.RLHFConfig{})),
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg := rlhf.DefaultRunConfig()
+			cfg := ppo.DefaultRLHFConfig() // rlhf run's keys, and an optional ppo: stage after the rounds
 			if err := flags.load(&cfg); err != nil {
 				return err
 			}
-			rows, err := rlhf.Run(cmd.Context(), cfg, train.WithLogWriter(cmd.ErrOrStderr()))
+			rows, res, err := ppo.RunRLHF(cmd.Context(), cfg, train.WithLogWriter(cmd.ErrOrStderr()))
 			if err != nil {
 				return err
 			}
 			fmt.Fprint(cmd.OutOrStdout(), strings.TrimRight(rlhf.SummaryMarkdown(rows), "\n")+"\n")
+			if res.Steps > 0 {
+				m := res.LastMetrics
+				fmt.Fprintf(cmd.OutOrStdout(), "ppo: %d steps, train loss %.4f; last step: objective/scores %.4f, objective/kl %.4f; model in %s\n",
+					res.Steps, res.TrainLoss, m["objective/scores"], m["objective/kl"], res.OutputDir)
+			}
 			return nil
 		},
 	}

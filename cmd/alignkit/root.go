@@ -14,6 +14,6 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCmd(), newInitCmd(), newTokenizeCmd(), newLogitsCmd(), newGenerateCmd(), newExportCmd(), newDocsCmd(), newBenchCmd(), newSFTCmd(), newRewardCmd(), newDPOCmd(), newGattCmd(), newRLHFCmd(), newGRPOCmd(), newServeCmd(), newDemoCmd(), newEvalCmd(), newDataCmd(), newBoardCmd())
+	root.AddCommand(newVersionCmd(), newInitCmd(), newTokenizeCmd(), newLogitsCmd(), newGenerateCmd(), newExportCmd(), newDocsCmd(), newBenchCmd(), newSFTCmd(), newRewardCmd(), newDPOCmd(), newGattCmd(), newRLHFCmd(), newGRPOCmd(), newPPOCmd(), newServeCmd(), newDemoCmd(), newEvalCmd(), newDataCmd(), newBoardCmd())
 	return root
 }

@@ -1,0 +1,91 @@
+package ppo
+
+import (
+	"fmt"
+
+	"github.com/alignkit/alignkit/recipe"
+	"github.com/alignkit/alignkit/reward"
+	"github.com/alignkit/alignkit/train"
+)
+
+// DefaultLearningRate is TRL's PPOConfig learning_rate.
+const DefaultLearningRate = 3e-6
+
+// TrainConfig is `alignkit ppo`'s configuration: the training loop's keys, the model keys, the PPO
+// keys of Config and the models, spelled as TRL's PPOConfig spells them. per_device_train_batch_size
+// is TRL's: the responses of one micro-batch of the PPO passes (one response per prompt); each
+// rollout batch holds per_device_train_batch_size × gradient_accumulation_steps × num_mini_batches
+// responses (TRL's local_batch_size). Start from NewTrainConfig: the PPO keys' zero values are
+// meaningful (kl_coef 0, gamma 0), so their defaults are filled in before the file is read, not after.
+type TrainConfig struct {
+	train.Args `mapstructure:",squash"`
+
+	ModelNameOrPath string `mapstructure:"model_name_or_path" doc:"policy to train, also the reference (the initial policy): an HF directory or a .gguf file"`
+	SFTModelPath    string `mapstructure:"sft_model_path" doc:"TRL's name for the policy's starting point: the same as model_name_or_path (set one, or both alike)"`
+	// Model says how the policy is held and what of it trains (LoRA, a quantized frozen base).
+	Model           recipe.ModelArgs  `mapstructure:",squash"`
+	DatasetName     string            `mapstructure:"dataset_name" doc:"prompts: a Parquet or JSON Lines file with a prompt, messages, instruction or chosen+rejected column"`
+	Columns         map[string]string `mapstructure:"columns" doc:"prompt column renames, canonical name -> file column (as rlhf sample)"`
+	MaxTrainSamples int               `mapstructure:"max_train_samples" doc:"use only the first this many prompts (0: all)"`
+	ChatTemplate    string            `mapstructure:"chat_template" doc:"template conversational prompts are rendered with: a built-in name, a file or Jinja source (default: the model's own)"`
+
+	Config `mapstructure:",squash"`
+
+	RewardModels   []reward.ModelSpec `mapstructure:"reward_models" doc:"reward models: list of {path, role: helpfulness|safety}; two are combined as Llama 2 does (reward.Combine) and whitened over the rollout batch"`
+	SafetyColumn   string             `mapstructure:"safety_column" doc:"with two reward models: the dataset column saying which prompts are safety prompts (default is_safety)"`
+	ValueModelPath string             `mapstructure:"value_model_path" doc:"value model to start from, a reward model (score head): its score.weight is read at every token (default: the helpfulness reward model, as TRL and Llama 2 initialise it)"`
+}
+
+// NewTrainConfig is a TrainConfig with TRL's PPOConfig defaults in its PPO keys; a config file is
+// read onto it.
+func NewTrainConfig() TrainConfig { return TrainConfig{Config: DefaultConfig()} }
+
+// Defaults returns a copy with the loop's unset keys, the policy path and the value model filled in.
+func (c TrainConfig) Defaults() TrainConfig {
+	c.Args = c.Args.TrainerDefaults(DefaultLearningRate)
+	if c.ModelNameOrPath == "" {
+		c.ModelNameOrPath = c.SFTModelPath
+	}
+	if c.SafetyColumn == "" {
+		c.SafetyColumn = "is_safety"
+	}
+	if c.ValueModelPath == "" {
+		for _, s := range c.RewardModels {
+			if s.Role == reward.RoleHelpfulness || len(c.RewardModels) == 1 {
+				c.ValueModelPath = s.Path
+				break
+			}
+		}
+	}
+	return c
+}
+
+// UpdateSteps is the number of optimizer steps taken on each rollout batch: num_ppo_epochs passes
+// of num_mini_batches mini-batches, one step per mini-batch (TRL's PPOTrainer).
+func (c TrainConfig) UpdateSteps() int { return c.NumPPOEpochs * c.NumMiniBatches }
+
+// Validate checks the keys after Defaults; its errors name the key at fault. It reads no files.
+func (c TrainConfig) Validate() error {
+	if c.SFTModelPath != "" && c.ModelNameOrPath != "" && c.SFTModelPath != c.ModelNameOrPath {
+		return fmt.Errorf("sft_model_path %q and model_name_or_path %q: both name the policy; set one", c.SFTModelPath, c.ModelNameOrPath)
+	}
+	c = c.Defaults()
+	if err := recipe.Validate(c.Args, c.ModelNameOrPath, c.Model); err != nil {
+		return err
+	}
+	if err := c.Config.Validate(); err != nil {
+		return err
+	}
+	switch {
+	case c.DatasetName == "":
+		return fmt.Errorf("dataset_name: must be set (the prompts)")
+	case c.MaxTrainSamples < 0:
+		return fmt.Errorf("max_train_samples %d: want >= 0 (0: all)", c.MaxTrainSamples)
+	case len(c.RewardModels) == 0:
+		return fmt.Errorf("reward_models: must name at least one reward model (PPO's score)")
+	}
+	if err := reward.ValidateSpecs(c.RewardModels); err != nil {
+		return err
+	}
+	return nil
+}
