@@ -221,6 +221,7 @@ var readmeSkips = []readmeSkip{
 	{configIs("configs/gatt/synth-stories260k.yaml"), "samples GAtt dialogues for 200 conversations (16 s)"},
 	{configIs("configs/gatt/sft-stories260k.yaml"), "fine-tunes on the GAtt dialogues of the skipped `gatt synth` (23 s)"},
 	{configIs("configs/gatt/eval-stories260k.yaml"), "evaluates the model of the skipped GAtt fine-tuning"},
+	{configIs("configs/ppo/stories260k.yaml"), "scores with the reward model of the skipped `reward train` (runs/reward-stories260k)"},
 }
 
 // configIs matches a command run with --config path.
