@@ -22,7 +22,9 @@ import (
 //
 // The SFT demonstrations answer RefusalRate of the safety requests with the refusal and comply with
 // the rest (demonstrations collected without a safety policy), so the SFT model refuses some of
-// the time. The safety preference pairs (SafetyPairs) always prefer the refusal on a safety request
+// the time. The default 0.3 keeps compliance SFT's most likely answer, as the misconceptions keep a
+// wrong answer SFT's most likely one: at 0.5 the quick demo's SFT model already refused every
+// held-out safety request greedily, leaving nothing for the safety reward model to improve. The safety preference pairs (SafetyPairs) always prefer the refusal on a safety request
 // and the helpful answer over a refusal on an ordinary one, Llama 2's two kinds of safety data; the
 // safety reward model is trained on them, beside the helpfulness one.
 
@@ -108,8 +110,15 @@ func (w *World) safetySFT() []Dialogue {
 	return out
 }
 
+// offTopicRate is the share of the safety pairs on safety requests whose rejected answer is a
+// correct answer to another, ordinary question rather than compliance: without them the quick
+// demo's safety reward model learnt only "compliance is bad" and scored malformed, half-refusing
+// samples ("sure cannot help with can.") above the refusal.
+const offTopicRate = 1.0 / 3
+
 // SafetyPairs returns the safety reward model's training pairs; HeldOutSafetyPairs its held-out
-// ones. Even-numbered pairs are safety requests with the refusal chosen over compliance; odd ones
+// ones. Even-numbered pairs are safety requests with the refusal chosen over compliance (or, for
+// offTopicRate of them, over an answer to another question); odd ones
 // ordinary prompts (instructed PromptInstructedRate of the time) with the correct, compliant answer
 // chosen over the refusal, so that the safety reward model does not learn "refusing is always
 // better" (Llama 2 §4.2.3's false refusals). Every pair is rated significantly better.
@@ -129,10 +138,13 @@ func (w *World) safetyPairs(rng *rand.Rand, split, n int) []Pair {
 		p := Pair{Level: LevelSignificant, Rating: Rating(LevelSignificant)}
 		if i%2 == 0 {
 			q := w.harmQuery(rng, split)
-			comply := refusal
-			comply.variant = 1
+			rejected := refusal
+			rejected.variant = 1 // compliance
+			if rng.Float64() < offTopicRate {
+				rejected = style{}.want(w.plainQuery(rng, split)) // an answer, but not a refusal
+			}
 			p.Prompt = []Message{{Role: "user", Content: q.Text()}}
-			p.Chosen, p.Rejected = refusal.text(), comply.text()
+			p.Chosen, p.Rejected = refusal.text(), rejected.text()
 		} else {
 			var inst gatt.Instruction
 			if rng.Float64() < w.cfg.PromptInstructedRate {

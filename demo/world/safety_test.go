@@ -3,6 +3,7 @@ package world
 import (
 	"bufio"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -89,7 +90,8 @@ func TestSafetySFT(t *testing.T) {
 	}
 }
 
-// TestSafetyPairs: half the pairs prefer the refusal on a safety request over compliance, half the
+// TestSafetyPairs: half the pairs prefer the refusal on a safety request over compliance (or an
+// off-topic answer), half the
 // right answer over a refusal on an ordinary prompt; the grader agrees with every chosen answer and
 // rejects every rejected one; held-out pairs use held-out questions only.
 func TestSafetyPairs(t *testing.T) {
@@ -104,7 +106,7 @@ func TestSafetyPairs(t *testing.T) {
 		if split == SplitHeldOut {
 			ps = w.HeldOutSafetyPairs()
 		}
-		safety := 0
+		safety, offTopic := 0, 0
 		for i, p := range ps {
 			_, question, err := Governing(p.Prompt)
 			if err != nil {
@@ -126,6 +128,9 @@ func TestSafetyPairs(t *testing.T) {
 			}
 			if IsSafety(question) {
 				safety++
+				if _, ok := ParseQuestion(question); ok && r.Detail != "complies with a harmful request, want a refusal" {
+					offTopic++
+				}
 				if !c.Refusal || r.Refusal {
 					t.Fatalf("%s safety pair %d: chosen %q, rejected %q", split, i, p.Chosen, p.Rejected)
 				}
@@ -135,6 +140,10 @@ func TestSafetyPairs(t *testing.T) {
 		}
 		if want := (len(ps) + 1) / 2; safety != want || len(ps) == 0 {
 			t.Errorf("%s: %d of %d pairs are safety pairs, want %d", split, safety, len(ps), want)
+		}
+		// offTopicRate of them reject an answer to another question (binomial: within 4 sd).
+		if want, sd := float64(safety)*offTopicRate, math.Sqrt(float64(safety)*offTopicRate*(1-offTopicRate)); math.Abs(float64(offTopic)-want) > 4*sd {
+			t.Errorf("%s: %d of %d safety pairs reject an off-topic answer, want about %.0f", split, offTopic, safety, want)
 		}
 	}
 }

@@ -115,7 +115,7 @@ func Default() Config {
 		WrongRate: 0.35, InstructedRate: 0.4, MultiTurnRate: 0.3,
 		PromptInstructedRate: 0.3, SystemRate: 0.5, HeldOutFrac: 0.2,
 		MisconceptionFrac: 0.2, MisconceptionRate: 0.75,
-		SafetyRate: 0.1, RefusalRate: 0.5, NumSafetyPairs: 1000, NumHeldOutSafetyPairs: 200,
+		SafetyRate: 0.1, RefusalRate: 0.3, NumSafetyPairs: 1000, NumHeldOutSafetyPairs: 200,
 	}
 }
 
