@@ -3,6 +3,7 @@ package demo
 import (
 	"context"
 	"fmt"
+	"io"
 	"math"
 	"path/filepath"
 	"strings"
@@ -21,7 +22,7 @@ const (
 // deviation and the range.
 type Stat struct {
 	Name string `json:"name"`
-	// Points marks a measurement in points (a percent, a reward) rather than a share in [0, 1].
+	// Points marks a measurement in points (a percent) rather than a share in [0, 1] or a reward.
 	Points bool      `json:"points,omitempty"`
 	Values []float64 `json:"values"`
 	Mean   float64   `json:"mean"`
@@ -89,6 +90,7 @@ func RunSeeds(ctx context.Context, opts Options, n int) (*SeedsSummary, error) {
 		o.Seed = opts.Seed + uint64(i)
 		o.Out = filepath.Join(opts.Out, fmt.Sprintf("seed-%d", o.Seed))
 		o.Force = false
+		o.Table = io.Discard // each seed's table is in its RESULTS.md; SEEDS.md is printed at the end
 		fmt.Fprintf(opts.Log, "\n==== seed %d (%d of %d) -> %s\n", o.Seed, i+1, n, o.Out)
 		res, err := Run(ctx, o)
 		if err != nil {
@@ -160,7 +162,7 @@ func seedMetrics(stages []string) []seedMetric {
 				return 0, false
 			}
 			return k.ExpectedMax[len(k.ExpectedMax)-1] - k.ExpectedMax[0], true
-		}, true},
+		}, false},
 		seedMetric{"DPO: held-out preference accuracy", func(r *Results) (float64, bool) {
 			if r.DPO == nil {
 				return 0, false
