@@ -1,7 +1,12 @@
 package demo
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -53,5 +58,54 @@ func TestSummarize(t *testing.T) {
 		if !strings.Contains(md, want) {
 			t.Errorf("SEEDS.md lacks %q:\n%s", want, md)
 		}
+	}
+}
+
+// TestRunSeedsMicro runs the micro pipeline on two seeds: each seed's run lands in seed-<seed>/
+// with its own results, and SEEDS.md and seeds.json summarise both; --seeds 0 is refused before
+// anything is written.
+func TestRunSeedsMicro(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "seeds")
+	opts := microOptions(t, out)
+	var table bytes.Buffer
+	opts.Table = &table
+	if _, err := RunSeeds(context.Background(), opts, 0); err == nil || err.Error() != "--seeds 0: want >= 1" {
+		t.Fatalf("--seeds 0: %v", err)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Fatalf("a refused run created its --out: %v", err)
+	}
+	s, err := RunSeeds(context.Background(), opts, 2)
+	if err != nil {
+		t.Fatalf("%v\nlog:\n%s", err, opts.Log.(*bytes.Buffer).String())
+	}
+	if len(s.Seeds) != 2 || s.Seeds[0] != 7 || s.Seeds[1] != 8 {
+		t.Errorf("seeds %v", s.Seeds)
+	}
+	for _, f := range []string{MarkerFile, SeedsFile, SeedsJSONFile, "seed-7/" + ResultsFile, "seed-8/" + ResultsFile} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Errorf("missing %s: %v", f, err)
+		}
+	}
+	var back SeedsSummary
+	b, err := os.ReadFile(filepath.Join(out, SeedsJSONFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	grpo := false
+	for _, st := range back.Stats {
+		if len(st.Values) != 2 {
+			t.Errorf("%s: %d values", st.Name, len(st.Values))
+		}
+		grpo = grpo || st.Name == "GRPO: greedy correctness"
+	}
+	if !grpo || len(back.Checks) != 8 {
+		t.Errorf("stats %d (GRPO %v), checks %d", len(back.Stats), grpo, len(back.Checks))
+	}
+	if got := table.String(); !strings.Contains(got, "# alignkit demo over 2 seeds") || strings.Contains(got, "| Stage | Measurement |") {
+		t.Errorf("printed table:\n%s", got)
 	}
 }
