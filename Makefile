@@ -37,7 +37,7 @@ endif
 LDFLAGS := -X main.version=$(VERSION)
 TEST_TIMEOUT ?= 25m
 
-.PHONY: docs all build test test-short test-mpi vet lint fmt fuzz demo demo-quick bench conformance clean
+.PHONY: docs all build test test-short test-mpi vet lint fmt fuzz demo demo-quick demo-seeds demo-seeds-quick bench conformance clean
 
 all: build
 
@@ -82,6 +82,13 @@ demo: build
 
 demo-quick: build
 	$(BIN) demo --quick --out runs/demo-quick --force
+
+# The measured effects on 3 seeds, with mean and spread (runs/demo-seeds/SEEDS.md): three full demos.
+demo-seeds: build
+	$(BIN) demo --seeds 3 --out runs/demo-seeds --force
+
+demo-seeds-quick: build
+	$(BIN) demo --quick --seeds 3 --out runs/demo-seeds-quick --force
 
 # llama.cpp for the conformance tests: node-llama-cpp 3.21.1 and only its prebuilt linux-x64 CPU build
 # (about 83 MB), exactly as package-lock.json pins them; reinstalled when the lockfile changes.

@@ -69,12 +69,15 @@ const (
 	StageInit      = "init"
 	StageSFT       = "sft"
 	StageReward    = "reward"
+	StageSafetyRM  = "reward-safety"
 	StageSample    = "rlhf-sample"
 	StageRS        = "rs-sft"
 	StageDPO       = "dpo"
+	StageGRPO      = "grpo"
 	StageGAttSynth = "gatt-synth"
 	StageGAttSFT   = "gatt-sft"
 	StageGAttEval  = "gatt-eval"
+	StageRMEval    = "rm-eval"
 	StageExport    = "export"
 )
 
@@ -83,6 +86,7 @@ const (
 var QuickSets = map[string][]string{
 	StageSFT:    {"num_train_epochs=6"},
 	StageReward: {"num_train_epochs=4"},
+	StageGRPO:   {"max_steps=12"},
 }
 
 // QuickWorld is --quick's world: world.Quick's evaluation sizes, with half the SFT dialogues of the
@@ -91,6 +95,7 @@ var QuickSets = map[string][]string{
 func QuickWorld() world.Config {
 	c := world.Quick()
 	c.NumSFT, c.NumPrefs, c.NumGAtt = 2000, 800, 200
+	c.NumSafetyPairs = 400
 	return c
 }
 
@@ -109,6 +114,9 @@ type runner struct {
 	res     *Results
 	timings []Timing
 	log     io.Writer
+	// greedy holds each evaluated stage's greedy answers to the held-out prompts, by stage name,
+	// for the reward models' scores of stage rm-eval.
+	greedy map[string][]string
 }
 
 // paths of the stage outputs inside the output directory.
@@ -143,7 +151,7 @@ func Run(ctx context.Context, opts Options) (*Results, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &runner{opts: opts, out: opts.Out, world: w, log: opts.Log,
+	r := &runner{opts: opts, out: opts.Out, world: w, log: opts.Log, greedy: map[string][]string{},
 		res: &Results{Seed: opts.Seed, Quick: opts.Quick, World: wc}}
 	if err := atomicfile.WriteJSON(r.path(MarkerFile), map[string]any{"seed": opts.Seed, "quick": opts.Quick, "world": wc}); err != nil {
 		return nil, err

@@ -18,7 +18,8 @@ import (
 func microOptions(t *testing.T, out string) Options {
 	wc := world.Quick()
 	wc.NumSFT, wc.NumPrefs, wc.NumHeldOutPairs = 40, 24, 8
-	wc.NumPrompts, wc.NumHeldOutPrompts = 6, 8
+	wc.NumPrompts, wc.NumHeldOutPrompts = 6, 8 // and one safety prompt each (SafetyRate 0.1)
+	wc.NumSafetyPairs, wc.NumHeldOutSafetyPairs = 8, 4
 	wc.NumGAtt, wc.NumGAttEval, wc.EvalTurns, wc.MaxGAttTurns, wc.MaxTurns = 4, 2, 3, 3, 3
 	off := false
 	return Options{
@@ -31,6 +32,8 @@ func microOptions(t *testing.T, out string) Options {
 			StageInit:      {"hidden_size=32", "intermediate_size=64", "num_hidden_layers=1", "num_attention_heads=2", "num_key_value_heads=2"},
 			StageSFT:       {"max_steps=2", "logging_steps=1"},
 			StageReward:    {"max_steps=2", "logging_steps=1"},
+			StageSafetyRM:  {"max_steps=2", "logging_steps=1"},
+			StageGRPO:      {"max_steps=2", "logging_steps=1", "num_generations=2", "per_device_train_batch_size=4", "max_completion_length=8"},
 			StageSample:    {"num_samples_per_prompt=3", "max_new_tokens=8"},
 			StageRS:        {"max_steps=1"},
 			StageDPO:       {"max_steps=2", "logging_steps=1"},
@@ -77,6 +80,7 @@ func checkMicroResults(t *testing.T, out string, res *Results) {
 		"data/sft.jsonl", "tokenizer/tokenizer.model", "init/config.json", "sft/training_complete.json",
 		"reward/training_complete.json", "rlhf-sample/best.parquet", "rlhf-sample/reward_vs_k.png",
 		"rs-sft/training_complete.json", "dpo/training_complete.json", "gatt-synth/gatt.parquet",
+		"reward-safety/training_complete.json", "grpo/training_complete.json", "data/safety_prefs.jsonl",
 		"gatt-sft/training_complete.json", "gatt-eval/gatt_eval.json", "gatt-eval/gatt_eval.png", "export/demo.gguf",
 	} {
 		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
@@ -86,13 +90,17 @@ func checkMicroResults(t *testing.T, out string, res *Results) {
 	var stages []string
 	for _, c := range res.Correctness {
 		stages = append(stages, c.Stage)
-		// 8 held-out prompts, one greedy and one sampled answer each.
-		if c.Greedy.All.Total != 8 || c.Sampled.All.Total != 8 ||
-			c.Greedy.Knowledge.Total+c.Greedy.Misconceived.Total+c.Greedy.Self.Total != 8 {
+		// 8 held-out prompts and a safety prompt, one greedy and one sampled answer each.
+		if c.Greedy.All.Total != 9 || c.Sampled.All.Total != 9 || c.Greedy.Safety.Total != 1 ||
+			c.Greedy.Knowledge.Total+c.Greedy.Misconceived.Total+c.Greedy.Self.Total != 8 ||
+			c.Refusal.Total != 1 || c.OverRefusal.Total != 8 || c.Refusal.Correct != c.Greedy.Safety.Correct {
 			t.Errorf("%s correctness counts %+v", c.Stage, c)
 		}
+		if m := c.RM; m == nil || m.SafetyPrompts != 1 || m.OtherPrompts != 8 || !(m.Safety > 0 && m.Safety < 100) || !(m.Helpfulness > 0 && m.Helpfulness < 100) {
+			t.Errorf("%s reward model scores %+v", c.Stage, m)
+		}
 	}
-	if got := strings.Join(stages, ","); got != "SFT,rejection sampling,DPO,GAtt" {
+	if got := strings.Join(stages, ","); got != "SFT,rejection sampling,DPO,GRPO,GAtt" {
 		t.Errorf("correctness stages %s", got)
 	}
 	if res.Model.Layers != 1 || res.Model.Hidden != 32 || res.Model.Vocab != len(world.Pieces()) {
@@ -101,11 +109,17 @@ func checkMicroResults(t *testing.T, out string, res *Results) {
 	if res.RewardModel == nil || len(res.RewardModel.ByRating) == 0 {
 		t.Errorf("reward model %+v", res.RewardModel)
 	}
-	if k := res.RewardVsK; k == nil || len(k.N) != 3 || k.Prompts != 6 {
+	if k := res.RewardVsK; k == nil || len(k.N) != 3 || k.Prompts != 7 {
 		t.Errorf("reward vs K %+v", k)
 	}
 	if res.DPO == nil {
 		t.Error("no DPO result")
+	}
+	if res.SafetyRewardModel == nil || res.GRPO == nil || res.GRPO.Steps != 2 {
+		t.Errorf("safety reward model %+v, GRPO %+v", res.SafetyRewardModel, res.GRPO)
+	}
+	if k := res.RewardVsK; k == nil || k.SampleRefusal.Total != 3 || k.BestRefusal.Total != 1 {
+		t.Errorf("reward vs K refusals %+v", k)
 	}
 	if g := res.GAtt; g == nil || len(g.Turns) != 3 || g.Dialogues != 2 {
 		t.Errorf("GAtt %+v", g)
@@ -113,7 +127,7 @@ func checkMicroResults(t *testing.T, out string, res *Results) {
 	if e := res.Export; e == nil || e.Bytes == 0 || len(e.Turns) != 3 || e.LlamaCppNote == "" {
 		t.Errorf("export %+v", e)
 	}
-	if len(res.Checks) != 6 {
+	if len(res.Checks) != 8 {
 		t.Errorf("%d checks: %+v", len(res.Checks), res.Checks)
 	}
 	var back Results
@@ -125,7 +139,8 @@ func checkMicroResults(t *testing.T, out string, res *Results) {
 		t.Fatalf("results.json: %v", err)
 	}
 	md, _ := os.ReadFile(filepath.Join(out, ResultsFile))
-	for _, want := range []string{"| Stage | Measurement | Result | Target |", "expected max reward of N samples", "held-out preference accuracy", "adherence by turn"} {
+	for _, want := range []string{"| Stage | Measurement | Result | Target |", "expected max reward of N samples", "held-out preference accuracy", "adherence by turn",
+		"greedy refusals: on safety prompts", "safety RM on safety prompts", "GRPO vs SFT", "rejection sampling vs SFT"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("RESULTS.md lacks %q", want)
 		}

@@ -56,7 +56,17 @@ type Split struct {
 	Knowledge    Score `json:"knowledge"`
 	Misconceived Score `json:"misconceived"`
 	Self         Score `json:"self"`
+	// Safety is correctness on the safety prompts: the share refused (world/safety.go).
+	Safety Score `json:"safety"`
 }
+
+// Kinds of held-out prompt.
+const (
+	kindKnowledge    = "knowledge"
+	kindMisconceived = "misconceived"
+	kindSelf         = "self"
+	kindSafety       = "safety"
+)
 
 // Correctness is one model's answer correctness on the held-out prompts: one greedy answer per
 // prompt and Samples sampled ones.
@@ -65,6 +75,12 @@ type Correctness struct {
 	Model   string `json:"model"`
 	Greedy  Split  `json:"greedy"`
 	Sampled Split  `json:"sampled"`
+	// By the world's grader, greedy: refusals on the safety prompts (Greedy.Safety) and on the
+	// others (over-refusal, Llama 2 §4.2.3's false refusal).
+	Refusal     Score `json:"refusal"`
+	OverRefusal Score `json:"over_refusal"`
+	// RM is the reward models' view of the greedy answers (stage rm-eval); nil before it.
+	RM *RMScores `json:"reward_models,omitempty"`
 }
 
 // heldOut is the held-out prompt set, read back from the file the demo wrote, as the jobs read
@@ -97,11 +113,14 @@ func loadHeldOut(path string, w *world.World) (*heldOut, error) {
 		if !ok {
 			return nil, fmt.Errorf("%s: row %d: %q is not a world question", path, i, q)
 		}
-		kind := "self"
-		if query.Task.Knowledge() {
-			kind = "knowledge"
+		kind := kindSelf
+		switch {
+		case query.Task == world.TaskHarm:
+			kind = kindSafety
+		case query.Task.Knowledge():
+			kind = kindKnowledge
 			if w.Misconceived(wm[len(wm)-1].Content) {
-				kind = "misconceived"
+				kind = kindMisconceived
 			}
 		}
 		h.msgs = append(h.msgs, wm)
@@ -111,58 +130,72 @@ func loadHeldOut(path string, w *world.World) (*heldOut, error) {
 }
 
 // correctness answers every held-out prompt with the model, greedily and by sampling, and grades
-// the answers with the world's checker.
-func correctness(ctx context.Context, stage, modelDir string, h *heldOut, size EvalSize, seed uint64) (Correctness, error) {
+// the answers with the world's checker. It also returns the greedy answers, in prompt order.
+func correctness(ctx context.Context, stage, modelDir string, h *heldOut, size EvalSize, seed uint64) (Correctness, []string, error) {
 	c := Correctness{Stage: stage, Model: modelDir}
 	ck, err := checkpoint.Open(modelDir)
 	if err != nil {
-		return c, err
+		return c, nil, err
 	}
 	gen, err := rlhf.NewLocal(ck, world.ChatTemplate)
 	if err != nil {
-		return c, err
+		return c, nil, err
 	}
 	greedy, err := gen.Complete(ctx, h.prompts, 1, rlhf.Sampling{MaxNewTokens: size.MaxNewTokens})
 	if err != nil {
-		return c, fmt.Errorf("%s: greedy answers: %w", modelDir, err)
+		return c, nil, fmt.Errorf("%s: greedy answers: %w", modelDir, err)
 	}
 	var sampled [][]rlhf.Completion
 	if size.Samples > 0 {
 		sampled, err = gen.Complete(ctx, h.prompts, size.Samples, rlhf.Sampling{Temperature: size.Temperature,
 			MaxNewTokens: size.MaxNewTokens, Seed: seed + evalSeed})
 		if err != nil {
-			return c, fmt.Errorf("%s: sampled answers: %w", modelDir, err)
+			return c, nil, fmt.Errorf("%s: sampled answers: %w", modelDir, err)
 		}
 	}
+	texts := make([]string, len(h.prompts))
 	for i := range h.prompts {
-		if err := c.Greedy.grade(h.msgs[i], h.kind[i], greedy[i]); err != nil {
-			return c, err
+		refusals, err := c.Greedy.grade(h.msgs[i], h.kind[i], greedy[i])
+		if err != nil {
+			return c, nil, err
 		}
+		if h.kind[i] == kindSafety {
+			c.Refusal.add(refusals == 1)
+		} else {
+			c.OverRefusal.add(refusals == 1)
+		}
+		texts[i] = greedy[i][0].Text
 		if sampled != nil {
-			if err := c.Sampled.grade(h.msgs[i], h.kind[i], sampled[i]); err != nil {
-				return c, err
+			if _, err := c.Sampled.grade(h.msgs[i], h.kind[i], sampled[i]); err != nil {
+				return c, nil, err
 			}
 		}
 	}
-	return c, nil
+	return c, texts, nil
 }
 
-func (s *Split) grade(prompt []world.Message, kind string, answers []rlhf.Completion) error {
+// grade grades answers to one prompt and returns how many of them are refusals.
+func (s *Split) grade(prompt []world.Message, kind string, answers []rlhf.Completion) (refusals int, err error) {
 	for _, a := range answers {
 		g, err := world.GradePrompt(prompt, a.Text)
 		if err != nil {
-			return fmt.Errorf("grading %q: %w", a.Text, err)
+			return 0, fmt.Errorf("grading %q: %w", a.Text, err)
+		}
+		if g.Refusal {
+			refusals++
 		}
 		ok := g.Level == world.LevelCorrect
 		s.All.add(ok)
 		switch kind {
-		case "knowledge":
+		case kindKnowledge:
 			s.Knowledge.add(ok)
-		case "misconceived":
+		case kindMisconceived:
 			s.Misconceived.add(ok)
+		case kindSafety:
+			s.Safety.add(ok)
 		default:
 			s.Self.add(ok)
 		}
 	}
-	return nil
+	return refusals, nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/alignkit/alignkit/demo/world"
 	"github.com/alignkit/alignkit/dpo"
 	"github.com/alignkit/alignkit/gatt"
+	"github.com/alignkit/alignkit/grpo"
 	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/alignkit/alignkit/reward"
 	"github.com/alignkit/alignkit/rlhf"
@@ -27,6 +28,8 @@ const (
 	dirInit      = "init"
 	dirSFT       = "sft"
 	dirReward    = "reward"
+	dirSafetyRM  = "reward-safety"
+	dirGRPO      = "grpo"
 	dirSamples   = "rlhf-sample"
 	dirRS        = "rs-sft"
 	dirDPO       = "dpo"
@@ -49,13 +52,20 @@ func (r *runner) stages() []stage {
 		{StageWorld, "write the world's datasets and tokenizer", (*runner).stageWorld},
 		{StageInit, "a tiny Llama with the world's tokenizer", (*runner).stageInit},
 		{StageSFT, "supervised fine-tuning on the world's noisy dialogues", (*runner).stageSFT},
-		{StageReward, "reward model on graded preference pairs (Llama 2 margins)", (*runner).stageReward},
-		{StageSample, "best of K = 16 by the reward model (Llama 2 Fig. 7)", (*runner).stageSample},
+		{StageReward, "helpfulness reward model on graded preference pairs (Llama 2 margins)", (*runner).stageReward},
+		{StageSafetyRM, "safety reward model on refusal / over-refusal pairs", (*runner).stageSafetyRM},
+		{StageSample, "best of K = 16 by the two reward models combined (Llama 2 §3.2.3, Fig. 7)", (*runner).stageSample},
 		{StageRS, "one round of rejection-sampling fine-tuning on the best samples", (*runner).stageRS},
+		// PPO goes here, after rejection sampling and from its model, as Llama 2's RLHF-V5 (issue 17
+		// §2, branch ppo): StagePPO "ppo", configs/demo/ppo.yaml with reward_models as
+		// rlhf-sample.yaml's, then r.evalCorrectness(ctx, "PPO", r.path("ppo")); add "PPO" to
+		// rlStages in results.go so its greedy correctness is checked against SFT on every seed.
 		{StageDPO, "DPO of the SFT model on the preference pairs", (*runner).stageDPO},
+		{StageGRPO, "GRPO of the SFT model with the world's grader as a verifiable reward", (*runner).stageGRPO},
 		{StageGAttSynth, "Ghost Attention dialogues sampled with the instruction on every turn", (*runner).stageGAttSynth},
 		{StageGAttSFT, "fine-tuning on the GAtt dialogues", (*runner).stageGAttSFT},
 		{StageGAttEval, "instruction adherence turn by turn, before and after GAtt (Llama 2 Table 30)", (*runner).stageGAttEval},
+		{StageRMEval, "both reward models on every stage's greedy answers (Llama 2 Fig. 14)", (*runner).stageRMEval},
 		{StageExport, "GGUF export and a chat sample from the exported model", (*runner).stageExport},
 	}
 }
@@ -119,20 +129,34 @@ func (r *runner) stageSFT(ctx context.Context) error {
 }
 
 func (r *runner) stageReward(ctx context.Context) error {
+	rm, err := r.trainRewardModel(ctx, StageReward, "reward.yaml", world.FilePrefs, world.FileHeldOutPrefs, dirReward)
+	r.res.RewardModel = rm
+	return err
+}
+
+func (r *runner) stageSafetyRM(ctx context.Context) error {
+	rm, err := r.trainRewardModel(ctx, StageSafetyRM, "reward-safety.yaml", world.FileSafetyPrefs, world.FileHeldOutSafetyPrefs, dirSafetyRM)
+	r.res.SafetyRewardModel = rm
+	return err
+}
+
+// trainRewardModel runs `alignkit reward train` on a config from the SFT model and returns its
+// held-out accuracy, overall and per rating.
+func (r *runner) trainRewardModel(ctx context.Context, stage, file, prefs, heldOut, dir string) (*RewardModel, error) {
 	cfg := reward.DefaultConfig()
-	if err := r.load(StageReward, "reward.yaml", "reward train", []string{
-		set("model_name_or_path", r.path(dirSFT)), set("dataset_name", r.path(dirData, world.FilePrefs)),
-		set("eval_dataset_name", r.path(dirData, world.FileHeldOutPrefs)), set("output_dir", r.path(dirReward)), r.seedSet(),
+	if err := r.load(stage, file, "reward train", []string{
+		set("model_name_or_path", r.path(dirSFT)), set("dataset_name", r.path(dirData, prefs)),
+		set("eval_dataset_name", r.path(dirData, heldOut)), set("output_dir", r.path(dir)), r.seedSet(),
 	}, &cfg); err != nil {
-		return err
+		return nil, err
 	}
 	res, err := reward.Run(ctx, cfg, r.trainOpts()...)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	acc, ok := res.LastMetrics["eval_accuracy"]
 	if !ok {
-		return fmt.Errorf("reward train: no eval_accuracy in the final metrics of %s", cfg.OutputDir)
+		return nil, fmt.Errorf("reward train: no eval_accuracy in the final metrics of %s", cfg.OutputDir)
 	}
 	rm := &RewardModel{Accuracy: acc, ByRating: map[string]float64{}}
 	for k, v := range res.LastMetrics {
@@ -140,14 +164,19 @@ func (r *runner) stageReward(ctx context.Context) error {
 			rm.ByRating[b] = v
 		}
 	}
-	r.res.RewardModel = rm
-	return nil
+	return rm, nil
+}
+
+// rewardModelsSet is the reward_models key of the stages that score with both reward models.
+func (r *runner) rewardModelsSet() string {
+	return fmt.Sprintf("reward_models=[{path: %s, role: %s}, {path: %s, role: %s}]",
+		r.path(dirReward), reward.RoleHelpfulness, r.path(dirSafetyRM), reward.RoleSafety)
 }
 
 func (r *runner) stageSample(ctx context.Context) error {
 	cfg := rlhf.DefaultSampleConfig()
 	if err := r.load(StageSample, "rlhf-sample.yaml", "rlhf sample", []string{
-		set("model_name_or_path", r.path(dirSFT)), set("reward_model_name_or_path", r.path(dirReward)),
+		set("model_name_or_path", r.path(dirSFT)), r.rewardModelsSet(),
 		set("dataset_name", r.path(dirData, world.FilePrompts)), set("output_dir", r.path(dirSamples)), r.seedSet(),
 	}, &cfg); err != nil {
 		return err
@@ -179,6 +208,12 @@ func (r *runner) stageSample(ctx context.Context) error {
 			}
 			ok := g.Level == world.LevelCorrect
 			k.SampleCorrect.add(ok)
+			if p.Safety {
+				k.SampleRefusal.add(g.Refusal)
+				if j == best {
+					k.BestRefusal.add(g.Refusal)
+				}
+			}
 			if ok {
 				k.RightMean += res.Rewards[0][i][j]
 			} else {
@@ -198,8 +233,8 @@ func (r *runner) stageSample(ctx context.Context) error {
 		k.WrongMean /= float64(n)
 	}
 	r.res.RewardVsK = k
-	fmt.Fprintf(r.log, "samples right: %s; the reward model's best of %d: %s; some sample right: %s\n",
-		k.SampleCorrect, res.K, k.BestCorrect, k.OracleCorrect)
+	fmt.Fprintf(r.log, "samples right: %s; the reward models' best of %d: %s; some sample right: %s; refusals on safety prompts: samples %s, best of %d %s\n",
+		k.SampleCorrect, res.K, k.BestCorrect, k.OracleCorrect, k.SampleRefusal, res.K, k.BestRefusal)
 	return nil
 }
 
@@ -247,6 +282,26 @@ func (r *runner) stageDPO(ctx context.Context) error {
 	}
 	r.res.DPO = &DPOResult{Accuracy: acc, Margin: margin, Loss: m["eval_loss"]}
 	return r.evalCorrectness(ctx, "DPO", r.path(dirDPO))
+}
+
+func (r *runner) stageGRPO(ctx context.Context) error {
+	var cfg grpo.Config
+	if err := r.load(StageGRPO, "grpo.yaml", "grpo", []string{
+		set("model_name_or_path", r.path(dirSFT)), set("dataset_name", r.path(dirData, world.FilePrompts)),
+		set("output_dir", r.path(dirGRPO)), r.seedSet(),
+	}, &cfg); err != nil {
+		return err
+	}
+	res, err := grpo.Run(ctx, cfg, r.trainOpts()...)
+	if err != nil {
+		return err
+	}
+	g := &GRPOResult{Steps: res.Steps}
+	if first, last, ok := grpoRewards(r.path(dirGRPO, "metrics.jsonl")); ok {
+		g.FirstReward, g.LastReward = first, last
+	}
+	r.res.GRPO = g
+	return r.evalCorrectness(ctx, "GRPO", r.path(dirGRPO))
 }
 
 // listsSets are the constraints keys for the world's GAtt lists: gatt draws instructions from them.
@@ -302,11 +357,13 @@ func (r *runner) evalCorrectness(ctx context.Context, stage, model string) error
 	}
 	fmt.Fprintf(r.log, "answer correctness of %s on %d held-out prompts (greedy, and %d samples each at temperature %g)...\n",
 		model, len(h.prompts), r.opts.Eval.Samples, r.opts.Eval.Temperature)
-	c, err := correctness(ctx, stage, model, h, r.opts.Eval, r.opts.Seed)
+	c, greedy, err := correctness(ctx, stage, model, h, r.opts.Eval, r.opts.Seed)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(r.log, "%s: greedy %s, sampled %s\n", stage, c.Greedy, c.Sampled)
+	r.greedy[stage] = greedy
+	fmt.Fprintf(r.log, "%s: greedy %s, sampled %s; greedy refusals on safety prompts %s, on the others %s\n",
+		stage, c.Greedy, c.Sampled, c.Refusal, c.OverRefusal)
 	r.res.Correctness = append(r.res.Correctness, c)
 	return nil
 }

@@ -39,6 +39,7 @@ func TestDemoBadOut(t *testing.T) {
 		{"configs missing", []string{"demo", "--out", filepath.Join(dir, "new"), "--configs", filepath.Join(dir, "nowhere")},
 			"alignkit: --configs " + filepath.Join(dir, "nowhere") + ": no sft.yaml there: run from the repository root, or point --configs at configs/demo"},
 		{"extra argument", []string{"demo", "now"}, `alignkit: unknown command "now" for "alignkit demo"`},
+		{"no seeds", []string{"demo", "--out", filepath.Join(dir, "new"), "--seeds", "0"}, "alignkit: --seeds 0: want >= 1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res := runCLI(t, tc.args...)

@@ -105,6 +105,8 @@ func (s spec) template() []string {
 		return colourTemplates[s.lang]
 	case TaskName:
 		return nameTemplates[s.lang][s.variant]
+	case TaskHarm:
+		return harmTemplates[s.variant]
 	default:
 		return hobbyTemplates[s.lang][s.variant]
 	}
@@ -233,6 +235,12 @@ func parseAnswer(answer string) (spec, bool) {
 					return s, true
 				}
 			}
+		}
+	}
+	for v := range harmTemplates { // English only: the refusal and compliance
+		if s, ok := match(harmTemplates[v], ts, english, TaskHarm, v); ok {
+			s.prefix = prefix
+			return s, true
 		}
 	}
 	return spec{}, false

@@ -87,6 +87,9 @@ var taskNames = [numTasks]string{"plus", "minus", "colour", "name", "hobby"}
 
 // String is the task's name.
 func (t Task) String() string {
+	if t == TaskHarm {
+		return "harm"
+	}
 	if t < 0 || t >= numTasks {
 		return "unknown"
 	}

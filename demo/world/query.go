@@ -15,6 +15,9 @@ type Query struct {
 
 // Text is the question as a user asks it.
 func (q Query) Text() string {
+	if q.Task == TaskHarm {
+		return harmText(q)
+	}
 	forms := questionForms[q.Task]
 	return strings.NewReplacer(
 		"%a", strconv.Itoa(q.A),
@@ -68,6 +71,9 @@ var questionIndex = func() map[string]Query {
 		for _, q := range qs {
 			m[q.Text()] = q
 		}
+	}
+	for _, q := range harmQueries() {
+		m[q.Text()] = q
 	}
 	return m
 }()

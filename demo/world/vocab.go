@@ -42,6 +42,10 @@ func Words() []string {
 			add(q.Text())
 		}
 	}
+	for _, q := range harmQueries() {
+		add(q.Text())
+	}
+	add(strings.Join(harmTemplates[0], " ") + " " + strings.Join(harmTemplates[1], " "))
 	for l := range numLangs {
 		for _, ts := range [][]string{arithTemplates[l][0], arithTemplates[l][1], colourTemplates[l],
 			nameTemplates[l][0], nameTemplates[l][1], hobbyTemplates[l][0], hobbyTemplates[l][1], colourWords[l]} {
@@ -83,6 +87,9 @@ func LineInitialWords() []string {
 		for _, q := range qs {
 			set[tokens(q.Text())[0]] = true
 		}
+	}
+	for _, q := range harmQueries() {
+		set[tokens(q.Text())[0]] = true
 	}
 	for _, s := range instructionSentences {
 		set[tokens(s.before)[0]] = true

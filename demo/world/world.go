@@ -93,6 +93,15 @@ type Config struct {
 	// their part of it first.
 	MisconceptionFrac float64 `json:"misconception_frac"` // share of the knowledge facts
 	MisconceptionRate float64 `json:"misconception_rate"` // share of a misconceived fact's SFT replies that are wrong
+
+	// Safety (safety.go): SafetyRate is how many safety requests go on top of the ordinary SFT
+	// dialogues, training prompts and held-out prompts, as a share of them; RefusalRate the share
+	// of the SFT safety demonstrations that refuse (the rest comply); the safety reward model's
+	// pairs are counted apart.
+	SafetyRate            float64 `json:"safety_rate"`
+	RefusalRate           float64 `json:"refusal_rate"`
+	NumSafetyPairs        int     `json:"num_safety_pairs"`         // safety reward model training pairs
+	NumHeldOutSafetyPairs int     `json:"num_heldout_safety_pairs"` // and its held-out ones
 }
 
 // Default is sized for `make demo`: the whole pipeline on 2 CPU cores in 10-15 minutes.
@@ -106,6 +115,7 @@ func Default() Config {
 		WrongRate: 0.35, InstructedRate: 0.4, MultiTurnRate: 0.3,
 		PromptInstructedRate: 0.3, SystemRate: 0.5, HeldOutFrac: 0.2,
 		MisconceptionFrac: 0.2, MisconceptionRate: 0.75,
+		SafetyRate: 0.1, RefusalRate: 0.3, NumSafetyPairs: 1000, NumHeldOutSafetyPairs: 200,
 	}
 }
 
@@ -116,6 +126,7 @@ func Quick() Config {
 	c.NumPrompts, c.NumHeldOutPrompts = 100, 60
 	c.NumGAtt, c.NumGAttEval = 60, 8
 	c.EvalTurns, c.MaxGAttTurns = 12, 8
+	c.NumSafetyPairs, c.NumHeldOutSafetyPairs = 300, 100
 	return c
 }
 
@@ -128,6 +139,7 @@ func (c Config) Validate() error {
 		{"num_sft", c.NumSFT}, {"num_prefs", c.NumPrefs}, {"num_heldout_pairs", c.NumHeldOutPairs},
 		{"num_prompts", c.NumPrompts}, {"num_heldout_prompts", c.NumHeldOutPrompts},
 		{"num_gatt", c.NumGAtt}, {"num_gatt_eval", c.NumGAttEval},
+		{"num_safety_pairs", c.NumSafetyPairs}, {"num_heldout_safety_pairs", c.NumHeldOutSafetyPairs},
 	} {
 		if f.v < 0 {
 			return fmt.Errorf("world config %s %d: want >= 0", f.name, f.v)
@@ -140,6 +152,7 @@ func (c Config) Validate() error {
 		{"wrong_rate", c.WrongRate}, {"instructed_rate", c.InstructedRate}, {"multi_turn_rate", c.MultiTurnRate},
 		{"prompt_instructed_rate", c.PromptInstructedRate}, {"system_rate", c.SystemRate}, {"heldout_frac", c.HeldOutFrac},
 		{"misconception_frac", c.MisconceptionFrac}, {"misconception_rate", c.MisconceptionRate},
+		{"safety_rate", c.SafetyRate}, {"refusal_rate", c.RefusalRate},
 	} {
 		if !(f.v >= 0 && f.v <= 1) {
 			return fmt.Errorf("world config %s %v: want a share in [0, 1]", f.name, f.v)
@@ -189,6 +202,11 @@ const (
 	streamGAtt
 	streamGAttEval
 	streamMisconceptions
+	streamSafetySFT
+	streamSafetyPairs
+	streamHeldOutSafetyPairs
+	streamSafetyPrompts
+	streamHeldOutSafetyPrompts
 )
 
 // World generates the datasets of one config. It is immutable and safe for concurrent use; every
@@ -196,6 +214,8 @@ const (
 type World struct {
 	cfg  Config
 	pool [2][numTasks][]Query // [train/heldout][task]
+	// harmPool holds the safety requests of each split (TaskHarm is not one of the numTasks).
+	harmPool [2][]Query
 	// misconceptions maps a misconceived fact to the wrong answer SFT's demonstrations give it.
 	misconceptions map[fact]misconception
 }
@@ -241,6 +261,17 @@ func New(cfg Config) (*World, error) {
 			w.pool[s][task] = append(w.pool[s][task], qs[p])
 		}
 	}
+	// The safety requests are split the same way, after the ordinary tasks, so the ordinary splits
+	// are those of a world without safety.
+	hqs := harmQueries()
+	n := min(max(int(math.Round(cfg.HeldOutFrac*float64(len(hqs)))), 1), len(hqs)-1)
+	for i, p := range rng.Perm(len(hqs)) {
+		s := train
+		if i < n {
+			s = heldout
+		}
+		w.harmPool[s] = append(w.harmPool[s], hqs[p])
+	}
 	// Misconceptions are drawn over the facts, in allQueries' order (phrasing 0 lists each once).
 	var facts []Query
 	for _, t := range []Task{TaskPlus, TaskMinus, TaskColour} {
@@ -252,7 +283,7 @@ func New(cfg Config) (*World, error) {
 	}
 	rng = w.rng(streamMisconceptions)
 	w.misconceptions = map[fact]misconception{}
-	n := int(math.Round(cfg.MisconceptionFrac * float64(len(facts))))
+	n = int(math.Round(cfg.MisconceptionFrac * float64(len(facts))))
 	for _, p := range rng.Perm(len(facts))[:n] {
 		q := facts[p]
 		wrong := plausiblyWrong(rng, style{}.want(q))
@@ -281,7 +312,7 @@ func (w *World) rng(stream uint64) *rand.Rand {
 }
 
 // Questions lists the bare question strings of a split ("train" or "heldout"), by task in the
-// split's order.
+// split's order, the safety requests last.
 func (w *World) Questions(split string) ([]string, error) {
 	s, err := splitIndex(split)
 	if err != nil {
@@ -292,6 +323,9 @@ func (w *World) Questions(split string) ([]string, error) {
 		for _, q := range qs {
 			out = append(out, q.Text())
 		}
+	}
+	for _, q := range w.harmPool[s] {
+		out = append(out, q.Text())
 	}
 	return out, nil
 }
@@ -382,7 +416,8 @@ type sftTurn struct {
 // without persistence for GAtt to teach. Of the knowledge replies (arithmetic and colours), exactly
 // round(WrongRate*n) are wrong: off by one or two, or a wrong colour. Replies about misconceived
 // facts are wrong first, MisconceptionRate of them, each with its fact's one wrong answer; the
-// rest of the wrong replies are spread uniformly over the other facts' replies.
+// rest of the wrong replies are spread uniformly over the other facts' replies. The safety
+// demonstrations (round(SafetyRate·NumSFT), RefusalRate of them refusing) come last.
 func (w *World) SFT() []Dialogue {
 	rng := w.rng(streamSFT)
 	dialogues := make([][]sftTurn, w.cfg.NumSFT)
@@ -441,7 +476,7 @@ func (w *World) SFT() []Dialogue {
 				Message{Role: "assistant", Content: t.reply.text()})
 		}
 	}
-	return out
+	return append(out, w.safetySFT()...)
 }
 
 func (w *World) turn(inst gatt.Instruction, q Query) sftTurn {
@@ -640,23 +675,15 @@ func randomQuery(rng *rand.Rand, t Task) Query {
 }
 
 // Prompts returns single-turn prompts of a split ("train" for rejection sampling, "heldout" for
-// measuring correctness), a share of them instructed.
+// measuring correctness), a share of them instructed, then the split's safety requests (PromptRows).
 func (w *World) Prompts(split string) ([][]Message, error) {
-	s, err := splitIndex(split)
+	rows, err := w.PromptRows(split)
 	if err != nil {
 		return nil, err
 	}
-	rng, n := w.rng(streamPrompts), w.cfg.NumPrompts
-	if s == heldout {
-		rng, n = w.rng(streamHeldOutPrompts), w.cfg.NumHeldOutPrompts
-	}
-	out := make([][]Message, n)
-	for i := range out {
-		var inst gatt.Instruction
-		if rng.Float64() < w.cfg.PromptInstructedRate {
-			inst = sampleInstruction(rng)
-		}
-		out[i] = w.prompt(rng, inst, w.queryFor(rng, s, inst, referringRate))
+	out := make([][]Message, len(rows))
+	for i, r := range rows {
+		out[i] = r.Messages
 	}
 	return out, nil
 }

@@ -35,7 +35,8 @@ func TestDeterminism(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	names := []string{FileSFT, FilePrefs, FileHeldOutPrefs, FilePrompts, FileHeldOutPrompts, FileGAttSource, FileGAttEval, FileWorld}
+	names := []string{FileSFT, FilePrefs, FileHeldOutPrefs, FilePrompts, FileHeldOutPrompts, FileSafetyPrefs, FileHeldOutSafetyPrefs,
+		FileGAttSource, FileGAttEval, FileWorld}
 	for _, name := range names {
 		a, err := os.ReadFile(filepath.Join(dirs[0], name))
 		if err != nil {
@@ -94,9 +95,11 @@ func TestDatasetsLoadAsTRL(t *testing.T) {
 		format data.Format
 		n      int
 	}{
-		{FileSFT, data.FormatConversation, w.cfg.NumSFT},
+		{FileSFT, data.FormatConversation, w.cfg.NumSFT + w.numSafety(w.cfg.NumSFT)},
 		{FilePrefs, data.FormatPreference, w.cfg.NumPrefs},
 		{FileHeldOutPrefs, data.FormatPreference, w.cfg.NumHeldOutPairs},
+		{FileSafetyPrefs, data.FormatPreference, w.cfg.NumSafetyPairs},
+		{FileHeldOutSafetyPrefs, data.FormatPreference, w.cfg.NumHeldOutSafetyPairs},
 		{FileGAttSource, data.FormatConversation, w.cfg.NumGAtt},
 	} {
 		ds, err := data.Load(data.Source{Path: filepath.Join(dir, tc.file)})
@@ -122,6 +125,9 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{func(c *Config) { c.NumSFT = -1 }, "world config num_sft -1: want >= 0"},
 		{func(c *Config) { c.WrongRate = 1.5 }, "world config wrong_rate 1.5: want a share in [0, 1]"},
+		{func(c *Config) { c.NumSafetyPairs = -2 }, "world config num_safety_pairs -2: want >= 0"},
+		{func(c *Config) { c.SafetyRate = -0.1 }, "world config safety_rate -0.1: want a share in [0, 1]"},
+		{func(c *Config) { c.RefusalRate = math.NaN() }, "world config refusal_rate NaN: want a share in [0, 1]"},
 		{func(c *Config) { c.HeldOutFrac = math.NaN() }, "world config heldout_frac NaN: want a share in [0, 1]"},
 		{func(c *Config) { c.InstructedRate, c.MultiTurnRate = 0.6, 0.6 }, "world config instructed_rate 0.6 + multi_turn_rate 0.6: want at most 1"},
 		{func(c *Config) { c.EvalTurns = 0 }, "world config eval_turns 0: want >= 1"},
@@ -193,6 +199,9 @@ func TestWrongShare(t *testing.T) {
 		w := newWorld(t, cfg)
 		n, wrong := 0, 0
 		sftReplies(t, w, func(_ []Message, q Query, reply string, g Grade) {
+			if q.Task == TaskHarm {
+				return // TestSafetySFT
+			}
 			if !q.Task.Knowledge() {
 				if g.Level != LevelCorrect {
 					t.Errorf("%s reply %q graded %+v", q.Task, reply, g)
@@ -389,6 +398,7 @@ func TestSplits(t *testing.T) {
 		if split == SplitHeldOut {
 			want = w.cfg.NumHeldOutPrompts
 		}
+		want += w.numSafety(want)
 		if len(ps) != want {
 			t.Errorf("%s: %d prompts, want %d", split, len(ps), want)
 		}

@@ -16,11 +16,15 @@ const (
 	FileSFT            = "sft.jsonl"             // {"messages": [...]}: TRL conversational language modelling
 	FilePrefs          = "prefs.jsonl"           // {"prompt", "chosen", "rejected", "rating"}: TRL conversational preference
 	FileHeldOutPrefs   = "heldout_prefs.jsonl"   // same, over held-out questions
-	FilePrompts        = "prompts.jsonl"         // {"prompt": [...]}: TRL conversational prompt-only
+	FilePrompts        = "prompts.jsonl"         // {"prompt": [...], "is_safety", "reference"}: TRL conversational prompt-only
 	FileHeldOutPrompts = "heldout_prompts.jsonl" // same, over held-out questions
-	FileGAttSource     = "gatt_source.jsonl"     // {"messages", "instruction", "constraints"}
-	FileGAttEval       = "gatt_eval.jsonl"       // {"instruction", "constraints", "turns": [{"user", "question", "checks", "want"}]}
-	FileWorld          = "world.json"            // the config, chat template name and constraint lists
+	// The safety reward model's pairs (SafetyPairs): refusal over compliance on safety requests,
+	// the helpful answer over a refusal on ordinary prompts; the same columns as prefs.jsonl.
+	FileSafetyPrefs        = "safety_prefs.jsonl"
+	FileHeldOutSafetyPrefs = "heldout_safety_prefs.jsonl"
+	FileGAttSource         = "gatt_source.jsonl" // {"messages", "instruction", "constraints"}
+	FileGAttEval           = "gatt_eval.jsonl"   // {"instruction", "constraints", "turns": [{"user", "question", "checks", "want"}]}
+	FileWorld              = "world.json"        // the config, chat template name and constraint lists
 )
 
 type constraintJSON struct {
@@ -47,8 +51,12 @@ type prefRow struct {
 	Rating   string    `json:"rating"`
 }
 
+// promptRow is a prompt-only row; is_safety is the column rlhf's and grpo's safety_column reads
+// (default is_safety), reference the correct answer grpo's exact_match reward compares with.
 type promptRow struct {
-	Prompt []Message `json:"prompt"`
+	Prompt    []Message `json:"prompt"`
+	IsSafety  bool      `json:"is_safety"`
+	Reference string    `json:"reference"`
 }
 
 type sourceRow struct {
@@ -101,13 +109,13 @@ func (w *World) WriteDatasets(dir string) error {
 		return out
 	}
 	prompts := func(split string) ([]any, error) {
-		ps, err := w.Prompts(split)
+		ps, err := w.PromptRows(split)
 		if err != nil {
 			return nil, err
 		}
 		out := make([]any, len(ps))
 		for i, p := range ps {
-			out[i] = promptRow{p}
+			out[i] = promptRow{p.Messages, p.IsSafety, p.Reference}
 		}
 		return out, nil
 	}
@@ -140,6 +148,8 @@ func (w *World) WriteDatasets(dir string) error {
 		{FileHeldOutPrefs, prefs(w.HeldOutPairs())},
 		{FilePrompts, trainPrompts},
 		{FileHeldOutPrompts, heldPrompts},
+		{FileSafetyPrefs, prefs(w.SafetyPairs())},
+		{FileHeldOutSafetyPrefs, prefs(w.HeldOutSafetyPairs())},
 		{FileGAttSource, source},
 		{FileGAttEval, eval},
 	}
