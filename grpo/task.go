@@ -357,7 +357,7 @@ func (t *Task) sample(ctx context.Context, b train.Batch) (*rollout, error) {
 	}
 	groups := float64(len(prompts))
 	ro.values["reward"], ro.values["reward_std"], ro.values["frac_reward_zero_std"] = meanR/float64(n), meanStd/groups, zero/groups
-	ro.batch = layout(seqs, ro.starts, ro.lens)
+	ro.batch = data.CompletionBatch(seqs, ro.starts, ro.lens, 0)
 	if t.ref != nil {
 		if ro.ref, err = tokenLogProbs(t.ref, ro); err != nil {
 			return nil, fmt.Errorf("grpo: reference log-probs: %w", err)
@@ -416,37 +416,6 @@ func (t *Task) rewards(ctx context.Context, prompts []rlhf.Prompt, cs []Completi
 	}
 	add(len(t.funcs), r)
 	return total, nil
-}
-
-// layout makes the training batch of sequences (prompt then completion, one per row): the targets
-// of the completion tokens carry weight 1, everything else 0.
-func layout(seqs [][]int32, starts, lens []int) *data.Batch {
-	T := 0
-	for _, s := range seqs {
-		T = max(T, len(s))
-	}
-	B := len(seqs)
-	b := &data.Batch{B: B, T: T, Tokens: make([]int32, B*T), Targets: make([]int32, B*T), Weights: make([]float32, B*T),
-		Positions: make([]int32, B*T), Segments: make([]int32, B*T), LastIndex: make([]int32, B)}
-	for r, s := range seqs {
-		for p := range T {
-			i := r*T + p
-			b.Targets[i] = -1
-			b.Positions[i] = int32(p)
-			if p >= len(s) {
-				continue
-			}
-			b.Tokens[i], b.Segments[i] = s[p], 1
-			if p+1 < len(s) {
-				b.Targets[i] = s[p+1]
-			}
-		}
-		for p := starts[r]; p < starts[r]+lens[r]; p++ {
-			b.Weights[r*T+p] = 1
-		}
-		b.LastIndex[r] = int32(len(s) - 1)
-	}
-	return b
 }
 
 // tokenLogProbs runs m forward over the rollout's batch and returns each completion's per-token

@@ -401,7 +401,7 @@ func (t *Task) sample(ctx context.Context, b train.Batch, first int) (*rollout, 
 		ro.starts = append(ro.starts, len(pid)-1)
 		ro.lens = append(ro.lens, len(ids))
 	}
-	ro.batch = layout(seqs, ro.starts, ro.lens, t.seqLen)
+	ro.batch = data.CompletionBatch(seqs, ro.starts, ro.lens, t.seqLen)
 
 	// Scores: the reward model(s) on each prompt's response; two are combined as Llama 2 does and
 	// whitened over the batch (reward.Combine).
@@ -483,33 +483,6 @@ func (t *Task) sample(ctx context.Context, b train.Batch, first int) (*rollout, 
 	}
 	ro.values["completions/mean_length"] = meanLen / n
 	return ro, nil
-}
-
-// layout makes the batch of sequences (prompt then response, one per row, T positions): the
-// targets of the response tokens carry weight 1, everything else 0.
-func layout(seqs [][]int32, starts, lens []int, T int) *data.Batch {
-	B := len(seqs)
-	b := &data.Batch{B: B, T: T, Tokens: make([]int32, B*T), Targets: make([]int32, B*T), Weights: make([]float32, B*T),
-		Positions: make([]int32, B*T), Segments: make([]int32, B*T), LastIndex: make([]int32, B)}
-	for r, s := range seqs {
-		for p := range T {
-			i := r*T + p
-			b.Targets[i] = -1
-			b.Positions[i] = int32(p)
-			if p >= len(s) {
-				continue
-			}
-			b.Tokens[i], b.Segments[i] = s[p], 1
-			if p+1 < len(s) {
-				b.Targets[i] = s[p+1]
-			}
-		}
-		for p := starts[r]; p < starts[r]+lens[r]; p++ {
-			b.Weights[r*T+p] = 1
-		}
-		b.LastIndex[r] = int32(len(s) - 1)
-	}
-	return b
 }
 
 // subBatch is the rows sel of the rollout's batch.
