@@ -2,12 +2,9 @@ package grpo
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"hash/fnv"
 	"io"
-	"math"
 
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/lm"
@@ -283,18 +280,6 @@ func (t *Task) Step(ctx context.Context, b train.Batch, grads [][]float32, scale
 	return m, nil
 }
 
-// sampleSeed derives the micro-batch's sampling seed from (seed, step, micro), so that a resumed run
-// samples what the uninterrupted one did.
-func sampleSeed(seed int64, step, micro int) uint64 {
-	h := fnv.New64a()
-	var buf [24]byte
-	binary.LittleEndian.PutUint64(buf[:], uint64(seed))
-	binary.LittleEndian.PutUint64(buf[8:], uint64(step))
-	binary.LittleEndian.PutUint64(buf[16:], uint64(micro))
-	h.Write(buf[:])
-	return h.Sum64()
-}
-
 // sample generates, scores and lays out the completions of b's prompts.
 func (t *Task) sample(ctx context.Context, b train.Batch) (*rollout, error) {
 	g := t.cfg.NumGenerations
@@ -303,7 +288,7 @@ func (t *Task) sample(ctx context.Context, b train.Batch) (*rollout, error) {
 		prompts[k] = t.prompts[i]
 	}
 	s := rlhf.Sampling{Temperature: *t.cfg.Temperature, TopP: *t.cfg.TopP, MaxNewTokens: t.cfg.MaxCompletionLength,
-		Seed: sampleSeed(b.Seed, b.Step, b.Micro)}
+		Seed: train.SampleSeed(b.Seed, b.Step, b.Micro)}
 	comps, err := t.gen.Complete(ctx, prompts, g, s)
 	if err != nil {
 		return nil, fmt.Errorf("grpo: sampling: %w", err)
@@ -359,12 +344,12 @@ func (t *Task) sample(ctx context.Context, b train.Batch) (*rollout, error) {
 	ro.values["reward"], ro.values["reward_std"], ro.values["frac_reward_zero_std"] = meanR/float64(n), meanStd/groups, zero/groups
 	ro.batch = data.CompletionBatch(seqs, ro.starts, ro.lens, 0)
 	if t.ref != nil {
-		if ro.ref, err = tokenLogProbs(t.ref, ro); err != nil {
+		if ro.ref, err = lm.CompletionLogProbs(t.ref.LogProbs, ro.batch, ro.starts, ro.lens); err != nil {
 			return nil, fmt.Errorf("grpo: reference log-probs: %w", err)
 		}
 	}
 	if t.cfg.NumIterations > 1 {
-		if ro.old, err = tokenLogProbs(t.policy, ro); err != nil {
+		if ro.old, err = lm.CompletionLogProbs(t.policy.LogProbs, ro.batch, ro.starts, ro.lens); err != nil {
 			return nil, fmt.Errorf("grpo: sampling policy log-probs: %w", err)
 		}
 	}
@@ -416,25 +401,4 @@ func (t *Task) rewards(ctx context.Context, prompts []rlhf.Prompt, cs []Completi
 	}
 	add(len(t.funcs), r)
 	return total, nil
-}
-
-// tokenLogProbs runs m forward over the rollout's batch and returns each completion's per-token
-// log-probs.
-func tokenLogProbs(m *lm.Model, ro *rollout) ([][]float64, error) {
-	st, err := m.LogProbs(ro.batch)
-	if err != nil {
-		return nil, err
-	}
-	T := ro.batch.T
-	out := make([][]float64, len(ro.lens))
-	for k := range out {
-		lo := k*T + ro.starts[k]
-		out[k] = append([]float64(nil), st.TokenLogProb[lo:lo+ro.lens[k]]...)
-		for _, v := range out[k] {
-			if math.IsNaN(v) || math.IsInf(v, 0) {
-				return nil, fmt.Errorf("completion %d: log-prob %v", k, v)
-			}
-		}
-	}
-	return out, nil
 }

@@ -3,6 +3,7 @@ package lm
 import (
 	"fmt"
 	"maps"
+	"math"
 	"runtime"
 	"slices"
 	"sync"
@@ -288,4 +289,25 @@ func pad(x []float64, rows int) []float64 {
 	out := make([]float64, rows)
 	copy(out, x)
 	return out
+}
+
+// CompletionLogProbs runs pass (a model's LogProbs or BaseLogProbs) over b, a
+// data.CompletionBatch, and cuts out each completion's per-token log-probs: row k's lens[k] values
+// from position starts[k]. A NaN or infinite log-prob is an error naming the completion.
+func CompletionLogProbs(pass func(*data.Batch) (model.Stats, error), b *data.Batch, starts, lens []int) ([][]float64, error) {
+	st, err := pass(b)
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]float64, len(lens))
+	for k := range out {
+		lo := k*b.T + starts[k]
+		out[k] = append([]float64(nil), st.TokenLogProb[lo:lo+lens[k]]...)
+		for _, v := range out[k] {
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				return nil, fmt.Errorf("completion %d: log-prob %v", k, v)
+			}
+		}
+	}
+	return out, nil
 }

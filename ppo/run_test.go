@@ -281,7 +281,7 @@ func TestPPORolloutLogProbsAtTemperature(t *testing.T) {
 	}{{0.7, true}, {1, false}} {
 		m := lm.New(task.policy.Ckpt, 0)
 		m.Temperature = tc.temp
-		got, err := perToken(m.LogProbs, ro)
+		got, err := lm.CompletionLogProbs(m.LogProbs, ro.batch, ro.starts, ro.lens)
 		if err != nil {
 			t.Fatal(err)
 		}

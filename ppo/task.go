@@ -2,9 +2,7 @@ package ppo
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -253,7 +251,7 @@ func (t *Task) Step(ctx context.Context, b train.Batch, grads [][]float32, scale
 	}
 	// TRL shuffles the rollout rows once per PPO epoch and cuts them into mini-batches.
 	epoch, j := i/mbs, i%mbs
-	perm := rand.New(rand.NewPCG(uint64(b.Seed), sampleSeed(b.Seed, first, b.Micro)^uint64(epoch))).Perm(len(ro.lens))
+	perm := rand.New(rand.NewPCG(uint64(b.Seed), train.SampleSeed(b.Seed, first, b.Micro)^uint64(epoch))).Perm(len(ro.lens))
 	size := len(ro.lens) / mbs
 	sel := perm[j*size : (j+1)*size]
 	slices.Sort(sel)
@@ -340,18 +338,6 @@ func (t *Task) Step(ctx context.Context, b train.Batch, grads [][]float32, scale
 	return m, nil
 }
 
-// sampleSeed derives the update's sampling seed from (seed, first step, micro), so that a resumed
-// run samples what the uninterrupted one did.
-func sampleSeed(seed int64, step, micro int) uint64 {
-	h := fnv.New64a()
-	var buf [24]byte
-	binary.LittleEndian.PutUint64(buf[:], uint64(seed))
-	binary.LittleEndian.PutUint64(buf[8:], uint64(step))
-	binary.LittleEndian.PutUint64(buf[16:], uint64(micro))
-	h.Write(buf[:])
-	return h.Sum64()
-}
-
 // sample generates one response per prompt of b, scores it, and computes the reference and old
 // log-probs, the old values, the per-token rewards, and GAE's advantages (whitened) and returns.
 func (t *Task) sample(ctx context.Context, b train.Batch, first int) (*rollout, error) {
@@ -370,7 +356,7 @@ func (t *Task) sample(ctx context.Context, b train.Batch, first int) (*rollout, 
 		fmt.Fprintf(t.log, "ppo: step %d: the epoch's last micro-batch holds %d prompts; %d left out so that num_mini_batches %d divides it\n",
 			b.Step, len(b.Examples), extra, c.NumMiniBatches)
 	}
-	s := rlhf.Sampling{Temperature: c.Temperature, TopP: 1, MaxNewTokens: c.ResponseLength, Seed: sampleSeed(b.Seed, first, b.Micro)}
+	s := rlhf.Sampling{Temperature: c.Temperature, TopP: 1, MaxNewTokens: c.ResponseLength, Seed: train.SampleSeed(b.Seed, first, b.Micro)}
 	comps, err := t.gen.Complete(ctx, prompts, 1, s)
 	if err != nil {
 		return nil, fmt.Errorf("ppo: sampling: %w", err)
@@ -417,14 +403,14 @@ func (t *Task) sample(ctx context.Context, b train.Batch, first int) (*rollout, 
 		reward.Whiten(scores)
 	}
 
-	if ro.old, err = perToken(t.policy.LogProbs, ro); err != nil {
+	if ro.old, err = lm.CompletionLogProbs(t.policy.LogProbs, ro.batch, ro.starts, ro.lens); err != nil {
 		return nil, fmt.Errorf("ppo: policy log-probs: %w", err)
 	}
 	refFn := t.policy.BaseLogProbs
 	if t.ref != nil {
 		refFn = t.ref.LogProbs
 	}
-	ref, err := perToken(refFn, ro)
+	ref, err := lm.CompletionLogProbs(refFn, ro.batch, ro.starts, ro.lens)
 	if err != nil {
 		return nil, fmt.Errorf("ppo: reference log-probs: %w", err)
 	}
@@ -500,25 +486,4 @@ func (ro *rollout) subBatch(sel []int) *data.Batch {
 		b.LastIndex[r] = src.LastIndex[k]
 	}
 	return b
-}
-
-// perToken runs a log-prob pass over the rollout's batch and returns each response's per-token
-// log-probs.
-func perToken(f func(*data.Batch) (model.Stats, error), ro *rollout) ([][]float64, error) {
-	st, err := f(ro.batch)
-	if err != nil {
-		return nil, err
-	}
-	T := ro.batch.T
-	out := make([][]float64, len(ro.lens))
-	for k := range out {
-		lo := k*T + ro.starts[k]
-		out[k] = append([]float64(nil), st.TokenLogProb[lo:lo+ro.lens[k]]...)
-		for _, v := range out[k] {
-			if math.IsNaN(v) || math.IsInf(v, 0) {
-				return nil, fmt.Errorf("response %d: log-prob %v", k, v)
-			}
-		}
-	}
-	return out, nil
 }

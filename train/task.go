@@ -1,6 +1,10 @@
 package train
 
-import "context"
+import (
+	"context"
+	"encoding/binary"
+	"hash/fnv"
+)
 
 // Param is one trainable tensor. Value aliases the model's weights: the optimizer updates it in place.
 // It carries no gradient: the loop owns the accumulation buffers and hands them to Task.Step, so
@@ -90,4 +94,17 @@ type LossUnitsTask interface {
 	// LossUnits is the number of units b.Examples hold (> 0 for a non-empty micro-batch). It must
 	// not depend on the weights: the loop may call it on every rank for any micro-batch.
 	LossUnits(b Batch) (float64, error)
+}
+
+// SampleSeed derives a micro-batch's sampling seed from the run's seed, an optimizer step and the
+// micro-batch's index (an RL task samples its rollouts with it): a pure function, so a resumed run
+// samples what the uninterrupted one did.
+func SampleSeed(seed int64, step, micro int) uint64 {
+	h := fnv.New64a()
+	var buf [24]byte
+	binary.LittleEndian.PutUint64(buf[:], uint64(seed))
+	binary.LittleEndian.PutUint64(buf[8:], uint64(step))
+	binary.LittleEndian.PutUint64(buf[16:], uint64(micro))
+	h.Write(buf[:])
+	return h.Sum64()
 }
