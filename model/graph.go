@@ -51,7 +51,11 @@ type GraphSpec struct {
 	// Checkpoint recomputes each decoder layer's activations in the backward pass (transformers'
 	// gradient_checkpointing): the graph keeps only each layer's input and output, at the cost of a
 	// second forward pass through every layer. Results are bitwise those of the plain graph.
+	// A LoRA graph keeps some of its frozen products' outputs and its frozen head's exponentials
+	// for the backward pass within ckptSaveBytes (selective checkpointing; see planSaves).
 	Checkpoint bool
+	// saveBytes overrides ckptSaveBytes for tests; a negative value keeps nothing.
+	saveBytes int64
 }
 
 // Inputs is one micro-batch. Per-token slices are row-major (B·T): row b's tokens are

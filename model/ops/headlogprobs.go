@@ -68,7 +68,7 @@ type headLogProbsOp struct {
 	// recomputing the logits and their exponentials; savedRun says the last run filled it.
 	saved     buf
 	savedRun  bool
-	saveBytes int // headSaveBytes; tests set 0 to exercise recomputation
+	saveBytes int // headSaveBytes unless LogProbs.SaveBytes set it; tests set 0 to exercise recomputation
 	// Per row (N): side outputs, and the row max and 1/Σ exp(logit − max) for the backward pass.
 	correct, logitSum, rowMax, scale []float64
 	// counted lists the rows with a counted target in the last run; all is 0..N-1.
@@ -77,6 +77,7 @@ type headLogProbsOp struct {
 
 func (op *headLogProbsOp) sides() (correct, logitSum []float64) { return op.correct, op.logitSum }
 func (op *headLogProbsOp) setKeep(on bool)                      { op.keep = on }
+func (op *headLogProbsOp) setSaveBytes(n int)                   { op.saveBytes = n }
 func (op *headLogProbsOp) keptLogits() *tensor.Dense {
 	if !op.keep {
 		return nil
@@ -229,9 +230,10 @@ func dhOf[T Float](op *headLogProbsOp, w []T, m, v, d int, dl, dh []T) {
 	}
 }
 
-// headSaveBytes bounds the forward pass's saved exponentials (see headLogProbsOp.saved): 64 MiB
-// keeps a small-vocabulary batch's (the reference bench's 2048 × 4096) and recomputes a
-// Llama 3 vocabulary's (1024 × 128256 would be 525 MB, the memory the fused head exists to save).
+// headSaveBytes bounds the forward pass's saved exponentials (see headLogProbsOp.saved) unless
+// LogProbs.SaveBytes sets another bound: 64 MiB keeps a small-vocabulary batch's (the reference
+// bench's 2048 × 4096) and recomputes a Llama 3 vocabulary's (1024 × 128256 would be 525 MB, the
+// memory the fused head exists to save; a checkpointed graph may grant it, see model's ckptSaveBytes).
 const headSaveBytes = 64 << 20
 
 // headFwd fills out and the per-row side values; rows that are not counted get 0 everywhere.
