@@ -256,8 +256,12 @@ func headFwd[T Float](op *headLogProbsOp, dt tensor.Dtype, out, h, w []T, target
 	switch {
 	case op.keep:
 		rows, into = op.all, denseData[T](op.kept.get(dt, n, v))
-	case len(rows) > 0 && len(rows)*v*int(dt.Size()) <= op.saveBytes:
-		into, op.savedRun = denseData[T](op.saved.get(dt, len(rows), v)), true
+	case len(rows) > 0 && len(rows) <= min(n, op.saveBytes/(v*int(dt.Size()))):
+		// One buffer of as many rows as the bound allows, whatever this run counts: SFT counts
+		// another number of rows every step, and a buffer of hundreds of MB reallocated per step
+		// would grow the heap.
+		capRows := min(n, op.saveBytes/(v*int(dt.Size())))
+		into, op.savedRun = denseData[T](op.saved.get(dt, capRows, v))[:len(rows)*v], true
 	}
 	save := op.savedRun
 	headChunks(op, dt, h, w, rows, into, true, func(rs []int, _, logits []T) {
