@@ -135,7 +135,8 @@ type Graph struct {
 	params  []graphParam
 	out     []Param
 	lp      *ops.LogProbs
-	layers  int // MoE layers feeding the aux loss
+	layers  int   // MoE layers feeding the aux loss
+	saved   int64 // bytes planSaves granted (frozen products' memos and the head's exponentials)
 	experts int
 
 	// Per-run state read by the loss closure.

@@ -322,12 +322,17 @@ func (gr *Graph) build(w *Weights) error {
 		headOut = lin(hn, ScoreKey) // (B, 1)
 	}
 	budget := int64(ckptSaveBytes)
-	if gr.spec.saveBytes != 0 {
+	switch {
+	case !gr.spec.Grad:
+		budget = 0 // no backward pass to save work for
+	case gr.spec.saveBytes != 0:
 		budget = max(0, gr.spec.saveBytes)
 	}
-	if head := planSaves(saves, budget); head > 0 {
+	head, total := planSaves(saves, budget)
+	if head > 0 {
 		gr.lp.SaveBytes(int(head)) // only a frozen LM head is a candidate
 	}
+	gr.saved = total
 	if err != nil {
 		return err
 	}

@@ -272,8 +272,9 @@ type saveCandidate struct {
 // planSaves spends budget bytes on the candidates that save the most arithmetic per byte first (the
 // widest inputs: down_proj's, whose output the backward pass does not even need; then the head's
 // and the other products, 2·hidden flops a value), the head before layers on a tie, layers in
-// order; what does not fit is recomputed. It returns the bytes granted to the head (0 if none).
-func planSaves(cands []saveCandidate, budget int64) (head int64) {
+// order; what does not fit is recomputed. It returns the bytes granted to the head (0 if none) and
+// in all.
+func planSaves(cands []saveCandidate, budget int64) (head, total int64) {
 	sort.SliceStable(cands, func(i, j int) bool {
 		a, b := cands[i], cands[j]
 		if a.in != b.in {
@@ -286,13 +287,14 @@ func planSaves(cands []saveCandidate, budget int64) (head int64) {
 			continue
 		}
 		budget -= c.bytes
+		total += c.bytes
 		if c.app == nil {
 			head = c.bytes
 		} else {
 			c.app.memos[c.suffix] = new(ops.FrozenMemo)
 		}
 	}
-	return head
+	return head, total
 }
 
 // layerSaves lists app's frozen products as candidates: N rows of out values each, dt-sized.

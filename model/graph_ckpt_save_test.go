@@ -46,6 +46,21 @@ func TestCheckpointSavesFrozenProducts(t *testing.T) {
 		return g
 	}
 	plain := build(false, 0)
+	// Every candidate: 7 products a layer, (n, out) each, and the head's (n, V) exponentials.
+	all := int64(n * cfg.VocabSize * 4)
+	for _, out := range []int{32, 16, 16, 16, 24, 24, 16} { // q, k, v, o, gate, up, down
+		all += int64(L * n * out * 4)
+	}
+	if g := build(true, 0); g.saved != all {
+		t.Fatalf("a checkpointed training graph keeps %d bytes, want all %d", g.saved, all)
+	}
+	fwd, err := NewGraph(w, GraphSpec{Batch: 2, SeqLen: 7, Head: LMHead, Adapter: ad, Checkpoint: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fwd.saved != 0 {
+		t.Fatalf("a forward-only checkpointed graph keeps %d bytes for a backward pass it lacks", fwd.saved)
+	}
 	for _, tc := range []struct {
 		name   string
 		budget int64
@@ -121,7 +136,7 @@ func TestPlanSaves(t *testing.T) {
 		{500, 300, []string{"0.down", "0.q", "1.down"}},
 		{620, 300, []string{"0.down", "0.q", "1.down", "1.q", "1.k"}},
 	} {
-		head := planSaves(cands(), tc.budget)
+		head, _ := planSaves(cands(), tc.budget)
 		var kept []string
 		for _, a := range []*layerApp{a0, a1} {
 			for _, s := range []string{"down", "q", "k"} {
