@@ -57,11 +57,15 @@ type GraphSpec struct {
 	// Checkpoint recomputes each decoder layer's activations in the backward pass (transformers'
 	// gradient_checkpointing): the graph keeps only each layer's input and output, at the cost of a
 	// second forward pass through every layer. Results are bitwise those of the plain graph.
+	// A LoRA graph keeps some of its frozen products' outputs and its frozen head's exponentials
+	// for the backward pass within ckptSaveBytes (selective checkpointing; see planSaves).
 	Checkpoint bool
 	// Temperature divides the LM head's logits (0 or 1: none): the log-probs are those of the
 	// distribution sampled at this temperature, as TRL's PPOTrainer computes them for its ratios and
 	// KL. Kept logits and MeanLogit are the divided ones.
 	Temperature float64
+	// saveBytes overrides ckptSaveBytes for tests; a negative value keeps nothing.
+	saveBytes int64
 }
 
 // Inputs is one micro-batch. Per-token slices are row-major (B·T): row b's tokens are
@@ -144,7 +148,8 @@ type Graph struct {
 	params  []graphParam
 	out     []Param
 	lp      *ops.LogProbs
-	layers  int // MoE layers feeding the aux loss
+	layers  int   // MoE layers feeding the aux loss
+	saved   int64 // bytes planSaves granted (frozen products' memos and the head's exponentials)
 	experts int
 
 	// Per-run state read by the loss closure.

@@ -155,7 +155,6 @@ func (gr *Graph) build(w *Weights) error {
 		return n
 	}
 	lin := func(x *G.Node, name string) *G.Node { return must(linear(x, name)) }
-	must2 := func(a, b *G.Node, e error) (*G.Node, *G.Node) { return must(a, e), b }
 
 	rope, e := ops.NewRoPEFreqs(c.InvFreq()) // theta^(-2i/hd), divided by Llama 3's rope_scaling factors
 	if e != nil {
@@ -250,6 +249,8 @@ func (gr *Graph) build(w *Weights) error {
 		}
 	}
 	var routerStats G.Nodes
+	var saves []saveCandidate // what a checkpointed graph may keep for its backward pass (planSaves)
+	size := int(gr.dt.Size())
 	for l := 0; l < c.NumHiddenLayers && err == nil; l++ {
 		var stats *G.Node
 		if env != nil {
@@ -261,7 +262,12 @@ func (gr *Graph) build(w *Weights) error {
 				}
 				templates[sig] = lc
 			}
-			h, stats = must2(lc.apply(l, h, positions, segments))
+			var app *layerApp
+			var e error
+			h, stats, app, e = lc.apply(l, h, positions, segments)
+			if must(h, e); app != nil {
+				saves = append(saves, layerSaves(app, N, size)...)
+			}
 		} else {
 			h, stats = layer(l, h, positions, segments, outer)
 		}
@@ -303,6 +309,9 @@ func (gr *Graph) build(w *Weights) error {
 			if f, e = frozenOf(headName); e == nil {
 				headOut, lp, e = ops.FrozenHeadLogProbs(hn, f, targets, weights, chunk)
 			}
+			if e == nil && env != nil {
+				saves = append(saves, saveCandidate{bytes: int64(N) * int64(c.VocabSize) * int64(size), in: c.HiddenSize})
+			}
 		}
 		if e != nil {
 			return e
@@ -319,6 +328,18 @@ func (gr *Graph) build(w *Weights) error {
 		hn := must(ops.RMSNorm(hl, must(param(FinalNormKey)), c.RMSNormEps))
 		headOut = lin(hn, ScoreKey) // (B, 1)
 	}
+	budget := int64(ckptSaveBytes)
+	switch {
+	case !gr.spec.Grad:
+		budget = 0 // no backward pass to save work for
+	case gr.spec.saveBytes != 0:
+		budget = max(0, gr.spec.saveBytes)
+	}
+	head, total := planSaves(saves, budget)
+	if head > 0 {
+		gr.lp.SaveBytes(int(head)) // only a frozen LM head is a candidate
+	}
+	gr.saved = total
 	if err != nil {
 		return err
 	}

@@ -106,10 +106,11 @@ func (r *segmentRun) run(vs []G.Value) error {
 }
 
 // Apply lays the segment out on the outer nodes ins (one per placeholder) and returns its outputs:
-// the main output, then one node per side output. bind, when not nil, runs before every forward and
-// backward run of this application: it points state the segment's ops hold outside the graph (the
-// FrozenSlots and LoRA dropout keys of a checkpointed layer) at this application's.
-func (c *Checkpoint) Apply(bind func() error, ins ...*G.Node) (G.Nodes, error) {
+// the main output, then one node per side output. bind, when not nil, runs before every forward
+// (backward false) and backward (backward true) run of this application: it points state the
+// segment's ops hold outside the graph (the FrozenSlots, their memos and the LoRA dropout keys of a
+// checkpointed layer) at this application's.
+func (c *Checkpoint) Apply(bind func(backward bool) error, ins ...*G.Node) (G.Nodes, error) {
 	seg := c.fwd.seg
 	if len(ins) != len(seg.Inputs) {
 		return nil, fmt.Errorf("%s: %d inputs, the segment has %d", c.name, len(ins), len(seg.Inputs))
@@ -142,7 +143,7 @@ func (c *Checkpoint) Apply(bind func() error, ins ...*G.Node) (G.Nodes, error) {
 type checkpointOp struct {
 	base
 	c       *Checkpoint
-	bind    func() error
+	bind    func(backward bool) error
 	out     buf
 	sides   []buf // copies of the side outputs of the last run
 	sideOps []*checkpointSideOp
@@ -187,12 +188,12 @@ func keep(b *buf, n *G.Node) (*tensor.Dense, error) {
 	return t, nil
 }
 
-// bound runs the application's bind hook.
-func (op *checkpointOp) bound() error {
+// bound runs the application's bind hook for a forward or a backward run.
+func (op *checkpointOp) bound(backward bool) error {
 	if op.bind == nil {
 		return nil
 	}
-	if err := op.bind(); err != nil {
+	if err := op.bind(backward); err != nil {
 		return op.errorf("binding: %v", err)
 	}
 	return nil
@@ -200,7 +201,7 @@ func (op *checkpointOp) bound() error {
 
 func (op *checkpointOp) Do(vs ...G.Value) (G.Value, error) {
 	r := &op.c.fwd
-	if err := op.bound(); err != nil {
+	if err := op.bound(false); err != nil {
 		return nil, err
 	}
 	if err := r.run(vs); err != nil {
@@ -373,7 +374,7 @@ func (op *checkpointGradOp) Do(vs ...G.Value) (G.Value, error) {
 			return nil, op.errorf("upstream gradient %d has dtype %v", i, v.Dtype())
 		}
 	}
-	if err := op.fwd.bound(); err != nil {
+	if err := op.fwd.bound(true); err != nil {
 		return nil, err
 	}
 	if err := c.bwd.run(vs[:n]); err != nil {

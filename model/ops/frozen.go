@@ -53,12 +53,38 @@ func (d *DenseFrozen) MulAdd(dx, dy []float32, n int) {
 type FrozenSlot struct {
 	out, in int
 	w       Frozen
+	// memo, when bound, keeps the product's output from the segment's forward run (replay false)
+	// for the backward run's recomputation to read (replay true); see FrozenMemo.
+	memo   *FrozenMemo
+	replay bool
+}
+
+// FrozenMemo is one frozen product's output (N, out) kept between a checkpointed segment's forward
+// run and its backward run. The backward run recomputes the segment on the same inputs, so the
+// product it would compute is bitwise the one the forward run kept: reading it back saves the
+// product (2·N·in·out flops) for N·out values of memory, the trade of selective activation
+// checkpointing (keep what is cheap to store and expensive to recompute). A memo is read at most
+// once per forward run that filled it.
+type FrozenMemo struct {
+	y  buf
+	ok bool // filled by a forward run and not read back yet
+}
+
+// BindMemo makes the slot read w, as Bind, and makes its FrozenLinear keep its output in m
+// (replay false: the segment's forward run) or take it from m when m holds one for this input shape
+// (replay true: the backward run's recomputation). A nil m turns the memo off.
+func (s *FrozenSlot) BindMemo(w Frozen, m *FrozenMemo, replay bool) error {
+	if err := s.Bind(w); err != nil {
+		return err
+	}
+	s.memo, s.replay = m, replay
+	return nil
 }
 
 // NewFrozenSlot returns an unbound slot for (out, in) weights.
 func NewFrozenSlot(out, in int) *FrozenSlot { return &FrozenSlot{out: out, in: in} }
 
-// Bind makes the slot read w from now on.
+// Bind makes the slot read w from now on, with no memo.
 func (s *FrozenSlot) Bind(w Frozen) error {
 	if w == nil {
 		return fmt.Errorf("ops.FrozenSlot: binding a nil weight")
@@ -66,7 +92,7 @@ func (s *FrozenSlot) Bind(w Frozen) error {
 	if o, i := w.Shape(); o != s.out || i != s.in {
 		return fmt.Errorf("ops.FrozenSlot: weight (%d, %d) bound to a (%d, %d) slot", o, i, s.out, s.in)
 	}
-	s.w = w
+	s.w, s.memo = w, nil
 	return nil
 }
 
@@ -218,8 +244,35 @@ func (op *frozenLinearOp) Do(vs ...G.Value) (G.Value, error) {
 	}
 	n := xs[0]
 	y := op.out.get(dt, n, out)
+	slot, _ := op.w.(*FrozenSlot)
+	if slot == nil || slot.memo == nil {
+		op.st.mulT(y, vs[0], n)
+		return y, nil
+	}
+	m := slot.memo
+	if slot.replay {
+		if m.ok && m.y.t.Dtype() == dt && m.y.t.Shape().Eq(y.Shape()) {
+			m.ok = false
+			copyDense(y, m.y.t)
+			return y, nil
+		}
+		op.st.mulT(y, vs[0], n)
+		return y, nil
+	}
 	op.st.mulT(y, vs[0], n)
+	copyDense(m.y.get(dt, n, out), y)
+	m.ok = true
 	return y, nil
+}
+
+// copyDense copies src's values into dst, both float32 or both float64 of one size.
+func copyDense(dst, src *tensor.Dense) {
+	switch d := dst.Data().(type) {
+	case []float32:
+		copy(d, src.Data().([]float32))
+	case []float64:
+		copy(d, src.Data().([]float64))
+	}
 }
 
 func (op *frozenLinearOp) DiffWRT(int) []bool { return []bool{true} }

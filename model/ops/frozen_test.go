@@ -1,11 +1,13 @@
 package ops
 
 import (
+	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
 
 	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
 )
 
 // narrowFrozen is a Frozen that is not a DenseFrozen, so the float64 graph takes the narrowed
@@ -86,5 +88,99 @@ func TestFrozenLinearErrors(t *testing.T) {
 	}
 	if want := "ops.FrozenLinear: x (2, 4) does not match the frozen weight (2, 3) (want (N, 3))"; !strings.Contains(Cause(err).Error(), want) {
 		t.Fatalf("error %q lacks %q", err, want)
+	}
+}
+
+// countingFrozen counts its forward products.
+type countingFrozen struct {
+	d     *DenseFrozen
+	mulTs int
+}
+
+func (f *countingFrozen) Shape() (int, int)              { return f.d.Shape() }
+func (f *countingFrozen) MulT(y, x []float32, n int)     { f.mulTs++; f.d.MulT(y, x, n) }
+func (f *countingFrozen) MulAdd(dx, dy []float32, n int) { f.d.MulAdd(dx, dy, n) }
+func (f *countingFrozen) Bytes() int64                   { return f.d.Bytes() }
+
+// TestFrozenMemo: a slot bound with a memo keeps its product in a recording run and hands it back,
+// bitwise and without multiplying, in the next replaying run; a memo is read once, a replay with
+// nothing recorded multiplies, and Bind turns the memo off.
+func TestFrozenMemo(t *testing.T) {
+	const n, in, out = 5, 6, 4
+	rng := rand.New(rand.NewPCG(4, 4))
+	w := make([]float32, out*in)
+	for i := range w {
+		w[i] = float32(rng.NormFloat64())
+	}
+	d, err := NewDenseFrozen(w, out, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf := &countingFrozen{d: d}
+	slot := NewFrozenSlot(out, in)
+	g := G.NewGraph()
+	x := G.NewMatrix(g, G.Float32, G.WithShape(n, in), G.WithName("x"))
+	y, err := FrozenLinear(x, slot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := G.NewTapeMachine(g)
+	defer m.Close()
+	xs := make([]float32, n*in)
+	run := func() []float32 {
+		t.Helper()
+		for i := range xs {
+			xs[i] = float32(rng.NormFloat64())
+		}
+		if err := G.Let(x, tensor.New(tensor.WithShape(n, in), tensor.WithBacking(xs))); err != nil {
+			t.Fatal(err)
+		}
+		m.Reset()
+		if err := m.RunAll(); err != nil {
+			t.Fatal(err)
+		}
+		return append([]float32(nil), y.Value().Data().([]float32)...)
+	}
+	want := func() []float32 { // y = x·Wᵀ of the current x
+		r := make([]float32, n*out)
+		d.MulT(r, xs, n)
+		return r
+	}
+	memo := new(FrozenMemo)
+	steps := []struct {
+		what   string
+		bind   func() error
+		mulTs  int  // products the run computes
+		replay bool // the run's y is the recorded one, not its own x's
+	}{
+		{"record", func() error { return slot.BindMemo(cf, memo, false) }, 1, false},
+		{"replay", func() error { return slot.BindMemo(cf, memo, true) }, 0, true},
+		{"replay again", func() error { return slot.BindMemo(cf, memo, true) }, 1, false},
+		{"record", func() error { return slot.BindMemo(cf, memo, false) }, 1, false},
+		{"plain bind", func() error { return slot.Bind(cf) }, 1, false},
+		{"replay after a plain bind", func() error { return slot.BindMemo(cf, memo, true) }, 0, true},
+	}
+	var recorded []float32
+	for i, s := range steps {
+		if err := s.bind(); err != nil {
+			t.Fatal(err)
+		}
+		before := cf.mulTs
+		got := run()
+		if cf.mulTs-before != s.mulTs {
+			t.Fatalf("step %d (%s): %d products, want %d", i, s.what, cf.mulTs-before, s.mulTs)
+		}
+		ref := want()
+		if s.replay {
+			ref = recorded
+		}
+		for j := range got {
+			if math.Float32bits(got[j]) != math.Float32bits(ref[j]) {
+				t.Fatalf("step %d (%s): y[%d] = %v, want %v", i, s.what, j, got[j], ref[j])
+			}
+		}
+		if s.what == "record" {
+			recorded = got
+		}
 	}
 }

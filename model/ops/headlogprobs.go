@@ -68,7 +68,7 @@ type headLogProbsOp struct {
 	// recomputing the logits and their exponentials; savedRun says the last run filled it.
 	saved     buf
 	savedRun  bool
-	saveBytes int // headSaveBytes; tests set 0 to exercise recomputation
+	saveBytes int // headSaveBytes unless LogProbs.SaveBytes set it; tests set 0 to exercise recomputation
 	// Per row (N): side outputs, and the row max and 1/Σ exp(logit − max) for the backward pass.
 	correct, logitSum, rowMax, scale []float64
 	// counted lists the rows with a counted target in the last run; all is 0..N-1.
@@ -77,6 +77,7 @@ type headLogProbsOp struct {
 
 func (op *headLogProbsOp) sides() (correct, logitSum []float64) { return op.correct, op.logitSum }
 func (op *headLogProbsOp) setKeep(on bool)                      { op.keep = on }
+func (op *headLogProbsOp) setSaveBytes(n int)                   { op.saveBytes = n }
 func (op *headLogProbsOp) keptLogits() *tensor.Dense {
 	if !op.keep {
 		return nil
@@ -229,9 +230,10 @@ func dhOf[T Float](op *headLogProbsOp, w []T, m, v, d int, dl, dh []T) {
 	}
 }
 
-// headSaveBytes bounds the forward pass's saved exponentials (see headLogProbsOp.saved): 64 MiB
-// keeps a small-vocabulary batch's (the reference bench's 2048 × 4096) and recomputes a
-// Llama 3 vocabulary's (1024 × 128256 would be 525 MB, the memory the fused head exists to save).
+// headSaveBytes bounds the forward pass's saved exponentials (see headLogProbsOp.saved) unless
+// LogProbs.SaveBytes sets another bound: 64 MiB keeps a small-vocabulary batch's (the reference
+// bench's 2048 × 4096) and recomputes a Llama 3 vocabulary's (1024 × 128256 would be 525 MB, the
+// memory the fused head exists to save; a checkpointed graph may grant it, see model's ckptSaveBytes).
 const headSaveBytes = 64 << 20
 
 // headFwd fills out and the per-row side values; rows that are not counted get 0 everywhere.
@@ -254,8 +256,12 @@ func headFwd[T Float](op *headLogProbsOp, dt tensor.Dtype, out, h, w []T, target
 	switch {
 	case op.keep:
 		rows, into = op.all, denseData[T](op.kept.get(dt, n, v))
-	case len(rows) > 0 && len(rows)*v*int(dt.Size()) <= op.saveBytes:
-		into, op.savedRun = denseData[T](op.saved.get(dt, len(rows), v)), true
+	case len(rows) > 0 && len(rows) <= min(n, op.saveBytes/(v*int(dt.Size()))):
+		// One buffer of as many rows as the bound allows, whatever this run counts: SFT counts
+		// another number of rows every step, and a buffer of hundreds of MB reallocated per step
+		// would grow the heap.
+		capRows := min(n, op.saveBytes/(v*int(dt.Size())))
+		into, op.savedRun = denseData[T](op.saved.get(dt, capRows, v))[:len(rows)*v], true
 	}
 	save := op.savedRun
 	headChunks(op, dt, h, w, rows, into, true, func(rs []int, _, logits []T) {

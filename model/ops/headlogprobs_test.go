@@ -399,3 +399,69 @@ func TestFrozenSlotRefusals(t *testing.T) {
 		t.Fatalf("unbound slot: %v", err)
 	}
 }
+
+// TestHeadLogProbsSaveBytes: the exponentials are kept exactly when the counted rows fit the bound
+// LogProbs.SaveBytes sets (5 counted rows of 11 float32s: 220 bytes), in one buffer of as many rows
+// as the bound allows (at most N), and kept or recomputed the outputs, dh and dW are bitwise the
+// same.
+func TestHeadLogProbsSaveBytes(t *testing.T) {
+	tc := headCases()[1] // rows 1 and 3 are ignored
+	rng := rand.New(rand.NewPCG(23, 1))
+	ins := headInputs(rng, tc)
+	type result struct{ out, dh, dw []float32 }
+	for _, sc := range []struct {
+		bytes   int
+		saved   bool
+		bufRows int
+	}{
+		{0, false, 0}, {219, false, 0}, {220, true, 5}, {264, true, 6}, {1 << 20, true, 7},
+	} {
+		var lp *LogProbs
+		var dh, dw *G.Node
+		build := func(g *G.ExprGraph, in []*G.Node) (*G.Node, error) {
+			out, l, err := HeadLogProbs(in[0], in[1], in[2], in[3], tc.chunk)
+			if err != nil {
+				return nil, err
+			}
+			lp = l
+			l.SaveBytes(sc.bytes)
+			grads, err := G.Grad(G.Must(G.Sum(out)), in[0], in[1])
+			if err != nil {
+				return nil, err
+			}
+			dh, dw = grads[0], grads[1]
+			return out, nil
+		}
+		out := runF32(t, ins, build)
+		got := result{out, dh.Value().Data().([]float32), dw.Value().Data().([]float32)}
+		op := lp.op.(*headLogProbsOp)
+		if op.savedRun != sc.saved {
+			t.Fatalf("SaveBytes(%d): saved %v, want %v", sc.bytes, op.savedRun, sc.saved)
+		}
+		if rows := 0; sc.saved {
+			rows = op.saved.t.Shape()[0]
+			if rows != sc.bufRows {
+				t.Fatalf("SaveBytes(%d): a buffer of %d rows, want %d", sc.bytes, rows, sc.bufRows)
+			}
+		}
+		if sc.bytes == 0 {
+			continue // the reference below
+		}
+		// The reference: recomputed (bound 0).
+		var ref result
+		{
+			bytes := sc.bytes
+			sc.bytes = 0
+			o := runF32(t, ins, build)
+			ref = result{o, dh.Value().Data().([]float32), dw.Value().Data().([]float32)}
+			sc.bytes = bytes
+		}
+		for name, pair := range map[string][2][]float32{"out": {got.out, ref.out}, "dh": {got.dh, ref.dh}, "dW": {got.dw, ref.dw}} {
+			for i := range pair[0] {
+				if math.Float32bits(pair[0][i]) != math.Float32bits(pair[1][i]) {
+					t.Fatalf("SaveBytes(%d): %s[%d] = %v kept, %v recomputed", sc.bytes, name, i, pair[0][i], pair[1][i])
+				}
+			}
+		}
+	}
+}

@@ -17,6 +17,7 @@ type logProbsSide interface {
 	sides() (correct, logitSum []float64)
 	setKeep(on bool)
 	keptLogits() *tensor.Dense
+	setSaveBytes(n int)
 }
 
 // Correct is 1 for each row whose argmax over the vocabulary (the first one on ties, as torch)
@@ -30,6 +31,13 @@ func (l *LogProbs) LogitSums() []float64 { _, s := l.op.sides(); return s }
 // for TokenLogProbs, one copy per run.
 func (l *LogProbs) KeepLogits(on bool) { l.op.setKeep(on) }
 
+// SaveBytes sets how much memory the fused head (HeadLogProbs, FrozenHeadLogProbs) may spend on
+// keeping each counted row's exponentials from the forward pass, so that the backward pass reads
+// them instead of recomputing the logits (one head product less): it keeps them when the counted
+// rows' (counted, V) values fit in n bytes (64 MiB unless set). TokenLogProbs holds its logits
+// anyway and ignores it.
+func (l *LogProbs) SaveBytes(n int) { l.op.setSaveBytes(n) }
+
 // Logits returns the logits of the last run made with KeepLogits on (float32 or float64 data of
 // shape (N, V)), or nil.
 func (l *LogProbs) Logits() *tensor.Dense { return l.op.keptLogits() }
@@ -37,6 +45,7 @@ func (l *LogProbs) Logits() *tensor.Dense { return l.op.keptLogits() }
 func (op *logProbsOp) sides() (correct, logitSum []float64) { return op.correct, op.logitSum }
 func (op *logProbsOp) setKeep(on bool)                      { op.keep = on }
 func (op *logProbsOp) keptLogits() *tensor.Dense            { return op.kept.t }
+func (op *logProbsOp) setSaveBytes(int)                     {}
 
 // TokenLogProbs is weights[n]·log_softmax(logits[n])[targets[n]] for logits (N, V), targets (N)
 // (Int32) and weights (N): (N). A row with weight 0 or a negative target is ignored: its output and
