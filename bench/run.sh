@@ -291,6 +291,7 @@ if [ "${SKIP_DECODE1B:-0}" != 1 ]; then
         note "llama3-1b model could not be written: $(tail -n 1 "$LOG")"
     fi
     rm -rf "$WORK/llama3-1b" "$WORK/llama3-1b.gguf"
+    NOTES+=("llama3-1b decode: both engines load one f32 GGUF written by alignkit export (4.9 GB); $DEC1B_PROMPT-token random prompt, $DEC1B_NEW greedy tokens, $GEN_RUNS timed runs after a warm-up; decoding a model this size reads every weight per token, so its rate is the machine's memory bandwidth as much as either engine")
 else
     note "llama3-1b decode skipped (SKIP_DECODE1B=1)"
 fi
