@@ -61,7 +61,8 @@ var presets = []Preset{
 		About: "Llama-3-8B shape: vocab 128256, d 4096, 32 layers, 32 q / 8 KV heads, SwiGLU 14336, untied; batch 1 × 1024"},
 	// Qwen3-0.6B's config.json (huggingface.co/Qwen/Qwen3-0.6B): 596M parameters, 155.6M of them the
 	// tied embedding. Full fine-tuning would hold about 9.5 GB of weights, gradients and AdamW
-	// moments; the benchmark trains a rank-16 LoRA over its float32 base (about 2.4 GB) at 1×512.
+	// moments before any activation; the benchmark trains a rank-16 LoRA over its float32 base
+	// (2.4 GB) at 1×512, which peaked at 8.1 GB in alignkit and 9.3 GB in PyTorch (2026-12-07).
 	{Name: "qwen3-0.6b", Config: qwen3(151936, 1024, 28, 16, 8, 128, 3072, true), Batch: 1, SeqLen: 512,
 		About: "Qwen3-0.6B shape: vocab 151936, d 1024, 28 layers, 16 q / 8 KV heads of head_dim 128, q/k RMSNorm, SwiGLU 3072, tied; batch 1 × 512"},
 }

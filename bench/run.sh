@@ -233,7 +233,8 @@ fi
 # Qwen3 (issue 16): the qwen3-0.6b preset (Qwen3-0.6B's config: q/k RMSNorm, head_dim 128, tied 151936
 # vocabulary) with a rank-16 LoRA on every decoder linear layer over a float32 base at 1×512, against
 # PyTorch's hand-written LoRA of the same model (TestTorchSameLoss holds the two models to the same loss).
-# Full fine-tuning would hold about 9.5 GB of weights, gradients and AdamW moments per engine.
+# Full fine-tuning would hold about 9.5 GB of weights, gradients and AdamW moments per engine before any
+# activation; this LoRA peaked at 8.1 GB (alignkit) and 9.3 GB (PyTorch) on 2026-12-07.
 if [ "${SKIP_QWEN3:-0}" != 1 ]; then
     for rep in $(seq "$REPS"); do
         alignkit_lora qwen3-0.6b "$QWEN3_STEPS" "LoRA r16 (run $rep/$REPS)" --lora-r 16
