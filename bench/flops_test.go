@@ -30,6 +30,11 @@ func TestCounts(t *testing.T) {
 		// + head 32000·512 = 16,384,000 → N = 39,583,744; stored also holds the embedding (16,384,000)
 		// and 17 norms of 512 (8,704) → 55,976,448.
 		{"decode512", 55_976_448, 39_583_744, 6*39_583_744 + 12*8*128*512},
+		// qwen3-0.6b (tied, head_dim 128 ≠ 1024/16): per layer q 1024·2048 + k,v 2·1024·1024 + o 2048·1024
+		// + 3·1024·3072 = 15,728,640; ×28 = 440,401,920 (Qwen3-0.6B's published 0.44B non-embedding),
+		// + head 151936·1024 = 155,582,464 → N = 595,984,384. Stored adds 28·(2·1024 + q_norm 128 +
+		// k_norm 128) + 1024 = 65,536 gains → 596,049,920. Attention: 12·28·512·(16·128) = 352,321,536.
+		{"qwen3-0.6b", 596_049_920, 595_984_384, 6*595_984_384 + 12*28*512*16*128},
 	}
 	for _, tc := range tests {
 		t.Run(tc.preset, func(t *testing.T) {
@@ -110,7 +115,7 @@ func TestTorchScriptAgrees(t *testing.T) {
 
 func TestLookupPresetUnknown(t *testing.T) {
 	_, err := LookupPreset("big")
-	want := `preset "big": want one of ref, smollm135m, decode512, stories260k, tiny, llama3-1b, llama3-8b`
+	want := `preset "big": want one of ref, smollm135m, decode512, stories260k, tiny, llama3-1b, llama3-8b, qwen3-0.6b`
 	if err == nil || err.Error() != want {
 		t.Fatalf("err = %v, want %q", err, want)
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"time"
 
 	"github.com/alignkit/alignkit/model"
@@ -24,6 +25,8 @@ type GenerateOptions struct {
 	PromptLen, NewTokens, Runs int
 	Seed                       uint64
 	Log                        io.Writer
+	// Profile, when non-nil, gets a pprof CPU profile of the timed runs (not the warm-up).
+	Profile io.Writer
 }
 
 // GenerateResult is what `alignkit bench generate --json` prints per model; bench/llamacpp_decode.mjs
@@ -78,6 +81,12 @@ func Generate(ctx context.Context, opts GenerateOptions) (GenerateResult, error)
 	for run := range total {
 		if err := ctx.Err(); err != nil {
 			return GenerateResult{}, err
+		}
+		if opts.Profile != nil && run == total-opts.Runs {
+			if err := pprof.StartCPUProfile(opts.Profile); err != nil {
+				return GenerateResult{}, fmt.Errorf("bench generate: cpu profile: %w", err)
+			}
+			defer pprof.StopCPUProfile()
 		}
 		s := eng.NewSession(opts.PromptLen + opts.NewTokens)
 		start := time.Now()

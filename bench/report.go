@@ -339,6 +339,9 @@ func WriteReport(w io.Writer, r *Results, info ReportInfo) error {
 	lora1b := trainSel{preset: "llama3-1b", loraR: 16, baseDtype: "bfloat16", ckpt: true, seqLen: 1024}
 	torch1b := trainSel{preset: "llama3-1b", loraR: 16, baseDtype: "float32", ckpt: true, seqLen: 1024}
 	qlora8b := trainSel{preset: "llama3-8b", loraR: 16, baseDtype: "nf4", ckpt: true, seqLen: 512}
+	// Issue 16's Qwen3 row: qwen3-0.6b with a rank-16 LoRA over a float32 base at 1×512 in both
+	// engines (the same model: TestTorchSameLoss).
+	qwen3LoRA := trainSel{preset: "qwen3-0.6b", loraR: 16, baseDtype: "float32", seqLen: 512}
 	const torchLoRA = "PyTorch LoRA, f32 base"
 	dec := func(g GenerateResult) float64 { return g.DecodeTokensPerSecond }
 	pre := func(g GenerateResult) float64 { return g.PrefillTokensPerSecond }
@@ -354,8 +357,12 @@ func WriteReport(w io.Writer, r *Results, info ReportInfo) error {
 		{what: "share of the sgemm peak, llama3-1b LoRA r16, bf16 base, checkpointing", unit: "%", ours: r.train("alignkit", lora1b, share), base: r.train("pytorch", torch1b, share), baseName: torchLoRA, tgt: target{min: 50, abs: true}},
 		{what: "train tokens/s, llama3-8b QLoRA r16, nf4 base, checkpointing (1×512)", ours: r.train("alignkit", qlora8b, tps)},
 		{what: "peak RSS, llama3-8b QLoRA r16, nf4 base, checkpointing", unit: " MB", ours: r.train("alignkit", qlora8b, rss), tgt: target{min: 12288, atMost: true, abs: true}},
+		{what: "train tokens/s, qwen3-0.6b LoRA r16, f32 base (1×512)", ours: r.train("alignkit", qwen3LoRA, tps), base: r.train("pytorch", qwen3LoRA, tps), baseName: "PyTorch LoRA", tgt: target{min: 1}},
+		{what: "peak RSS, qwen3-0.6b LoRA r16, f32 base", unit: " MB", ours: r.train("alignkit", qwen3LoRA, rss), base: r.train("pytorch", qwen3LoRA, rss), baseName: "PyTorch LoRA", tgt: target{min: 1.5, atMost: true}},
 		{what: "decode tokens/s, decode512 (d 512, 8 layers, f32)", ours: r.generate("alignkit", "decode512", dec), base: r.generate("llama.cpp", "decode512", dec), baseName: "llama.cpp f32", tgt: target{min: 0.5}},
 		{what: "prefill tokens/s, decode512 (128-token prompt)", ours: r.generate("alignkit", "decode512", pre), base: r.generate("llama.cpp", "decode512", pre), baseName: "llama.cpp f32"},
+		{what: "decode tokens/s, llama3-1b (Llama-3.2-1B shape, the same f32 GGUF)", ours: r.generate("alignkit", "llama3-1b", dec), base: r.generate("llama.cpp", "llama3-1b", dec), baseName: "llama.cpp f32", tgt: target{min: 1}},
+		{what: "prefill tokens/s, llama3-1b (64-token prompt)", ours: r.generate("alignkit", "llama3-1b", pre), base: r.generate("llama.cpp", "llama3-1b", pre), baseName: "llama.cpp f32"},
 		{what: "decode tokens/s, stories260K", ours: r.generate("alignkit", "stories260K", dec), base: r.generate("llama.cpp", "stories260K", dec), baseName: "llama.cpp f32"},
 		{what: "SFT tokens/s, stories260K (no_robots, packed 8×256) vs PyTorch train, same shape", ours: r.sft("stories260k", sftTPS), base: r.train("pytorch", full("stories260k"), tps), baseName: "PyTorch"},
 		{what: "SFT tokens/s, ref shape (no_robots, packed 8×256) vs PyTorch train ref", ours: r.sft("ref", sftTPS), base: r.train("pytorch", full("ref"), tps), baseName: "PyTorch"},

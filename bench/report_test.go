@@ -170,3 +170,38 @@ func TestWriteReportDataParallel(t *testing.T) {
 		t.Errorf("a report without MPI runs has a data-parallel section:\n%s", sb.String())
 	}
 }
+
+// TestWriteReportFamilies: issue 16's rows. qwen3-0.6b LoRA r16 over a float32 base at 1×512:
+// alignkit's 120 against PyTorch's best (1 thread: 100, over 2 threads' 80), a run at another
+// length that the row may not take; llama3-1b decode: alignkit 3.0 and 3.4 (median 3.2) against
+// llama.cpp's 1-thread 2.0 and 2-thread 4.0 (its best): 0.80x, below the 1.0x target.
+func TestWriteReportFamilies(t *testing.T) {
+	in := `{"kind":"train","engine":"alignkit","preset":"qwen3-0.6b","batch":1,"seq_len":512,"lora_r":16,"base_dtype":"float32","step_s":[1],"tokens_per_s":120,"peak_rss_mb":3000,"threads":2}
+{"kind":"train","engine":"alignkit","preset":"qwen3-0.6b","batch":1,"seq_len":128,"lora_r":16,"base_dtype":"float32","step_s":[1],"tokens_per_s":900,"peak_rss_mb":2800,"threads":2}
+{"kind":"train","engine":"pytorch","preset":"qwen3-0.6b","batch":1,"seq_len":512,"lora_r":16,"base_dtype":"float32","step_s":[1],"tokens_per_s":100,"peak_rss_mb":4000,"threads":1}
+{"kind":"train","engine":"pytorch","preset":"qwen3-0.6b","batch":1,"seq_len":512,"lora_r":16,"base_dtype":"float32","step_s":[1],"tokens_per_s":80,"peak_rss_mb":4100,"threads":2}
+[{"kind":"generate","engine":"alignkit","model":"llama3-1b","prompt_len":64,"new_tokens":32,"decode_s":[10],"prefill_s":[4],"decode_tokens_per_s":3.0,"prefill_tokens_per_s":16,"threads":2}]
+[{"kind":"generate","engine":"alignkit","model":"llama3-1b","prompt_len":64,"new_tokens":32,"decode_s":[9],"prefill_s":[4],"decode_tokens_per_s":3.4,"prefill_tokens_per_s":16,"threads":2}]
+{"kind":"generate","engine":"llama.cpp","model":"llama3-1b","prompt_len":64,"new_tokens":32,"decode_s":[16],"prefill_s":[2],"decode_tokens_per_s":2.0,"prefill_tokens_per_s":32,"threads":1}
+{"kind":"generate","engine":"llama.cpp","model":"llama3-1b","prompt_len":64,"new_tokens":32,"decode_s":[8],"prefill_s":[2],"decode_tokens_per_s":4.0,"prefill_tokens_per_s":40,"threads":2}
+`
+	r, err := ReadResults(strings.NewReader(in), "in")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sb strings.Builder
+	if err := WriteReport(&sb, r, ReportInfo{}); err != nil {
+		t.Fatal(err)
+	}
+	out := sb.String()
+	for _, want := range []string{
+		"| train tokens/s, qwen3-0.6b LoRA r16, f32 base (1×512) | 120 | 100 (PyTorch LoRA, 1 thread, its best) | 1.20x | >= 1.0x | met |",
+		"| peak RSS, qwen3-0.6b LoRA r16, f32 base | 3000 MB | 4000 MB (PyTorch LoRA, 1 thread, its best) | 0.75x | <= 1.5x | met |",
+		"| decode tokens/s, llama3-1b (Llama-3.2-1B shape, the same f32 GGUF) | 3.20 | 4.00 (llama.cpp f32, 2 threads, its best) | 0.80x | >= 1.0x | MISSED |",
+		"| prefill tokens/s, llama3-1b (64-token prompt) | 16.0 | 40.0 (llama.cpp f32, 2 threads, its best) | 0.40x | (info) |  |",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q\n%s", want, out)
+		}
+	}
+}

@@ -11,7 +11,9 @@
 #
 # Knobs (environment): BIN (default bin/alignkit), SHARED (../shared), PY (/usr/bin/python3), REPS,
 # THREADS (the most PyTorch and llama.cpp threads tried; default nproc), SKIP_SMOLLM=1, SKIP_LORA=1 (the
-# llama3-1b LoRA and llama3-8b QLoRA rows, whose steps take minutes each on 2 cores), PEAK_GFLOPS=G
+# llama3-1b LoRA and llama3-8b QLoRA rows, whose steps take minutes each on 2 cores), SKIP_QWEN3=1 (the
+# qwen3-0.6b LoRA row), SKIP_DECODE1B=1 (llama3-1b decode: a 5 GB f32 GGUF written under TMPDIR, 10 GB of
+# disk while it is converted, and about 5 GB of memory per engine), PEAK_GFLOPS=G
 # (skip the peak measurement), OUT (the report file; default bench/latest.md, or bench/settings.md in
 # settings mode). OPENBLAS_NUM_THREADS and OPENBLAS_CORETYPE are passed through as set, to alignkit
 # and PyTorch alike (the Makefile exports OPENBLAS_NUM_THREADS=2 and, on an AVX-512 CPU,
@@ -38,10 +40,14 @@ PY=${PY:-/usr/bin/python3}
 THREADS=${THREADS:-$(nproc)}
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
-    REPS=${REPS:-1}; REF_STEPS=3; SMOL_STEPS=1; SFT_STEPS=3; GEN_RUNS=2; LORA_STEPS=1
+    REPS=${REPS:-1}; REF_STEPS=3; SMOL_STEPS=1; SFT_STEPS=3; GEN_RUNS=2; LORA_STEPS=1; QWEN3_STEPS=1
 else
-    REPS=${REPS:-2}; REF_STEPS=5; SMOL_STEPS=2; SFT_STEPS=5; GEN_RUNS=3; LORA_STEPS=2
+    REPS=${REPS:-2}; REF_STEPS=5; SMOL_STEPS=2; SFT_STEPS=5; GEN_RUNS=3; LORA_STEPS=2; QWEN3_STEPS=2
 fi
+# llama3-1b decode: a 1.2B-parameter f32 model reads its 5 GB of weights for every token, so a
+# 2-core machine decodes a few tokens a second; 64 prompt tokens and 32 new ones keep each engine's
+# run to about a minute.
+DEC1B_PROMPT=64; DEC1B_NEW=32
 
 if [ ! -x "$BIN" ]; then
     echo "bench/run.sh: $BIN not found: run make build (make bench does)" >&2
@@ -145,12 +151,18 @@ torch_lora() {
         run "PyTorch train $p (threads=$t) $l" "$PY" bench/torch_train.py --preset "$p" --steps "$s" --warmup 1 --threads "$t" --peak-gflops "$PEAK" -q "$@"
     done
 }
-alignkit_decode() { # dir name [label-suffix]
-    run "alignkit decode $2 ${3:-}" "$BIN" bench generate --model "$1" --name "$2" --runs "$GEN_RUNS" --json -q
+alignkit_decode() { # dir name [label-suffix [generate flags...]]
+    local m=$1 n=$2 l=${3:-}
+    shift 2
+    [ $# -gt 0 ] && shift
+    run "alignkit decode $n $l" "$BIN" bench generate --model "$m" --name "$n" --runs "$GEN_RUNS" --json -q "$@"
 }
-llama_decode() { # gguf name threads [label-suffix]
+llama_decode() { # gguf name threads [label-suffix [llamacpp_decode.mjs flags...]]
     [ $HAVE_LLAMA = 1 ] || return 0
-    run "llama.cpp decode $2 (threads=$3) ${4:-}" node bench/llamacpp_decode.mjs --model "$1" --name "$2" --runs "$GEN_RUNS" --threads "$3"
+    local m=$1 n=$2 t=$3 l=${4:-}
+    shift 3
+    [ $# -gt 0 ] && shift
+    run "llama.cpp decode $n (threads=$t) $l" node bench/llamacpp_decode.mjs --model "$m" --name "$n" --runs "$GEN_RUNS" --threads "$t" "$@"
 }
 # llama.cpp runs with 1 thread and with $THREADS: ggml's workers spin-wait, which on a loaded machine can
 # make more threads slower, so its best count is the baseline.
@@ -218,6 +230,20 @@ else
     note "llama3-1b LoRA and llama3-8b QLoRA skipped (SKIP_LORA=1)"
 fi
 
+# Qwen3 (issue 16): the qwen3-0.6b preset (Qwen3-0.6B's config: q/k RMSNorm, head_dim 128, tied 151936
+# vocabulary) with a rank-16 LoRA on every decoder linear layer over a float32 base at 1×512, against
+# PyTorch's hand-written LoRA of the same model (TestTorchSameLoss holds the two models to the same loss).
+# Full fine-tuning would hold about 9.5 GB of weights, gradients and AdamW moments per engine before any
+# activation; this LoRA peaked at 8.1 GB (alignkit) and 9.3 GB (PyTorch) on 2026-12-07.
+if [ "${SKIP_QWEN3:-0}" != 1 ]; then
+    for rep in $(seq "$REPS"); do
+        alignkit_lora qwen3-0.6b "$QWEN3_STEPS" "LoRA r16 (run $rep/$REPS)" --lora-r 16
+        torch_lora qwen3-0.6b "$QWEN3_STEPS" "LoRA r16 (run $rep/$REPS)" --lora-r 16
+    done
+else
+    note "qwen3-0.6b LoRA skipped (SKIP_QWEN3=1)"
+fi
+
 # SFT through `alignkit sft` on real data: stories260K itself and a random model of the reference shape.
 if [ $HAVE_SHARED = 1 ]; then
     DATA=$SHARED/data/no_robots_test_sft.parquet
@@ -270,6 +296,28 @@ if prepare_decode_model; then
     done
 else
     note "decode512 model could not be written: $(tail -n 1 "$LOG")"
+fi
+
+# llama3-1b decode (issue 16): a random Llama-3.2-1B-shaped model exported once to an f32 GGUF, which
+# both engines load (alignkit reads the GGUF itself, so the weights are the same bytes); the HF
+# directory is deleted as soon as the GGUF is written, and the GGUF when the rows are done.
+if [ "${SKIP_DECODE1B:-0}" != 1 ]; then
+    if "$BIN" bench init --preset llama3-1b --out "$WORK/llama3-1b" >>"$LOG" 2>&1 &&
+        "$BIN" export --model "$WORK/llama3-1b" --format gguf --dtype f32 --out "$WORK/llama3-1b.gguf" >>"$LOG" 2>&1; then
+        rm -rf "$WORK/llama3-1b"
+        for rep in $(seq "$REPS"); do
+            alignkit_decode "$WORK/llama3-1b.gguf" llama3-1b "(run $rep/$REPS)" --prompt-len "$DEC1B_PROMPT" --new-tokens "$DEC1B_NEW"
+            for t in $LLAMA_THREADS; do
+                llama_decode "$WORK/llama3-1b.gguf" llama3-1b "$t" "(run $rep/$REPS)" --prompt-len "$DEC1B_PROMPT" --new-tokens "$DEC1B_NEW"
+            done
+        done
+    else
+        note "llama3-1b model could not be written: $(tail -n 1 "$LOG")"
+    fi
+    rm -rf "$WORK/llama3-1b" "$WORK/llama3-1b.gguf"
+    NOTES+=("llama3-1b decode: both engines load one f32 GGUF written by alignkit export (4.9 GB); $DEC1B_PROMPT-token random prompt, $DEC1B_NEW greedy tokens, $GEN_RUNS timed runs after a warm-up; decoding a model this size reads every weight per token, so its rate is the machine's memory bandwidth as much as either engine")
+else
+    note "llama3-1b decode skipped (SKIP_DECODE1B=1)"
 fi
 
 NOTES+=("load average (1, 5, 15 min) before: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg) — other work shared the $(nproc) cores, so absolute rates vary from run to run; the ratios come from alternated runs")

@@ -5,10 +5,13 @@ Run with Debian's interpreter and torch (apt-get install -y python3-torch):
 
     /usr/bin/python3 bench/torch_train.py --preset ref [--steps 5] [--warmup 1] [--threads 2] [--peak-gflops G]
         [--lora-r N] [--gradient-checkpointing] [--batch B] [--seq-len T]
+    /usr/bin/python3 bench/torch_train.py --loss-check DIR --tokens FILE.json
 
 Model: Llama as transformers' LlamaForCausalLM computes it in float32 (RMSNorm, rotate-half RoPE with theta
 10000, grouped-query attention with a causal mask, SwiGLU, tied or untied head), weights drawn normal(0, 0.02)
-with RMSNorm gains 1. A step is what alignkit's bench times: zero the gradients, forward, mean next-token
+with RMSNorm gains 1; for a Qwen3 preset (qwen3-0.6b), Qwen3ForCausalLM: the same plus a per-head RMSNorm on
+q and k before RoPE (q_norm, k_norm over head_dim), head_dim independent of d / heads, and Qwen3's rope_theta
+and rms_norm_eps.A step is what alignkit's bench times: zero the gradients, forward, mean next-token
 cross-entropy over every position, backward, clip_grad_norm_(1.0), AdamW (lr 1e-4, betas 0.9/0.999, eps 1e-8,
 weight decay 0.01, RMSNorm gains not decayed), on one fixed batch of random tokens.
 
@@ -19,6 +22,11 @@ lora_alpha / r with lora_alpha = 2r and no dropout; the embedding, norms and hea
 B get gradients and AdamW state. The base stays float32 (no bitsandbytes): base_dtype is "float32".
 --gradient-checkpointing wraps each decoder layer in torch.utils.checkpoint (non-reentrant), as transformers'
 gradient_checkpointing_enable does.
+
+--loss-check DIR loads an HF model directory (config.json and float32 model.safetensors, as `alignkit bench init`
+and alignkit's HF export write them; read here without the safetensors package) into the same modules and prints
+{"loss": L}: the mean next-token cross-entropy on the batch in --tokens ({"inputs": [[...]], "targets": [[...]]}),
+so a test can hold alignkit's loss on the same weights and tokens against this model (bench's TestTorchSameLoss).
 
 Counting (see bench/doc.go, identical in Go): tokens/s = batch*seq_len over the median step time after warm-up;
 peak RSS = getrusage(RUSAGE_SELF).ru_maxrss (the kernel's VmHWM); FLOPs per token as bench.StepFLOPsPerToken:
@@ -39,7 +47,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-# Same table as bench/presets.go: vocab, d, layers, heads, kv heads, SwiGLU width, tied, batch, seq_len.
+# Same table as bench/presets.go: vocab, d, layers, heads, kv heads, SwiGLU width, tied, batch, seq_len; a preset
+# may also set hd (head_dim; default d // heads), qk_norm (Qwen3's q/k RMSNorm), eps (rms_norm_eps; default 1e-5)
+# and theta (rope_theta; default 10000).
 PRESETS = {
     "ref": dict(vocab=4096, d=256, layers=4, heads=8, kv=4, ffn=688, tied=True, batch=8, seq=256),
     "smollm135m": dict(vocab=49152, d=576, layers=30, heads=9, kv=3, ffn=1536, tied=True, batch=4, seq=512),
@@ -48,7 +58,13 @@ PRESETS = {
     "tiny": dict(vocab=512, d=64, layers=2, heads=4, kv=2, ffn=172, tied=True, batch=4, seq=64),
     "llama3-1b": dict(vocab=128256, d=2048, layers=16, heads=32, kv=8, ffn=8192, tied=True, batch=1, seq=1024),
     "llama3-8b": dict(vocab=128256, d=4096, layers=32, heads=32, kv=8, ffn=14336, tied=False, batch=1, seq=1024),
+    "qwen3-0.6b": dict(vocab=151936, d=1024, layers=28, heads=16, kv=8, ffn=3072, tied=True, batch=1, seq=512,
+                       hd=128, qk_norm=True, eps=1e-6, theta=1e6),
 }
+
+
+def head_dim(c):
+    return c.get("hd") or c["d"] // c["heads"]
 
 
 class RMSNorm(nn.Module):
@@ -90,13 +106,17 @@ class Block(nn.Module):
     def __init__(self, c, device=None):
         super().__init__()
         d, self.h, self.kv = c["d"], c["heads"], c["kv"]
-        self.hd = d // self.h
-        self.input_layernorm = RMSNorm(d, device=device)
+        self.hd = head_dim(c)
+        eps = c.get("eps", 1e-5)
+        self.input_layernorm = RMSNorm(d, eps, device=device)
         self.q_proj = nn.Linear(d, self.h * self.hd, bias=False, device=device)
         self.k_proj = nn.Linear(d, self.kv * self.hd, bias=False, device=device)
         self.v_proj = nn.Linear(d, self.kv * self.hd, bias=False, device=device)
         self.o_proj = nn.Linear(self.h * self.hd, d, bias=False, device=device)
-        self.post_attention_layernorm = RMSNorm(d, device=device)
+        # Qwen3: one RMSNorm gain of head_dim shared by every q head, another by every k head.
+        self.q_norm = RMSNorm(self.hd, eps, device=device) if c.get("qk_norm") else None
+        self.k_norm = RMSNorm(self.hd, eps, device=device) if c.get("qk_norm") else None
+        self.post_attention_layernorm = RMSNorm(d, eps, device=device)
         self.gate_proj = nn.Linear(d, c["ffn"], bias=False, device=device)
         self.up_proj = nn.Linear(d, c["ffn"], bias=False, device=device)
         self.down_proj = nn.Linear(c["ffn"], d, bias=False, device=device)
@@ -104,8 +124,11 @@ class Block(nn.Module):
     def forward(self, x, cos, sin, mask):
         B, T, _ = x.shape
         h = self.input_layernorm(x)
-        q = self.q_proj(h).view(B, T, self.h, self.hd).transpose(1, 2)  # (B, H, T, hd)
-        k = self.k_proj(h).view(B, T, self.kv, self.hd).transpose(1, 2)  # (B, KV, T, hd)
+        q = self.q_proj(h).view(B, T, self.h, self.hd)  # (B, T, H, hd)
+        k = self.k_proj(h).view(B, T, self.kv, self.hd)  # (B, T, KV, hd)
+        if self.q_norm is not None:  # Qwen3Attention: q_norm(q_proj(x).view(..., hd)) before RoPE
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = q.transpose(1, 2), k.transpose(1, 2)  # (B, H, T, hd), (B, KV, T, hd)
         v = self.v_proj(h).view(B, T, self.kv, self.hd).transpose(1, 2)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
@@ -127,7 +150,7 @@ class Llama(nn.Module):
         self.checkpointing = False
         self.embed_tokens = nn.Embedding(c["vocab"], c["d"], device=device)
         self.layers = nn.ModuleList(Block(c, device=device) for _ in range(c["layers"]))
-        self.norm = RMSNorm(c["d"], device=device)
+        self.norm = RMSNorm(c["d"], c.get("eps", 1e-5), device=device)
         self.lm_head = None if c["tied"] else nn.Linear(c["d"], c["vocab"], bias=False, device=device)
         for name, p in self.named_parameters():
             if p.dim() > 1:
@@ -143,8 +166,8 @@ class Llama(nn.Module):
 
     def forward(self, tokens):
         B, T = tokens.shape
-        hd = self.c["d"] // self.c["heads"]
-        inv = 1.0 / (10000.0 ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd))
+        hd = head_dim(self.c)
+        inv = 1.0 / (self.c.get("theta", 10000.0) ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd))
         ang = torch.outer(torch.arange(T, dtype=torch.float32), inv)
         emb = torch.cat((ang, ang), dim=-1)
         cos, sin = emb.cos(), emb.sin()  # (T, hd)
@@ -161,7 +184,7 @@ class Llama(nn.Module):
 
 
 def matmul_params(c):
-    hd = c["d"] // c["heads"]
+    hd = head_dim(c)
     q, kv = c["heads"] * hd, c["kv"] * hd
     per_layer = c["d"] * q + 2 * c["d"] * kv + q * c["d"] + 3 * c["d"] * c["ffn"]
     return c["layers"] * per_layer + c["vocab"] * c["d"]
@@ -169,14 +192,14 @@ def matmul_params(c):
 
 def lora_matmul_params(c, r):
     """r*(in+out) over q, k, v, o, gate, up, down of every layer (bench.LoRAMatmulParams)."""
-    hd = c["d"] // c["heads"]
+    hd = head_dim(c)
     q, kv, d = c["heads"] * hd, c["kv"] * hd, c["d"]
     return c["layers"] * r * ((d + q) + 2 * (d + kv) + (q + d) + 3 * (d + c["ffn"]))
 
 
 def flop_per_token(c, seq, lora_r=0, ckpt=False):
     """bench.StepFLOPsPerToken: see the module docstring."""
-    hd = c["d"] // c["heads"]
+    hd = head_dim(c)
     n = matmul_params(c)
     nl = n - c["vocab"] * c["d"]
     a = 4 * c["layers"] * seq * c["heads"] * hd
@@ -185,6 +208,64 @@ def flop_per_token(c, seq, lora_r=0, ckpt=False):
     if ckpt:
         f += 2 * nl + 2 * p + a
     return f
+
+
+def config_from_hf(cfg, path):
+    """A preset dict from an HF config.json (LlamaForCausalLM or Qwen3ForCausalLM); anything this script's
+    modules do not compute is an error naming the key."""
+    arch = (cfg.get("architectures") or [""])[0]
+    if arch not in ("LlamaForCausalLM", "Qwen3ForCausalLM"):
+        sys.exit(f"torch_train.py: {path}: architectures {arch!r}: want LlamaForCausalLM or Qwen3ForCausalLM")
+    for key in ("rope_scaling", "attention_bias", "mlp_bias"):
+        if cfg.get(key):
+            sys.exit(f"torch_train.py: {path}: {key} {cfg[key]!r} is not modelled here")
+    return dict(vocab=cfg["vocab_size"], d=cfg["hidden_size"], layers=cfg["num_hidden_layers"],
+                heads=cfg["num_attention_heads"], kv=cfg.get("num_key_value_heads") or cfg["num_attention_heads"],
+                ffn=cfg["intermediate_size"], tied=bool(cfg.get("tie_word_embeddings")),
+                hd=cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"],
+                qk_norm=arch == "Qwen3ForCausalLM", eps=cfg["rms_norm_eps"], theta=cfg.get("rope_theta", 10000.0))
+
+
+def read_safetensors(path):
+    """The float32 tensors of a safetensors file: an 8-byte little-endian header length, a JSON header
+    {name: {dtype, shape, data_offsets}}, then the data (safetensors' format; no package needed)."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    body = raw[8 + n:]
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        if info["dtype"] != "F32":
+            sys.exit(f"torch_train.py: {path}: {name} is {info['dtype']}: want F32")
+        lo, hi = info["data_offsets"]
+        out[name] = torch.frombuffer(bytearray(body[lo:hi]), dtype=torch.float32).reshape(info["shape"])
+    return out
+
+
+def hf_to_module(name):
+    """transformers' tensor name -> this script's: model.layers.0.self_attn.q_proj.weight -> layers.0.q_proj.weight."""
+    return name.removeprefix("model.").replace("self_attn.", "").replace("mlp.", "")
+
+
+def loss_check(model_dir, tokens_path):
+    with open(os.path.join(model_dir, "config.json")) as f:
+        c = config_from_hf(json.load(f), os.path.join(model_dir, "config.json"))
+    model = Llama(c)
+    state = {hf_to_module(k): v for k, v in read_safetensors(os.path.join(model_dir, "model.safetensors")).items()}
+    want = model.state_dict()
+    if set(state) != set(want):
+        sys.exit(f"torch_train.py: {model_dir}: tensors {sorted(set(state) ^ set(want))} are in one of the file and the model only")
+    model.load_state_dict(state)
+    with open(tokens_path) as f:
+        batch = json.load(f)
+    inputs, targets = torch.tensor(batch["inputs"]), torch.tensor(batch["targets"])
+    with torch.no_grad():
+        logits = model(inputs)
+        loss = F.cross_entropy(logits.reshape(-1, c["vocab"]), targets.reshape(-1))
+    print(json.dumps(dict(loss=loss.item())))
 
 
 def blas_in_use():
@@ -225,9 +306,16 @@ def main():
     ap.add_argument("--batch", type=int, default=0, help="rows per step (default: the preset's)")
     ap.add_argument("--seq-len", type=int, default=0, help="tokens per row (default: the preset's)")
     ap.add_argument("--quiet", "-q", action="store_true")
+    ap.add_argument("--loss-check", metavar="DIR", help="print the loss of the HF model in DIR on --tokens and exit (no training)")
+    ap.add_argument("--tokens", metavar="FILE", help="with --loss-check: JSON {\"inputs\": [[...]], \"targets\": [[...]]}")
     ap.add_argument("--describe", action="store_true",
                     help="print every preset's parameter counts and FLOPs per token as JSON, and exit (no training)")
     a = ap.parse_args()
+    if a.loss_check:
+        if not a.tokens:
+            ap.error("--loss-check needs --tokens FILE")
+        loss_check(a.loss_check, a.tokens)
+        return
     if a.describe:
         out = {}
         for name, c in PRESETS.items():

@@ -12,6 +12,8 @@ import (
 	"runtime/pprof"
 	"strings"
 	"testing"
+
+	"github.com/alignkit/alignkit/model/checkpoint"
 )
 
 // TestTrainTiny runs the real training path on the tiny preset: the fixed batch's loss must fall
@@ -181,5 +183,42 @@ func TestTrainProfileStoppedOnError(t *testing.T) {
 		AfterStep: func(int, Memory) error { steps++; return nil }})
 	if err == nil || !strings.HasPrefix(err.Error(), "bench train: cpu profile: ") || steps != 0 {
 		t.Fatalf("err = %v after %d steps, want a cpu profile error before any step", err, steps)
+	}
+}
+
+// TestTrainQwen3: the qwen3-0.6b preset's code path at a tiny size (the preset's own model is 2.4 GB):
+// a Qwen3 config with q/k RMSNorm and head_dim 32 ≠ d/heads 16 trains full and with a LoRA adapter,
+// whose trainable count is LoRAMatmulParams (r·(in+out) over q, k, v, o, gate, up, down: with q and
+// o 4·32 = 128 wide and k, v 2·32 = 64, per layer 4·((64+128) + 2·(64+64) + (128+64) + 3·(64+172)) =
+// 4·1,348 = 5,392, ×2 layers = 10,784),
+// and its loss falls; WriteModel writes it as a directory that reads back as Qwen3ForCausalLM.
+func TestTrainQwen3(t *testing.T) {
+	p := Preset{Name: "qwen3-tiny", Config: qwen3(512, 64, 2, 4, 2, 32, 172, true), Batch: 2, SeqLen: 32}
+	p.Config.BOSTokenID, p.Config.EOSTokenIDs = 1, []int{2}
+	for _, r := range []int{0, 4} {
+		res, err := Train(context.Background(), TrainOptions{Preset: p, Steps: 4, Warmup: 0, Seed: 5, PeakGFLOPS: 100, LoRAR: r})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !(res.LossLast < res.LossFirst) {
+			t.Errorf("lora_r %d: loss %.4f -> %.4f did not fall", r, res.LossFirst, res.LossLast)
+		}
+		if want := ParamCount(p.Config); r == 0 && res.TrainableParams != want {
+			t.Errorf("full: %d trainable, want every parameter, %d", res.TrainableParams, want)
+		}
+		if r == 4 && (res.TrainableParams != 10_784 || LoRAMatmulParams(p.Config, 4) != 10_784) {
+			t.Errorf("LoRA r4: %d trainable, LoRAMatmulParams %d, want 10784", res.TrainableParams, LoRAMatmulParams(p.Config, 4))
+		}
+	}
+	dir := t.TempDir()
+	if _, err := WriteModel(p, 1, nil, dir); err != nil {
+		t.Fatal(err)
+	}
+	m, err := checkpoint.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := m.Weights.Config; c.Family() != "qwen3" || !c.QKNorm() || c.HeadDim != 32 || c.RMSNormEps != 1e-6 || c.RopeTheta != 1e6 {
+		t.Errorf("read back %+v", c)
 	}
 }

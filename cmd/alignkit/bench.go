@@ -119,14 +119,17 @@ func benchTrain(ctx context.Context, opts bench.TrainOptions, path string) (benc
 }
 
 func newBenchGenerateCmd() *cobra.Command {
-	var modelPath, name, preset, shared string
+	var modelPath, name, preset, shared, profile string
 	var opts bench.GenerateOptions
 	var asJSON, quiet bool
 	cmd := &cobra.Command{
-		Use:   "generate [--model DIR|GGUF] [--preset decode512] [--prompt-len P] [--new-tokens N] [--runs R] [--json]",
+		Use:   "generate [--model DIR|GGUF] [--preset decode512] [--prompt-len P] [--new-tokens N] [--runs R] [--cpuprofile FILE] [--json]",
 		Short: "Time prefill and greedy decode with the inference engine (a random preset model, and stories260K when ../shared has it)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if profile != "" && modelPath == "" {
+				return fmt.Errorf("--cpuprofile %s: needs --model (one model to profile)", profile)
+			}
 			targets, skipped, err := bench.GenerateTargets(modelPath, preset, shared, opts.Seed)
 			if err != nil {
 				return err
@@ -144,7 +147,7 @@ func newBenchGenerateCmd() *cobra.Command {
 			for _, t := range targets {
 				o := opts
 				o.Model, o.Weights = t.Name, t.Weights
-				res, err := bench.Generate(cmd.Context(), o)
+				res, err := benchGenerate(cmd.Context(), o, profile)
 				if err != nil {
 					return err
 				}
@@ -168,9 +171,32 @@ func newBenchGenerateCmd() *cobra.Command {
 	cmd.Flags().IntVar(&opts.NewTokens, "new-tokens", 128, "tokens to decode greedily")
 	cmd.Flags().IntVar(&opts.Runs, "runs", 3, "timed runs (after one warm-up when more than 1); medians are reported")
 	cmd.Flags().Uint64Var(&opts.Seed, "seed", 1, "seed for the random model and prompt")
+	cmd.Flags().StringVar(&profile, "cpuprofile", "", "write a pprof CPU profile of the timed runs of --model to this file (go tool pprof bin/alignkit FILE)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array, one object per model")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no per-run lines on stderr")
 	return cmd
+}
+
+// benchGenerate is bench.Generate with its CPU profile written atomically to path when one is given,
+// as benchTrain does for training.
+func benchGenerate(ctx context.Context, opts bench.GenerateOptions, path string) (bench.GenerateResult, error) {
+	if path == "" {
+		return bench.Generate(ctx, opts)
+	}
+	var res bench.GenerateResult
+	var genErr error
+	err := atomicfile.Write(path, func(w io.Writer) error {
+		opts.Profile = w
+		res, genErr = bench.Generate(ctx, opts)
+		return genErr
+	})
+	if genErr != nil {
+		return res, genErr
+	}
+	if err != nil {
+		return res, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return res, nil
 }
 
 func newBenchPeakCmd() *cobra.Command {

@@ -104,3 +104,39 @@ func TestBenchTrainBadFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchGenerateProfile: `bench generate --model DIR --cpuprofile FILE` leaves a gzipped pprof
+// profile there and nothing else in its folder; without --model (two targets) it is refused before
+// anything runs.
+func TestBenchGenerateProfile(t *testing.T) {
+	p, err := bench.LookupPreset("tiny")
+	if err != nil {
+		t.Fatal(err)
+	}
+	model := filepath.Join(t.TempDir(), "tiny")
+	if _, err := bench.WriteModel(p, 1, nil, model); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "cpu.prof")
+	r := runCLI(t, "bench", "generate", "--model", model, "--prompt-len", "8", "--new-tokens", "4", "--runs", "2", "-q", "--json", "--cpuprofile", path)
+	if r.Code != 0 {
+		t.Fatalf("exit %d: %s", r.Code, r.Stderr)
+	}
+	var res []bench.GenerateResult
+	if err := json.Unmarshal([]byte(r.Stdout), &res); err != nil || len(res) != 1 || len(res[0].DecodeSeconds) != 2 {
+		t.Fatalf("stdout %q: %v", r.Stdout, err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+		t.Fatalf("profile: %d bytes, %v; want gzipped pprof", len(b), err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Fatalf("%d entries in the profile's folder, want 1", len(ents))
+	}
+	r = runCLI(t, "bench", "generate", "--preset", "tiny", "--cpuprofile", filepath.Join(dir, "x.prof"))
+	want := "alignkit: --cpuprofile " + filepath.Join(dir, "x.prof") + ": needs --model (one model to profile)"
+	if got := strings.TrimRight(r.Stderr, "\n"); r.Code != 1 || got != want {
+		t.Fatalf("exit %d, stderr %q, want %q", r.Code, r.Stderr, want)
+	}
+}
