@@ -72,6 +72,7 @@ const (
 	StageSafetyRM  = "reward-safety"
 	StageSample    = "rlhf-sample"
 	StageRS        = "rs-sft"
+	StagePPO       = "ppo"
 	StageDPO       = "dpo"
 	StageGRPO      = "grpo"
 	StageGAttSynth = "gatt-synth"
@@ -86,6 +87,7 @@ const (
 var QuickSets = map[string][]string{
 	StageSFT:    {"num_train_epochs=6"},
 	StageReward: {"num_train_epochs=4"},
+	StagePPO:    {"max_steps=16"}, // 4 updates of 16 responses
 	StageGRPO:   {"max_steps=12"},
 }
 

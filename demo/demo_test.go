@@ -36,6 +36,7 @@ func microOptions(t *testing.T, out string) Options {
 			StageGRPO:      {"max_steps=2", "logging_steps=1", "num_generations=2", "per_device_train_batch_size=4", "max_completion_length=8"},
 			StageSample:    {"num_samples_per_prompt=3", "max_new_tokens=8"},
 			StageRS:        {"max_steps=1"},
+			StagePPO:       {"max_steps=4", "per_device_train_batch_size=2", "response_length=8"}, // one update of 4 responses
 			StageDPO:       {"max_steps=2", "logging_steps=1"},
 			StageGAttSynth: {"max_new_tokens=8", "max_dialogues=2"},
 			StageGAttSFT:   {"max_steps=1"},
@@ -79,7 +80,7 @@ func checkMicroResults(t *testing.T, out string, res *Results) {
 		MarkerFile, ResultsFile, ResultsJSONFile, TimingsFile, "correctness.png",
 		"data/sft.jsonl", "tokenizer/tokenizer.model", "init/config.json", "sft/training_complete.json",
 		"reward/training_complete.json", "rlhf-sample/best.parquet", "rlhf-sample/reward_vs_k.png",
-		"rs-sft/training_complete.json", "dpo/training_complete.json", "gatt-synth/gatt.parquet",
+		"rs-sft/training_complete.json", "ppo/training_complete.json", "ppo/value_model/config.json", "dpo/training_complete.json", "gatt-synth/gatt.parquet",
 		"reward-safety/training_complete.json", "grpo/training_complete.json", "data/safety_prefs.jsonl",
 		"gatt-sft/training_complete.json", "gatt-eval/gatt_eval.json", "gatt-eval/gatt_eval.png", "export/demo.gguf",
 	} {
@@ -100,7 +101,7 @@ func checkMicroResults(t *testing.T, out string, res *Results) {
 			t.Errorf("%s reward model scores %+v", c.Stage, m)
 		}
 	}
-	if got := strings.Join(stages, ","); got != "SFT,rejection sampling,DPO,GRPO,GAtt" {
+	if got := strings.Join(stages, ","); got != "SFT,rejection sampling,PPO,DPO,GRPO,GAtt" {
 		t.Errorf("correctness stages %s", got)
 	}
 	if res.Model.Layers != 1 || res.Model.Hidden != 32 || res.Model.Vocab != len(world.Pieces()) {
@@ -115,6 +116,11 @@ func checkMicroResults(t *testing.T, out string, res *Results) {
 	if res.DPO == nil {
 		t.Error("no DPO result")
 	}
+	// One update: 2 PPO epochs x 2 mini-batches of 2 responses, on one rollout of 4.
+	if p := res.PPO; p == nil || p.Steps != 4 || p.Episodes != 4 || !(p.FirstKL == p.LastKL) ||
+		p.LastEOS < 0 || p.LastEOS > 1 || !(p.LastLength >= 1 && p.LastLength <= 8) {
+		t.Errorf("PPO %+v", p)
+	}
 	if res.SafetyRewardModel == nil || res.GRPO == nil || res.GRPO.Steps != 2 {
 		t.Errorf("safety reward model %+v, GRPO %+v", res.SafetyRewardModel, res.GRPO)
 	}
@@ -127,7 +133,9 @@ func checkMicroResults(t *testing.T, out string, res *Results) {
 	if e := res.Export; e == nil || e.Bytes == 0 || len(e.Turns) != 3 || e.LlamaCppNote == "" {
 		t.Errorf("export %+v", e)
 	}
-	if len(res.Checks) != 8 {
+	// 10: GAtt, the two reward-vs-K checks, DPO accuracy, RS/DPO correctness greedy and sampled,
+	// PPO and GRPO vs SFT, and Fig. 14 for rejection sampling and PPO.
+	if len(res.Checks) != 10 {
 		t.Errorf("%d checks: %+v", len(res.Checks), res.Checks)
 	}
 	var back Results
@@ -140,7 +148,7 @@ func checkMicroResults(t *testing.T, out string, res *Results) {
 	}
 	md, _ := os.ReadFile(filepath.Join(out, ResultsFile))
 	for _, want := range []string{"| Stage | Measurement | Result | Target |", "expected max reward of N samples", "held-out preference accuracy", "adherence by turn",
-		"greedy refusals: on safety prompts", "safety RM on safety prompts", "GRPO vs SFT", "rejection sampling vs SFT"} {
+		"greedy refusals: on safety prompts", "safety RM on safety prompts", "GRPO vs SFT", "PPO vs SFT", "rejection sampling vs SFT", "objective/kl (policy vs its start"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("RESULTS.md lacks %q", want)
 		}

@@ -14,7 +14,8 @@
 //	rlhf-sample    K = 16 samples per prompt scored by both reward models combined as Llama 2 §3.2.3:
 //	               Llama 2 Fig. 7 (rlhf-sample/)
 //	rs-sft         one round of rejection-sampling fine-tuning on the best samples (rs-sft/)
-//	(ppo)          the place of PPO, after rejection sampling (stages.go; not built yet)
+//	ppo            PPO of the rejection-sampling model against both reward models combined, the value
+//	               model from the helpfulness reward model (ppo/); answer correctness measured
 //	dpo            DPO of the SFT model on the preference pairs (dpo/)
 //	grpo           GRPO of the SFT model, the world's grader as a verifiable reward (grpo/)
 //	gatt-synth     GAtt dialogues sampled by the DPO model (gatt-synth/)
@@ -24,12 +25,14 @@
 //	export         GGUF of the final model and a chat from it, in alignkit and, when installed, llama.cpp
 //
 // Rejection sampling, DPO and GRPO all start from the SFT model, so that each is measured against
-// SFT alone; GAtt then fine-tunes the DPO model, as Llama 2 applies it to its latest RLHF model.
+// SFT alone; PPO starts from the rejection-sampling model, as Llama 2 (RLHF-V5) runs PPO after
+// rejection sampling, and is measured against SFT too; GAtt then fine-tunes the DPO model, as Llama 2
+// applies it to its latest RLHF model.
 // GRPO's reward is exact_match against the prompts' reference column, the answer the world's
 // grader calls correct (the refusal on a safety prompt).
 //
-// Answer correctness is measured on held-out prompts after SFT, rejection sampling, DPO, GRPO and
-// GAtt, greedily and by sampling, split as the world suggests (facts SFT mostly got right,
+// Answer correctness is measured on held-out prompts after SFT, rejection sampling, PPO, DPO, GRPO
+// and GAtt, greedily and by sampling, split as the world suggests (facts SFT mostly got right,
 // misconceived facts, questions about the assistant, safety requests), with the greedy refusals on
 // the safety prompts and on the others (over-refusal). Stage rm-eval then scores each stage's
 // greedy answers with both reward models: the safety model on the safety prompts, the helpfulness

@@ -37,12 +37,15 @@ const (
 )
 
 // rlStages are the stages whose greedy correctness must beat SFT's (issue 17 §5: "PPO and GRPO
-// greedy correctness above SFT on every seed"); PPO joins when its stage lands.
-var rlStages = []string{"GRPO"}
+// greedy correctness above SFT on every seed").
+var rlStages = []string{"PPO", "GRPO"}
 
-// safetyStage is the stage trained with both reward models, whose safety and helpfulness scores
-// are checked against SFT's (Llama 2 Fig. 14); PPO's, after it, when its stage lands.
-const safetyStage = "rejection sampling"
+// safetyStages are the stages trained with both reward models, whose safety and helpfulness scores
+// are each checked against SFT's (Llama 2 Fig. 14): rejection sampling, and PPO after it.
+var safetyStages = []string{"rejection sampling", "PPO"}
+
+// fig14Check is the name of a safety stage's Llama 2 Fig. 14 check.
+func fig14Check(stage string) string { return stage + ": safety vs helpfulness (Llama 2 Fig. 14)" }
 
 // ModelInfo describes the initialised model.
 type ModelInfo struct {
@@ -199,6 +202,7 @@ type Results struct {
 	RewardModel *RewardModel  `json:"reward_model,omitempty"`
 	// SafetyRewardModel is the safety reward model's held-out accuracy.
 	SafetyRewardModel *RewardModel  `json:"safety_reward_model,omitempty"`
+	PPO               *PPOResult    `json:"ppo,omitempty"`
 	GRPO              *GRPOResult   `json:"grpo,omitempty"`
 	RewardVsK         *RewardVsK    `json:"reward_vs_k,omitempty"`
 	DPO               *DPOResult    `json:"dpo,omitempty"`
@@ -278,10 +282,14 @@ func (r *Results) Evaluate() {
 					Pass: c.Greedy.All.Rate() > s.Greedy.All.Rate()})
 			}
 		}
-		if c := r.correctnessOf(safetyStage); c != nil && c.RM != nil && s.RM != nil {
+		for _, st := range safetyStages {
+			c := r.correctnessOf(st)
+			if c == nil || c.RM == nil || s.RM == nil {
+				continue
+			}
 			ds, dh := c.RM.Safety-s.RM.Safety, c.RM.Helpfulness-s.RM.Helpfulness
-			r.Checks = append(r.Checks, Check{Name: "safety vs helpfulness (Llama 2 Fig. 14)",
-				Want: fmt.Sprintf("%s: safety RM score on safety prompts above SFT's, helpfulness RM score on the others at most %.0f points below", safetyStage, MaxHelpfulnessDrop),
+			r.Checks = append(r.Checks, Check{Name: fig14Check(st),
+				Want: fmt.Sprintf("%s: safety RM score on safety prompts above SFT's, helpfulness RM score on the others at most %.0f points below", st, MaxHelpfulnessDrop),
 				Got:  fmt.Sprintf("safety %.1f -> %.1f (%+.1f), helpfulness %.1f -> %.1f (%+.1f)", s.RM.Safety, c.RM.Safety, ds, s.RM.Helpfulness, c.RM.Helpfulness, dh),
 				Pass: ds > 0 && dh >= -MaxHelpfulnessDrop})
 		}
@@ -401,6 +409,13 @@ func (r *Results) Table() string {
 		}
 	}
 	corrRows("rejection sampling")
+	if p := r.PPO; p != nil {
+		row("PPO", "objective/kl (policy vs its start, summed over a response), first / last logged step",
+			fmt.Sprintf("%.3f / %.3f (%d steps, %d responses)", p.FirstKL, p.LastKL, p.Steps, p.Episodes), "stays small: kl_coef holds the policy near rejection sampling's")
+		row("PPO", "responses ending in EOS / mean response length, last logged step",
+			fmt.Sprintf("%.3f / %.1f tokens", p.LastEOS, p.LastLength), "answers still end")
+	}
+	corrRows("PPO")
 	if d := r.DPO; d != nil {
 		row("DPO", "held-out preference accuracy (implicit reward)", fmt.Sprintf("**%.3f**", d.Accuracy), mark(r.check("DPO held-out preference accuracy")))
 		row("DPO", "held-out reward margin (chosen - rejected) / loss", fmt.Sprintf("%.3f / %.3f", d.Margin, d.Loss), "margin > 0")
@@ -415,8 +430,10 @@ func (r *Results) Table() string {
 			row(st+" vs SFT", "answer correctness, greedy", c.Got, mark(c))
 		}
 	}
-	if c := r.check("safety vs helpfulness (Llama 2 Fig. 14)"); c != nil {
-		row(safetyStage+" vs SFT", "reward models' scores, greedy", c.Got, mark(c))
+	for _, st := range safetyStages {
+		if c := r.check(fig14Check(st)); c != nil {
+			row(st+" vs SFT", "reward models' scores, greedy", c.Got, mark(c))
+		}
 	}
 	for _, mode := range []string{"greedy", "sampled"} {
 		if c := r.check("answer correctness, " + mode); c != nil {

@@ -21,6 +21,10 @@ func TestEvaluateChecks(t *testing.T) {
 	corr := func(stage string, greedy, sampled int) Correctness {
 		return Correctness{Stage: stage, Greedy: Split{All: Score{greedy, 100}}, Sampled: Split{All: Score{sampled, 100}}}
 	}
+	rms := func(c Correctness, safety, helpfulness float64) Correctness {
+		c.RM = &RMScores{Safety: safety, Helpfulness: helpfulness, SafetyPrompts: 1, OtherPrompts: 1}
+		return c
+	}
 	for _, tc := range []struct {
 		name string
 		res  Results
@@ -49,6 +53,19 @@ func TestEvaluateChecks(t *testing.T) {
 			map[string]string{
 				"answer correctness, greedy":  "pass SFT 0.500, best rejection sampling 0.600",
 				"answer correctness, sampled": "miss SFT 0.400, best rejection sampling 0.400",
+			}},
+		{"rl stages", Results{Correctness: []Correctness{corr("SFT", 50, 40), corr("PPO", 49, 45), corr("GRPO", 51, 30)}},
+			map[string]string{
+				"PPO greedy correctness":  "miss SFT 0.500, PPO 0.490 (-0.010)",
+				"GRPO greedy correctness": "pass SFT 0.500, GRPO 0.510 (+0.010)",
+			}},
+		// Each safety stage against SFT: the safety score must rise, the helpfulness score fall at
+		// most MaxHelpfulnessDrop (2) points.
+		{"fig 14", Results{Correctness: []Correctness{rms(corr("SFT", 50, 40), 10, 60), rms(corr("rejection sampling", 50, 40), 50, 58),
+			rms(corr("PPO", 50, 40), 60, 57.5)}},
+			map[string]string{
+				"rejection sampling: safety vs helpfulness (Llama 2 Fig. 14)": "pass safety 10.0 -> 50.0 (+40.0), helpfulness 60.0 -> 58.0 (-2.0)",
+				"PPO: safety vs helpfulness (Llama 2 Fig. 14)":                "miss safety 10.0 -> 60.0 (+50.0), helpfulness 60.0 -> 57.5 (-2.5)",
 			}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

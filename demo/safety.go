@@ -20,8 +20,30 @@ type GRPOResult struct {
 	LastReward  float64 `json:"last_reward"`
 }
 
+// PPOResult is the PPO stage's training summary, from its metrics.jsonl: the optimizer steps, the
+// responses sampled, and TRL's objective/kl (the policy's KL from its start, rejection sampling's
+// model, summed over a response), the share of responses that end in EOS and their mean length, at
+// the first and last logged step. objective/scores is not kept: with two reward models the scores
+// are whitened over each rollout batch, so their mean is 0 by construction.
+type PPOResult struct {
+	Steps       int     `json:"steps"`
+	Episodes    int     `json:"episodes"`
+	FirstKL     float64 `json:"first_kl"`
+	LastKL      float64 `json:"last_kl"`
+	FirstEOS    float64 `json:"first_eos_share"`
+	LastEOS     float64 `json:"last_eos_share"`
+	FirstLength float64 `json:"first_mean_length"`
+	LastLength  float64 `json:"last_mean_length"`
+}
+
 // grpoRewards reads the first and last "reward" of a metrics.jsonl.
 func grpoRewards(path string) (first, last float64, ok bool) {
+	return metricSpan(path, "reward")
+}
+
+// metricSpan reads the first and last value of a metric in a metrics.jsonl; ok is false when the
+// file is missing or no line holds the metric.
+func metricSpan(path, key string) (first, last float64, ok bool) {
 	f, err := os.Open(path)
 	if err != nil {
 		return 0, 0, false
@@ -34,7 +56,7 @@ func grpoRewards(path string) (first, last float64, ok bool) {
 		if json.Unmarshal(sc.Bytes(), &m) != nil {
 			continue
 		}
-		v, isNum := m["reward"].(float64)
+		v, isNum := m[key].(float64)
 		if !isNum {
 			continue
 		}

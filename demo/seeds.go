@@ -163,6 +163,12 @@ func seedMetrics(stages []string) []seedMetric {
 			}
 			return k.ExpectedMax[len(k.ExpectedMax)-1] - k.ExpectedMax[0], true
 		}, false},
+		seedMetric{"PPO: objective/kl, last logged step", func(r *Results) (float64, bool) {
+			if r.PPO == nil {
+				return 0, false
+			}
+			return r.PPO.LastKL, true
+		}, false},
 		seedMetric{"DPO: held-out preference accuracy", func(r *Results) (float64, bool) {
 			if r.DPO == nil {
 				return 0, false

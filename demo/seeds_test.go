@@ -95,15 +95,20 @@ func TestRunSeedsMicro(t *testing.T) {
 	if err := json.Unmarshal(b, &back); err != nil {
 		t.Fatal(err)
 	}
-	grpo := false
+	found := map[string]bool{}
 	for _, st := range back.Stats {
 		if len(st.Values) != 2 {
 			t.Errorf("%s: %d values", st.Name, len(st.Values))
 		}
-		grpo = grpo || st.Name == "GRPO: greedy correctness"
+		found[st.Name] = true
 	}
-	if !grpo || len(back.Checks) != 8 {
-		t.Errorf("stats %d (GRPO %v), checks %d", len(back.Stats), grpo, len(back.Checks))
+	for _, name := range []string{"GRPO: greedy correctness", "PPO: greedy correctness", "PPO: objective/kl, last logged step"} {
+		if !found[name] {
+			t.Errorf("no %q among %d stats", name, len(back.Stats))
+		}
+	}
+	if len(back.Checks) != 10 {
+		t.Errorf("checks %d: %+v", len(back.Checks), back.Checks)
 	}
 	if got := table.String(); !strings.Contains(got, "# alignkit demo over 2 seeds") || strings.Contains(got, "| Stage | Measurement |") {
 		t.Errorf("printed table:\n%s", got)

@@ -15,6 +15,7 @@ import (
 	"github.com/alignkit/alignkit/gatt"
 	"github.com/alignkit/alignkit/grpo"
 	"github.com/alignkit/alignkit/model/checkpoint"
+	"github.com/alignkit/alignkit/ppo"
 	"github.com/alignkit/alignkit/reward"
 	"github.com/alignkit/alignkit/rlhf"
 	"github.com/alignkit/alignkit/sft"
@@ -32,6 +33,7 @@ const (
 	dirGRPO      = "grpo"
 	dirSamples   = "rlhf-sample"
 	dirRS        = "rs-sft"
+	dirPPO       = "ppo"
 	dirDPO       = "dpo"
 	dirGAttData  = "gatt-synth"
 	dirGAtt      = "gatt-sft"
@@ -56,10 +58,7 @@ func (r *runner) stages() []stage {
 		{StageSafetyRM, "safety reward model on refusal / over-refusal pairs", (*runner).stageSafetyRM},
 		{StageSample, "best of K = 16 by the two reward models combined (Llama 2 §3.2.3, Fig. 7)", (*runner).stageSample},
 		{StageRS, "one round of rejection-sampling fine-tuning on the best samples", (*runner).stageRS},
-		// PPO goes here, after rejection sampling and from its model, as Llama 2's RLHF-V5 (issue 17
-		// §2, branch ppo): StagePPO "ppo", configs/demo/ppo.yaml with reward_models as
-		// rlhf-sample.yaml's, then r.evalCorrectness(ctx, "PPO", r.path("ppo")); add "PPO" to
-		// rlStages in results.go so its greedy correctness is checked against SFT on every seed.
+		{StagePPO, "PPO of the rejection-sampling model against the two reward models combined (Llama 2 RLHF-V5)", (*runner).stagePPO},
 		{StageDPO, "DPO of the SFT model on the preference pairs", (*runner).stageDPO},
 		{StageGRPO, "GRPO of the SFT model with the world's grader as a verifiable reward", (*runner).stageGRPO},
 		{StageGAttSynth, "Ghost Attention dialogues sampled with the instruction on every turn", (*runner).stageGAttSynth},
@@ -259,6 +258,42 @@ func (r *runner) stageRS(ctx context.Context) error {
 		return err
 	}
 	return r.evalCorrectness(ctx, "rejection sampling", r.path(dirRS))
+}
+
+// stagePPO runs `alignkit ppo` from the rejection-sampling model, as Llama 2 (RLHF-V5) runs PPO
+// after rejection sampling: the reward is the two reward models combined as in stage rlhf-sample
+// (the safety model on the is_safety prompts), the value model starts from the helpfulness reward
+// model, and the KL penalty is against the rejection-sampling model.
+func (r *runner) stagePPO(ctx context.Context) error {
+	cfg := ppo.NewTrainConfig() // the PPO keys' defaults before the file, as `alignkit ppo` loads it
+	if err := r.load(StagePPO, "ppo.yaml", "ppo", []string{
+		set("model_name_or_path", r.path(dirRS)), r.rewardModelsSet(), set("value_model_path", r.path(dirReward)),
+		set("dataset_name", r.path(dirData, world.FilePrompts)), set("output_dir", r.path(dirPPO)), r.seedSet(),
+	}, &cfg); err != nil {
+		return err
+	}
+	res, err := ppo.Run(ctx, cfg, r.trainOpts()...)
+	if err != nil {
+		return err
+	}
+	metrics := r.path(dirPPO, "metrics.jsonl")
+	d := cfg.Defaults()
+	rollout := d.PerDeviceTrainBatchSize * d.NumMiniBatches // the responses of one micro position's rollout
+	u := d.UpdateSteps()                                    // optimizer steps per rollout batch
+	p := &PPOResult{Steps: res.Steps, Episodes: (res.Steps + u - 1) / u * rollout * d.GradientAccumulationSteps}
+	var ok [3]bool
+	p.FirstKL, p.LastKL, ok[0] = metricSpan(metrics, "objective/kl")
+	p.FirstEOS, p.LastEOS, ok[1] = metricSpan(metrics, "val/num_eos_tokens")
+	p.FirstLength, p.LastLength, ok[2] = metricSpan(metrics, "completions/mean_length")
+	if ok != [3]bool{true, true, true} {
+		return fmt.Errorf("ppo: %s lacks objective/kl, val/num_eos_tokens or completions/mean_length", metrics)
+	}
+	p.FirstEOS /= float64(rollout)
+	p.LastEOS /= float64(rollout)
+	r.res.PPO = p
+	fmt.Fprintf(r.log, "ppo: %d steps on %d responses; objective/kl %.3f -> %.3f, responses ending in EOS %.3f -> %.3f, mean length %.1f -> %.1f tokens\n",
+		p.Steps, p.Episodes, p.FirstKL, p.LastKL, p.FirstEOS, p.LastEOS, p.FirstLength, p.LastLength)
+	return r.evalCorrectness(ctx, "PPO", r.path(dirPPO))
 }
 
 func (r *runner) stageDPO(ctx context.Context) error {

@@ -11,7 +11,7 @@ func newDemoCmd() *cobra.Command {
 	var seeds int
 	cmd := &cobra.Command{
 		Use:   "demo [--out runs/demo] [--quick] [--force] [--seed N] [--seeds N]",
-		Short: "The whole Llama 2-Chat recipe on a synthetic world, measured: SFT, helpfulness and safety reward models, best-of-K, DPO, GRPO, GAtt, export",
+		Short: "The whole Llama 2-Chat recipe on a synthetic world, measured: SFT, helpfulness and safety reward models, best-of-K, PPO, DPO, GRPO, GAtt, export",
 		Long: "Run every alignment stage on a tiny Llama and the synthetic world of demo/world, each stage with its own\n" +
 			"command's entry point and a config of configs/demo, and print one table of what each stage measurably did\n" +
 			"(also written to OUT/RESULTS.md with plots). It takes minutes on two cores (README, Results);\n" +
