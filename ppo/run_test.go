@@ -261,6 +261,11 @@ func TestPPOTwoRewardModels(t *testing.T) {
 	if math.Abs(m["objective/scores"]) > 1e-9 || math.IsNaN(m["loss"]) {
 		t.Fatalf("metrics %v: want whitened scores (mean 0)", m)
 	}
+	// The combined score before whitening is logged beside it: random score heads give a mean far
+	// from 0.
+	if raw, ok := m["objective/raw_scores"]; !ok || math.IsNaN(raw) || math.IsInf(raw, 0) || math.Abs(raw) < 1e-6 {
+		t.Fatalf("objective/raw_scores %v (present %v): want the finite mean of the scores before whitening", raw, ok)
+	}
 }
 
 // The rollout's log-probs are those of the distribution it was sampled from (the logits divided

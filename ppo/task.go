@@ -400,6 +400,13 @@ func (t *Task) sample(ctx context.Context, b train.Batch, first int) (*rollout, 
 		scores[k] = sc[0]
 	}
 	if t.models.Combined() {
+		// The whitened scores average 0 by construction, so objective/scores cannot show whether
+		// the combined reward rises: objective/raw_scores is its mean before whitening.
+		var raw float64
+		for _, v := range scores {
+			raw += v
+		}
+		ro.values["objective/raw_scores"] = raw / float64(len(scores))
 		reward.Whiten(scores)
 	}
 
