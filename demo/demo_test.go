@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/alignkit/alignkit/demo/world"
 	"github.com/alignkit/alignkit/internal/sharedtest"
+	"github.com/alignkit/alignkit/winrate"
 )
 
 // microOptions is the whole pipeline at the smallest size that still runs every stage's real job:
@@ -133,9 +135,20 @@ func checkMicroResults(t *testing.T, out string, res *Results) {
 	if e := res.Export; e == nil || e.Bytes == 0 || len(e.Turns) != 3 || e.LlamaCppNote == "" {
 		t.Errorf("export %+v", e)
 	}
-	// 10: GAtt, the two reward-vs-K checks, DPO accuracy, RS/DPO correctness greedy and sampled,
-	// PPO and GRPO vs SFT, and Fig. 14 for rejection sampling and PPO.
-	if len(res.Checks) != 10 {
+	// The final model against SFT on the 9 held-out prompts, each shown in the order Swaps draws.
+	swapped := 0
+	for _, sw := range winrate.Swaps(9, res.Seed) {
+		if sw {
+			swapped++
+		}
+	}
+	if w := res.WinRate; w == nil || w.Judgements != 9 || w.Swapped != swapped || w.ModelA != WinRateFinal || w.ModelB != WinRateBase ||
+		math.Abs(w.WinRate+w.TieRate+w.LossRate-1) > 1e-12 || w.Valid != 9 {
+		t.Errorf("win rate %+v (want 9 judgements, %d swapped)", w, swapped)
+	}
+	// 11: GAtt, the two reward-vs-K checks, DPO accuracy, RS/DPO correctness greedy and sampled,
+	// PPO and GRPO vs SFT, the final model's win rate, and Fig. 14 for rejection sampling and PPO.
+	if len(res.Checks) != 11 {
 		t.Errorf("%d checks: %+v", len(res.Checks), res.Checks)
 	}
 	var back Results
@@ -148,7 +161,7 @@ func checkMicroResults(t *testing.T, out string, res *Results) {
 	}
 	md, _ := os.ReadFile(filepath.Join(out, ResultsFile))
 	for _, want := range []string{"| Stage | Measurement | Result | Target |", "expected max reward of N samples", "held-out preference accuracy", "adherence by turn",
-		"greedy refusals: on safety prompts", "safety RM on safety prompts", "GRPO vs SFT", "PPO vs SFT", "rejection sampling vs SFT", "objective/kl (policy vs its start"} {
+		"greedy refusals: on safety prompts", "safety RM on safety prompts", "GRPO vs SFT", "PPO vs SFT", "rejection sampling vs SFT", "objective/kl (policy vs its start", "win rate, greedy answers judged by both reward models"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("RESULTS.md lacks %q", want)
 		}

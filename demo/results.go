@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/alignkit/alignkit/internal/atomicfile"
+	"github.com/alignkit/alignkit/winrate"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -43,6 +44,10 @@ var rlStages = []string{"PPO", "GRPO"}
 // safetyStages are the stages trained with both reward models, whose safety and helpfulness scores
 // are each checked against SFT's (Llama 2 Fig. 14): rejection sampling, and PPO after it.
 var safetyStages = []string{"rejection sampling", "PPO"}
+
+// winRateCheck names the check of the final model's win rate against SFT (issue 17 §5: "the final
+// model's win rate against SFT above 50% with its interval").
+const winRateCheck = "win rate of the final model against SFT"
 
 // fig14Check is the name of a safety stage's Llama 2 Fig. 14 check.
 func fig14Check(stage string) string { return stage + ": safety vs helpfulness (Llama 2 Fig. 14)" }
@@ -201,14 +206,16 @@ type Results struct {
 	Correctness []Correctness `json:"correctness"`
 	RewardModel *RewardModel  `json:"reward_model,omitempty"`
 	// SafetyRewardModel is the safety reward model's held-out accuracy.
-	SafetyRewardModel *RewardModel  `json:"safety_reward_model,omitempty"`
-	PPO               *PPOResult    `json:"ppo,omitempty"`
-	GRPO              *GRPOResult   `json:"grpo,omitempty"`
-	RewardVsK         *RewardVsK    `json:"reward_vs_k,omitempty"`
-	DPO               *DPOResult    `json:"dpo,omitempty"`
-	GAtt              *GAttResult   `json:"gatt,omitempty"`
-	Export            *ExportResult `json:"export,omitempty"`
-	Checks            []Check       `json:"checks"`
+	SafetyRewardModel *RewardModel `json:"safety_reward_model,omitempty"`
+	PPO               *PPOResult   `json:"ppo,omitempty"`
+	// WinRate is the final RLHF model against SFT, judged by the two reward models combined.
+	WinRate   *winrate.Summary `json:"win_rate,omitempty"`
+	GRPO      *GRPOResult      `json:"grpo,omitempty"`
+	RewardVsK *RewardVsK       `json:"reward_vs_k,omitempty"`
+	DPO       *DPOResult       `json:"dpo,omitempty"`
+	GAtt      *GAttResult      `json:"gatt,omitempty"`
+	Export    *ExportResult    `json:"export,omitempty"`
+	Checks    []Check          `json:"checks"`
 }
 
 func (r *Results) correctnessOf(stage string) *Correctness {
@@ -281,6 +288,12 @@ func (r *Results) Evaluate() {
 					Got:  fmt.Sprintf("SFT %.3f, %s %.3f (%+.3f)", s.Greedy.All.Rate(), st, c.Greedy.All.Rate(), c.Greedy.All.Rate()-s.Greedy.All.Rate()),
 					Pass: c.Greedy.All.Rate() > s.Greedy.All.Rate()})
 			}
+		}
+		if w := r.WinRate; w != nil {
+			r.Checks = append(r.Checks, Check{Name: winRateCheck, Want: "above 50%: wins outnumber losses (score (wins + ties/2) / pairs above 0.5)",
+				Got: fmt.Sprintf("win %.3f [%.3f, %.3f], tie %.3f, loss %.3f; score %.3f [%.3f, %.3f] over %d pairs",
+					w.WinRate, w.WinRateCI95[0], w.WinRateCI95[1], w.TieRate, w.LossRate, w.Score, w.ScoreCI95[0], w.ScoreCI95[1], w.Valid),
+				Pass: w.Score > 0.5})
 		}
 		for _, st := range safetyStages {
 			c := r.correctnessOf(st)
@@ -434,6 +447,9 @@ func (r *Results) Table() string {
 		if c := r.check(fig14Check(st)); c != nil {
 			row(st+" vs SFT", "reward models' scores, greedy", c.Got, mark(c))
 		}
+	}
+	if c := r.check(winRateCheck); c != nil {
+		row(WinRateFinal+" vs SFT", "win rate, greedy answers judged by both reward models, order swapped at random", c.Got, mark(c))
 	}
 	for _, mode := range []string{"greedy", "sampled"} {
 		if c := r.check("answer correctness, " + mode); c != nil {

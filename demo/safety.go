@@ -9,7 +9,9 @@ import (
 	"os"
 
 	"github.com/alignkit/alignkit/demo/world"
+	"github.com/alignkit/alignkit/reward"
 	"github.com/alignkit/alignkit/rlhf"
+	"github.com/alignkit/alignkit/winrate"
 )
 
 // GRPOResult is the GRPO stage's training summary: its steps and the mean reward (the share of
@@ -127,5 +129,48 @@ func (r *runner) stageRMEval(ctx context.Context) error {
 		fmt.Fprintf(r.log, "%s: safety RM on %d safety prompts %.1f, helpfulness RM on %d others %.1f (mean sigmoid, %%); refusals %s, over-refusals %s\n",
 			c.Stage, n[0], m.Safety, n[1], m.Helpfulness, c.Refusal, c.OverRefusal)
 	}
+	return r.winRate(ctx, h)
+}
+
+// WinRateFinal and WinRateBase are the models the win rate compares: the pipeline's last RLHF
+// model (Llama 2's RLHF-V5: PPO after rejection sampling) against SFT.
+const (
+	WinRateFinal = "PPO"
+	WinRateBase  = "SFT"
+)
+
+// winRate judges the final RLHF model's greedy answers to the held-out prompts against SFT's with
+// the two reward models combined (Llama 2 §3.2.3: the safety model on safety prompts), each pair
+// shown in an order drawn per prompt from the run's seed (Llama 2's evaluation swaps them), and
+// records win, tie and loss rates with their 95% Wilson intervals.
+func (r *runner) winRate(ctx context.Context, h *heldOut) error {
+	a, b := r.greedy[WinRateFinal], r.greedy[WinRateBase]
+	if a == nil || b == nil {
+		return fmt.Errorf("win rate: no greedy answers of %s or %s", WinRateFinal, WinRateBase)
+	}
+	judge, err := rlhf.LoadRewardModels([]reward.ModelSpec{
+		{Path: r.path(dirReward), Role: reward.RoleHelpfulness},
+		{Path: r.path(dirSafetyRM), Role: reward.RoleSafety},
+	}, world.ChatTemplate)
+	if err != nil {
+		return fmt.Errorf("win rate: %w", err)
+	}
+	prompts := make([]rlhf.Prompt, len(h.prompts))
+	for j, p := range h.prompts {
+		p.Safety = h.kind[j] == kindSafety
+		prompts[j] = p
+	}
+	js, err := winrate.Compare(ctx, winrate.RewardJudge{Scorer: judge}, prompts, a, b, winrate.Swaps(len(prompts), r.opts.Seed))
+	if err != nil {
+		return fmt.Errorf("win rate: %w", err)
+	}
+	s, err := winrate.Summarize(js)
+	if err != nil {
+		return fmt.Errorf("win rate: %w", err)
+	}
+	s.ModelA, s.ModelB, s.Judge, s.Seed = WinRateFinal, WinRateBase, "helpfulness and safety reward models combined", r.opts.Seed
+	r.res.WinRate = &s
+	fmt.Fprintf(r.log, "win rate of %s against %s: %.3f [%.3f, %.3f], ties %.3f, losses %.3f (%d pairs, %d shown swapped)\n",
+		WinRateFinal, WinRateBase, s.WinRate, s.WinRateCI95[0], s.WinRateCI95[1], s.TieRate, s.LossRate, s.Valid, s.Swapped)
 	return nil
 }

@@ -107,7 +107,7 @@ func TestRunSeedsMicro(t *testing.T) {
 			t.Errorf("no %q among %d stats", name, len(back.Stats))
 		}
 	}
-	if len(back.Checks) != 10 {
+	if len(back.Checks) != 11 {
 		t.Errorf("checks %d: %+v", len(back.Checks), back.Checks)
 	}
 	if got := table.String(); !strings.Contains(got, "# alignkit demo over 2 seeds") || strings.Contains(got, "| Stage | Measurement |") {
