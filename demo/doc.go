@@ -21,7 +21,9 @@
 //	gatt-synth     GAtt dialogues sampled by the DPO model (gatt-synth/)
 //	gatt-sft       fine-tuning on them (gatt-sft/)
 //	gatt-eval      adherence per turn before and after GAtt with the world's checker (gatt-eval/)
-//	rm-eval        both reward models on every stage's greedy answers: Llama 2 Fig. 14's shape
+//	rm-eval        both reward models on every stage's greedy answers: Llama 2 Fig. 14's shape;
+//	               and PPO's greedy answers against SFT's, judged by both combined with the order
+//	               swapped at random: the final model's win rate (package winrate)
 //	export         GGUF of the final model and a chat from it, in alignkit and, when installed, llama.cpp
 //
 // Rejection sampling, DPO and GRPO all start from the SFT model, so that each is measured against
