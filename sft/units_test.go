@@ -28,11 +28,26 @@ type gradTap struct {
 	step1 [][]float32
 }
 
+// Step records what each of step 1's micro-batches adds to the gradient (the loop may hand each
+// micro-batch its own zeroed buffer and sum them elsewhere, in float64), so step1 is their sum.
 func (g *gradTap) Step(ctx context.Context, b train.Batch, grads [][]float32, scale float32) (train.Metrics, error) {
-	m, err := g.Task.Step(ctx, b, grads, scale)
-	if err == nil && b.Step == 1 && b.Micro == b.Accum-1 {
+	var before [][]float32
+	if b.Step == 1 {
 		for _, gr := range grads {
-			g.step1 = append(g.step1, slices.Clone(gr))
+			before = append(before, slices.Clone(gr))
+		}
+	}
+	m, err := g.Task.Step(ctx, b, grads, scale)
+	if err == nil && b.Step == 1 {
+		if g.step1 == nil {
+			for _, gr := range grads {
+				g.step1 = append(g.step1, make([]float32, len(gr)))
+			}
+		}
+		for i, gr := range grads {
+			for j, v := range gr {
+				g.step1[i][j] += v - before[i][j]
+			}
 		}
 	}
 	return m, err
