@@ -90,6 +90,17 @@ func run(t *testing.T, ranks int, args ...string) string {
 	return string(out)
 }
 
+// rewardModel trains a 2-step stories260K reward model into dir/reward (one process) for the
+// tests whose jobs score with one, and returns its path.
+func rewardModel(t *testing.T, dir string) string {
+	t.Helper()
+	rm := filepath.Join(dir, "reward")
+	run(t, 0, append([]string{"reward", "train", "--config", "configs/reward/stories260k.yaml"}, sets(
+		"output_dir="+rm, "max_steps=2", "max_length=64", "per_device_train_batch_size=2", "save_steps=1000",
+		"report_plots=false")...)...)
+	return rm
+}
+
 // sets turns key=value pairs into --set flags.
 func sets(kv ...string) []string {
 	var out []string
@@ -251,10 +262,7 @@ func TestMPIRewardMatchesOneRank(t *testing.T) {
 func TestMPISampleAndScoreMatchOneRank(t *testing.T) {
 	sh := shared(t)
 	tmp := t.TempDir()
-	rm := filepath.Join(tmp, "reward")
-	run(t, 0, append([]string{"reward", "train", "--config", "configs/reward/stories260k.yaml"}, sets(
-		"output_dir="+rm, "max_steps=2", "max_length=64", "per_device_train_batch_size=2", "save_steps=1000",
-		"report_plots=false")...)...)
+	rm := rewardModel(t, tmp)
 	sample := func(ranks int, out string) []byte {
 		run(t, ranks, append([]string{"rlhf", "sample", "--config", "configs/rlhf/sample-stories260k.yaml"}, sets(
 			"output_dir="+out, "reward_model_name_or_path="+rm, "max_train_samples=40",
@@ -288,10 +296,7 @@ func TestMPISampleAndScoreMatchOneRank(t *testing.T) {
 func TestMPIWinrateMatchesOneRank(t *testing.T) {
 	sh := shared(t)
 	tmp := t.TempDir()
-	rm := filepath.Join(tmp, "reward")
-	run(t, 0, append([]string{"reward", "train", "--config", "configs/reward/stories260k.yaml"}, sets(
-		"output_dir="+rm, "max_steps=2", "max_length=64", "per_device_train_batch_size=2", "save_steps=1000",
-		"report_plots=false")...)...)
+	rm := rewardModel(t, tmp)
 	stories := filepath.Join(sh, "models", "stories260K")
 	winrate := func(ranks int, out string) map[string][]byte {
 		run(t, ranks, append([]string{"eval", "winrate", "--config", "configs/eval/winrate-stories260k.yaml"}, sets(
@@ -498,10 +503,7 @@ func TestMPIGattSynthMatchesOneRank(t *testing.T) {
 func TestMPIRLHFRunMatchesOneRank(t *testing.T) {
 	shared(t)
 	tmp := t.TempDir()
-	rm := filepath.Join(tmp, "reward")
-	run(t, 0, append([]string{"reward", "train", "--config", "configs/reward/stories260k.yaml"}, sets(
-		"output_dir="+rm, "max_steps=2", "max_length=64", "per_device_train_batch_size=2", "save_steps=1000",
-		"report_plots=false")...)...)
+	rm := rewardModel(t, tmp)
 	rlhfRun := func(ranks, batch int, out string) {
 		run(t, ranks, append([]string{"rlhf", "run", "--config", "configs/rlhf/run-stories260k.yaml"}, sets(
 			"output_dir="+out, "reward_model_name_or_path="+rm, "num_rounds=1", "max_train_samples=16",
@@ -548,10 +550,7 @@ func TestMPIGRPOMatchesOneRank(t *testing.T) {
 func TestMPIPPOMatchesOneRank(t *testing.T) {
 	shared(t)
 	tmp := t.TempDir()
-	rm := filepath.Join(tmp, "reward")
-	run(t, 0, append([]string{"reward", "train", "--config", "configs/reward/stories260k.yaml"}, sets(
-		"output_dir="+rm, "max_steps=2", "max_length=64", "per_device_train_batch_size=2", "save_steps=1000",
-		"report_plots=false")...)...)
+	rm := rewardModel(t, tmp)
 	cfg := filepath.Join(tmp, "ppo.yaml")
 	b, err := os.ReadFile(filepath.Join(sharedtest.RepoRoot(t), "configs", "ppo", "stories260k.yaml"))
 	if err != nil {
