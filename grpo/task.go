@@ -119,45 +119,16 @@ func newTask(ctx context.Context, cfg Config, log io.Writer) (*Task, error) {
 		return nil, fmt.Errorf("model_name_or_path: %w", err)
 	}
 
-	// Prompts, with their dataset rows for the reward functions.
-	// (read once, stopping on a signal).
-	rows, err := data.ReadSourceContext(ctx, cfg.DatasetName, "")
+	// Prompts, with their dataset rows for the reward functions (read once, stopping on a signal).
+	ps, err := t.gen.LoadRLPrompts(ctx, cfg.DatasetName, cfg.Columns, cfg.MaxTrainSamples, cfg.MaxCompletionLength, t.gen.MaxPositions(),
+		"grpo", "max_completion_length", log)
 	if err != nil {
-		return nil, fmt.Errorf("dataset_name: %w", err)
+		return nil, err
 	}
-	prompts, err := rlhf.PromptsFromRows(cfg.DatasetName, rows, cfg.Columns)
-	if err != nil {
-		return nil, fmt.Errorf("dataset_name: %w", err)
-	}
-	if cfg.MaxTrainSamples > 0 && len(prompts) > cfg.MaxTrainSamples {
-		prompts = prompts[:cfg.MaxTrainSamples]
-	}
-	maxPos := t.gen.MaxPositions()
-	skipped := 0
-	for i, p := range prompts {
-		if err := data.CheckStop(ctx, i, len(prompts), cfg.DatasetName); err != nil {
-			return nil, err
-		}
-		ids, err := t.gen.Encode(p)
-		if err != nil {
-			return nil, fmt.Errorf("dataset_name: %w", err)
-		}
-		if len(ids)+cfg.MaxCompletionLength > maxPos {
-			skipped++
-			continue
-		}
-		if p.Row < 0 || p.Row >= len(rows) {
-			return nil, fmt.Errorf("dataset_name %s: prompt of row %d: no such row", cfg.DatasetName, p.Row)
-		}
-		t.prompts = append(t.prompts, p)
-		t.ids = append(t.ids, ids)
+	rows := ps.Rows
+	t.prompts, t.ids = ps.Prompts, ps.IDs
+	for _, p := range t.prompts {
 		t.fields = append(t.fields, rows[p.Row].Fields)
-	}
-	if skipped > 0 {
-		fmt.Fprintf(log, "grpo: %d prompts skipped: with max_completion_length %d they do not fit max_position_embeddings %d\n", skipped, cfg.MaxCompletionLength, maxPos)
-	}
-	if len(t.prompts) == 0 {
-		return nil, fmt.Errorf("dataset_name %s: no prompt leaves room for max_completion_length %d tokens within max_position_embeddings %d", cfg.DatasetName, cfg.MaxCompletionLength, maxPos)
 	}
 
 	// Reward models: one is used as is; two are combined as Llama 2 does, which needs each prompt's

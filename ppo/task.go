@@ -128,40 +128,15 @@ func newTask(ctx context.Context, cfg TrainConfig, log io.Writer) (*Task, error)
 		return nil, fmt.Errorf("value_model_path %s: vocab_size %d, the policy's is %d; the value model reads the policy's tokens", cfg.ValueModelPath, vc.VocabSize, pc.VocabSize)
 	}
 
-	rows, err := data.ReadSourceContext(ctx, cfg.DatasetName, "")
+	ps, err := t.gen.LoadRLPrompts(ctx, cfg.DatasetName, cfg.Columns, cfg.MaxTrainSamples, cfg.ResponseLength,
+		min(t.gen.MaxPositions(), vc.MaxPositionEmbeddings), "ppo", "response_length", log)
 	if err != nil {
-		return nil, fmt.Errorf("dataset_name: %w", err)
+		return nil, err
 	}
-	prompts, err := rlhf.PromptsFromRows(cfg.DatasetName, rows, cfg.Columns)
-	if err != nil {
-		return nil, fmt.Errorf("dataset_name: %w", err)
-	}
-	if cfg.MaxTrainSamples > 0 && len(prompts) > cfg.MaxTrainSamples {
-		prompts = prompts[:cfg.MaxTrainSamples]
-	}
-	maxPos := min(t.gen.MaxPositions(), vc.MaxPositionEmbeddings)
-	skipped := 0
-	for i, p := range prompts {
-		if err := data.CheckStop(ctx, i, len(prompts), cfg.DatasetName); err != nil {
-			return nil, err
-		}
-		ids, err := t.gen.Encode(p)
-		if err != nil {
-			return nil, fmt.Errorf("dataset_name: %w", err)
-		}
-		if len(ids)+cfg.ResponseLength > maxPos {
-			skipped++
-			continue
-		}
-		t.prompts = append(t.prompts, p)
-		t.ids = append(t.ids, ids)
+	rows := ps.Rows
+	t.prompts, t.ids = ps.Prompts, ps.IDs
+	for _, ids := range t.ids {
 		t.seqLen = max(t.seqLen, len(ids)+cfg.ResponseLength)
-	}
-	if skipped > 0 {
-		fmt.Fprintf(log, "ppo: %d prompts skipped: with response_length %d they do not fit max_position_embeddings %d\n", skipped, cfg.ResponseLength, maxPos)
-	}
-	if len(t.prompts) == 0 {
-		return nil, fmt.Errorf("dataset_name %s: no prompt leaves room for response_length %d tokens within max_position_embeddings %d", cfg.DatasetName, cfg.ResponseLength, maxPos)
 	}
 
 	if t.models, err = rlhf.LoadRewardModels(cfg.RewardModels, cfg.ChatTemplate); err != nil {

@@ -3,6 +3,7 @@ package rlhf
 import (
 	"context"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 
@@ -182,6 +183,61 @@ func (l *Local) Generate(ctx context.Context, prompts []Prompt, k int, s Samplin
 		for j, c := range row {
 			out[i][j] = c.Text
 		}
+	}
+	return out, nil
+}
+
+// RLPrompts are an RL trainer's prompts (GRPO, PPO): the ones that leave room for a completion,
+// each with its token ids, and every row of the dataset they came from (for reward functions'
+// columns and safety flags).
+type RLPrompts struct {
+	Prompts []Prompt
+	IDs     [][]int32
+	Rows    []data.Row
+}
+
+// LoadRLPrompts reads dataset once (stopping when ctx ends), takes its prompts (columns renames
+// them, as LoadPrompts), keeps the first maxSamples (0: all), encodes each with l's template and
+// keeps those whose ids plus newTokens fit maxPos; lengthKey names the config key of newTokens in
+// messages. It says on log how many it skipped, and errs when none is left.
+func (l *Local) LoadRLPrompts(ctx context.Context, dataset string, columns map[string]string, maxSamples, newTokens, maxPos int,
+	job, lengthKey string, log io.Writer) (*RLPrompts, error) {
+	rows, err := data.ReadSourceContext(ctx, dataset, "")
+	if err != nil {
+		return nil, fmt.Errorf("dataset_name: %w", err)
+	}
+	prompts, err := PromptsFromRows(dataset, rows, columns)
+	if err != nil {
+		return nil, fmt.Errorf("dataset_name: %w", err)
+	}
+	if maxSamples > 0 && len(prompts) > maxSamples {
+		prompts = prompts[:maxSamples]
+	}
+	out := &RLPrompts{Rows: rows}
+	skipped := 0
+	for i, p := range prompts {
+		if err := data.CheckStop(ctx, i, len(prompts), dataset); err != nil {
+			return nil, err
+		}
+		ids, err := l.Encode(p)
+		if err != nil {
+			return nil, fmt.Errorf("dataset_name: %w", err)
+		}
+		if len(ids)+newTokens > maxPos {
+			skipped++
+			continue
+		}
+		if p.Row < 0 || p.Row >= len(rows) {
+			return nil, fmt.Errorf("dataset_name %s: prompt of row %d: no such row", dataset, p.Row)
+		}
+		out.Prompts = append(out.Prompts, p)
+		out.IDs = append(out.IDs, ids)
+	}
+	if skipped > 0 {
+		fmt.Fprintf(log, "%s: %d prompts skipped: with %s %d they do not fit max_position_embeddings %d\n", job, skipped, lengthKey, newTokens, maxPos)
+	}
+	if len(out.Prompts) == 0 {
+		return nil, fmt.Errorf("dataset_name %s: no prompt leaves room for %s %d tokens within max_position_embeddings %d", dataset, lengthKey, newTokens, maxPos)
 	}
 	return out, nil
 }
