@@ -332,16 +332,8 @@ func TestOpenAdapterFrozen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := 4
-	ad, err := lora.New(lora.Config{LoraR: &r, LoraTargetModules: "all-linear"}, dense.Weights, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dense.Adapter = ad
-	dir := filepath.Join(t.TempDir(), "adapter")
-	if err := SaveAdapter(dir, dense); err != nil {
-		t.Fatal(err)
-	}
+	dir := saveAdapter(t, dense)
+	ad := dense.Adapter
 	m, err := OpenAdapterFrozen(context.Background(), path, dir, FrozenBase{})
 	if err != nil {
 		t.Fatal(err)
@@ -394,16 +386,7 @@ func TestOpenInference(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := 4
-	ad, err := lora.New(lora.Config{LoraR: &r, LoraTargetModules: "all-linear"}, dense.Weights, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dense.Adapter = ad
-	adDir := filepath.Join(t.TempDir(), "adapter")
-	if err := SaveAdapter(adDir, dense); err != nil {
-		t.Fatal(err)
-	}
+	adDir := saveAdapter(t, dense)
 	var linear int64 // float32 bytes of the linear weights
 	for _, name := range dense.Weights.Names() {
 		if tn := dense.Weights.Tensors[name]; quant.IsLinear(name, tn.Shape) {
@@ -445,4 +428,21 @@ func TestOpenInference(t *testing.T) {
 			}
 		})
 	}
+}
+
+// saveAdapter gives m a rank-4 all-linear LoRA adapter (seed 2) and saves it as a PEFT adapter
+// directory, whose path it returns.
+func saveAdapter(t *testing.T, m *Model) string {
+	t.Helper()
+	r := 4
+	ad, err := lora.New(lora.Config{LoraR: &r, LoraTargetModules: "all-linear"}, m.Weights, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Adapter = ad
+	dir := filepath.Join(t.TempDir(), "adapter")
+	if err := SaveAdapter(dir, m); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
