@@ -18,20 +18,11 @@ func generateOn(ctx context.Context, comm dist.Comm, gen rlhf.Generator, prompts
 	if comm.Size() == 1 {
 		return Generate(ctx, gen, prompts, s)
 	}
-	chunks, err := dist.Chunks(comm, numChunks(len(prompts)), func(c int) ([]string, error) {
-		i0, i1 := chunkBounds(c, len(prompts))
+	return inChunks(comm, len(prompts), func(i0, i1 int) ([]string, error) {
 		cs := s
 		cs.Seed += uint64(i0)
 		return Generate(ctx, gen, prompts[i0:i1], cs)
 	})
-	if err != nil {
-		return nil, err
-	}
-	out := make([]string, 0, len(prompts))
-	for _, c := range chunks {
-		out = append(out, c...)
-	}
-	return out, nil
 }
 
 // rankedJudge judges the pairs dealt over comm's ranks in chunks of rankChunk and returns every
@@ -47,20 +38,23 @@ func (r rankedJudge) Judge(ctx context.Context, pairs []Shown) ([]Decision, erro
 	if r.comm.Size() == 1 {
 		return r.judge.Judge(ctx, pairs)
 	}
-	chunks, err := dist.Chunks(r.comm, numChunks(len(pairs)), func(c int) ([]Decision, error) {
-		i0, i1 := chunkBounds(c, len(pairs))
+	return inChunks(r.comm, len(pairs), func(i0, i1 int) ([]Decision, error) {
 		return r.judge.Judge(ctx, pairs[i0:i1])
+	})
+}
+
+// inChunks runs fn on this rank's share of the chunks of rankChunk items of 0..n-1 (items i0..i1)
+// and returns every chunk's items, in order, on every rank (dist.Chunks).
+func inChunks[T any](comm dist.Comm, n int, fn func(i0, i1 int) ([]T, error)) ([]T, error) {
+	chunks, err := dist.Chunks(comm, (n+rankChunk-1)/rankChunk, func(c int) ([]T, error) {
+		return fn(c*rankChunk, min(n, (c+1)*rankChunk))
 	})
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Decision, 0, len(pairs))
+	out := make([]T, 0, n)
 	for _, c := range chunks {
 		out = append(out, c...)
 	}
 	return out, nil
 }
-
-func numChunks(n int) int { return (n + rankChunk - 1) / rankChunk }
-
-func chunkBounds(c, n int) (int, int) { return c * rankChunk, min(n, (c+1)*rankChunk) }
