@@ -66,6 +66,9 @@ type GraphSpec struct {
 	Temperature float64
 	// saveBytes overrides ckptSaveBytes for tests; a negative value keeps nothing.
 	saveBytes int64
+	// unfusedLoRAHead lays a LoRA-adapted LM head out unfused, its (N, V) logits held: the
+	// reference the fused head is tested against (set through export_test.go's hook).
+	unfusedLoRAHead bool
 }
 
 // Inputs is one micro-batch. Per-token slices are row-major (B·T): row b's tokens are
