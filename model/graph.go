@@ -66,8 +66,9 @@ type GraphSpec struct {
 	Temperature float64
 	// saveBytes overrides ckptSaveBytes for tests; a negative value keeps nothing.
 	saveBytes int64
-	// unfusedLoRAHead lays a LoRA-adapted LM head out unfused, its (N, V) logits held: the
-	// reference the fused head is tested against (set through export_test.go's hook).
+	// unfusedLoRAHead lays a LoRA-adapted LM head out unfused, FrozenLinear + LoRA + TokenLogProbs
+	// with its (N, V) logits held: the reference that tests check the fused head against. Like
+	// saveBytes, only this package's tests set it; no config reaches it.
 	unfusedLoRAHead bool
 }
 

@@ -122,7 +122,7 @@ func (op *headLogProbsOp) keptLogits() *tensor.Dense {
 	return op.kept.t
 }
 
-// inTypes are the op's input types by position (see args).
+// inTypes are the op's input types by position (see headArgsOf).
 func (op *headLogProbsOp) inTypes() []hm.Type {
 	switch {
 	case op.frozen == nil:
@@ -141,7 +141,7 @@ func (op *headLogProbsOp) Type() hm.Type { return fnType(append(op.inTypes(), fl
 // a LoRA term.
 type headArgs[V any] struct{ h, w, u, b, targets, weights V }
 
-// args splits the op's first inputs (the backward op passes more after them) by role.
+// headArgsOf splits the op's first inputs (the backward op passes more after them) by role.
 func headArgsOf[V any](op *headLogProbsOp, vs []V) headArgs[V] {
 	switch {
 	case op.frozen == nil:
