@@ -56,6 +56,9 @@ func TestAdapterGradientCheck(t *testing.T) {
 	}{
 		{"llama all-linear tied", tinyOpts{}, LMHead, allLinear, nil},
 		{"llama q v untied lm_head saved", tinyOpts{untied: true}, LMHead, []string{"q_proj", "v_proj"}, []string{LMHeadKey}},
+		// LoRA on the head itself runs the fused FrozenHeadLoRALogProbs.
+		{"llama q untied lm_head adapted", tinyOpts{untied: true}, LMHead, []string{"q_proj", "lm_head"}, nil},
+		{"llama down tied embedding head adapted", tinyOpts{}, LMHead, []string{"down_proj", "embed_tokens"}, nil},
 		{"mixtral experts and router", tinyOpts{moe: true}, LMHead, allLinear, nil},
 		{"mixtral attention only", tinyOpts{moe: true, window: 3}, LMHead, []string{"q_proj", "o_proj"}, nil},
 		{"llama reward score saved", tinyOpts{reward: true}, ScoreHead, []string{"k_proj", "down_proj"}, []string{ScoreKey}},

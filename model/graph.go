@@ -66,6 +66,10 @@ type GraphSpec struct {
 	Temperature float64
 	// saveBytes overrides ckptSaveBytes for tests; a negative value keeps nothing.
 	saveBytes int64
+	// unfusedLoRAHead lays a LoRA-adapted LM head out unfused, FrozenLinear + LoRA + TokenLogProbs
+	// with its (N, V) logits held: the reference that tests check the fused head against. Like
+	// saveBytes, only this package's tests set it; no config reaches it.
+	unfusedLoRAHead bool
 }
 
 // Inputs is one micro-batch. Per-token slices are row-major (B·T): row b's tokens are

@@ -112,6 +112,20 @@ func (gr *Graph) build(w *Weights) error {
 	if ad != nil && gr.spec.Grad {
 		dropout = ad.Dropout // as PEFT's nn.Dropout: active in training only
 	}
+	// loraOf is the named weight's adapter pair A (r, in), B (out, r) as trainable nodes, and the
+	// spec of its LoRA op: the dropout mask keyed by the weight's name.
+	loraOf := func(name string) (a, b *G.Node, spec ops.LoRASpec, err error) {
+		l := ad.Layers[name]
+		ka, kb := LoRAKeys(name)
+		if a, err = node(ka, l.A, true); err != nil {
+			return nil, nil, spec, err
+		}
+		if b, err = node(kb, l.B, true); err != nil {
+			return nil, nil, spec, err
+		}
+		key := dropoutKey(name)
+		return a, b, ops.LoRASpec{Scale: ad.Scale(), Dropout: dropout, Seed: &gr.seed, Key: &key}, nil
+	}
 	// linear is x·Wᵀ for the named weight: a trainable Linear, or a FrozenLinear plus, when the
 	// weight is adapted and adapters are on, its LoRA term.
 	linear := func(x *G.Node, name string) (*G.Node, error) {
@@ -130,18 +144,11 @@ func (gr *Graph) build(w *Weights) error {
 		if err != nil || !adOn || ad.Layers[name] == nil {
 			return y, err
 		}
-		l := ad.Layers[name]
-		ka, kb := LoRAKeys(name)
-		a, err := node(ka, l.A, true)
+		a, b, spec, err := loraOf(name)
 		if err != nil {
 			return nil, err
 		}
-		b, err := node(kb, l.B, true)
-		if err != nil {
-			return nil, err
-		}
-		key := dropoutKey(name)
-		d, err := ops.LoRA(x, a, b, ops.LoRASpec{Scale: ad.Scale(), Dropout: dropout, Seed: &gr.seed, Key: &key})
+		d, err := ops.LoRA(x, a, b, spec)
 		if err != nil {
 			return nil, err
 		}
@@ -298,15 +305,25 @@ func (gr *Graph) build(w *Weights) error {
 		case trainable(headName):
 			// The fused head never holds the (N, V) logits or their gradient (headChunk rows at a time).
 			headOut, lp, e = ops.HeadLogProbs(hn, must(param(headName)), targets, weights, chunk)
-		case adOn && ad.Layers[headName] != nil:
-			// A LoRA-adapted head (lm_head among the target modules): its product, then the
-			// log-probs, with the (N, V) logits held.
+		case adOn && ad.Layers[headName] != nil && gr.spec.unfusedLoRAHead:
+			// Tests only: the unfused LoRA head, (N, V) logits and all, as the reference.
 			headOut, lp, e = ops.TokenLogProbs(lin(hn, headName), targets, weights)
 		default:
 			// A frozen head (a LoRA run's, or a quantized base's): fused and chunked too, with no
-			// gradient for the weight.
+			// gradient for the weight. A LoRA-adapted one (lm_head among the target modules) keeps
+			// its down-projection u = dropout(hn)·Aᵀ (N, r) in the graph, which differentiates it
+			// into dA and dhn; the op adds Scale·u·Bᵀ to each chunk's logits and gives du and dB.
 			var f ops.Frozen
-			if f, e = frozenOf(headName); e == nil {
+			if f, e = frozenOf(headName); e == nil && adOn && ad.Layers[headName] != nil {
+				var a, b, u *G.Node // A (r, D), B (V, r), u (N, r)
+				var spec ops.LoRASpec
+				if a, b, spec, e = loraOf(headName); e == nil {
+					u, e = ops.LoRADown(hn, a, spec)
+				}
+				if e == nil {
+					headOut, lp, e = ops.FrozenHeadLoRALogProbs(hn, f, ops.HeadLoRA{U: u, B: b, Scale: spec.Scale}, targets, weights, chunk)
+				}
+			} else if e == nil {
 				headOut, lp, e = ops.FrozenHeadLogProbs(hn, f, targets, weights, chunk)
 			}
 			if e == nil && env != nil {

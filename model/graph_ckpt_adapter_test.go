@@ -60,6 +60,7 @@ func TestCheckpointWithAdapters(t *testing.T) {
 	}{
 		{"llama lora tied", tinyOpts{layers: 3}, allLinear, []string{LayerKey(0, "input_layernorm.weight"), FinalNormKey}, false},
 		{"llama lora frozen mixed-format base", tinyOpts{layers: 3, untied: true}, []string{"q_proj", "v_proj", "down_proj"}, nil, true},
+		{"llama lora on a frozen lm_head", tinyOpts{layers: 3, untied: true}, []string{"v_proj", "lm_head"}, nil, true},
 		{"mixtral lora experts", tinyOpts{moe: true, untied: true}, allLinear, nil, true},
 		{"qwen3moe dense and moe layers", tinyOpts{family: "qwen3moe", layers: 3}, nil, nil, false},
 		{"qwen3moe lora", tinyOpts{family: "qwen3moe", layers: 3}, allLinear, nil, true},

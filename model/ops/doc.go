@@ -27,7 +27,8 @@
 //
 // Two ops exist to hold less: HeadLogProbs is the LM head and the token log-probs in one op that
 // never holds the (N, V) logits or their gradient (it recomputes them a chunk of rows at a time in
-// its backward pass), and Checkpoint runs a segment (a decoder layer) on private sub-graphs shared
+// its backward pass; FrozenHeadLogProbs and FrozenHeadLoRALogProbs do the same for a frozen head,
+// the latter with a LoRA term Scale·u·Bᵀ added chunk by chunk), and Checkpoint runs a segment (a decoder layer) on private sub-graphs shared
 // by every layer, so that the graph keeps each layer's input and output rather than every
 // activation (gradient checkpointing).
 package ops

@@ -38,14 +38,48 @@ func HeadLogProbs(h, w, targets, weights *G.Node, chunk int) (*G.Node, *LogProbs
 // head or tied embedding, a quantized base): the same outputs, side outputs and chunks, the
 // logits computed by w's own product (dequantizing tiles on the fly); its backward gives dh only.
 func FrozenHeadLogProbs(h *G.Node, w Frozen, targets, weights *G.Node, chunk int) (*G.Node, *LogProbs, error) {
+	return frozenHead("ops.FrozenHeadLogProbs", h, w, nil, targets, weights, chunk)
+}
+
+// HeadLoRA is a LoRA adapter on a frozen head (lm_head among lora_target_modules): the head's
+// logits h·Wᵀ gain Scale·u·Bᵀ, PEFT's lora.Linear, for the adapter's down-projection
+// u = dropout(h)·Aᵀ (N, r), which the graph computes (LoRADown) and differentiates into dA and dh,
+// and its up-projection B (V, r).
+type HeadLoRA struct {
+	U, B  *G.Node
+	Scale float64
+}
+
+// FrozenHeadLoRALogProbs is FrozenHeadLogProbs for a LoRA-adapted frozen head: each chunk's logits
+// are h_c·Wᵀ + Scale·u_c·Bᵀ (chunk, V), so neither the (N, V) logits nor the LoRA term's (N, V)
+// product or gradient is ever held. Its backward recomputes each chunk's dlogits as
+// FrozenHeadLogProbs does and returns dh = dlogits·W, du = Scale·dlogits·B (N, r) and
+// dB = Scale·dlogitsᵀ·u (V, r); ignored rows get dh = du = 0.
+func FrozenHeadLoRALogProbs(h *G.Node, w Frozen, lora HeadLoRA, targets, weights *G.Node, chunk int) (*G.Node, *LogProbs, error) {
+	if lora.U == nil || lora.B == nil {
+		return nil, nil, fmt.Errorf("ops.FrozenHeadLoRALogProbs: nil u or B")
+	}
+	if math.IsNaN(lora.Scale) || math.IsInf(lora.Scale, 0) {
+		return nil, nil, fmt.Errorf("ops.FrozenHeadLoRALogProbs: scale %g is not finite", lora.Scale)
+	}
+	return frozenHead("ops.FrozenHeadLoRALogProbs", h, w, &lora, targets, weights, chunk)
+}
+
+// frozenHead builds the frozen-head op, with a LoRA term when lora is not nil.
+func frozenHead(name string, h *G.Node, w Frozen, lora *HeadLoRA, targets, weights *G.Node, chunk int) (*G.Node, *LogProbs, error) {
 	if chunk < 1 {
-		return nil, nil, fmt.Errorf("ops.FrozenHeadLogProbs: chunk of %d rows, want at least 1", chunk)
+		return nil, nil, fmt.Errorf("%s: chunk of %d rows, want at least 1", name, chunk)
 	}
 	if w == nil {
-		return nil, nil, fmt.Errorf("ops.FrozenHeadLogProbs: nil weight")
+		return nil, nil, fmt.Errorf("%s: nil weight", name)
 	}
-	op := &headLogProbsOp{base: base{name: "ops.FrozenHeadLogProbs"}, chunk: chunk, frozen: &frozenState{w: w}, saveBytes: headSaveBytes}
-	n, err := G.ApplyOp(op, h, targets, weights)
+	op := &headLogProbsOp{base: base{name: name}, chunk: chunk, frozen: &frozenState{w: w}, saveBytes: headSaveBytes}
+	ins := G.Nodes{h, targets, weights}
+	if lora != nil {
+		op.lora, op.loraScale = true, lora.Scale
+		ins = G.Nodes{h, lora.U, lora.B, targets, weights}
+	}
+	n, err := G.ApplyOp(op, ins...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -57,12 +91,15 @@ type headLogProbsOp struct {
 	chunk int
 	keep  bool
 	// frozen is the head weight when it is not a graph input (FrozenHeadLogProbs); the op's inputs
-	// are then h, targets and weights.
-	frozen *frozenState
+	// are then h, targets and weights, or h, u, B, targets and weights with a LoRA term (lora on,
+	// FrozenHeadLoRALogProbs), whose logits gain loraScale·u·Bᵀ.
+	frozen    *frozenState
+	lora      bool
+	loraScale float64
 	// out is the output (N); kept the logits (N, V) when keep is on; logits one chunk's logits
-	// (chunk, V), shared with the backward op (which runs after this op); hc one chunk's gathered
-	// hidden rows (chunk, D), also shared.
-	out, kept, logits, hc buf
+	// (chunk, V), shared with the backward op (which runs after this op); hc and uc one chunk's
+	// gathered hidden rows (chunk, D) and LoRA rows (chunk, r), also shared.
+	out, kept, logits, hc, uc buf
 	// saved holds, when the last forward run's counted rows fit in headSaveBytes, each counted
 	// row's exp(logit − max) (counted, V), which the backward pass then reads instead of
 	// recomputing the logits and their exponentials; savedRun says the last run filled it.
@@ -85,29 +122,34 @@ func (op *headLogProbsOp) keptLogits() *tensor.Dense {
 	return op.kept.t
 }
 
-func (op *headLogProbsOp) Arity() int {
-	if op.frozen != nil {
-		return 3
+// inTypes are the op's input types by position (see headArgsOf).
+func (op *headLogProbsOp) inTypes() []hm.Type {
+	switch {
+	case op.frozen == nil:
+		return []hm.Type{floatT(2), floatT(2), intT(1), floatT(1)}
+	case op.lora:
+		return []hm.Type{floatT(2), floatT(2), floatT(2), intT(1), floatT(1)}
 	}
-	return 4
+	return []hm.Type{floatT(2), intT(1), floatT(1)}
 }
 
-func (op *headLogProbsOp) Type() hm.Type {
-	if op.frozen != nil {
-		return fnType(floatT(2), intT(1), floatT(1), floatT(1))
-	}
-	return fnType(floatT(2), floatT(2), intT(1), floatT(1), floatT(1))
-}
+func (op *headLogProbsOp) Arity() int { return len(op.inTypes()) }
 
-// headArgs are a head op's inputs by role: W is nil for a frozen head.
-type headArgs struct{ h, w, targets, weights G.Value }
+func (op *headLogProbsOp) Type() hm.Type { return fnType(append(op.inTypes(), floatT(1))...) }
 
-// args splits the op's first inputs (the backward op passes more after them) by role.
-func (op *headLogProbsOp) args(vs []G.Value) headArgs {
-	if op.frozen != nil {
-		return headArgs{h: vs[0], targets: vs[1], weights: vs[2]}
+// headArgs are a head op's inputs by role: W is nil for a frozen head, u and B for a head without
+// a LoRA term.
+type headArgs[V any] struct{ h, w, u, b, targets, weights V }
+
+// headArgsOf splits the op's first inputs (the backward op passes more after them) by role.
+func headArgsOf[V any](op *headLogProbsOp, vs []V) headArgs[V] {
+	switch {
+	case op.frozen == nil:
+		return headArgs[V]{h: vs[0], w: vs[1], targets: vs[2], weights: vs[3]}
+	case op.lora:
+		return headArgs[V]{h: vs[0], u: vs[1], b: vs[2], targets: vs[3], weights: vs[4]}
 	}
-	return headArgs{h: vs[0], w: vs[1], targets: vs[2], weights: vs[3]}
+	return headArgs[V]{h: vs[0], targets: vs[1], weights: vs[2]}
 }
 
 // wShape is the head weight's shape (V, D).
@@ -124,40 +166,76 @@ func (op *headLogProbsOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 	if err != nil {
 		return nil, err
 	}
-	if op.frozen != nil {
-		sh = []tensor.Shape{sh[0], nil, sh[1], sh[2]}
-	}
-	if err := op.checkShapes(sh[0], op.wShape(sh[1]), sh[2], sh[3]); err != nil {
+	a := headArgsOf(op, sh)
+	if err := op.checkShapes(a); err != nil {
 		return nil, err
 	}
-	return tensor.Shape{sh[0][0]}, nil
+	return tensor.Shape{a.h[0]}, nil
 }
 
-func (op *headLogProbsOp) checkShapes(h, w, t, wt tensor.Shape) error {
+// checkShapes checks h (N, D), W (V, D) (a frozen head's own), targets (N), weights (N) and, with
+// a LoRA term, u (N, r) and B (V, r).
+func (op *headLogProbsOp) checkShapes(a headArgs[tensor.Shape]) error {
+	h, w, t, wt := a.h, op.wShape(a.w), a.targets, a.weights
 	if len(h) != 2 || len(w) != 2 || h[1] != w[1] || !t.Eq(tensor.Shape{h[0]}) || !wt.Eq(tensor.Shape{h[0]}) {
 		return op.errorf("h %v, W %v, targets %v, weights %v: want (N, D), (V, D), (N), (N)", h, w, t, wt)
+	}
+	if op.lora {
+		u, b := a.u, a.b
+		if len(u) != 2 || len(b) != 2 || u[0] != h[0] || b[0] != w[0] || u[1] != b[1] {
+			return op.errorf("h %v, W %v, u %v, B %v: want (N, D), (V, D), (N, r), (V, r)", h, w, u, b)
+		}
 	}
 	return nil
 }
 
+// valueShapes are the shapes of a run's input values by role.
+func valueShapes(a headArgs[G.Value]) headArgs[tensor.Shape] {
+	s := func(v G.Value) tensor.Shape {
+		if v == nil {
+			return nil
+		}
+		return v.Shape()
+	}
+	return headArgs[tensor.Shape]{h: s(a.h), w: s(a.w), u: s(a.u), b: s(a.b), targets: s(a.targets), weights: s(a.weights)}
+}
+
+// floatArgs checks that the float inputs share one float dtype and returns it.
+func floatArgs(a headArgs[G.Value], more ...G.Value) (tensor.Dtype, error) {
+	vs := []G.Value{a.h, a.weights}
+	for _, v := range []G.Value{a.w, a.u, a.b} {
+		if v != nil {
+			vs = append(vs, v)
+		}
+	}
+	return checkFloat(append(vs, more...)...)
+}
+
+// headData is a run's float inputs as T slices: w nil for a frozen head, u and b nil without a
+// LoRA term.
+type headData[T Float] struct{ h, w, u, b []T }
+
+func dataOf[T Float](a headArgs[G.Value]) headData[T] {
+	f := func(v G.Value) []T {
+		if v == nil {
+			return nil
+		}
+		return floats[T](v)
+	}
+	return headData[T]{h: f(a.h), w: f(a.w), u: f(a.u), b: f(a.b)}
+}
+
 func (op *headLogProbsOp) Do(vs ...G.Value) (G.Value, error) {
-	a := op.args(vs)
-	dt, err := checkFloat(a.h, a.weights)
+	a := headArgsOf(op, vs)
+	dt, err := floatArgs(a)
 	if err != nil {
 		return nil, op.errorf("%v", err)
-	}
-	var wShape tensor.Shape
-	if a.w != nil {
-		if _, err := checkFloat(a.h, a.w); err != nil {
-			return nil, op.errorf("%v", err)
-		}
-		wShape = a.w.Shape()
 	}
 	targets, err := int32s(a.targets)
 	if err != nil {
 		return nil, op.errorf("%v", err)
 	}
-	if err := op.checkShapes(a.h.Shape(), op.wShape(wShape), a.targets.Shape(), a.weights.Shape()); err != nil {
+	if err := op.checkShapes(valueShapes(a)); err != nil {
 		return nil, err
 	}
 	if op.frozen != nil && unbound(op.frozen.w) {
@@ -174,9 +252,9 @@ func (op *headLogProbsOp) Do(vs ...G.Value) (G.Value, error) {
 	}
 	out := op.out.get(dt, n)
 	if dt == tensor.Float32 {
-		err = headFwd(op, dt, floats[float32](out), floats[float32](a.h), headW[float32](a.w), targets, floats[float32](a.weights))
+		err = headFwd(op, dt, floats[float32](out), dataOf[float32](a), targets, floats[float32](a.weights))
 	} else {
-		err = headFwd(op, dt, floats[float64](out), floats[float64](a.h), headW[float64](a.w), targets, floats[float64](a.weights))
+		err = headFwd(op, dt, floats[float64](out), dataOf[float64](a), targets, floats[float64](a.weights))
 	}
 	if err != nil {
 		return nil, err
@@ -184,27 +262,25 @@ func (op *headLogProbsOp) Do(vs ...G.Value) (G.Value, error) {
 	return out, nil
 }
 
-// headW is a graph head weight's data, nil for a frozen head.
-func headW[T Float](w G.Value) []T {
-	if w == nil {
-		return nil
-	}
-	return floats[T](w)
-}
-
-// vocab is V for the op's head weight w (nil when frozen) and hidden width d.
-func (op *headLogProbsOp) vocab(wLen, d int) int {
+// dims are the run's sizes: N rows, D hidden, V vocabulary, r the LoRA rank (0 without).
+func (op *headLogProbsOp) dims(hLen, wLen, uLen int) (n, d, v, r int) {
+	n = len(op.all)
+	d = hLen / n
 	if op.frozen != nil {
-		v, _ := op.frozen.w.Shape()
-		return v
+		v, _ = op.frozen.w.Shape()
+	} else {
+		v = wLen / d
 	}
-	return wLen / d
+	if op.lora {
+		r = uLen / n
+	}
+	return n, d, v, r
 }
 
-// logitsOf is logits (m, V) = hc (m, D)·Wᵀ.
-func logitsOf[T Float](op *headLogProbsOp, w []T, m, v, d int, hc, logits []T) {
+// logitsOf is logits (m, V) = hc (m, D)·Wᵀ, plus loraScale·uc (m, r)·Bᵀ with a LoRA term.
+func logitsOf[T Float](op *headLogProbsOp, x headData[T], m, v, d, r int, hc, uc, logits []T) {
 	if op.frozen == nil {
-		matmul(false, true, m, v, d, 1, hc, d, w, d, 0, logits, v)
+		matmul(false, true, m, v, d, 1, hc, d, x.w, d, 0, logits, v)
 		return
 	}
 	switch l := any(logits).(type) {
@@ -212,6 +288,9 @@ func logitsOf[T Float](op *headLogProbsOp, w []T, m, v, d int, hc, logits []T) {
 		op.frozen.w.MulT(l, any(hc).([]float32), m)
 	case []float64:
 		op.frozen.mulT64(l, any(hc).([]float64), m)
+	}
+	if op.lora && r > 0 {
+		matmul(false, true, m, v, r, T(op.loraScale), uc, r, x.b, r, 1, logits, v)
 	}
 }
 
@@ -237,9 +316,9 @@ func dhOf[T Float](op *headLogProbsOp, w []T, m, v, d int, dl, dh []T) {
 const headSaveBytes = 64 << 20
 
 // headFwd fills out and the per-row side values; rows that are not counted get 0 everywhere.
-func headFwd[T Float](op *headLogProbsOp, dt tensor.Dtype, out, h, w []T, targets []int32, wt []T) error {
+func headFwd[T Float](op *headLogProbsOp, dt tensor.Dtype, out []T, x headData[T], targets []int32, wt []T) error {
 	n := len(targets)
-	v := op.vocab(len(w), len(h)/n)
+	_, _, v, _ := op.dims(len(x.h), len(x.w), len(x.u))
 	op.counted = op.counted[:0]
 	for i, t := range targets {
 		out[i], op.correct[i], op.logitSum[i], op.rowMax[i], op.scale[i] = 0, 0, 0, 0, 0
@@ -264,7 +343,7 @@ func headFwd[T Float](op *headLogProbsOp, dt tensor.Dtype, out, h, w []T, target
 		into, op.savedRun = denseData[T](op.saved.get(dt, capRows, v))[:len(rows)*v], true
 	}
 	save := op.savedRun
-	headChunks(op, dt, h, w, rows, into, true, func(rs []int, _, logits []T) {
+	headChunks(op, dt, x, rows, into, true, func(rs []int, _, _, logits []T) {
 		parallelRange(len(rs), max(1, 16384/v), func(lo, hi int) {
 			for j := lo; j < hi; j++ {
 				i := rs[j]
@@ -300,26 +379,49 @@ func headFwd[T Float](op *headLogProbsOp, dt tensor.Dtype, out, h, w []T, target
 	return nil
 }
 
+// chunkRows returns rows rs of x (N rows of width k) as one (len(rs), k) slice: x's own rows when
+// rs are consecutive, else scratch from b (capRows, k), holding copies of the rows when fill is on
+// (an input) or left as it is (an output, which unchunkRows then copies back).
+func chunkRows[T Float](b *buf, dt tensor.Dtype, x []T, rs []int, k, capRows int, fill bool) []T {
+	m := len(rs)
+	if rs[m-1]-rs[0] == m-1 {
+		return x[rs[0]*k : (rs[0]+m)*k]
+	}
+	xc := denseData[T](b.get(dt, capRows, k))[:m*k]
+	if fill {
+		for j, i := range rs {
+			copy(xc[j*k:(j+1)*k], x[i*k:(i+1)*k])
+		}
+	}
+	return xc
+}
+
+// unchunkRows copies row j of xc (len(rs), k) to row rs[j] of x, unless chunkRows handed out x's
+// own rows (consecutive rs).
+func unchunkRows[T Float](x, xc []T, rs []int, k int) {
+	if m := len(rs); rs[m-1]-rs[0] == m-1 {
+		return
+	}
+	for j, i := range rs {
+		copy(x[i*k:(i+1)*k], xc[j*k:(j+1)*k])
+	}
+}
+
 // headChunks computes the logits of rows (indices into h's N rows) op.chunk rows at a time and
-// hands each chunk to fn with its rows, their hidden states (len(rs), D) and logits (len(rs), V).
-// With into (len(rows), V) not nil, chunk k's logits are rows k·chunk.. of into (so into is the
-// kept (N, V) when rows are 0..N-1); compute false skips the product and hands fn what into holds.
-func headChunks[T Float](op *headLogProbsOp, dt tensor.Dtype, h, w []T, rows []int, into []T, compute bool, fn func(rs []int, hc, logits []T)) {
-	n := len(op.all)
-	d := len(h) / n
-	v := op.vocab(len(w), d)
+// hands each chunk to fn with its rows, their hidden states (len(rs), D), LoRA rows (len(rs), r)
+// (nil without a LoRA term) and logits (len(rs), V). With into (len(rows), V) not nil, chunk k's
+// logits are rows k·chunk.. of into (so into is the kept (N, V) when rows are 0..N-1); compute
+// false skips the product and hands fn what into holds.
+func headChunks[T Float](op *headLogProbsOp, dt tensor.Dtype, x headData[T], rows []int, into []T, compute bool, fn func(rs []int, hc, uc, logits []T)) {
+	n, d, v, r := op.dims(len(x.h), len(x.w), len(x.u))
 	c := min(op.chunk, n)
 	for r0 := 0; r0 < len(rows); r0 += c {
 		rs := rows[r0:min(r0+c, len(rows))]
 		m := len(rs)
-		var hc []T
-		if rs[m-1]-rs[0] == m-1 { // consecutive rows: read h in place
-			hc = h[rs[0]*d : (rs[0]+m)*d]
-		} else {
-			hc = denseData[T](op.hc.get(dt, c, d))[:m*d]
-			for j, i := range rs {
-				copy(hc[j*d:(j+1)*d], h[i*d:(i+1)*d])
-			}
+		hc := chunkRows(&op.hc, dt, x.h, rs, d, c, true)
+		var uc []T
+		if r > 0 {
+			uc = chunkRows(&op.uc, dt, x.u, rs, r, c, true)
 		}
 		var logits []T
 		if into != nil {
@@ -328,17 +430,20 @@ func headChunks[T Float](op *headLogProbsOp, dt tensor.Dtype, h, w []T, rows []i
 			logits = denseData[T](op.logits.get(dt, c, v))[:m*v]
 		}
 		if compute {
-			logitsOf(op, w, m, v, d, hc, logits)
+			logitsOf(op, x, m, v, d, r, hc, uc, logits)
 		}
-		fn(rs, hc, logits)
+		fn(rs, hc, uc, logits)
 	}
 }
 
 func (op *headLogProbsOp) DiffWRT(int) []bool {
-	if op.frozen != nil {
-		return []bool{true, false, false}
+	switch {
+	case op.frozen == nil:
+		return []bool{true, true, false, false}
+	case op.lora:
+		return []bool{true, true, true, false, false}
 	}
-	return []bool{true, true, false, false}
+	return []bool{true, false, false}
 }
 
 func (op *headLogProbsOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
@@ -347,32 +452,44 @@ func (op *headLogProbsOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes
 	if err != nil {
 		return nil, err
 	}
-	if op.frozen != nil {
-		return G.Nodes{dh, nil, nil}, nil
+	part := func(suffix string, in *G.Node, b *buf) (*G.Node, error) {
+		return newPart(op.name+suffix, dh, in.Shape(), func() *tensor.Dense { return b.t })
 	}
-	dw, err := newPart("ops.HeadLogProbsDW", dh, inputs[1].Shape(), func() *tensor.Dense { return bw.dw.t })
-	if err != nil {
-		return nil, err
+	switch {
+	case op.frozen == nil:
+		dw, err := part("DW", inputs[1], &bw.dw)
+		if err != nil {
+			return nil, err
+		}
+		return G.Nodes{dh, dw, nil, nil}, nil
+	case op.lora:
+		du, err := part("DU", inputs[1], &bw.du)
+		if err != nil {
+			return nil, err
+		}
+		db, err := part("DB", inputs[2], &bw.db)
+		if err != nil {
+			return nil, err
+		}
+		return G.Nodes{dh, du, db, nil, nil}, nil
 	}
-	return G.Nodes{dh, dw, nil, nil}, nil
+	return G.Nodes{dh, nil, nil}, nil
 }
 
-// headLogProbsGradOp takes the forward op's inputs (h, W unless frozen, targets, weights), its
-// output (which orders it after the forward op, whose row statistics it reads) and the upstream
-// gradient (N); it returns dh (N, D) and keeps dW (V, D) for a part op (not for a frozen head).
+// headLogProbsGradOp takes the forward op's inputs, its output (which orders it after the forward
+// op, whose row statistics it reads) and the upstream gradient (N); it returns dh (N, D) and keeps
+// dW (V, D) (a trainable head), or du (N, r) and dB (V, r) (a LoRA term) for part ops.
 type headLogProbsGradOp struct {
 	base
-	fwd     *headLogProbsOp
-	dh, dw  buf
-	dhChunk buf // one chunk's dh rows (chunk, D) when the rows are not consecutive
+	fwd            *headLogProbsOp
+	dh, dw, du, db buf
+	dhChunk        buf // one chunk's dh rows (chunk, D) when the rows are not consecutive
+	duChunk        buf // one chunk's du rows (chunk, r), likewise
 }
 
 func (op *headLogProbsGradOp) Arity() int { return op.fwd.Arity() + 2 }
 func (op *headLogProbsGradOp) Type() hm.Type {
-	if op.fwd.frozen != nil {
-		return fnType(floatT(2), intT(1), floatT(1), floatT(1), floatT(1), floatT(2))
-	}
-	return fnType(floatT(2), floatT(2), intT(1), floatT(1), floatT(1), floatT(1), floatT(2))
+	return fnType(append(op.fwd.inTypes(), floatT(1), floatT(1), floatT(2))...)
 }
 func (op *headLogProbsGradOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 	s, err := shapeOf(ds[0])
@@ -383,9 +500,9 @@ func (op *headLogProbsGradOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error)
 }
 
 func (op *headLogProbsGradOp) Do(vs ...G.Value) (G.Value, error) {
-	a := op.fwd.args(vs)
+	a := headArgsOf(op.fwd, vs)
 	g := vs[len(vs)-1]
-	dt, err := checkFloat(a.h, a.weights, g)
+	dt, err := floatArgs(a, g)
 	if err != nil {
 		return nil, op.errorf("%v", err)
 	}
@@ -398,33 +515,40 @@ func (op *headLogProbsGradOp) Do(vs ...G.Value) (G.Value, error) {
 		return nil, op.errorf("the forward op has not run on these %d rows", n)
 	}
 	dh := op.dh.get(dt, n, d)
-	var dw G.Value // stays a nil interface for a frozen head
+	// Gradients the head has no input for stay nil interfaces.
+	var dw, du, db G.Value
 	if a.w != nil {
 		dw = op.dw.get(dt, a.w.Shape()[0], d)
 	}
+	if a.u != nil {
+		du, db = op.du.get(dt, a.u.Shape()...), op.db.get(dt, a.b.Shape()...)
+	}
 	if dt == tensor.Float32 {
-		headBwd(op, dt, floats[float32](dh), headW[float32](dw), floats[float32](a.h), headW[float32](a.w), targets, floats[float32](a.weights), floats[float32](g))
+		headBwd(op, dt, floats[float32](dh), dataOf[float32](headArgs[G.Value]{w: dw, u: du, b: db}), dataOf[float32](a), targets, floats[float32](a.weights), floats[float32](g))
 	} else {
-		headBwd(op, dt, floats[float64](dh), headW[float64](dw), floats[float64](a.h), headW[float64](a.w), targets, floats[float64](a.weights), floats[float64](g))
+		headBwd(op, dt, floats[float64](dh), dataOf[float64](headArgs[G.Value]{w: dw, u: du, b: db}), dataOf[float64](a), targets, floats[float64](a.weights), floats[float64](g))
 	}
 	return dh, nil
 }
 
 // headBwd recomputes each chunk of counted rows' logits, turns them into
 // dlogits = c·(onehot − exp(logit − max)·scale) with c = weight·upstream (as TokenLogProbs'
-// backward) and accumulates dh and, unless the head is frozen (dw nil), dW from them. Rows that are
-// not counted get dh = 0.
-func headBwd[T Float](op *headLogProbsGradOp, dt tensor.Dtype, dh, dw, h, w []T, targets []int32, wt, g []T) {
+// backward) and accumulates dh and, for a trainable head, dW, or, with a LoRA term, du and dB from
+// them (grads' w, u and b; nil where the head has no such input). Rows that are not counted get
+// dh = du = 0.
+func headBwd[T Float](op *headLogProbsGradOp, dt tensor.Dtype, dh []T, grads, x headData[T], targets []int32, wt, g []T) {
 	f := op.fwd
-	d := len(h) / len(targets)
-	v := f.vocab(len(w), d)
+	n, d, v, r := f.dims(len(x.h), len(x.w), len(x.u))
 	clear(dh)
+	clear(grads.u)
 	first := true
 	var saved []T
 	if f.savedRun {
 		saved = denseData[T](f.saved.t)
 	}
-	headChunks(f, dt, h, w, f.counted, saved, saved == nil, func(rs []int, hc, dl []T) {
+	capRows := min(f.chunk, n)
+	s := T(f.loraScale)
+	headChunks(f, dt, x, f.counted, saved, saved == nil, func(rs []int, hc, uc, dl []T) {
 		parallelRange(len(rs), max(1, 16384/v), func(lo, hi int) {
 			for j := lo; j < hi; j++ {
 				i := rs[j]
@@ -445,25 +569,25 @@ func headBwd[T Float](op *headLogProbsGradOp, dt tensor.Dtype, dh, dw, h, w []T,
 			}
 		})
 		m := len(rs)
-		if rs[m-1]-rs[0] == m-1 {
-			dhOf(f, w, m, v, d, dl, dh[rs[0]*d:(rs[0]+m)*d])
-		} else {
-			dhc := denseData[T](op.dhChunk.get(dt, min(f.chunk, len(f.all)), d))[:m*d]
-			dhOf(f, w, m, v, d, dl, dhc)
-			for j, i := range rs {
-				copy(dh[i*d:(i+1)*d], dhc[j*d:(j+1)*d])
-			}
-		}
-		if dw == nil {
-			return
-		}
+		dhc := chunkRows(&op.dhChunk, dt, dh, rs, d, capRows, false)
+		dhOf(f, x.w, m, v, d, dl, dhc)
+		unchunkRows(dh, dhc, rs, d)
 		beta := T(1)
 		if first {
 			beta, first = 0, false
 		}
-		matmul(true, false, v, d, m, 1, dl, v, hc, d, beta, dw, d)
+		if grads.w != nil {
+			matmul(true, false, v, d, m, 1, dl, v, hc, d, beta, grads.w, d)
+		}
+		if grads.u != nil {
+			duc := chunkRows(&op.duChunk, dt, grads.u, rs, r, capRows, false)
+			matmul(false, false, m, r, v, s, dl, v, x.b, r, 0, duc, r)
+			unchunkRows(grads.u, duc, rs, r)
+			matmul(true, false, v, r, m, s, dl, v, uc, r, beta, grads.b, r)
+		}
 	})
-	if first && dw != nil {
-		clear(dw) // no counted row
+	if first {
+		clear(grads.w) // no counted row
+		clear(grads.b)
 	}
 }

@@ -229,8 +229,10 @@ func TestHeadLogProbsRejectsBadInput(t *testing.T) {
 // TestHeadLogProbsHoldsNoLogits measures the Go heap that a differentiated graph holds after a run,
 // fused (chunks of 64 rows) against Linear + TokenLogProbs, for 1024 rows over a vocabulary of 8192:
 // the unfused pair keeps the (N, V) logits and their gradient (2·32 MiB), the fused op one chunk.
+// The LoRA-adapted frozen head (FrozenHeadLoRALogProbs, rank 4, gradients for h, u and B) holds no
+// more than the fused head.
 func TestHeadLogProbsHoldsNoLogits(t *testing.T) {
-	const n, d, v, chunk = 1024, 8, 8192, 64
+	const n, d, v, chunk, r = 1024, 8, 8192, 64, 4
 	rng := rand.New(rand.NewPCG(23, 1))
 	fill := func(k int) []float32 {
 		x := make([]float32, k)
@@ -239,33 +241,49 @@ func TestHeadLogProbsHoldsNoLogits(t *testing.T) {
 		}
 		return x
 	}
-	hv, wv := fill(n*d), fill(v*d)
+	hv, wv, uv, bv := fill(n*d), fill(v*d), fill(n*r), fill(v*r)
 	targets, weights := make([]int32, n), make([]float32, n)
 	for i := range targets {
 		targets[i], weights[i] = int32(i*31%v), 1
 	}
 	heap := func() uint64 {
 		runtime.GC()
+		runtime.GC() // what a finalizer kept alive through the first cycle (the previous graph's)
 		var m runtime.MemStats
 		runtime.ReadMemStats(&m)
 		return m.HeapAlloc
 	}
-	held := func(fused, save bool) uint64 {
+	dense, err := NewDenseFrozen(wv, v, d) // aliases wv: held before and after
+	if err != nil {
+		t.Fatal(err)
+	}
+	type kind int
+	const (
+		unfusedKind kind = iota
+		fusedKind
+		loraKind
+	)
+	held := func(k kind, save bool) uint64 {
 		before := heap()
 		g := G.NewGraph()
-		h := G.NewMatrix(g, G.Float32, G.WithShape(n, d), G.WithName("h"), G.WithValue(tensor.New(tensor.WithShape(n, d), tensor.WithBacking(hv))))
-		w := G.NewMatrix(g, G.Float32, G.WithShape(v, d), G.WithName("w"), G.WithValue(tensor.New(tensor.WithShape(v, d), tensor.WithBacking(wv))))
+		mat := func(name string, rows, cols int, vals []float32) *G.Node {
+			return G.NewMatrix(g, G.Float32, G.WithShape(rows, cols), G.WithName(name), G.WithValue(tensor.New(tensor.WithShape(rows, cols), tensor.WithBacking(vals))))
+		}
+		h, w := mat("h", n, d, hv), mat("w", v, d, wv)
+		u, b := mat("u", n, r, uv), mat("b", v, r, bv)
 		tg := G.NewVector(g, G.Int32, G.WithShape(n), G.WithName("t"), G.WithValue(tensor.New(tensor.WithShape(n), tensor.WithBacking(targets))))
 		wt := G.NewVector(g, G.Float32, G.WithShape(n), G.WithName("wt"), G.WithValue(tensor.New(tensor.WithShape(n), tensor.WithBacking(weights))))
 		var out *G.Node
+		var lp *LogProbs
 		var err error
-		if fused {
-			var lp *LogProbs
+		wrt := G.Nodes{h, w}
+		switch k {
+		case fusedKind:
 			out, lp, err = HeadLogProbs(h, w, tg, wt, chunk)
-			if err == nil {
-				noSave(lp, !save)
-			}
-		} else {
+		case loraKind:
+			out, lp, err = FrozenHeadLoRALogProbs(h, dense, HeadLoRA{U: u, B: b, Scale: 2}, tg, wt, chunk)
+			wrt = G.Nodes{h, u, b}
+		default:
 			var logits *G.Node
 			if logits, err = Linear(h, w); err == nil {
 				out, _, err = TokenLogProbs(logits, tg, wt)
@@ -274,7 +292,10 @@ func TestHeadLogProbsHoldsNoLogits(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := G.Grad(G.Must(G.Sum(out)), h, w); err != nil {
+		if lp != nil {
+			noSave(lp, !save)
+		}
+		if _, err := G.Grad(G.Must(G.Sum(out)), wrt...); err != nil {
 			t.Fatal(err)
 		}
 		m := G.NewTapeMachine(g)
@@ -285,8 +306,10 @@ func TestHeadLogProbsHoldsNoLogits(t *testing.T) {
 		runtime.KeepAlive(m)
 		return after - before
 	}
-	fused, saving, unfused := held(true, false), held(true, true), held(false, false)
-	t.Logf("graph heap: fused %.1f MiB, fused saving its exponentials %.1f MiB, Linear+TokenLogProbs %.1f MiB", float64(fused)/(1<<20), float64(saving)/(1<<20), float64(unfused)/(1<<20))
+	fused, saving, unfused := held(fusedKind, false), held(fusedKind, true), held(unfusedKind, false)
+	lora, loraSaving := held(loraKind, false), held(loraKind, true)
+	t.Logf("graph heap: fused %.1f MiB, fused saving its exponentials %.1f MiB, Linear+TokenLogProbs %.1f MiB, LoRA head %.1f MiB (%.1f MiB saving)",
+		float64(fused)/(1<<20), float64(saving)/(1<<20), float64(unfused)/(1<<20), float64(lora)/(1<<20), float64(loraSaving)/(1<<20))
 	// The unfused pair's heap shows at least one whole logits matrix (it holds two), the fused op's
 	// less than an eighth of one (a 64-row chunk is 1/16). Under headSaveBytes the fused op keeps
 	// the exponentials instead of recomputing them: one matrix, not two.
@@ -296,6 +319,10 @@ func TestHeadLogProbsHoldsNoLogits(t *testing.T) {
 	}
 	if unfused < logits*3/4 || fused > logits/8 || saving < logits*3/4 || saving > logits*5/4 {
 		t.Fatalf("fused graph holds %d bytes (%d saving), unfused %d; one (N, V) logits matrix is %d", fused, saving, unfused, logits)
+	}
+	// The LoRA head adds dB (V, r) and du (N, r): 144 KiB here.
+	if lora > logits/8 || loraSaving > logits*5/4 {
+		t.Fatalf("LoRA head graph holds %d bytes (%d saving); one (N, V) logits matrix is %d", lora, loraSaving, logits)
 	}
 }
 

@@ -31,11 +31,11 @@ func (l *LogProbs) LogitSums() []float64 { _, s := l.op.sides(); return s }
 // for TokenLogProbs, one copy per run.
 func (l *LogProbs) KeepLogits(on bool) { l.op.setKeep(on) }
 
-// SaveBytes sets how much memory the fused head (HeadLogProbs, FrozenHeadLogProbs) may spend on
-// keeping each counted row's exponentials from the forward pass, so that the backward pass reads
-// them instead of recomputing the logits (one head product less): it keeps them when the counted
-// rows' (counted, V) values fit in n bytes (64 MiB unless set). TokenLogProbs holds its logits
-// anyway and ignores it.
+// SaveBytes sets how much memory the fused head (HeadLogProbs, FrozenHeadLogProbs,
+// FrozenHeadLoRALogProbs) may spend on keeping each counted row's exponentials from the forward
+// pass, so that the backward pass reads them instead of recomputing the logits (one head product
+// less): it keeps them when the counted rows' (counted, V) values fit in n bytes (64 MiB unless
+// set). TokenLogProbs holds its logits anyway and ignores it.
 func (l *LogProbs) SaveBytes(n int) { l.op.setSaveBytes(n) }
 
 // Logits returns the logits of the last run made with KeepLogits on (float32 or float64 data of

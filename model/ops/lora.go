@@ -39,6 +39,20 @@ func LoRA(x, a, b *G.Node, spec LoRASpec) (*G.Node, error) {
 	return G.ApplyOp(&loraOp{base: base{name: "ops.LoRA"}, spec: spec}, x, a, b)
 }
 
+// LoRADown is the adapter's down-projection alone, with the same dropout as LoRA:
+//
+//	u (N, r) = dropout(x) (N, in) · Aᵀ (in, r)
+//
+// for an op that applies B itself (FrozenHeadLoRALogProbs: Scale·u·Bᵀ chunk by chunk, so that a
+// LoRA-adapted LM head never holds its (N, V) product). spec.Scale is not applied here. Its
+// backward gives dx and dA (through a part op).
+func LoRADown(x, a *G.Node, spec LoRASpec) (*G.Node, error) {
+	if !(spec.Dropout >= 0 && spec.Dropout < 1) {
+		return nil, fmt.Errorf("ops.LoRADown: dropout %g is outside [0, 1)", spec.Dropout)
+	}
+	return G.ApplyOp(&loraOp{base: base{name: "ops.LoRADown"}, spec: spec, down: true}, x, a)
+}
+
 // DropMask reports whether element j of a LoRA input survives dropout with probability p, for a
 // run's seed and a layer's key: a pure function, so a resumed run draws the same masks.
 func DropMask(seed, key uint64, j int, p float64) bool {
@@ -53,6 +67,8 @@ func DropMask(seed, key uint64, j int, p float64) bool {
 type loraOp struct {
 	base
 	spec LoRASpec
+	// down: LoRADown, whose inputs are x and A and whose output is t (N, r) itself.
+	down bool
 	out  buf
 	// From the last forward run: the dropped input xd (N, in) (only when Dropout > 0; else x itself
 	// is read), the mask as 0 or 1/(1−p) factors, and t = xd·Aᵀ (N, r).
@@ -60,14 +76,40 @@ type loraOp struct {
 	ran         bool
 }
 
-func (op *loraOp) Arity() int    { return 3 }
-func (op *loraOp) Type() hm.Type { return fnType(floatT(2), floatT(2), floatT(2), floatT(2)) }
+func (op *loraOp) Arity() int {
+	if op.down {
+		return 2
+	}
+	return 3
+}
 
+func (op *loraOp) Type() hm.Type {
+	if op.down {
+		return fnType(floatT(2), floatT(2), floatT(2))
+	}
+	return fnType(floatT(2), floatT(2), floatT(2), floatT(2))
+}
+
+// checkShapes checks x, A and (unless down) B; b is nil for LoRADown.
 func (op *loraOp) checkShapes(x, a, b tensor.Shape) error {
+	if op.down {
+		if len(x) != 2 || len(a) != 2 || a[1] != x[1] {
+			return op.errorf("x %v and A %v do not match (want (N, in), (r, in))", x, a)
+		}
+		return nil
+	}
 	if len(x) != 2 || len(a) != 2 || len(b) != 2 || a[1] != x[1] || b[1] != a[0] {
 		return op.errorf("x %v, A %v and B %v do not match (want (N, in), (r, in), (out, r))", x, a, b)
 	}
 	return nil
+}
+
+// shapeArgs are the x, A and B (nil for LoRADown) of shapes or values by position.
+func shapeArgs[V any](op *loraOp, vs []V) (x, a, b V) {
+	if !op.down {
+		b = vs[2]
+	}
+	return vs[0], vs[1], b
 }
 
 func (op *loraOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
@@ -75,10 +117,14 @@ func (op *loraOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := op.checkShapes(sh[0], sh[1], sh[2]); err != nil {
+	x, a, b := shapeArgs(op, sh)
+	if err := op.checkShapes(x, a, b); err != nil {
 		return nil, err
 	}
-	return tensor.Shape{sh[0][0], sh[2][0]}, nil
+	if op.down {
+		return tensor.Shape{x[0], a[0]}, nil
+	}
+	return tensor.Shape{x[0], b[0]}, nil
 }
 
 func (op *loraOp) Do(vs ...G.Value) (G.Value, error) {
@@ -86,11 +132,21 @@ func (op *loraOp) Do(vs ...G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, op.errorf("%v", err)
 	}
-	xs, as, bs := vs[0].Shape(), vs[1].Shape(), vs[2].Shape()
+	x, a, b := shapeArgs(op, vs)
+	var bs tensor.Shape
+	if b != nil {
+		bs = b.Shape()
+	}
+	xs, as := x.Shape(), a.Shape()
 	if err := op.checkShapes(xs, as, bs); err != nil {
 		return nil, err
 	}
-	y := op.out.get(dt, xs[0], bs[0])
+	var y *tensor.Dense
+	if op.down {
+		y = op.t.get(dt, xs[0], as[0]) // the output is t itself
+	} else {
+		y = op.out.get(dt, xs[0], bs[0])
+	}
 	if dt == tensor.Float32 {
 		loraFwd[float32](op, floats[float32](y), vs)
 	} else {
@@ -102,9 +158,9 @@ func (op *loraOp) Do(vs ...G.Value) (G.Value, error) {
 
 func loraFwd[T Float](op *loraOp, y []T, vs []G.Value) {
 	n, in := vs[0].Shape()[0], vs[0].Shape()[1]
-	r, out := vs[1].Shape()[0], vs[2].Shape()[0]
+	r := vs[1].Shape()[0]
 	dt := vs[0].Dtype()
-	x, a, b := floats[T](vs[0]), floats[T](vs[1]), floats[T](vs[2])
+	x, a := floats[T](vs[0]), floats[T](vs[1])
 	xd := x
 	if p := op.spec.Dropout; p > 0 {
 		var seed, key uint64
@@ -127,24 +183,35 @@ func loraFwd[T Float](op *loraOp, y []T, vs []G.Value) {
 		})
 		xd = dst
 	}
-	t := floats[T](op.t.get(dt, n, r))
+	t := floats[T](op.t.get(dt, n, r)) // y itself for LoRADown
 	matmul(false, true, n, r, in, 1, xd, in, a, in, 0, t, r)
-	matmul(false, true, n, out, r, T(op.spec.Scale), t, r, b, r, 0, y, out)
+	if !op.down {
+		out := vs[2].Shape()[0]
+		matmul(false, true, n, out, r, T(op.spec.Scale), t, r, floats[T](vs[2]), r, 0, y, out)
+	}
 }
 
-func (op *loraOp) DiffWRT(int) []bool { return []bool{true, true, true} }
+func (op *loraOp) DiffWRT(int) []bool {
+	if op.down {
+		return []bool{true, true}
+	}
+	return []bool{true, true, true}
+}
 
 func (op *loraOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
-	bw := &loraGradOp{base: base{name: "ops.LoRAGrad"}, fwd: op}
-	dx, err := G.ApplyOp(bw, inputs[0], inputs[1], inputs[2], grad)
+	bw := &loraGradOp{base: base{name: op.name + "Grad"}, fwd: op}
+	dx, err := G.ApplyOp(bw, append(append(G.Nodes{}, inputs...), grad)...)
 	if err != nil {
 		return nil, err
 	}
-	da, err := newPart("ops.LoRAGradA", dx, inputs[1].Shape(), func() *tensor.Dense { return bw.da.t })
+	da, err := newPart(op.name+"GradA", dx, inputs[1].Shape(), func() *tensor.Dense { return bw.da.t })
 	if err != nil {
 		return nil, err
 	}
-	db, err := newPart("ops.LoRAGradB", dx, inputs[2].Shape(), func() *tensor.Dense { return bw.db.t })
+	if op.down {
+		return G.Nodes{dx, da}, nil
+	}
+	db, err := newPart(op.name+"GradB", dx, inputs[2].Shape(), func() *tensor.Dense { return bw.db.t })
 	if err != nil {
 		return nil, err
 	}
@@ -155,6 +222,8 @@ func (op *loraOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error)
 //
 //	dt (N, r) = Scale·dy·B     dB (out, r) = Scale·dyᵀ·t     dA (r, in) = dtᵀ·xd
 //	dx (N, in) = mask ⊙ (dt·A)
+//
+// For LoRADown it takes x, A and dt (N, r) itself and keeps dA only.
 type loraGradOp struct {
 	base
 	fwd        *loraOp
@@ -162,8 +231,11 @@ type loraGradOp struct {
 	dt         buf
 }
 
-func (op *loraGradOp) Arity() int { return 4 }
+func (op *loraGradOp) Arity() int { return op.fwd.Arity() + 1 }
 func (op *loraGradOp) Type() hm.Type {
+	if op.fwd.down {
+		return fnType(floatT(2), floatT(2), floatT(2), floatT(2))
+	}
 	return fnType(floatT(2), floatT(2), floatT(2), floatT(2), floatT(2))
 }
 func (op *loraGradOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
@@ -182,14 +254,22 @@ func (op *loraGradOp) Do(vs ...G.Value) (G.Value, error) {
 	if !op.fwd.ran {
 		return nil, op.errorf("the forward LoRA op has not run")
 	}
-	xs, as, bs := vs[0].Shape(), vs[1].Shape(), vs[2].Shape()
-	if !vs[3].Shape().Eq(tensor.Shape{xs[0], bs[0]}) {
-		return nil, op.errorf("dy %v, want (%d, %d)", vs[3].Shape(), xs[0], bs[0])
+	xs, as := vs[0].Shape(), vs[1].Shape()
+	dy := vs[len(vs)-1]
+	if op.fwd.down {
+		if !dy.Shape().Eq(tensor.Shape{xs[0], as[0]}) {
+			return nil, op.errorf("du %v, want (%d, %d)", dy.Shape(), xs[0], as[0])
+		}
+	} else {
+		bs := vs[2].Shape()
+		if !dy.Shape().Eq(tensor.Shape{xs[0], bs[0]}) {
+			return nil, op.errorf("dy %v, want (%d, %d)", dy.Shape(), xs[0], bs[0])
+		}
+		op.db.get(dt, bs...)
+		op.dt.get(dt, xs[0], as[0])
 	}
 	dx := op.dx.get(dt, xs...)
 	op.da.get(dt, as...)
-	op.db.get(dt, bs...)
-	op.dt.get(dt, xs[0], as[0])
 	if dt == tensor.Float32 {
 		loraBwd[float32](op, floats[float32](dx), vs)
 	} else {
@@ -200,17 +280,22 @@ func (op *loraGradOp) Do(vs ...G.Value) (G.Value, error) {
 
 func loraBwd[T Float](op *loraGradOp, dx []T, vs []G.Value) {
 	n, in := vs[0].Shape()[0], vs[0].Shape()[1]
-	r, out := vs[1].Shape()[0], vs[2].Shape()[0]
-	x, a, b, dy := floats[T](vs[0]), floats[T](vs[1]), floats[T](vs[2]), floats[T](vs[3])
+	r := vs[1].Shape()[0]
+	x, a, dy := floats[T](vs[0]), floats[T](vs[1]), floats[T](vs[len(vs)-1])
 	fwd := op.fwd
 	xd := x
 	if fwd.spec.Dropout > 0 {
 		xd = floats[T](fwd.xd.t)
 	}
-	t, dt := floats[T](fwd.t.t), floats[T](op.dt.t)
-	s := T(fwd.spec.Scale)
-	matmul(false, false, n, r, out, s, dy, out, b, r, 0, dt, r)
-	matmul(true, false, out, r, n, s, dy, out, t, r, 0, floats[T](op.db.t), r)
+	dt := dy // LoRADown's upstream gradient is dt itself
+	if !fwd.down {
+		out := vs[2].Shape()[0]
+		t, b := floats[T](fwd.t.t), floats[T](vs[2])
+		dt = floats[T](op.dt.t)
+		s := T(fwd.spec.Scale)
+		matmul(false, false, n, r, out, s, dy, out, b, r, 0, dt, r)
+		matmul(true, false, out, r, n, s, dy, out, t, r, 0, floats[T](op.db.t), r)
+	}
 	matmul(true, false, r, in, n, 1, dt, r, xd, in, 0, floats[T](op.da.t), in)
 	matmul(false, false, n, in, r, 1, dt, r, a, in, 0, dx, in)
 	if fwd.spec.Dropout > 0 {

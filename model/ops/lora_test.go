@@ -68,6 +68,25 @@ func TestLoRA(t *testing.T) {
 			}
 			near(t, "float64 lora", got, want, 1e-12)
 			near(t, "float32 lora", runF32(t, ins, build), want, 1e-5)
+
+			// LoRADown is the same adapter's u = dropout(x)·Aᵀ, the same mask included: the
+			// reference with B the identity and scale 1. Its dx and dA against differences too.
+			eye := make([]float64, tc.r*tc.r)
+			for k := 0; k < tc.r; k++ {
+				eye[k*tc.r+k] = 1
+			}
+			down := func(g *G.ExprGraph, in []*G.Node) (*G.Node, error) { return LoRADown(in[0], in[1], spec) }
+			hd := newHarness(t, rng, ins[:2], down)
+			hd.check(rng, 40)
+			gotU, _, err := hd.run()
+			if err != nil {
+				t.Fatal(err)
+			}
+			unit := spec
+			unit.Scale = 1
+			wantU := loraRef(ins[0].vals, ins[1].vals, eye, tc.n, tc.in, tc.r, tc.r, unit)
+			near(t, "float64 lora down", gotU, wantU, 1e-12)
+			near(t, "float32 lora down", runF32(t, ins[:2], down), wantU, 1e-5)
 			if tc.dropout == 0 {
 				return
 			}
@@ -130,6 +149,19 @@ func TestLoRAErrors(t *testing.T) {
 		{LoRASpec{Scale: 1}, b, "ops.LoRA: x (2, 4), A (3, 4) and B (5, 2) do not match (want (N, in), (r, in), (out, r))"},
 	} {
 		_, err := LoRA(x, a, tc.b, tc.spec)
+		if err == nil || !strings.Contains(Cause(err).Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("got %v, want %q", err, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		spec LoRASpec
+		a    *G.Node
+		want string
+	}{
+		{LoRASpec{Dropout: 1}, a, "ops.LoRADown: dropout 1 is outside [0, 1)"},
+		{LoRASpec{}, b, "ops.LoRADown: x (2, 4) and A (5, 2) do not match (want (N, in), (r, in))"},
+	} {
+		_, err := LoRADown(x, tc.a, tc.spec)
 		if err == nil || !strings.Contains(Cause(err).Error(), tc.want) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("got %v, want %q", err, tc.want)
 		}
