@@ -131,6 +131,34 @@ func TestRewardJudgeTies(t *testing.T) {
 	}
 }
 
+// rowScorer scores each answer by its place in the call, as a batched forward pass whose result
+// depends on the row can: identical answers get different scores.
+type rowScorer struct{}
+
+func (rowScorer) Score(_ context.Context, _ rlhf.Prompt, cs []string) ([]float64, error) {
+	out := make([]float64, len(cs))
+	for i := range cs {
+		out[i] = 1e-6 * float64(len(cs)-i)
+	}
+	return out, nil
+}
+
+// Identical answers tie whatever their scores; different answers still do not.
+func TestRewardJudgeIdenticalAnswersTie(t *testing.T) {
+	ps := []rlhf.Prompt{{Text: "p0", Source: "test"}, {Text: "p1", Source: "test", Row: 1}}
+	a, b := []string{"same", "mine"}, []string{"same", "yours"}
+	js, err := winrate.Compare(context.Background(), winrate.RewardJudge{Scorer: rowScorer{}}, ps, a, b, []bool{false, true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if js[0].Verdict != winrate.VerdictTie {
+		t.Errorf("identical answers: verdict %s, want %s", js[0].Verdict, winrate.VerdictTie)
+	}
+	if js[1].Verdict != winrate.VerdictB { // "yours" (B) was shown first and scored higher
+		t.Errorf("different answers: verdict %s, want %s", js[1].Verdict, winrate.VerdictB)
+	}
+}
+
 func TestParseVerdict(t *testing.T) {
 	for reply, want := range map[string]winrate.Pick{
 		"A": winrate.PickFirst, " B\n": winrate.PickSecond, "tie": winrate.PickTie, "Tie": winrate.PickTie, "TIE.": winrate.PickInvalid,

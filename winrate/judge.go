@@ -43,7 +43,8 @@ type Judge interface {
 }
 
 // RewardJudge prefers the answer its scorer scores higher; scores within TieMargin of each other
-// tie. Scorer is any rlhf.Scorer: rlhf.LoadScorer's single reward model, or
+// tie, and identical answers always tie: a batched forward pass can score the same text a few ulps
+// apart by its row in the batch (the BLAS kernel's blocking), which must not decide a judgement. Scorer is any rlhf.Scorer: rlhf.LoadScorer's single reward model, or
 // rlhf.LoadRewardModels' two combined (Llama 2's helpfulness and safety models). Both answers of a prompt are scored in one call, so a scorer that
 // normalises over the answers it is given (Llama 2's WHITEN) keeps their order.
 type RewardJudge struct {
@@ -69,6 +70,7 @@ func (r RewardJudge) Judge(ctx context.Context, pairs []Shown) ([]Decision, erro
 		}
 		d := Decision{Scores: s, Pick: PickTie}
 		switch diff := s[0] - s[1]; {
+		case p.First == p.Second:
 		case diff > r.TieMargin:
 			d.Pick = PickFirst
 		case -diff > r.TieMargin:
