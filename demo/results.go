@@ -290,10 +290,10 @@ func (r *Results) Evaluate() {
 			}
 		}
 		if w := r.WinRate; w != nil {
-			r.Checks = append(r.Checks, Check{Name: winRateCheck, Want: "above 50%: wins outnumber losses (score (wins + ties/2) / pairs above 0.5)",
+			r.Checks = append(r.Checks, Check{Name: winRateCheck, Want: "above 50% with its interval: the 95% interval of the score (wins + ties/2) / pairs above 0.5",
 				Got: fmt.Sprintf("win %.3f [%.3f, %.3f], tie %.3f, loss %.3f; score %.3f [%.3f, %.3f] over %d pairs",
 					w.WinRate, w.WinRateCI95[0], w.WinRateCI95[1], w.TieRate, w.LossRate, w.Score, w.ScoreCI95[0], w.ScoreCI95[1], w.Valid),
-				Pass: w.Score > 0.5})
+				Pass: w.ScoreCI95[0] > 0.5})
 		}
 		for _, st := range safetyStages {
 			c := r.correctnessOf(st)

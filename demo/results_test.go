@@ -69,11 +69,15 @@ func TestEvaluateChecks(t *testing.T) {
 				"rejection sampling: safety vs helpfulness (Llama 2 Fig. 14)": "pass safety 10.0 -> 50.0 (+40.0), helpfulness 60.0 -> 58.0 (-2.0)",
 				"PPO: safety vs helpfulness (Llama 2 Fig. 14)":                "miss safety 10.0 -> 60.0 (+50.0), helpfulness 60.0 -> 57.5 (-2.5)",
 			}},
-		// The final model's win rate against SFT passes when wins outnumber losses: score
-		// (wins + ties/2) / valid above 0.5 (a tie-heavy 0.5 misses).
-		{"win rate", Results{Correctness: []Correctness{corr("SFT", 50, 40)}, WinRate: &winrate.Summary{Valid: 10, WinRate: 0.6,
+		// The final model's win rate against SFT passes when the 95% interval of its score
+		// (wins + ties/2) / valid lies above 0.5: a score above 0.5 whose interval holds 0.5 misses
+		// (issue 17: "above 50% with its interval"), as does a tie-heavy 0.5.
+		{"win rate", Results{Correctness: []Correctness{corr("SFT", 50, 40)}, WinRate: &winrate.Summary{Valid: 100, WinRate: 0.6,
+			WinRateCI95: [2]float64{0.5020, 0.6906}, TieRate: 0.2, LossRate: 0.2, Score: 0.7, ScoreCI95: [2]float64{0.6041, 0.7810}}},
+			map[string]string{winRateCheck: "pass win 0.600 [0.502, 0.691], tie 0.200, loss 0.200; score 0.700 [0.604, 0.781] over 100 pairs"}},
+		{"win rate interval holds 0.5", Results{Correctness: []Correctness{corr("SFT", 50, 40)}, WinRate: &winrate.Summary{Valid: 10, WinRate: 0.6,
 			WinRateCI95: [2]float64{0.3127, 0.8318}, TieRate: 0.2, LossRate: 0.2, Score: 0.7, ScoreCI95: [2]float64{0.3968, 0.8922}}},
-			map[string]string{winRateCheck: "pass win 0.600 [0.313, 0.832], tie 0.200, loss 0.200; score 0.700 [0.397, 0.892] over 10 pairs"}},
+			map[string]string{winRateCheck: "miss win 0.600 [0.313, 0.832], tie 0.200, loss 0.200; score 0.700 [0.397, 0.892] over 10 pairs"}},
 		{"win rate even", Results{Correctness: []Correctness{corr("SFT", 50, 40)}, WinRate: &winrate.Summary{Valid: 10, WinRate: 0.3,
 			TieRate: 0.4, LossRate: 0.3, Score: 0.5}},
 			map[string]string{winRateCheck: "miss win 0.300 [0.000, 0.000], tie 0.400, loss 0.300; score 0.500 [0.000, 0.000] over 10 pairs"}},
