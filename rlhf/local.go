@@ -10,6 +10,7 @@ import (
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/data/chat"
 	"github.com/alignkit/alignkit/lm"
+	"github.com/alignkit/alignkit/model"
 	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/alignkit/alignkit/model/infer"
 	"github.com/alignkit/alignkit/model/tokenizer"
@@ -24,6 +25,9 @@ const DefaultLocalBatch = 64
 // so what is sampled here is what the SFT step later trains on. It is safe for concurrent use.
 type Local struct {
 	eng *infer.Engine
+	// base is the weights the engine runs, without the adapter: WithAdapter runs another adapter
+	// over them.
+	base *model.Weights
 	tok *tokenizer.Tokenizer
 	enc data.Encoder
 	// tmpl is nil when the model has no chat template and none was named; tmplErr then says why,
@@ -46,7 +50,7 @@ func NewLocal(ck *checkpoint.Model, chatTemplate string) (*Local, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", ck.Source, err)
 	}
-	l := &Local{eng: eng, tok: ck.Tok, enc: lm.Encoder(ck.Tok), stop: ck.Tok.EOSIDs(), Batch: DefaultLocalBatch}
+	l := &Local{eng: eng, base: ck.Weights, tok: ck.Tok, enc: lm.Encoder(ck.Tok), stop: ck.Tok.EOSIDs(), Batch: DefaultLocalBatch}
 	if dt, err := lm.ChatTokenizer(ck.Tok, chatTemplate); err != nil {
 		if chatTemplate != "" {
 			return nil, fmt.Errorf("chat_template: %w", err)
@@ -57,6 +61,22 @@ func NewLocal(ck *checkpoint.Model, chatTemplate string) (*Local, error) {
 	}
 	return l, nil
 }
+
+// WithAdapter is a Local that runs ad unmerged over l's base weights (not over l's own adapter:
+// alignkit stacks no adapters), sharing them, the tokenizer and the chat template. ad is checked
+// against the base's shapes (lora.Load has checked it already when it came from a directory).
+func (l *Local) WithAdapter(ad *model.Adapter) (*Local, error) {
+	eng, err := infer.NewAdapted(l.base, ad)
+	if err != nil {
+		return nil, err
+	}
+	out := *l
+	out.eng = eng
+	return &out, nil
+}
+
+// Base is the weights l runs, without its adapter.
+func (l *Local) Base() *model.Weights { return l.base }
 
 // Engine is the engine Local generates with, for callers that stream tokens as they are sampled.
 func (l *Local) Engine() *infer.Engine { return l.eng }

@@ -37,7 +37,9 @@ func FuzzRequestBody(f *testing.F) {
 			check(t, err)
 			return
 		}
-		check(t, s.checkModel(q.Model))
+		if _, _, err := s.generator(q.Model); err != nil {
+			check(t, err)
+		}
 		if _, err := parsePrompts(q.Prompt); err != nil {
 			check(t, err)
 		}
