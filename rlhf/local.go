@@ -28,8 +28,8 @@ type Local struct {
 	// base is the weights the engine runs, without the adapter: WithAdapter runs another adapter
 	// over them.
 	base *model.Weights
-	tok *tokenizer.Tokenizer
-	enc data.Encoder
+	tok  *tokenizer.Tokenizer
+	enc  data.Encoder
 	// tmpl is nil when the model has no chat template and none was named; tmplErr then says why,
 	// and only conversational prompts fail.
 	tmpl    *chat.Template
