@@ -139,6 +139,36 @@ func (l *Local) DecodeCompletion(p Prompt, prompt, ids []int32) string {
 	return l.tok.Decode(ids)
 }
 
+// CompletionIDs tokenizes a completion that came back as text (from an OpenAI server, which
+// returns no token ids) the way the data layer tokenizes a training row: the prompt and the
+// completion are encoded as one sequence (the completion as message text, never as special tokens)
+// and the prompt's ids are cut off, so that a word joining the two is split as the policy's
+// tokenizer splits it in context. When the prompt's ids are not a prefix of that (the boundary
+// merged into one token), the completion is encoded alone. promptIDs are Encode(p)'s.
+func (l *Local) CompletionIDs(p Prompt, promptIDs []int32, text string) []int32 {
+	var full []int32
+	switch {
+	case p.IDs != nil:
+		return l.tok.Encode(text, false)
+	case p.Messages != nil:
+		if l.tmpl == nil {
+			return l.tok.Encode(text, false)
+		}
+		segs, err := l.tmpl.RenderSegments(p.Messages, true)
+		if err != nil {
+			return l.tok.Encode(text, false)
+		}
+		segs = append(slices.Clip(segs), chat.Segment{Text: text, Message: len(p.Messages)})
+		full = data.EncodeRendered(l.enc, segs)
+	default:
+		full = l.tok.Encode(p.Text+text, l.tok.AddBOS())
+	}
+	if len(full) >= len(promptIDs) && slices.Equal(full[:len(promptIDs)], promptIDs) {
+		return slices.Clone(full[len(promptIDs):])
+	}
+	return l.tok.Encode(text, false)
+}
+
 // Complete samples k completions of every prompt. Sequence j of prompt i uses seed s.Seed + i·k + j.
 func (l *Local) Complete(ctx context.Context, prompts []Prompt, k int, s Sampling) ([][]Completion, error) {
 	if err := checkK(k); err != nil {
