@@ -2,6 +2,8 @@ package rlhf
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"os"
 	"time"
@@ -68,4 +70,38 @@ func (b BackendConfig) NewOpenAI(ctx context.Context, log io.Writer) (*OpenAI, e
 		MaxRetries: b.Retries(), RequestTimeout: b.RequestTimeout, NSupported: b.NSupported,
 		ExtraBody: b.ExtraBody, Log: log,
 	})
+}
+
+// RolloutDefaults fills an on-policy trainer's rollout backend keys: backend local, concurrency 4.
+func (b BackendConfig) RolloutDefaults() BackendConfig {
+	if b.Backend == "" {
+		b.Backend = BackendLocal
+	}
+	if b.Concurrency == 0 {
+		b.Concurrency = 4
+	}
+	return b
+}
+
+// ValidateRollouts checks an on-policy trainer's (PPO's, GRPO's) rollout backend after
+// RolloutDefaults; peft says whether the policy trains a LoRA adapter (use_peft or
+// adapter_name_or_path). It reads no files.
+func (b BackendConfig) ValidateRollouts(peft bool) error {
+	switch {
+	case b.Backend != BackendLocal && b.Backend != BackendOpenAI:
+		return fmt.Errorf("backend %q: want local or openai", b.Backend)
+	case b.Backend == BackendLocal && b.BaseURL != "":
+		return fmt.Errorf("base_url %q: set, but backend is local (set backend: openai to sample the rollouts from that server)", b.BaseURL)
+	case b.Backend == BackendOpenAI && !peft:
+		return errors.New("backend openai: the policy must train a LoRA adapter (use_peft: true or adapter_name_or_path): the server follows the policy by loading its adapter after each update, and the OpenAI API cannot replace a full fine-tune's weights")
+	case b.Backend == BackendOpenAI && b.ResolvedBaseURL() == "":
+		return errors.New("base_url: must be set for backend openai (or OPENAI_BASE_URL), e.g. http://127.0.0.1:8000/v1")
+	case b.Concurrency < 1:
+		return fmt.Errorf("concurrency %d: want at least 1", b.Concurrency)
+	case b.Retries() < 0:
+		return fmt.Errorf("max_retries %d: want >= 0", b.Retries())
+	case b.RequestTimeout < 0:
+		return fmt.Errorf("request_timeout %s: want a positive duration such as 60s (0: 2m)", b.RequestTimeout)
+	}
+	return nil
 }

@@ -9,6 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+
+	"github.com/alignkit/alignkit/model/checkpoint"
+	"github.com/alignkit/alignkit/train"
 )
 
 // Runtime LoRA routes of vLLM's OpenAI server, on when it runs with
@@ -222,8 +225,44 @@ func (p *ServedPolicy) Complete(ctx context.Context, prompts []Prompt, k int, s 
 			} else {
 				gen, finish = gen[:min(len(gen), s.MaxNewTokens)], "length"
 			}
+			if len(gen) == 0 {
+				return nil, fmt.Errorf("openai backend: %s, completion %d: the text %q holds no token to train on", prompts[i].where(), j, c.Text)
+			}
 			out[i][j] = Completion{Text: c.Text, IDs: gen, FinishReason: finish}
 		}
 	}
 	return out, nil
+}
+
+// RolloutAdapterDir is the subdirectory of output_dir where an on-policy trainer with backend
+// openai writes the adapter the server loads (step-N, the current one only).
+const RolloutAdapterDir = "rollout_adapter"
+
+// NewRolloutServer is an on-policy trainer's ServedPolicy for backend openai: the policy ck must
+// train a LoRA adapter, whose snapshots go to outputDir/RolloutAdapterDir; save writes it (the
+// trainer's SaveModel writer).
+func NewRolloutServer(ctx context.Context, b BackendConfig, ck *checkpoint.Model, outputDir string, save func(dir string) error,
+	local *Local, log io.Writer) (*ServedPolicy, error) {
+	if ck.Adapter == nil {
+		return nil, fmt.Errorf("backend openai: %s trains every weight: the server can follow only a LoRA adapter (use_peft: true or adapter_name_or_path)", ck.Source)
+	}
+	return NewServedPolicy(ctx, ServedPolicyConfig{Backend: b, Dir: filepath.Join(outputDir, RolloutAdapterDir), Save: save, Local: local, Log: log})
+}
+
+// CheckServedRanks refuses backend openai when the loop runs over more than one rank: each rank
+// samples its own micro-batches and would load its own copy of the adapter into the one server,
+// racing the others' loads and unloads. One process drives the server (which batches the
+// requests of every micro-batch itself).
+func CheckServedRanks(b BackendConfig, opts ...train.Option) error {
+	if b.Backend != BackendOpenAI {
+		return nil
+	}
+	c, err := train.CommOf(opts...)
+	if err != nil {
+		return err
+	}
+	if c.Size() > 1 {
+		return fmt.Errorf("backend openai: %d ranks: rollouts from a server run on one rank only (each rank would load its own adapter into the one server); run without mpirun, or use backend local", c.Size())
+	}
+	return nil
 }
