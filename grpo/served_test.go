@@ -108,7 +108,7 @@ func TestServedRolloutsErrors(t *testing.T) {
 		t.Errorf("full fine-tune: %v\nwant %s", err, wantFull)
 	}
 	_, err := Run(context.Background(), cfg, train.WithLogWriter(&bytes.Buffer{}))
-	wantOff := "grpo: loading the policy's adapter: openai backend: POST " + srv.URL + "/load_lora_adapter: the server answered 404: runtime LoRA updating is off: start alignkit serve with --allow-runtime-lora to use /v1/load_lora_adapter and /v1/unload_lora_adapter: the server cannot load LoRA adapters at runtime (POST " + srv.URL + "/load_lora_adapter): start vLLM with VLLM_ALLOW_RUNTIME_LORA_UPDATING=True and --enable-lora, or alignkit serve with --allow-runtime-lora"
+	wantOff := "grpo: loading the policy's adapter: openai backend: POST " + srv.URL + "/load_lora_adapter: the server answered 404: runtime LoRA updating is off: start alignkit serve with --allow-runtime-lora to use /v1/load_lora_adapter and /v1/unload_lora_adapter: the server cannot load LoRA adapters at runtime: start vLLM with VLLM_ALLOW_RUNTIME_LORA_UPDATING=True and --enable-lora, or alignkit serve with --allow-runtime-lora"
 	if err == nil || !strings.HasSuffix(err.Error(), wantOff) || strings.Contains(err.Error(), "\n") {
 		t.Errorf("server without runtime LoRA: %v\nwant ...%s", err, wantOff)
 	}

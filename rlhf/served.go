@@ -50,8 +50,7 @@ func (o *OpenAI) loraCall(ctx context.Context, path string, body map[string]any)
 	})
 	var se *statusError
 	if errors.As(err, &se) && (se.status == http.StatusNotFound || se.status == http.StatusMethodNotAllowed) {
-		return fmt.Errorf("%v: the server cannot load LoRA adapters at runtime (POST %s/%s): start vLLM with VLLM_ALLOW_RUNTIME_LORA_UPDATING=True and --enable-lora, or alignkit serve with --allow-runtime-lora",
-			err, o.base, path)
+		return fmt.Errorf("%v: the server cannot load LoRA adapters at runtime: start vLLM with VLLM_ALLOW_RUNTIME_LORA_UPDATING=True and --enable-lora, or alignkit serve with --allow-runtime-lora", err)
 	}
 	return err
 }
