@@ -19,10 +19,11 @@ const (
 const defaultMaxRetries = 3
 
 // BackendConfig holds the keys that choose where completions are sampled: alignkit's own engine or
-// an OpenAI-compatible server. rlhf's SampleConfig and gatt's configs embed it (squashed), so one
-// served model is configured with the same keys everywhere. Defaults and checks stay with each
-// config (rlhf samples with 4 requests in flight; gatt with 1 dialogue at a time on the local
-// engine), since what the keys drive differs.
+// an OpenAI-compatible server. rlhf's SampleConfig, gatt's configs and ppo's and grpo's (for
+// their rollouts, RolloutDefaults and ValidateRollouts) embed it (squashed), so one served model is
+// configured with the same keys everywhere. Defaults and checks stay with each config (rlhf
+// samples with 4 requests in flight; gatt with 1 dialogue at a time on the local engine), since
+// what the keys drive differs.
 type BackendConfig struct {
 	Backend         string         `mapstructure:"backend" doc:"where completions are sampled: local (alignkit's engine on model_name_or_path) or openai (an OpenAI-compatible server at base_url)"`
 	BaseURL         string         `mapstructure:"base_url" doc:"openai backend: the server's OpenAI root, e.g. http://127.0.0.1:8080/v1 (else OPENAI_BASE_URL)"`

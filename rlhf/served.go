@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/alignkit/alignkit/train"
@@ -138,7 +139,15 @@ func (p *ServedPolicy) Sync(ctx context.Context, step int) error {
 	if err := p.writeAdapter(dir); err != nil {
 		return err
 	}
-	if err := p.api.LoadLoRA(ctx, name, dir); err != nil {
+	err := p.api.LoadLoRA(ctx, name, dir)
+	if isAlreadyLoaded(err) {
+		// A run resumed at a step its predecessor had loaded: that adapter is stale, replace it.
+		fmt.Fprintf(p.log, "rollouts: the server holds %s from an earlier run: replacing it\n", name)
+		if err = p.api.UnloadLoRA(ctx, name); err == nil {
+			err = p.api.LoadLoRA(ctx, name, dir)
+		}
+	}
+	if err != nil {
 		_ = os.RemoveAll(dir)
 		return fmt.Errorf("loading the policy's adapter: %w", err)
 	}
@@ -157,6 +166,14 @@ func (p *ServedPolicy) Sync(ctx context.Context, step int) error {
 		}
 	}
 	return nil
+}
+
+// isAlreadyLoaded recognises a server's 400 for a name in use: vLLM's "The lora adapter 'NAME' has
+// already been loaded." (serving_models.py), alignkit serve's "a model of that name is already
+// loaded".
+func isAlreadyLoaded(err error) bool {
+	var se *statusError
+	return errors.As(err, &se) && se.status == http.StatusBadRequest && strings.Contains(se.message, "already") && strings.Contains(se.message, "loaded")
 }
 
 // writeAdapter saves the adapter into a temporary sibling of dir and renames it into place, so

@@ -22,6 +22,7 @@ import (
 // EOS ("stop"), " and the" cut by max_tokens ("length").
 type fakeLoRAServer struct {
 	mu       sync.Mutex
+	held     map[string]bool
 	loads    []string
 	unloads  []string
 	requests []map[string]any
@@ -45,10 +46,18 @@ func (f *fakeLoRAServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-		f.loads = append(f.loads, body["lora_name"].(string))
+		name := body["lora_name"].(string)
+		if f.held[name] {
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = w.Write([]byte(`{"object":"error","message":"The lora adapter '` + name + `' has already been loaded.","type":"InvalidUserInput","param":null,"code":400}`))
+			return
+		}
+		f.held[name] = true
+		f.loads = append(f.loads, name)
 		_, _ = w.Write([]byte(`"Success"`))
 	case "/v1/unload_lora_adapter":
 		f.unloads = append(f.unloads, body["lora_name"].(string))
+		delete(f.held, body["lora_name"].(string))
 	case "/v1/completions":
 		f.requests = append(f.requests, body)
 		_, _ = w.Write([]byte(`{"id":"x","object":"text_completion","model":"m","choices":[
@@ -63,7 +72,7 @@ func (f *fakeLoRAServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // into the policy's tokens: in context after the prompt, EOS appended on "stop", cut at
 // max_new_tokens.
 func TestServedPolicy(t *testing.T) {
-	fake := &fakeLoRAServer{}
+	fake := &fakeLoRAServer{held: map[string]bool{}}
 	hs := httptest.NewServer(fake)
 	defer hs.Close()
 	ck := testutil.Stories(t)
@@ -143,5 +152,21 @@ func TestServedPolicy(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(dir); len(left) != 0 {
 		t.Errorf("after Close %s holds %v", dir, left)
+	}
+
+	// A second run (a resumed one) whose first step an earlier run had loaded replaces that adapter.
+	fake.held["alignkit-policy-step-7"] = true
+	sp2, err := rlhf.NewServedPolicy(ctx, rlhf.ServedPolicyConfig{
+		Backend: rlhf.BackendConfig{Backend: rlhf.BackendOpenAI, BaseURL: hs.URL + "/v1"},
+		Dir:     dir, Save: func(d string) error { return checkpoint.SaveAdapter(d, ck) }, Local: local,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sp2.Sync(ctx, 7); err != nil {
+		t.Fatal(err)
+	}
+	if fake.loads[len(fake.loads)-1] != "alignkit-policy-step-7" || fake.unloads[len(fake.unloads)-1] != "alignkit-policy-step-7" {
+		t.Errorf("stale adapter not replaced: loads %q, unloads %q", fake.loads, fake.unloads)
 	}
 }
