@@ -36,7 +36,11 @@ func TestServedRolloutsFollowThePolicy(t *testing.T) {
 	srv := servetest.Start(t, testutil.Stories(t), true)
 	cfg := servedConfig(t, srv)
 	cfg.MaxSteps = 3
+	cfg.Rollouts.APIKey = "sk-never-saved" // alignkit serve without a key ignores it
 	res, log := run(t, cfg)
+	if b, err := os.ReadFile(filepath.Join(res.OutputDir, "run_config.json")); err != nil || bytes.Contains(b, []byte("sk-never-saved")) || !bytes.Contains(b, []byte(`"backend": "openai"`)) {
+		t.Errorf("run_config.json (%v): want backend openai recorded, the API key not:\n%s", err, b)
+	}
 	loads := srv.Loads()
 	var names []string
 	for _, l := range loads {
