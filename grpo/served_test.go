@@ -30,8 +30,8 @@ func servedConfig(t *testing.T, srv *servetest.Server) Config {
 
 // With backend openai each optimizer step's rollouts come from alignkit serve holding the policy
 // as it is: a new adapter is loaded per step (the step-1 one is the initial adapter, the step-2
-// one has trained), the previous one unloaded and its directory removed, and the run's metrics
-// are finite.
+// one has trained), the previous one unloaded (the last when the run ends) and the snapshots
+// removed, the run's metrics are finite, and run_config.json records no API key.
 func TestServedRolloutsFollowThePolicy(t *testing.T) {
 	srv := servetest.Start(t, testutil.Stories(t), true)
 	cfg := servedConfig(t, srv)
@@ -49,15 +49,14 @@ func TestServedRolloutsFollowThePolicy(t *testing.T) {
 	if want := []string{"alignkit-policy-step-1", "alignkit-policy-step-2", "alignkit-policy-step-3"}; !slices.Equal(names, want) {
 		t.Fatalf("loads %q, want %q\n%s", names, want, log)
 	}
-	if got := srv.Unloads(); !slices.Equal(got, names[:2]) {
-		t.Errorf("unloads %q, want %q", got, names[:2])
+	if got := srv.Unloads(); !slices.Equal(got, names) {
+		t.Errorf("unloads %q, want %q (the last one when the run ends)", got, names)
 	}
 	if loads[0].Hash == loads[1].Hash || loads[1].Hash == loads[2].Hash {
 		t.Errorf("the loaded adapters did not change between updates: %v", loads)
 	}
-	left, err := os.ReadDir(filepath.Join(cfg.OutputDir, rlhf.RolloutAdapterDir))
-	if err != nil || len(left) != 1 || left[0].Name() != "step-3" {
-		t.Errorf("%s holds %v (%v), want the last adapter alone", rlhf.RolloutAdapterDir, left, err)
+	if _, err := os.Stat(filepath.Join(cfg.OutputDir, rlhf.RolloutAdapterDir)); !os.IsNotExist(err) {
+		t.Errorf("%s is left in output_dir (%v)", rlhf.RolloutAdapterDir, err)
 	}
 	for i, m := range testutil.ReadMetrics(t, res.OutputDir) {
 		for _, k := range []string{"loss", "reward", "grad_norm", "completions/mean_length"} {

@@ -83,7 +83,23 @@ func Prepare(ctx context.Context, cfg Config, opts ...train.Option) (*recipe.Job
 // (metrics.jsonl with TRL's reward, reward_std, rewards/<name>/mean, kl, clip_ratio names,
 // checkpoints, the final model).
 func Run(ctx context.Context, cfg Config, opts ...train.Option) (train.Result, error) {
-	return recipe.Run(ctx, Prepare, cfg, opts...)
+	var t *Task
+	prepare := func(ctx context.Context, cfg Config, opts ...train.Option) (*recipe.Job, error) {
+		job, err := Prepare(ctx, cfg, opts...)
+		if err == nil {
+			t = job.Task.(*Task)
+		}
+		return job, err
+	}
+	res, err := recipe.Run(ctx, prepare, cfg, opts...)
+	if t != nil && t.served != nil {
+		// The server drops the last policy and its snapshot goes; a failure here leaves the trained
+		// model intact, so it is reported, not returned.
+		if cerr := t.served.Close(context.WithoutCancel(ctx)); cerr != nil {
+			fmt.Fprintf(train.LogWriter(opts...), "rollouts: %v\n", cerr)
+		}
+	}
+	return res, err
 }
 
 func newTask(ctx context.Context, cfg Config, log io.Writer) (*Task, error) {

@@ -96,7 +96,23 @@ func Prepare(ctx context.Context, cfg TrainConfig, opts ...train.Option) (*recip
 // (metrics.jsonl with TRL's objective/*, policy/*, loss/*, val/* names, checkpoints, the final
 // policy and its value model).
 func Run(ctx context.Context, cfg TrainConfig, opts ...train.Option) (train.Result, error) {
-	return recipe.Run(ctx, Prepare, cfg, opts...)
+	var t *Task
+	prepare := func(ctx context.Context, cfg TrainConfig, opts ...train.Option) (*recipe.Job, error) {
+		job, err := Prepare(ctx, cfg, opts...)
+		if err == nil {
+			t = job.Task.(*Task)
+		}
+		return job, err
+	}
+	res, err := recipe.Run(ctx, prepare, cfg, opts...)
+	if t != nil && t.served != nil {
+		// The server drops the last policy and its snapshot goes; a failure here leaves the trained
+		// model intact, so it is reported, not returned.
+		if cerr := t.served.Close(context.WithoutCancel(ctx)); cerr != nil {
+			fmt.Fprintf(train.LogWriter(opts...), "rollouts: %v\n", cerr)
+		}
+	}
+	return res, err
 }
 
 func newTask(ctx context.Context, cfg TrainConfig, log io.Writer) (*Task, error) {

@@ -61,7 +61,7 @@ func (o *OpenAI) loraCall(ctx context.Context, path string, body map[string]any)
 // the current LoRA adapter (PEFT layout, the writer of the trainer's checkpoints) atomically into
 // Dir/step-N, loads it with POST /v1/load_lora_adapter under a fresh name alignkit-policy-step-N,
 // unloads the previous name and removes the previous directory. Completions are requested with
-// model = that name.
+// model = that name. Close unloads the last one.
 //
 // The server must serve the same base as the trainer's model_name_or_path (same weights, same
 // tokenizer), and read Dir at the same path (one machine, or a shared file system): only the
@@ -201,7 +201,7 @@ func (p *ServedPolicy) writeAdapter(dir string) error {
 	return nil
 }
 
-// Close unloads the last adapter and removes its directory.
+// Close unloads the last adapter and removes its directory, and Dir when that leaves it empty.
 func (p *ServedPolicy) Close(ctx context.Context) error {
 	if p.name == "" {
 		return nil
@@ -210,6 +210,7 @@ func (p *ServedPolicy) Close(ctx context.Context) error {
 	if rerr := os.RemoveAll(p.loaded); err == nil {
 		err = rerr
 	}
+	_ = os.Remove(p.dir) // only if empty
 	p.name, p.loaded, p.step = "", "", 0
 	return err
 }
@@ -251,7 +252,9 @@ func (p *ServedPolicy) Complete(ctx context.Context, prompts []Prompt, k int, s 
 }
 
 // RolloutAdapterDir is the subdirectory of output_dir where an on-policy trainer with backend
-// openai writes the adapter the server loads (step-N, the current one only).
+// openai writes the adapter the server loads (step-N, the current one only). The trainers' Run
+// closes the ServedPolicy when training ends, which removes it; a crashed run leaves it (and the
+// adapter loaded), and the next run at that step replaces both.
 const RolloutAdapterDir = "rollout_adapter"
 
 // NewRolloutServer is an on-policy trainer's ServedPolicy for backend openai: the policy ck must
