@@ -25,7 +25,7 @@ const defaultMaxRetries = 3
 // samples with 4 requests in flight; gatt with 1 dialogue at a time on the local engine), since
 // what the keys drive differs.
 type BackendConfig struct {
-	Backend         string         `mapstructure:"backend" doc:"where completions are sampled: local (alignkit's engine on model_name_or_path) or openai (an OpenAI-compatible server at base_url)"`
+	Backend         string         `mapstructure:"backend" doc:"where completions are sampled: local (alignkit's engine on model_name_or_path) or openai (an OpenAI-compatible server at base_url; for ppo and grpo rollouts a LoRA policy and a server on the same base that loads adapters at runtime: vLLM with VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, alignkit serve --allow-runtime-lora)"`
 	BaseURL         string         `mapstructure:"base_url" doc:"openai backend: the server's OpenAI root, e.g. http://127.0.0.1:8080/v1 (else OPENAI_BASE_URL)"`
 	ServedModelName string         `mapstructure:"served_model_name" doc:"openai backend: the model name to request (empty: the first model the server lists)"`
 	APIKey          string         `mapstructure:"api_key" json:"-" doc:"openai backend (and gatt's judge): API key (else ALIGNKIT_API_KEY or OPENAI_API_KEY); never logged or saved"`
