@@ -77,6 +77,9 @@ func (o *OpenAI) loraCall(ctx context.Context, path string, body map[string]any)
 // exactly for the server's draw; with several EOS ids the first stands in for whichever ended the
 // completion. A completion whose tokens (with its EOS) exceed max_new_tokens is cut there and
 // counted as "length".
+//
+// A ServedPolicy is driven by one goroutine (the training loop's): Sync and Complete are not safe
+// for concurrent use.
 type ServedPolicy struct {
 	api   *OpenAI
 	local *Local
@@ -114,11 +117,17 @@ func NewServedPolicy(ctx context.Context, cfg ServedPolicyConfig) (*ServedPolicy
 	if log == nil {
 		log = io.Discard
 	}
+	// The server resolves lora_path itself: a relative output_dir would name a directory under
+	// the server's working directory.
+	dir, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("rollout adapter directory %s: %w", cfg.Dir, err)
+	}
 	api, err := cfg.Backend.NewOpenAI(ctx, log)
 	if err != nil {
 		return nil, err
 	}
-	return &ServedPolicy{api: api, local: cfg.Local, dir: cfg.Dir, save: cfg.Save, log: log}, nil
+	return &ServedPolicy{api: api, local: cfg.Local, dir: dir, save: cfg.Save, log: log}, nil
 }
 
 // Loads is how many adapters have been loaded so far.

@@ -52,6 +52,11 @@ func (f *fakeLoRAServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			_, _ = w.Write([]byte(`{"object":"error","message":"The lora adapter '` + name + `' has already been loaded.","type":"InvalidUserInput","param":null,"code":400}`))
 			return
 		}
+		if !filepath.IsAbs(dir) {
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = w.Write([]byte(`{"error":{"message":"relative lora_path"}}`))
+			return
+		}
 		f.held[name] = true
 		f.loads = append(f.loads, name)
 		_, _ = w.Write([]byte(`"Success"`))
@@ -86,7 +91,8 @@ func TestServedPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(t.TempDir(), rlhf.RolloutAdapterDir)
+	t.Chdir(t.TempDir()) // Dir is given relative: the server must get an absolute lora_path
+	dir := filepath.Join("out", rlhf.RolloutAdapterDir)
 	ctx := context.Background()
 	sp, err := rlhf.NewServedPolicy(ctx, rlhf.ServedPolicyConfig{
 		Backend: rlhf.BackendConfig{Backend: rlhf.BackendOpenAI, BaseURL: hs.URL + "/v1"},
