@@ -443,8 +443,9 @@ func Reference(t reflect.Type) string {
 }
 
 // Values is a config struct's keys with their values, as Keys names them (dotted, squashed structs
-// flattened); nil pointers and fields tagged "-" are left out. Runs record it (run_config.json) so
-// that what a run used can be read back without its YAML file.
+// flattened); nil pointers and fields tagged "-" are left out, and so are secrets, tagged json:"-"
+// (api_key: "never logged or saved"). Runs record it (run_config.json) so that what a run used
+// can be read back without its YAML file.
 func Values(v any) map[string]any {
 	out := map[string]any{}
 	values(reflect.ValueOf(v), "", out)
@@ -465,7 +466,7 @@ func values(v reflect.Value, prefix string, out map[string]any) {
 			continue
 		}
 		name, opts, _ := strings.Cut(f.Tag.Get("mapstructure"), ",")
-		if name == "-" {
+		if name == "-" || f.Tag.Get("json") == "-" {
 			continue
 		}
 		fv := v.Field(i)

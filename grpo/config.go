@@ -6,6 +6,7 @@ import (
 
 	"github.com/alignkit/alignkit/recipe"
 	"github.com/alignkit/alignkit/reward"
+	"github.com/alignkit/alignkit/rlhf"
 	"github.com/alignkit/alignkit/train"
 )
 
@@ -42,6 +43,11 @@ type Config struct {
 	LossType            string   `mapstructure:"loss_type" doc:"grpo, bnpo, dr_grpo or dapo: how per-token losses are normalised (default dapo)"`
 	ScaleRewards        *bool    `mapstructure:"scale_rewards" doc:"divide the group-centered rewards by the group's standard deviation (default true; false is Dr. GRPO's choice)"`
 	NumIterations       int      `mapstructure:"num_iterations" doc:"μ, optimizer steps taken on each batch of generations (default 1)"`
+
+	// Rollouts holds backend, base_url, served_model_name, api_key, concurrency, request_timeout,
+	// max_retries, n_supported and extra_body, as rlhf sample's: backend openai samples the
+	// rollouts from an OpenAI-compatible server that follows the LoRA policy (rlhf.ServedPolicy).
+	Rollouts rlhf.BackendConfig `mapstructure:",squash"`
 
 	RewardFuncs   []FuncSpec         `mapstructure:"reward_funcs" doc:"reward functions: list of {name: exact_match|regex|length_penalty|command, ...}"`
 	RewardModels  []reward.ModelSpec `mapstructure:"reward_models" doc:"reward models: list of {path, role: helpfulness|safety}; two are combined as Llama 2 does (reward.Combine)"`
@@ -85,6 +91,7 @@ func (c Config) Defaults() Config {
 	if c.SafetyColumn == "" {
 		c.SafetyColumn = "is_safety"
 	}
+	c.Rollouts = c.Rollouts.RolloutDefaults()
 	return c
 }
 
@@ -127,6 +134,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("top_p %v: want a value in (0, 1]", *c.TopP)
 	}
 	if err := c.Loss().Validate(); err != nil {
+		return err
+	}
+	if err := c.Rollouts.ValidateRollouts(c.Model.Lora.UsePEFT || c.Model.AdapterNameOrPath != ""); err != nil {
 		return err
 	}
 	if c.numRewards() == 0 {

@@ -238,6 +238,13 @@ func TestConfigErrors(t *testing.T) {
 		{"iterations", func(c *Config) { c.NumIterations = -1 }, "num_iterations -1: want >= 1"},
 		{"reward model role", func(c *Config) { c.RewardModels = []reward.ModelSpec{{Path: "x", Role: "honesty"}} }, `reward_models[0].role: unknown "honesty" (want helpfulness or safety)`},
 		{"no dataset", func(c *Config) { c.DatasetName = "" }, "dataset_name: must be set (the prompts)"},
+		{"backend", func(c *Config) { c.Rollouts.Backend = "vllm" }, `backend "vllm": want local or openai`},
+		{"base_url with local", func(c *Config) { c.Rollouts.BaseURL = "http://x/v1" }, `base_url "http://x/v1": set, but backend is local (set backend: openai to sample the rollouts from that server)`},
+		{"openai without base_url", func(c *Config) {
+			t.Setenv("OPENAI_BASE_URL", "")
+			c.Rollouts.Backend, c.Model.Lora.UsePEFT = rlhf.BackendOpenAI, true
+		}, "base_url: must be set for backend openai (or OPENAI_BASE_URL), e.g. http://127.0.0.1:8000/v1"},
+		{"concurrency", func(c *Config) { c.Rollouts.Concurrency = -2 }, "concurrency -2: want at least 1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := storiesConfig(t)

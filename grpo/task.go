@@ -29,7 +29,10 @@ type Task struct {
 	// ref is the frozen initial policy (nil when beta is 0).
 	ref *lm.Model
 	gen *rlhf.Local
-	tok *tokenizer.Tokenizer
+	// served samples the rollouts from an OpenAI server following the policy (backend openai);
+	// nil samples them with gen.
+	served *rlhf.ServedPolicy
+	tok    *tokenizer.Tokenizer
 	// chatTemplate is the template the prompts were rendered with when it is not the policy's own.
 	chatTemplate string
 
@@ -62,6 +65,9 @@ var _ recipe.Prepare[Config] = Prepare
 // Prepare loads the policy (and with beta > 0 its frozen copy as the reference), the prompts, the
 // reward functions and models, and checks what can be checked before training. It writes nothing.
 func Prepare(ctx context.Context, cfg Config, opts ...train.Option) (*recipe.Job, error) {
+	if err := rlhf.CheckServedRanks(cfg.Rollouts, opts...); err != nil {
+		return nil, err
+	}
 	t, err := newTask(ctx, cfg, train.LogWriter(opts...))
 	if err != nil {
 		return nil, err
@@ -77,7 +83,23 @@ func Prepare(ctx context.Context, cfg Config, opts ...train.Option) (*recipe.Job
 // (metrics.jsonl with TRL's reward, reward_std, rewards/<name>/mean, kl, clip_ratio names,
 // checkpoints, the final model).
 func Run(ctx context.Context, cfg Config, opts ...train.Option) (train.Result, error) {
-	return recipe.Run(ctx, Prepare, cfg, opts...)
+	var t *Task
+	prepare := func(ctx context.Context, cfg Config, opts ...train.Option) (*recipe.Job, error) {
+		job, err := Prepare(ctx, cfg, opts...)
+		if err == nil {
+			t = job.Task.(*Task)
+		}
+		return job, err
+	}
+	res, err := recipe.Run(ctx, prepare, cfg, opts...)
+	if t != nil && t.served != nil {
+		// The server drops the last policy and its snapshot goes; a failure here leaves the trained
+		// model intact, so it is reported, not returned.
+		if cerr := t.served.Close(context.WithoutCancel(ctx)); cerr != nil {
+			fmt.Fprintf(train.LogWriter(opts...), "rollouts: %v\n", cerr)
+		}
+	}
+	return res, err
 }
 
 func newTask(ctx context.Context, cfg Config, log io.Writer) (*Task, error) {
@@ -117,6 +139,12 @@ func newTask(ctx context.Context, cfg Config, log io.Writer) (*Task, error) {
 	t.tok, t.chatTemplate, t.pad = ck.Tok, base.ChatTemplate, base.Pad
 	if t.gen, err = rlhf.NewLocal(ck, cfg.ChatTemplate); err != nil {
 		return nil, fmt.Errorf("model_name_or_path: %w", err)
+	}
+	if cfg.Rollouts.Backend == rlhf.BackendOpenAI {
+		save := func(dir string) error { return recipe.Save(dir, t.policy, t.chatTemplate) }
+		if t.served, err = rlhf.NewRolloutServer(ctx, cfg.Rollouts, ck, cfg.OutputDir, save, t.gen, log); err != nil {
+			return nil, err
+		}
 	}
 
 	// Prompts, with their dataset rows for the reward functions (read once, stopping on a signal).
@@ -260,7 +288,16 @@ func (t *Task) sample(ctx context.Context, b train.Batch) (*rollout, error) {
 	}
 	s := rlhf.Sampling{Temperature: *t.cfg.Temperature, TopP: *t.cfg.TopP, MaxNewTokens: t.cfg.MaxCompletionLength,
 		Seed: train.SampleSeed(b.Seed, b.Step, b.Micro)}
-	comps, err := t.gen.Complete(ctx, prompts, g, s)
+	var comps [][]rlhf.Completion
+	var err error
+	if t.served != nil {
+		if err := t.served.Sync(ctx, b.Step); err != nil {
+			return nil, fmt.Errorf("grpo: %w", err)
+		}
+		comps, err = t.served.Complete(ctx, prompts, g, s)
+	} else {
+		comps, err = t.gen.Complete(ctx, prompts, g, s)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("grpo: sampling: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/alignkit/alignkit/recipe"
 	"github.com/alignkit/alignkit/reward"
+	"github.com/alignkit/alignkit/rlhf"
 	"github.com/alignkit/alignkit/train"
 )
 
@@ -31,6 +32,11 @@ type TrainConfig struct {
 
 	Config `mapstructure:",squash"`
 
+	// Rollouts holds backend, base_url, served_model_name, api_key, concurrency, request_timeout,
+	// max_retries, n_supported and extra_body, as rlhf sample's: backend openai samples the
+	// rollouts from an OpenAI-compatible server that follows the LoRA policy (rlhf.ServedPolicy).
+	Rollouts rlhf.BackendConfig `mapstructure:",squash"`
+
 	RewardModels   []reward.ModelSpec `mapstructure:"reward_models" doc:"reward models: list of {path, role: helpfulness|safety}; two are combined as Llama 2 does (reward.Combine) and whitened over the rollout batch"`
 	SafetyColumn   string             `mapstructure:"safety_column" doc:"with two reward models: the dataset column saying which prompts are safety prompts (default is_safety)"`
 	ValueModelPath string             `mapstructure:"value_model_path" doc:"value model to start from, a reward model (score head): its score.weight is read at every token (default: the helpfulness reward model, as TRL and Llama 2 initialise it)"`
@@ -49,6 +55,7 @@ func (c TrainConfig) Defaults() TrainConfig {
 	if c.SafetyColumn == "" {
 		c.SafetyColumn = "is_safety"
 	}
+	c.Rollouts = c.Rollouts.RolloutDefaults()
 	if c.ValueModelPath == "" {
 		for _, s := range c.RewardModels {
 			if s.Role == reward.RoleHelpfulness || len(c.RewardModels) == 1 {
@@ -74,6 +81,9 @@ func (c TrainConfig) Validate() error {
 		return err
 	}
 	if err := c.Config.Validate(); err != nil {
+		return err
+	}
+	if err := c.Rollouts.ValidateRollouts(c.Model.Lora.UsePEFT || c.Model.AdapterNameOrPath != ""); err != nil {
 		return err
 	}
 	switch {

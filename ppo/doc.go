@@ -42,4 +42,12 @@
 // Log-probs (the rollout's, the reference's and the trained policy's) are those of the logits
 // divided by temperature, as TRL computes them (model.GraphSpec.Temperature). Not as TRL: no
 // objective/entropy or policy/entropy_avg metric.
+//
+// With backend: openai (rlhf.BackendConfig's keys, as rlhf sample's) the responses come from an
+// OpenAI-compatible server — vLLM with VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, or alignkit serve
+// --allow-runtime-lora — holding the same base as model_name_or_path. The policy must train a
+// LoRA adapter: before each update's rollouts the adapter is saved under output_dir/rollout_adapter
+// and loaded into the server under a new name (rlhf.ServedPolicy). Responses come back as text and
+// are tokenized again with the policy's tokenizer (TRL's server mode gets the token ids). One rank
+// only.
 package ppo

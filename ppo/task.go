@@ -45,6 +45,7 @@ type Task struct {
 	params       []train.Param
 	nPolicy      int
 	gen          *rlhf.Local
+	served       *rlhf.ServedPolicy // backend openai: samples the rollouts; nil samples with gen
 	models       *rlhf.RewardModels
 	chatTemplate string
 	eos          []int32
@@ -75,6 +76,9 @@ var _ recipe.Prepare[TrainConfig] = Prepare
 // Prepare loads the policy (and without LoRA a frozen copy as the reference), the value model, the
 // reward models and the prompts, and checks what can be checked before training. It writes nothing.
 func Prepare(ctx context.Context, cfg TrainConfig, opts ...train.Option) (*recipe.Job, error) {
+	if err := rlhf.CheckServedRanks(cfg.Rollouts, opts...); err != nil {
+		return nil, err
+	}
 	t, err := newTask(ctx, cfg, train.LogWriter(opts...))
 	if err != nil {
 		return nil, err
@@ -92,7 +96,23 @@ func Prepare(ctx context.Context, cfg TrainConfig, opts ...train.Option) (*recip
 // (metrics.jsonl with TRL's objective/*, policy/*, loss/*, val/* names, checkpoints, the final
 // policy and its value model).
 func Run(ctx context.Context, cfg TrainConfig, opts ...train.Option) (train.Result, error) {
-	return recipe.Run(ctx, Prepare, cfg, opts...)
+	var t *Task
+	prepare := func(ctx context.Context, cfg TrainConfig, opts ...train.Option) (*recipe.Job, error) {
+		job, err := Prepare(ctx, cfg, opts...)
+		if err == nil {
+			t = job.Task.(*Task)
+		}
+		return job, err
+	}
+	res, err := recipe.Run(ctx, prepare, cfg, opts...)
+	if t != nil && t.served != nil {
+		// The server drops the last policy and its snapshot goes; a failure here leaves the trained
+		// model intact, so it is reported, not returned.
+		if cerr := t.served.Close(context.WithoutCancel(ctx)); cerr != nil {
+			fmt.Fprintf(train.LogWriter(opts...), "rollouts: %v\n", cerr)
+		}
+	}
+	return res, err
 }
 
 func newTask(ctx context.Context, cfg TrainConfig, log io.Writer) (*Task, error) {
@@ -114,6 +134,12 @@ func newTask(ctx context.Context, cfg TrainConfig, log io.Writer) (*Task, error)
 	t.chatTemplate, t.eos = base.ChatTemplate, ck.Tok.EOSIDs()
 	if t.gen, err = rlhf.NewLocal(ck, cfg.ChatTemplate); err != nil {
 		return nil, fmt.Errorf("model_name_or_path: %w", err)
+	}
+	if cfg.Rollouts.Backend == rlhf.BackendOpenAI {
+		save := func(dir string) error { return recipe.Save(dir, t.policy, t.chatTemplate) }
+		if t.served, err = rlhf.NewRolloutServer(ctx, cfg.Rollouts, ck, cfg.OutputDir, save, t.gen, log); err != nil {
+			return nil, err
+		}
 	}
 
 	vck, err := checkpoint.OpenContext(ctx, cfg.ValueModelPath)
@@ -332,7 +358,16 @@ func (t *Task) sample(ctx context.Context, b train.Batch, first int) (*rollout, 
 			b.Step, len(b.Examples), extra, c.NumMiniBatches)
 	}
 	s := rlhf.Sampling{Temperature: c.Temperature, TopP: 1, MaxNewTokens: c.ResponseLength, Seed: train.SampleSeed(b.Seed, first, b.Micro)}
-	comps, err := t.gen.Complete(ctx, prompts, 1, s)
+	var comps [][]rlhf.Completion
+	var err error
+	if t.served != nil {
+		if err := t.served.Sync(ctx, b.Step); err != nil {
+			return nil, fmt.Errorf("ppo: %w", err)
+		}
+		comps, err = t.served.Complete(ctx, prompts, 1, s)
+	} else {
+		comps, err = t.gen.Complete(ctx, prompts, 1, s)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("ppo: sampling: %w", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/data/chat"
 	"github.com/alignkit/alignkit/lm"
+	"github.com/alignkit/alignkit/model"
 	"github.com/alignkit/alignkit/model/checkpoint"
 	"github.com/alignkit/alignkit/model/infer"
 	"github.com/alignkit/alignkit/model/tokenizer"
@@ -24,8 +25,11 @@ const DefaultLocalBatch = 64
 // so what is sampled here is what the SFT step later trains on. It is safe for concurrent use.
 type Local struct {
 	eng *infer.Engine
-	tok *tokenizer.Tokenizer
-	enc data.Encoder
+	// base is the weights the engine runs, without the adapter: WithAdapter runs another adapter
+	// over them.
+	base *model.Weights
+	tok  *tokenizer.Tokenizer
+	enc  data.Encoder
 	// tmpl is nil when the model has no chat template and none was named; tmplErr then says why,
 	// and only conversational prompts fail.
 	tmpl    *chat.Template
@@ -46,7 +50,7 @@ func NewLocal(ck *checkpoint.Model, chatTemplate string) (*Local, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", ck.Source, err)
 	}
-	l := &Local{eng: eng, tok: ck.Tok, enc: lm.Encoder(ck.Tok), stop: ck.Tok.EOSIDs(), Batch: DefaultLocalBatch}
+	l := &Local{eng: eng, base: ck.Weights, tok: ck.Tok, enc: lm.Encoder(ck.Tok), stop: ck.Tok.EOSIDs(), Batch: DefaultLocalBatch}
 	if dt, err := lm.ChatTokenizer(ck.Tok, chatTemplate); err != nil {
 		if chatTemplate != "" {
 			return nil, fmt.Errorf("chat_template: %w", err)
@@ -57,6 +61,22 @@ func NewLocal(ck *checkpoint.Model, chatTemplate string) (*Local, error) {
 	}
 	return l, nil
 }
+
+// WithAdapter is a Local that runs ad unmerged over l's base weights (not over l's own adapter:
+// alignkit stacks no adapters), sharing them, the tokenizer and the chat template. ad is checked
+// against the base's shapes (lora.Load has checked it already when it came from a directory).
+func (l *Local) WithAdapter(ad *model.Adapter) (*Local, error) {
+	eng, err := infer.NewAdapted(l.base, ad)
+	if err != nil {
+		return nil, err
+	}
+	out := *l
+	out.eng = eng
+	return &out, nil
+}
+
+// Base is the weights l runs, without its adapter.
+func (l *Local) Base() *model.Weights { return l.base }
 
 // Engine is the engine Local generates with, for callers that stream tokens as they are sampled.
 func (l *Local) Engine() *infer.Engine { return l.eng }
@@ -117,6 +137,36 @@ func (l *Local) DecodeCompletion(p Prompt, prompt, ids []int32) string {
 		return full[len(pre):]
 	}
 	return l.tok.Decode(ids)
+}
+
+// CompletionIDs tokenizes a completion that came back as text (from an OpenAI server, which
+// returns no token ids) the way the data layer tokenizes a training row: the prompt and the
+// completion are encoded as one sequence (the completion as message text, never as special tokens)
+// and the prompt's ids are cut off, so that a word joining the two is split as the policy's
+// tokenizer splits it in context. When the prompt's ids are not a prefix of that (the boundary
+// merged into one token), the completion is encoded alone. promptIDs are Encode(p)'s.
+func (l *Local) CompletionIDs(p Prompt, promptIDs []int32, text string) []int32 {
+	var full []int32
+	switch {
+	case p.IDs != nil:
+		return l.tok.Encode(text, false)
+	case p.Messages != nil:
+		if l.tmpl == nil {
+			return l.tok.Encode(text, false)
+		}
+		segs, err := l.tmpl.RenderSegments(p.Messages, true)
+		if err != nil {
+			return l.tok.Encode(text, false)
+		}
+		segs = append(slices.Clip(segs), chat.Segment{Text: text, Message: len(p.Messages)})
+		full = data.EncodeRendered(l.enc, segs)
+	default:
+		full = l.tok.Encode(p.Text+text, l.tok.AddBOS())
+	}
+	if len(full) >= len(promptIDs) && slices.Equal(full[:len(promptIDs)], promptIDs) {
+		return slices.Clone(full[len(promptIDs):])
+	}
+	return l.tok.Encode(text, false)
 }
 
 // Complete samples k completions of every prompt. Sequence j of prompt i uses seed s.Seed + i·k + j.

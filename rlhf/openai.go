@@ -149,8 +149,40 @@ func (o *OpenAI) resolveModel(ctx context.Context) error {
 // Seed + i·K (an alignkit server then draws choice j with Seed + i·K + j, as Local does), or, where n
 // is not supported, as K requests with seeds Seed + i·K + j.
 func (o *OpenAI) Generate(ctx context.Context, prompts []Prompt, k int, s Sampling) ([][]string, error) {
-	out, _, err := o.generate(ctx, prompts, k, s, false)
+	out, _, err := o.generate(ctx, o.cfg.Model, prompts, k, s, false)
+	return choiceTexts(out), err
+}
+
+// TextChoice is one completion as an OpenAI server returns it: text, and why it ended.
+type TextChoice struct {
+	Text string
+	// FinishReason is the server's: "stop" (an end-of-sequence token or a stop string), "length"
+	// (max_tokens or the context), or what else the server says.
+	FinishReason string
+}
+
+// CompleteAs is Generate with "model" set to model (a LoRA adapter loaded under that name, say)
+// and each completion's finish_reason kept.
+func (o *OpenAI) CompleteAs(ctx context.Context, model string, prompts []Prompt, k int, s Sampling) ([][]TextChoice, error) {
+	out, _, err := o.generate(ctx, model, prompts, k, s, false)
 	return out, err
+}
+
+func choiceTexts(cs [][]TextChoice) [][]string {
+	if cs == nil {
+		return nil
+	}
+	out := make([][]string, len(cs))
+	for i, row := range cs {
+		if row == nil {
+			continue
+		}
+		out[i] = make([]string, len(row))
+		for j, c := range row {
+			out[i][j] = c.Text
+		}
+	}
+	return out
 }
 
 // GenerateSkipping is Generate, except that a prompt the server rejects as longer than its context
@@ -158,10 +190,11 @@ func (o *OpenAI) Generate(ctx context.Context, prompts []Prompt, k int, s Sampli
 // prompts that leave no room for max_new_tokens: out[i] is nil for it and tooLong[i] holds the
 // server's message.
 func (o *OpenAI) GenerateSkipping(ctx context.Context, prompts []Prompt, k int, s Sampling) (out [][]string, tooLong map[int]string, err error) {
-	return o.generate(ctx, prompts, k, s, true)
+	cs, tooLong, err := o.generate(ctx, o.cfg.Model, prompts, k, s, true)
+	return choiceTexts(cs), tooLong, err
 }
 
-func (o *OpenAI) generate(ctx context.Context, prompts []Prompt, k int, s Sampling, skip bool) ([][]string, map[int]string, error) {
+func (o *OpenAI) generate(ctx context.Context, model string, prompts []Prompt, k int, s Sampling, skip bool) ([][]TextChoice, map[int]string, error) {
 	if err := checkK(k); err != nil {
 		return nil, nil, err
 	}
@@ -171,7 +204,7 @@ func (o *OpenAI) generate(ctx context.Context, prompts []Prompt, k int, s Sampli
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	sem := make(chan struct{}, o.cfg.Concurrency)
-	out := make([][]string, len(prompts))
+	out := make([][]TextChoice, len(prompts))
 	tooLong := map[int]string{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -179,7 +212,7 @@ func (o *OpenAI) generate(ctx context.Context, prompts []Prompt, k int, s Sampli
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			texts, err := o.prompt(ctx, sem, prompts[i], k, s, s.Seed+uint64(i*k))
+			got, err := o.prompt(ctx, sem, model, prompts[i], k, s, s.Seed+uint64(i*k))
 			if err != nil && skip && isContextRejection(err) {
 				mu.Lock()
 				tooLong[i] = err.Error()
@@ -190,7 +223,7 @@ func (o *OpenAI) generate(ctx context.Context, prompts []Prompt, k int, s Sampli
 				cancel(err)
 				return
 			}
-			out[i] = texts
+			out[i] = got
 		}()
 	}
 	wg.Wait()
@@ -219,11 +252,11 @@ func isContextRejection(err error) bool {
 }
 
 // prompt gets k completions of one prompt.
-func (o *OpenAI) prompt(ctx context.Context, sem chan struct{}, p Prompt, k int, s Sampling, seed uint64) ([]string, error) {
-	var texts []string
+func (o *OpenAI) prompt(ctx context.Context, sem chan struct{}, model string, p Prompt, k int, s Sampling, seed uint64) ([]TextChoice, error) {
+	var texts []TextChoice
 	useN, probe := o.useN(ctx, k)
 	if useN {
-		got, err := o.request(ctx, sem, p, k, s, seed)
+		got, err := o.request(ctx, sem, model, p, k, s, seed)
 		switch {
 		case err == nil && len(got) >= k:
 			o.settleN(probe, nYes, "")
@@ -243,7 +276,7 @@ func (o *OpenAI) prompt(ctx context.Context, sem chan struct{}, p Prompt, k int,
 		}
 	}
 	for j := len(texts); j < k; j++ {
-		got, err := o.request(ctx, sem, p, 1, s, seed+uint64(j))
+		got, err := o.request(ctx, sem, model, p, 1, s, seed+uint64(j))
 		if err != nil {
 			return nil, err
 		}
@@ -305,8 +338,8 @@ func (o *OpenAI) settleN(probe bool, state int, why string) {
 	}
 }
 
-// request sends one completion request for n choices and returns their texts in choice order.
-func (o *OpenAI) request(ctx context.Context, sem chan struct{}, p Prompt, n int, s Sampling, seed uint64) ([]string, error) {
+// request sends one completion request for n choices and returns them in choice order.
+func (o *OpenAI) request(ctx context.Context, sem chan struct{}, model string, p Prompt, n int, s Sampling, seed uint64) ([]TextChoice, error) {
 	select {
 	case sem <- struct{}{}:
 	case <-ctx.Done():
@@ -323,13 +356,13 @@ func (o *OpenAI) request(ctx context.Context, sem chan struct{}, p Prompt, n int
 	}
 	type choice struct {
 		index int64
-		text  string
+		TextChoice
 	}
 	var got []choice
 	var err error
 	if p.Messages != nil {
 		params := openai.ChatCompletionNewParams{
-			Model:       o.cfg.Model,
+			Model:       model,
 			Messages:    chatMessages(p),
 			Temperature: openai.Float(s.Temperature),
 			MaxTokens:   openai.Int(int64(s.MaxNewTokens)),
@@ -348,13 +381,13 @@ func (o *OpenAI) request(ctx context.Context, sem chan struct{}, p Prompt, n int
 			}
 			got = got[:0]
 			for _, c := range res.Choices {
-				got = append(got, choice{c.Index, c.Message.Content})
+				got = append(got, choice{c.Index, TextChoice{c.Message.Content, c.FinishReason}})
 			}
 			return nil
 		})
 	} else {
 		params := openai.CompletionNewParams{
-			Model:       openai.CompletionNewParamsModel(o.cfg.Model),
+			Model:       openai.CompletionNewParamsModel(model),
 			Temperature: openai.Float(s.Temperature),
 			MaxTokens:   openai.Int(int64(s.MaxNewTokens)),
 			Seed:        openai.Int(int64(seed)),
@@ -381,7 +414,7 @@ func (o *OpenAI) request(ctx context.Context, sem chan struct{}, p Prompt, n int
 			}
 			got = got[:0]
 			for _, c := range res.Choices {
-				got = append(got, choice{c.Index, c.Text})
+				got = append(got, choice{c.Index, TextChoice{c.Text, string(c.FinishReason)}})
 			}
 			return nil
 		})
@@ -390,11 +423,11 @@ func (o *OpenAI) request(ctx context.Context, sem chan struct{}, p Prompt, n int
 		return nil, fmt.Errorf("%s: %w", p.where(), err)
 	}
 	sort.SliceStable(got, func(a, b int) bool { return got[a].index < got[b].index })
-	texts := make([]string, len(got))
+	out := make([]TextChoice, len(got))
 	for i, c := range got {
-		texts[i] = c.text
+		out[i] = c.TextChoice
 	}
-	return texts, nil
+	return out, nil
 }
 
 func chatMessages(p Prompt) []openai.ChatCompletionMessageParamUnion {

@@ -282,14 +282,6 @@ func parseMessages(raw json.RawMessage, param string) ([]chat.Message, error) {
 	return out, nil
 }
 
-func (s *Server) checkModel(name string) error {
-	if name != "" && name != s.cfg.Name {
-		return &apiError{status: http.StatusNotFound, typ: "invalid_request_error", param: "model",
-			msg: fmt.Sprintf("model %q is not served here: this server serves %q", name, s.cfg.Name)}
-	}
-	return nil
-}
-
 // choice is one generated answer ready to send.
 type choice struct {
 	index  int
@@ -301,7 +293,7 @@ type choice struct {
 // prepare encodes and checks prompts, returning their ids, their token count and sp with max_tokens
 // clamped to the room the context leaves after the longest prompt, which the engine would stop at
 // anyway (and which bounds what a request can make it allocate).
-func (s *Server) prepare(prompts []rlhf.Prompt, sp rlhf.Sampling) ([][]int32, int, rlhf.Sampling, error) {
+func (s *Server) prepare(gen *rlhf.Local, prompts []rlhf.Prompt, sp rlhf.Sampling) ([][]int32, int, rlhf.Sampling, error) {
 	ids := make([][]int32, len(prompts))
 	promptTokens := 0
 	for i, p := range prompts {
@@ -310,12 +302,12 @@ func (s *Server) prepare(prompts []rlhf.Prompt, sp rlhf.Sampling) ([][]int32, in
 			param = "messages"
 		}
 		var err error
-		if ids[i], err = s.gen.Encode(p); err != nil {
+		if ids[i], err = gen.Encode(p); err != nil {
 			return nil, 0, sp, badRequest(param, "%v", err)
 		}
-		room := s.gen.MaxPositions() - len(ids[i])
+		room := gen.MaxPositions() - len(ids[i])
 		if room < 1 {
-			return nil, 0, sp, badRequest(param, "prompt %d has %d tokens: no room to generate within the context length %d", i, len(ids[i]), s.gen.MaxPositions())
+			return nil, 0, sp, badRequest(param, "prompt %d has %d tokens: no room to generate within the context length %d", i, len(ids[i]), gen.MaxPositions())
 		}
 		sp.MaxNewTokens = min(sp.MaxNewTokens, room)
 		promptTokens += len(ids[i])
@@ -324,8 +316,8 @@ func (s *Server) prepare(prompts []rlhf.Prompt, sp rlhf.Sampling) ([][]int32, in
 }
 
 // run validates prompts, generates n choices of each, and applies the stop strings.
-func (s *Server) run(r *http.Request, prompts []rlhf.Prompt, n int, sp rlhf.Sampling, stops []string) ([]choice, int, error) {
-	_, promptTokens, sp, err := s.prepare(prompts, sp)
+func (s *Server) run(r *http.Request, gen *rlhf.Local, prompts []rlhf.Prompt, n int, sp rlhf.Sampling, stops []string) ([]choice, int, error) {
+	_, promptTokens, sp, err := s.prepare(gen, prompts, sp)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -333,7 +325,7 @@ func (s *Server) run(r *http.Request, prompts []rlhf.Prompt, n int, sp rlhf.Samp
 		return nil, 0, r.Context().Err()
 	}
 	defer s.release()
-	cs, err := s.gen.Complete(r.Context(), prompts, n, sp)
+	cs, err := gen.Complete(r.Context(), prompts, n, sp)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -365,7 +357,8 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, err)
 		return
 	}
-	if err := s.checkModel(q.Model); err != nil {
+	gen, model, err := s.generator(q.Model)
+	if err != nil {
 		writeAPIError(w, err)
 		return
 	}
@@ -381,13 +374,13 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 	}
 	id, created := newID("cmpl-"), time.Now().Unix()
 	if q.Stream {
-		s.stream(w, r, prompts, n, sp, stops, func(index int, delta string, finish any) map[string]any {
-			return map[string]any{"id": id, "object": "text_completion", "created": created, "model": s.cfg.Name,
+		s.stream(w, r, gen, prompts, n, sp, stops, func(index int, delta string, finish any) map[string]any {
+			return map[string]any{"id": id, "object": "text_completion", "created": created, "model": model,
 				"choices": []map[string]any{{"index": index, "text": delta, "logprobs": nil, "finish_reason": finish}}}
 		}, nil)
 		return
 	}
-	cs, promptTokens, err := s.run(r, prompts, n, sp, stops)
+	cs, promptTokens, err := s.run(r, gen, prompts, n, sp, stops)
 	if err != nil {
 		if r.Context().Err() == nil {
 			writeAPIError(w, err)
@@ -399,7 +392,7 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 		choices[i] = map[string]any{"index": c.index, "text": c.text, "logprobs": nil, "finish_reason": c.finish}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"id": id, "object": "text_completion", "created": created,
-		"model": s.cfg.Name, "choices": choices, "usage": usage(promptTokens, cs)})
+		"model": model, "choices": choices, "usage": usage(promptTokens, cs)})
 }
 
 func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
@@ -408,7 +401,8 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, err)
 		return
 	}
-	if err := s.checkModel(q.Model); err != nil {
+	gen, model, err := s.generator(q.Model)
+	if err != nil {
 		writeAPIError(w, err)
 		return
 	}
@@ -426,10 +420,10 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	id, created := newID("chatcmpl-"), time.Now().Unix()
 	if q.Stream {
 		chunk := func(index int, delta map[string]any, finish any) map[string]any {
-			return map[string]any{"id": id, "object": "chat.completion.chunk", "created": created, "model": s.cfg.Name,
+			return map[string]any{"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
 				"choices": []map[string]any{{"index": index, "delta": delta, "logprobs": nil, "finish_reason": finish}}}
 		}
-		s.stream(w, r, prompts, n, sp, stops, func(index int, delta string, finish any) map[string]any {
+		s.stream(w, r, gen, prompts, n, sp, stops, func(index int, delta string, finish any) map[string]any {
 			if finish != nil {
 				return chunk(index, map[string]any{}, finish)
 			}
@@ -439,7 +433,7 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		})
 		return
 	}
-	cs, promptTokens, err := s.run(r, prompts, n, sp, stops)
+	cs, promptTokens, err := s.run(r, gen, prompts, n, sp, stops)
 	if err != nil {
 		if r.Context().Err() == nil {
 			writeAPIError(w, err)
@@ -452,7 +446,7 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 			"logprobs": nil, "finish_reason": c.finish}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"id": id, "object": "chat.completion", "created": created,
-		"model": s.cfg.Name, "choices": choices, "usage": usage(promptTokens, cs)})
+		"model": model, "choices": choices, "usage": usage(promptTokens, cs)})
 }
 
 func (s *Server) score(w http.ResponseWriter, r *http.Request) {

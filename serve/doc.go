@@ -16,6 +16,14 @@
 //   - POST /v1/score, with --reward-model only: {"prompt": "...", "response": "..."} or
 //     {"messages": [..., {"role": "assistant", ...}]} (the last message is the response) gives
 //     {"reward": x}, tokenized as the reward trainer tokenizes a chosen answer.
+//   - POST /v1/load_lora_adapter {"lora_name", "lora_path"} and POST /v1/unload_lora_adapter
+//     {"lora_name"}, with --allow-runtime-lora only (404 otherwise), as vLLM's server answers them
+//     under VLLM_ALLOW_RUNTIME_LORA_UPDATING=True: a PEFT adapter directory on the server's file
+//     system, checked against the served base's shapes, is loaded under a name that /v1/models
+//     lists and that requests send as "model" to generate with base + adapter (unmerged, as
+//     --adapter runs; over --model's weights, never stacked on --adapter). At most --max-loras
+//     (default 4) are loaded at once; unloading an unknown name is 404. This is how ppo and grpo
+//     with backend openai make the server follow the policy (rlhf.ServedPolicy).
 //
 // # Sampling semantics
 //

@@ -19,6 +19,7 @@ func FuzzRequestBody(f *testing.F) {
 	f.Add([]byte(`{"model": "other", "prompt": "x", "n": 1000000, "max_tokens": -1, "temperature": 1e308}`))
 	f.Add([]byte(`{"prompt": "x", "stop": "a", "logprobs": 3, "best_of": 2}`))
 	f.Add([]byte(`{"prompt": "x"} {"prompt": "y"}`))
+	f.Add([]byte(`{"lora_name": "a b\u0000", "lora_path": "/etc/passwd"}`))
 	s := NewWith(nil, nil, Config{MaxBodyBytes: 4096})
 	check := func(t *testing.T, err error) {
 		t.Helper()
@@ -37,7 +38,9 @@ func FuzzRequestBody(f *testing.F) {
 			check(t, err)
 			return
 		}
-		check(t, s.checkModel(q.Model))
+		if _, _, err := s.generator(q.Model); err != nil {
+			check(t, err)
+		}
 		if _, err := parsePrompts(q.Prompt); err != nil {
 			check(t, err)
 		}
@@ -48,6 +51,19 @@ func FuzzRequestBody(f *testing.F) {
 			if _, _, _, err := q.sampling(max); err != nil {
 				check(t, err)
 			}
+		}
+		// The runtime LoRA routes' fields: a bad name or path is a one-line 4xx, never a panic.
+		r = httptest.NewRequest(http.MethodPost, "/v1/load_lora_adapter", strings.NewReader(string(body)))
+		var lq loraRequest
+		if err := s.decode(httptest.NewRecorder(), r, &lq); err != nil {
+			check(t, err)
+			return
+		}
+		if err := checkLoRAName(lq.LoraName); err != nil {
+			check(t, err)
+		}
+		if _, err := checkLoRAPath(lq.LoraPath); err != nil {
+			check(t, err)
 		}
 	})
 }

@@ -71,6 +71,16 @@ type Config struct {
 	IdleTimeout time.Duration
 	// MaxConnections bounds the connections served at once (default 64).
 	MaxConnections int
+	// AllowRuntimeLoRA turns on POST /v1/load_lora_adapter and /v1/unload_lora_adapter (vLLM's
+	// routes under VLLM_ALLOW_RUNTIME_LORA_UPDATING=True): a client may then load PEFT adapter
+	// directories of the server's file system over the served base, each under a name that
+	// requests send as "model" (unmerged, as Adapter runs). Off, both routes answer 404. An
+	// adapter runs over Model's weights, not over Adapter's. Anyone who may call the API may
+	// then make the server read adapter directories it can reach: pair it with an API key off
+	// loopback.
+	AllowRuntimeLoRA bool
+	// MaxLoRAs bounds the adapters loaded at runtime at once (default DefaultMaxLoRAs).
+	MaxLoRAs int
 	// Log receives one line per request and the listening address (nil: discarded).
 	Log io.Writer
 }
@@ -84,6 +94,11 @@ type Server struct {
 	sem     chan struct{}
 	waiting atomic.Int64 // requests queued for a slot, reported by /health
 	log     io.Writer
+	// loras are the adapters loaded at runtime by name (AllowRuntimeLoRA), loraNames their names in
+	// load order; loraMu guards both.
+	loraMu    sync.RWMutex
+	loras     map[string]*rlhf.Local
+	loraNames []string
 	// afterChunk, when set (by tests), runs after each streamed text chunk is flushed.
 	afterChunk func()
 }
@@ -97,6 +112,8 @@ func (cfg Config) Validate() error {
 		return fmt.Errorf("serve: max body bytes must be > 0, got %d", cfg.MaxBodyBytes)
 	case cfg.MaxConcurrent < 0:
 		return fmt.Errorf("serve: max concurrent must be > 0, got %d", cfg.MaxConcurrent)
+	case cfg.MaxLoRAs < 0:
+		return fmt.Errorf("serve: max loras must be > 0, got %d", cfg.MaxLoRAs)
 	case cfg.MaxConnections < 0:
 		return fmt.Errorf("serve: max connections must be > 0, got %d", cfg.MaxConnections)
 	case cfg.BodyTimeout < 0 || cfg.IdleTimeout < 0 || cfg.ShutdownGrace < 0:
@@ -174,6 +191,9 @@ func NewWith(gen *rlhf.Local, scorer rlhf.Scorer, cfg Config) *Server {
 	if cfg.MaxConnections <= 0 {
 		cfg.MaxConnections = DefaultMaxConnections
 	}
+	if cfg.MaxLoRAs <= 0 {
+		cfg.MaxLoRAs = DefaultMaxLoRAs
+	}
 	if cfg.Name == "" {
 		cfg.Name = filepath.Base(filepath.Clean(cfg.Model))
 		if cfg.Model == "" {
@@ -185,7 +205,7 @@ func NewWith(gen *rlhf.Local, scorer rlhf.Scorer, cfg Config) *Server {
 		log = io.Discard
 	}
 	return &Server{cfg: cfg, gen: gen, scorer: scorer, created: time.Now().Unix(),
-		sem: make(chan struct{}, cfg.MaxConcurrent), log: log}
+		sem: make(chan struct{}, cfg.MaxConcurrent), log: log, loras: map[string]*rlhf.Local{}}
 }
 
 // Name is the served model id.
@@ -222,6 +242,8 @@ func (s *Server) routes() *http.ServeMux {
 	mux.HandleFunc("/v1/completions", s.only(http.MethodPost, s.completions))
 	mux.HandleFunc("/v1/chat/completions", s.only(http.MethodPost, s.chatCompletions))
 	mux.HandleFunc("/v1/score", s.only(http.MethodPost, s.score))
+	mux.HandleFunc("/v1/load_lora_adapter", s.only(http.MethodPost, s.loadLoRA))
+	mux.HandleFunc("/v1/unload_lora_adapter", s.only(http.MethodPost, s.unloadLoRA))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found_error", "", fmt.Sprintf("no endpoint %s %s", r.Method, r.URL.Path))
 	})
@@ -304,12 +326,13 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) models(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{
-		"object": "list",
-		"data": []map[string]any{{
-			"id": s.cfg.Name, "object": "model", "created": s.created, "owned_by": "alignkit",
-		}},
-	})
+	data := []map[string]any{{"id": s.cfg.Name, "object": "model", "created": s.created, "owned_by": "alignkit"}}
+	// Loaded adapters follow, with parent naming their base as vLLM lists them (vLLM also gives
+	// root, the lora_path: left out, so that /v1/models does not disclose the server's files).
+	for _, name := range s.loraModels() {
+		data = append(data, map[string]any{"id": name, "object": "model", "created": s.created, "owned_by": "alignkit", "parent": s.cfg.Name})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": data})
 }
 
 // randomSeed draws a seed for requests that give none.

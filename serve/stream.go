@@ -31,6 +31,7 @@ type liveChoice struct {
 // streamer writes a streamed request's Server-Sent Events as the engine samples tokens.
 type streamer struct {
 	s      *Server
+	gen    *rlhf.Local // the engine the request's model names
 	w      http.ResponseWriter
 	fl     http.Flusher
 	stops  []string
@@ -75,7 +76,7 @@ func (st *streamer) token(i int, id int32) error {
 		return nil // past a stop string: nothing more to send
 	}
 	c.gen = append(c.gen, id)
-	text := st.s.gen.DecodeCompletion(c.prompt, c.ids, c.gen)
+	text := st.gen.DecodeCompletion(c.prompt, c.ids, c.gen)
 	cut := stopIndex(text, st.stops)
 	// open is where the earliest trailing partial stop string starts.
 	open := len(text)
@@ -118,7 +119,7 @@ func (st *streamer) end(i int, eos []int32) {
 	if c.done {
 		return
 	}
-	text, cut := cutStop(st.s.gen.DecodeCompletion(c.prompt, c.ids, c.gen), st.stops)
+	text, cut := cutStop(st.gen.DecodeCompletion(c.prompt, c.ids, c.gen), st.stops)
 	st.text(i, text, len(text))
 	reason := "length"
 	if cut || (len(c.gen) > 0 && slices.Contains(eos, c.gen[len(c.gen)-1])) {
@@ -131,8 +132,8 @@ func (st *streamer) end(i int, eos []int32) {
 // optional opening chunk per choice and each choice's text as the engine samples it (choice i·n+j
 // is sample j of prompt i, with seed Seed + i·n + j as rlhf.Local gives it), a finish chunk per
 // choice, then [DONE]. Errors found before generation starts are plain JSON errors.
-func (s *Server) stream(w http.ResponseWriter, r *http.Request, prompts []rlhf.Prompt, n int, sp rlhf.Sampling, stops []string, chunk chunkFunc, open func(index int) map[string]any) {
-	ids, _, sp, err := s.prepare(prompts, sp)
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, gen *rlhf.Local, prompts []rlhf.Prompt, n int, sp rlhf.Sampling, stops []string, chunk chunkFunc, open func(index int) map[string]any) {
+	ids, _, sp, err := s.prepare(gen, prompts, sp)
 	if err != nil {
 		writeAPIError(w, err)
 		return
@@ -146,7 +147,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, prompts []rlhf.P
 	w.Header().Set("Connection", "keep-alive")
 	w.WriteHeader(http.StatusOK)
 	fl, _ := w.(http.Flusher)
-	st := &streamer{s: s, w: w, fl: fl, stops: stops, chunk: chunk}
+	st := &streamer{s: s, gen: gen, w: w, fl: fl, stops: stops, chunk: chunk}
 	for i, p := range prompts {
 		for range n {
 			st.cs = append(st.cs, &liveChoice{prompt: p, ids: ids[i]})
@@ -157,8 +158,8 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, prompts []rlhf.P
 			st.send(open(i))
 		}
 	}
-	eos := s.gen.Tokenizer().EOSIDs()
-	per := max(1, s.gen.Batch/n) // prompts per engine call, as rlhf.Local batches them
+	eos := gen.Tokenizer().EOSIDs()
+	per := max(1, gen.Batch/n) // prompts per engine call, as rlhf.Local batches them
 	for i0 := 0; i0 < len(prompts); i0 += per {
 		i1 := min(len(prompts), i0+per)
 		var batch [][]int32
@@ -168,7 +169,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, prompts []rlhf.P
 			}
 		}
 		st.lo, st.hi = i0*n, i1*n
-		_, err := s.gen.Engine().Generate(r.Context(), batch, infer.Sampling{
+		_, err := gen.Engine().Generate(r.Context(), batch, infer.Sampling{
 			Temperature: sp.Temperature, TopP: sp.TopP, TopK: sp.TopK, MaxNewTokens: sp.MaxNewTokens,
 			Seed: sp.Seed + uint64(i0*n), StopIDs: eos,
 			OnToken: func(seq int, id int32) error { return st.token(i0*n+seq, id) },

@@ -195,7 +195,7 @@ func TestStreamHoldsSplitCharacters(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := httptest.NewRecorder()
-	st := &streamer{s: s, w: rec, chunk: func(index int, delta string, finish any) map[string]any {
+	st := &streamer{s: s, gen: gen, w: rec, chunk: func(index int, delta string, finish any) map[string]any {
 		return map[string]any{"text": delta, "finish_reason": finish}
 	}, cs: []*liveChoice{{prompt: prompt, ids: pids}}, hi: 1}
 	var sent []string

@@ -189,3 +189,17 @@ func quietOptions(o options) options {
 	o.bar = &off
 	return o
 }
+
+// CommOf is the process group the loop runs over with opts: WithComm's, else dist.World. A task
+// that must know the number of ranks before the loop starts (to refuse what one rank alone can do)
+// reads it here.
+func CommOf(opts ...Option) (dist.Comm, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.comm != nil {
+		return o.comm, nil
+	}
+	return dist.World()
+}

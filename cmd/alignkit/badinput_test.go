@@ -230,6 +230,7 @@ func badInputCases() []badCase {
 		{name: "serve max-concurrent 0", args: []string{"serve", "--model", "{S}", "--max-concurrent", "0"}, want: "alignkit: --max-concurrent: must be >= 1, got 0"},
 		{name: "serve max-body-bytes -1", args: []string{"serve", "--model", "{S}", "--max-body-bytes", "-1"}, want: "alignkit: --max-body-bytes: must be >= 1, got -1"},
 		{name: "serve max-connections 0", args: []string{"serve", "--model", "{S}", "--max-connections", "0"}, want: "alignkit: --max-connections: must be >= 1, got 0"},
+		{name: "serve max-loras 0", args: []string{"serve", "--model", "{S}", "--max-loras", "0"}, want: "alignkit: --max-loras: must be >= 1, got 0"},
 		{name: "serve body-timeout 0", args: []string{"serve", "--model", "{S}", "--body-timeout", "0s"}, want: "alignkit: --body-timeout: must be > 0, got 0s"},
 		{name: "serve empty api key", args: []string{"serve", "--model", "{S}", "--api-key", ""}, want: "alignkit: --api-key: must not be empty (omit it to serve without a key on loopback)"},
 		{name: "serve open address without key", args: []string{"serve", "--model", "{S}", "--addr", "0.0.0.0:0"}, want: "alignkit: serve: 0.0.0.0:0 is not a loopback address and no API key is set: set --api-key or ALIGNKIT_API_KEY, or pass --insecure-no-auth to serve it to anyone who can reach it"},

@@ -35,6 +35,8 @@ func newServeCmd() *cobra.Command {
 				return fmt.Errorf("--body-timeout: must be > 0, got %s", cfg.BodyTimeout)
 			case cfg.IdleTimeout <= 0:
 				return fmt.Errorf("--idle-timeout: must be > 0, got %s", cfg.IdleTimeout)
+			case cfg.MaxLoRAs < 1:
+				return fmt.Errorf("--max-loras: must be >= 1, got %d", cfg.MaxLoRAs)
 			}
 			if !cmd.Flags().Changed("api-key") {
 				cfg.APIKey = os.Getenv("ALIGNKIT_API_KEY")
@@ -62,6 +64,8 @@ func newServeCmd() *cobra.Command {
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", serve.DefaultIdleTimeout, "idle keep-alive connections are closed after this")
 	f.StringVar(&cfg.APIKey, "api-key", "", "require \"Authorization: Bearer KEY\" on every endpoint but /health (default $ALIGNKIT_API_KEY)")
 	f.BoolVar(&cfg.InsecureNoAuth, "insecure-no-auth", false, "allow a non-loopback --addr without an API key")
+	f.BoolVar(&cfg.AllowRuntimeLoRA, "allow-runtime-lora", false, "enable POST /v1/load_lora_adapter and /v1/unload_lora_adapter (vLLM's VLLM_ALLOW_RUNTIME_LORA_UPDATING): PEFT adapters over --model, requested by name (how ppo and grpo's backend: openai follow the policy)")
+	f.IntVar(&cfg.MaxLoRAs, "max-loras", serve.DefaultMaxLoRAs, "most adapters loaded at runtime at once")
 	_ = cmd.MarkFlagRequired("model")
 	return cmd
 }
