@@ -212,6 +212,7 @@ var readmeSkips = []readmeSkip{
 	{firstWord("mpirun"), "needs Open MPI and a binary built with `make build MPI=1`"},
 	{hasWord("ollama"), "needs ollama"},
 	{hasWord("backend=openai"), "needs an OpenAI-compatible server (vLLM, llama-server) at base_url"},
+	{hasWord("--allow-runtime-lora"), "starts a server that runs until it is stopped"},
 	// Trainings of more than a few seconds: the test's budget is about a minute for all of README's
 	// commands on 2 loaded cores. The LoRA SFT (about 15-25 s) runs: the adapter commands after it
 	// need it. Times are wall seconds measured on 2026-12-06 on the 2-core VM at load 11-16.
