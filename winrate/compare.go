@@ -105,7 +105,8 @@ type Summary struct {
 	LossRate float64 `json:"loss_rate"`
 	// WinRateCI95 is the Wilson interval of WinRate.
 	WinRateCI95 [2]float64 `json:"win_rate_ci95"`
-	// Score is (wins + ties/2) / valid: 0.5 when the models are equal; ScoreCI95 its interval.
+	// Score is (wins + ties/2) / valid: 0.5 when the models are equal; ScoreCI95 its interval
+	// (ScoreInterval).
 	Score     float64    `json:"score"`
 	ScoreCI95 [2]float64 `json:"score_ci95"`
 	CIMethod  string     `json:"ci_method"`
@@ -145,7 +146,7 @@ func Summarize(js []Judgement) (Summary, error) {
 	if s.WinRateCI95[0], s.WinRateCI95[1], err = Wilson(float64(s.Wins), s.Valid, Z95); err != nil {
 		return s, err
 	}
-	if s.ScoreCI95[0], s.ScoreCI95[1], err = Wilson(x, s.Valid, Z95); err != nil {
+	if s.ScoreCI95[0], s.ScoreCI95[1], err = ScoreInterval(s.Wins, s.Ties, s.Valid, Z95); err != nil {
 		return s, err
 	}
 	s.CIMethod = CIMethod

@@ -181,7 +181,8 @@ func TestSummarizeAllInvalid(t *testing.T) {
 }
 
 // Summarize on a hand-counted table: 6 wins, 2 ties, 2 losses, 1 invalid → 10 valid, win 0.6,
-// tie 0.2, loss 0.2, score (6 + 1)/10 = 0.7; the intervals are Wilson(6, 10) and Wilson(7, 10).
+// tie 0.2, loss 0.2, score (6 + 1)/10 = 0.7; the intervals are Wilson(6, 10) and ScoreInterval(6, 2,
+// 10).
 func TestSummarizeCounts(t *testing.T) {
 	var js []winrate.Judgement
 	for v, k := range map[string]int{winrate.VerdictA: 6, winrate.VerdictTie: 2, winrate.VerdictB: 2, winrate.VerdictInvalid: 1} {
@@ -194,7 +195,7 @@ func TestSummarizeCounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	lo, hi, _ := winrate.Wilson(6, 10, winrate.Z95)
-	slo, shi, _ := winrate.Wilson(7, 10, winrate.Z95)
+	slo, shi, _ := winrate.ScoreInterval(6, 2, 10, winrate.Z95)
 	if s.Judgements != 11 || s.Valid != 10 || s.Wins != 6 || s.Ties != 2 || s.Losses != 2 || s.Invalid != 1 || s.Swapped != 6 ||
 		s.WinRate != 0.6 || s.TieRate != 0.2 || s.LossRate != 0.2 || s.Score != 0.7 ||
 		s.WinRateCI95 != [2]float64{lo, hi} || s.ScoreCI95 != [2]float64{slo, shi} {

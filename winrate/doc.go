@@ -7,6 +7,8 @@
 // models' order (un-swapped); a judge reply that is not exactly A, B or tie is recorded as invalid
 // and counted apart, never guessed.
 //
-// The summary gives win, tie and loss rates over the valid judgements and 95% Wilson score
-// intervals (see Wilson) for the win rate and for the score (wins + ties/2) / valid.
+// The summary gives win, tie and loss rates over the valid judgements, the 95% Wilson score
+// interval of the win rate (see Wilson), and the score (wins + ties/2) / valid with its interval
+// (see ScoreInterval: Wilson's with the score's own variance, since a tie varies less than a coin
+// flip).
 package winrate

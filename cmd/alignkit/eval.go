@@ -84,7 +84,7 @@ func newEvalWinrateCmd() *cobra.Command {
 			"a judge (a reward model, Llama 2's helpfulness and safety models combined, or an LLM behind an\n" +
 			"OpenAI-compatible server) compares each pair shown in a random order (seeded), and the verdicts are\n" +
 			"recorded in the models' order. Writes winrate_judgements.parquet, winrate.json (win, tie and loss\n" +
-			"rates, 95% Wilson intervals) and winrate.png into output_dir.\n\n" +
+			"rates, the score (wins + ties/2) / judgements, and their 95% intervals) and winrate.png into output_dir.\n\n" +
 			"Config keys (ALIGNKIT_<KEY> and --set key=value override the file):\n" + keyList(reflect.TypeOf(winrate.Config{})),
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
