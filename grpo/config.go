@@ -5,7 +5,6 @@ import (
 	"math"
 
 	"github.com/alignkit/alignkit/recipe"
-	"github.com/alignkit/alignkit/reward"
 	"github.com/alignkit/alignkit/rlhf"
 	"github.com/alignkit/alignkit/train"
 )
@@ -27,11 +26,10 @@ type Config struct {
 
 	ModelNameOrPath string `mapstructure:"model_name_or_path" doc:"policy model to train (and, with beta > 0, the reference): an HF directory or a .gguf file"`
 	// Model says how the policy is held and what of it trains (LoRA, a quantized frozen base).
-	Model           recipe.ModelArgs  `mapstructure:",squash"`
-	DatasetName     string            `mapstructure:"dataset_name" doc:"prompts: a Parquet or JSON Lines file with a prompt, messages, instruction or chosen+rejected column; its other columns reach the reward functions"`
-	Columns         map[string]string `mapstructure:"columns" doc:"prompt column renames, canonical name -> file column (as rlhf sample)"`
-	MaxTrainSamples int               `mapstructure:"max_train_samples" doc:"use only the first this many prompts (0: all)"`
-	ChatTemplate    string            `mapstructure:"chat_template" doc:"template conversational prompts are rendered with: a built-in name, a file or Jinja source (default: the model's own)"`
+	Model recipe.ModelArgs `mapstructure:",squash"`
+	// RLPromptArgs holds dataset_name, columns, max_train_samples, chat_template, reward_models and
+	// safety_column, as ppo's.
+	rlhf.RLPromptArgs `mapstructure:",squash"`
 
 	NumGenerations      int      `mapstructure:"num_generations" doc:"G, completions sampled per prompt, compared within their group (default 8; at least 2)"`
 	MaxCompletionLength int      `mapstructure:"max_completion_length" doc:"most tokens sampled per completion (default 256)"`
@@ -49,10 +47,8 @@ type Config struct {
 	// rollouts from an OpenAI-compatible server that follows the LoRA policy (rlhf.ServedPolicy).
 	Rollouts rlhf.BackendConfig `mapstructure:",squash"`
 
-	RewardFuncs   []FuncSpec         `mapstructure:"reward_funcs" doc:"reward functions: list of {name: exact_match|regex|length_penalty|command, ...}"`
-	RewardModels  []reward.ModelSpec `mapstructure:"reward_models" doc:"reward models: list of {path, role: helpfulness|safety}; two are combined as Llama 2 does (reward.Combine)"`
-	SafetyColumn  string             `mapstructure:"safety_column" doc:"with two reward models: the dataset column saying which prompts are safety prompts (default is_safety)"`
-	RewardWeights []float64          `mapstructure:"reward_weights" doc:"weight of each reward: reward_funcs in order, then the reward model(s) (default all 1)"`
+	RewardFuncs   []FuncSpec `mapstructure:"reward_funcs" doc:"reward functions: list of {name: exact_match|regex|length_penalty|command, ...}"`
+	RewardWeights []float64  `mapstructure:"reward_weights" doc:"weight of each reward: reward_funcs in order, then the reward model(s) (default all 1)"`
 }
 
 // Defaults returns a copy with every unset key replaced by its default.
@@ -88,9 +84,7 @@ func (c Config) Defaults() Config {
 	if c.NumIterations == 0 {
 		c.NumIterations = 1
 	}
-	if c.SafetyColumn == "" {
-		c.SafetyColumn = "is_safety"
-	}
+	c.RLPromptArgs = c.RLPromptArgs.Defaults()
 	c.Rollouts = c.Rollouts.RolloutDefaults()
 	return c
 }
@@ -115,9 +109,10 @@ func (c Config) Validate() error {
 	if err := recipe.Validate(c.Args, c.ModelNameOrPath, c.Model); err != nil {
 		return err
 	}
+	if err := c.RLPromptArgs.Validate(); err != nil {
+		return err
+	}
 	switch {
-	case c.DatasetName == "":
-		return fmt.Errorf("dataset_name: must be set (the prompts)")
 	case c.NumGenerations < 2:
 		return fmt.Errorf("num_generations %d: GRPO compares each completion with the others of its group, want >= 2", c.NumGenerations)
 	case c.PerDeviceTrainBatchSize%c.NumGenerations != 0:
@@ -126,8 +121,6 @@ func (c Config) Validate() error {
 		return fmt.Errorf("max_completion_length %d: want >= 1", c.MaxCompletionLength)
 	case c.NumIterations < 1:
 		return fmt.Errorf("num_iterations %d: want >= 1", c.NumIterations)
-	case c.MaxTrainSamples < 0:
-		return fmt.Errorf("max_train_samples %d: want >= 0 (0: all)", c.MaxTrainSamples)
 	case math.IsNaN(*c.Temperature) || *c.Temperature <= 0:
 		return fmt.Errorf("temperature %v: want > 0 (GRPO needs diverse samples within a group)", *c.Temperature)
 	case math.IsNaN(*c.TopP) || *c.TopP <= 0 || *c.TopP > 1:
@@ -146,9 +139,6 @@ func (c Config) Validate() error {
 		if err := f.Validate(i); err != nil {
 			return err
 		}
-	}
-	if err := reward.ValidateSpecs(c.RewardModels); err != nil {
-		return err
 	}
 	if c.RewardWeights != nil {
 		if len(c.RewardWeights) != c.numRewards() {

@@ -31,9 +31,9 @@ func storiesConfig(t *testing.T) Config {
 		Args: train.Args{OutputDir: filepath.Join(t.TempDir(), "out"), MaxSteps: 2, PerDeviceTrainBatchSize: 8,
 			LearningRate: 1e-3, LRSchedulerType: "constant", LoggingSteps: 1, ReportPlots: &off, MaxGradNorm: &zero},
 		ModelNameOrPath: filepath.Join(dir, "models", "stories260K"),
-		DatasetName:     filepath.Join(dir, "data", "no_robots_test_sft.parquet"),
-		Columns:         map[string]string{"prompt": "prompt"},
-		MaxTrainSamples: 16, NumGenerations: 4, MaxCompletionLength: 8,
+		RLPromptArgs: rlhf.RLPromptArgs{DatasetName: filepath.Join(dir, "data", "no_robots_test_sft.parquet"),
+			Columns: map[string]string{"prompt": "prompt"}, MaxTrainSamples: 16},
+		NumGenerations: 4, MaxCompletionLength: 8,
 		// Some 8-token completions hold punctuation, some do not: a reward with variance.
 		RewardFuncs: []FuncSpec{{Name: FuncRegex, Pattern: `[.,!?]`}},
 	}

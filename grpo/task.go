@@ -147,29 +147,15 @@ func newTask(ctx context.Context, cfg Config, log io.Writer) (*Task, error) {
 		}
 	}
 
-	// Prompts, with their dataset rows for the reward functions (read once, stopping on a signal).
-	ps, err := t.gen.LoadRLPrompts(ctx, cfg.DatasetName, cfg.Columns, cfg.MaxTrainSamples, cfg.MaxCompletionLength, t.gen.MaxPositions(),
-		"grpo", "max_completion_length", log)
+	// Prompts, with their dataset rows for the reward functions (read once, stopping on a signal),
+	// and the reward models: one is used as is; two are combined as Llama 2 does.
+	ps, models, err := cfg.RLPromptArgs.Load(ctx, t.gen, cfg.MaxCompletionLength, t.gen.MaxPositions(), "grpo", "max_completion_length", log)
 	if err != nil {
 		return nil, err
 	}
-	rows := ps.Rows
-	t.prompts, t.ids = ps.Prompts, ps.IDs
+	t.prompts, t.ids, t.models = ps.Prompts, ps.IDs, models
 	for _, p := range t.prompts {
-		t.fields = append(t.fields, rows[p.Row].Fields)
-	}
-
-	// Reward models: one is used as is; two are combined as Llama 2 does, which needs each prompt's
-	// safety flag.
-	if len(cfg.RewardModels) > 0 {
-		if t.models, err = rlhf.LoadRewardModels(cfg.RewardModels, cfg.ChatTemplate); err != nil {
-			return nil, err
-		}
-	}
-	if len(cfg.RewardModels) == 2 {
-		if err := rlhf.SetSafety(t.prompts, rows, cfg.SafetyColumn, cfg.DatasetName); err != nil {
-			return nil, err
-		}
+		t.fields = append(t.fields, ps.Rows[p.Row].Fields)
 	}
 
 	rows2 := cfg.PerDeviceTrainBatchSize // completions per micro-batch: the graph's height

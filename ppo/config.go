@@ -1,6 +1,7 @@
 package ppo
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/alignkit/alignkit/recipe"
@@ -24,11 +25,10 @@ type TrainConfig struct {
 	ModelNameOrPath string `mapstructure:"model_name_or_path" doc:"policy to train, also the reference (the initial policy): an HF directory or a .gguf file"`
 	SFTModelPath    string `mapstructure:"sft_model_path" doc:"TRL's name for the policy's starting point: the same as model_name_or_path (set one, or both alike)"`
 	// Model says how the policy is held and what of it trains (LoRA, a quantized frozen base).
-	Model           recipe.ModelArgs  `mapstructure:",squash"`
-	DatasetName     string            `mapstructure:"dataset_name" doc:"prompts: a Parquet or JSON Lines file with a prompt, messages, instruction or chosen+rejected column"`
-	Columns         map[string]string `mapstructure:"columns" doc:"prompt column renames, canonical name -> file column (as rlhf sample)"`
-	MaxTrainSamples int               `mapstructure:"max_train_samples" doc:"use only the first this many prompts (0: all)"`
-	ChatTemplate    string            `mapstructure:"chat_template" doc:"template conversational prompts are rendered with: a built-in name, a file or Jinja source (default: the model's own)"`
+	Model recipe.ModelArgs `mapstructure:",squash"`
+	// RLPromptArgs holds dataset_name, columns, max_train_samples, chat_template, reward_models and
+	// safety_column, as grpo's.
+	rlhf.RLPromptArgs `mapstructure:",squash"`
 
 	Config `mapstructure:",squash"`
 
@@ -37,9 +37,7 @@ type TrainConfig struct {
 	// rollouts from an OpenAI-compatible server that follows the LoRA policy (rlhf.ServedPolicy).
 	Rollouts rlhf.BackendConfig `mapstructure:",squash"`
 
-	RewardModels   []reward.ModelSpec `mapstructure:"reward_models" doc:"reward models: list of {path, role: helpfulness|safety}; two are combined as Llama 2 does (reward.Combine) and whitened over the rollout batch"`
-	SafetyColumn   string             `mapstructure:"safety_column" doc:"with two reward models: the dataset column saying which prompts are safety prompts (default is_safety)"`
-	ValueModelPath string             `mapstructure:"value_model_path" doc:"value model to start from, a reward model (score head): its score.weight is read at every token (default: the helpfulness reward model, as TRL and Llama 2 initialise it)"`
+	ValueModelPath string `mapstructure:"value_model_path" doc:"value model to start from, a reward model (score head): its score.weight is read at every token (default: the helpfulness reward model, as TRL and Llama 2 initialise it)"`
 }
 
 // NewTrainConfig is a TrainConfig with TRL's PPOConfig defaults in its PPO keys; a config file is
@@ -52,9 +50,7 @@ func (c TrainConfig) Defaults() TrainConfig {
 	if c.ModelNameOrPath == "" {
 		c.ModelNameOrPath = c.SFTModelPath
 	}
-	if c.SafetyColumn == "" {
-		c.SafetyColumn = "is_safety"
-	}
+	c.RLPromptArgs = c.RLPromptArgs.Defaults()
 	c.Rollouts = c.Rollouts.RolloutDefaults()
 	if c.ValueModelPath == "" {
 		for _, s := range c.RewardModels {
@@ -86,16 +82,11 @@ func (c TrainConfig) Validate() error {
 	if err := c.Rollouts.ValidateRollouts(c.Model.Lora.UsePEFT || c.Model.AdapterNameOrPath != ""); err != nil {
 		return err
 	}
-	switch {
-	case c.DatasetName == "":
-		return fmt.Errorf("dataset_name: must be set (the prompts)")
-	case c.MaxTrainSamples < 0:
-		return fmt.Errorf("max_train_samples %d: want >= 0 (0: all)", c.MaxTrainSamples)
-	case len(c.RewardModels) == 0:
-		return fmt.Errorf("reward_models: must name at least one reward model (PPO's score)")
-	}
-	if err := reward.ValidateSpecs(c.RewardModels); err != nil {
+	if err := c.RLPromptArgs.Validate(); err != nil {
 		return err
+	}
+	if len(c.RewardModels) == 0 {
+		return errors.New("reward_models: must name at least one reward model (PPO's score)")
 	}
 	return nil
 }

@@ -154,24 +154,14 @@ func newTask(ctx context.Context, cfg TrainConfig, log io.Writer) (*Task, error)
 		return nil, fmt.Errorf("value_model_path %s: vocab_size %d, the policy's is %d; the value model reads the policy's tokens", cfg.ValueModelPath, vc.VocabSize, pc.VocabSize)
 	}
 
-	ps, err := t.gen.LoadRLPrompts(ctx, cfg.DatasetName, cfg.Columns, cfg.MaxTrainSamples, cfg.ResponseLength,
-		min(t.gen.MaxPositions(), vc.MaxPositionEmbeddings), "ppo", "response_length", log)
+	ps, models, err := cfg.RLPromptArgs.Load(ctx, t.gen, cfg.ResponseLength, min(t.gen.MaxPositions(), vc.MaxPositionEmbeddings),
+		"ppo", "response_length", log)
 	if err != nil {
 		return nil, err
 	}
-	rows := ps.Rows
-	t.prompts, t.ids = ps.Prompts, ps.IDs
+	t.prompts, t.ids, t.models = ps.Prompts, ps.IDs, models
 	for _, ids := range t.ids {
 		t.seqLen = max(t.seqLen, len(ids)+cfg.ResponseLength)
-	}
-
-	if t.models, err = rlhf.LoadRewardModels(cfg.RewardModels, cfg.ChatTemplate); err != nil {
-		return nil, err
-	}
-	if len(cfg.RewardModels) == 2 {
-		if err := rlhf.SetSafety(t.prompts, rows, cfg.SafetyColumn, cfg.DatasetName); err != nil {
-			return nil, err
-		}
 	}
 
 	micro := cfg.PerDeviceTrainBatchSize

@@ -176,3 +176,53 @@ func TestRunSampleRewardModelsErrors(t *testing.T) {
 		})
 	}
 }
+
+// RLPromptArgs.Load gives the RL trainers their prompts, reward models and safety flags in one
+// step: with two models each prompt's flag is its row's is_safety; with none, no models; a file
+// without the column is one error naming it. Validate's errors name the key.
+func TestRLPromptArgs(t *testing.T) {
+	cfg := twoModelConfig(t)
+	gen, err := rlhf.NewLocal(testutil.Stories(t), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	a := rlhf.RLPromptArgs{DatasetName: cfg.Data.DatasetName, RewardModels: cfg.RewardModels}
+	ps, models, err := a.Load(ctx, gen, 8, 256, "ppo", "response_length", io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if models == nil || !models.Combined() || len(ps.Prompts) != 4 {
+		t.Fatalf("models %v, %d prompts", models, len(ps.Prompts))
+	}
+	for i, p := range ps.Prompts {
+		if p.Safety != (i%2 == 1) {
+			t.Errorf("prompt %d: safety %v, want %v", i, p.Safety, i%2 == 1)
+		}
+	}
+	none := a
+	none.RewardModels = nil
+	if _, models, err := none.Load(ctx, gen, 8, 256, "grpo", "max_completion_length", io.Discard); err != nil || models != nil {
+		t.Errorf("no reward models: models %v, error %v", models, err)
+	}
+	other := a
+	other.SafetyColumn = "harmful"
+	if _, _, err := other.Load(ctx, gen, 8, 256, "ppo", "response_length", io.Discard); err == nil || !strings.Contains(err.Error(), `"harmful"`) {
+		t.Errorf("missing safety column: error %v, want one naming it", err)
+	}
+	for _, c := range []struct {
+		a    rlhf.RLPromptArgs
+		want string
+	}{
+		{rlhf.RLPromptArgs{}, "dataset_name: must be set (the prompts)"},
+		{rlhf.RLPromptArgs{DatasetName: "p.jsonl", MaxTrainSamples: -1}, "max_train_samples -1: want >= 0 (0: all)"},
+		{rlhf.RLPromptArgs{DatasetName: "p.jsonl", RewardModels: []reward.ModelSpec{{Role: reward.RoleSafety}}}, "reward_models[0].path: must be set"},
+	} {
+		if err := c.a.Validate(); err == nil || err.Error() != c.want {
+			t.Errorf("%+v: error %v, want %q", c.a, err, c.want)
+		}
+	}
+	if got := (rlhf.RLPromptArgs{}).Defaults().SafetyColumn; got != rlhf.DefaultSafetyColumn {
+		t.Errorf("default safety_column %q", got)
+	}
+}
