@@ -76,30 +76,18 @@ func Prepare(ctx context.Context, cfg Config, opts ...train.Option) (*recipe.Job
 	args.PerDeviceTrainBatchSize /= t.cfg.NumGenerations // the loop counts prompts
 	report := []string{fmt.Sprintf("grpo: %d prompts from %s, %d completions each (%d prompts, %d completions per micro-batch), %d reward(s)",
 		len(t.prompts), cfg.DatasetName, t.cfg.NumGenerations, args.PerDeviceTrainBatchSize, t.cfg.PerDeviceTrainBatchSize, len(t.weights))}
-	return &recipe.Job{Args: args, Task: t, Report: recipe.Lines(report, t.describe)}, nil
+	job := &recipe.Job{Args: args, Task: t, Report: recipe.Lines(report, t.describe)}
+	if t.served != nil {
+		job.Close = t.served.Close // the server drops the last policy and its snapshot goes
+	}
+	return job, nil
 }
 
 // Run is `alignkit grpo`: Prepare, then the shared training loop, which writes output_dir
 // (metrics.jsonl with TRL's reward, reward_std, rewards/<name>/mean, kl, clip_ratio names,
 // checkpoints, the final model).
 func Run(ctx context.Context, cfg Config, opts ...train.Option) (train.Result, error) {
-	var t *Task
-	prepare := func(ctx context.Context, cfg Config, opts ...train.Option) (*recipe.Job, error) {
-		job, err := Prepare(ctx, cfg, opts...)
-		if err == nil {
-			t = job.Task.(*Task)
-		}
-		return job, err
-	}
-	res, err := recipe.Run(ctx, prepare, cfg, opts...)
-	if t != nil && t.served != nil {
-		// The server drops the last policy and its snapshot goes; a failure here leaves the trained
-		// model intact, so it is reported, not returned.
-		if cerr := t.served.Close(context.WithoutCancel(ctx)); cerr != nil {
-			fmt.Fprintf(train.LogWriter(opts...), "rollouts: %v\n", cerr)
-		}
-	}
-	return res, err
+	return recipe.Run(ctx, Prepare, cfg, opts...)
 }
 
 func newTask(ctx context.Context, cfg Config, log io.Writer) (*Task, error) {

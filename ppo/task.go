@@ -89,30 +89,18 @@ func Prepare(ctx context.Context, cfg TrainConfig, opts ...train.Option) (*recip
 	args.NumTrainEpochs *= float64(k)                    // k optimizer steps per rollout batch: every prompt is sampled num_train_epochs times
 	report := []string{fmt.Sprintf("ppo: %d prompts from %s; %d per rollout batch, %d optimizer steps on each (num_ppo_epochs %d × num_mini_batches %d); value model %s",
 		len(t.prompts), cfg.DatasetName, args.PerDeviceTrainBatchSize*args.GradientAccumulationSteps, k, t.cfg.NumPPOEpochs, t.cfg.NumMiniBatches, t.cfg.ValueModelPath)}
-	return &recipe.Job{Args: args, Task: t, Report: recipe.Lines(report, t.describe)}, nil
+	job := &recipe.Job{Args: args, Task: t, Report: recipe.Lines(report, t.describe)}
+	if t.served != nil {
+		job.Close = t.served.Close // the server drops the last policy and its snapshot goes
+	}
+	return job, nil
 }
 
 // Run is `alignkit ppo`: Prepare, then the shared training loop, which writes output_dir
 // (metrics.jsonl with TRL's objective/*, policy/*, loss/*, val/* names, checkpoints, the final
 // policy and its value model).
 func Run(ctx context.Context, cfg TrainConfig, opts ...train.Option) (train.Result, error) {
-	var t *Task
-	prepare := func(ctx context.Context, cfg TrainConfig, opts ...train.Option) (*recipe.Job, error) {
-		job, err := Prepare(ctx, cfg, opts...)
-		if err == nil {
-			t = job.Task.(*Task)
-		}
-		return job, err
-	}
-	res, err := recipe.Run(ctx, prepare, cfg, opts...)
-	if t != nil && t.served != nil {
-		// The server drops the last policy and its snapshot goes; a failure here leaves the trained
-		// model intact, so it is reported, not returned.
-		if cerr := t.served.Close(context.WithoutCancel(ctx)); cerr != nil {
-			fmt.Fprintf(train.LogWriter(opts...), "rollouts: %v\n", cerr)
-		}
-	}
-	return res, err
+	return recipe.Run(ctx, Prepare, cfg, opts...)
 }
 
 func newTask(ctx context.Context, cfg TrainConfig, log io.Writer) (*Task, error) {

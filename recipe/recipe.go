@@ -22,6 +22,10 @@ type Job struct {
 	Task train.Task
 	// Report holds the lines printed before training: warnings first, then the data summary.
 	Report []string
+	// Close, when set, releases what the task holds outside the process once the loop ends, even
+	// when it fails (an RL trainer's rollout adapter on a server). Run calls it with a context
+	// that is not canceled and logs its error: the trained model is saved by then.
+	Close func(ctx context.Context) error
 }
 
 // Prepare is the shape of every trainer's Prepare.
@@ -40,7 +44,13 @@ func Run[C any](ctx context.Context, prepare Prepare[C], cfg C, opts ...train.Op
 	}
 	// The config goes first so that a caller's own WithConfig replaces it.
 	opts = append([]train.Option{train.WithConfig(conf.Values(cfg))}, opts...)
-	return train.Run(ctx, job.Args, job.Task, opts...)
+	res, err := train.Run(ctx, job.Args, job.Task, opts...)
+	if job.Close != nil {
+		if cerr := job.Close(context.WithoutCancel(ctx)); cerr != nil {
+			fmt.Fprintf(log, "%v\n", cerr)
+		}
+	}
+	return res, err
 }
 
 // ModelArgs are the keys, shared by every trainer, that say how the model is held and what of it

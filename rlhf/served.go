@@ -210,7 +210,8 @@ func (p *ServedPolicy) writeAdapter(dir string) error {
 	return nil
 }
 
-// Close unloads the last adapter and removes its directory, and Dir when that leaves it empty.
+// Close unloads the last adapter and removes its directory, and Dir when that leaves it empty. Its
+// error says it is about the rollouts' server.
 func (p *ServedPolicy) Close(ctx context.Context) error {
 	if p.name == "" {
 		return nil
@@ -221,7 +222,10 @@ func (p *ServedPolicy) Close(ctx context.Context) error {
 	}
 	_ = os.Remove(p.dir) // only if empty
 	p.name, p.loaded, p.step = "", "", 0
-	return err
+	if err != nil {
+		return fmt.Errorf("rollouts: %w", err)
+	}
+	return nil
 }
 
 // Complete samples k completions of every prompt from the loaded policy (Sync first), with the
