@@ -41,15 +41,24 @@ type loraRequest struct {
 	LoraIntID *int `json:"lora_int_id"`
 }
 
-// loadLoRA loads a PEFT adapter directory over the served base under a new name.
-func (s *Server) loadLoRA(w http.ResponseWriter, r *http.Request) {
+// loraRequest is the body of a load or unload request; with runtime LoRA off, or a body that does
+// not decode, it has answered the client and ok is false.
+func (s *Server) loraRequest(w http.ResponseWriter, r *http.Request) (q loraRequest, ok bool) {
 	if !s.cfg.AllowRuntimeLoRA {
 		writeError(w, http.StatusNotFound, "not_found_error", "", loraOff)
-		return
+		return q, false
 	}
-	var q loraRequest
 	if err := s.decode(w, r, &q); err != nil {
 		writeAPIError(w, err)
+		return q, false
+	}
+	return q, true
+}
+
+// loadLoRA loads a PEFT adapter directory over the served base under a new name.
+func (s *Server) loadLoRA(w http.ResponseWriter, r *http.Request) {
+	q, ok := s.loraRequest(w, r)
+	if !ok {
 		return
 	}
 	if err := checkLoRAName(q.LoraName); err != nil {
@@ -93,13 +102,8 @@ func (s *Server) loadLoRA(w http.ResponseWriter, r *http.Request) {
 
 // unloadLoRA forgets a loaded adapter; requests already running with it finish.
 func (s *Server) unloadLoRA(w http.ResponseWriter, r *http.Request) {
-	if !s.cfg.AllowRuntimeLoRA {
-		writeError(w, http.StatusNotFound, "not_found_error", "", loraOff)
-		return
-	}
-	var q loraRequest
-	if err := s.decode(w, r, &q); err != nil {
-		writeAPIError(w, err)
+	q, ok := s.loraRequest(w, r)
+	if !ok {
 		return
 	}
 	if q.LoraName == "" {
@@ -107,7 +111,7 @@ func (s *Server) unloadLoRA(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.loraMu.Lock()
-	_, ok := s.loras[q.LoraName]
+	_, ok = s.loras[q.LoraName]
 	if ok {
 		delete(s.loras, q.LoraName)
 		s.loraNames = slices.DeleteFunc(s.loraNames, func(n string) bool { return n == q.LoraName })
