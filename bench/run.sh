@@ -262,7 +262,9 @@ fi
 # above (the same 8×256 per rank, so twice the global batch; mpirun binds each rank to one core, the
 # 1-process run uses every core: on 2 cores the point is the overhead, not a gain), and one step's
 # gradient all-reduce on loopback for the ref shape (full) and llama3-1b LoRA r16.
-if "$BIN" version 2>/dev/null | grep -q '^MPI: ' && command -v mpirun >/dev/null; then
+# `alignkit version` prints "MPI: not compiled in (...)" for a build without MPI: only another MPI
+# line means the ranks would talk to each other (two plain processes would each train alone).
+if "$BIN" version 2>/dev/null | grep '^MPI: ' | grep -vq 'not compiled in' && command -v mpirun >/dev/null; then
     MPIRUN=(mpirun --oversubscribe)
     [ "$(id -u)" = 0 ] && MPIRUN+=(--allow-run-as-root)
     if [ $HAVE_SHARED = 1 ] && [ -d "$WORK/ref-model" ]; then
