@@ -202,17 +202,14 @@ func (h *harness) check(rng *rand.Rand, maxPerInput int) {
 	}
 }
 
-// runF32 builds the op once on float32 copies of the inputs and returns its output.
-func runF32(t *testing.T, ins []input, build func(g *G.ExprGraph, in []*G.Node) (*G.Node, error)) []float32 {
-	t.Helper()
-	g := G.NewGraph()
+// f32Nodes are g's input nodes "in0", "in1", ... holding float32 copies of ins (int32 ones copied
+// as they are).
+func f32Nodes(g *G.ExprGraph, ins []input) []*G.Node {
 	nodes := make([]*G.Node, len(ins))
 	for i, in := range ins {
 		var v *tensor.Dense
-		dt := tensor.Float32
 		if in.ints != nil {
-			dt = tensor.Int32
-			v = tensor.New(tensor.WithShape(in.shape...), tensor.WithBacking(in.ints))
+			v = tensor.New(tensor.WithShape(in.shape...), tensor.WithBacking(append([]int32(nil), in.ints...)))
 		} else {
 			f := make([]float32, len(in.vals))
 			for j, x := range in.vals {
@@ -220,8 +217,16 @@ func runF32(t *testing.T, ins []input, build func(g *G.ExprGraph, in []*G.Node) 
 			}
 			v = tensor.New(tensor.WithShape(in.shape...), tensor.WithBacking(f))
 		}
-		nodes[i] = G.NewTensor(g, dt, len(in.shape), G.WithShape(in.shape...), G.WithName(fmt.Sprintf("in%d", i)), G.WithValue(v))
+		nodes[i] = G.NewTensor(g, v.Dtype(), len(in.shape), G.WithShape(in.shape...), G.WithName(fmt.Sprintf("in%d", i)), G.WithValue(v))
 	}
+	return nodes
+}
+
+// runF32 builds the op once on float32 copies of the inputs and returns its output.
+func runF32(t *testing.T, ins []input, build func(g *G.ExprGraph, in []*G.Node) (*G.Node, error)) []float32 {
+	t.Helper()
+	g := G.NewGraph()
+	nodes := f32Nodes(g, ins)
 	out, err := build(g, nodes)
 	if err != nil {
 		t.Fatalf("building the float32 op: %v", err)

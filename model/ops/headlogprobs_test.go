@@ -136,20 +136,7 @@ func TestHeadLogProbsMatchesLinearTokenLogProbs(t *testing.T) {
 			}
 			run := func(fused bool) result {
 				g := G.NewGraph()
-				nodes := make([]*G.Node, len(ins))
-				for i, in := range ins {
-					var v *tensor.Dense
-					if in.ints != nil {
-						v = tensor.New(tensor.WithShape(in.shape...), tensor.WithBacking(append([]int32(nil), in.ints...)))
-					} else {
-						f := make([]float32, len(in.vals))
-						for j, x := range in.vals {
-							f[j] = float32(x)
-						}
-						v = tensor.New(tensor.WithShape(in.shape...), tensor.WithBacking(f))
-					}
-					nodes[i] = G.NewTensor(g, v.Dtype(), len(in.shape), G.WithShape(in.shape...), G.WithName(fmt.Sprintf("in%d", i)), G.WithValue(v))
-				}
+				nodes := f32Nodes(g, ins)
 				var out *G.Node
 				var lp *LogProbs
 				var err error
