@@ -95,22 +95,29 @@ func newBenchTrainCmd() *cobra.Command {
 	return cmd
 }
 
-// benchTrain is bench.Train with its CPU profile written atomically to path when one is given: a
-// path that cannot be written fails before the first step, and the file appears only when the run
-// succeeds.
+// benchTrain is bench.Train with its CPU profile written to path when one is given (withProfile).
 func benchTrain(ctx context.Context, opts bench.TrainOptions, path string) (bench.TrainResult, error) {
-	if path == "" {
-		return bench.Train(ctx, opts)
-	}
-	var res bench.TrainResult
-	var trainErr error
-	err := atomicfile.Write(path, func(w io.Writer) error {
+	return withProfile(path, func(w io.Writer) (bench.TrainResult, error) {
 		opts.Profile = w
-		res, trainErr = bench.Train(ctx, opts)
-		return trainErr
+		return bench.Train(ctx, opts)
 	})
-	if trainErr != nil {
-		return res, trainErr
+}
+
+// withProfile runs run with a CPU profile written atomically to path, or with none when path is
+// "": a path that cannot be written fails before the run starts, and the file appears only when
+// the run succeeds.
+func withProfile[R any](path string, run func(profile io.Writer) (R, error)) (R, error) {
+	if path == "" {
+		return run(nil)
+	}
+	var res R
+	var runErr error
+	err := atomicfile.Write(path, func(w io.Writer) error {
+		res, runErr = run(w)
+		return runErr
+	})
+	if runErr != nil {
+		return res, runErr
 	}
 	if err != nil {
 		return res, fmt.Errorf("--cpuprofile: %w", err)
@@ -177,26 +184,13 @@ func newBenchGenerateCmd() *cobra.Command {
 	return cmd
 }
 
-// benchGenerate is bench.Generate with its CPU profile written atomically to path when one is given,
-// as benchTrain does for training.
+// benchGenerate is bench.Generate with its CPU profile written to path when one is given
+// (withProfile).
 func benchGenerate(ctx context.Context, opts bench.GenerateOptions, path string) (bench.GenerateResult, error) {
-	if path == "" {
-		return bench.Generate(ctx, opts)
-	}
-	var res bench.GenerateResult
-	var genErr error
-	err := atomicfile.Write(path, func(w io.Writer) error {
+	return withProfile(path, func(w io.Writer) (bench.GenerateResult, error) {
 		opts.Profile = w
-		res, genErr = bench.Generate(ctx, opts)
-		return genErr
+		return bench.Generate(ctx, opts)
 	})
-	if genErr != nil {
-		return res, genErr
-	}
-	if err != nil {
-		return res, fmt.Errorf("--cpuprofile: %w", err)
-	}
-	return res, nil
 }
 
 func newBenchPeakCmd() *cobra.Command {
