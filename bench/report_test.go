@@ -24,19 +24,12 @@ const results = `{"kind":"peak","peak_gflops":500,"n":2048,"reps":5,"blas":"Open
 `
 
 func TestWriteReport(t *testing.T) {
-	r, err := ReadResults(strings.NewReader(results), "results.jsonl")
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := readResults(t, results)
 	if len(r.Train) != 7 || len(r.Generate) != 4 || len(r.Peak) != 1 {
 		t.Fatalf("read %d train, %d generate, %d peak results", len(r.Train), len(r.Generate), len(r.Peak))
 	}
-	var sb strings.Builder
-	if err := WriteReport(&sb, r, ReportInfo{Date: "today", Machine: "m", BLAS: "b", Notes: []string{"PyTorch columns skipped: x"}}); err != nil {
-		t.Fatal(err)
-	}
-	out := sb.String()
-	for _, want := range []string{
+	out := writeReport(t, r, ReportInfo{Date: "today", Machine: "m", BLAS: "b", Notes: []string{"PyTorch columns skipped: x"}})
+	wantInReport(t, out,
 		"| train tokens/s, ref (8×256) | 2000 | 1000 (PyTorch, 2 threads, its best) | 2.00x | >= 1.0x (stretch 1.5x) | met, stretch too |",
 		"| train tokens/s, smollm135m (4×512) | 80.0 | 100 (PyTorch, 2 threads) | 0.80x | >= 1.0x | MISSED |",
 		"| peak RSS, ref | 1800 MB | 1000 MB (PyTorch, 2 threads, its best) | 1.80x | <= 1.5x | MISSED |",
@@ -46,11 +39,7 @@ func TestWriteReport(t *testing.T) {
 		"| SFT tokens/s, stories260K (no_robots, packed 8×256) vs PyTorch train, same shape | — | — | — | (info) | not measured |",
 		"- PyTorch columns skipped: x",
 		"fp32 peak: 500 GFLOP/s",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("report lacks %q\n%s", want, out)
-		}
-	}
+	)
 }
 
 func TestReadResultsErrors(t *testing.T) {
@@ -71,10 +60,7 @@ func TestWriteSettingsReport(t *testing.T) {
 {"kind":"train","engine":"alignkit","preset":"ref","tokens_per_s":300,"threads":2,"openblas_threads":"1","openblas_coretype":"SKYLAKEX"}
 {"kind":"train","engine":"alignkit","preset":"ref","tokens_per_s":50,"threads":1,"openblas_threads":"2"}
 `
-	r, err := ReadResults(strings.NewReader(in), "in")
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := readResults(t, in)
 	var sb strings.Builder
 	if err := WriteSettingsReport(&sb, r, ReportInfo{}); err != nil {
 		t.Fatal(err)
@@ -104,16 +90,9 @@ func TestWriteReportLoRA(t *testing.T) {
 {"kind":"train","engine":"alignkit","preset":"llama3-8b","batch":1,"seq_len":512,"lora_r":16,"base_dtype":"nf4","gradient_checkpointing":true,"step_s":[30],"tokens_per_s":17,"peak_rss_mb":13000,"peak_share":0.4,"threads":2}
 {"kind":"train","engine":"alignkit","preset":"smollm135m","batch":4,"seq_len":512,"gradient_checkpointing":true,"step_s":[9,1],"tokens_per_s":70,"peak_rss_mb":3500,"threads":2}
 `
-	r, err := ReadResults(strings.NewReader(in), "in")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sb strings.Builder
-	if err := WriteReport(&sb, r, ReportInfo{}); err != nil {
-		t.Fatal(err)
-	}
-	out := sb.String()
-	for _, want := range []string{
+	r := readResults(t, in)
+	out := writeReport(t, r, ReportInfo{})
+	wantInReport(t, out,
 		"| train tokens/s, llama3-1b LoRA r16, bf16 base, checkpointing (1×1024) | 320 | 200 (PyTorch LoRA, f32 base, 2 threads) | 1.60x | >= 1.5x | met |",
 		"| peak RSS, llama3-1b LoRA r16, bf16 base, checkpointing | 5000 MB | 9000 MB (PyTorch LoRA, f32 base, 2 threads) | 0.56x | <= 6144 MB | met |",
 		"| share of the sgemm peak, llama3-1b LoRA r16, bf16 base, checkpointing | 55.0% | 30.0% (PyTorch LoRA, f32 base, 2 threads) | 1.83x | >= 50% | met |",
@@ -123,11 +102,7 @@ func TestWriteReportLoRA(t *testing.T) {
 		"| peak RSS, smollm135m full fine-tuning, checkpointing (4×512) | 3500 MB | — | — | <= 4096 MB | met |",
 		"| alignkit | train llama3-8b 1×512 LoRA r16, nf4 base, checkpointing (",
 		"| alignkit | train llama3-1b 1×1024 full (",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("report lacks %q\n%s", want, out)
-		}
-	}
+	)
 }
 
 // TestWriteReportDataParallel: SFT of the ref shape on 1 process (1000 and 1200 tokens/s: median
@@ -139,35 +114,20 @@ func TestWriteReportDataParallel(t *testing.T) {
 {"kind":"allreduce","preset":"ref","lora_r":0,"ranks":2,"params":1000000,"tensors":30,"bytes":8000000,"reps":2,"step_seconds":[0.01,0.02],"median_seconds":0.015,"link_seconds":{"1gbit":0.064,"10gbit":0.0064,"100gbit":0.00064}}
 {"kind":"allreduce","preset":"llama3-1b","lora_r":16,"ranks":2,"params":11272192,"tensors":224,"bytes":90177536,"reps":1,"step_seconds":[0.2],"median_seconds":0.2,"link_seconds":{"1gbit":0.721,"10gbit":0.0721,"100gbit":0.00721}}
 `
-	r, err := ReadResults(strings.NewReader(in), "r.jsonl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sb strings.Builder
-	if err := WriteReport(&sb, r, ReportInfo{}); err != nil {
-		t.Fatal(err)
-	}
-	out := sb.String()
-	for _, want := range []string{
+	r := readResults(t, in)
+	out := writeReport(t, r, ReportInfo{})
+	wantInReport(t, out,
 		"| SFT tokens/s, ref shape (no_robots, packed 8×256) vs PyTorch train ref | 1100 | — | — | (info) | no baseline |",
 		"## Data parallel (MPI)",
 		"1 process 1100 tokens/s, 2 ranks 990 tokens/s (every rank's tokens), ratio 0.90x.",
 		"| ref, full | 1000000 | 8.0 | 2 | 15.0 ms | 0.064 s | 0.0064 s | 0.00064 s |",
 		"| llama3-1b, LoRA r16 all-linear | 11272192 | 90.2 | 2 | 200.0 ms | 0.721 s | 0.0721 s | 0.00721 s |",
 		"| alignkit sft | ref 8×256, 2 ranks | 980 1000 | 990 | | | 0 |",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("report lacks %q\n%s", want, out)
-		}
-	}
+	)
 	// Without data-parallel runs there is no such section.
 	r.SFT, r.Allreduce = r.SFT[:2], nil
-	sb.Reset()
-	if err := WriteReport(&sb, r, ReportInfo{}); err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(sb.String(), "Data parallel") {
-		t.Errorf("a report without MPI runs has a data-parallel section:\n%s", sb.String())
+	if out := writeReport(t, r, ReportInfo{}); strings.Contains(out, "Data parallel") {
+		t.Errorf("a report without MPI runs has a data-parallel section:\n%s", out)
 	}
 }
 
@@ -185,21 +145,40 @@ func TestWriteReportFamilies(t *testing.T) {
 {"kind":"generate","engine":"llama.cpp","model":"llama3-1b","prompt_len":64,"new_tokens":32,"decode_s":[16],"prefill_s":[2],"decode_tokens_per_s":2.0,"prefill_tokens_per_s":32,"threads":1}
 {"kind":"generate","engine":"llama.cpp","model":"llama3-1b","prompt_len":64,"new_tokens":32,"decode_s":[8],"prefill_s":[2],"decode_tokens_per_s":4.0,"prefill_tokens_per_s":40,"threads":2}
 `
-	r, err := ReadResults(strings.NewReader(in), "in")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sb strings.Builder
-	if err := WriteReport(&sb, r, ReportInfo{}); err != nil {
-		t.Fatal(err)
-	}
-	out := sb.String()
-	for _, want := range []string{
+	r := readResults(t, in)
+	out := writeReport(t, r, ReportInfo{})
+	wantInReport(t, out,
 		"| train tokens/s, qwen3-0.6b LoRA r16, f32 base (1×512) | 120 | 100 (PyTorch LoRA, 1 thread, its best) | 1.20x | >= 1.0x | met |",
 		"| peak RSS, qwen3-0.6b LoRA r16, f32 base | 3000 MB | 4000 MB (PyTorch LoRA, 1 thread, its best) | 0.75x | <= 1.5x | met |",
 		"| decode tokens/s, llama3-1b (Llama-3.2-1B shape, the same f32 GGUF) | 3.20 | 4.00 (llama.cpp f32, 2 threads, its best) | 0.80x | >= 1.0x | MISSED |",
 		"| prefill tokens/s, llama3-1b (64-token prompt) | 16.0 | 40.0 (llama.cpp f32, 2 threads, its best) | 0.40x | (info) |  |",
-	} {
+	)
+}
+
+// readResults reads the JSON lines of in as ReadResults does.
+func readResults(t *testing.T, in string) *Results {
+	t.Helper()
+	r, err := ReadResults(strings.NewReader(in), "results.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// writeReport is WriteReport's text for r.
+func writeReport(t *testing.T, r *Results, info ReportInfo) string {
+	t.Helper()
+	var sb strings.Builder
+	if err := WriteReport(&sb, r, info); err != nil {
+		t.Fatal(err)
+	}
+	return sb.String()
+}
+
+// wantInReport fails for each of wants that the report out lacks.
+func wantInReport(t *testing.T, out string, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q\n%s", want, out)
 		}
