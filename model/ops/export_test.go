@@ -33,12 +33,12 @@ func CheckFD(t *testing.T, rng *rand.Rand, ins []FDInput, build func(g *G.ExprGr
 }
 
 // HeadLoRARun is runHeadLoRA32's result: outputs and the gradients of Σ out ⊙ R.
-type HeadLoRARun = headLoRAResult
+type HeadLoRARun = headRun
 
 func (r HeadLoRARun) Out() []float32 { return r.out }
-func (r HeadLoRARun) DH() []float32  { return r.dh }
-func (r HeadLoRARun) DU() []float32  { return r.du }
-func (r HeadLoRARun) DB() []float32  { return r.db }
+func (r HeadLoRARun) DH() []float32  { return r.grads[0] }
+func (r HeadLoRARun) DU() []float32  { return r.grads[1] }
+func (r HeadLoRARun) DB() []float32  { return r.grads[2] }
 
 // RunHeadLoRA32 runs FrozenHeadLoRALogProbs (scale HeadLoRAScale) on float32 copies of ins (h, u,
 // B, targets, weights) with the frozen weight w.

@@ -130,11 +130,7 @@ func TestHeadLogProbsMatchesLinearTokenLogProbs(t *testing.T) {
 			for i := range r {
 				r[i] = float32(rng.NormFloat64())
 			}
-			type result struct {
-				out, dh, dw, logits []float32
-				correct, sums       []float64
-			}
-			run := func(fused bool) result {
+			run := func(fused bool) headRun {
 				g := G.NewGraph()
 				nodes := f32Nodes(g, ins)
 				var out *G.Node
@@ -151,42 +147,60 @@ func TestHeadLogProbsMatchesLinearTokenLogProbs(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				lp.KeepLogits(true)
-				rn := G.NewTensor(g, tensor.Float32, 1, G.WithShape(tc.n), G.WithName("R"), G.WithValue(tensor.New(tensor.WithShape(tc.n), tensor.WithBacking(r))))
-				loss := G.Must(G.Sum(G.Must(G.HadamardProd(out, rn))))
-				grads, err := G.Grad(loss, nodes[0], nodes[1])
-				if err != nil {
-					t.Fatal(err)
-				}
-				m := G.NewTapeMachine(g)
-				if err := m.RunAll(); err != nil {
-					t.Fatal(err)
-				}
-				f32 := func(n *G.Node) []float32 { return append([]float32(nil), n.Value().Data().([]float32)...) }
-				return result{f32(out), f32(grads[0]), f32(grads[1]), append([]float32(nil), lp.Logits().Data().([]float32)...),
-					append([]float64(nil), lp.Correct()...), append([]float64(nil), lp.LogitSums()...)}
+				return runWeighted(t, g, out, lp, r, nodes[0], nodes[1])
 			}
-			got, want := run(true), run(false)
-			for _, c := range []struct {
-				name      string
-				got, want []float32
-			}{{"logprobs", got.out, want.out}, {"dh", got.dh, want.dh}, {"dW", got.dw, want.dw}, {"logits", got.logits, want.logits}} {
-				scale := 0.0
-				for _, x := range c.want {
-					scale = math.Max(scale, math.Abs(float64(x)))
-				}
-				for i := range c.want {
-					if d := math.Abs(float64(c.got[i] - c.want[i])); d > 1e-6*scale {
-						t.Fatalf("%s[%d]: fused %.9g, unfused %.9g (diff %.3g, scale %.3g)", c.name, i, c.got[i], c.want[i], d, scale)
-					}
-				}
-			}
-			for i := range want.correct {
-				if got.correct[i] != want.correct[i] || math.Abs(got.sums[i]-want.sums[i]) > 1e-6*(1+math.Abs(want.sums[i])) {
-					t.Fatalf("row %d: fused correct %g sum %g, unfused %g %g", i, got.correct[i], got.sums[i], want.correct[i], want.sums[i])
-				}
-			}
+			sameHeadRun(t, run(true), run(false), "dh", "dW")
 		})
+	}
+}
+
+// headRun is one float32 run of a head's log-probs: its output, the gradients of Σ out ⊙ R, and the
+// kept logits and side outputs.
+type headRun struct {
+	out    []float32
+	grads  [][]float32
+	logits []float32
+	// correct and sums are LogProbs' Correct and LogitSums.
+	correct, sums []float64
+}
+
+// runWeighted keeps lp's logits, runs g with the loss Σ out ⊙ r, and returns the values and the
+// gradients with respect to wrt.
+func runWeighted(t *testing.T, g *G.ExprGraph, out *G.Node, lp *LogProbs, r []float32, wrt ...*G.Node) headRun {
+	t.Helper()
+	lp.KeepLogits(true)
+	rn := G.NewTensor(g, tensor.Float32, 1, G.WithShape(len(r)), G.WithName("R"), G.WithValue(tensor.New(tensor.WithShape(len(r)), tensor.WithBacking(r))))
+	loss := G.Must(G.Sum(G.Must(G.HadamardProd(out, rn))))
+	grads, err := G.Grad(loss, wrt...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := G.NewTapeMachine(g)
+	if err := m.RunAll(); err != nil {
+		t.Fatal(err)
+	}
+	f32 := func(v G.Value) []float32 { return append([]float32(nil), v.Data().([]float32)...) }
+	res := headRun{out: f32(out.Value()), logits: f32(lp.Logits()),
+		correct: append([]float64(nil), lp.Correct()...), sums: append([]float64(nil), lp.LogitSums()...)}
+	for _, gr := range grads {
+		res.grads = append(res.grads, f32(gr.Value()))
+	}
+	return res
+}
+
+// sameHeadRun asserts that a fused run agrees with the unfused one: output, gradients (named in
+// order) and logits to 1e-6 of each tensor's scale, Correct exactly and LogitSums to 1e-6.
+func sameHeadRun(t *testing.T, got, want headRun, gradNames ...string) {
+	t.Helper()
+	closeTo(t, "logprobs", got.out, want.out, 1e-6)
+	for k, name := range gradNames {
+		closeTo(t, name, got.grads[k], want.grads[k], 1e-6)
+	}
+	closeTo(t, "logits", got.logits, want.logits, 1e-6)
+	for i := range want.correct {
+		if got.correct[i] != want.correct[i] || math.Abs(got.sums[i]-want.sums[i]) > 1e-6*(1+math.Abs(want.sums[i])) {
+			t.Fatalf("row %d: fused correct %g sum %g, unfused %g %g", i, got.correct[i], got.sums[i], want.correct[i], want.sums[i])
+		}
 	}
 }
 

@@ -124,16 +124,10 @@ func TestFrozenHeadLoRALogProbsGradient(t *testing.T) {
 	}
 }
 
-// headLoRAResult is one float32 run's outputs, side outputs and gradients of Σ out ⊙ R.
-type headLoRAResult struct {
-	out, dh, du, db, logits []float32
-	correct, sums           []float64
-}
-
 // runHeadLoRA32 builds the LoRA head on float32 copies of ins (h, u, B, targets, weights) with the
 // frozen weight w, fused or as the unfused reference FrozenLinear(h, W) + Scale(Linear(u, B)) fed
 // to TokenLogProbs, with loss Σ out ⊙ r, and returns its values.
-func runHeadLoRA32(t *testing.T, ins []input, w Frozen, r []float32, chunk, saveBytes int, fused bool) headLoRAResult {
+func runHeadLoRA32(t *testing.T, ins []input, w Frozen, r []float32, chunk, saveBytes int, fused bool) headRun {
 	t.Helper()
 	g := G.NewGraph()
 	nodes := f32Nodes(g, ins)
@@ -160,20 +154,7 @@ func runHeadLoRA32(t *testing.T, ins []input, w Frozen, r []float32, chunk, save
 	if err != nil {
 		t.Fatal(err)
 	}
-	lp.KeepLogits(true)
-	rn := G.NewTensor(g, tensor.Float32, 1, G.WithShape(len(r)), G.WithName("R"), G.WithValue(tensor.New(tensor.WithShape(len(r)), tensor.WithBacking(r))))
-	loss := G.Must(G.Sum(G.Must(G.HadamardProd(out, rn))))
-	grads, err := G.Grad(loss, nodes[0], nodes[1], nodes[2])
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := G.NewTapeMachine(g)
-	if err := m.RunAll(); err != nil {
-		t.Fatal(err)
-	}
-	f32 := func(n *G.Node) []float32 { return append([]float32(nil), n.Value().Data().([]float32)...) }
-	return headLoRAResult{f32(out), f32(grads[0]), f32(grads[1]), f32(grads[2]), append([]float32(nil), lp.Logits().Data().([]float32)...),
-		append([]float64(nil), lp.Correct()...), append([]float64(nil), lp.LogitSums()...)}
+	return runWeighted(t, g, out, lp, r, nodes[0], nodes[1], nodes[2])
 }
 
 // closeTo asserts that every element of got is within tol of want's largest magnitude.
@@ -213,17 +194,7 @@ func TestFrozenHeadLoRAMatchesUnfused(t *testing.T) {
 				}
 				got := runHeadLoRA32(t, ins, dense, r, tc.chunk, save, true)
 				want := runHeadLoRA32(t, ins, dense, r, tc.chunk, save, false)
-				for _, c := range []struct {
-					name      string
-					got, want []float32
-				}{{"logprobs", got.out, want.out}, {"dh", got.dh, want.dh}, {"du", got.du, want.du}, {"dB", got.db, want.db}, {"logits", got.logits, want.logits}} {
-					closeTo(t, c.name, c.got, c.want, 1e-6)
-				}
-				for i := range want.correct {
-					if got.correct[i] != want.correct[i] || math.Abs(got.sums[i]-want.sums[i]) > 1e-6*(1+math.Abs(want.sums[i])) {
-						t.Fatalf("row %d: fused correct %g sum %g, unfused %g %g", i, got.correct[i], got.sums[i], want.correct[i], want.sums[i])
-					}
-				}
+				sameHeadRun(t, got, want, "dh", "du", "dB")
 			})
 		}
 	}
