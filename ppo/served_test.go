@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -46,12 +45,8 @@ func TestPPOServedRolloutsFollowThePolicy(t *testing.T) {
 	if got := srv.Unloads(); !slices.Equal(got, names) {
 		t.Errorf("unloads %q, want %q (the last one when the run ends)", got, names)
 	}
-	for i, m := range testutil.ReadMetrics(t, res.OutputDir) {
-		for _, k := range trlMetrics {
-			if v, ok := m[k]; !ok || math.IsNaN(v) || math.IsInf(v, 0) {
-				t.Errorf("step %d: %s = %v (present %v)", i+1, k, v, ok)
-			}
-		}
+	if err := testutil.FiniteMetrics(testutil.ReadMetrics(t, res.OutputDir), trlMetrics...); err != nil {
+		t.Error(err)
 	}
 }
 

@@ -5,6 +5,8 @@ package testutil
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -51,6 +53,19 @@ func ReadMetrics(t testing.TB, dir string) []map[string]float64 {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// FiniteMetrics says which logged line first lacks one of keys or holds NaN or ±Inf in it (nil when
+// none does); lines count from 1, as steps do when every step is logged.
+func FiniteMetrics(ms []map[string]float64, keys ...string) error {
+	for i, m := range ms {
+		for _, k := range keys {
+			if v, ok := m[k]; !ok || math.IsNaN(v) || math.IsInf(v, 0) {
+				return fmt.Errorf("metrics line %d: %s = %v (present %v)", i+1, k, v, ok)
+			}
+		}
+	}
+	return nil
 }
 
 // WriteJSONL writes rows, one JSON object a line, to a file name in a fresh temporary directory and

@@ -1,6 +1,8 @@
 package testutil
 
 import (
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -22,6 +24,25 @@ func TestJSONLAndMetrics(t *testing.T) {
 	want := []map[string]float64{{"step": 1, "loss": 2.5}, {"step": 2, "loss": 1.25}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("ReadMetrics = %v, want %v", got, want)
+	}
+}
+
+// FiniteMetrics names the first line with a missing, NaN or infinite key.
+func TestFiniteMetrics(t *testing.T) {
+	ok := map[string]float64{"loss": 1, "kl": 0}
+	for _, c := range []struct {
+		ms   []map[string]float64
+		want string
+	}{
+		{[]map[string]float64{ok, ok}, ""},
+		{[]map[string]float64{ok, {"loss": 1}}, "metrics line 2: kl = 0 (present false)"},
+		{[]map[string]float64{{"loss": math.NaN(), "kl": 0}}, "metrics line 1: loss = NaN (present true)"},
+		{[]map[string]float64{ok, ok, {"loss": 1, "kl": math.Inf(-1)}}, "metrics line 3: kl = -Inf (present true)"},
+	} {
+		err := FiniteMetrics(c.ms, "loss", "kl")
+		if got := fmt.Sprint(err); c.want == "" && err != nil || c.want != "" && got != c.want {
+			t.Errorf("FiniteMetrics(%v) = %v, want %q", c.ms, err, c.want)
+		}
 	}
 }
 
