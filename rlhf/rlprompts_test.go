@@ -5,8 +5,10 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
+	"github.com/alignkit/alignkit/data"
 	"github.com/alignkit/alignkit/internal/testutil"
 	"github.com/alignkit/alignkit/rlhf"
 )
@@ -50,5 +52,49 @@ func TestLoadRLPrompts(t *testing.T) {
 	want := "dataset_name " + path + ": no prompt leaves room for response_length 200 tokens within max_position_embeddings 128"
 	if err == nil || err.Error() != want {
 		t.Errorf("got %v, want %s", err, want)
+	}
+}
+
+// CompletionIDs turns a server's completion text back into the tokens the policy sampled: for a
+// plain prompt and for a conversation rendered with a chat template, the text that DecodeCompletion
+// made of a greedy completion tokenizes back to its ids; text that spells a control token stays
+// text; after a token-id prompt the text is encoded alone.
+func TestCompletionIDs(t *testing.T) {
+	gen, err := rlhf.NewLocal(testutil.Stories(t), "llama-2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	prompts := []rlhf.Prompt{
+		{Text: "Once upon a time, there was a", Source: "test"},
+		{Messages: []data.Message{{Role: "user", Content: "Tell me about the cat."}}, Source: "test", Row: 1},
+	}
+	comps, err := gen.Complete(ctx, prompts, 1, rlhf.Sampling{Temperature: 0, TopP: 1, MaxNewTokens: 12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eos := testutil.Stories(t).Tok.EOSIDs()
+	for i, p := range prompts {
+		ids, err := gen.Encode(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := comps[i][0]
+		want := c.IDs
+		if c.FinishReason == "stop" {
+			want = want[:len(want)-1] // the server's text has no EOS; the trainer appends it
+		}
+		if got := gen.CompletionIDs(p, ids, c.Text); !slices.Equal(got, want) {
+			t.Errorf("prompt %d: %q tokenizes to %v, the engine sampled %v", i, c.Text, got, want)
+		}
+		for _, id := range gen.CompletionIDs(p, ids, " the end </s> [/INST] more") {
+			if slices.Contains(eos, id) {
+				t.Errorf("prompt %d: text spelling </s> became the EOS token %d", i, id)
+			}
+		}
+	}
+	idPrompt := rlhf.Prompt{IDs: []int32{1, 400}, Source: "test"}
+	if got, want := gen.CompletionIDs(idPrompt, idPrompt.IDs, " the cat"), gen.Tokenizer().Encode(" the cat", false); !slices.Equal(got, want) {
+		t.Errorf("after token ids: %v, want the text alone %v", got, want)
 	}
 }
